@@ -1,0 +1,1 @@
+"""The operator REST API: device registry, readings, dead letters, API keys."""

@@ -1,0 +1,79 @@
+"""Operator API app."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+
+from services.api import proxy
+from services.api.routes import admin, devices
+from services.api.settings import ApiSettings
+from shared.db import create_pool
+from shared.http import check_pool, observability_router
+from shared.mqtt_admin import DynSecClient, DynSecError
+
+log = logging.getLogger(__name__)
+
+# The broker may still be starting when the API starts (docker-compose starts them together).
+MQTT_CONNECT_ATTEMPTS = 30
+
+
+async def _connect_dynsec(settings: ApiSettings) -> DynSecClient:
+    for attempt in range(MQTT_CONNECT_ATTEMPTS):
+        client = DynSecClient(
+            host=settings.mqtt_host, port=settings.mqtt_port,
+            username=settings.mqtt_username, password=settings.mqtt_password.get_secret_value(),
+        )
+        try:
+            await asyncio.to_thread(client.connect)
+            return client
+        except (DynSecError, OSError) as exc:
+            log.warning("MQTT admin connection failed (attempt %d): %s", attempt + 1, exc)
+            await asyncio.sleep(1)
+    raise DynSecError("could not reach the MQTT broker as its dynsec admin")
+
+
+def create_app(settings: ApiSettings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = create_pool(settings.database_url, min_size=2, max_size=10)
+        await pool.open()
+        dynsec = await _connect_dynsec(settings)
+        # Domain services answer from memory or one query: 30 s is a generous ceiling.
+        http = httpx.AsyncClient(timeout=30)
+        app.state.pool, app.state.dynsec, app.state.http = pool, dynsec, http
+        try:
+            yield
+        finally:
+            await http.aclose()
+            await asyncio.to_thread(dynsec.close)
+            await pool.close()
+
+    app = FastAPI(
+        title="TownPulse operator API",
+        version="1",
+        description="Devices, readings and dead letters of a town's sensors. "
+        "Every endpoint but /healthz, /readyz and /metrics needs `Authorization: Bearer <key>`.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+
+    async def mqtt_connected() -> None:
+        if not app.state.dynsec.is_connected():
+            raise ConnectionError("MQTT admin connection down")
+
+    app.include_router(
+        observability_router(
+            lambda: {"database": lambda: check_pool(app.state.pool), "mqtt": mqtt_connected}
+        )
+    )
+    app.include_router(devices.router)
+    app.include_router(admin.router)
+    # Last: it matches any /v1/<domain>/... that no route above claimed.
+    app.include_router(proxy.router)
+    return app

@@ -1,0 +1,58 @@
+"""Parsing `bucket=` and choosing where aggregates come from.
+
+Sub-hour buckets are computed from raw readings; hour multiples from the hourly rollup; `1d` from
+the daily rollup, whose days are calendar days in Europe/Paris (a town's day, not UTC's).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+
+BUCKET_RE = re.compile(r"^(\d{1,4})(m|h|d)$")
+
+
+class Source(StrEnum):
+    RAW = "raw"
+    HOURLY = "hourly"
+    DAILY = "daily"
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    width: timedelta
+    source: Source
+
+
+class BadBucket(ValueError):
+    pass
+
+
+def parse_bucket(text: str) -> Bucket:
+    """Parse `15m`, `1h`, `6h`, `1d`.
+
+    >>> parse_bucket("15m")
+    Bucket(width=datetime.timedelta(seconds=900), source=<Source.RAW: 'raw'>)
+    >>> parse_bucket("120m").source
+    <Source.HOURLY: 'hourly'>
+    >>> parse_bucket("1d").source
+    <Source.DAILY: 'daily'>
+    """
+    m = BUCKET_RE.match(text)
+    if not m:
+        raise BadBucket("bucket must look like 15m, 1h or 1d")
+    n, unit = int(m.group(1)), m.group(2)
+    if n == 0:
+        raise BadBucket("bucket must be positive")
+    if unit == "d":
+        if n != 1:
+            raise BadBucket("day buckets are calendar days: only 1d is supported")
+        return Bucket(timedelta(days=1), Source.DAILY)
+    width = timedelta(minutes=n) if unit == "m" else timedelta(hours=n)
+    if width > timedelta(days=7):
+        raise BadBucket("bucket is at most 7 days (168h)")
+    if width % timedelta(hours=1) == timedelta(0):
+        return Bucket(width, Source.HOURLY)
+    return Bucket(width, Source.RAW)

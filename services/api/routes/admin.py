@@ -1,0 +1,70 @@
+"""Dead letters and API keys."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+
+from services.api import repository as repo
+from services.api.schemas import ApiKeyCreated, ApiKeyIn, ApiKeyOut, DeadLetterOut
+from shared.auth import new_api_key
+from shared.http import Principal, authenticate, require_admin
+
+router = APIRouter(prefix="/v1", tags=["operations"])
+
+Admin = Annotated[Principal, Depends(require_admin)]
+Operator = Annotated[Principal, Depends(authenticate)]
+
+
+@router.get("/deadletters", response_model=list[DeadLetterOut])
+async def list_deadletters(
+    request: Request,
+    _: Operator,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    reason: str | None = None,
+    device_id: str | None = None,
+) -> list[DeadLetterOut]:
+    """Rejected messages, newest first, with the reason and the (truncated) payload."""
+    async with request.app.state.pool.connection() as conn:
+        rows = await repo.deadletters(conn, limit=limit, reason=reason, device_id=device_id)
+    return [DeadLetterOut(**r) for r in rows]
+
+
+@router.post("/api-keys", status_code=status.HTTP_201_CREATED, response_model=ApiKeyCreated)
+async def create_api_key(body: ApiKeyIn, request: Request, _: Admin) -> ApiKeyCreated:
+    """Create an API key; the key itself is in this response only."""
+    key = new_api_key()
+    async with request.app.state.pool.connection() as conn:
+        cur = await conn.execute(
+            "INSERT INTO api_keys (id, name, role, key_hash) VALUES (%s, %s, %s, %s) "
+            "RETURNING id, name, role, created_at, revoked_at",
+            (key.key_id, body.name, body.role, key.key_hash),
+        )
+        row = await cur.fetchone()
+    return ApiKeyCreated(**row, key=key.token)
+
+
+@router.get("/api-keys", response_model=list[ApiKeyOut])
+async def list_api_keys(request: Request, _: Admin) -> list[ApiKeyOut]:
+    """Every key (never the secret part)."""
+    async with request.app.state.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT id, name, role, created_at, revoked_at FROM api_keys ORDER BY created_at"
+        )
+        return [ApiKeyOut(**r) for r in await cur.fetchall()]
+
+
+@router.delete("/api-keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def revoke_api_key(key_id: str, request: Request, principal: Admin) -> Response:
+    """Revoke a key at once."""
+    if key_id == principal.key_id:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail="a key cannot revoke itself")
+    async with request.app.state.pool.connection() as conn:
+        cur = await conn.execute(
+            "UPDATE api_keys SET revoked_at = now() WHERE id = %s AND revoked_at IS NULL",
+            (key_id,),
+        )
+    if cur.rowcount != 1:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such active key")
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,196 @@
+"""Device registry: registration issues MQTT credentials once; deletion revokes them."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+
+from services.api import repository as repo
+from services.api.buckets import BadBucket, parse_bucket
+from services.api.schemas import (
+    BucketReading,
+    Device,
+    DeviceCreated,
+    DeviceIn,
+    Location,
+    MqttCredentials,
+    Page,
+    RawReading,
+    Readings,
+)
+from services.api.settings import ApiSettings
+from shared.auth import new_device_password
+from shared.http import Principal, authenticate, require_admin
+from shared.mqtt_admin import DynSecClient, DynSecError
+from shared.topics import Domain, mqtt_topic
+
+router = APIRouter(prefix="/v1/devices", tags=["devices"])
+
+Admin = Annotated[Principal, Depends(require_admin)]
+Operator = Annotated[Principal, Depends(authenticate)]
+
+
+def _device(row: dict[str, Any]) -> Device:
+    location = Location(lat=row["lat"], lon=row["lon"]) if row["lat"] is not None else None
+    return Device(
+        id=row["id"], domain=Domain(row["domain"]), name=row["name"], location=location,
+        metadata=row["metadata"], created_at=row["created_at"],
+        topic=mqtt_topic(Domain(row["domain"]), row["id"]),
+    )
+
+
+def _credentials(settings: ApiSettings, device: Device, password: str) -> MqttCredentials:
+    return MqttCredentials(
+        host=settings.mqtt_public_host or settings.mqtt_host,
+        port=settings.mqtt_public_port or settings.mqtt_port,
+        username=device.id,
+        password=password,
+        topic=device.topic,
+    )
+
+
+def _dynsec(request: Request) -> DynSecClient:
+    client: DynSecClient = request.app.state.dynsec
+    return client
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=DeviceCreated)
+async def register_device(body: DeviceIn, request: Request, _: Admin) -> DeviceCreated:
+    """Register a device; its MQTT password is in this response only."""
+    password = new_device_password()
+    async with request.app.state.pool.connection() as conn, conn.transaction():
+        row = await repo.insert_device(
+            conn,
+            device={
+                "id": body.id, "domain": body.domain.value, "name": body.name,
+                "lat": body.location.lat if body.location else None,
+                "lon": body.location.lon if body.location else None,
+                "metadata": body.metadata,
+            },
+        )
+        if row is None:
+            raise HTTPException(status.HTTP_409_CONFLICT, detail=f"device {body.id!r} exists")
+        device = _device(row)
+        # Inside the transaction: if the broker refuses, the device is not registered either.
+        await _provision(request, device, password)
+    return DeviceCreated(device=device, mqtt=_credentials(request.app.state.settings, device, password))
+
+
+async def _provision(request: Request, device: Device, password: str) -> None:
+    try:
+        await asyncio.to_thread(
+            _dynsec(request).add_device, device_id=device.id, topic=device.topic, password=password
+        )
+    except DynSecError as exc:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"MQTT broker refused: {exc}"
+        ) from exc
+
+
+@router.post("/{device_id}/credentials", response_model=DeviceCreated)
+async def rotate_credentials(device_id: str, request: Request, _: Admin) -> DeviceCreated:
+    """Issue a new MQTT password (the old one stops working at once)."""
+    async with request.app.state.pool.connection() as conn:
+        row = await repo.get_device(conn, device_id)
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such device")
+    device = _device(row)
+    password = new_device_password()
+    # add_device recreates client and role: also repairs a device the broker lost.
+    await _provision(request, device, password)
+    return DeviceCreated(device=device, mqtt=_credentials(request.app.state.settings, device, password))
+
+
+@router.get("", response_model=Page[Device])
+async def list_devices(
+    request: Request,
+    _: Operator,
+    domain: Domain | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Page[Device]:
+    """Registered devices, by id."""
+    async with request.app.state.pool.connection() as conn:
+        rows, total = await repo.list_devices(
+            conn, domain=domain.value if domain else None, limit=limit, offset=offset
+        )
+    return Page[Device](items=[_device(r) for r in rows], total=total)
+
+
+@router.get("/{device_id}", response_model=Device)
+async def get_device(device_id: str, request: Request, _: Operator) -> Device:
+    """One device."""
+    async with request.app.state.pool.connection() as conn:
+        row = await repo.get_device(conn, device_id)
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such device")
+    return _device(row)
+
+
+@router.delete("/{device_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_device(device_id: str, request: Request, _: Admin) -> Response:
+    """Remove a device and revoke its MQTT access; its stored readings are kept."""
+    async with request.app.state.pool.connection() as conn, conn.transaction():
+        if not await repo.delete_device(conn, device_id):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such device")
+        try:
+            await asyncio.to_thread(_dynsec(request).remove_device, device_id)
+        except DynSecError as exc:
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"MQTT broker refused: {exc}"
+            ) from exc
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/{device_id}/readings", response_model=Readings)
+async def readings(
+    device_id: str,
+    request: Request,
+    _: Operator,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    metric: str | None = None,
+    bucket: str | None = None,
+    limit: Annotated[int | None, Query(ge=1)] = None,
+) -> Readings:
+    """Raw readings in [start, end), or avg/min/max/count per bucket (15m, 1h, 1d...)."""
+    settings: ApiSettings = request.app.state.settings
+    end = _aware(end, "end") or datetime.now(UTC)
+    start = _aware(start, "start") or end - timedelta(days=1)
+    if start >= end:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="start must be before end")
+    async with request.app.state.pool.connection() as conn:
+        if await repo.get_device(conn, device_id) is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such device")
+        if bucket is None:
+            cap = min(limit or settings.max_raw_readings, settings.max_raw_readings)
+            rows = await repo.raw_readings(
+                conn, device_id=device_id, start=start, end=end, metric=metric, limit=cap + 1
+            )
+            items: list[RawReading] | list[BucketReading] = [RawReading(**r) for r in rows[:cap]]
+        else:
+            try:
+                parsed = parse_bucket(bucket)
+            except BadBucket as exc:
+                raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)) from exc
+            cap = min(limit or settings.max_buckets, settings.max_buckets)
+            rows = await repo.bucketed_readings(
+                conn, device_id=device_id, start=start, end=end, metric=metric, bucket=parsed,
+                limit=cap + 1,
+            )
+            items = [BucketReading(**r) for r in rows[:cap]]
+    return Readings(
+        device_id=device_id, start=start, end=end, bucket=bucket, items=items,
+        truncated=len(rows) > cap,
+    )
+
+
+def _aware(value: datetime | None, name: str) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY, detail=f"{name} needs a UTC offset (e.g. Z)"
+        )
+    return value

@@ -1,0 +1,110 @@
+"""Request and response bodies of the operator API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from pydantic import AwareDatetime, BaseModel, Field
+
+from shared.topics import Domain
+
+DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+class Location(BaseModel):
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+
+
+class DeviceIn(BaseModel):
+    id: str = Field(pattern=DEVICE_ID_PATTERN)
+    domain: Domain
+    name: str | None = Field(default=None, max_length=200)
+    location: Location | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class Device(BaseModel):
+    id: str
+    domain: Domain
+    name: str | None
+    location: Location | None
+    metadata: dict[str, Any]
+    created_at: datetime
+    topic: str
+
+
+class MqttCredentials(BaseModel):
+    host: str
+    port: int
+    username: str
+    password: str
+    topic: str
+    qos: int = 1
+
+
+class DeviceCreated(BaseModel):
+    device: Device
+    mqtt: MqttCredentials
+
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+
+
+class RawReading(BaseModel):
+    ts: datetime
+    metric: str
+    value: float
+    unit: str | None = None
+
+
+class BucketReading(BaseModel):
+    bucket: datetime
+    metric: str
+    avg: float
+    min: float
+    max: float
+    count: int
+
+
+class Readings(BaseModel):
+    device_id: str
+    start: AwareDatetime
+    end: AwareDatetime
+    bucket: str | None
+    items: list[RawReading] | list[BucketReading]
+    truncated: bool = Field(description="true when `limit` cut the result: ask again from the last ts")
+
+
+class DeadLetterOut(BaseModel):
+    id: int
+    received_at: datetime
+    topic: str
+    device_id: str | None
+    reason: str
+    detail: str
+    payload: str
+    payload_size: int
+
+
+class ApiKeyIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    role: str = Field(default="operator", pattern="^(admin|operator)$")
+
+
+class ApiKeyOut(BaseModel):
+    id: str
+    name: str
+    role: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str = Field(description="shown once: store it now")

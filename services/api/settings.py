@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from pydantic import SecretStr
+
+from shared.settings import ServiceSettings
+
+
+class ApiSettings(ServiceSettings):
+    http_port: int = 18000
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = 1883
+    # Where devices should connect (returned with their credentials): in a real town the
+    # broker's public name, not the address the API itself uses.
+    mqtt_public_host: str | None = None
+    mqtt_public_port: int | None = None
+    mqtt_username: str = "admin"
+    mqtt_password: SecretStr = SecretStr("")
+    # Domain services whose routes are served under this API: {"energy": "http://..."} makes
+    # /v1/energy/... reach the energy service, so operators need only API_URL.
+    upstreams: dict[str, str] = {}
+    max_raw_readings: int = 50_000
+    max_buckets: int = 20_000

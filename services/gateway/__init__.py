@@ -1,0 +1,1 @@
+"""MQTT -> Kafka gateway: validates device payloads, acknowledges only what Kafka has."""

@@ -1,0 +1,227 @@
+"""Gateway app: MQTT in, Kafka out, PUBACK only after Kafka acknowledged the record."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from fastapi import FastAPI
+from prometheus_client import Counter, Gauge, Histogram
+
+from services.gateway.mqtt_source import Incoming, MqttSource
+from services.gateway.registry import DeviceRegistry
+from services.gateway.settings import GatewaySettings
+from shared.db import create_pool
+from shared.http import check_pool, observability_router
+from shared.kafka import create_producer
+from shared.payloads import Limits, Reason, Rejection, parse_payload, parse_topic
+from shared.schemas import DeadLetter
+from shared.topics import DEADLETTER_TOPIC, READINGS_TOPICS
+
+log = logging.getLogger(__name__)
+
+MESSAGES = Counter("townpulse_gateway_messages_total", "MQTT messages handled", ["outcome"])
+REJECTED = Counter("townpulse_gateway_rejected_total", "Messages dead-lettered", ["reason"])
+READINGS = Counter("townpulse_gateway_readings_total", "Readings produced to Kafka", ["domain"])
+PER_MESSAGE = Histogram(
+    "townpulse_gateway_readings_per_message", "Readings in one accepted message",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+)
+ACK_LATENCY = Histogram(
+    "townpulse_gateway_ack_latency_seconds", "From MQTT receipt to PUBACK (Kafka has it)",
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+INFLIGHT = Gauge("townpulse_gateway_inflight", "Messages received, not yet acknowledged")
+PRODUCE_RETRIES = Counter("townpulse_gateway_produce_retries_total", "Kafka sends retried")
+
+DEADLETTER_PAYLOAD_CHARS = 1024
+# Kafka down: retry the head message with growing pauses, never ack it until Kafka has it.
+RETRY_BACKOFF_S = (0.1, 0.5, 1.0, 2.0, 5.0)
+
+
+@dataclass(slots=True)
+class Outgoing:
+    topic: str
+    key: bytes | None
+    value: bytes
+
+
+class Gateway:
+    """Routes each MQTT message to a Kafka topic and acknowledges messages in arrival order."""
+
+    def __init__(
+        self, *, producer: AIOKafkaProducer, registry: DeviceRegistry, limits: Limits
+    ) -> None:
+        self._producer = producer
+        self._registry = registry
+        self._limits = limits
+        self._queue: asyncio.Queue[Incoming] = asyncio.Queue()
+        self._pending: deque[tuple[Incoming, Outgoing, asyncio.Future[object]]] = deque()
+        self._pending_added = asyncio.Event()
+        self.source: MqttSource | None = None
+
+    def offer(self, msg: Incoming) -> None:
+        """Called on the event loop for each MQTT message."""
+        INFLIGHT.inc()
+        self._queue.put_nowait(msg)
+
+    async def route(self, msg: Incoming) -> Outgoing:
+        """Decide where a message goes: its domain's readings topic, or the dead letters."""
+        device_id: str | None = None
+        try:
+            topic = parse_topic(msg.topic)
+            device_id = topic.device_id
+            domain = await self._registry.domain_of(topic.device_id)
+            if domain is None:
+                raise Rejection(Reason.UNKNOWN_DEVICE, f"{topic.device_id!r} is not registered")
+            if domain != topic.domain:
+                raise Rejection(
+                    Reason.DOMAIN_MISMATCH, f"device is registered in {domain.value!r}"
+                )
+            batch = parse_payload(
+                topic, msg.payload, received_at=msg.received_at, limits=self._limits
+            )
+        except Rejection as rej:
+            MESSAGES.labels("rejected").inc()
+            REJECTED.labels(rej.reason.value).inc()
+            log.info("rejected", extra={"reason": rej.reason.value, "device_id": device_id,
+                                        "detail": rej.detail[:200]})
+            letter = DeadLetter(
+                received_at=msg.received_at,
+                topic=msg.topic[:256],
+                device_id=device_id,
+                reason=rej.reason.value,
+                detail=rej.detail[:500],
+                payload=msg.payload[:DEADLETTER_PAYLOAD_CHARS].decode("utf-8", "replace"),
+                payload_size=len(msg.payload),
+            )
+            key = device_id.encode() if device_id else None
+            return Outgoing(DEADLETTER_TOPIC, key, letter.to_bytes())
+        MESSAGES.labels("accepted").inc()
+        READINGS.labels(batch.domain.value).inc(len(batch.readings))
+        PER_MESSAGE.observe(len(batch.readings))
+        # Keyed by device: one device's readings stay in order within one partition.
+        return Outgoing(READINGS_TOPICS[batch.domain], batch.device_id.encode(), batch.to_bytes())
+
+    async def _send(self, out: Outgoing) -> asyncio.Future[object]:
+        fut: asyncio.Future[object] = await self._producer.send(out.topic, out.value, key=out.key)
+        return fut
+
+    async def pump(self) -> None:
+        """Route messages and hand them to the producer, in arrival order."""
+        while True:
+            msg = await self._queue.get()
+            out = await self.route(msg)
+            while True:
+                try:
+                    fut = await self._send(out)
+                    break
+                except KafkaError as exc:
+                    PRODUCE_RETRIES.inc()
+                    log.warning("Kafka send refused, retrying: %s", exc)
+                    await asyncio.sleep(RETRY_BACKOFF_S[-1])
+            self._pending.append((msg, out, fut))
+            self._pending_added.set()
+
+    async def acker(self) -> None:
+        """Acknowledge messages in arrival order, each once Kafka has acknowledged its record.
+
+        MQTT 3.1.1 (4.6.0-2) wants PUBACKs in the order the PUBLISHes arrived.
+        """
+        while True:
+            while not self._pending:
+                self._pending_added.clear()
+                await self._pending_added.wait()
+            msg, out, fut = self._pending[0]
+            attempt = 0
+            while True:
+                try:
+                    await fut
+                    break
+                except KafkaError as exc:
+                    PRODUCE_RETRIES.inc()
+                    delay = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)]
+                    attempt += 1
+                    log.warning("Kafka did not take a record, retrying in %.1f s: %s", delay, exc)
+                    await asyncio.sleep(delay)
+                    with contextlib.suppress(KafkaError):
+                        fut = await self._send(out)
+            self._pending.popleft()
+            INFLIGHT.dec()
+            if self.source is not None:
+                self.source.ack(msg)
+            ACK_LATENCY.observe(time.monotonic() - msg.received_mono)
+
+    async def drain(self, timeout: float) -> None:
+        """Give records already handed to the producer a chance to be acknowledged."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while self._pending or not self._queue.empty():
+                    await asyncio.sleep(0.05)
+
+
+def create_app(settings: GatewaySettings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = create_pool(settings.database_url, min_size=1, max_size=2)
+        await pool.open()
+        producer = create_producer(settings.kafka_bootstrap, client_id=settings.instance)
+        await producer.start()
+        registry = DeviceRegistry(
+            pool, ttl_s=settings.device_cache_ttl_s, unknown_ttl_s=settings.unknown_device_ttl_s
+        )
+        gateway = Gateway(producer=producer, registry=registry, limits=settings.limits())
+        source = MqttSource(
+            host=settings.mqtt_host,
+            port=settings.mqtt_port,
+            client_id=settings.instance,
+            username=settings.mqtt_username,
+            password=settings.mqtt_password.get_secret_value(),
+            share_group=settings.share_group,
+            on_message=gateway.offer,
+            loop=asyncio.get_running_loop(),
+        )
+        gateway.source = source
+        tasks = [asyncio.create_task(gateway.pump()), asyncio.create_task(gateway.acker())]
+        source.start()
+        app.state.pool, app.state.producer, app.state.source = pool, producer, source
+        try:
+            yield
+        finally:
+            # Stop taking messages, let the ones in flight reach Kafka and be acknowledged;
+            # whatever is still unacknowledged is redelivered by the broker next time.
+            await gateway.drain(timeout=5)
+            source.stop()
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await producer.stop()
+            await pool.close()
+
+    app = FastAPI(title="TownPulse gateway", lifespan=lifespan)
+
+    async def mqtt_connected() -> None:
+        if not app.state.source.connected:
+            raise ConnectionError("not connected to the MQTT broker")
+
+    async def kafka_reachable() -> None:
+        await app.state.producer.partitions_for(DEADLETTER_TOPIC)
+
+    app.include_router(
+        observability_router(
+            lambda: {
+                "mqtt": mqtt_connected,
+                "kafka": kafka_reachable,
+                "database": lambda: check_pool(app.state.pool),
+            }
+        )
+    )
+    return app

@@ -1,0 +1,115 @@
+"""The MQTT side of the gateway: a persistent, shared subscription with manual acknowledgement.
+
+paho-mqtt runs its network loop in a thread; messages are handed to the asyncio loop, and the
+PUBACK for a message is sent only when the asyncio side says Kafka has it. If the connection
+drops before that, the broker redelivers the message on the next connection (persistent session,
+clean_session=False), so an ack from an older connection is never sent: its message id may
+already name another message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from shared.topics import MQTT_SUBSCRIPTION
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Incoming:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    generation: int
+    received_at: datetime
+    received_mono: float = field(default_factory=time.monotonic)
+
+
+class MqttSource:
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        client_id: str,
+        username: str,
+        password: str,
+        share_group: str,
+        on_message: Callable[[Incoming], None],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self._host, self._port = host, port
+        self._subscription = f"$share/{share_group}/{MQTT_SUBSCRIPTION}"
+        self._deliver = on_message
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._generation = 0
+        self.connected = False
+        self._client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            # A persistent session: QoS 1 messages that arrive while this gateway is down (or
+            # that it received but never acknowledged) wait for it at the broker.
+            clean_session=False,
+            protocol=mqtt.MQTTv311,
+            manual_ack=True,
+        )
+        self._client.username_pw_set(username, password)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=10)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+
+    def start(self) -> None:
+        self._client.connect_async(self._host, self._port, keepalive=30)
+        self._client.loop_start()
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def ack(self, msg: Incoming) -> bool:
+        """PUBACK a message, unless the connection it came on is gone (it will be redelivered)."""
+        with self._lock:
+            if msg.generation != self._generation or not self.connected:
+                return False
+            self._client.ack(msg.mid, msg.qos)
+            return True
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        if rc.is_failure:
+            log.error("MQTT connection refused: %s", rc)
+            return
+        with self._lock:
+            self._generation += 1
+            self.connected = True
+        client.subscribe(self._subscription, qos=1)
+        log.info("MQTT connected", extra={"subscription": self._subscription,
+                                           "session_present": flags.session_present})
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        with self._lock:
+            self.connected = False
+        log.warning("MQTT disconnected: %s", rc)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        incoming = Incoming(
+            topic=msg.topic,
+            payload=msg.payload,
+            mid=msg.mid,
+            qos=msg.qos,
+            generation=self._generation,
+            received_at=datetime.now(UTC),
+        )
+        self._loop.call_soon_threadsafe(self._deliver, incoming)

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import SecretStr
+
+from shared.payloads import Limits
+from shared.settings import ServiceSettings
+
+
+class GatewaySettings(ServiceSettings):
+    http_port: int = 18101
+    instance: str = "gateway-1"
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = 1883
+    mqtt_username: str = "gateway"
+    mqtt_password: SecretStr = SecretStr("")
+    # Gateways in one share group split the devices' messages between them ($share/<group>/...).
+    share_group: str = "gateways"
+    # Limits on what a device may send (documented in the README).
+    max_payload_bytes: int = 64 * 1024
+    max_records: int = 1000
+    max_age_s: int = 7 * 24 * 3600
+    max_future_s: int = 300
+    # Known devices are cached; a deleted device's access is revoked at the broker at once, so a
+    # minute of cache only matters for messages already in flight.
+    device_cache_ttl_s: float = 60.0
+    # Unknown ids are cached briefly, so a misconfigured device cannot hammer the database, while
+    # a device registered just now is accepted within seconds.
+    unknown_device_ttl_s: float = 5.0
+
+    def limits(self) -> Limits:
+        return Limits(
+            max_bytes=self.max_payload_bytes,
+            max_records=self.max_records,
+            max_age=timedelta(seconds=self.max_age_s),
+            max_future=timedelta(seconds=self.max_future_s),
+        )

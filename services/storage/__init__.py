@@ -1,0 +1,1 @@
+"""Kafka -> PostgreSQL: readings and dead letters, in batches, idempotently."""

@@ -1,0 +1,137 @@
+"""Writing batches to PostgreSQL: COPY into a temporary table, then one idempotent INSERT.
+
+A reading is identified by (device, metric, ts): `ON CONFLICT DO NOTHING` makes a redelivered
+batch (offsets not committed before a crash) a no-op. On plain PostgreSQL the hourly and daily
+rollups are updated from exactly the rows that were inserted, in the same statement, so they
+never count a duplicate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from psycopg import AsyncConnection
+
+from shared.schemas import DeadLetter, ReadingBatch
+
+CREATE_STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS staging_readings (
+    device_id text, metric text, ts timestamptz, value double precision, unit text,
+    received_at timestamptz
+) ON COMMIT DELETE ROWS
+"""
+
+INSERT_READINGS = """
+INSERT INTO readings (device_id, metric, ts, value, unit, received_at)
+SELECT device_id, metric, ts, value, unit, received_at FROM staging_readings
+ON CONFLICT DO NOTHING
+"""
+
+# Data-modifying CTEs: both rollups see exactly the rows this statement inserted.
+INSERT_READINGS_WITH_ROLLUPS = f"""
+WITH ins AS (
+    {INSERT_READINGS}
+    RETURNING device_id, metric, ts, value
+), hourly AS (
+    INSERT INTO readings_hourly AS r (device_id, metric, bucket, n, total, min, max)
+    SELECT device_id, metric, date_trunc('hour', ts), count(*), sum(value), min(value), max(value)
+    FROM ins GROUP BY 1, 2, 3
+    ON CONFLICT (device_id, metric, bucket) DO UPDATE SET
+        n = r.n + EXCLUDED.n, total = r.total + EXCLUDED.total,
+        min = LEAST(r.min, EXCLUDED.min), max = GREATEST(r.max, EXCLUDED.max)
+    RETURNING 1
+), daily AS (
+    INSERT INTO readings_daily AS r (device_id, metric, bucket, n, total, min, max)
+    SELECT device_id, metric, date_trunc('day', ts, 'Europe/Paris'),
+           count(*), sum(value), min(value), max(value)
+    FROM ins GROUP BY 1, 2, 3
+    ON CONFLICT (device_id, metric, bucket) DO UPDATE SET
+        n = r.n + EXCLUDED.n, total = r.total + EXCLUDED.total,
+        min = LEAST(r.min, EXCLUDED.min), max = GREATEST(r.max, EXCLUDED.max)
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM ins) AS inserted
+"""
+
+INSERT_DEADLETTER = """
+INSERT INTO deadletters
+    (kafka_topic, kafka_partition, kafka_offset, received_at, topic, device_id, reason, detail, payload,
+     payload_size)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (kafka_topic, kafka_partition, kafka_offset) DO NOTHING
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    offered: int
+    inserted: int
+    deadletters: int
+
+
+class Writer:
+    """Writes one consumed batch inside the caller's transaction."""
+
+    def __init__(self, *, maintain_rollups: bool) -> None:
+        self._maintain_rollups = maintain_rollups
+        self._known_partitions: set[tuple[int, int]] = set()
+
+    async def write(
+        self,
+        conn: AsyncConnection[object],
+        *,
+        batches: list[ReadingBatch],
+        deadletters: list[tuple[str, int, int, DeadLetter]],
+    ) -> WriteResult:
+        offered = 0
+        inserted = 0
+        if batches:
+            if self._maintain_rollups:
+                await self._ensure_partitions(conn, batches)
+            await conn.execute(CREATE_STAGING)
+            async with conn.cursor().copy(
+                "COPY staging_readings (device_id, metric, ts, value, unit, received_at) "
+                "FROM STDIN"
+            ) as copy:
+                for b in batches:
+                    for r in b.readings:
+                        await copy.write_row(
+                            (b.device_id, r.metric, r.ts, r.value, r.unit, b.received_at)
+                        )
+                        offered += 1
+            if self._maintain_rollups:
+                cur = await conn.execute(INSERT_READINGS_WITH_ROLLUPS)
+                row = await cur.fetchone()
+                inserted = int(row["inserted"]) if row else 0  # type: ignore[call-overload]
+            else:
+                cur = await conn.execute(INSERT_READINGS)
+                inserted = cur.rowcount
+        if deadletters:
+            async with conn.cursor() as cur:
+                await cur.executemany(
+                    INSERT_DEADLETTER,
+                    [
+                        (t, p, o, d.received_at, d.topic, d.device_id, d.reason, d.detail,
+                         d.payload.replace("\x00", "\ufffd"), d.payload_size)
+                        for t, p, o, d in deadletters
+                    ],
+                )
+        return WriteResult(offered=offered, inserted=inserted, deadletters=len(deadletters))
+
+    def forget_partitions(self) -> None:
+        """After a rollback: partitions created in it are gone, so check again next time."""
+        self._known_partitions.clear()
+
+    async def _ensure_partitions(
+        self, conn: AsyncConnection[object], batches: list[ReadingBatch]
+    ) -> None:
+        months: dict[tuple[int, int], datetime] = {}
+        for b in batches:
+            for r in b.readings:
+                utc = r.ts.utctimetuple()
+                months.setdefault((utc.tm_year, utc.tm_mon), r.ts)
+        for key, ts in months.items():
+            if key not in self._known_partitions:
+                await conn.execute("SELECT townpulse_ensure_partition(%s)", (ts,))
+                self._known_partitions.add(key)

@@ -1,0 +1,52 @@
+"""PostgreSQL plumbing: connection pools, migrations, and the storage backend in use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+from pydantic import SecretStr
+from sqlalchemy.engine import make_url
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def sqlalchemy_url(database_url: str) -> str:
+    """Alembic runs on SQLAlchemy; point it at the psycopg 3 driver the services use."""
+    return make_url(database_url).set(drivername="postgresql+psycopg").render_as_string(
+        hide_password=False
+    )
+
+
+def migrate(database_url: SecretStr | str, *, revision: str = "head") -> None:
+    """Apply migrations up to `revision` (idempotent)."""
+    url = database_url.get_secret_value() if isinstance(database_url, SecretStr) else database_url
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    # ConfigParser interpolation would choke on a '%' in a URL-encoded password.
+    cfg.set_main_option("sqlalchemy.url", sqlalchemy_url(url).replace("%", "%%"))
+    command.upgrade(cfg, revision)
+
+
+def create_pool(database_url: SecretStr, *, min_size: int = 1, max_size: int = 4) -> AsyncConnectionPool:
+    """A pool that is opened by the caller (in a FastAPI lifespan), never at import time."""
+    return AsyncConnectionPool(
+        database_url.get_secret_value(),
+        min_size=min_size,
+        max_size=max_size,
+        open=False,
+        kwargs={"row_factory": dict_row, "autocommit": False},
+        # Fail readiness quickly instead of hanging a request when the database is down.
+        timeout=10,
+    )
+
+
+async def storage_backend(pool: AsyncConnectionPool) -> str:
+    """'timescaledb' or 'postgres', as recorded by the first migration."""
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT value FROM storage_info WHERE key = 'backend'")
+        row = await cur.fetchone()
+    return str(row["value"]) if row else "postgres"

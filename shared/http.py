@@ -1,0 +1,122 @@
+"""HTTP plumbing shared by every service: health, readiness, metrics, API-key auth."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import uvicorn
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from psycopg_pool import AsyncConnectionPool
+from pydantic import BaseModel
+
+from shared.auth import key_id_of, key_matches
+from shared.logging import configure_logging
+from shared.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+ReadyCheck = Callable[[], Awaitable[None]]
+# A dependency that does not answer in this time is reported as not ready, so /readyz itself
+# answers well within a load balancer's or `townpulse status`'s own timeout.
+READY_CHECK_TIMEOUT_S = 2.0
+
+
+def observability_router(checks: Callable[[], dict[str, ReadyCheck]]) -> APIRouter:
+    """`/healthz` (the process answers), `/readyz` (its dependencies do), `/metrics`."""
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        """Liveness: the process serves requests."""
+        return {"status": "ok"}
+
+    @router.get("/readyz")
+    async def readyz(response: Response) -> dict[str, Any]:
+        """Readiness: every dependency answered."""
+        results: dict[str, str] = {}
+        for name, check in checks().items():
+            try:
+                await asyncio.wait_for(check(), READY_CHECK_TIMEOUT_S)
+                results[name] = "ok"
+            except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
+                results[name] = f"error: {type(exc).__name__}"
+        ok = all(v == "ok" for v in results.values())
+        if not ok:
+            response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+        return {"status": "ok" if ok else "unavailable", "checks": results}
+
+    @router.get("/metrics")
+    async def metrics() -> Response:
+        """Prometheus metrics."""
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+async def check_pool(pool: AsyncConnectionPool) -> None:
+    async with pool.connection() as conn:
+        await conn.execute("SELECT 1")
+
+
+class Principal(BaseModel):
+    key_id: str
+    role: str
+
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
+async def authenticate(
+    request: Request,
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """Resolve `Authorization: Bearer <api key>` against the api_keys table."""
+    if creds is None:
+        raise _unauthorized("missing API key")
+    key_id = key_id_of(creds.credentials)
+    if key_id is None:
+        raise _unauthorized("malformed API key")
+    pool: AsyncConnectionPool = request.app.state.pool
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT role, key_hash FROM api_keys WHERE id = %s AND revoked_at IS NULL", (key_id,)
+        )
+        row = await cur.fetchone()
+    if row is None or not key_matches(creds.credentials, bytes(row["key_hash"])):
+        raise _unauthorized("invalid API key")
+    return Principal(key_id=key_id, role=row["role"])
+
+
+async def require_admin(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+    if principal.role != "admin":
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="admin API key required")
+    return principal
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def serve(app: FastAPI, settings: ServiceSettings, *, service: str) -> None:
+    """Run a service's app with uvicorn, logging as JSON."""
+    configure_logging(service=service, level=settings.log_level)
+    uvicorn.run(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        # Services sit behind the operator API or on localhost; keep-alive matches httpx pools.
+        timeout_keep_alive=30,
+    )

@@ -1,0 +1,66 @@
+"""Message schemas, defined once for every producer and consumer.
+
+A `ReadingBatch` is what the gateway produces for one accepted MQTT message (a flat JSON object
+or a SenML pack both become one batch); a `DeadLetter` is what it produces for a rejected one.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from shared.topics import Domain
+
+
+class Reading(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    ts: AwareDatetime
+    metric: str
+    value: float
+    unit: str | None = None
+
+
+class ReadingBatch(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    device_id: str
+    domain: Domain
+    received_at: AwareDatetime
+    readings: list[Reading]
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> ReadingBatch:
+        return cls.model_validate_json(raw)
+
+
+class DeadLetter(BaseModel):
+    """A rejected message: why, from where, and (truncated) what."""
+
+    model_config = ConfigDict(frozen=True)
+
+    received_at: AwareDatetime
+    topic: str
+    device_id: str | None = None
+    reason: str
+    detail: str = ""
+    payload: str = Field(default="", description="the payload, decoded leniently and truncated")
+    payload_size: int = 0
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> DeadLetter:
+        return cls.model_validate_json(raw)
+
+
+def json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

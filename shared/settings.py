@@ -1,0 +1,58 @@
+"""Settings base shared by every service: infrastructure addresses, dev mode, secret checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Values that people copy from examples. Outside dev mode a secret equal to one of these (or
+# shorter than MIN_SECRET_LEN) is refused, so a forgotten example value never reaches production.
+PLACEHOLDER_SECRETS = frozenset(
+    {"", "changeme", "change-me", "changethis", "secret", "password", "admin", "townpulse", "dev"}
+)
+MIN_SECRET_LEN = 16
+
+
+class ServiceSettings(BaseSettings):
+    """Settings common to every service; each service subclasses it with its own fields."""
+
+    model_config = SettingsConfigDict(env_prefix="TOWNPULSE_", frozen=True, extra="ignore")
+
+    dev_mode: bool = False
+    log_level: str = "INFO"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    database_url: SecretStr = SecretStr("postgresql://townpulse@127.0.0.1:5433/townpulse")
+    kafka_bootstrap: str = "127.0.0.1:9092"
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> ServiceSettings:
+        if self.dev_mode:
+            return self
+        for name, value in self:
+            if isinstance(value, SecretStr):
+                _check_secret(name, value.get_secret_value())
+        return self
+
+
+def _check_secret(name: str, value: str) -> None:
+    if name == "database_url":
+        # The URL itself is not a secret; its password part is.
+        from sqlalchemy.engine import make_url
+
+        password = make_url(value).password or ""
+        # Peer/trust authentication on a local socket needs no password at all.
+        if not password:
+            return
+        value = str(password)
+    if value.lower() in PLACEHOLDER_SECRETS or len(value) < MIN_SECRET_LEN:
+        raise ValueError(
+            f"{name}: a placeholder or short secret is only accepted with TOWNPULSE_DEV_MODE=1"
+        )
+
+
+def settings_summary(settings: BaseSettings) -> dict[str, Any]:
+    """Settings as a dict safe to log: SecretStr stays masked."""
+    return {k: (str(v) if isinstance(v, SecretStr) else v) for k, v in settings}

@@ -1,0 +1,39 @@
+"""Kafka topic and MQTT topic names: defined once, used by every producer and consumer."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+
+
+class Domain(StrEnum):
+    ENERGY = "energy"
+    WASTE = "waste"
+    TRAFFIC = "traffic"
+
+
+READINGS_TOPICS: dict[Domain, str] = {d: f"readings.{d.value}" for d in Domain}
+DEADLETTER_TOPIC = "readings.deadletter"
+ALERTS_TOPIC = "alerts"
+
+# Readings are keyed by device, so a device's readings keep their order within one partition.
+# Six partitions let up to six consumers of a group share one domain's load.
+READINGS_PARTITIONS = 6
+
+MQTT_TOPIC_PREFIX = "sensors"
+MQTT_SUBSCRIPTION = f"{MQTT_TOPIC_PREFIX}/+/+"
+
+DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def mqtt_topic(domain: Domain, device_id: str) -> str:
+    """The only topic a device may publish on.
+
+    >>> mqtt_topic(Domain.WASTE, "bin-17")
+    'sensors/waste/bin-17'
+    """
+    return f"{MQTT_TOPIC_PREFIX}/{domain.value}/{device_id}"
+
+
+def all_topics() -> list[str]:
+    return [*READINGS_TOPICS.values(), DEADLETTER_TOPIC, ALERTS_TOPIC]

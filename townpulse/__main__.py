@@ -1,0 +1,3 @@
+from townpulse.cli import app
+
+app()

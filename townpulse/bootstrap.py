@@ -1,0 +1,81 @@
+"""One-time, idempotent set-up steps run by `townpulse up` once the infrastructure is up."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # type: ignore[attr-defined]
+from aiokafka.errors import TopicAlreadyExistsError
+
+from shared import db
+from shared.auth import key_id_of, key_matches, new_api_key
+from shared.mqtt_admin import DynSecClient
+from shared.topics import ALERTS_TOPIC, DEADLETTER_TOPIC, READINGS_PARTITIONS, all_topics
+
+
+def migrate(database_url: str) -> None:
+    db.migrate(database_url)
+
+
+def ensure_topics(bootstrap: str) -> None:
+    asyncio.run(_ensure_topics(bootstrap))
+
+
+async def _ensure_topics(bootstrap: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = []
+        for name in all_topics():
+            if name in existing:
+                continue
+            # Dead letters and alerts are low-volume; their order across devices does not matter.
+            partitions = 1 if name in (DEADLETTER_TOPIC, ALERTS_TOPIC) else READINGS_PARTITIONS
+            wanted.append(NewTopic(name=name, num_partitions=partitions, replication_factor=1))
+        if wanted:
+            try:
+                await admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        await admin.close()
+
+
+def ensure_mqtt_identities(*, host: str, port: int, admin_password: str, gateway_password: str) -> None:
+    client = DynSecClient(host=host, port=port, username="admin", password=admin_password)
+    client.connect()
+    try:
+        client.lock_down_defaults()
+        client.ensure_gateway(username="gateway", password=gateway_password)
+    finally:
+        client.close()
+
+
+def ensure_admin_key(database_url: str, key_file: Path) -> bool:
+    """Create an admin API key unless the file holds one that is valid; returns True if created."""
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        if key_file.exists():
+            token = key_file.read_text().strip()
+            row = conn.execute(
+                "SELECT key_hash FROM api_keys WHERE id = %s AND role = 'admin' AND revoked_at IS NULL",
+                (key_id_of(token) or "",),
+            ).fetchone()
+            if row and key_matches(token, bytes(row[0])):
+                return False
+        key = new_api_key()
+        conn.execute(
+            "INSERT INTO api_keys (id, name, role, key_hash) VALUES (%s, 'bootstrap admin', 'admin', %s)",
+            (key.key_id, key.key_hash),
+        )
+        tmp = key_file.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(key.token + "\n")
+        os.replace(tmp, key_file)
+        conn.commit()
+    return True

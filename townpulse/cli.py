@@ -1,0 +1,145 @@
+"""`townpulse`: run the local stack, manage devices, simulate a town."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+
+from townpulse.stack import Stack, StackError, read_env_file
+
+app = typer.Typer(help="TownPulse: a small town's sensor platform.", no_args_is_help=True)
+devices = typer.Typer(help="Register, list and remove devices (through the operator API).")
+app.add_typer(devices, name="devices")
+
+
+def _load_stack_env() -> dict[str, str]:
+    """Values from `.run/stack.env`; the process environment wins."""
+    run_dir = Path(os.environ.get("TOWNPULSE_RUN_DIR", Stack().run))
+    env = read_env_file(run_dir / "stack.env")
+    for k, v in env.items():
+        os.environ.setdefault(k, v)
+    return {**env, **{k: os.environ[k] for k in env if k in os.environ}}
+
+
+def _api() -> httpx.Client:
+    env = _load_stack_env()
+    if "API_URL" not in env:
+        raise typer.BadParameter("no stack.env: run `townpulse up` first (or set API_URL)")
+    key = Path(env["ADMIN_API_KEY_FILE"]).read_text().strip()
+    return httpx.Client(
+        base_url=env["API_URL"], headers={"Authorization": f"Bearer {key}"}, timeout=30
+    )
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+    # Subcommands read their defaults (API_URL, MQTT_HOST...) from the environment.
+    _load_stack_env()
+
+
+@app.command()
+def up(
+    sim: Annotated[bool, typer.Option(envvar="SIM", help="Start the town simulator too.")] = True,
+) -> None:
+    """Start PostgreSQL, Kafka, Mosquitto and every service; wait until all are healthy."""
+    stack = Stack()
+    try:
+        stack.up()
+        if sim:
+            stack.start_simulator()
+    except StackError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    _print_status(stack)
+    typer.echo(f"\nEverything is listed in {stack.stack_env_file}")
+    typer.echo(f"Admin API key: {stack.admin_key_file}")
+
+
+@app.command()
+def down() -> None:
+    """Stop everything the stack started (data is kept)."""
+    Stack().down()
+
+
+@app.command()
+def status() -> None:
+    """Each component: up/down, pid, port."""
+    _print_status(Stack())
+
+
+def _print_status(stack: Stack) -> None:
+    typer.echo(f"{'component':<12} {'state':<9} {'pid':>8}  port")
+    for row in stack.status():
+        typer.echo(
+            f"{row['name']!s:<12} {row['state']!s:<9} {row['pid'] or '-'!s:>8}  {row['port'] or '-'}"
+        )
+
+
+@app.command()
+def logs(
+    component: Annotated[str | None, typer.Argument(help="Only this component.")] = None,
+    lines: Annotated[int, typer.Option("--lines", "-n")] = 40,
+) -> None:
+    """The last lines of each component's log."""
+    stack = Stack()
+    for path in sorted(stack.logs.glob("*.log")):
+        if component and path.stem != component:
+            continue
+        typer.echo(f"==> {path} <==")
+        typer.echo("\n".join(path.read_text(errors="replace").splitlines()[-lines:]))
+
+
+@devices.command("add")
+def devices_add(
+    device_id: Annotated[str, typer.Argument(help="Unique id, e.g. bin-017")],
+    domain: Annotated[str, typer.Option(help="energy, waste or traffic")],
+    name: Annotated[str | None, typer.Option()] = None,
+    lat: Annotated[float | None, typer.Option()] = None,
+    lon: Annotated[float | None, typer.Option()] = None,
+) -> None:
+    """Register a device and print its MQTT credentials (shown once)."""
+    body: dict[str, object] = {"id": device_id, "domain": domain, "name": name}
+    if lat is not None and lon is not None:
+        body["location"] = {"lat": lat, "lon": lon}
+    with _api() as api:
+        r = api.post("/v1/devices", json=body)
+    if r.status_code != 201:
+        typer.echo(f"error {r.status_code}: {r.text}", err=True)
+        raise typer.Exit(1)
+    typer.echo(json.dumps(r.json(), indent=2))
+
+
+@devices.command("list")
+def devices_list() -> None:
+    """List registered devices."""
+    with _api() as api:
+        r = api.get("/v1/devices", params={"limit": 1000})
+    r.raise_for_status()
+    for d in r.json()["items"]:
+        typer.echo(f"{d['id']:<24} {d['domain']:<8} {d.get('name') or ''}")
+
+
+@devices.command("remove")
+def devices_remove(device_id: str) -> None:
+    """Remove a device and revoke its MQTT access (its readings are kept)."""
+    with _api() as api:
+        r = api.delete(f"/v1/devices/{device_id}")
+    if r.status_code != 204:
+        typer.echo(f"error {r.status_code}: {r.text}", err=True)
+        raise typer.Exit(1)
+
+
+def _mount_simulator() -> None:
+    from townpulse.simulator.cli import simulate
+
+    app.command("simulate", help="Register and run a simulated town's devices.")(simulate)
+
+
+_mount_simulator()

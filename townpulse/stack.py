@@ -1,0 +1,614 @@
+"""The local stack: real PostgreSQL, Apache Kafka (KRaft) and Mosquitto, then the services.
+
+Everything lives under one run directory (`.run/` by default): data, logs, pid files, generated
+secrets and `stack.env`. Processes are stopped by the pid they were started with, never by name,
+because other processes share the machine.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+log = logging.getLogger("townpulse.stack")
+
+REPO = Path(__file__).resolve().parent.parent
+DEPLOY = REPO / "deploy"
+KAFKA_LIB = DEPLOY / "kafka" / "target" / "lib"
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+DYNSEC_PLUGIN_CANDIDATES = (
+    Path("/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"),
+    Path("/usr/lib/aarch64-linux-gnu/mosquitto_dynamic_security.so"),
+    Path("/usr/lib/mosquitto_dynamic_security.so"),
+)
+
+
+class StackSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TOWNPULSE_", frozen=True, extra="ignore")
+
+    run_dir: Path = REPO / ".run"
+    # Unusual ports: the machine may already run a PostgreSQL, a broker or a web app.
+    postgres_port: int = 15432
+    kafka_port: int = 19092
+    kafka_controller_port: int = 19093
+    mqtt_port: int = 11883
+    # Sensors reach the broker over the network in a real town; the local stack stays private.
+    mqtt_bind: str = "127.0.0.1"
+    gateway_port: int = 18101
+    storage_port: int = 18102
+    api_port: int = 18000
+    kafka_heap: str = "768m"
+    gateways: int = 1
+    start_timeout_s: float = 120.0
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    module: str
+    port_setting: str
+    # The identity a process needs beyond the common settings (MQTT user, instance id).
+    mqtt_user: str | None = None
+
+
+SERVICES = (
+    ServiceSpec("gateway", "services.gateway", "gateway_port", mqtt_user="gateway"),
+    ServiceSpec("storage", "services.storage", "storage_port"),
+    ServiceSpec("api", "services.api", "api_port", mqtt_user="admin"),
+)
+INFRA = ("postgres", "kafka", "mosquitto")
+
+
+class StackError(RuntimeError):
+    pass
+
+
+class Stack:
+    """Starts, stops and describes the local stack."""
+
+    def __init__(self, settings: StackSettings | None = None) -> None:
+        self.s = settings or StackSettings()
+        self.run = self.s.run_dir.resolve()
+        self.pids = self.run / "pids"
+        self.logs = self.run / "logs"
+        self.secrets_dir = self.run / "secrets"
+
+    # ---- paths and secrets ----------------------------------------------------------------
+
+    @property
+    def admin_key_file(self) -> Path:
+        return self.run / "admin-api-key"
+
+    @property
+    def stack_env_file(self) -> Path:
+        return self.run / "stack.env"
+
+    def _secret(self, name: str) -> str:
+        """A generated secret, created once and kept in a 0600 file."""
+        path = self.secrets_dir / name
+        if not path.exists():
+            self.secrets_dir.mkdir(parents=True, exist_ok=True)
+            os.chmod(self.secrets_dir, 0o700)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(24))
+        return path.read_text().strip()
+
+    def database_url(self) -> str:
+        return (
+            f"postgresql://townpulse:{self._secret('postgres-townpulse')}"
+            f"@127.0.0.1:{self.s.postgres_port}/townpulse"
+        )
+
+    def _data_dir(self, name: str, owner: str) -> Path:
+        """A data directory owned by `owner`, who must be able to reach it.
+
+        Daemons refuse to run as root, so they run as their own user; if the run directory sits
+        below a folder that user cannot enter, fall back to a private folder in /var/lib.
+        """
+        preferred = self.run / "data" / name
+        user = pwd.getpwnam(owner)
+        if _reachable_by(preferred.parent, user):
+            path = preferred
+        else:
+            tag = uuid.uuid5(uuid.NAMESPACE_URL, str(self.run)).hex[:12]
+            path = Path("/var/lib/townpulse") / tag / name
+            log.info("%s cannot reach %s; using %s", owner, preferred, path)
+        path.mkdir(parents=True, exist_ok=True)
+        os.chown(path, user.pw_uid, user.pw_gid)
+        os.chmod(path, 0o700)
+        return path
+
+    # ---- processes ----------------------------------------------------------------------------
+
+    def _pid_file(self, name: str) -> Path:
+        return self.pids / f"{name}.pid"
+
+    def pid(self, name: str) -> int | None:
+        """The pid of a running component, if its pid file points at a live process of ours."""
+        path = self._pid_file(name)
+        try:
+            pid = int(path.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        # A recycled pid belongs to someone else: the marker we started it with must be there.
+        marker = path.read_text().split(maxsplit=1)[1].strip() if len(path.read_text().split()) > 1 else ""
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            return None
+        if marker and marker not in cmdline:
+            return None
+        return pid if _alive(pid) else None
+
+    def _spawn(
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        marker: str,
+        env: dict[str, str] | None = None,
+        user: str | None = None,
+        cwd: Path | None = None,
+    ) -> int:
+        self.pids.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(parents=True, exist_ok=True)
+        logf = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
+        kwargs: dict[str, object] = {}
+        if user:
+            pw = pwd.getpwnam(user)
+            kwargs.update(user=pw.pw_uid, group=pw.pw_gid, extra_groups=[])
+        proc = subprocess.Popen(
+            argv,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**_base_env(), **(env or {})},
+            cwd=cwd or REPO,
+            # Its own session: a Ctrl-C in the terminal that ran `make up` does not reach it.
+            start_new_session=True,
+            **kwargs,  # type: ignore[arg-type]
+        )
+        logf.close()
+        self._pid_file(name).write_text(f"{proc.pid} {marker}\n")
+        return proc.pid
+
+    def _stop(self, name: str, *, sig: signal.Signals = signal.SIGTERM, timeout: float = 30) -> None:
+        pid = self.pid(name)
+        if pid is None:
+            self._pid_file(name).unlink(missing_ok=True)
+            return
+        log.info("stopping %s (pid %d)", name, pid)
+        os.kill(pid, sig)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.pid(name) is not None:
+            _reap(pid)
+            time.sleep(0.1)
+        if self.pid(name) is not None:
+            log.warning("%s did not stop in %.0f s: SIGKILL", name, timeout)
+            os.kill(pid, signal.SIGKILL)
+            _wait_until(lambda: self.pid(name) is None, timeout=10, what=f"{name} to die")
+        self._pid_file(name).unlink(missing_ok=True)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL a component (tests of crash safety use this)."""
+        pid = self.pid(name)
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
+            _wait_until(lambda: self.pid(name) is None, timeout=10, what=f"{name} to die")
+            _reap(pid)
+
+    # ---- PostgreSQL ----------------------------------------------------------------------------
+
+    def start_postgres(self) -> None:
+        if self.pid("postgres"):
+            return
+        data = self._data_dir("postgres", "postgres")
+        if not (data / "PG_VERSION").exists():
+            self._initdb(data)
+        postgres = PG_BIN / "postgres"
+        self._spawn(
+            "postgres",
+            [
+                str(postgres), "-D", str(data),
+                "-c", f"port={self.s.postgres_port}",
+                "-c", "listen_addresses=127.0.0.1",
+                # TCP only: no socket files in a shared /var/run/postgresql.
+                "-c", "unix_socket_directories=",
+                "-c", "shared_buffers=256MB",
+                # Rows are committed before Kafka offsets: they must really be on disk.
+                "-c", "synchronous_commit=on",
+                "-c", "max_connections=200",
+            ],
+            marker=str(data),
+            user="postgres",
+        )
+        _wait_port(self.s.postgres_port, timeout=self.s.start_timeout_s, what="postgres")
+        self._ensure_database()
+
+    def _initdb(self, data: Path) -> None:
+        superuser_pw = self._secret("postgres-superuser")
+        pwfile = data.parent / f".pwfile-{os.getpid()}"
+        pwfile.write_text(superuser_pw + "\n")
+        pw = pwd.getpwnam("postgres")
+        os.chown(pwfile, pw.pw_uid, pw.pw_gid)
+        os.chmod(pwfile, 0o600)
+        try:
+            subprocess.run(
+                [str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres",
+                 "--auth=scram-sha-256", f"--pwfile={pwfile}", "--encoding=UTF8",
+                 "--locale=C.UTF-8"],
+                check=True, user=pw.pw_uid, group=pw.pw_gid, extra_groups=[],
+                capture_output=True, env=_base_env(),
+            )
+        except subprocess.CalledProcessError as exc:
+            raise StackError(f"initdb failed: {exc.stderr.decode()[-2000:]}") from exc
+        finally:
+            pwfile.unlink(missing_ok=True)
+
+    def _ensure_database(self) -> None:
+        import psycopg
+        from psycopg import sql
+
+        admin = (
+            f"postgresql://postgres:{self._secret('postgres-superuser')}"
+            f"@127.0.0.1:{self.s.postgres_port}/postgres"
+        )
+        app_pw = self._secret("postgres-townpulse")
+        _wait_until(lambda: _can_connect(admin), timeout=self.s.start_timeout_s, what="postgres")
+        with psycopg.connect(admin, autocommit=True) as conn:
+            if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'townpulse'").fetchone():
+                conn.execute(
+                    sql.SQL("CREATE ROLE townpulse LOGIN PASSWORD {}").format(sql.Literal(app_pw))
+                )
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'townpulse'").fetchone():
+                conn.execute("CREATE DATABASE townpulse OWNER townpulse")
+
+    # ---- Kafka ---------------------------------------------------------------------------------
+
+    def start_kafka(self) -> None:
+        if self.pid("kafka"):
+            return
+        if not KAFKA_LIB.is_dir():
+            raise StackError(f"Kafka jars missing in {KAFKA_LIB}: run `make install`")
+        data = self.run / "data" / "kafka"
+        data.mkdir(parents=True, exist_ok=True)
+        props = self.run / "kafka" / "server.properties"
+        props.parent.mkdir(parents=True, exist_ok=True)
+        props.write_text(
+            (DEPLOY / "kafka" / "server.properties.tmpl").read_text().format(
+                host="127.0.0.1",
+                port=self.s.kafka_port,
+                controller_port=self.s.kafka_controller_port,
+                data_dir=data,
+            )
+        )
+        java = shutil.which("java") or "java"
+        classpath = f"{KAFKA_LIB}/*"
+        log4j = f"-Dlog4j2.configurationFile={DEPLOY / 'kafka' / 'log4j2.yaml'}"
+        if not (data / "meta.properties").exists():
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            subprocess.run(
+                [java, log4j, "-cp", classpath, "kafka.tools.StorageTool", "format",
+                 "-t", cluster_id, "-c", str(props)],
+                check=True, capture_output=True,
+            )
+        self._spawn(
+            "kafka",
+            [java, f"-Xms{self.s.kafka_heap}", f"-Xmx{self.s.kafka_heap}", "-XX:+UseG1GC",
+             "-Djava.awt.headless=true", log4j, "-cp", classpath, "kafka.Kafka", str(props)],
+            marker=str(props),
+        )
+        _wait_port(self.s.kafka_port, timeout=self.s.start_timeout_s, what="kafka")
+
+    # ---- Mosquitto -----------------------------------------------------------------------------
+
+    def start_mosquitto(self) -> None:
+        if self.pid("mosquitto"):
+            return
+        mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        plugin = next((p for p in DYNSEC_PLUGIN_CANDIDATES if p.exists()), None)
+        if plugin is None:
+            raise StackError("mosquitto's dynamic security plugin is missing: run `make install`")
+        data = self._data_dir("mosquitto", "mosquitto")
+        dynsec = data / "dynamic-security.json"
+        if not dynsec.exists():
+            subprocess.run(
+                ["mosquitto_ctrl", "dynsec", "init", str(dynsec), "admin",
+                 self._secret("mqtt-admin")],
+                check=True, capture_output=True,
+            )
+            pw = pwd.getpwnam("mosquitto")
+            os.chown(dynsec, pw.pw_uid, pw.pw_gid)
+            os.chmod(dynsec, 0o600)
+        conf = data / "mosquitto.conf"
+        conf.write_text(
+            (DEPLOY / "mosquitto" / "mosquitto.conf.tmpl").read_text().format(
+                port=self.s.mqtt_port, bind=self.s.mqtt_bind, dynsec_plugin=plugin, data_dir=data
+            )
+        )
+        # Started as root, mosquitto drops to the `mosquitto` user, which owns `data`.
+        self._spawn("mosquitto", [mosquitto, "-c", str(conf)], marker=str(conf))
+        _wait_port(self.s.mqtt_port, timeout=self.s.start_timeout_s, what="mosquitto")
+
+    # ---- bootstrap -----------------------------------------------------------------------------
+
+    def bootstrap(self) -> None:
+        """Migrations, Kafka topics, MQTT identities, the first admin API key. Idempotent."""
+        from townpulse import bootstrap
+
+        bootstrap.migrate(self.database_url())
+        bootstrap.ensure_topics(f"127.0.0.1:{self.s.kafka_port}")
+        bootstrap.ensure_mqtt_identities(
+            host="127.0.0.1",
+            port=self.s.mqtt_port,
+            admin_password=self._secret("mqtt-admin"),
+            gateway_password=self._secret("mqtt-gateway"),
+        )
+        created = bootstrap.ensure_admin_key(self.database_url(), self.admin_key_file)
+        if created:
+            print(f"Admin API key created: {self.admin_key_file} (mode 0600, shown nowhere else)")
+
+    # ---- services ------------------------------------------------------------------------------
+
+    def service_env(self, spec: ServiceSpec, *, instance: int = 1) -> dict[str, str]:
+        env = {
+            "TOWNPULSE_DATABASE_URL": self.database_url(),
+            "TOWNPULSE_KAFKA_BOOTSTRAP": f"127.0.0.1:{self.s.kafka_port}",
+            "TOWNPULSE_MQTT_HOST": "127.0.0.1",
+            "TOWNPULSE_MQTT_PORT": str(self.s.mqtt_port),
+            "TOWNPULSE_HTTP_HOST": "127.0.0.1",
+            "TOWNPULSE_HTTP_PORT": str(self._port(spec, instance)),
+            "TOWNPULSE_INSTANCE": f"{spec.name}-{instance}",
+        }
+        if spec.mqtt_user:
+            env["TOWNPULSE_MQTT_USERNAME"] = spec.mqtt_user
+            env["TOWNPULSE_MQTT_PASSWORD"] = self._secret(f"mqtt-{spec.mqtt_user}")
+        if spec.name == "api":
+            env["TOWNPULSE_UPSTREAMS"] = json.dumps(self.upstreams())
+        return env
+
+    def upstreams(self) -> dict[str, str]:
+        """Domain services whose routes the operator API forwards (`/v1/<domain>/...`)."""
+        return {}
+
+    def _port(self, spec: ServiceSpec, instance: int = 1) -> int:
+        base: int = getattr(self.s, spec.port_setting)
+        # Extra gateway instances listen on the ports after the first one's.
+        return base + 10 * (instance - 1)
+
+    def _instances(self, spec: ServiceSpec) -> list[str]:
+        n = self.s.gateways if spec.name == "gateway" else 1
+        return [spec.name if i == 1 else f"{spec.name}-{i}" for i in range(1, n + 1)]
+
+    def start_service(self, spec: ServiceSpec, *, instance: int = 1) -> None:
+        name = spec.name if instance == 1 else f"{spec.name}-{instance}"
+        if self.pid(name):
+            return
+        self._spawn(
+            name,
+            [sys.executable, "-m", spec.module],
+            marker=spec.module,
+            env=self.service_env(spec, instance=instance),
+        )
+
+    def wait_healthy(self, spec: ServiceSpec, *, instance: int = 1) -> None:
+        url = f"http://127.0.0.1:{self._port(spec, instance)}/readyz"
+        name = spec.name if instance == 1 else f"{spec.name}-{instance}"
+        pid = int(self._pid_file(name).read_text().split()[0])
+        _wait_until(
+            lambda: _http_ok(url),
+            timeout=self.s.start_timeout_s,
+            what=f"{name} to be ready ({url}); see {self.logs / (name + '.log')}",
+            # Not self.pid(): just after fork the child's cmdline is still ours.
+            give_up=lambda: not _alive(pid),
+        )
+
+    def service(self, name: str) -> ServiceSpec:
+        return next(s for s in SERVICES if s.name == name)
+
+    def restart_service(self, name: str) -> None:
+        """Start a service again after a crash, and wait until it is ready."""
+        spec = self.service(name)
+        self.start_service(spec)
+        self.wait_healthy(spec)
+
+    # ---- whole stack -------------------------------------------------------------------------
+
+    def up(self) -> None:
+        self.run.mkdir(parents=True, exist_ok=True)
+        # Others may traverse (daemons running as their own users reach their data), not list.
+        os.chmod(self.run, 0o711)
+        self.start_postgres()
+        self.start_kafka()
+        self.start_mosquitto()
+        self.bootstrap()
+        for spec in SERVICES:
+            for i in range(1, (self.s.gateways if spec.name == "gateway" else 1) + 1):
+                self.start_service(spec, instance=i)
+        for spec in SERVICES:
+            for i in range(1, (self.s.gateways if spec.name == "gateway" else 1) + 1):
+                self.wait_healthy(spec, instance=i)
+        self.write_stack_env()
+
+    def down(self) -> None:
+        # Producers of data first, so that nothing is left half-way when the broker goes.
+        self._stop("simulator")
+        for spec in SERVICES:
+            for name in reversed(self._instances(spec)):
+                self._stop(name)
+        self._stop("mosquitto")
+        self._stop("kafka", timeout=60)
+        # SIGINT: PostgreSQL's "fast" shutdown, which still checkpoints.
+        self._stop("postgres", sig=signal.SIGINT, timeout=60)
+
+    def write_stack_env(self) -> None:
+        values = {
+            "MQTT_HOST": "127.0.0.1",
+            "MQTT_PORT": str(self.s.mqtt_port),
+            "KAFKA_BOOTSTRAP": f"127.0.0.1:{self.s.kafka_port}",
+            "DATABASE_URL": self.database_url(),
+            "API_URL": f"http://127.0.0.1:{self.s.api_port}",
+            "ADMIN_API_KEY_FILE": str(self.admin_key_file),
+            "TOWNPULSE_RUN_DIR": str(self.run),
+        }
+        for spec in SERVICES:
+            values[f"{spec.name.upper()}_URL"] = f"http://127.0.0.1:{self._port(spec)}"
+        # It holds the database password: readable by the stack's owner only.
+        fd = os.open(self.stack_env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.writelines(f"{k}={v}\n" for k, v in values.items())
+
+    def status(self) -> list[dict[str, object]]:
+        rows: list[dict[str, object]] = []
+        ports = {
+            "postgres": self.s.postgres_port,
+            "kafka": self.s.kafka_port,
+            "mosquitto": self.s.mqtt_port,
+        }
+        for name in INFRA:
+            pid = self.pid(name)
+            rows.append({"name": name, "state": "up" if pid else "down", "pid": pid,
+                         "port": ports[name]})
+        for spec in SERVICES:
+            for i, name in enumerate(self._instances(spec), start=1):
+                pid = self.pid(name)
+                port = self._port(spec, i)
+                ready = bool(pid) and _http_ok(f"http://127.0.0.1:{port}/readyz")
+                state = "up" if ready else ("starting" if pid else "down")
+                rows.append({"name": name, "state": state, "pid": pid, "port": port})
+        pid = self.pid("simulator")
+        rows.append({"name": "simulator", "state": "up" if pid else "down", "pid": pid,
+                     "port": None})
+        return rows
+
+    def start_simulator(self) -> None:
+        if self.pid("simulator"):
+            return
+        self._spawn(
+            "simulator",
+            [sys.executable, "-m", "townpulse", "simulate"],
+            marker="townpulse simulate",
+            env=read_env_file(self.stack_env_file),
+        )
+
+
+# ---- helpers ------------------------------------------------------------------------------------
+
+
+def _base_env() -> dict[str, str]:
+    keep = ("PATH", "LANG", "LC_ALL", "TZ", "JAVA_HOME", "VIRTUAL_ENV", "PYTHONPATH")
+    env = {k: v for k, v in os.environ.items() if k in keep or k.startswith("TOWNPULSE_")}
+    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+    env["HOME"] = "/tmp"  # noqa: S108 - daemons running as their own users have no home here
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    out: dict[str, str] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if "=" in line and not line.startswith("#"):
+                k, v = line.split("=", 1)
+                out[k.strip()] = v.strip()
+    return out
+
+
+def _reachable_by(path: Path, user: pwd.struct_passwd) -> bool:
+    """Whether `user` can traverse every directory down to `path` (others' execute bit)."""
+    path.mkdir(parents=True, exist_ok=True)
+    for p in [path, *path.parents]:
+        st = p.stat()
+        if st.st_uid == user.pw_uid:
+            continue
+        if not st.st_mode & 0o001:
+            if p == path:
+                os.chmod(p, st.st_mode | 0o001)
+                continue
+            return False
+    return True
+
+
+def _alive(pid: int) -> bool:
+    _reap(pid)
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def _wait_until(
+    cond: Callable[[], bool],
+    *,
+    timeout: float,
+    what: str,
+    give_up: Callable[[], bool] | None = None,
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        if give_up and give_up():
+            raise StackError(f"gave up waiting for {what}: the process exited")
+        time.sleep(0.2)
+    raise StackError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _wait_port(port: int, *, timeout: float, what: str) -> None:
+    _wait_until(lambda: _port_open(port), timeout=timeout, what=f"{what} on port {port}")
+
+
+def _http_ok(url: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _can_connect(url: str) -> bool:
+    import psycopg
+
+    try:
+        with psycopg.connect(url, connect_timeout=2):
+            return True
+    except psycopg.OperationalError:
+        return False

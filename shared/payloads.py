@@ -77,7 +77,8 @@ def parse_topic(topic: str) -> DeviceTopic:
         domain = Domain(parts[1])
     except ValueError:
         raise Rejection(Reason.BAD_TOPIC, f"unknown domain {parts[1]!r}") from None
-    if not DEVICE_ID_RE.match(parts[2]):
+    # fullmatch: `$` alone would also accept a trailing newline.
+    if not DEVICE_ID_RE.fullmatch(parts[2]):
         raise Rejection(Reason.BAD_TOPIC, "invalid device id")
     return DeviceTopic(domain=domain, device_id=parts[2])
 
@@ -124,6 +125,9 @@ def _decode_json(payload: bytes) -> Any:
         return json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise Rejection(Reason.INVALID_JSON, str(exc)) from None
+    except ValueError:
+        # An integer literal beyond sys.get_int_max_str_digits() (4300 digits by default).
+        raise Rejection(Reason.NON_FINITE_NUMBER, "number out of range") from None
     except RecursionError:
         raise Rejection(Reason.INVALID_JSON, "nested too deeply") from None
 
@@ -148,7 +152,10 @@ def _parse_ts(value: Any, *, received_at: datetime) -> datetime:
             raise Rejection(Reason.INVALID_TIMESTAMP, f"not RFC 3339: {value[:40]!r}") from None
         if ts.tzinfo is None:
             raise Rejection(Reason.INVALID_TIMESTAMP, "timestamp has no UTC offset")
-        return ts.astimezone(UTC)
+        try:
+            return ts.astimezone(UTC)
+        except OverflowError:  # e.g. 0001-01-01T00:00:00+05:00 is before year 1 in UTC
+            raise Rejection(Reason.INVALID_TIMESTAMP, f"out of range: {value[:40]!r}") from None
     seconds = _number(value, reason=Reason.INVALID_TIMESTAMP, what="ts")
     return _from_unix(seconds)
 
@@ -172,7 +179,7 @@ def _check_window(ts: datetime, *, received_at: datetime, limits: Limits) -> Non
 
 
 def _metric_name(name: Any) -> str:
-    if not isinstance(name, str) or not METRIC_RE.match(name):
+    if not isinstance(name, str) or not METRIC_RE.fullmatch(name):
         shown = name[:64] if isinstance(name, str) else type(name).__name__
         raise Rejection(Reason.INVALID_METRIC_NAME, f"{shown!r} (expected [a-z][a-z0-9_]*)")
     return name
@@ -253,16 +260,29 @@ def _parse_senml(
             raise Rejection(Reason.INVALID_METRIC_NAME, f"record {i}: n must be a string")
         metric = _metric_name(_senml_metric(bn + name))
         value_key = "v" if "v" in record else "s"
-        value = _number(record[value_key], reason=Reason.NON_NUMERIC_VALUE, what=f"record {i}")
-        t = record.get("t", 0.0)
-        offset = _number(t, reason=Reason.INVALID_TIMESTAMP, what=f"record {i} t")
+        try:
+            value = _number(record[value_key], reason=Reason.NON_NUMERIC_VALUE, what=f"record {i}")
+            t = record.get("t", 0.0)
+            offset = _number(t, reason=Reason.INVALID_TIMESTAMP, what=f"record {i} t")
+        except OverflowError:
+            raise Rejection(Reason.NON_FINITE_NUMBER, f"record {i}: number out of range") from None
+        if value_key == "v":
+            value += bv
+            if not math.isfinite(value):
+                raise Rejection(Reason.NON_FINITE_NUMBER, f"record {i}: v + bv is not finite")
         resolved = bt + offset
-        if abs(resolved) < SENML_RELATIVE_TIME_LIMIT:
-            ts = received_at + timedelta(seconds=resolved)
+        # RFC 8428 4.5.3: *any* resolved time below 2**28, negative ones included, is relative.
+        if resolved < SENML_RELATIVE_TIME_LIMIT:
+            try:
+                ts = received_at + timedelta(seconds=resolved)
+            except OverflowError:
+                raise Rejection(
+                    Reason.INVALID_TIMESTAMP, f"record {i}: out of range: {resolved}"
+                ) from None
         else:
             ts = _from_unix(resolved)
         unit = record.get("u", bu)
         if unit is not None and (not isinstance(unit, str) or len(unit) > UNIT_MAX_LEN):
             raise Rejection(Reason.BAD_BASE_FIELD, f"record {i}: bad unit")
-        readings.append(Reading(ts=ts, metric=metric, value=value + (bv if value_key == "v" else 0.0), unit=unit))
+        readings.append(Reading(ts=ts, metric=metric, value=value, unit=unit))
     return readings

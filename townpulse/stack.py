@@ -75,6 +75,9 @@ SERVICES = (
 INFRA = ("postgres", "kafka", "mosquitto")
 
 
+_CHILDREN: list[subprocess.Popen[bytes]] = []
+
+
 class StackError(RuntimeError):
     pass
 
@@ -192,6 +195,9 @@ class Stack:
             **kwargs,  # type: ignore[arg-type]
         )
         logf.close()
+        # The child outlives this process (its own session); keep the Popen object so that it
+        # is not collected (and warned about) while the child runs.
+        _CHILDREN.append(proc)
         self._pid_file(name).write_text(f"{proc.pid} {marker}\n")
         return proc.pid
 

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 
-BUCKET_RE = re.compile(r"^(\d{1,4})(m|h|d)$")
+# [0-9], not \d (which also matches e.g. Arabic-Indic digits); used with fullmatch, since `$`
+# alone would also accept a trailing newline.
+BUCKET_RE = re.compile(r"([0-9]{1,4})(m|h|d)")
 
 
 class Source(StrEnum):
@@ -40,7 +42,7 @@ def parse_bucket(text: str) -> Bucket:
     >>> parse_bucket("1d").source
     <Source.DAILY: 'daily'>
     """
-    m = BUCKET_RE.match(text)
+    m = BUCKET_RE.fullmatch(text)
     if not m:
         raise BadBucket("bucket must look like 15m, 1h or 1d")
     n, unit = int(m.group(1)), m.group(2)

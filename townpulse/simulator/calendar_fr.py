@@ -22,7 +22,7 @@ class DayType(StrEnum):
 
 @lru_cache(maxsize=32)
 def _french_holidays(year: int) -> frozenset[date]:
-    return frozenset(holidays.France(years=year))
+    return frozenset(holidays.country_holidays("FR", years=year))
 
 
 def is_public_holiday(day: date) -> bool:
@@ -63,6 +63,7 @@ def local_hour(local: datetime) -> float:
     return local.hour + local.minute / 60.0 + local.second / 3600.0
 
 
+@lru_cache(maxsize=4096)
 def utc_at_local(day: date, hour: float) -> datetime:
     """The UTC instant at which the town's clocks show `hour` on `day`.
 

@@ -17,10 +17,60 @@ SETBACK_FACTOR = 0.45
 STEP_UP_SHARE = 0.6
 NOISE_REL = 0.04
 
-_HOUSING_WORKDAY = (0.15, 0.12, 0.1, 0.1, 0.1, 0.15, 0.45, 0.75, 0.6, 0.35, 0.3, 0.35, 0.45,
-                    0.4, 0.3, 0.3, 0.4, 0.6, 0.85, 1.0, 0.95, 0.8, 0.55, 0.3, 0.15)
-_HOUSING_WEEKEND = (0.2, 0.15, 0.1, 0.1, 0.1, 0.1, 0.15, 0.3, 0.6, 0.75, 0.7, 0.7, 0.8,
-                    0.7, 0.6, 0.55, 0.6, 0.7, 0.85, 1.0, 0.95, 0.85, 0.65, 0.4, 0.2)
+_HOUSING_WORKDAY = (
+    0.15,
+    0.12,
+    0.1,
+    0.1,
+    0.1,
+    0.15,
+    0.45,
+    0.75,
+    0.6,
+    0.35,
+    0.3,
+    0.35,
+    0.45,
+    0.4,
+    0.3,
+    0.3,
+    0.4,
+    0.6,
+    0.85,
+    1.0,
+    0.95,
+    0.8,
+    0.55,
+    0.3,
+    0.15,
+)
+_HOUSING_WEEKEND = (
+    0.2,
+    0.15,
+    0.1,
+    0.1,
+    0.1,
+    0.1,
+    0.15,
+    0.3,
+    0.6,
+    0.75,
+    0.7,
+    0.7,
+    0.8,
+    0.7,
+    0.6,
+    0.55,
+    0.6,
+    0.7,
+    0.85,
+    1.0,
+    0.95,
+    0.85,
+    0.65,
+    0.4,
+    0.2,
+)
 
 
 def _school_break(day: date) -> bool:
@@ -62,8 +112,9 @@ def occupancy(kind: BuildingKind, *, day: date, hour: float) -> float:
         return window(hour, 7.5, 19.0) if dt is DayType.WORKDAY else 0.0
     if kind is BuildingKind.TOWN_HALL:
         if dt is DayType.WORKDAY:
-            return max(window(hour, 8.0, 12.0), window(hour, 13.5, 17.5), 0.6 * window(
-                hour, 8.0, 17.5))
+            return max(
+                window(hour, 8.0, 12.0), window(hour, 13.5, 17.5), 0.6 * window(hour, 8.0, 17.5)
+            )
         return 0.6 * window(hour, 9.0, 12.0) if dt is DayType.SATURDAY else 0.0
     if kind is BuildingKind.SHOP:
         if dt is DayType.SUNDAY:
@@ -72,8 +123,11 @@ def occupancy(kind: BuildingKind, *, day: date, hour: float) -> float:
     if kind is BuildingKind.GYM:
         if dt is DayType.WORKDAY:
             return max(0.5 * window(hour, 7.0, 22.0), window(hour, 17.0, 21.5))
-        return 0.8 * window(hour, 9.0, 19.0) if dt is DayType.SATURDAY else (
-            0.6 * window(hour, 9.0, 13.0))
+        return (
+            0.8 * window(hour, 9.0, 19.0)
+            if dt is DayType.SATURDAY
+            else (0.6 * window(hour, 9.0, 13.0))
+        )
     # Library: closed on Mondays and Sundays.
     if dt is DayType.SUNDAY or (dt is DayType.WORKDAY and day.weekday() == 0):
         return 0.0
@@ -81,7 +135,11 @@ def occupancy(kind: BuildingKind, *, day: date, hour: float) -> float:
 
 
 def meter_power_kw(
-    spec: MeterSpec, *, ts: datetime, outdoor_c: float, left_on: bool = False,
+    spec: MeterSpec,
+    *,
+    ts: datetime,
+    outdoor_c: float,
+    left_on: bool = False,
     step_up: bool = False,
 ) -> float:
     """Mean electric power of the building around instant `ts`, noise-free.
@@ -112,8 +170,14 @@ def meter_power_kw(
 
 
 def meter_energy_kwh(
-    spec: MeterSpec, *, key: tuple[object, ...], ts: datetime, step: timedelta,
-    outdoor_c: float, left_on: bool = False, step_up: bool = False,
+    spec: MeterSpec,
+    *,
+    key: tuple[object, ...],
+    ts: datetime,
+    step: timedelta,
+    outdoor_c: float,
+    left_on: bool = False,
+    step_up: bool = False,
 ) -> float:
     """Energy used in the interval ending at `ts`, with metering noise.
 

@@ -7,7 +7,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 DEFAULT_CENTRE = (45.9000, 6.1200)
 METRES_PER_DEG_LAT = 111_320.0
@@ -266,7 +266,7 @@ def _device_id(prefix: str, index: int, total: int) -> str:
 class _Placer:
     """Scatters devices around landmarks (metres east/north of the centre)."""
 
-    LANDMARKS: dict[Zone, tuple[float, float, float]] = {
+    LANDMARKS: ClassVar[dict[Zone, tuple[float, float, float]]] = {
         # (east, north, spread), all in metres.
         Zone.CENTRE: (0.0, 0.0, 250.0),
         Zone.MARKET: (120.0, -80.0, 60.0),
@@ -287,23 +287,42 @@ class _Placer:
         return round(lat, 6), round(lon, 6)
 
 
-# (kind, weight, base_kw range, peak_kw range, heat kW/K range, area range)
-_BUILDINGS: tuple[tuple[BuildingKind, float, tuple[float, float], tuple[float, float],
-                        tuple[float, float], tuple[int, int]], ...] = (
-    (BuildingKind.HOUSING, 0.45, (1.0, 4.0), (6.0, 18.0), (0.4, 1.2), (400, 2_000)),
-    (BuildingKind.SCHOOL, 0.12, (2.0, 5.0), (20.0, 45.0), (1.0, 2.5), (1_500, 4_000)),
-    (BuildingKind.OFFICE, 0.13, (2.0, 6.0), (15.0, 40.0), (0.8, 2.0), (800, 3_000)),
-    (BuildingKind.SHOP, 0.12, (6.0, 15.0), (20.0, 50.0), (0.6, 1.5), (300, 2_500)),
-    (BuildingKind.GYM, 0.08, (3.0, 6.0), (20.0, 40.0), (1.2, 2.5), (1_000, 3_000)),
-    (BuildingKind.LIBRARY, 0.05, (1.0, 3.0), (8.0, 20.0), (0.5, 1.2), (400, 1_200)),
-    (BuildingKind.TOWN_HALL, 0.05, (3.0, 6.0), (20.0, 35.0), (1.0, 2.0), (1_200, 3_000)),
-)
+@dataclass(frozen=True, slots=True)
+class _Archetype:
+    """How common a building type is and the ranges its meter parameters are drawn from."""
+
+    weight: float
+    base_kw: tuple[float, float]
+    peak_kw: tuple[float, float]
+    heat_loss_kw_per_k: tuple[float, float]
+    floor_area_m2: tuple[int, int]
+
+
+_ARCHETYPES: dict[BuildingKind, _Archetype] = {
+    BuildingKind.HOUSING: _Archetype(0.45, (1.0, 4.0), (6.0, 18.0), (0.4, 1.2), (400, 2_000)),
+    BuildingKind.SCHOOL: _Archetype(0.12, (2.0, 5.0), (20.0, 45.0), (1.0, 2.5), (1_500, 4_000)),
+    BuildingKind.OFFICE: _Archetype(0.13, (2.0, 6.0), (15.0, 40.0), (0.8, 2.0), (800, 3_000)),
+    BuildingKind.SHOP: _Archetype(0.12, (6.0, 15.0), (20.0, 50.0), (0.6, 1.5), (300, 2_500)),
+    BuildingKind.GYM: _Archetype(0.08, (3.0, 6.0), (20.0, 40.0), (1.2, 2.5), (1_000, 3_000)),
+    BuildingKind.LIBRARY: _Archetype(0.05, (1.0, 3.0), (8.0, 20.0), (0.5, 1.2), (400, 1_200)),
+    BuildingKind.TOWN_HALL: _Archetype(0.05, (3.0, 6.0), (20.0, 35.0), (1.0, 2.0), (1_200, 3_000)),
+}
 
 _BUILDING_NAMES: dict[BuildingKind, tuple[str, ...]] = {
-    BuildingKind.HOUSING: ("Résidence les Tilleuls", "Résidence du Lac", "Les Balcons du Semnoz",
-                           "Résidence Beauregard", "Le Clos des Vignes", "Résidence Bellevue"),
-    BuildingKind.SCHOOL: ("École Jules Ferry", "École Marie Curie", "Collège Louis Pasteur",
-                          "École des Barattes"),
+    BuildingKind.HOUSING: (
+        "Résidence les Tilleuls",
+        "Résidence du Lac",
+        "Les Balcons du Semnoz",
+        "Résidence Beauregard",
+        "Le Clos des Vignes",
+        "Résidence Bellevue",
+    ),
+    BuildingKind.SCHOOL: (
+        "École Jules Ferry",
+        "École Marie Curie",
+        "Collège Louis Pasteur",
+        "École des Barattes",
+    ),
     BuildingKind.OFFICE: ("Centre d'affaires du Parc", "Maison des Entreprises", "Le Forum"),
     BuildingKind.SHOP: ("Supermarché du Centre", "Boulangerie de la Place", "Pharmacie du Lac"),
     BuildingKind.GYM: ("Gymnase municipal", "Piscine des Marquisats", "Salle omnisports"),
@@ -319,35 +338,41 @@ def _building_name(kind: BuildingKind, ordinal: int) -> str:
 
 
 def _meters(count: int, rng: random.Random, place: _Placer) -> Iterator[Device]:
-    kinds = [b[0] for b in _BUILDINGS]
-    weights = [b[1] for b in _BUILDINGS]
+    kinds = list(_ARCHETYPES)
+    weights = [a.weight for a in _ARCHETYPES.values()]
     seen: dict[BuildingKind, int] = {}
     for i in range(1, count + 1):
         # Every town has a town hall; make it the first meter so small towns keep it.
         kind = BuildingKind.TOWN_HALL if i == 1 else rng.choices(kinds, weights)[0]
-        _, _, base, peak, heat, area = next(b for b in _BUILDINGS if b[0] is kind)
+        arch = _ARCHETYPES[kind]
         ordinal = seen.get(kind, 0)
         seen[kind] = ordinal + 1
-        zone = Zone.CENTRE if kind in (BuildingKind.TOWN_HALL, BuildingKind.SHOP) else (
-            Zone.RESIDENTIAL)
-        lat, lon = place(zone)
+        central = kind in (BuildingKind.TOWN_HALL, BuildingKind.SHOP)
+        lat, lon = place(Zone.CENTRE if central else Zone.RESIDENTIAL)
         spec = MeterSpec(
             building=kind,
-            base_kw=round(rng.uniform(*base), 2),
-            peak_kw=round(rng.uniform(*peak), 2),
-            heat_loss_kw_per_k=round(rng.uniform(*heat), 3),
-            floor_area_m2=rng.randint(*area),
+            base_kw=round(rng.uniform(*arch.base_kw), 2),
+            peak_kw=round(rng.uniform(*arch.peak_kw), 2),
+            heat_loss_kw_per_k=round(rng.uniform(*arch.heat_loss_kw_per_k), 3),
+            floor_area_m2=rng.randint(*arch.floor_area_m2),
         )
-        yield Device(_device_id("meter", i, count), Domain.ENERGY,
-                     _building_name(kind, ordinal), lat, lon, spec)
+        name = _building_name(kind, ordinal)
+        yield Device(_device_id("meter", i, count), Domain.ENERGY, name, lat, lon, spec)
 
 
 _ZONE_WEIGHTS = {Zone.RESIDENTIAL: 0.55, Zone.CENTRE: 0.2, Zone.TOURIST: 0.15, Zone.MARKET: 0.1}
 _STREAMS = (("general", 0.6), ("recycling", 0.3), ("glass", 0.1))
-_CAPACITIES = {"general": (240, 360, 660, 770, 1_100), "recycling": (360, 660, 1_100),
-               "glass": (1_500, 3_000)}
-_ZONE_LABEL = {Zone.RESIDENTIAL: "quartier", Zone.CENTRE: "centre-ville",
-               Zone.TOURIST: "promenade du lac", Zone.MARKET: "place du Marché"}
+_CAPACITIES = {
+    "general": (240, 360, 660, 770, 1_100),
+    "recycling": (360, 660, 1_100),
+    "glass": (1_500, 3_000),
+}
+_ZONE_LABEL = {
+    Zone.RESIDENTIAL: "quartier",
+    Zone.CENTRE: "centre-ville",
+    Zone.TOURIST: "promenade du lac",
+    Zone.MARKET: "place du Marché",
+}
 
 
 def _collection_days(fill_days: float, rng: random.Random) -> tuple[int, ...]:
@@ -376,8 +401,14 @@ def _bins(count: int, rng: random.Random, place: _Placer) -> Iterator[Device]:
             collection_weekdays=_collection_days(fill_days, rng),
             collection_hour=rng.choice((5.5, 6.0, 6.5, 7.0, 7.5, 8.0)),
         )
-        yield Device(_device_id("bin", i, count), Domain.WASTE,
-                     f"Conteneur {stream} {_ZONE_LABEL[zone]} n°{i}", lat, lon, spec)
+        yield Device(
+            _device_id("bin", i, count),
+            Domain.WASTE,
+            f"Conteneur {stream} {_ZONE_LABEL[zone]} n°{i}",
+            lat,
+            lon,
+            spec,
+        )
 
 
 # (road, zone, capacity range per 15 min, free speed km/h)
@@ -407,5 +438,11 @@ def _counters(count: int, rng: random.Random, place: _Placer) -> Iterator[Device
             capacity_per_step=rng.randint(*capacity),
             free_speed_kmh=round(speed * rng.uniform(0.93, 1.07), 1),
         )
-        yield Device(_device_id("counter", i, count), Domain.TRAFFIC,
-                     f"Compteur {road} ({direction})", lat, lon, spec)
+        yield Device(
+            _device_id("counter", i, count),
+            Domain.TRAFFIC,
+            f"Compteur {road} ({direction})",
+            lat,
+            lon,
+            spec,
+        )

@@ -13,12 +13,87 @@ from townpulse.simulator.town import CounterSpec, Zone
 
 # Share of the road's capacity used, by local hour (0..24).
 _FLOW: dict[DayType, tuple[float, ...]] = {
-    DayType.WORKDAY: (0.05, 0.03, 0.02, 0.02, 0.03, 0.08, 0.3, 0.75, 0.9, 0.6, 0.45, 0.45, 0.55,
-                      0.55, 0.45, 0.5, 0.65, 0.85, 0.88, 0.6, 0.35, 0.25, 0.18, 0.12, 0.05),
-    DayType.SATURDAY: (0.08, 0.06, 0.04, 0.03, 0.03, 0.04, 0.08, 0.15, 0.3, 0.45, 0.55, 0.6, 0.6,
-                       0.55, 0.55, 0.6, 0.6, 0.6, 0.55, 0.45, 0.35, 0.25, 0.2, 0.15, 0.08),
-    DayType.SUNDAY: (0.08, 0.06, 0.05, 0.03, 0.02, 0.03, 0.05, 0.08, 0.15, 0.25, 0.35, 0.4, 0.4,
-                     0.35, 0.35, 0.4, 0.42, 0.42, 0.4, 0.35, 0.28, 0.2, 0.14, 0.1, 0.06),
+    DayType.WORKDAY: (
+        0.05,
+        0.03,
+        0.02,
+        0.02,
+        0.03,
+        0.08,
+        0.3,
+        0.75,
+        0.9,
+        0.6,
+        0.45,
+        0.45,
+        0.55,
+        0.55,
+        0.45,
+        0.5,
+        0.65,
+        0.85,
+        0.88,
+        0.6,
+        0.35,
+        0.25,
+        0.18,
+        0.12,
+        0.05,
+    ),
+    DayType.SATURDAY: (
+        0.08,
+        0.06,
+        0.04,
+        0.03,
+        0.03,
+        0.04,
+        0.08,
+        0.15,
+        0.3,
+        0.45,
+        0.55,
+        0.6,
+        0.6,
+        0.55,
+        0.55,
+        0.6,
+        0.6,
+        0.6,
+        0.55,
+        0.45,
+        0.35,
+        0.25,
+        0.2,
+        0.15,
+        0.08,
+    ),
+    DayType.SUNDAY: (
+        0.08,
+        0.06,
+        0.05,
+        0.03,
+        0.02,
+        0.03,
+        0.05,
+        0.08,
+        0.15,
+        0.25,
+        0.35,
+        0.4,
+        0.4,
+        0.35,
+        0.35,
+        0.4,
+        0.42,
+        0.42,
+        0.4,
+        0.35,
+        0.28,
+        0.2,
+        0.14,
+        0.1,
+        0.06,
+    ),
 }
 FLOW_NOISE_REL = 0.08
 SPEED_NOISE_KMH = 2.5
@@ -50,8 +125,13 @@ def flow_share(spec: CounterSpec, *, ts: datetime) -> float:
 
 
 def vehicles(
-    spec: CounterSpec, *, key: Sequence[object], ts: datetime, step: timedelta,
-    incident: bool = False, market_day: bool = False,
+    spec: CounterSpec,
+    *,
+    key: Sequence[object],
+    ts: datetime,
+    step: timedelta,
+    incident: bool = False,
+    market_day: bool = False,
 ) -> int:
     """Vehicles counted during the interval ending at `ts`.
 
@@ -71,7 +151,8 @@ def vehicles(
         An extra market (event `market_day`) draws more cars to the centre.
     """
     epoch = int(ts.timestamp())
-    mean = spec.capacity_per_step * step / timedelta(minutes=15) * flow_share(spec, ts=ts - step / 2)
+    capacity = spec.capacity_per_step * (step / timedelta(minutes=15))
+    mean = capacity * flow_share(spec, ts=ts - step / 2)
     if incident:
         mean *= INCIDENT_FLOW_FACTOR
     if market_day:
@@ -83,8 +164,14 @@ def vehicles(
 
 
 def mean_speed_kmh(
-    spec: CounterSpec, *, key: Sequence[object], ts: datetime, step: timedelta, count: int,
-    incident: bool = False, market_day: bool = False,
+    spec: CounterSpec,
+    *,
+    key: Sequence[object],
+    ts: datetime,
+    step: timedelta,
+    count: int,
+    incident: bool = False,
+    market_day: bool = False,
 ) -> float | None:
     """Mean speed of the vehicles counted, or None when no vehicle passed.
 

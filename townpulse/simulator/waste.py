@@ -32,14 +32,114 @@ WEEKLY_MARKET_WEEKDAY = 5  # Saturday morning
 WEEKLY_MARKET_HOURS = (7.0, 13.5)
 
 _ACTIVITY: dict[Zone, tuple[float, ...]] = {
-    Zone.RESIDENTIAL: (0.1, 0.05, 0.05, 0.05, 0.05, 0.1, 0.4, 1.2, 1.3, 0.8, 0.7, 0.7, 0.8,
-                       0.8, 0.7, 0.7, 0.8, 1.0, 1.4, 1.6, 1.5, 1.2, 0.6, 0.3, 0.1),
-    Zone.CENTRE: (0.1, 0.05, 0.05, 0.05, 0.05, 0.05, 0.1, 0.3, 0.8, 1.2, 1.4, 1.5, 1.6,
-                  1.5, 1.3, 1.3, 1.4, 1.5, 1.5, 1.2, 0.8, 0.5, 0.3, 0.2, 0.1),
-    Zone.MARKET: (0.1, 0.05, 0.05, 0.05, 0.05, 0.05, 0.1, 0.3, 0.8, 1.2, 1.4, 1.5, 1.6,
-                  1.5, 1.3, 1.3, 1.4, 1.5, 1.5, 1.2, 0.8, 0.5, 0.3, 0.2, 0.1),
-    Zone.TOURIST: (0.2, 0.1, 0.05, 0.05, 0.05, 0.05, 0.05, 0.1, 0.3, 0.6, 1.0, 1.4, 1.7,
-                   1.8, 1.8, 1.8, 1.7, 1.6, 1.5, 1.4, 1.2, 1.0, 0.8, 0.5, 0.2),
+    Zone.RESIDENTIAL: (
+        0.1,
+        0.05,
+        0.05,
+        0.05,
+        0.05,
+        0.1,
+        0.4,
+        1.2,
+        1.3,
+        0.8,
+        0.7,
+        0.7,
+        0.8,
+        0.8,
+        0.7,
+        0.7,
+        0.8,
+        1.0,
+        1.4,
+        1.6,
+        1.5,
+        1.2,
+        0.6,
+        0.3,
+        0.1,
+    ),
+    Zone.CENTRE: (
+        0.1,
+        0.05,
+        0.05,
+        0.05,
+        0.05,
+        0.05,
+        0.1,
+        0.3,
+        0.8,
+        1.2,
+        1.4,
+        1.5,
+        1.6,
+        1.5,
+        1.3,
+        1.3,
+        1.4,
+        1.5,
+        1.5,
+        1.2,
+        0.8,
+        0.5,
+        0.3,
+        0.2,
+        0.1,
+    ),
+    Zone.MARKET: (
+        0.1,
+        0.05,
+        0.05,
+        0.05,
+        0.05,
+        0.05,
+        0.1,
+        0.3,
+        0.8,
+        1.2,
+        1.4,
+        1.5,
+        1.6,
+        1.5,
+        1.3,
+        1.3,
+        1.4,
+        1.5,
+        1.5,
+        1.2,
+        0.8,
+        0.5,
+        0.3,
+        0.2,
+        0.1,
+    ),
+    Zone.TOURIST: (
+        0.2,
+        0.1,
+        0.05,
+        0.05,
+        0.05,
+        0.05,
+        0.05,
+        0.1,
+        0.3,
+        0.6,
+        1.0,
+        1.4,
+        1.7,
+        1.8,
+        1.8,
+        1.8,
+        1.7,
+        1.6,
+        1.5,
+        1.4,
+        1.2,
+        1.0,
+        0.8,
+        0.5,
+        0.2,
+    ),
 }
 _DAY_FACTOR: dict[Zone, dict[DayType, float]] = {
     Zone.RESIDENTIAL: {DayType.WORKDAY: 1.0, DayType.SATURDAY: 1.15, DayType.SUNDAY: 1.2},
@@ -129,8 +229,11 @@ def last_collection(spec: BinSpec, *, before: datetime) -> datetime | None:
     for back in range(16):
         candidate = day - timedelta(days=back)
         when = utc_at_local(candidate, spec.collection_hour)
-        if (when <= before and candidate.weekday() in spec.collection_weekdays
-                and not is_public_holiday(candidate)):
+        if (
+            when <= before
+            and candidate.weekday() in spec.collection_weekdays
+            and not is_public_holiday(candidate)
+        ):
             return when
     return None
 
@@ -155,8 +258,14 @@ def initial_fill(spec: BinSpec, *, key: Sequence[object], ts: datetime) -> float
 
 
 def next_fill(
-    spec: BinSpec, fill: float, *, key: Sequence[object], ts: datetime, step: timedelta,
-    market_day: bool = False, fast_fill: bool = False,
+    spec: BinSpec,
+    fill: float,
+    *,
+    key: Sequence[object],
+    ts: datetime,
+    step: timedelta,
+    market_day: bool = False,
+    fast_fill: bool = False,
 ) -> float:
     """True fill level at `ts` given the level one step earlier.
 
@@ -187,7 +296,12 @@ def reported_fill(fill: float, *, key: Sequence[object], ts: datetime, glitch_ra
 
 
 def bin_temperature_c(
-    spec: BinSpec, *, key: Sequence[object], ts: datetime, outdoor_c: float, fill: float,
+    spec: BinSpec,
+    *,
+    key: Sequence[object],
+    ts: datetime,
+    outdoor_c: float,
+    fill: float,
     fire_since: datetime | None = None,
 ) -> float:
     """Temperature inside the bin: outdoor air, sun on the lid, rotting waste, and fire.

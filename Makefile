@@ -1,0 +1,38 @@
+# TownPulse: `make up` runs the system, `make test` runs the tests. `make help` lists the rest.
+SHELL := /bin/bash
+VENV := .venv
+TP := $(VENV)/bin/townpulse
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install up down status logs test test-unit lint
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-10s %s\n", $$1, $$2}'
+
+install: ## Install what is missing: Mosquitto, PostgreSQL, Kafka jars, Python packages
+	@bash deploy/install.sh
+
+up: install ## Start Kafka, Mosquitto, PostgreSQL, the services and the simulator (SIM=0: no simulator)
+	@$(TP) up $(if $(filter 0,$(SIM)),--no-sim,--sim)
+
+down: ## Stop everything the stack started (data is kept in .run/)
+	@if [ -x $(TP) ]; then $(TP) down; fi
+
+status: ## Each component: up/down, pid, port
+	@$(TP) status
+
+logs: ## The last lines of every component's log
+	@$(TP) logs
+
+test: install ## Unit, integration and end-to-end tests against the real stack (started if needed)
+	@$(TP) up --no-sim
+	@$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+test-unit: ## Unit tests only (no stack needed)
+	@$(VENV)/bin/python -m pytest -m unit $(PYTEST_ARGS)
+
+lint: ## ruff and mypy
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+	@$(VENV)/bin/mypy

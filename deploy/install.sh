@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs what the local stack needs, skipping what is already there. Idempotent.
+# Debian packages: Mosquitto (+ clients), PostgreSQL 15, a JDK and Maven if missing;
+# the Apache Kafka broker jars from Maven Central; the Python project into .venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
+command -v mosquitto_pub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
+[ -x /usr/lib/postgresql/15/bin/postgres ] || need_apt+=(postgresql-15)
+command -v java >/dev/null 2>&1 || need_apt+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing packages: ${need_apt[*]} (run as root, or install them with apt-get)" >&2
+    exit 1
+  fi
+  echo "==> apt-get install ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+# The stack runs PostgreSQL and Mosquitto as their own users: make sure both exist.
+id postgres >/dev/null 2>&1 || useradd --system --home /var/lib/postgresql --shell /bin/bash postgres
+id mosquitto >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin mosquitto
+
+if [ ! -f deploy/kafka/target/lib/.complete ] || [ deploy/kafka/pom.xml -nt deploy/kafka/target/lib/.complete ]; then
+  echo "==> Apache Kafka jars (Maven Central)"
+  rm -rf deploy/kafka/target/lib
+  mvn -q -B -f deploy/kafka/pom.xml dependency:copy-dependencies
+  touch deploy/kafka/target/lib/.complete
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "==> Python virtual environment"
+  python3 -m venv .venv
+fi
+if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
+  echo "==> Python packages"
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e ".[dev]"
+  touch .venv/.installed
+fi

@@ -1,0 +1,103 @@
+"""Fixtures shared by every tier.
+
+Integration and end-to-end tests talk to the stack that `townpulse up` started (its addresses are
+in `.run/stack.env`); `make test` starts it first. Each test makes its own devices with unique
+ids, so tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support import Publisher, RegisteredDevice, wait_for
+from townpulse.stack import REPO, Stack, read_env_file
+
+TIER_ORDER = {"unit": 0, "integration": 1, "e2e": 2}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run cheap tiers first: unit, then integration, then end-to-end (which restart things)."""
+
+    def tier(item: pytest.Item) -> int:
+        for name, rank in TIER_ORDER.items():
+            if item.get_closest_marker(name):
+                return rank
+        return 1
+
+    items.sort(key=tier)
+
+
+@pytest.fixture(scope="session")
+def stack() -> Stack:
+    return Stack()
+
+
+@pytest.fixture(scope="session")
+def stack_env(stack: Stack) -> dict[str, str]:
+    env = read_env_file(stack.stack_env_file)
+    if "API_URL" not in env:
+        pytest.fail(f"{stack.stack_env_file} missing: start the stack with `make up` first")
+    return env
+
+
+@pytest.fixture(scope="session")
+def admin_key(stack_env: dict[str, str]) -> str:
+    return Path(stack_env["ADMIN_API_KEY_FILE"]).read_text().strip()
+
+
+@pytest.fixture
+def api(stack_env: dict[str, str], admin_key: str) -> Iterator[httpx.Client]:
+    with httpx.Client(
+        base_url=stack_env["API_URL"], headers={"Authorization": f"Bearer {admin_key}"}, timeout=30
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+def device_factory(api: httpx.Client) -> Iterator[Callable[..., RegisteredDevice]]:
+    """Registers devices with unique ids through the API; removes them afterwards."""
+    made: list[str] = []
+
+    def make(domain: str = "waste", *, prefix: str = "t") -> RegisteredDevice:
+        device_id = f"{prefix}-{uuid.uuid4().hex[:10]}"
+        r = api.post("/v1/devices", json={"id": device_id, "domain": domain})
+        assert r.status_code == 201, r.text
+        creds = r.json()["mqtt"]
+        made.append(device_id)
+        return RegisteredDevice(
+            id=device_id, domain=domain, username=creds["username"],
+            password=creds["password"], topic=creds["topic"], host=creds["host"],
+            port=creds["port"],
+        )
+
+    yield make
+    for device_id in made:
+        api.delete(f"/v1/devices/{device_id}")
+
+
+@pytest.fixture
+def publisher_factory() -> Iterator[Callable[[RegisteredDevice], Publisher]]:
+    made: list[Publisher] = []
+
+    def make(device: RegisteredDevice) -> Publisher:
+        p = Publisher(device)
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        p.close()
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
+
+
+os.environ.setdefault("TOWNPULSE_RUN_DIR", str(REPO / ".run"))

@@ -1,0 +1,91 @@
+"""Helpers for tests: polling with a deadline, MQTT publishing, Prometheus parsing."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import paho.mqtt.client as mqtt
+
+def wait_for(
+    cond: Callable[[], Any], *, timeout: float = 30, interval: float = 0.2, what: str = "condition"
+) -> Any:
+    """Poll `cond` until it returns something truthy, or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = cond()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+
+
+@dataclass
+class RegisteredDevice:
+    id: str
+    domain: str
+    username: str
+    password: str
+    topic: str
+    host: str
+    port: int
+
+
+class Publisher:
+    """A device's own MQTT connection (paho), publishing QoS 1 and waiting for each PUBACK."""
+
+    def __init__(self, device: RegisteredDevice) -> None:
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=f"{device.id}-{uuid.uuid4().hex[:6]}",
+            protocol=mqtt.MQTTv311,
+        )
+        self.client.username_pw_set(device.username, device.password)
+        self.client.max_inflight_messages_set(100)
+        self.client.max_queued_messages_set(0)
+        self.device = device
+        rc = self.client.connect(device.host, device.port, keepalive=30)
+        assert rc == 0
+        self.client.loop_start()
+        wait_for(self.client.is_connected, timeout=10, what="MQTT connection")
+
+    def publish(self, payload: bytes | str, *, topic: str | None = None) -> mqtt.MQTTMessageInfo:
+        return self.client.publish(topic or self.device.topic, payload, qos=1)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def count_readings(api: httpx.Client, device_id: str, **params: Any) -> int:
+    r = api.get(
+        f"/v1/devices/{device_id}/readings",
+        params={"start": "2000-01-01T00:00:00Z", "limit": 50_000, **params},
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert not body["truncated"]
+    return len(body["items"])
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """One sample from a Prometheus exposition, labels in any order (0 if absent)."""
+    want = {f'{k}="{v}"' for k, v in labels.items()}
+    for line in text.splitlines():
+        if not line.startswith(name):
+            continue
+        series, _, value = line.rpartition(" ")
+        rest = series[len(name):]
+        if rest.startswith("{") and rest.endswith("}"):
+            got = set(rest[1:-1].split(",")) if rest != "{}" else set()
+        elif rest == "":
+            got = set()
+        else:
+            continue  # another metric whose name starts with this one
+        if got == want:
+            return float(value)
+    return 0.0

@@ -1,0 +1,130 @@
+"""Town layout, determinism and the shape of every reading."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from townpulse.simulator import build_town, iter_readings, to_payload
+from townpulse.simulator.town import BinSpec, BuildingKind, Domain, MeterSpec, Town
+
+pytestmark = pytest.mark.unit
+
+METRIC_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+T0 = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday
+
+
+@pytest.fixture(scope="module")
+def town() -> Town:
+    return build_town()
+
+
+def test_default_town_has_requested_sizes_and_unique_ids(town: Town) -> None:
+    assert len(town.of(Domain.ENERGY)) == 40
+    assert len(town.of(Domain.WASTE)) == 150
+    assert len(town.of(Domain.TRAFFIC)) == 25
+    ids = [d.id for d in town]
+    assert len(set(ids)) == len(ids)
+    assert {"meter-001", "meter-040", "bin-150", "counter-025"} <= set(ids)
+    assert all(DEVICE_ID_RE.match(i) for i in ids)
+
+
+def test_sizes_are_parameters() -> None:
+    town = build_town(energy=3, waste=0, traffic=1200, seed=1)
+    assert [d.id for d in town.of(Domain.ENERGY)] == ["meter-001", "meter-002", "meter-003"]
+    assert town.of(Domain.WASTE) == ()
+    assert town.of(Domain.TRAFFIC)[-1].id == "counter-1200"
+
+
+def test_same_seed_same_town_other_seed_other_town() -> None:
+    assert build_town(seed=5) == build_town(seed=5)
+    assert build_town(seed=5) != build_town(seed=6)
+
+
+def test_devices_stand_in_the_town_with_registration_bodies(town: Town) -> None:
+    lat0, lon0 = town.centre
+    for device in town:
+        # Everything within ~5 km of the centre.
+        assert math.hypot(device.lat - lat0, (device.lon - lon0) * 0.7) < 0.05
+        body = json.loads(json.dumps(device.registration()))
+        assert body["id"] == device.id
+        assert body["domain"] == device.domain.value
+        assert set(body["location"]) == {"lat", "lon"}
+        assert body["metadata"]
+        assert device.topic == f"sensors/{device.domain.value}/{device.id}"
+
+
+def test_town_mixes_building_types_and_bin_speeds(town: Town) -> None:
+    meters = [d.spec for d in town.of(Domain.ENERGY)]
+    kinds = {s.building for s in meters if isinstance(s, MeterSpec)}
+    assert {BuildingKind.TOWN_HALL, BuildingKind.SCHOOL, BuildingKind.HOUSING} <= kinds
+    fill_days = [d.spec.fill_days for d in town.of(Domain.WASTE) if isinstance(d.spec, BinSpec)]
+    assert all(1.0 <= f <= 7.0 for f in fill_days)
+    assert min(fill_days) < 2.0 and max(fill_days) > 6.0
+
+
+def test_same_seed_gives_same_readings() -> None:
+    def run(seed: int) -> list[tuple[str, datetime, dict[str, float]]]:
+        town = build_town(energy=5, waste=8, traffic=3, seed=seed)
+        end = T0 + timedelta(days=1)
+        return [(r.device.id, r.ts, r.metrics) for r in iter_readings(town, start=T0, end=end)]
+
+    first = run(11)
+    assert first == run(11)
+    assert first != run(12)
+
+
+def test_readings_do_not_depend_on_where_the_iteration_started() -> None:
+    town = build_town(energy=4, waste=0, traffic=3, seed=3)
+    end = T0 + timedelta(hours=6)
+    late = T0 + timedelta(hours=4)
+    full = {(r.device.id, r.ts): r.metrics for r in iter_readings(town, start=T0, end=end)}
+    tail = {(r.device.id, r.ts): r.metrics for r in iter_readings(town, start=late, end=end)}
+    assert tail == {k: v for k, v in full.items() if k[1] >= late}
+
+
+def test_readings_are_ordered_utc_aligned_and_well_named(town: Town) -> None:
+    start = T0 + timedelta(minutes=7)
+    readings = list(iter_readings(town, start=start, end=T0 + timedelta(hours=3)))
+    assert len(readings) == len(town) * 11  # 08:15 .. 02:45 UTC in 15-min steps
+    stamps = [r.ts for r in readings]
+    assert stamps == sorted(stamps)
+    assert stamps[0] == T0 + timedelta(minutes=15)
+    for r in readings:
+        assert r.ts.utcoffset() == timedelta(0)
+        assert r.ts.minute % 15 == 0 and r.ts.second == 0
+        assert r.metrics
+        for name, value in r.metrics.items():
+            assert METRIC_RE.match(name), name
+            assert isinstance(value, int | float) and math.isfinite(value)
+
+
+def test_each_domain_reports_its_metrics(town: Town) -> None:
+    readings = list(iter_readings(town, start=T0 + timedelta(hours=8), end=T0 + timedelta(hours=9)))
+    names: dict[Domain, set[str]] = {d: set() for d in Domain}
+    for r in readings:
+        names[r.device.domain] |= set(r.metrics)
+    assert names == {
+        Domain.ENERGY: {"energy_kwh"},
+        Domain.WASTE: {"fill_pct", "temperature_c"},
+        Domain.TRAFFIC: {"vehicles", "speed_kmh"},
+    }
+
+
+def test_payload_is_flat_json_with_rfc3339_z_timestamp() -> None:
+    payload = to_payload(
+        datetime(2026, 3, 2, 8, 15, tzinfo=UTC), {"vehicles": 12, "speed_kmh": 41.5}
+    )
+    doc = json.loads(payload)
+    assert doc == {"ts": "2026-03-02T08:15:00Z", "vehicles": 12, "speed_kmh": 41.5}
+
+
+def test_naive_times_are_refused(town: Town) -> None:
+    naive = datetime(2026, 3, 2)  # noqa: DTZ001 - the point of the test
+    with pytest.raises(ValueError, match="timezone-aware"):
+        next(iter_readings(town, start=naive, end=None))

@@ -1,0 +1,144 @@
+"""`townpulse simulate`: the command-line front of the live runner.
+
+The main CLI mounts it with `app.command("simulate")(simulate)`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from townpulse.simulator.durations import parse_duration
+from townpulse.simulator.events import EVENT_KINDS, parse_kinds
+from townpulse.simulator.runner import RunnerConfig, run
+
+
+def _duration(value: str) -> str:
+    # Validate early so typer reports a bad value as a usage error.
+    try:
+        parse_duration(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return value
+
+
+def _optional_duration(value: str | None) -> str | None:
+    return None if value is None else _duration(value)
+
+
+def _kinds(value: str) -> str:
+    try:
+        parse_kinds(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return value
+
+
+def _read_key(path: Path) -> str:
+    try:
+        key = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise typer.BadParameter(
+            f"cannot read the admin API key file {path}: {exc.strerror}"
+        ) from None
+    if not key:
+        raise typer.BadParameter(f"the admin API key file {path} is empty")
+    return key
+
+
+def simulate(
+    energy: Annotated[int, typer.Option(min=0, help="Number of building energy meters.")] = 40,
+    waste: Annotated[int, typer.Option(min=0, help="Number of waste bins.")] = 150,
+    traffic: Annotated[int, typer.Option(min=0, help="Number of traffic counters.")] = 25,
+    speed: Annotated[
+        float,
+        typer.Option(min=1.0, help="Simulated seconds per wall-clock second while catching up."),
+    ] = 1.0,
+    backfill: Annotated[
+        str,
+        typer.Option(
+            callback=_duration, help="Start this far in the past, e.g. 6h, 2d (at most ~7d)."
+        ),
+    ] = "0",
+    duration: Annotated[
+        str | None,
+        typer.Option(
+            callback=_optional_duration,
+            help="Stop after this much simulated time (default: run until stopped).",
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the town and its events.")] = 42,
+    inject: Annotated[
+        str,
+        typer.Option(
+            callback=_kinds,
+            help=f"Comma-separated events to inject, or 'all': {', '.join(EVENT_KINDS)}.",
+        ),
+    ] = "",
+    events_out: Annotated[
+        Path | None,
+        typer.Option(
+            help="JSON-lines file the labelled events are appended to "
+            "(default: RUN_DIR/simulator/events.jsonl)."
+        ),
+    ] = None,
+    api_url: Annotated[str, typer.Option(envvar="API_URL", help="Operator API base URL.")] = (
+        "http://127.0.0.1:8000"
+    ),
+    admin_api_key_file: Annotated[
+        Path | None,
+        typer.Option(envvar="ADMIN_API_KEY_FILE", help="File holding the admin API key."),
+    ] = None,
+    mqtt_host: Annotated[
+        str | None,
+        typer.Option(envvar="MQTT_HOST", help="Broker host (default: as returned by the API)."),
+    ] = None,
+    mqtt_port: Annotated[
+        int | None,
+        typer.Option(envvar="MQTT_PORT", help="Broker port (default: as returned by the API)."),
+    ] = None,
+    run_dir: Annotated[
+        Path,
+        typer.Option(
+            envvar="TOWNPULSE_RUN_DIR", help="Stack run directory (credentials are kept there)."
+        ),
+    ] = (Path(".run")),
+) -> None:
+    """Simulate the town's sensors and publish their readings over MQTT."""
+    if admin_api_key_file is None:
+        raise typer.BadParameter("set ADMIN_API_KEY_FILE or pass --admin-api-key-file")
+    _configure_logging()
+    config = RunnerConfig(
+        api_url=api_url,
+        api_key=_read_key(admin_api_key_file),
+        run_dir=run_dir,
+        mqtt_host=mqtt_host,
+        mqtt_port=mqtt_port,
+        energy=energy,
+        waste=waste,
+        traffic=traffic,
+        seed=seed,
+        speed=speed,
+        backfill=parse_duration(backfill),
+        duration=parse_duration(duration) if duration is not None else None,
+        inject=tuple(parse_kinds(inject)),
+        events_out=events_out,
+    )
+    stats = run(config)
+    typer.echo(
+        f"published {stats.published} readings in {stats.steps} steps "
+        f"({stats.dropped} dropped, {stats.unacked} unacknowledged)"
+    )
+
+
+def _configure_logging() -> None:
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+    # httpx logs every request at INFO; 200-odd registrations would drown the progress lines.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

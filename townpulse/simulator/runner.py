@@ -1,0 +1,356 @@
+"""Live runner: register the town's devices and publish their readings over MQTT.
+
+Simulated time starts `backfill` before now, runs `speed` times faster than the wall clock
+until it catches up, then follows the wall clock; a timestamp is never published before the
+wall clock has reached it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from itertools import groupby
+from pathlib import Path
+from types import FrameType
+
+from townpulse.simulator.events import STEP, LabelledEvent, floor_to_step, schedule_events
+from townpulse.simulator.mqtt_link import DeviceLink, LinkState
+from townpulse.simulator.provision import (
+    CredentialStore,
+    DeviceRegistry,
+    MqttCredentials,
+    api_client,
+    provision,
+)
+from townpulse.simulator.readings import iter_readings, to_payload
+from townpulse.simulator.town import Device, Town, build_town
+
+log = logging.getLogger(__name__)
+
+# The gateway refuses readings older than 7 days; keep a margin for slow publishing.
+MAX_BACKFILL = timedelta(days=7) - timedelta(hours=1)
+CONNECT_TIMEOUT_S = 30.0
+ACK_TIMEOUT_S = 30.0
+PROGRESS_EVERY_S = 10.0
+# Without a fixed duration, injected events are spread over at least this much simulated time.
+MIN_INJECTION_WINDOW = timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerConfig:
+    """Everything the runner needs; the API key is kept out of repr."""
+
+    api_url: str
+    api_key: str = field(repr=False)
+    run_dir: Path
+    mqtt_host: str | None = None
+    mqtt_port: int | None = None
+    energy: int = 40
+    waste: int = 150
+    traffic: int = 25
+    seed: int = 42
+    speed: float = 1.0
+    backfill: timedelta = timedelta(0)
+    duration: timedelta | None = None
+    inject: tuple[str, ...] = ()
+    events_out: Path | None = None
+    step: timedelta = STEP
+
+    @property
+    def credentials_path(self) -> Path:
+        """Where device credentials are kept between runs."""
+        return self.run_dir / "simulator" / "credentials.json"
+
+    @property
+    def events_path(self) -> Path:
+        """Where labelled events are appended."""
+        return self.events_out or self.run_dir / "simulator" / "events.jsonl"
+
+
+@dataclass(frozen=True, slots=True)
+class SimClock:
+    """Maps simulated instants to the wall-clock instants at which they may be published."""
+
+    sim_start: datetime
+    wall_start: datetime
+    speed: float
+
+    def wall_time_for(self, ts: datetime) -> datetime:
+        """When to publish the reading stamped `ts`: on the accelerated schedule, never early.
+
+        >>> t0 = datetime(2026, 3, 2, 12, tzinfo=UTC)
+        >>> clock = SimClock(sim_start=t0 - timedelta(hours=10), wall_start=t0, speed=10.0)
+        >>> clock.wall_time_for(t0 - timedelta(hours=5)).isoformat()  # 5 h of backlog: 30 min
+        '2026-03-02T12:30:00+00:00'
+        >>> clock.wall_time_for(t0 + timedelta(hours=3)).isoformat()  # caught up: real time
+        '2026-03-02T15:00:00+00:00'
+        """
+        return max(self.wall_start + (ts - self.sim_start) / self.speed, ts)
+
+
+@dataclass(slots=True)
+class RunStats:
+    """Counters reported at the end of a run."""
+
+    steps: int = 0
+    published: int = 0
+    dropped: int = 0
+    unacked: int = 0
+    last_ts: datetime | None = None
+
+
+def plan_window(
+    *,
+    now: datetime,
+    backfill: timedelta,
+    duration: timedelta | None,
+    step: timedelta = STEP,
+) -> tuple[datetime, datetime | None]:
+    """Simulated start (step-aligned) and exclusive end (None: run until stopped).
+
+    >>> now = datetime(2026, 3, 2, 12, 7, tzinfo=UTC)
+    >>> start, end = plan_window(now=now, backfill=timedelta(hours=2), duration=timedelta(hours=3))
+    >>> start.isoformat(), end.isoformat()
+    ('2026-03-02T10:00:00+00:00', '2026-03-02T13:00:00+00:00')
+    """
+    if backfill > MAX_BACKFILL:
+        log.warning(
+            "backfill %s exceeds what the gateway accepts; using %s", backfill, MAX_BACKFILL
+        )
+        backfill = MAX_BACKFILL
+    start = floor_to_step(now - backfill, step)
+    return start, (start + duration if duration is not None else None)
+
+
+def injection_window(
+    *,
+    start: datetime,
+    end: datetime | None,
+    now: datetime,
+) -> tuple[datetime, datetime]:
+    """Window for injected events: the whole run, or at least a day when it is open-ended.
+
+    >>> t = datetime(2026, 3, 2, tzinfo=UTC)
+    >>> injection_window(start=t, end=None, now=t)[1].isoformat()
+    '2026-03-03T00:00:00+00:00'
+    """
+    if end is not None:
+        return start, end
+    return start, max(now, start + MIN_INJECTION_WINDOW)
+
+
+def write_events(path: Path, events: list[LabelledEvent]) -> None:
+    """Append events as JSON lines (one run's labels after the previous runs')."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as fh:
+        for event in events:
+            fh.write(json.dumps(event.to_json(), separators=(",", ":")) + "\n")
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """Set `stop` on SIGINT/SIGTERM while inside the block (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        log.info("received %s; stopping", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _sleep_until(target: datetime, stop: threading.Event) -> bool:
+    """Sleep until the wall clock reaches `target`; False if asked to stop first."""
+    while True:
+        remaining = (target - datetime.now(UTC)).total_seconds()
+        if remaining <= 0:
+            return not stop.is_set()
+        # Wake up now and then: the wall clock may jump (NTP, suspend).
+        if stop.wait(min(remaining, 5.0)):
+            return False
+
+
+class _Fleet:
+    """The MQTT links of all devices, renewing credentials the broker refuses."""
+
+    def __init__(
+        self,
+        town: Town,
+        creds: dict[str, MqttCredentials],
+        *,
+        registry: DeviceRegistry,
+        store: CredentialStore,
+        config: RunnerConfig,
+    ) -> None:
+        self._devices = {d.id: d for d in town}
+        self._creds = creds
+        self._registry = registry
+        self._store = store
+        self._config = config
+        self.links: dict[str, DeviceLink] = {}
+
+    def _open(self, device: Device) -> DeviceLink:
+        creds = self._creds[device.id]
+        link = DeviceLink(
+            device.id,
+            creds,
+            host=self._config.mqtt_host or creds.host,
+            port=self._config.mqtt_port or creds.port,
+        )
+        link.start()
+        self.links[device.id] = link
+        return link
+
+    def connect(self) -> None:
+        """Open every link and wait (bounded) for the broker's answers."""
+        for device in self._devices.values():
+            self._open(device)
+        deadline = time.monotonic() + CONNECT_TIMEOUT_S
+        states = [link.wait_settled(deadline) for link in self.links.values()]
+        self.heal()
+        connected = sum(s is LinkState.CONNECTED for s in states)
+        if self.links and connected == 0 and LinkState.REFUSED not in states:
+            raise RuntimeError(
+                f"no device could connect to the MQTT broker within {CONNECT_TIMEOUT_S:.0f} s"
+            )
+        log.info("%d/%d devices connected to MQTT", connected, len(self.links))
+
+    def heal(self) -> None:
+        """Replace links whose credentials were refused with freshly issued ones."""
+        refused = [i for i, link in self.links.items() if link.state is LinkState.REFUSED]
+        if not refused:
+            return
+        log.warning("renewing MQTT credentials of %d refused device(s)", len(refused))
+        for device_id in refused:
+            self.links.pop(device_id).stop()
+            self._creds[device_id] = self._registry.renew(self._devices[device_id])
+        self._store.save({**self._store.load(), **self._creds})
+        deadline = time.monotonic() + CONNECT_TIMEOUT_S
+        for device_id in refused:
+            if self._open(self._devices[device_id]).wait_settled(deadline) is LinkState.REFUSED:
+                log.error("broker still refuses %s after renewing its credentials", device_id)
+
+    def wait_acked(self, timeout_s: float) -> int:
+        """Wait for all links' acknowledgements; return how many messages are still pending."""
+        deadline = time.monotonic() + timeout_s
+        return sum(link.wait_acked(deadline) for link in self.links.values())
+
+    def close(self) -> None:
+        """Disconnect every link."""
+        for link in self.links.values():
+            link.stop()
+
+
+def run(config: RunnerConfig, *, stop: threading.Event | None = None) -> RunStats:
+    """Register the town, then publish its readings until the end or until `stop` is set.
+
+    SIGINT and SIGTERM set `stop` when called from the main thread.
+    """
+    stop = stop or threading.Event()
+    town = build_town(
+        energy=config.energy, waste=config.waste, traffic=config.traffic, seed=config.seed
+    )
+    now = datetime.now(UTC)
+    start, end = plan_window(
+        now=now, backfill=config.backfill, duration=config.duration, step=config.step
+    )
+    events: list[LabelledEvent] = []
+    if config.inject:
+        win_start, win_end = injection_window(start=start, end=end, now=now)
+        events = schedule_events(
+            town,
+            kinds=config.inject,
+            start=win_start,
+            end=win_end,
+            seed=config.seed,
+            step=config.step,
+        )
+        write_events(config.events_path, events)
+        log.info("scheduled %d labelled event(s), written to %s", len(events), config.events_path)
+
+    store = CredentialStore(config.credentials_path)
+    with stop_on_signals(stop), api_client(config.api_url, config.api_key) as http:
+        registry = DeviceRegistry(http)
+        creds = provision(registry, town, store)
+        fleet = _Fleet(town, creds, registry=registry, store=store, config=config)
+        try:
+            fleet.connect()
+            return _publish(
+                town, fleet, config=config, start=start, end=end, events=events, stop=stop
+            )
+        finally:
+            fleet.close()
+
+
+def _publish(
+    town: Town,
+    fleet: _Fleet,
+    *,
+    config: RunnerConfig,
+    start: datetime,
+    end: datetime | None,
+    events: list[LabelledEvent],
+    stop: threading.Event,
+) -> RunStats:
+    clock = SimClock(sim_start=start, wall_start=datetime.now(UTC), speed=config.speed)
+    stats = RunStats()
+    log.info(
+        "simulating %d devices from %s%s at speed %g",
+        len(town),
+        start.isoformat(),
+        f" to {end.isoformat()}" if end else "",
+        config.speed,
+    )
+    next_progress = time.monotonic() + PROGRESS_EVERY_S
+    readings = iter_readings(town, start=start, end=end, step=config.step, events=events)
+    for ts, group in groupby(readings, key=lambda r: r.ts):
+        if not _sleep_until(clock.wall_time_for(ts), stop):
+            break
+        fleet.heal()
+        for reading in group:
+            if fleet.links[reading.device.id].publish(to_payload(reading.ts, reading.metrics)):
+                stats.published += 1
+            else:
+                stats.dropped += 1
+        # Bounded in-flight: the next step waits until the broker has taken this one.
+        stats.unacked = fleet.wait_acked(ACK_TIMEOUT_S)
+        if stats.unacked:
+            log.warning("%d message(s) not acknowledged after %.0f s", stats.unacked, ACK_TIMEOUT_S)
+        stats.steps += 1
+        stats.last_ts = ts
+        if time.monotonic() >= next_progress:
+            next_progress = time.monotonic() + PROGRESS_EVERY_S
+            _log_progress(stats, _lag(ts))
+    stats.unacked = fleet.wait_acked(ACK_TIMEOUT_S)
+    _log_progress(stats, _lag(stats.last_ts) if stats.last_ts else timedelta(0))
+    return stats
+
+
+def _lag(ts: datetime) -> timedelta:
+    return datetime.now(UTC) - ts
+
+
+def _log_progress(stats: RunStats, lag: timedelta) -> None:
+    log.info(
+        "simulated up to %s (%s behind the wall clock): %d published, %d dropped, "
+        "%d unacknowledged",
+        stats.last_ts.isoformat() if stats.last_ts else "-",
+        str(lag).split(".")[0],
+        stats.published,
+        stats.dropped,
+        stats.unacked,
+    )

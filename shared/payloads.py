@@ -282,7 +282,11 @@ def _parse_senml(
         else:
             ts = _from_unix(resolved)
         unit = record.get("u", bu)
-        if unit is not None and (not isinstance(unit, str) or len(unit) > UNIT_MAX_LEN):
+        # isprintable() also refuses lone surrogates (which cannot be encoded to UTF-8 again) and
+        # control characters such as NUL (which PostgreSQL text cannot hold).
+        if unit is not None and (
+            not isinstance(unit, str) or len(unit) > UNIT_MAX_LEN or not unit.isprintable()
+        ):
             raise Rejection(Reason.BAD_BASE_FIELD, f"record {i}: bad unit")
         readings.append(Reading(ts=ts, metric=metric, value=value, unit=unit))
     return readings

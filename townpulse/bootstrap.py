@@ -79,3 +79,23 @@ def ensure_admin_key(database_url: str, key_file: Path) -> bool:
         os.replace(tmp, key_file)
         conn.commit()
     return True
+
+
+def run_all(
+    *,
+    database_url: str,
+    kafka_bootstrap: str,
+    mqtt_host: str,
+    mqtt_port: int,
+    mqtt_admin_password: str,
+    mqtt_gateway_password: str,
+    admin_key_file: Path,
+) -> bool:
+    """Every step, in order; returns True if a new admin API key was written."""
+    migrate(database_url)
+    ensure_topics(kafka_bootstrap)
+    ensure_mqtt_identities(
+        host=mqtt_host, port=mqtt_port,
+        admin_password=mqtt_admin_password, gateway_password=mqtt_gateway_password,
+    )
+    return ensure_admin_key(database_url, admin_key_file)

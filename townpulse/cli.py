@@ -10,6 +10,8 @@ from typing import Annotated
 
 import httpx
 import typer
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from townpulse.stack import Stack, StackError, read_env_file
 
@@ -60,6 +62,39 @@ def up(
     _print_status(stack)
     typer.echo(f"\nEverything is listed in {stack.stack_env_file}")
     typer.echo(f"Admin API key: {stack.admin_key_file}")
+
+
+class BootstrapSettings(BaseSettings):
+    """What `townpulse bootstrap` needs when it runs outside the local stack (docker-compose)."""
+
+    model_config = SettingsConfigDict(env_prefix="TOWNPULSE_", extra="ignore")
+
+    database_url: SecretStr
+    kafka_bootstrap: str
+    mqtt_host: str
+    mqtt_port: int = 1883
+    mqtt_admin_password: SecretStr
+    mqtt_gateway_password: SecretStr
+    admin_api_key_file: Path
+
+
+@app.command()
+def bootstrap() -> None:
+    """Migrations, Kafka topics, MQTT identities, first admin key (from TOWNPULSE_* variables)."""
+    from townpulse import bootstrap as steps
+
+    s = BootstrapSettings()  # type: ignore[call-arg]
+    created = steps.run_all(
+        database_url=s.database_url.get_secret_value(),
+        kafka_bootstrap=s.kafka_bootstrap,
+        mqtt_host=s.mqtt_host,
+        mqtt_port=s.mqtt_port,
+        mqtt_admin_password=s.mqtt_admin_password.get_secret_value(),
+        mqtt_gateway_password=s.mqtt_gateway_password.get_secret_value(),
+        admin_key_file=s.admin_api_key_file,
+    )
+    if created:
+        typer.echo(f"Admin API key created: {s.admin_api_key_file} (mode 0600)")
 
 
 @app.command()

@@ -365,15 +365,15 @@ class Stack:
         """Migrations, Kafka topics, MQTT identities, the first admin API key. Idempotent."""
         from townpulse import bootstrap
 
-        bootstrap.migrate(self.database_url())
-        bootstrap.ensure_topics(f"127.0.0.1:{self.s.kafka_port}")
-        bootstrap.ensure_mqtt_identities(
-            host="127.0.0.1",
-            port=self.s.mqtt_port,
-            admin_password=self._secret("mqtt-admin"),
-            gateway_password=self._secret("mqtt-gateway"),
+        created = bootstrap.run_all(
+            database_url=self.database_url(),
+            kafka_bootstrap=f"127.0.0.1:{self.s.kafka_port}",
+            mqtt_host="127.0.0.1",
+            mqtt_port=self.s.mqtt_port,
+            mqtt_admin_password=self._secret("mqtt-admin"),
+            mqtt_gateway_password=self._secret("mqtt-gateway"),
+            admin_key_file=self.admin_key_file,
         )
-        created = bootstrap.ensure_admin_key(self.database_url(), self.admin_key_file)
         if created:
             print(f"Admin API key created: {self.admin_key_file} (mode 0600, shown nowhere else)")
 

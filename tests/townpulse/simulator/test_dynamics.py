@@ -15,12 +15,13 @@ from tests.townpulse.simulator.helpers import (
     SCHOOL,
     SMALL_TOWN,
     WEEKLY_BIN,
+    Series,
     series,
     values,
 )
-from townpulse.simulator import waste
+from townpulse.simulator import iter_readings, waste
 from townpulse.simulator.calendar_fr import DayType, day_type, utc_at_local
-from townpulse.simulator.town import BinSpec
+from townpulse.simulator.town import BinSpec, Device
 
 pytestmark = pytest.mark.unit
 
@@ -29,7 +30,7 @@ STEP = timedelta(minutes=15)
 
 
 @pytest.fixture(scope="module")
-def two_weeks() -> dict[tuple[str, datetime], dict[str, float]]:
+def two_weeks() -> Series:
     start = utc_at_local(MONDAY, 0.0)
     return series(SMALL_TOWN, start, start + timedelta(days=14))
 
@@ -38,9 +39,7 @@ def _local(day: date, start_h: float, end_h: float) -> tuple[datetime, datetime]
     return utc_at_local(day, start_h), utc_at_local(day, end_h)
 
 
-def _daily(
-    data: dict[tuple[str, datetime], dict[str, float]], device_id: str, metric: str, day: date
-) -> float:
+def _daily(data: Series, device_id: str, metric: str, day: date) -> float:
     return sum(values(data, device_id, metric, *_local(day, 0.0, 24.0)))
 
 
@@ -52,7 +51,7 @@ def test_calendar_treats_holidays_like_sundays() -> None:
 
 
 @pytest.mark.parametrize("device", [OFFICE, SCHOOL], ids=lambda d: d.id)
-def test_workplaces_use_less_at_night_than_in_the_day(two_weeks, device) -> None:  # type: ignore[no-untyped-def]
+def test_workplaces_use_less_at_night_than_in_the_day(two_weeks: Series, device: Device) -> None:
     for offset in range(5):
         day = MONDAY + timedelta(days=offset)
         night = mean(values(two_weeks, device.id, "energy_kwh", *_local(day, 1.0, 5.0)))
@@ -60,7 +59,7 @@ def test_workplaces_use_less_at_night_than_in_the_day(two_weeks, device) -> None
         assert working > 2 * night, day
 
 
-def test_homes_peak_in_the_evening(two_weeks) -> None:  # type: ignore[no-untyped-def]
+def test_homes_peak_in_the_evening(two_weeks: Series) -> None:
     day = MONDAY + timedelta(days=1)
     night = mean(values(two_weeks, HOMES.id, "energy_kwh", *_local(day, 2.0, 4.0)))
     evening = mean(values(two_weeks, HOMES.id, "energy_kwh", *_local(day, 19.0, 21.0)))
@@ -68,7 +67,7 @@ def test_homes_peak_in_the_evening(two_weeks) -> None:  # type: ignore[no-untype
     assert evening > night * 1.2
 
 
-def test_workplaces_use_less_at_weekends(two_weeks) -> None:  # type: ignore[no-untyped-def]
+def test_workplaces_use_less_at_weekends(two_weeks: Series) -> None:
     for device in (OFFICE, SCHOOL):
         weekdays = [
             _daily(two_weeks, device.id, "energy_kwh", MONDAY + timedelta(days=i)) for i in range(5)
@@ -115,7 +114,7 @@ def test_winter_heating_raises_consumption() -> None:
     assert cold > 1.3 * mild
 
 
-def test_traffic_has_rush_hours_and_quiet_nights(two_weeks) -> None:  # type: ignore[no-untyped-def]
+def test_traffic_has_rush_hours_and_quiet_nights(two_weeks: Series) -> None:
     for offset in range(5):
         day = MONDAY + timedelta(days=offset)
         night = mean(values(two_weeks, ROAD.id, "vehicles", *_local(day, 2.0, 4.0)))
@@ -129,7 +128,7 @@ def test_traffic_has_rush_hours_and_quiet_nights(two_weeks) -> None:  # type: ig
         assert rush_speed < night_speed - 5
 
 
-def test_weekend_traffic_has_no_morning_rush(two_weeks) -> None:  # type: ignore[no-untyped-def]
+def test_weekend_traffic_has_no_morning_rush(two_weeks: Series) -> None:
     workday_rush = mean(values(two_weeks, ROAD.id, "vehicles", *_local(MONDAY, 7.5, 8.5)))
     for offset in (5, 6):
         day = MONDAY + timedelta(days=offset)
@@ -147,7 +146,7 @@ def _collection_times(spec: BinSpec, start: datetime, end: datetime) -> set[date
 
 
 @pytest.mark.parametrize("device", [DAILY_BIN, WEEKLY_BIN], ids=lambda d: d.id)
-def test_bins_fill_up_and_drop_only_when_collected(two_weeks, device) -> None:  # type: ignore[no-untyped-def]
+def test_bins_fill_up_and_drop_only_when_collected(two_weeks: Series, device: Device) -> None:
     assert isinstance(device.spec, BinSpec)
     start = utc_at_local(MONDAY, 0.0)
     end = start + timedelta(days=14)
@@ -167,7 +166,7 @@ def test_bins_fill_up_and_drop_only_when_collected(two_weeks, device) -> None:  
     assert rise[-1] > rise[0] + 5
 
 
-def test_fast_bins_fill_faster_than_slow_ones(two_weeks) -> None:  # type: ignore[no-untyped-def]
+def test_fast_bins_fill_faster_than_slow_ones(two_weeks: Series) -> None:
     wednesday = MONDAY + timedelta(days=2)
     window = _local(wednesday, 8.0, 24.0 + 5.5)
     fast = values(two_weeks, DAILY_BIN.id, "fill_pct", *window)
@@ -182,7 +181,7 @@ def test_no_collection_on_public_holidays() -> None:
     assert not waste.is_collected(spec, ts=utc_at_local(date(2026, 7, 14), 7.0), step=STEP)
 
 
-def test_bin_temperature_follows_the_weather(two_weeks) -> None:  # type: ignore[no-untyped-def]
+def test_bin_temperature_follows_the_weather(two_weeks: Series) -> None:
     temps = values(two_weeks, DAILY_BIN.id, "temperature_c", *_local(MONDAY, 0.0, 24.0 * 14))
     assert -15 < min(temps) < max(temps) < 30
     summer = utc_at_local(date(2026, 7, 20), 0.0)
@@ -198,8 +197,6 @@ def test_bin_temperature_follows_the_weather(two_weeks) -> None:  # type: ignore
 
 def test_glitches_are_zero_or_full_reads() -> None:
     start = datetime(2026, 3, 2, tzinfo=UTC)
-    from townpulse.simulator import iter_readings
-
     clean = {
         (r.device.id, r.ts): r.metrics["fill_pct"]
         for r in iter_readings(

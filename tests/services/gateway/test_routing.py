@@ -1,0 +1,73 @@
+"""Routing decisions of the gateway (pure logic; the registry is a fake)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import pytest
+
+from services.gateway.app import Gateway
+from services.gateway.mqtt_source import Incoming
+from shared.payloads import Limits
+from shared.schemas import DeadLetter, ReadingBatch
+from shared.topics import DEADLETTER_TOPIC, Domain
+
+pytestmark = pytest.mark.unit
+
+
+class FakeRegistry:
+    def __init__(self, devices: dict[str, Domain]) -> None:
+        self.devices = devices
+
+    async def domain_of(self, device_id: str) -> Domain | None:
+        return self.devices.get(device_id)
+
+
+def _gateway(devices: dict[str, Domain]) -> Gateway:
+    return Gateway(producer=cast(Any, None), registry=cast(Any, FakeRegistry(devices)),
+                   limits=Limits())
+
+
+def _msg(topic: str, payload: object) -> Incoming:
+    raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return Incoming(topic=topic, payload=raw, mid=1, qos=1, generation=1,
+                    received_at=datetime.now(UTC))
+
+
+async def test_valid_reading_goes_to_its_domain_topic_keyed_by_device() -> None:
+    out = await _gateway({"bin-1": Domain.WASTE}).route(_msg("sensors/waste/bin-1",
+                                                             {"fill_pct": 40}))
+    assert out.topic == "readings.waste"
+    assert out.key == b"bin-1"
+    batch = ReadingBatch.from_bytes(out.value)
+    assert [(r.metric, r.value) for r in batch.readings] == [("fill_pct", 40.0)]
+
+
+@pytest.mark.parametrize(
+    ("topic", "devices", "reason"),
+    [
+        ("sensors/waste/ghost", {}, "unknown_device"),
+        ("sensors/waste/bin-1", {"bin-1": Domain.ENERGY}, "domain_mismatch"),
+        ("sensors/water/bin-1", {"bin-1": Domain.WASTE}, "bad_topic"),
+        ("elsewhere/bin-1", {"bin-1": Domain.WASTE}, "bad_topic"),
+    ],
+)
+async def test_rejections_are_dead_lettered_with_reason(
+    topic: str, devices: dict[str, Domain], reason: str
+) -> None:
+    out = await _gateway(devices).route(_msg(topic, {"fill_pct": 1}))
+    assert out.topic == DEADLETTER_TOPIC
+    letter = DeadLetter.from_bytes(out.value)
+    assert letter.reason == reason
+    assert letter.topic == topic
+
+
+async def test_dead_letter_payload_is_truncated_but_size_kept() -> None:
+    big = b"x" * 100_000
+    out = await _gateway({"bin-1": Domain.WASTE}).route(_msg("sensors/waste/bin-1", big))
+    letter = DeadLetter.from_bytes(out.value)
+    assert letter.reason == "payload_too_large"
+    assert len(letter.payload) == 1024
+    assert letter.payload_size == 100_000

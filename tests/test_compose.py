@@ -1,0 +1,50 @@
+"""docker-compose.yml cannot run here (no Docker engine): check it parses and matches the stack."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from townpulse.stack import INFRA, SERVICES
+
+pytestmark = pytest.mark.unit
+
+COMPOSE = Path(__file__).resolve().parent.parent / "docker-compose.yml"
+# The local stack's PostgreSQL is TimescaleDB in compose.
+INFRA_IN_COMPOSE = {"postgres": "timescaledb", "kafka": "kafka", "mosquitto": "mosquitto"}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def test_every_component_of_the_local_stack_is_in_compose(compose: dict) -> None:
+    services = compose["services"]
+    for name in INFRA:
+        assert INFRA_IN_COMPOSE[name] in services, name
+    for spec in SERVICES:
+        assert spec.name in services, spec.name
+        assert services[spec.name]["command"] == ["python", "-m", spec.module]
+
+
+def test_compose_uses_timescaledb_and_real_kafka(compose: dict) -> None:
+    assert compose["services"]["timescaledb"]["image"].startswith("timescale/timescaledb")
+    assert compose["services"]["kafka"]["image"].startswith("apache/kafka:4")
+    assert compose["services"]["mosquitto"]["image"].startswith("eclipse-mosquitto:2")
+
+
+def test_compose_has_no_default_secrets() -> None:
+    text = COMPOSE.read_text()
+    for var in ("POSTGRES_PASSWORD", "MQTT_ADMIN_PASSWORD", "MQTT_GATEWAY_PASSWORD"):
+        assert f"${{{var}:?" in text, f"{var} must be required, not defaulted"
+        assert f"${{{var}:-" not in text
+
+
+def test_service_commands_exist_as_modules() -> None:
+    root = COMPOSE.parent
+    for spec in SERVICES:
+        assert (root / spec.module.replace(".", "/") / "__main__.py").exists()
+    assert (root / "deploy" / "Dockerfile").exists()

@@ -1,0 +1,328 @@
+"""Runner plumbing without a network: clock, windows, credentials, registration, CLI."""
+
+from __future__ import annotations
+
+import json
+import logging
+import stat
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from townpulse.simulator import LabelledEvent, build_town
+from townpulse.simulator import cli as cli_module
+from townpulse.simulator.durations import parse_duration
+from townpulse.simulator.provision import (
+    ApiError,
+    CredentialStore,
+    DeviceRegistry,
+    MqttCredentials,
+    provision,
+)
+from townpulse.simulator.runner import (
+    MAX_BACKFILL,
+    RunnerConfig,
+    RunStats,
+    SimClock,
+    injection_window,
+    plan_window,
+    write_events,
+)
+
+pytestmark = pytest.mark.unit
+
+NOW = datetime(2026, 3, 2, 12, 7, 30, tzinfo=UTC)
+SECRET = "s3cret-Pa55word"
+API_KEY = "admin-key-should-never-show"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("0", timedelta(0)),
+        ("90s", timedelta(seconds=90)),
+        ("15m", timedelta(minutes=15)),
+        ("6h", timedelta(hours=6)),
+        ("2d", timedelta(days=2)),
+        ("1w", timedelta(weeks=1)),
+        ("1d12h", timedelta(hours=36)),
+        ("1.5h", timedelta(minutes=90)),
+    ],
+)
+def test_parse_duration(text: str, expected: timedelta) -> None:
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("text", ["2x", "h", "-1d", "1d 2", "abc"])
+def test_parse_duration_rejects_garbage(text: str) -> None:
+    with pytest.raises(ValueError, match="invalid duration"):
+        parse_duration(text)
+
+
+def test_clock_replays_the_backlog_fast_then_follows_the_wall_clock() -> None:
+    start, end = plan_window(now=NOW, backfill=timedelta(days=2), duration=None)
+    assert start == datetime(2026, 2, 28, 12, 0, tzinfo=UTC) and end is None
+    clock = SimClock(sim_start=start, wall_start=NOW, speed=100.0)
+    # Two days of backlog take 48 h / 100 = 28.8 min of wall time.
+    assert clock.wall_time_for(start) == NOW
+    assert clock.wall_time_for(start + timedelta(days=1)) == NOW + timedelta(minutes=14.4)
+    ts = start
+    while ts < NOW + timedelta(hours=2):
+        assert clock.wall_time_for(ts) >= ts  # never published before it happened
+        ts += timedelta(minutes=15)
+    assert clock.wall_time_for(NOW + timedelta(hours=1)) == NOW + timedelta(hours=1)
+
+
+def test_real_time_without_backfill_publishes_the_interval_that_just_ended() -> None:
+    start, end = plan_window(now=NOW, backfill=timedelta(0), duration=timedelta(hours=1))
+    assert start == datetime(2026, 3, 2, 12, 0, tzinfo=UTC) <= NOW
+    assert end == start + timedelta(hours=1)
+
+
+def test_backfill_is_capped_to_what_the_gateway_accepts() -> None:
+    start, _ = plan_window(now=NOW, backfill=timedelta(days=30), duration=None)
+    assert NOW - start <= MAX_BACKFILL + timedelta(minutes=15)
+    assert NOW - start < timedelta(days=7)
+
+
+def test_injection_window() -> None:
+    start = NOW - timedelta(days=2)
+    assert injection_window(start=start, end=NOW + timedelta(hours=1), now=NOW) == (
+        start,
+        NOW + timedelta(hours=1),
+    )
+    assert injection_window(start=start, end=None, now=NOW) == (start, NOW)
+    assert injection_window(start=NOW, end=None, now=NOW) == (NOW, NOW + timedelta(days=1))
+
+
+def test_write_events_appends_json_lines(tmp_path: Path) -> None:
+    out = tmp_path / "sub" / "events.jsonl"
+    e1 = LabelledEvent("bin_fire", "bin-001", NOW, NOW + timedelta(hours=1))
+    e2 = LabelledEvent("market_day", None, NOW, NOW + timedelta(hours=6))
+    write_events(out, [e1])
+    write_events(out, [e2])
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert lines == [e1.to_json(), e2.to_json()]
+
+
+def _creds(device_id: str, password: str = SECRET, domain: str = "energy") -> MqttCredentials:
+    return MqttCredentials(
+        host="mosquitto",
+        port=1883,
+        username=device_id,
+        password=password,
+        topic=f"sensors/{domain}/{device_id}",
+    )
+
+
+def test_credentials_store_round_trip_with_owner_only_mode(tmp_path: Path) -> None:
+    store = CredentialStore(tmp_path / "simulator" / "credentials.json")
+    assert store.load() == {}
+    creds = {"meter-001": _creds("meter-001")}
+    store.save(creds)
+    assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
+    assert store.load() == creds
+    assert [p.name for p in store.path.parent.iterdir()] == ["credentials.json"]
+    assert SECRET not in repr(creds["meter-001"])
+
+
+def test_credentials_store_ignores_a_corrupt_file(tmp_path: Path) -> None:
+    path = tmp_path / "credentials.json"
+    path.write_text("{not json")
+    assert CredentialStore(path).load() == {}
+
+
+class FakeApi:
+    """In-memory operator API behind an httpx mock transport."""
+
+    def __init__(self, existing: set[str] | None = None, fail_on: str | None = None) -> None:
+        self.devices = set(existing or ())
+        self.fail_on = fail_on
+        self.calls: list[str] = []
+        self.rotations = 0
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        assert request.headers["Authorization"] == f"Bearer {API_KEY}"
+        self.calls.append(f"{request.method} {request.url.path}")
+        if request.url.path == "/v1/devices" and request.method == "POST":
+            body = json.loads(request.content)
+            if body["id"] == self.fail_on:
+                return httpx.Response(500, json={"detail": "database unavailable"})
+            if body["id"] in self.devices:
+                return httpx.Response(409, json={"detail": "device exists"})
+            self.devices.add(body["id"])
+            return httpx.Response(201, json=self._answer(body["id"], body["domain"]))
+        device_id = request.url.path.split("/")[3]
+        if device_id not in self.devices:
+            return httpx.Response(404, json={"detail": "no such device"})
+        self.rotations += 1
+        return httpx.Response(200, json=self._answer(device_id, None))
+
+    def _answer(self, device_id: str, domain: str | None) -> dict[str, object]:
+        prefix = device_id.split("-")[0]
+        domain = domain or {"meter": "energy", "bin": "waste", "counter": "traffic"}[prefix]
+        mqtt = {
+            "host": "mosquitto",
+            "port": 1883,
+            "username": device_id,
+            "password": f"{SECRET}-{self.rotations}",
+            "topic": f"sensors/{domain}/{device_id}",
+        }
+        return {"device": {"id": device_id}, "mqtt": mqtt}
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(
+            base_url="http://api.test",
+            transport=httpx.MockTransport(self.handler),
+            headers={"Authorization": f"Bearer {API_KEY}"},
+        )
+
+
+def test_provision_registers_new_devices_and_reuses_stored_credentials(
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    town = build_town(energy=2, waste=1, traffic=1, seed=1)
+    store = CredentialStore(tmp_path / "credentials.json")
+    api = FakeApi()
+    with api.client() as http:
+        first = provision(DeviceRegistry(http), town, store)
+    assert list(first) == [d.id for d in town] and len(api.calls) == 4
+    assert all(first[d.id].topic == d.topic for d in town)
+    with api.client() as http:
+        again = provision(DeviceRegistry(http), town, store)
+    assert again == first and len(api.calls) == 4  # nothing asked the second time
+    assert SECRET not in caplog.text and API_KEY not in caplog.text
+
+
+def test_existing_device_without_stored_credentials_gets_a_new_password(tmp_path: Path) -> None:
+    town = build_town(energy=1, waste=0, traffic=0, seed=1)
+    api = FakeApi(existing={"meter-001"})
+    with api.client() as http:
+        creds = provision(DeviceRegistry(http), town, CredentialStore(tmp_path / "c.json"))
+    assert api.calls == ["POST /v1/devices", "POST /v1/devices/meter-001/credentials"]
+    assert creds["meter-001"].username == "meter-001"
+
+
+def test_renew_rotates_or_recreates(tmp_path: Path) -> None:
+    device = build_town(energy=1, waste=0, traffic=0, seed=1).get("meter-001")
+    api = FakeApi()
+    with api.client() as http:
+        registry = DeviceRegistry(http)
+        registry.renew(device)  # unknown: 404, then created
+        assert api.calls == ["POST /v1/devices/meter-001/credentials", "POST /v1/devices"]
+        registry.renew(device)
+        assert api.calls[-1] == "POST /v1/devices/meter-001/credentials"
+
+
+def test_a_failed_registration_keeps_the_credentials_already_issued(tmp_path: Path) -> None:
+    town = build_town(energy=3, waste=0, traffic=0, seed=1)
+    store = CredentialStore(tmp_path / "credentials.json")
+    api = FakeApi(fail_on="meter-002")
+    with api.client() as http, pytest.raises(ApiError, match="HTTP 500: database unavailable"):
+        provision(DeviceRegistry(http), town, store)
+    assert sorted(store.load()) == ["meter-001"]
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+    app.command("simulate")(cli_module.simulate)
+
+    @app.command()
+    def version() -> None:  # a second command, as in the main CLI
+        """Print nothing."""
+
+    return app
+
+
+def test_cli_builds_the_runner_config_from_options_and_environment(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    key_file = tmp_path / "admin.key"
+    key_file.write_text(API_KEY + "\n")
+    seen: list[RunnerConfig] = []
+
+    def fake_run(config: RunnerConfig) -> RunStats:
+        seen.append(config)
+        return RunStats(steps=2, published=10)
+
+    monkeypatch.setattr(cli_module, "run", fake_run)
+    env = {
+        "API_URL": "http://api.test:8080",
+        "ADMIN_API_KEY_FILE": str(key_file),
+        "MQTT_HOST": "127.0.0.1",
+        "MQTT_PORT": "18830",
+        "TOWNPULSE_RUN_DIR": str(tmp_path),
+    }
+    result = CliRunner().invoke(
+        _app(),
+        [
+            "simulate",
+            "--energy",
+            "3",
+            "--waste",
+            "4",
+            "--traffic",
+            "5",
+            "--speed",
+            "100",
+            "--backfill",
+            "2d",
+            "--duration",
+            "6h",
+            "--seed",
+            "7",
+            "--inject",
+            "meter_left_on,bin_fire",
+        ],
+        env=env,
+    )
+    assert result.exit_code == 0, result.output
+    assert "published 10 readings in 2 steps" in result.output
+    (config,) = seen
+    assert (config.energy, config.waste, config.traffic, config.seed) == (3, 4, 5, 7)
+    assert config.speed == 100.0
+    assert config.backfill == timedelta(days=2) and config.duration == timedelta(hours=6)
+    assert config.inject == ("meter_left_on", "bin_fire")
+    assert config.api_url == "http://api.test:8080" and config.api_key == API_KEY
+    assert (config.mqtt_host, config.mqtt_port) == ("127.0.0.1", 18830)
+    assert config.credentials_path == tmp_path / "simulator" / "credentials.json"
+    assert config.events_path == tmp_path / "simulator" / "events.jsonl"
+    assert API_KEY not in repr(config)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--inject", "meter_exploded"], "meter_exploded"),
+        (["--backfill", "yesterday"], "invalid duration"),
+        (["--speed", "0.5"], "speed"),
+    ],
+)
+def test_cli_rejects_bad_options(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], message: str
+) -> None:
+    monkeypatch.setattr(cli_module, "run", lambda config: pytest.fail("must not run"))
+    key_file = tmp_path / "admin.key"
+    key_file.write_text(API_KEY)
+    result = CliRunner().invoke(
+        _app(), ["simulate", *args], env={"ADMIN_API_KEY_FILE": str(key_file)}
+    )
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_cli_needs_the_admin_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli_module, "run", lambda config: pytest.fail("must not run"))
+    missing = CliRunner().invoke(_app(), ["simulate"], env={"ADMIN_API_KEY_FILE": None})
+    assert missing.exit_code == 2 and "ADMIN_API_KEY_FILE" in missing.output
+    result = CliRunner().invoke(
+        _app(), ["simulate"], env={"ADMIN_API_KEY_FILE": str(tmp_path / "nope")}
+    )
+    assert result.exit_code == 2 and "cannot read" in result.output

@@ -6,18 +6,24 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from psycopg.rows import dict_row
+from psycopg import AsyncConnection
+from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
+# Every pool hands out connections whose rows are dicts (column name -> value).
+Pool = AsyncConnectionPool[AsyncConnection[DictRow]]
+
 
 def sqlalchemy_url(database_url: str) -> str:
     """Alembic runs on SQLAlchemy; point it at the psycopg 3 driver the services use."""
-    return make_url(database_url).set(drivername="postgresql+psycopg").render_as_string(
-        hide_password=False
+    return (
+        make_url(database_url)
+        .set(drivername="postgresql+psycopg")
+        .render_as_string(hide_password=False)
     )
 
 
@@ -31,10 +37,13 @@ def migrate(database_url: SecretStr | str, *, revision: str = "head") -> None:
     command.upgrade(cfg, revision)
 
 
-def create_pool(database_url: SecretStr, *, min_size: int = 1, max_size: int = 4) -> AsyncConnectionPool:
+def create_pool(
+    database_url: SecretStr, *, min_size: int = 1, max_size: int = 4
+) -> Pool:
     """A pool that is opened by the caller (in a FastAPI lifespan), never at import time."""
     return AsyncConnectionPool(
         database_url.get_secret_value(),
+        connection_class=AsyncConnection[DictRow],
         min_size=min_size,
         max_size=max_size,
         open=False,
@@ -44,7 +53,7 @@ def create_pool(database_url: SecretStr, *, min_size: int = 1, max_size: int = 4
     )
 
 
-async def storage_backend(pool: AsyncConnectionPool) -> str:
+async def storage_backend(pool: Pool) -> str:
     """'timescaledb' or 'postgres', as recorded by the first migration."""
     async with pool.connection() as conn:
         cur = await conn.execute("SELECT value FROM storage_info WHERE key = 'backend'")

@@ -12,10 +12,10 @@ import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel
 
 from shared.auth import key_id_of, key_matches
+from shared.db import Pool
 from shared.logging import configure_logging
 from shared.settings import ServiceSettings
 
@@ -44,7 +44,7 @@ def observability_router(checks: Callable[[], dict[str, ReadyCheck]]) -> APIRout
             try:
                 await asyncio.wait_for(check(), READY_CHECK_TIMEOUT_S)
                 results[name] = "ok"
-            except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
+            except Exception as exc:
                 results[name] = f"error: {type(exc).__name__}"
         ok = all(v == "ok" for v in results.values())
         if not ok:
@@ -59,7 +59,7 @@ def observability_router(checks: Callable[[], dict[str, ReadyCheck]]) -> APIRout
     return router
 
 
-async def check_pool(pool: AsyncConnectionPool) -> None:
+async def check_pool(pool: Pool) -> None:
     async with pool.connection() as conn:
         await conn.execute("SELECT 1")
 
@@ -88,7 +88,7 @@ async def authenticate(
     key_id = key_id_of(creds.credentials)
     if key_id is None:
         raise _unauthorized("malformed API key")
-    pool: AsyncConnectionPool = request.app.state.pool
+    pool: Pool = request.app.state.pool
     async with pool.connection() as conn:
         cur = await conn.execute(
             "SELECT role, key_hash FROM api_keys WHERE id = %s AND revoked_at IS NULL", (key_id,)

@@ -38,4 +38,3 @@ def create_consumer(
         heartbeat_interval_ms=3000,
         isolation_level="read_committed",
     )
-

@@ -14,6 +14,7 @@ import uuid
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
 RESPONSE_TOPIC = f"{CONTROL_TOPIC}/response"
@@ -33,7 +34,7 @@ class DynSecClient:
 
     def __init__(self, *, host: str, port: int, username: str, password: str) -> None:
         self._client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
+            CallbackAPIVersion.VERSION2,
             client_id=f"townpulse-dynsec-{uuid.uuid4().hex[:8]}",
             protocol=mqtt.MQTTv311,
         )
@@ -60,7 +61,9 @@ class DynSecClient:
         self._client.loop_stop()
         self._client.disconnect()
 
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any
+    ) -> None:
         if rc == 0:
             client.subscribe(RESPONSE_TOPIC, qos=1)
             self._connected.set()
@@ -72,7 +75,9 @@ class DynSecClient:
             self._response = {"responses": [{"error": "unreadable response"}]}
         self._got.set()
 
-    def execute(self, commands: list[dict[str, Any]], *, timeout: float = 10) -> list[dict[str, Any]]:
+    def execute(
+        self, commands: list[dict[str, Any]], *, timeout: float = 10
+    ) -> list[dict[str, Any]]:
         """Run commands; returns one response per command (each may hold an `error`)."""
         with self._lock:
             self._got.clear()
@@ -109,8 +114,12 @@ class DynSecClient:
                     "command": "createRole",
                     "rolename": role,
                     "acls": [
-                        {"acltype": "publishClientSend", "topic": topic, "priority": 0,
-                         "allow": True},
+                        {
+                            "acltype": "publishClientSend",
+                            "topic": topic,
+                            "priority": 0,
+                            "allow": True,
+                        },
                     ],
                 },
                 {
@@ -144,20 +153,38 @@ class DynSecClient:
                     "command": "createRole",
                     "rolename": GATEWAY_ROLE,
                     "acls": [
-                        {"acltype": "subscribePattern", "topic": "sensors/#", "priority": 0,
-                         "allow": True},
-                        {"acltype": "subscribePattern", "topic": "$share/+/sensors/#",
-                         "priority": 0, "allow": True},
-                        {"acltype": "publishClientReceive", "topic": "sensors/#", "priority": 0,
-                         "allow": True},
+                        {
+                            "acltype": "subscribePattern",
+                            "topic": "sensors/#",
+                            "priority": 0,
+                            "allow": True,
+                        },
+                        {
+                            "acltype": "subscribePattern",
+                            "topic": "$share/+/sensors/#",
+                            "priority": 0,
+                            "allow": True,
+                        },
+                        {
+                            "acltype": "publishClientReceive",
+                            "topic": "sensors/#",
+                            "priority": 0,
+                            "allow": True,
+                        },
                     ],
                 },
             ],
             ok_errors=("already exists",),
         )
         self.check(
-            [{"command": "createClient", "username": username, "password": password,
-              "roles": [{"rolename": GATEWAY_ROLE}]}],
+            [
+                {
+                    "command": "createClient",
+                    "username": username,
+                    "password": password,
+                    "roles": [{"rolename": GATEWAY_ROLE}],
+                }
+            ],
             ok_errors=("already exists",),
         )
         # The password may have been regenerated (secrets dir wiped): make it current.
@@ -170,11 +197,14 @@ class DynSecClient:
         """Deny by default: a client may only do what its roles allow."""
         self.check(
             [
-                {"command": "setDefaultACLAccess", "acls": [
-                    {"acltype": "publishClientSend", "allow": False},
-                    {"acltype": "publishClientReceive", "allow": True},
-                    {"acltype": "subscribe", "allow": False},
-                    {"acltype": "unsubscribe", "allow": True},
-                ]},
+                {
+                    "command": "setDefaultACLAccess",
+                    "acls": [
+                        {"acltype": "publishClientSend", "allow": False},
+                        {"acltype": "publishClientReceive", "allow": True},
+                        {"acltype": "subscribe", "allow": False},
+                        {"acltype": "unsubscribe", "allow": True},
+                    ],
+                },
             ]
         )

@@ -53,7 +53,7 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
-class Rejection(Exception):  # noqa: N818 - a value, raised only inside this module
+class Rejection(Exception):
     reason: Reason
     detail: str = ""
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import Publisher, RegisteredDevice, wait_for
+from tests.support import Publisher, RegisteredDevice
 from townpulse.stack import REPO, Stack, read_env_file
 
 TIER_ORDER = {"unit": 0, "integration": 1, "e2e": 2}
@@ -71,8 +71,12 @@ def device_factory(api: httpx.Client) -> Iterator[Callable[..., RegisteredDevice
         creds = r.json()["mqtt"]
         made.append(device_id)
         return RegisteredDevice(
-            id=device_id, domain=domain, username=creds["username"],
-            password=creds["password"], topic=creds["topic"], host=creds["host"],
+            id=device_id,
+            domain=domain,
+            username=creds["username"],
+            password=creds["password"],
+            topic=creds["topic"],
+            host=creds["host"],
             port=creds["port"],
         )
 

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import paho.mqtt.client as mqtt
 
+
 def wait_for(
     cond: Callable[[], Any], *, timeout: float = 30, interval: float = 0.2, what: str = "condition"
 ) -> Any:
@@ -41,7 +42,8 @@ class Publisher:
 
     def __init__(self, device: RegisteredDevice) -> None:
         self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=f"{device.id}-{uuid.uuid4().hex[:6]}",
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=f"{device.id}-{uuid.uuid4().hex[:6]}",
             protocol=mqtt.MQTTv311,
         )
         self.client.username_pw_set(device.username, device.password)
@@ -79,7 +81,7 @@ def metric_value(text: str, name: str, **labels: str) -> float:
         if not line.startswith(name):
             continue
         series, _, value = line.rpartition(" ")
-        rest = series[len(name):]
+        rest = series[len(name) :]
         if rest.startswith("{") and rest.endswith("}"):
             got = set(rest[1:-1].split(",")) if rest != "{}" else set()
         elif rest == "":

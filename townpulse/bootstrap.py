@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from pathlib import Path
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # type: ignore[attr-defined]
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from shared import db
@@ -36,15 +37,16 @@ async def _ensure_topics(bootstrap: str) -> None:
             partitions = 1 if name in (DEADLETTER_TOPIC, ALERTS_TOPIC) else READINGS_PARTITIONS
             wanted.append(NewTopic(name=name, num_partitions=partitions, replication_factor=1))
         if wanted:
-            try:
+            # Another `up` may have created them in between.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(wanted)
-            except TopicAlreadyExistsError:
-                pass
     finally:
         await admin.close()
 
 
-def ensure_mqtt_identities(*, host: str, port: int, admin_password: str, gateway_password: str) -> None:
+def ensure_mqtt_identities(
+    *, host: str, port: int, admin_password: str, gateway_password: str
+) -> None:
     client = DynSecClient(host=host, port=port, username="admin", password=admin_password)
     client.connect()
     try:
@@ -62,14 +64,16 @@ def ensure_admin_key(database_url: str, key_file: Path) -> bool:
         if key_file.exists():
             token = key_file.read_text().strip()
             row = conn.execute(
-                "SELECT key_hash FROM api_keys WHERE id = %s AND role = 'admin' AND revoked_at IS NULL",
+                "SELECT key_hash FROM api_keys "
+                "WHERE id = %s AND role = 'admin' AND revoked_at IS NULL",
                 (key_id_of(token) or "",),
             ).fetchone()
             if row and key_matches(token, bytes(row[0])):
                 return False
         key = new_api_key()
         conn.execute(
-            "INSERT INTO api_keys (id, name, role, key_hash) VALUES (%s, 'bootstrap admin', 'admin', %s)",
+            "INSERT INTO api_keys (id, name, role, key_hash) "
+            "VALUES (%s, 'bootstrap admin', 'admin', %s)",
             (key.key_id, key.key_hash),
         )
         tmp = key_file.with_suffix(".tmp")
@@ -95,7 +99,9 @@ def run_all(
     migrate(database_url)
     ensure_topics(kafka_bootstrap)
     ensure_mqtt_identities(
-        host=mqtt_host, port=mqtt_port,
-        admin_password=mqtt_admin_password, gateway_password=mqtt_gateway_password,
+        host=mqtt_host,
+        port=mqtt_port,
+        admin_password=mqtt_admin_password,
+        gateway_password=mqtt_gateway_password,
     )
     return ensure_admin_key(database_url, admin_key_file)

@@ -113,7 +113,8 @@ def _print_status(stack: Stack) -> None:
     typer.echo(f"{'component':<12} {'state':<9} {'pid':>8}  port")
     for row in stack.status():
         typer.echo(
-            f"{row['name']!s:<12} {row['state']!s:<9} {row['pid'] or '-'!s:>8}  {row['port'] or '-'}"
+            f"{row['name']!s:<12} {row['state']!s:<9} {row['pid'] or '-'!s:>8}  "
+            f"{row['port'] or '-'}"
         )
 
 

@@ -8,6 +8,7 @@ because other processes share the machine.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import os
@@ -157,7 +158,11 @@ class Stack:
         except PermissionError:
             pass
         # A recycled pid belongs to someone else: the marker we started it with must be there.
-        marker = path.read_text().split(maxsplit=1)[1].strip() if len(path.read_text().split()) > 1 else ""
+        marker = (
+            path.read_text().split(maxsplit=1)[1].strip()
+            if len(path.read_text().split()) > 1
+            else ""
+        )
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
@@ -192,16 +197,18 @@ class Stack:
             cwd=cwd or REPO,
             # Its own session: a Ctrl-C in the terminal that ran `make up` does not reach it.
             start_new_session=True,
-            **kwargs,  # type: ignore[arg-type]
+            **kwargs,  # type: ignore[call-overload]
         )
         logf.close()
         # The child outlives this process (its own session); keep the Popen object so that it
         # is not collected (and warned about) while the child runs.
         _CHILDREN.append(proc)
         self._pid_file(name).write_text(f"{proc.pid} {marker}\n")
-        return proc.pid
+        return int(proc.pid)
 
-    def _stop(self, name: str, *, sig: signal.Signals = signal.SIGTERM, timeout: float = 30) -> None:
+    def _stop(
+        self, name: str, *, sig: signal.Signals = signal.SIGTERM, timeout: float = 30
+    ) -> None:
         pid = self.pid(name)
         if pid is None:
             self._pid_file(name).unlink(missing_ok=True)
@@ -238,15 +245,23 @@ class Stack:
         self._spawn(
             "postgres",
             [
-                str(postgres), "-D", str(data),
-                "-c", f"port={self.s.postgres_port}",
-                "-c", "listen_addresses=127.0.0.1",
+                str(postgres),
+                "-D",
+                str(data),
+                "-c",
+                f"port={self.s.postgres_port}",
+                "-c",
+                "listen_addresses=127.0.0.1",
                 # TCP only: no socket files in a shared /var/run/postgresql.
-                "-c", "unix_socket_directories=",
-                "-c", "shared_buffers=256MB",
+                "-c",
+                "unix_socket_directories=",
+                "-c",
+                "shared_buffers=256MB",
                 # Rows are committed before Kafka offsets: they must really be on disk.
-                "-c", "synchronous_commit=on",
-                "-c", "max_connections=200",
+                "-c",
+                "synchronous_commit=on",
+                "-c",
+                "max_connections=200",
             ],
             marker=str(data),
             user="postgres",
@@ -263,11 +278,23 @@ class Stack:
         os.chmod(pwfile, 0o600)
         try:
             subprocess.run(
-                [str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres",
-                 "--auth=scram-sha-256", f"--pwfile={pwfile}", "--encoding=UTF8",
-                 "--locale=C.UTF-8"],
-                check=True, user=pw.pw_uid, group=pw.pw_gid, extra_groups=[],
-                capture_output=True, env=_base_env(),
+                [
+                    str(PG_BIN / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    "postgres",
+                    "--auth=scram-sha-256",
+                    f"--pwfile={pwfile}",
+                    "--encoding=UTF8",
+                    "--locale=C.UTF-8",
+                ],
+                check=True,
+                user=pw.pw_uid,
+                group=pw.pw_gid,
+                extra_groups=[],
+                capture_output=True,
+                env=_base_env(),
             )
         except subprocess.CalledProcessError as exc:
             raise StackError(f"initdb failed: {exc.stderr.decode()[-2000:]}") from exc
@@ -304,7 +331,9 @@ class Stack:
         props = self.run / "kafka" / "server.properties"
         props.parent.mkdir(parents=True, exist_ok=True)
         props.write_text(
-            (DEPLOY / "kafka" / "server.properties.tmpl").read_text().format(
+            (DEPLOY / "kafka" / "server.properties.tmpl")
+            .read_text()
+            .format(
                 host="127.0.0.1",
                 port=self.s.kafka_port,
                 controller_port=self.s.kafka_controller_port,
@@ -317,14 +346,35 @@ class Stack:
         if not (data / "meta.properties").exists():
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             subprocess.run(
-                [java, log4j, "-cp", classpath, "kafka.tools.StorageTool", "format",
-                 "-t", cluster_id, "-c", str(props)],
-                check=True, capture_output=True,
+                [
+                    java,
+                    log4j,
+                    "-cp",
+                    classpath,
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "-t",
+                    cluster_id,
+                    "-c",
+                    str(props),
+                ],
+                check=True,
+                capture_output=True,
             )
         self._spawn(
             "kafka",
-            [java, f"-Xms{self.s.kafka_heap}", f"-Xmx{self.s.kafka_heap}", "-XX:+UseG1GC",
-             "-Djava.awt.headless=true", log4j, "-cp", classpath, "kafka.Kafka", str(props)],
+            [
+                java,
+                f"-Xms{self.s.kafka_heap}",
+                f"-Xmx{self.s.kafka_heap}",
+                "-XX:+UseG1GC",
+                "-Djava.awt.headless=true",
+                log4j,
+                "-cp",
+                classpath,
+                "kafka.Kafka",
+                str(props),
+            ],
             marker=str(props),
         )
         _wait_port(self.s.kafka_port, timeout=self.s.start_timeout_s, what="kafka")
@@ -342,16 +392,25 @@ class Stack:
         dynsec = data / "dynamic-security.json"
         if not dynsec.exists():
             subprocess.run(
-                ["mosquitto_ctrl", "dynsec", "init", str(dynsec), "admin",
-                 self._secret("mqtt-admin")],
-                check=True, capture_output=True,
+                [
+                    "mosquitto_ctrl",
+                    "dynsec",
+                    "init",
+                    str(dynsec),
+                    "admin",
+                    self._secret("mqtt-admin"),
+                ],
+                check=True,
+                capture_output=True,
             )
             pw = pwd.getpwnam("mosquitto")
             os.chown(dynsec, pw.pw_uid, pw.pw_gid)
             os.chmod(dynsec, 0o600)
         conf = data / "mosquitto.conf"
         conf.write_text(
-            (DEPLOY / "mosquitto" / "mosquitto.conf.tmpl").read_text().format(
+            (DEPLOY / "mosquitto" / "mosquitto.conf.tmpl")
+            .read_text()
+            .format(
                 port=self.s.mqtt_port, bind=self.s.mqtt_bind, dynsec_plugin=plugin, data_dir=data
             )
         )
@@ -446,7 +505,7 @@ class Stack:
     def up(self) -> None:
         self.run.mkdir(parents=True, exist_ok=True)
         # Others may traverse (daemons running as their own users reach their data), not list.
-        os.chmod(self.run, 0o711)
+        os.chmod(self.run, 0o711)  # noqa: S103 - execute only, no read: see above
         self.start_postgres()
         self.start_kafka()
         self.start_mosquitto()
@@ -496,8 +555,9 @@ class Stack:
         }
         for name in INFRA:
             pid = self.pid(name)
-            rows.append({"name": name, "state": "up" if pid else "down", "pid": pid,
-                         "port": ports[name]})
+            rows.append(
+                {"name": name, "state": "up" if pid else "down", "pid": pid, "port": ports[name]}
+            )
         for spec in SERVICES:
             for i, name in enumerate(self._instances(spec), start=1):
                 pid = self.pid(name)
@@ -506,8 +566,9 @@ class Stack:
                 state = "up" if ready else ("starting" if pid else "down")
                 rows.append({"name": name, "state": state, "pid": pid, "port": port})
         pid = self.pid("simulator")
-        rows.append({"name": "simulator", "state": "up" if pid else "down", "pid": pid,
-                     "port": None})
+        rows.append(
+            {"name": "simulator", "state": "up" if pid else "down", "pid": pid, "port": None}
+        )
         return rows
 
     def start_simulator(self) -> None:
@@ -568,10 +629,8 @@ def _alive(pid: int) -> bool:
 
 
 def _reap(pid: int) -> None:
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def _wait_until(

@@ -26,8 +26,10 @@ MQTT_CONNECT_ATTEMPTS = 30
 async def _connect_dynsec(settings: ApiSettings) -> DynSecClient:
     for attempt in range(MQTT_CONNECT_ATTEMPTS):
         client = DynSecClient(
-            host=settings.mqtt_host, port=settings.mqtt_port,
-            username=settings.mqtt_username, password=settings.mqtt_password.get_secret_value(),
+            host=settings.mqtt_host,
+            port=settings.mqtt_port,
+            username=settings.mqtt_username,
+            password=settings.mqtt_password.get_secret_value(),
         )
         try:
             await asyncio.to_thread(client.connect)

@@ -11,8 +11,15 @@ from fastapi import APIRouter, HTTPException, Request, Response, status
 
 router = APIRouter(tags=["domain services"], include_in_schema=False)
 
-HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "upgrade", "host",
-              "content-length"}
+HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "te",
+    "upgrade",
+    "host",
+    "content-length",
+}
 
 
 @router.api_route("/v1/{domain}/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])

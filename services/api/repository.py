@@ -16,7 +16,9 @@ ORIGIN = "2000-01-01 00:00:00+01"
 DEVICE_COLUMNS = "id, domain, name, lat, lon, metadata, created_at"
 
 
-async def insert_device(conn: AsyncConnection[Any], *, device: dict[str, Any]) -> dict[str, Any] | None:
+async def insert_device(
+    conn: AsyncConnection[Any], *, device: dict[str, Any]
+) -> dict[str, Any] | None:
     """Insert, or revive a deleted device with the same id; None if a live one exists."""
     cur = await conn.execute(
         f"""
@@ -65,8 +67,13 @@ async def delete_device(conn: AsyncConnection[Any], device_id: str) -> bool:
 
 
 async def raw_readings(
-    conn: AsyncConnection[Any], *, device_id: str, start: datetime, end: datetime,
-    metric: str | None, limit: int,
+    conn: AsyncConnection[Any],
+    *,
+    device_id: str,
+    start: datetime,
+    end: datetime,
+    metric: str | None,
+    limit: int,
 ) -> list[dict[str, Any]]:
     cur = await conn.execute(
         """
@@ -109,13 +116,26 @@ _BUCKET_SQL = {
 
 
 async def bucketed_readings(
-    conn: AsyncConnection[Any], *, device_id: str, start: datetime, end: datetime,
-    metric: str | None, bucket: Bucket, limit: int,
+    conn: AsyncConnection[Any],
+    *,
+    device_id: str,
+    start: datetime,
+    end: datetime,
+    metric: str | None,
+    bucket: Bucket,
+    limit: int,
 ) -> list[dict[str, Any]]:
     cur = await conn.execute(
         _BUCKET_SQL[bucket.source],
-        {"d": device_id, "start": start, "end": end, "metric": metric, "limit": limit,
-         "width": bucket.width, "origin": ORIGIN},
+        {
+            "d": device_id,
+            "start": start,
+            "end": end,
+            "metric": metric,
+            "limit": limit,
+            "width": bucket.width,
+            "origin": ORIGIN,
+        },
     )
     return await cur.fetchall()
 

@@ -79,7 +79,9 @@ class Readings(BaseModel):
     end: AwareDatetime
     bucket: str | None
     items: list[RawReading] | list[BucketReading]
-    truncated: bool = Field(description="true when `limit` cut the result: ask again from the last ts")
+    truncated: bool = Field(
+        description="true when `limit` cut the result: ask again from the last ts"
+    )
 
 
 class DeadLetterOut(BaseModel):

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 from shared.settings import ServiceSettings
 
@@ -17,6 +17,6 @@ class ApiSettings(ServiceSettings):
     mqtt_password: SecretStr = SecretStr("")
     # Domain services whose routes are served under this API: {"energy": "http://..."} makes
     # /v1/energy/... reach the energy service, so operators need only API_URL.
-    upstreams: dict[str, str] = {}
+    upstreams: dict[str, str] = Field(default_factory=dict)
     max_raw_readings: int = 50_000
     max_buckets: int = 20_000

@@ -32,11 +32,13 @@ MESSAGES = Counter("townpulse_gateway_messages_total", "MQTT messages handled", 
 REJECTED = Counter("townpulse_gateway_rejected_total", "Messages dead-lettered", ["reason"])
 READINGS = Counter("townpulse_gateway_readings_total", "Readings produced to Kafka", ["domain"])
 PER_MESSAGE = Histogram(
-    "townpulse_gateway_readings_per_message", "Readings in one accepted message",
+    "townpulse_gateway_readings_per_message",
+    "Readings in one accepted message",
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
 )
 ACK_LATENCY = Histogram(
-    "townpulse_gateway_ack_latency_seconds", "From MQTT receipt to PUBACK (Kafka has it)",
+    "townpulse_gateway_ack_latency_seconds",
+    "From MQTT receipt to PUBACK (Kafka has it)",
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 INFLIGHT = Gauge("townpulse_gateway_inflight", "Messages received, not yet acknowledged")
@@ -83,17 +85,21 @@ class Gateway:
             if domain is None:
                 raise Rejection(Reason.UNKNOWN_DEVICE, f"{topic.device_id!r} is not registered")
             if domain != topic.domain:
-                raise Rejection(
-                    Reason.DOMAIN_MISMATCH, f"device is registered in {domain.value!r}"
-                )
+                raise Rejection(Reason.DOMAIN_MISMATCH, f"device is registered in {domain.value!r}")
             batch = parse_payload(
                 topic, msg.payload, received_at=msg.received_at, limits=self._limits
             )
         except Rejection as rej:
             MESSAGES.labels("rejected").inc()
             REJECTED.labels(rej.reason.value).inc()
-            log.info("rejected", extra={"reason": rej.reason.value, "device_id": device_id,
-                                        "detail": rej.detail[:200]})
+            log.info(
+                "rejected",
+                extra={
+                    "reason": rej.reason.value,
+                    "device_id": device_id,
+                    "detail": rej.detail[:200],
+                },
+            )
             letter = DeadLetter(
                 received_at=msg.received_at,
                 topic=msg.topic[:256],
@@ -160,11 +166,12 @@ class Gateway:
                 self.source.ack(msg)
             ACK_LATENCY.observe(time.monotonic() - msg.received_mono)
 
-    async def drain(self, timeout: float) -> None:
+    async def drain(self, *, within_s: float) -> None:
         """Give records already handed to the producer a chance to be acknowledged."""
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                while self._pending or not self._queue.empty():
+            async with asyncio.timeout(within_s):
+                # Shutdown only: a short poll is simpler than another event.
+                while self._pending or not self._queue.empty():  # noqa: ASYNC110
                     await asyncio.sleep(0.05)
 
 
@@ -198,7 +205,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         finally:
             # Stop taking messages, let the ones in flight reach Kafka and be acknowledged;
             # whatever is still unacknowledged is redelivered by the broker next time.
-            await gateway.drain(timeout=5)
+            await gateway.drain(within_s=5)
             source.stop()
             for t in tasks:
                 t.cancel()

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from shared.topics import MQTT_SUBSCRIPTION
 
@@ -57,7 +58,7 @@ class MqttSource:
         self._generation = 0
         self.connected = False
         self._client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
+            CallbackAPIVersion.VERSION2,
             client_id=client_id,
             # A persistent session: QoS 1 messages that arrive while this gateway is down (or
             # that it received but never acknowledged) wait for it at the broker.
@@ -87,7 +88,9 @@ class MqttSource:
             self._client.ack(msg.mid, msg.qos)
             return True
 
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any
+    ) -> None:
         if rc.is_failure:
             log.error("MQTT connection refused: %s", rc)
             return
@@ -95,10 +98,14 @@ class MqttSource:
             self._generation += 1
             self.connected = True
         client.subscribe(self._subscription, qos=1)
-        log.info("MQTT connected", extra={"subscription": self._subscription,
-                                           "session_present": flags.session_present})
+        log.info(
+            "MQTT connected",
+            extra={"subscription": self._subscription, "session_present": flags.session_present},
+        )
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any
+    ) -> None:
         with self._lock:
             self.connected = False
         log.warning("MQTT disconnected: %s", rc)
@@ -106,7 +113,7 @@ class MqttSource:
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         incoming = Incoming(
             topic=msg.topic,
-            payload=msg.payload,
+            payload=bytes(msg.payload),
             mid=msg.mid,
             qos=msg.qos,
             generation=self._generation,

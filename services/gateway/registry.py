@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import time
 
-from psycopg_pool import AsyncConnectionPool
-
+from shared.db import Pool
 from shared.topics import Domain
 
 
 class DeviceRegistry:
-    def __init__(self, pool: AsyncConnectionPool, *, ttl_s: float, unknown_ttl_s: float) -> None:
+    def __init__(self, pool: Pool, *, ttl_s: float, unknown_ttl_s: float) -> None:
         self._pool = pool
         self._ttl_s = ttl_s
         self._unknown_ttl_s = unknown_ttl_s

@@ -13,12 +13,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from fastapi import FastAPI
 from prometheus_client import Counter, Gauge, Histogram
-from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 
 from services.storage.settings import StorageSettings
 from services.storage.writer import Writer
-from shared.db import create_pool, storage_backend
+from shared.db import Pool, create_pool, storage_backend
 from shared.http import check_pool, observability_router
 from shared.kafka import create_consumer
 from shared.schemas import DeadLetter, ReadingBatch
@@ -30,15 +29,18 @@ RECORDS = Counter("townpulse_storage_records_total", "Kafka records consumed", [
 ROWS = Counter("townpulse_storage_rows_total", "Rows written", ["table", "outcome"])
 UNREADABLE = Counter("townpulse_storage_unreadable_total", "Records that match no schema")
 BATCH = Histogram(
-    "townpulse_storage_batch_records", "Kafka records per transaction",
+    "townpulse_storage_batch_records",
+    "Kafka records per transaction",
     buckets=(1, 10, 50, 100, 500, 1000, 2000, 5000, 10000),
 )
 WRITE_SECONDS = Histogram(
-    "townpulse_storage_write_seconds", "Database transaction time per batch",
+    "townpulse_storage_write_seconds",
+    "Database transaction time per batch",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 STORE_LATENCY = Histogram(
-    "townpulse_storage_receive_to_stored_seconds", "Gateway receipt to committed row",
+    "townpulse_storage_receive_to_stored_seconds",
+    "Gateway receipt to committed row",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 LAG = Gauge("townpulse_storage_lag_records", "Records behind the end of each topic", ["topic"])
@@ -50,7 +52,11 @@ RETRY_BACKOFF_S = (0.5, 1, 2, 5, 10)
 
 class StorageWorker:
     def __init__(
-        self, *, consumer: AIOKafkaConsumer, pool: AsyncConnectionPool, writer: Writer,
+        self,
+        *,
+        consumer: AIOKafkaConsumer,
+        pool: Pool,
+        writer: Writer,
         settings: StorageSettings,
     ) -> None:
         self._consumer = consumer
@@ -88,15 +94,21 @@ class StorageWorker:
                     # dead letter instead of blocking the partition.
                     UNREADABLE.inc()
                     log.error("unreadable record on %s@%d: %s", tp.topic, m.offset, exc)
-                    deadletters.append((
-                        tp.topic, tp.partition, m.offset,
-                        DeadLetter(
-                            received_at=datetime.now(UTC), topic=f"kafka:{tp.topic}",
-                            reason="unreadable_record", detail=str(exc)[:500],
-                            payload=(m.value or b"")[:1024].decode("utf-8", "replace"),
-                            payload_size=len(m.value or b""),
-                        ),
-                    ))
+                    deadletters.append(
+                        (
+                            tp.topic,
+                            tp.partition,
+                            m.offset,
+                            DeadLetter(
+                                received_at=datetime.now(UTC),
+                                topic=f"kafka:{tp.topic}",
+                                reason="unreadable_record",
+                                detail=str(exc)[:500],
+                                payload=(m.value or b"")[:1024].decode("utf-8", "replace"),
+                                payload_size=len(m.value or b""),
+                            ),
+                        )
+                    )
         BATCH.observe(count)
         attempt = 0
         while True:
@@ -107,7 +119,7 @@ class StorageWorker:
                         conn, batches=batches, deadletters=deadletters
                     )
                 break
-            except Exception as exc:  # noqa: BLE001 - any failure: retry, never skip the batch
+            except Exception as exc:
                 self._writer.forget_partitions()
                 FAILURES.inc()
                 delay = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)]
@@ -161,7 +173,7 @@ class StorageWorker:
                         if end <= cutoff:
                             log.info("dropping partition %s (retention)", name)
                             await conn.execute(f'DROP TABLE "{name}"')
-            except Exception:  # noqa: BLE001 - maintenance must not kill the worker
+            except Exception:
                 log.exception("partition maintenance failed")
             await asyncio.sleep(self._s.maintenance_interval_s)
 
@@ -173,7 +185,8 @@ def create_app(settings: StorageSettings) -> FastAPI:
         await pool.open()
         backend = await storage_backend(pool)
         consumer = create_consumer(
-            *READINGS_TOPICS.values(), DEADLETTER_TOPIC,
+            *READINGS_TOPICS.values(),
+            DEADLETTER_TOPIC,
             bootstrap=settings.kafka_bootstrap,
             group_id=settings.group_id,
             client_id=settings.instance,
@@ -181,8 +194,10 @@ def create_app(settings: StorageSettings) -> FastAPI:
         )
         await consumer.start()
         worker = StorageWorker(
-            consumer=consumer, pool=pool,
-            writer=Writer(maintain_rollups=backend == "postgres"), settings=settings,
+            consumer=consumer,
+            pool=pool,
+            writer=Writer(maintain_rollups=backend == "postgres"),
+            settings=settings,
         )
         tasks = [asyncio.create_task(worker.run())]
         if backend == "postgres":

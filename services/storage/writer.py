@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from psycopg import AsyncConnection
+from psycopg.rows import DictRow
 
 from shared.schemas import DeadLetter, ReadingBatch
 
@@ -56,8 +57,8 @@ SELECT (SELECT count(*) FROM ins) AS inserted
 
 INSERT_DEADLETTER = """
 INSERT INTO deadletters
-    (kafka_topic, kafka_partition, kafka_offset, received_at, topic, device_id, reason, detail, payload,
-     payload_size)
+    (kafka_topic, kafka_partition, kafka_offset, received_at, topic, device_id, reason, detail,
+     payload, payload_size)
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (kafka_topic, kafka_partition, kafka_offset) DO NOTHING
 """
@@ -79,7 +80,7 @@ class Writer:
 
     async def write(
         self,
-        conn: AsyncConnection[object],
+        conn: AsyncConnection[DictRow],
         *,
         batches: list[ReadingBatch],
         deadletters: list[tuple[str, int, int, DeadLetter]],
@@ -91,8 +92,7 @@ class Writer:
                 await self._ensure_partitions(conn, batches)
             await conn.execute(CREATE_STAGING)
             async with conn.cursor().copy(
-                "COPY staging_readings (device_id, metric, ts, value, unit, received_at) "
-                "FROM STDIN"
+                "COPY staging_readings (device_id, metric, ts, value, unit, received_at) FROM STDIN"
             ) as copy:
                 for b in batches:
                     for r in b.readings:
@@ -103,7 +103,7 @@ class Writer:
             if self._maintain_rollups:
                 cur = await conn.execute(INSERT_READINGS_WITH_ROLLUPS)
                 row = await cur.fetchone()
-                inserted = int(row["inserted"]) if row else 0  # type: ignore[call-overload]
+                inserted = int(row["inserted"]) if row else 0
             else:
                 cur = await conn.execute(INSERT_READINGS)
                 inserted = cur.rowcount
@@ -112,8 +112,18 @@ class Writer:
                 await cur.executemany(
                     INSERT_DEADLETTER,
                     [
-                        (t, p, o, d.received_at, d.topic, d.device_id, d.reason, d.detail,
-                         d.payload.replace("\x00", "\ufffd"), d.payload_size)
+                        (
+                            t,
+                            p,
+                            o,
+                            d.received_at,
+                            d.topic,
+                            d.device_id,
+                            d.reason,
+                            d.detail,
+                            d.payload.replace("\x00", "\ufffd"),
+                            d.payload_size,
+                        )
                         for t, p, o, d in deadletters
                     ],
                 )
@@ -124,7 +134,7 @@ class Writer:
         self._known_partitions.clear()
 
     async def _ensure_partitions(
-        self, conn: AsyncConnection[object], batches: list[ReadingBatch]
+        self, conn: AsyncConnection[DictRow], batches: list[ReadingBatch]
     ) -> None:
         months: dict[tuple[int, int], datetime] = {}
         for b in batches:

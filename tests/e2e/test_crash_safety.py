@@ -54,25 +54,41 @@ def test_sigkill_gateway_and_storage_loses_and_doubles_nothing(
     publisher.join(timeout=120)
     assert progress["i"] == N
 
-    wait_for(lambda: count_readings(api, device.id) == N, timeout=180,
-             what=f"exactly {N} readings after the crashes")
+    wait_for(
+        lambda: count_readings(api, device.id) == N,
+        timeout=180,
+        what=f"exactly {N} readings after the crashes",
+    )
 
     # Re-sent duplicates (same device, metric, timestamp) are stored once.
     storage = stack_env["STORAGE_URL"]
-    dup_before = metric_value(httpx.get(f"{storage}/metrics").text,
-                              "townpulse_storage_rows_total", table="readings",
-                              outcome="duplicate")
+    dup_before = metric_value(
+        httpx.get(f"{storage}/metrics").text,
+        "townpulse_storage_rows_total",
+        table="readings",
+        outcome="duplicate",
+    )
     for i in range(0, N, 10):
         pub.publish(_payload(base, i)).wait_for_publish(30)
     wait_for(
-        lambda: metric_value(httpx.get(f"{storage}/metrics").text,
-                             "townpulse_storage_rows_total", table="readings",
-                             outcome="duplicate") >= dup_before + N // 10,
-        timeout=120, what="the duplicates to reach storage",
+        lambda: (
+            metric_value(
+                httpx.get(f"{storage}/metrics").text,
+                "townpulse_storage_rows_total",
+                table="readings",
+                outcome="duplicate",
+            )
+            >= dup_before + N // 10
+        ),
+        timeout=120,
+        what="the duplicates to reach storage",
     )
     assert count_readings(api, device.id) == N
-    values = [r["value"] for r in api.get(
-        f"/v1/devices/{device.id}/readings",
-        params={"start": "2000-01-01T00:00:00Z", "limit": N + 1},
-    ).json()["items"]]
+    values = [
+        r["value"]
+        for r in api.get(
+            f"/v1/devices/{device.id}/readings",
+            params={"start": "2000-01-01T00:00:00Z", "limit": N + 1},
+        ).json()["items"]
+    ]
     assert values == [float(i) for i in range(N)]

@@ -15,22 +15,45 @@ from tests.support import count_readings, wait_for
 pytestmark = pytest.mark.e2e
 
 
-def test_thousand_readings_survive_down_and_up(api: httpx.Client, device_factory, repo_root) -> None:
+def test_thousand_readings_survive_down_and_up(
+    api: httpx.Client, device_factory, repo_root
+) -> None:
     device = device_factory("waste")
     base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
     lines = "\n".join(
-        json.dumps({"ts": (base + timedelta(seconds=i)).isoformat().replace("+00:00", "Z"),
-                    "fill_pct": round(i / 10, 1)})
+        json.dumps(
+            {
+                "ts": (base + timedelta(seconds=i)).isoformat().replace("+00:00", "Z"),
+                "fill_pct": round(i / 10, 1),
+            }
+        )
         for i in range(1000)
     )
     # The Mosquitto C client, QoS 1, one message per line, with the device's own credentials.
     subprocess.run(
-        ["mosquitto_pub", "-h", device.host, "-p", str(device.port), "-u", device.username,
-         "-P", device.password, "-t", device.topic, "-q", "1", "-l"],
-        input=lines.encode(), check=True, timeout=120,
+        [
+            "mosquitto_pub",
+            "-h",
+            device.host,
+            "-p",
+            str(device.port),
+            "-u",
+            device.username,
+            "-P",
+            device.password,
+            "-t",
+            device.topic,
+            "-q",
+            "1",
+            "-l",
+        ],
+        input=lines.encode(),
+        check=True,
+        timeout=120,
     )
-    wait_for(lambda: count_readings(api, device.id) == 1000, timeout=60,
-             what="1000 readings stored")
+    wait_for(
+        lambda: count_readings(api, device.id) == 1000, timeout=60, what="1000 readings stored"
+    )
 
     subprocess.run(["make", "down"], cwd=repo_root, check=True, timeout=300)
     with pytest.raises(httpx.HTTPError):
@@ -38,6 +61,7 @@ def test_thousand_readings_survive_down_and_up(api: httpx.Client, device_factory
     subprocess.run(["make", "up", "SIM=0"], cwd=repo_root, check=True, timeout=600)
 
     assert count_readings(api, device.id) == 1000
-    hourly = api.get(f"/v1/devices/{device.id}/readings",
-                     params={"start": base.isoformat(), "bucket": "1h"}).json()["items"]
+    hourly = api.get(
+        f"/v1/devices/{device.id}/readings", params={"start": base.isoformat(), "bucket": "1h"}
+    ).json()["items"]
     assert sum(b["count"] for b in hourly) == 1000

@@ -680,6 +680,9 @@ def test_senml_v_wins_over_s() -> None:
         pytest.param({"bu": "Cel"}, "Cel", id="bu"),
         pytest.param({"bu": "Cel", "u": "K"}, "K", id="u-overrides-bu"),
         pytest.param({"u": "x" * 16}, "x" * 16, id="16-chars"),
+        pytest.param({"u": "°C"}, "°C", id="non-ascii-printable"),
+        pytest.param({"u": "µg/m3"}, "µg/m3", id="micrograms"),
+        pytest.param({"u": "m s-1"}, "m s-1", id="with-space"),
     ],
 )
 def test_senml_units(unit_fields: dict[str, str], unit: str | None) -> None:
@@ -690,6 +693,13 @@ def test_senml_units(unit_fields: dict[str, str], unit: str | None) -> None:
 def test_senml_batch_survives_a_serialisation_round_trip() -> None:
     batch = parse([{"bn": "bin-17/", "bu": "%", "n": "fill_pct", "v": 63.5, "t": -1}])
     assert ReadingBatch.from_bytes(batch.to_bytes()) == batch
+
+
+def test_senml_lone_surrogate_unit_is_rejected_not_serialised() -> None:
+    payload = b'[{"n": "a", "v": 1, "u": "\\ud800"}]'  # valid JSON, valid UTF-8
+    rej = rejection(payload)
+    assert rej.reason is Reason.BAD_BASE_FIELD
+    rej.detail.encode()  # the detail goes into the dead letter: it must encode
 
 
 def test_senml_pack_at_record_limit_is_accepted() -> None:
@@ -733,6 +743,12 @@ def test_senml_too_many_records(pack: list[Any], limits: Limits) -> None:
         pytest.param({"u": 1}, id="u-number"),
         pytest.param({"u": ["Cel"]}, id="u-list"),
         pytest.param({"u": "x" * 17}, id="u-17-chars"),
+        # A lone surrogate decodes from JSON but cannot be encoded again: the batch could not be
+        # serialised for Kafka. NUL cannot be stored in PostgreSQL text.
+        pytest.param({"u": "\ud800"}, id="u-lone-surrogate"),
+        pytest.param({"bu": "\udfff"}, id="bu-lone-surrogate"),
+        pytest.param({"u": "C\x00"}, id="u-nul"),
+        pytest.param({"u": "Cel\n"}, id="u-newline"),
         pytest.param({"bv": "1"}, id="bv-string"),
         pytest.param({"bv": False}, id="bv-bool"),
         pytest.param({"bv": int(HUGE_INT)}, id="bv-huge-int"),
@@ -832,6 +848,7 @@ def test_senml_rejection_detail_names_the_record() -> None:
 # Property-style: no input crashes the parser
 # --------------------------------------------------------------------------------------------
 
+# fmt: off
 KEYS = ["ts", "bn", "bt", "bu", "bv", "bver", "n", "v", "s", "t", "u", "vs", "vb", "vd",
         "fill_pct", "temp_c", "Bad Name", "", "x" * 70]
 NUMBERS: list[Any] = [0, 1, -1, 1.5, -0.0, 63.5, 1e-300]
@@ -849,6 +866,7 @@ RAW_TOKENS = [
     HUGER_INT.encode(), b"1.7e308", b"\xff", b"\xc3", b"{", b"}", b"[", b"]", b",", b":",
     b'"', b"\\", b"\\u", b"null", b"true", b"\x00",
 ]
+# fmt: on
 
 
 def _random_json(rng: random.Random, depth: int = 0) -> Any:
@@ -932,6 +950,7 @@ def _check_total(payload: bytes) -> None:
     except Rejection as rej:
         assert isinstance(rej.reason, Reason), payload
         assert isinstance(rej.detail, str), payload
+        rej.detail.encode()  # dead letters carry the detail: it must be encodable
         return
     assert batch.readings, payload
     for r in batch.readings:

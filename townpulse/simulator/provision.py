@@ -146,10 +146,10 @@ class DeviceRegistry:
         """Create the device; if it already exists, rotate its password instead."""
         response = self._http.post("/v1/devices", json=device.registration())
         if response.status_code == httpx.codes.CONFLICT:
-            log.info("device %s already registered; rotating its MQTT password", device.id)
+            log.debug("device %s already registered; rotating its MQTT password", device.id)
             return self.rotate(device.id)
         _expect(response, httpx.codes.CREATED, f"registering {device.id}")
-        log.info("registered device %s", device.id)
+        log.debug("registered device %s", device.id)
         return _credentials(response, device.id)
 
     def rotate(self, device_id: str) -> MqttCredentials:

@@ -220,10 +220,11 @@ class _Fleet:
         for device in self._devices.values():
             self._open(device)
         deadline = time.monotonic() + CONNECT_TIMEOUT_S
-        states = [link.wait_settled(deadline) for link in self.links.values()]
+        for link in self.links.values():
+            link.wait_settled(deadline)
         self.heal()
-        connected = sum(s is LinkState.CONNECTED for s in states)
-        if self.links and connected == 0 and LinkState.REFUSED not in states:
+        connected = sum(link.state is LinkState.CONNECTED for link in self.links.values())
+        if self.links and connected == 0:
             raise RuntimeError(
                 f"no device could connect to the MQTT broker within {CONNECT_TIMEOUT_S:.0f} s"
             )

@@ -36,8 +36,12 @@ Operator = Annotated[Principal, Depends(authenticate)]
 def _device(row: dict[str, Any]) -> Device:
     location = Location(lat=row["lat"], lon=row["lon"]) if row["lat"] is not None else None
     return Device(
-        id=row["id"], domain=Domain(row["domain"]), name=row["name"], location=location,
-        metadata=row["metadata"], created_at=row["created_at"],
+        id=row["id"],
+        domain=Domain(row["domain"]),
+        name=row["name"],
+        location=location,
+        metadata=row["metadata"],
+        created_at=row["created_at"],
         topic=mqtt_topic(Domain(row["domain"]), row["id"]),
     )
 
@@ -65,7 +69,9 @@ async def register_device(body: DeviceIn, request: Request, _: Admin) -> DeviceC
         row = await repo.insert_device(
             conn,
             device={
-                "id": body.id, "domain": body.domain.value, "name": body.name,
+                "id": body.id,
+                "domain": body.domain.value,
+                "name": body.name,
                 "lat": body.location.lat if body.location else None,
                 "lon": body.location.lon if body.location else None,
                 "metadata": body.metadata,
@@ -76,7 +82,9 @@ async def register_device(body: DeviceIn, request: Request, _: Admin) -> DeviceC
         device = _device(row)
         # Inside the transaction: if the broker refuses, the device is not registered either.
         await _provision(request, device, password)
-    return DeviceCreated(device=device, mqtt=_credentials(request.app.state.settings, device, password))
+    return DeviceCreated(
+        device=device, mqtt=_credentials(request.app.state.settings, device, password)
+    )
 
 
 async def _provision(request: Request, device: Device, password: str) -> None:
@@ -101,7 +109,9 @@ async def rotate_credentials(device_id: str, request: Request, _: Admin) -> Devi
     password = new_device_password()
     # add_device recreates client and role: also repairs a device the broker lost.
     await _provision(request, device, password)
-    return DeviceCreated(device=device, mqtt=_credentials(request.app.state.settings, device, password))
+    return DeviceCreated(
+        device=device, mqtt=_credentials(request.app.state.settings, device, password)
+    )
 
 
 @router.get("", response_model=Page[Device])
@@ -178,12 +188,21 @@ async def readings(
                 raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)) from exc
             cap = min(limit or settings.max_buckets, settings.max_buckets)
             rows = await repo.bucketed_readings(
-                conn, device_id=device_id, start=start, end=end, metric=metric, bucket=parsed,
+                conn,
+                device_id=device_id,
+                start=start,
+                end=end,
+                metric=metric,
+                bucket=parsed,
                 limit=cap + 1,
             )
             items = [BucketReading(**r) for r in rows[:cap]]
     return Readings(
-        device_id=device_id, start=start, end=end, bucket=bucket, items=items,
+        device_id=device_id,
+        start=start,
+        end=end,
+        bucket=bucket,
+        items=items,
         truncated=len(rows) > cap,
     )
 

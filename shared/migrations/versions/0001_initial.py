@@ -138,7 +138,9 @@ SELECT add_continuous_aggregate_policy('readings_daily',
     start_offset => interval '10 days', end_offset => interval '1 day',
     schedule_interval => interval '1 hour');
 
-ALTER TABLE readings SET (timescaledb.compress, timescaledb.compress_segmentby = 'device_id, metric');
+ALTER TABLE readings SET (
+    timescaledb.compress, timescaledb.compress_segmentby = 'device_id, metric'
+);
 -- Older than the late-data window (7 days by default): compressed chunks are read-mostly.
 SELECT add_compression_policy('readings', interval '14 days');
 -- Raw readings are kept two years; the hourly/daily rollups are kept.
@@ -154,6 +156,7 @@ def upgrade() -> None:
     # On psycopg's own connection (same transaction): several statements in one call, and the
     # '%I' of format() is not taken for a query parameter.
     raw = bind.connection.driver_connection
+    assert raw is not None
     raw.execute(COMMON)
     raw.execute(TIMESCALE if has_timescale else POSTGRES)
 

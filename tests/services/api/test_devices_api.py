@@ -15,16 +15,35 @@ from tests.support import count_readings, wait_for
 pytestmark = pytest.mark.integration
 
 
-def _pub(device, payload: str, *, password: str | None = None) -> subprocess.CompletedProcess[bytes]:
+def _pub(
+    device, payload: str, *, password: str | None = None
+) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        ["mosquitto_pub", "-h", device.host, "-p", str(device.port), "-u", device.username,
-         "-P", password or device.password, "-t", device.topic, "-q", "1", "-m", payload],
-        capture_output=True, timeout=30,
+        [
+            "mosquitto_pub",
+            "-h",
+            device.host,
+            "-p",
+            str(device.port),
+            "-u",
+            device.username,
+            "-P",
+            password or device.password,
+            "-t",
+            device.topic,
+            "-q",
+            "1",
+            "-m",
+            payload,
+        ],
+        capture_output=True,
+        timeout=30,
     )
 
 
-@pytest.mark.parametrize("path", ["/v1/devices", "/v1/deadletters", "/v1/api-keys",
-                                  "/v1/devices/x/readings"])
+@pytest.mark.parametrize(
+    "path", ["/v1/devices", "/v1/deadletters", "/v1/api-keys", "/v1/devices/x/readings"]
+)
 def test_every_endpoint_needs_a_valid_key(stack_env, path: str) -> None:
     url = stack_env["API_URL"] + path
     assert httpx.get(url).status_code == 401
@@ -43,21 +62,28 @@ def test_operator_keys_read_but_cannot_administer(api: httpx.Client, stack_env) 
     created = r.json()
     listed = api.get("/v1/api-keys").json()
     assert all("key" not in k and "key_hash" not in k for k in listed)
-    with httpx.Client(base_url=stack_env["API_URL"],
-                      headers={"Authorization": f"Bearer {created['key']}"}) as op:
+    with httpx.Client(
+        base_url=stack_env["API_URL"], headers={"Authorization": f"Bearer {created['key']}"}
+    ) as op:
         assert op.get("/v1/devices").status_code == 200
         assert op.post("/v1/devices", json={"id": "nope", "domain": "waste"}).status_code == 403
         assert op.get("/v1/api-keys").status_code == 403
     assert api.delete(f"/v1/api-keys/{created['id']}").status_code == 204
-    with httpx.Client(base_url=stack_env["API_URL"],
-                      headers={"Authorization": f"Bearer {created['key']}"}) as op:
+    with httpx.Client(
+        base_url=stack_env["API_URL"], headers={"Authorization": f"Bearer {created['key']}"}
+    ) as op:
         assert op.get("/v1/devices").status_code == 401
 
 
 def test_register_get_list_delete(api: httpx.Client) -> None:
     device_id = f"meter-{uuid.uuid4().hex[:8]}"
-    body = {"id": device_id, "domain": "energy", "name": "Town hall",
-            "location": {"lat": 45.9, "lon": 6.12}, "metadata": {"building": "town hall"}}
+    body = {
+        "id": device_id,
+        "domain": "energy",
+        "name": "Town hall",
+        "location": {"lat": 45.9, "lon": 6.12},
+        "metadata": {"building": "town hall"},
+    }
     r = api.post("/v1/devices", json=body)
     assert r.status_code == 201
     created = r.json()
@@ -69,8 +95,10 @@ def test_register_get_list_delete(api: httpx.Client) -> None:
     got = api.get(f"/v1/devices/{device_id}").json()
     assert got["name"] == "Town hall" and got["location"] == {"lat": 45.9, "lon": 6.12}
     assert "password" not in json.dumps(got)
-    ids = [d["id"] for d in api.get("/v1/devices", params={"domain": "energy",
-                                                           "limit": 1000}).json()["items"]]
+    ids = [
+        d["id"]
+        for d in api.get("/v1/devices", params={"domain": "energy", "limit": 1000}).json()["items"]
+    ]
     assert device_id in ids
 
     assert api.delete(f"/v1/devices/{device_id}").status_code == 204
@@ -109,7 +137,9 @@ def test_rotating_credentials_disables_the_old_password(api: httpx.Client, devic
     assert new_password != device.password
     assert _pub(device, json.dumps({"vehicles": 3})).returncode != 0
     assert _pub(device, json.dumps({"vehicles": 3}), password=new_password).returncode == 0
-    wait_for(lambda: count_readings(api, device.id) == 1, what="the reading sent with the new password")
+    wait_for(
+        lambda: count_readings(api, device.id) == 1, what="the reading sent with the new password"
+    )
 
 
 def test_bucketed_readings_match_the_raw_values(api: httpx.Client, device_factory) -> None:
@@ -129,22 +159,36 @@ def test_bucketed_readings_match_the_raw_values(api: httpx.Client, device_factor
     q15 = api.get(f"/v1/devices/{device.id}/readings", params={**params, "bucket": "15m"})
     b15 = q15.json()["items"]
     assert len(b15) == 8
-    assert b15[0] == {"bucket": start.isoformat().replace("+00:00", "Z"), "metric": "vehicles",
-                      "avg": 1.0, "min": 0.0, "max": 2.0, "count": 3}
+    assert b15[0] == {
+        "bucket": start.isoformat().replace("+00:00", "Z"),
+        "metric": "vehicles",
+        "avg": 1.0,
+        "min": 0.0,
+        "max": 2.0,
+        "count": 3,
+    }
 
-    hourly = api.get(f"/v1/devices/{device.id}/readings",
-                     params={**params, "bucket": "1h"}).json()["items"]
+    hourly = api.get(f"/v1/devices/{device.id}/readings", params={**params, "bucket": "1h"}).json()[
+        "items"
+    ]
     assert [(h["count"], h["min"], h["max"], h["avg"]) for h in hourly] == [
-        (12, 0.0, 11.0, 5.5), (12, 12.0, 23.0, 17.5)]
+        (12, 0.0, 11.0, 5.5),
+        (12, 12.0, 23.0, 17.5),
+    ]
 
-    daily = api.get(f"/v1/devices/{device.id}/readings",
-                    params={"start": (start - timedelta(days=2)).isoformat(), "bucket": "1d"})
+    daily = api.get(
+        f"/v1/devices/{device.id}/readings",
+        params={"start": (start - timedelta(days=2)).isoformat(), "bucket": "1d"},
+    )
     assert sum(d["count"] for d in daily.json()["items"]) == 24
 
-    assert api.get(f"/v1/devices/{device.id}/readings",
-                   params={"bucket": "7x"}).status_code == 422
-    assert api.get(f"/v1/devices/{device.id}/readings",
-                   params={"start": "2026-01-01T00:00:00"}).status_code == 422
+    assert api.get(f"/v1/devices/{device.id}/readings", params={"bucket": "7x"}).status_code == 422
+    assert (
+        api.get(
+            f"/v1/devices/{device.id}/readings", params={"start": "2026-01-01T00:00:00"}
+        ).status_code
+        == 422
+    )
 
 
 def test_readings_of_unknown_device_is_404(api: httpx.Client) -> None:

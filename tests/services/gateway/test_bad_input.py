@@ -30,7 +30,11 @@ BAD_PAYLOADS: list[tuple[str, bytes | str, str]] = [
     ("empty-array", b"[]", "no_metrics"),
     ("bare-number", b"42", "wrong_shape"),
     ("not-utf8", b"\xff\xfe\x00{", "not_utf8"),
-    ("one-mebibyte", b'{"fill_pct": 1, "pad": "' + b"x" * (1024 * 1024) + b'"}', "payload_too_large"),
+    (
+        "one-mebibyte",
+        b'{"fill_pct": 1, "pad": "' + b"x" * (1024 * 1024) + b'"}',
+        "payload_too_large",
+    ),
     ("senml-bad-bt", json.dumps([{"bt": "yesterday", "n": "fill_pct", "v": 1}]), "bad_base_field"),
     ("senml-bad-bn", json.dumps([{"bn": 17, "n": "fill_pct", "v": 1}]), "bad_base_field"),
     ("senml-bad-bver", json.dumps([{"bver": 99, "n": "fill_pct", "v": 1}]), "bad_base_field"),
@@ -58,8 +62,9 @@ def test_bad_messages_are_dead_lettered_and_good_ones_stored(
             good += 2  # two metrics each
             if k == 0:
                 pub.publish(payload)
-    wait_for(lambda: count_readings(api, device.id) == good, timeout=60,
-             what=f"{good} readings stored")
+    wait_for(
+        lambda: count_readings(api, device.id) == good, timeout=60, what=f"{good} readings stored"
+    )
 
     def letters() -> dict[str, dict]:
         r = api.get("/v1/deadletters", params={"device_id": device.id, "limit": 1000})
@@ -67,10 +72,14 @@ def test_bad_messages_are_dead_lettered_and_good_ones_stored(
         return {d["reason"]: d for d in r.json()}
 
     expected = {reason for _, _, reason in BAD_PAYLOADS}
-    got = wait_for(lambda: (d := letters()) and expected <= d.keys() and d, timeout=60,
-                   what="one dead letter per bad payload")
-    assert len(api.get("/v1/deadletters", params={"device_id": device.id, "limit": 1000}).json()) \
-        == len(BAD_PAYLOADS)
+    got = wait_for(
+        lambda: (d := letters()) and expected <= d.keys() and d,
+        timeout=60,
+        what="one dead letter per bad payload",
+    )
+    assert len(
+        api.get("/v1/deadletters", params={"device_id": device.id, "limit": 1000}).json()
+    ) == len(BAD_PAYLOADS)
     for reason, letter in got.items():
         assert letter["topic"] == device.topic
         assert letter["detail"], reason
@@ -79,8 +88,9 @@ def test_bad_messages_are_dead_lettered_and_good_ones_stored(
 
     after = httpx.get(f"{stack_env['GATEWAY_URL']}/metrics").text
     for _, _, reason in BAD_PAYLOADS:
-        counted = metric_value(after, "townpulse_gateway_rejected_total", reason=reason) - \
-            metric_value(before, "townpulse_gateway_rejected_total", reason=reason)
+        counted = metric_value(
+            after, "townpulse_gateway_rejected_total", reason=reason
+        ) - metric_value(before, "townpulse_gateway_rejected_total", reason=reason)
         assert counted >= 1, reason
     # Nothing crashed: every service still answers ready.
     for name in ("GATEWAY_URL", "STORAGE_URL", "API_URL"):
@@ -95,31 +105,77 @@ def test_device_cannot_publish_on_another_devices_topic(
     ts = _ts(-60)
     # The broker's ACL drops it (MQTT 3.1.1 has no way to say so to the publisher).
     subprocess.run(
-        ["mosquitto_pub", "-h", mallory.host, "-p", str(mallory.port), "-u", mallory.username,
-         "-P", mallory.password, "-t", victim.topic, "-q", "1",
-         "-m", json.dumps({"ts": ts, "fill_pct": 99})],
-        check=True, timeout=30,
+        [
+            "mosquitto_pub",
+            "-h",
+            mallory.host,
+            "-p",
+            str(mallory.port),
+            "-u",
+            mallory.username,
+            "-P",
+            mallory.password,
+            "-t",
+            victim.topic,
+            "-q",
+            "1",
+            "-m",
+            json.dumps({"ts": ts, "fill_pct": 99}),
+        ],
+        check=True,
+        timeout=30,
     )
     # A message of the victim's own afterwards: once it is stored, the forged one would be too.
     subprocess.run(
-        ["mosquitto_pub", "-h", victim.host, "-p", str(victim.port), "-u", victim.username,
-         "-P", victim.password, "-t", victim.topic, "-q", "1",
-         "-m", json.dumps({"ts": ts, "fill_pct": 5})],
-        check=True, timeout=30,
+        [
+            "mosquitto_pub",
+            "-h",
+            victim.host,
+            "-p",
+            str(victim.port),
+            "-u",
+            victim.username,
+            "-P",
+            victim.password,
+            "-t",
+            victim.topic,
+            "-q",
+            "1",
+            "-m",
+            json.dumps({"ts": ts, "fill_pct": 5}),
+        ],
+        check=True,
+        timeout=30,
     )
     wait_for(lambda: count_readings(api, victim.id) == 1, what="the victim's own reading")
-    items = api.get(f"/v1/devices/{victim.id}/readings",
-                    params={"start": "2000-01-01T00:00:00Z"}).json()["items"]
+    items = api.get(
+        f"/v1/devices/{victim.id}/readings", params={"start": "2000-01-01T00:00:00Z"}
+    ).json()["items"]
     assert [i["value"] for i in items] == [5.0]
     assert count_readings(api, mallory.id) == 0
 
 
 def test_unknown_credentials_are_refused_by_the_broker(stack_env) -> None:
     proc = subprocess.run(
-        ["mosquitto_pub", "-h", stack_env["MQTT_HOST"], "-p", stack_env["MQTT_PORT"],
-         "-u", "no-such-device", "-P", "guess", "-t", "sensors/waste/no-such-device",
-         "-q", "1", "-m", '{"fill_pct": 1}'],
-        capture_output=True, timeout=30,
+        [
+            "mosquitto_pub",
+            "-h",
+            stack_env["MQTT_HOST"],
+            "-p",
+            stack_env["MQTT_PORT"],
+            "-u",
+            "no-such-device",
+            "-P",
+            "guess",
+            "-t",
+            "sensors/waste/no-such-device",
+            "-q",
+            "1",
+            "-m",
+            '{"fill_pct": 1}',
+        ],
+        capture_output=True,
+        timeout=30,
     )
     assert proc.returncode != 0
     assert b"not authorised" in proc.stderr.lower() or b"refused" in proc.stderr.lower()

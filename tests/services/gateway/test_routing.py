@@ -26,19 +26,22 @@ class FakeRegistry:
 
 
 def _gateway(devices: dict[str, Domain]) -> Gateway:
-    return Gateway(producer=cast(Any, None), registry=cast(Any, FakeRegistry(devices)),
-                   limits=Limits())
+    return Gateway(
+        producer=cast(Any, None), registry=cast(Any, FakeRegistry(devices)), limits=Limits()
+    )
 
 
 def _msg(topic: str, payload: object) -> Incoming:
     raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    return Incoming(topic=topic, payload=raw, mid=1, qos=1, generation=1,
-                    received_at=datetime.now(UTC))
+    return Incoming(
+        topic=topic, payload=raw, mid=1, qos=1, generation=1, received_at=datetime.now(UTC)
+    )
 
 
 async def test_valid_reading_goes_to_its_domain_topic_keyed_by_device() -> None:
-    out = await _gateway({"bin-1": Domain.WASTE}).route(_msg("sensors/waste/bin-1",
-                                                             {"fill_pct": 40}))
+    out = await _gateway({"bin-1": Domain.WASTE}).route(
+        _msg("sensors/waste/bin-1", {"fill_pct": 40})
+    )
     assert out.topic == "readings.waste"
     assert out.key == b"bin-1"
     batch = ReadingBatch.from_bytes(out.value)

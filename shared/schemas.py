@@ -7,7 +7,8 @@ or a SenML pack both become one batch); a `DeadLetter` is what it produces for a
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from enum import StrEnum
+from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -64,3 +65,47 @@ def json_default(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return ("info", "warning", "critical").index(self.value)
+
+
+class AlertEvent(BaseModel):
+    """An anomaly episode starting or ending, as emitted by a domain service on `alerts`.
+
+    One event when an episode starts and one when it ends, never one per reading. `event_id` is
+    derived from the episode, so a re-emitted event (at-least-once relay) has the same id.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    event_id: str
+    device_id: str
+    domain: Domain
+    kind: str = Field(description="what went wrong, e.g. 'energy.consumption_high'")
+    phase: Literal["start", "end"]
+    severity: Severity
+    episode_start: AwareDatetime
+    ts: AwareDatetime = Field(description="time of the reading that started or ended it")
+    explanation: dict[str, Any] = Field(
+        default_factory=dict,
+        description="expected vs observed: {'expected':..., 'observed':..., 'message':...}",
+    )
+
+    @staticmethod
+    def make_id(*, device_id: str, kind: str, episode_start: datetime, phase: str) -> str:
+        return f"{device_id}:{kind}:{episode_start.isoformat()}:{phase}"
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> AlertEvent:
+        return cls.model_validate_json(raw)

@@ -104,6 +104,17 @@ def down() -> None:
 
 
 @app.command()
+def restart(service: Annotated[str, typer.Argument(help="gateway, storage, api, ...")]) -> None:
+    """Stop one service (by its pid) and start it again with the current code."""
+    stack = Stack()
+    try:
+        stack.restart(service)
+    except (StackError, StopIteration) as exc:
+        typer.echo(f"error: cannot restart {service!r}: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
+@app.command()
 def status() -> None:
     """Each component: up/down, pid, port."""
     _print_status(Stack())

@@ -66,6 +66,8 @@ class ServiceSpec:
     port_setting: str
     # The identity a process needs beyond the common settings (MQTT user, instance id).
     mqtt_user: str | None = None
+    # First path segments under /v1/ that the operator API forwards to this service.
+    routes: tuple[str, ...] = ()
 
 
 SERVICES = (
@@ -456,8 +458,12 @@ class Stack:
         return env
 
     def upstreams(self) -> dict[str, str]:
-        """Domain services whose routes the operator API forwards (`/v1/<domain>/...`)."""
-        return {}
+        """Services whose routes the operator API forwards (`/v1/<segment>/...`)."""
+        return {
+            route: f"http://127.0.0.1:{self._port(spec)}"
+            for spec in SERVICES
+            for route in spec.routes
+        }
 
     def _port(self, spec: ServiceSpec, instance: int = 1) -> int:
         base: int = getattr(self.s, spec.port_setting)
@@ -493,6 +499,11 @@ class Stack:
 
     def service(self, name: str) -> ServiceSpec:
         return next(s for s in SERVICES if s.name == name)
+
+    def restart(self, name: str) -> None:
+        """Stop a running service gracefully and start it again."""
+        self._stop(name)
+        self.restart_service(name)
 
     def restart_service(self, name: str) -> None:
         """Start a service again after a crash, and wait until it is ready."""

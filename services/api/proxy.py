@@ -22,10 +22,14 @@ HOP_BY_HOP = {
 }
 
 
-@router.api_route("/v1/{domain}/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
-async def forward(domain: str, path: str, request: Request) -> Response:
+METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+@router.api_route("/v1/{segment}", methods=METHODS)
+@router.api_route("/v1/{segment}/{path:path}", methods=METHODS)
+async def forward(segment: str, request: Request, path: str = "") -> Response:
     upstreams: dict[str, str] = request.app.state.settings.upstreams
-    base = upstreams.get(domain)
+    base = upstreams.get(segment)
     if base is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="Not Found")
     client: httpx.AsyncClient = request.app.state.http
@@ -33,14 +37,14 @@ async def forward(domain: str, path: str, request: Request) -> Response:
     try:
         upstream = await client.request(
             request.method,
-            f"{base.rstrip('/')}/v1/{domain}/{path}",
+            f"{base.rstrip('/')}{request.url.path}",
             params=request.query_params,
             headers=headers,
             content=await request.body(),
         )
     except httpx.HTTPError as exc:
         raise HTTPException(
-            status.HTTP_502_BAD_GATEWAY, detail=f"{domain} service unreachable"
+            status.HTTP_502_BAD_GATEWAY, detail=f"{segment} service unreachable"
         ) from exc
     return Response(
         content=upstream.content,

@@ -27,8 +27,12 @@ def sqlalchemy_url(database_url: str) -> str:
     )
 
 
-def migrate(database_url: SecretStr | str, *, revision: str = "head") -> None:
-    """Apply migrations up to `revision` (idempotent)."""
+def migrate(database_url: SecretStr | str, *, revision: str = "heads") -> None:
+    """Apply migrations up to `revision` (idempotent).
+
+    "heads": each feature (alerts, the online-learning runtime) has its own branch from the
+    initial schema, so they can be written independently; all of them are applied.
+    """
     url = database_url.get_secret_value() if isinstance(database_url, SecretStr) else database_url
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))

@@ -54,6 +54,7 @@ class StackSettings(BaseSettings):
     gateway_port: int = 18101
     storage_port: int = 18102
     api_port: int = 18000
+    energy_port: int = 18103
     kafka_heap: str = "768m"
     gateways: int = 1
     start_timeout_s: float = 120.0
@@ -74,6 +75,7 @@ SERVICES = (
     ServiceSpec("gateway", "services.gateway", "gateway_port", mqtt_user="gateway"),
     ServiceSpec("storage", "services.storage", "storage_port"),
     ServiceSpec("api", "services.api", "api_port", mqtt_user="admin"),
+    ServiceSpec("energy", "services.energy", "energy_port", routes=("energy",)),
 )
 INFRA = ("postgres", "kafka", "mosquitto")
 
@@ -472,7 +474,10 @@ class Stack:
 
     def _instances(self, spec: ServiceSpec) -> list[str]:
         n = self.s.gateways if spec.name == "gateway" else 1
-        return [spec.name if i == 1 else f"{spec.name}-{i}" for i in range(1, n + 1)]
+        names = [spec.name if i == 1 else f"{spec.name}-{i}" for i in range(1, n + 1)]
+        # Extra instances started by hand (or by a test) are stopped with the rest.
+        extra = sorted(p.stem for p in self.pids.glob(f"{spec.name}-*.pid"))
+        return names + [e for e in extra if e not in names]
 
     def start_service(self, spec: ServiceSpec, *, instance: int = 1) -> None:
         name = spec.name if instance == 1 else f"{spec.name}-{instance}"
@@ -497,8 +502,11 @@ class Stack:
             give_up=lambda: not _alive(pid),
         )
 
-    def service(self, name: str) -> ServiceSpec:
-        return next(s for s in SERVICES if s.name == name)
+    def service(self, name: str) -> tuple[ServiceSpec, int]:
+        """The spec and instance number of `energy` (1) or `energy-2` (2)."""
+        base, _, number = name.partition("-")
+        spec = next(s for s in SERVICES if s.name in (name, base))
+        return spec, int(number) if number.isdigit() and spec.name == base else 1
 
     def restart(self, name: str) -> None:
         """Stop a running service gracefully and start it again."""
@@ -506,10 +514,10 @@ class Stack:
         self.restart_service(name)
 
     def restart_service(self, name: str) -> None:
-        """Start a service again after a crash, and wait until it is ready."""
-        spec = self.service(name)
-        self.start_service(spec)
-        self.wait_healthy(spec)
+        """Start a service (or an extra instance, `energy-2`) and wait until it is ready."""
+        spec, instance = self.service(name)
+        self.start_service(spec, instance=instance)
+        self.wait_healthy(spec, instance=instance)
 
     # ---- whole stack -------------------------------------------------------------------------
 

@@ -1,0 +1,136 @@
+"""The energy service's tables: writes (inside the runtime's transaction) and queries."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import DictRow
+
+from services.energy.domain.meter import EpisodeRow, ForecastRow, ScoreRow
+
+
+async def write_rows(conn: AsyncConnection[DictRow], rows: list[Any]) -> None:
+    scores = [r for r in rows if isinstance(r, ScoreRow)]
+    # The last version of an episode or forecast in the batch is the one to keep.
+    episodes = {(r.device_id, r.kind, r.started_at): r for r in rows if isinstance(r, EpisodeRow)}
+    forecasts = {(r.device_id, r.target_ts): r for r in rows if isinstance(r, ForecastRow)}
+    async with conn.cursor() as cur:
+        if scores:
+            await cur.executemany(
+                """
+                INSERT INTO energy_scores
+                    (device_id, ts, observed, expected, lower, upper, score, is_anomaly, kind)
+                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+                ON CONFLICT (device_id, ts) DO NOTHING
+                """,
+                [(r.device_id, r.ts, r.observed, r.expected, r.lower, r.upper, r.score,
+                  r.is_anomaly, r.kind) for r in scores],
+            )
+        if episodes:
+            await cur.executemany(
+                """
+                INSERT INTO energy_episodes (device_id, kind, started_at, ended_at, severity,
+                    peak_score, observed_kwh, expected_kwh, readings)
+                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+                ON CONFLICT (device_id, kind, started_at) DO UPDATE SET
+                    ended_at = EXCLUDED.ended_at, severity = EXCLUDED.severity,
+                    peak_score = EXCLUDED.peak_score, observed_kwh = EXCLUDED.observed_kwh,
+                    expected_kwh = EXCLUDED.expected_kwh, readings = EXCLUDED.readings
+                """,
+                [(r.device_id, r.kind, r.started_at, r.ended_at, r.severity, r.peak_score,
+                  r.observed_kwh, r.expected_kwh, r.readings) for r in episodes.values()],
+            )
+        if forecasts:
+            await cur.executemany(
+                """
+                INSERT INTO energy_forecasts (device_id, target_ts, issued_at, expected, lower,
+                    upper)
+                VALUES (%s, %s, %s, %s, %s, %s)
+                ON CONFLICT (device_id, target_ts) DO UPDATE SET
+                    issued_at = EXCLUDED.issued_at, expected = EXCLUDED.expected,
+                    lower = EXCLUDED.lower, upper = EXCLUDED.upper
+                """,
+                [(r.device_id, r.target_ts, r.issued_at, r.expected, r.lower, r.upper)
+                 for r in forecasts.values()],
+            )
+
+
+async def anomalies(
+    conn: AsyncConnection[DictRow], *, device_id: str, start: datetime, end: datetime
+) -> tuple[list[DictRow], list[DictRow]]:
+    cur = await conn.execute(
+        """
+        SELECT kind, started_at, ended_at, severity, peak_score, observed_kwh, expected_kwh,
+               readings, greatest(observed_kwh - expected_kwh, 0) AS wasted_kwh
+        FROM energy_episodes
+        WHERE device_id = %s AND started_at < %s AND coalesce(ended_at, 'infinity') >= %s
+        ORDER BY started_at
+        """,
+        (device_id, end, start),
+    )
+    episodes = await cur.fetchall()
+    cur = await conn.execute(
+        """
+        SELECT ts, observed, expected, lower, upper, score, kind FROM energy_scores
+        WHERE device_id = %s AND ts >= %s AND ts < %s AND is_anomaly ORDER BY ts LIMIT 10000
+        """,
+        (device_id, start, end),
+    )
+    return episodes, await cur.fetchall()
+
+
+async def forecast(conn: AsyncConnection[DictRow], *, device_id: str) -> list[DictRow]:
+    cur = await conn.execute(
+        """
+        SELECT target_ts, issued_at, expected, lower, upper FROM energy_forecasts
+        WHERE device_id = %s AND issued_at = (
+            SELECT max(issued_at) FROM energy_forecasts WHERE device_id = %s)
+        ORDER BY target_ts
+        """,
+        (device_id, device_id),
+    )
+    return await cur.fetchall()
+
+
+async def consumption(
+    conn: AsyncConnection[DictRow], *, device_id: str, start: datetime, end: datetime,
+    width: Any, limit: int,
+) -> list[DictRow]:
+    cur = await conn.execute(
+        """
+        SELECT date_bin(%(w)s, ts, '2000-01-01 00:00:00+01'::timestamptz) AS bucket,
+               sum(observed) AS observed_kwh, sum(expected) AS expected_kwh,
+               count(*) AS readings, count(*) FILTER (WHERE is_anomaly) AS anomalous
+        FROM energy_scores WHERE device_id = %(d)s AND ts >= %(s)s AND ts < %(e)s
+        GROUP BY 1 ORDER BY 1 LIMIT %(n)s
+        """,
+        {"w": width, "d": device_id, "s": start, "e": end, "n": limit},
+    )
+    return await cur.fetchall()
+
+
+async def summary(conn: AsyncConnection[DictRow], *, start: datetime, end: datetime) -> dict[str, Any]:
+    cur = await conn.execute(
+        """
+        SELECT coalesce(sum(observed), 0) AS total_kwh, coalesce(sum(expected), 0) AS expected_kwh,
+               count(DISTINCT device_id) AS meters,
+               coalesce(sum(greatest(observed - expected, 0)) FILTER (WHERE is_anomaly), 0)
+                   AS wasted_kwh
+        FROM energy_scores WHERE ts >= %s AND ts < %s
+        """,
+        (start, end),
+    )
+    totals = await cur.fetchone() or {}
+    cur = await conn.execute(
+        """
+        SELECT device_id, kind, started_at, ended_at, severity, peak_score,
+               greatest(observed_kwh - expected_kwh, 0) AS wasted_kwh
+        FROM energy_episodes
+        WHERE started_at < %s AND coalesce(ended_at, 'infinity') >= %s
+        ORDER BY wasted_kwh DESC, peak_score DESC LIMIT 10
+        """,
+        (end, start),
+    )
+    return {**totals, "top_anomalies": await cur.fetchall()}

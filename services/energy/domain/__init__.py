@@ -1,0 +1,1 @@
+"""Energy domain logic: pure, no I/O."""

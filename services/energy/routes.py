@@ -1,0 +1,78 @@
+"""Energy API, served under the operator API's /v1/energy (same keys, same conventions)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+
+from services.energy.adapters import db
+from shared.http import Principal, authenticate
+from shared.ml.calendar import PARIS
+
+router = APIRouter(prefix="/v1/energy", tags=["energy"])
+Operator = Annotated[Principal, Depends(authenticate)]
+
+BUCKETS = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "1d": timedelta(days=1)}
+
+
+def _window(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
+    for v in (start, end):
+        if v is not None and v.tzinfo is None:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "times need a UTC offset")
+    end = end or datetime.now(UTC)
+    start = start or end - timedelta(days=7)
+    if start >= end:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "start must be before end")
+    return start, end
+
+
+@router.get("/meters/{device_id}/anomalies")
+async def meter_anomalies(
+    device_id: str, request: Request, _: Operator,
+    start: datetime | None = None, end: datetime | None = None,
+) -> dict[str, Any]:
+    """Anomaly episodes and the flagged readings, each with expected vs observed."""
+    start, end = _window(start, end)
+    async with request.app.state.pool.connection() as conn:
+        episodes, readings = await db.anomalies(conn, device_id=device_id, start=start, end=end)
+    return {"device_id": device_id, "start": start, "end": end, "episodes": episodes,
+            "readings": readings}
+
+
+@router.get("/meters/{device_id}/forecast")
+async def meter_forecast(device_id: str, request: Request, _: Operator) -> dict[str, Any]:
+    """The latest hourly forecast of the next 24 hours (kWh per hour, with an interval)."""
+    async with request.app.state.pool.connection() as conn:
+        rows = await db.forecast(conn, device_id=device_id)
+    if not rows:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no forecast for this meter yet")
+    return {"device_id": device_id, "issued_at": rows[0]["issued_at"], "hours": rows}
+
+
+@router.get("/meters/{device_id}/consumption")
+async def meter_consumption(
+    device_id: str, request: Request, _: Operator,
+    bucket: str = "1h", start: datetime | None = None, end: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=20000)] = 5000,
+) -> dict[str, Any]:
+    """Observed vs expected kWh per bucket (15m, 1h, 1d)."""
+    if bucket not in BUCKETS:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"bucket: one of {list(BUCKETS)}")
+    start, end = _window(start, end)
+    async with request.app.state.pool.connection() as conn:
+        rows = await db.consumption(conn, device_id=device_id, start=start, end=end,
+                                    width=BUCKETS[bucket], limit=limit)
+    return {"device_id": device_id, "bucket": bucket, "items": rows}
+
+
+@router.get("/summary")
+async def town_summary(request: Request, _: Operator, day: date | None = None) -> dict[str, Any]:
+    """A day (Europe/Paris) for the whole town: total, top anomalies, kWh wasted by anomalies."""
+    day = day or datetime.now(PARIS).date()
+    start = datetime.combine(day, time(), PARIS)
+    end = datetime.combine(day + timedelta(days=1), time(), PARIS)
+    async with request.app.state.pool.connection() as conn:
+        s = await db.summary(conn, start=start, end=end)
+    return {"day": day, **s}

@@ -1,0 +1,143 @@
+"""Anomaly detection on the residuals of a forecaster, with an adaptive threshold.
+
+How a reading is scored:
+1. a forecaster (see `shared.ml.forecast`) says what the sensor usually reads now;
+2. the residual is scaled by the recent typical residual (so a noisy meter is judged by its own
+   noise), giving a "surprise" r;
+3. the mean surprise over the last few readings is compared with the long-run distribution of
+   that mean (the *anomaly likelihood* of Ahmad et al., 2017, used by Numenta's NAB entries): the
+   score is its normal CDF, in [0, 1]. A single spike scores less than a sustained shift, which
+   is what operators want to hear about.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.ml.forecast import ExpertBlend, Features, _Ewm, make_forecaster
+
+# Surprises beyond this are all "very surprising": one absurd reading must not dominate the
+# long-run statistics for days.
+MAX_SURPRISE = 50.0
+# Readings before the typical residual means anything; their surprises are not remembered.
+WARM_UP = 10
+# Residuals are this many "typical residuals" wide on each side of the expected value: about
+# a 3-sigma band (the mean absolute deviation of a normal is 0.8 sigma).
+INTERVAL_WIDTH = 3.75
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    expected: float
+    lower: float
+    upper: float
+    surprise: float
+    score: float
+
+
+def _normal_cdf(z: float) -> float:
+    return 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
+
+
+@dataclass
+class ResidualDetector:
+    """Scores each reading in [0, 1]; learns from it afterwards.
+
+    Parameters
+    ----------
+    forecaster
+        What the value usually is (an `ExpertBlend` by default).
+    short_window
+        Readings averaged for the current surprise: 4 x 15 min = an hour of a building.
+    long_alpha
+        Weight of a new short-mean in the long-run distribution: 0.002 is a memory of about
+        500 readings (five days of 15-minute readings).
+    probation
+        Readings scored 0 while the models learn (NAB's probationary period is 15% of a file).
+
+    Examples
+    --------
+    >>> from datetime import datetime, timedelta, UTC
+    >>> det = ResidualDetector(forecaster=make_forecaster("generic"), probation=50)
+    >>> t0 = datetime(2026, 1, 5, tzinfo=UTC)
+    >>> for i in range(400):
+    ...     x = {"ts": t0 + timedelta(minutes=5 * i), "value": 10.0 + (i % 3)}
+    ...     _ = det.score_one(x); det.learn_one(x)
+    >>> calm = det.score_one({"ts": t0 + timedelta(minutes=2000), "value": 11.0})
+    >>> for k in range(4):
+    ...     x = {"ts": t0 + timedelta(minutes=2005 + 5 * k), "value": 60.0}
+    ...     shifted = det.score_one(x); det.learn_one(x)
+    >>> calm < 0.9 < shifted
+    True
+    """
+
+    forecaster: ExpertBlend = field(default_factory=make_forecaster)
+    short_window: int = 4
+    long_alpha: float = 0.002
+    probation: int = 150
+    abs_residual: _Ewm = field(default_factory=lambda: _Ewm(alpha=0.05))
+    recent: deque[float] = field(default_factory=deque)
+    long_run: _Ewm = field(default_factory=lambda: _Ewm(alpha=0.002))
+    seen: int = 0
+
+    def __post_init__(self) -> None:
+        self.long_run.alpha = self.long_alpha
+
+    def explain_one(self, x: Features) -> Explanation:
+        """Expected value, interval and score of `x["value"]`, without learning."""
+        y = float(x["value"])
+        expected = self.forecaster.predict_one(x)
+        scale = self._scale(expected, x)
+        surprise = min(abs(y - expected) / scale, MAX_SURPRISE)
+        window = [*list(self.recent)[-(self.short_window - 1) :], surprise]
+        short = sum(window) / len(window)
+        if self.seen < self.probation or self.long_run.n < 2:
+            score = 0.0
+        else:
+            spread = max(self.long_run.std, 1e-3)
+            score = _normal_cdf((short - self.long_run.mean) / spread)
+        half = INTERVAL_WIDTH * scale
+        return Explanation(expected, expected - half, expected + half, surprise, score)
+
+    def score_one(self, x: Features) -> float:
+        return self.explain_one(x).score
+
+    def learn_one(self, x: Features, y: Any = None, *, update_model: bool = True) -> None:
+        """Remember the reading's surprise; learn the value too unless `update_model` is False.
+
+        A domain service passes False while an anomaly episode lasts, so that a heater left on
+        for a weekend does not become the new normal before anyone looked at it.
+        """
+        value = float(x["value"])
+        expected = self.forecaster.predict_one(x)
+        surprise = min(abs(value - expected) / self._scale(expected, x), MAX_SURPRISE)
+        if self.abs_residual.n >= WARM_UP:
+            self.recent.append(surprise)
+            while len(self.recent) > self.short_window:
+                self.recent.popleft()
+            if update_model:
+                self.long_run.update(sum(self.recent) / len(self.recent))
+        if update_model:
+            self.abs_residual.update(abs(value - expected))
+            self.forecaster.learn_one(x, value)
+        self.seen += 1
+
+    def _scale(self, expected: float, x: Features | None = None) -> float:
+        """The typical residual here, in mean-absolute-deviation units.
+
+        The larger of the recent residuals and, when the forecaster knows it, the spread of
+        this very slot (a Monday 9:00 varies more than a Sunday 3:00).
+        """
+        scale = self.abs_residual.mean
+        if x is not None and (spread := self.forecaster.spread_one(x)) is not None:
+            scale = max(scale, 0.8 * spread)
+        # Never divide by ~0: a flat series would make every wiggle infinitely surprising.
+        return max(scale, 1e-3 * abs(expected) + 1e-6)
+
+
+def make_detector(domain: str = "generic", *, slot_minutes: int = 15) -> ResidualDetector:
+    """The detector the domain services use (and the NAB benchmark measures)."""
+    return ResidualDetector(forecaster=make_forecaster(domain, slot_minutes=slot_minutes))

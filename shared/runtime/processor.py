@@ -1,0 +1,40 @@
+"""What a domain service plugs into the runtime: a per-device processor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+from psycopg import AsyncConnection
+from psycopg.rows import DictRow
+
+from shared.schemas import AlertEvent, Reading
+
+S = TypeVar("S")
+
+
+@dataclass
+class Effects:
+    """What processing a device's readings produced: rows for the service's own tables and
+    alert events for Kafka (written to the outbox in the same transaction)."""
+
+    rows: list[Any] = field(default_factory=list)
+    events: list[AlertEvent] = field(default_factory=list)
+
+    def extend(self, other: Effects) -> None:
+        self.rows.extend(other.rows)
+        self.events.extend(other.events)
+
+
+class DeviceProcessor(Protocol, Generic[S]):  # type: ignore[misc]
+    """A domain service's logic. `process` must be deterministic given the state and readings:
+    that is what makes a replay after a crash produce exactly the same outputs."""
+
+    # Recorded with each checkpoint; a checkpoint of another version is discarded on load.
+    model_version: str
+
+    def new_state(self, device_id: str) -> S: ...
+
+    def process(self, state: S, *, device_id: str, readings: list[Reading]) -> Effects: ...
+
+    async def write(self, conn: AsyncConnection[DictRow], rows: list[Any]) -> None: ...

@@ -54,6 +54,7 @@ class StackSettings(BaseSettings):
     gateway_port: int = 18101
     storage_port: int = 18102
     api_port: int = 18000
+    alerts_port: int = 18105
     energy_port: int = 18103
     kafka_heap: str = "768m"
     gateways: int = 1
@@ -76,6 +77,9 @@ SERVICES = (
     ServiceSpec("storage", "services.storage", "storage_port"),
     ServiceSpec("api", "services.api", "api_port", mqtt_user="admin"),
     ServiceSpec("energy", "services.energy", "energy_port", routes=("energy",)),
+    ServiceSpec(
+        "alerts", "services.alerts", "alerts_port", routes=("alerts", "alert-rules", "webhooks")
+    ),
 )
 INFRA = ("postgres", "kafka", "mosquitto")
 
@@ -228,6 +232,10 @@ class Stack:
             os.kill(pid, signal.SIGKILL)
             _wait_until(lambda: self.pid(name) is None, timeout=10, what=f"{name} to die")
         self._pid_file(name).unlink(missing_ok=True)
+
+    def stop(self, name: str) -> None:
+        """Stop one component gracefully (SIGTERM, then SIGKILL after 30 s)."""
+        self._stop(name)
 
     def kill(self, name: str) -> None:
         """SIGKILL a component (tests of crash safety use this)."""

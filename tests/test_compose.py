@@ -48,3 +48,12 @@ def test_service_commands_exist_as_modules() -> None:
     for spec in SERVICES:
         assert (root / spec.module.replace(".", "/") / "__main__.py").exists()
     assert (root / "deploy" / "Dockerfile").exists()
+
+
+def test_the_api_forwards_every_service_route(compose: dict) -> None:
+    import json
+
+    upstreams = json.loads(compose["services"]["api"]["environment"]["TOWNPULSE_UPSTREAMS"])
+    for spec in SERVICES:
+        for route in spec.routes:
+            assert upstreams.get(route) == f"http://{spec.name}:8000", route

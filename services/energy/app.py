@@ -40,9 +40,14 @@ def create_app(settings: EnergySettings) -> FastAPI:
             isolation_level="read_committed",
         )
         worker = StreamWorker(
-            processor=EnergyProcessor(), pool=pool, consumer=consumer, producer=producer,
-            group_id=settings.group_id, topics=[READINGS_TOPICS[Domain.ENERGY]],
-            max_devices=settings.max_devices, batch_max_records=settings.batch_max_records,
+            processor=EnergyProcessor(),
+            pool=pool,
+            consumer=consumer,
+            producer=producer,
+            group_id=settings.group_id,
+            topics=[READINGS_TOPICS[Domain.ENERGY]],
+            max_devices=settings.max_devices,
+            batch_max_records=settings.batch_max_records,
             batch_wait_ms=settings.batch_wait_ms,
         )
         worker.subscribe()

@@ -30,15 +30,23 @@ def _window(start: datetime | None, end: datetime | None) -> tuple[datetime, dat
 
 @router.get("/meters/{device_id}/anomalies")
 async def meter_anomalies(
-    device_id: str, request: Request, _: Operator,
-    start: datetime | None = None, end: datetime | None = None,
+    device_id: str,
+    request: Request,
+    _: Operator,
+    start: datetime | None = None,
+    end: datetime | None = None,
 ) -> dict[str, Any]:
     """Anomaly episodes and the flagged readings, each with expected vs observed."""
     start, end = _window(start, end)
     async with request.app.state.pool.connection() as conn:
         episodes, readings = await db.anomalies(conn, device_id=device_id, start=start, end=end)
-    return {"device_id": device_id, "start": start, "end": end, "episodes": episodes,
-            "readings": readings}
+    return {
+        "device_id": device_id,
+        "start": start,
+        "end": end,
+        "episodes": episodes,
+        "readings": readings,
+    }
 
 
 @router.get("/meters/{device_id}/forecast")
@@ -53,8 +61,12 @@ async def meter_forecast(device_id: str, request: Request, _: Operator) -> dict[
 
 @router.get("/meters/{device_id}/consumption")
 async def meter_consumption(
-    device_id: str, request: Request, _: Operator,
-    bucket: str = "1h", start: datetime | None = None, end: datetime | None = None,
+    device_id: str,
+    request: Request,
+    _: Operator,
+    bucket: str = "1h",
+    start: datetime | None = None,
+    end: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=20000)] = 5000,
 ) -> dict[str, Any]:
     """Observed vs expected kWh per bucket (15m, 1h, 1d)."""
@@ -62,8 +74,9 @@ async def meter_consumption(
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"bucket: one of {list(BUCKETS)}")
     start, end = _window(start, end)
     async with request.app.state.pool.connection() as conn:
-        rows = await db.consumption(conn, device_id=device_id, start=start, end=end,
-                                    width=BUCKETS[bucket], limit=limit)
+        rows = await db.consumption(
+            conn, device_id=device_id, start=start, end=end, width=BUCKETS[bucket], limit=limit
+        )
     return {"device_id": device_id, "bucket": bucket, "items": rows}
 
 

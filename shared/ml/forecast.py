@@ -208,12 +208,16 @@ def make_forecaster(domain: str = "generic", *, slot_minutes: int = 15) -> Exper
     Energy and traffic follow the week (profile first); anything else starts from persistence.
     """
     if domain in ("energy", "traffic"):
-        return ExpertBlend({
-            "profile": SeasonalProfile(slot_minutes=slot_minutes),
+        return ExpertBlend(
+            {
+                "profile": SeasonalProfile(slot_minutes=slot_minutes),
+                "adjusted": AdjustedProfile(SeasonalProfile(slot_minutes=slot_minutes)),
+            }
+        )
+    return ExpertBlend(
+        {
+            "persistence": Persistence(),
             "adjusted": AdjustedProfile(SeasonalProfile(slot_minutes=slot_minutes)),
-        })
-    return ExpertBlend({
-        "persistence": Persistence(),
-        "adjusted": AdjustedProfile(SeasonalProfile(slot_minutes=slot_minutes)),
-        "level": EwmLevel(),
-    })
+            "level": EwmLevel(),
+        }
+    )

@@ -26,7 +26,7 @@ class Effects:
         self.events.extend(other.events)
 
 
-class DeviceProcessor(Protocol, Generic[S]):  # type: ignore[misc]
+class DeviceProcessor(Protocol, Generic[S]):
     """A domain service's logic. `process` must be deterministic given the state and readings:
     that is what makes a replay after a crash produce exactly the same outputs."""
 

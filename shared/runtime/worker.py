@@ -21,6 +21,7 @@ state is checkpointed with its batch, so evicting costs nothing but a reload lat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import pickle
 from collections import OrderedDict
@@ -45,15 +46,21 @@ log = logging.getLogger(__name__)
 S = TypeVar("S")
 
 READINGS = Counter("townpulse_runtime_readings_total", "Readings processed", ["group"])
-LATE = Counter("townpulse_runtime_late_readings_total", "Readings older than the model clock",
-               ["group"])
+LATE = Counter(
+    "townpulse_runtime_late_readings_total", "Readings older than the model clock", ["group"]
+)
 UNREADABLE = Counter("townpulse_runtime_unreadable_total", "Records matching no schema", ["group"])
-DISCARDED = Counter("townpulse_runtime_discarded_checkpoints_total",
-                    "Checkpoints of another model version, discarded", ["group"])
+DISCARDED = Counter(
+    "townpulse_runtime_discarded_checkpoints_total",
+    "Checkpoints of another model version, discarded",
+    ["group"],
+)
 EVICTED = Counter("townpulse_runtime_evicted_total", "Device states evicted from memory", ["group"])
 CACHED = Gauge("townpulse_runtime_cached_devices", "Device states in memory", ["group"])
 BATCH_SECONDS = Histogram(
-    "townpulse_runtime_batch_seconds", "Processing + transaction time per batch", ["group"],
+    "townpulse_runtime_batch_seconds",
+    "Processing + transaction time per batch",
+    ["group"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 OUTBOX_SENT = Counter("townpulse_runtime_outbox_sent_total", "Events relayed to Kafka", ["group"])
@@ -126,12 +133,10 @@ class StreamWorker(Generic[S]):
             sent = await self.relay_once()
             if sent == 0:
                 self._outbox_ready.clear()
-                try:
-                    # Events are written with batches (which set the event); the timeout also
-                    # picks up what another instance left behind.
+                # Events are written with batches (which set the event); the timeout also picks
+                # up what another instance left behind.
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._outbox_ready.wait(), timeout=1.0)
-                except TimeoutError:
-                    pass
 
     async def relay_once(self, limit: int = 500) -> int:
         async with self._pool.connection() as conn, conn.transaction():
@@ -144,14 +149,16 @@ class StreamWorker(Generic[S]):
             if not rows:
                 return 0
             futures = [
-                await self._producer.send(r["topic"], bytes(r["value"]),
-                                          key=bytes(r["key"]) if r["key"] else None)
+                await self._producer.send(
+                    r["topic"], bytes(r["value"]), key=bytes(r["key"]) if r["key"] else None
+                )
                 for r in rows
             ]
             await asyncio.gather(*futures)
             # A crash here re-sends these events: consumers deduplicate by event_id.
-            await conn.execute("DELETE FROM runtime_outbox WHERE id = ANY(%s)",
-                               ([r["id"] for r in rows],))
+            await conn.execute(
+                "DELETE FROM runtime_outbox WHERE id = ANY(%s)", ([r["id"] for r in rows],)
+            )
         OUTBOX_SENT.labels(self.group_id).inc(len(rows))
         return len(rows)
 
@@ -217,7 +224,9 @@ class StreamWorker(Generic[S]):
             self._outbox_ready.set()
         BATCH_SECONDS.labels(self.group_id).observe(loop.time() - started)
 
-    async def _load_missing(self, device_ids: Iterable[str], where: dict[str, TopicPartition]) -> None:
+    async def _load_missing(
+        self, device_ids: Iterable[str], where: dict[str, TopicPartition]
+    ) -> None:
         missing = [d for d in device_ids if d not in self.cache]
         for d in device_ids:
             if d in self.cache:
@@ -243,8 +252,11 @@ class StreamWorker(Generic[S]):
                     DISCARDED.labels(self.group_id).inc()
                     log.warning(
                         "discarding checkpoint of another model version",
-                        extra={"device_id": device_id, "stored": row["model_version"],
-                               "current": self.processor.model_version},
+                        extra={
+                            "device_id": device_id,
+                            "stored": row["model_version"],
+                            "current": self.processor.model_version,
+                        },
                     )
             if slot is None:
                 slot = DeviceSlot(
@@ -258,9 +270,13 @@ class StreamWorker(Generic[S]):
         if not device_ids:
             return
         rows = [
-            (self.group_id, d, self.processor.model_version,
-             pickle.dumps(self.cache[d].state, protocol=pickle.HIGHEST_PROTOCOL),
-             self.cache[d].clock)
+            (
+                self.group_id,
+                d,
+                self.processor.model_version,
+                pickle.dumps(self.cache[d].state, protocol=pickle.HIGHEST_PROTOCOL),
+                self.cache[d].clock,
+            )
             for d in device_ids
         ]
         async with conn.cursor() as cur:

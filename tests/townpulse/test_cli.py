@@ -13,8 +13,9 @@ pytestmark = pytest.mark.integration
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "townpulse", *args], capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "townpulse", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_devices_add_list_remove() -> None:

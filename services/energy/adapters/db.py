@@ -25,8 +25,20 @@ async def write_rows(conn: AsyncConnection[DictRow], rows: list[Any]) -> None:
                 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
                 ON CONFLICT (device_id, ts) DO NOTHING
                 """,
-                [(r.device_id, r.ts, r.observed, r.expected, r.lower, r.upper, r.score,
-                  r.is_anomaly, r.kind) for r in scores],
+                [
+                    (
+                        r.device_id,
+                        r.ts,
+                        r.observed,
+                        r.expected,
+                        r.lower,
+                        r.upper,
+                        r.score,
+                        r.is_anomaly,
+                        r.kind,
+                    )
+                    for r in scores
+                ],
             )
         if episodes:
             await cur.executemany(
@@ -39,8 +51,20 @@ async def write_rows(conn: AsyncConnection[DictRow], rows: list[Any]) -> None:
                     peak_score = EXCLUDED.peak_score, observed_kwh = EXCLUDED.observed_kwh,
                     expected_kwh = EXCLUDED.expected_kwh, readings = EXCLUDED.readings
                 """,
-                [(r.device_id, r.kind, r.started_at, r.ended_at, r.severity, r.peak_score,
-                  r.observed_kwh, r.expected_kwh, r.readings) for r in episodes.values()],
+                [
+                    (
+                        r.device_id,
+                        r.kind,
+                        r.started_at,
+                        r.ended_at,
+                        r.severity,
+                        r.peak_score,
+                        r.observed_kwh,
+                        r.expected_kwh,
+                        r.readings,
+                    )
+                    for r in episodes.values()
+                ],
             )
         if forecasts:
             await cur.executemany(
@@ -52,8 +76,10 @@ async def write_rows(conn: AsyncConnection[DictRow], rows: list[Any]) -> None:
                     issued_at = EXCLUDED.issued_at, expected = EXCLUDED.expected,
                     lower = EXCLUDED.lower, upper = EXCLUDED.upper
                 """,
-                [(r.device_id, r.target_ts, r.issued_at, r.expected, r.lower, r.upper)
-                 for r in forecasts.values()],
+                [
+                    (r.device_id, r.target_ts, r.issued_at, r.expected, r.lower, r.upper)
+                    for r in forecasts.values()
+                ],
             )
 
 
@@ -95,8 +121,13 @@ async def forecast(conn: AsyncConnection[DictRow], *, device_id: str) -> list[Di
 
 
 async def consumption(
-    conn: AsyncConnection[DictRow], *, device_id: str, start: datetime, end: datetime,
-    width: Any, limit: int,
+    conn: AsyncConnection[DictRow],
+    *,
+    device_id: str,
+    start: datetime,
+    end: datetime,
+    width: Any,
+    limit: int,
 ) -> list[DictRow]:
     cur = await conn.execute(
         """
@@ -111,7 +142,9 @@ async def consumption(
     return await cur.fetchall()
 
 
-async def summary(conn: AsyncConnection[DictRow], *, start: datetime, end: datetime) -> dict[str, Any]:
+async def summary(
+    conn: AsyncConnection[DictRow], *, start: datetime, end: datetime
+) -> dict[str, Any]:
     cur = await conn.execute(
         """
         SELECT coalesce(sum(observed), 0) AS total_kwh, coalesce(sum(expected), 0) AS expected_kwh,

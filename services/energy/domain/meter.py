@@ -94,7 +94,9 @@ class MeterState:
     forecast_hour: datetime | None = None
 
 
-def classify(*, value: float, exp: Explanation, ts: datetime, repeats: int, spread: float) -> str | None:
+def classify(
+    *, value: float, exp: Explanation, ts: datetime, repeats: int, spread: float
+) -> str | None:
     """The kind of anomaly a reading shows, or None.
 
     >>> e = Explanation(expected=10, lower=7, upper=13, surprise=9, score=0.999)
@@ -152,10 +154,22 @@ class EnergyProcessor:
         exp = s.detector.explain_one(x)
         s.repeats = s.repeats + 1 if s.last_value == value else 0
         profile = s.detector.forecaster.experts["profile"]
-        kind = classify(value=value, exp=exp, ts=ts, repeats=s.repeats,
-                        spread=profile.spread_one(x))
-        out.rows.append(ScoreRow(device_id, ts, value, exp.expected, exp.lower, exp.upper,
-                                 exp.score, kind is not None, kind))
+        kind = classify(
+            value=value, exp=exp, ts=ts, repeats=s.repeats, spread=profile.spread_one(x)
+        )
+        out.rows.append(
+            ScoreRow(
+                device_id,
+                ts,
+                value,
+                exp.expected,
+                exp.lower,
+                exp.upper,
+                exp.score,
+                kind is not None,
+                kind,
+            )
+        )
         self._episode(s, device_id, ts, value, exp, kind, out)
         # Anomalous readings are not learnt as normal, until an episode has lasted so long that
         # it is the new normal.
@@ -168,8 +182,14 @@ class EnergyProcessor:
         self._forecast(s, device_id, ts, out)
 
     def _episode(
-        self, s: MeterState, device_id: str, ts: datetime, value: float, exp: Explanation,
-        kind: str | None, out: Effects,
+        self,
+        s: MeterState,
+        device_id: str,
+        ts: datetime,
+        value: float,
+        exp: Explanation,
+        kind: str | None,
+        out: Effects,
     ) -> None:
         ep = s.episode
         if ep is None:
@@ -180,8 +200,9 @@ class EnergyProcessor:
             if len(s.flagged) < OPEN_AFTER:
                 return
             first_ts, first_kind = s.flagged[0][0], s.flagged[0][1]
-            ep = s.episode = Episode(kind=first_kind, started_at=first_ts,
-                                     severity=severity_of(first_kind, exp, value))
+            ep = s.episode = Episode(
+                kind=first_kind, started_at=first_ts, severity=severity_of(first_kind, exp, value)
+            )
             for _, _, v, e, sc in s.flagged:
                 ep.observed_kwh += v
                 ep.expected_kwh += e
@@ -209,8 +230,17 @@ class EnergyProcessor:
 
     @staticmethod
     def _episode_row(device_id: str, ep: Episode, ended: datetime | None) -> EpisodeRow:
-        return EpisodeRow(device_id, ep.kind, ep.started_at, ended, ep.severity.value,
-                          ep.peak_score, ep.observed_kwh, ep.expected_kwh, ep.readings)
+        return EpisodeRow(
+            device_id,
+            ep.kind,
+            ep.started_at,
+            ended,
+            ep.severity.value,
+            ep.peak_score,
+            ep.observed_kwh,
+            ep.expected_kwh,
+            ep.readings,
+        )
 
     @staticmethod
     def _event(
@@ -225,15 +255,25 @@ class EnergyProcessor:
             else f"{what} over after {ep.readings} readings; {wasted:.1f} kWh above expected"
         )
         return AlertEvent(
-            event_id=AlertEvent.make_id(device_id=device_id, kind=ep.kind,
-                                        episode_start=ep.started_at, phase=phase),
-            device_id=device_id, domain=Domain.ENERGY, kind=ep.kind, phase=phase,  # type: ignore[arg-type]
-            severity=ep.severity, episode_start=ep.started_at, ts=ts,
+            event_id=AlertEvent.make_id(
+                device_id=device_id, kind=ep.kind, episode_start=ep.started_at, phase=phase
+            ),
+            device_id=device_id,
+            domain=Domain.ENERGY,
+            kind=ep.kind,
+            phase=phase,  # type: ignore[arg-type]
+            severity=ep.severity,
+            episode_start=ep.started_at,
+            ts=ts,
             explanation={
-                "observed": round(value, 4), "expected": round(exp.expected, 4),
-                "lower": round(exp.lower, 4), "upper": round(exp.upper, 4),
-                "score": round(exp.score, 6), "observed_kwh": round(ep.observed_kwh, 3),
-                "expected_kwh": round(ep.expected_kwh, 3), "message": message,
+                "observed": round(value, 4),
+                "expected": round(exp.expected, 4),
+                "lower": round(exp.lower, 4),
+                "upper": round(exp.upper, 4),
+                "score": round(exp.score, 6),
+                "observed_kwh": round(ep.observed_kwh, 3),
+                "expected_kwh": round(ep.expected_kwh, 3),
+                "message": message,
             },
         )
 
@@ -245,12 +285,15 @@ class EnergyProcessor:
         s.forecast_hour = hour
         steps = max(1, round(timedelta(hours=1) / s.period))
         step = timedelta(hours=1) / steps
-        scale = s.detector._scale(0.0)  # noqa: SLF001 - the detector's own residual scale
+        scale = s.detector._scale(0.0)  # the detector's own residual scale
         half = INTERVAL_WIDTH * scale * steps**0.5
         for h in range(1, FORECAST_HOURS + 1):
             start = hour + timedelta(hours=h)
             expected = sum(
                 s.detector.forecaster.predict_one({"ts": start + k * step}) for k in range(steps)
             )
-            out.rows.append(ForecastRow(device_id, start, ts, expected,
-                                        max(0.0, expected - half), expected + half))
+            out.rows.append(
+                ForecastRow(
+                    device_id, start, ts, expected, max(0.0, expected - half), expected + half
+                )
+            )

@@ -19,7 +19,6 @@ from shared.ml.anomaly import make_detector
 from shared.ml.forecast import (
     AdjustedProfile,
     EwmLevel,
-    ExpertBlend,
     Persistence,
     SeasonalProfile,
     make_forecaster,

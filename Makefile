@@ -5,7 +5,7 @@ TP := $(VENV)/bin/townpulse
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install up down status logs test test-unit lint
+.PHONY: help install up down status logs test test-unit lint bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-10s %s\n", $$1, $$2}'
@@ -36,3 +36,9 @@ lint: ## ruff and mypy
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/mypy
+
+bench: install ## Run every benchmark and rebuild BENCHMARKS.md (the load tests need the stack: make up)
+	@$(TP) up --no-sim
+	@$(VENV)/bin/python -m bench.e2e
+	@$(VENV)/bin/python -m bench.alerts_fanout
+	@$(VENV)/bin/python -m bench

@@ -183,10 +183,12 @@ def devices_remove(device_id: str) -> None:
         raise typer.Exit(1)
 
 
-def _mount_simulator() -> None:
+def _mount_commands() -> None:
+    from townpulse.evaluate import evaluate
     from townpulse.simulator.cli import simulate
 
     app.command("simulate", help="Register and run a simulated town's devices.")(simulate)
+    app.command("evaluate", help="Check the models on a town's own history (a CSV).")(evaluate)
 
 
-_mount_simulator()
+_mount_commands()

@@ -1,0 +1,30 @@
+"""Run every quality benchmark, then rebuild BENCHMARKS.md: ``python -m bench`` (``make bench``).
+
+Each step can be run on its own: ``python -m bench.nab.run``, ``python -m bench.forecast.run
+all``, ``python -m bench.report``. Extra arguments (e.g. ``--data-dir``) go to the benchmarks.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from bench import report
+from bench.forecast import run as forecast_run
+from bench.nab import run as nab_run
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    data = (
+        args[args.index("--data-dir") : args.index("--data-dir") + 2]
+        if "--data-dir" in args
+        else []
+    )
+    status = nab_run.main(args)
+    status = status or forecast_run.main(["all", *args])
+    status = status or report.main(data)
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

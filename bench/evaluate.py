@@ -1,0 +1,351 @@
+"""Evaluate the project's models on a town's own history (``townpulse evaluate``).
+
+The CSV format is documented in docs/evaluate.md: a header ``timestamp,value[,label]``, one
+reading a line, ISO 8601 timestamps (without an offset they are read in ``tz``), an empty value
+for a missing reading, and an optional ``label`` of 0/1 (1 = the reading lies in a known anomaly).
+
+What it reports, with the same code and metrics as the benchmarks:
+
+- forecasts, online, at the domain's horizons, against the domain's baselines (MAE, RMSE,
+  CV(RMSE)); readings are placed on a regular grid whose step is the median interval;
+- with labels, anomaly detection scored the NAB way (standard profile): each run of 1-labels is an
+  anomaly window, the threshold is optimised on this file (so it is optimistic) and, when
+  ``bench/results/nab.json`` exists, also taken from the NAB corpus run (a fair, a-priori
+  threshold).
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import itertools
+import json
+import math
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
+from pathlib import Path
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from rich.progress import Progress
+
+from bench.common import RESULTS
+from bench.forecast.baselines import LastValue, TimeOfWeekMean, previous_day, previous_week
+from bench.forecast.online import MODEL, Predictor, Step, evaluate_online, ratio
+from bench.nab.scorer import (
+    CostMatrix,
+    FileLabels,
+    ScoredFile,
+    best_threshold,
+    normalise,
+    score_file,
+    sweep,
+)
+
+DOMAINS = ("energy", "traffic", "generic")
+# NAB's standard profile (config/profiles.json).
+STANDARD = CostMatrix(tp_weight=1.0, fp_weight=0.11, fn_weight=1.0)
+DAY = timedelta(days=1)
+
+
+class Detector(Protocol):
+    def score_one(self, x: dict[str, Any]) -> float: ...
+    def learn_one(self, x: dict[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    ts: datetime
+    value: float | None
+    label: int | None
+
+
+class CsvFormatError(ValueError):
+    """The file does not follow docs/evaluate.md."""
+
+
+def read_readings(path: Path, *, tz: tzinfo = UTC) -> list[Reading]:
+    """Rows of ``timestamp,value[,label]``, sorted by time (the last of duplicates wins)."""
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        fields = [f.strip() for f in reader.fieldnames or []]
+        if fields[:2] != ["timestamp", "value"] or not set(fields) <= {
+            "timestamp",
+            "value",
+            "label",
+        }:
+            raise CsvFormatError(f"{path}: header must be timestamp,value[,label], got {fields}")
+        by_ts: dict[datetime, Reading] = {}
+        for line, raw in enumerate(reader, start=2):
+            row = {k.strip(): (v or "").strip() for k, v in raw.items() if k is not None}
+            try:
+                ts = datetime.fromisoformat(row["timestamp"])
+                if ts.tzinfo is None:
+                    ts = ts.replace(tzinfo=tz)
+                value = float(row["value"]) if row["value"] else None
+                if value is not None and not math.isfinite(value):
+                    value = None
+                label = int(row["label"]) if row.get("label") else None
+            except ValueError as exc:
+                raise CsvFormatError(f"{path}:{line}: {exc}") from exc
+            if label not in (None, 0, 1):
+                raise CsvFormatError(f"{path}:{line}: label must be 0 or 1")
+            by_ts[ts] = Reading(ts, value, label)
+    if not by_ts:
+        raise CsvFormatError(f"{path}: no readings")
+    return [by_ts[ts] for ts in sorted(by_ts)]
+
+
+def infer_step(readings: Sequence[Reading]) -> timedelta:
+    """The sampling interval: the median gap between consecutive readings."""
+    gaps = [(b.ts - a.ts).total_seconds() for a, b in itertools.pairwise(readings)]
+    if not gaps:
+        raise CsvFormatError("need at least two readings")
+    return timedelta(seconds=statistics.median(gaps))
+
+
+def to_grid(readings: Sequence[Reading], step: timedelta) -> list[Step]:
+    """Regular steps from the first reading; a reading lands in the step it falls in."""
+    start = readings[0].ts
+    values: dict[int, float] = {}
+    for r in readings:
+        if r.value is not None:
+            values[int((r.ts - start) / step)] = r.value
+    n = max(values, default=0) + 1
+    tz = start.tzinfo
+    return [Step((start + k * step).astimezone(tz), values.get(k)) for k in range(n)]
+
+
+def horizons_for(domain: str, step: timedelta) -> dict[str, int]:
+    """The domain's horizons in whole steps: energy hour/day ahead, traffic 15-60 min ahead."""
+
+    def label(h: int) -> str:
+        minutes = int((h * step).total_seconds() // 60)
+        return f"{minutes // 60}h" if minutes % 60 == 0 else f"{minutes}min"
+
+    if domain == "energy":
+        wanted = [timedelta(hours=1), DAY]
+    elif domain == "traffic":
+        wanted = [timedelta(minutes=m) for m in (15, 30, 60)]
+    else:
+        wanted = [step]
+    steps = sorted({max(1, round(w / step)) for w in wanted if w >= step} or {1})
+    return {label(h): h for h in steps}
+
+
+def baselines_for(
+    domain: str, *, step: timedelta, tz: tzinfo
+) -> dict[str, Callable[[], Predictor]]:
+    slot = max(1, int(step.total_seconds() // 60))
+
+    def time_of_week() -> TimeOfWeekMean:
+        return TimeOfWeekMean(tz=tz, slot_minutes=slot)
+
+    if domain == "energy":
+        return {"previous_day": previous_day, "previous_week": previous_week}
+    if domain == "traffic":
+        return {"time_of_week_mean": time_of_week, "previous_week": previous_week}
+    return {"last_value": LastValue, "previous_day": previous_day}
+
+
+def _default_forecaster(domain: str) -> Callable[[], Predictor]:
+    make = importlib.import_module("shared.ml.forecast").make_forecaster
+
+    def factory() -> Predictor:
+        model: Predictor = make(domain)
+        return model
+
+    return factory
+
+
+def _default_detector(domain: str) -> Callable[[], Detector]:
+    make = importlib.import_module("shared.ml.anomaly").make_detector
+
+    def factory() -> Detector:
+        det: Detector = make(domain)
+        return det
+
+    return factory
+
+
+def label_windows(labels: Sequence[int]) -> tuple[tuple[int, int], ...]:
+    """Runs of 1s as (first, last) row indices.
+
+    >>> label_windows([0, 1, 1, 0, 0, 1])
+    ((1, 2), (5, 5))
+    """
+    out: list[tuple[int, int]] = []
+    start: int | None = None
+    for i, lab in enumerate([*labels, 0]):
+        if lab and start is None:
+            start = i
+        elif not lab and start is not None:
+            out.append((start, i - 1))
+            start = None
+    return tuple(out)
+
+
+def nab_corpus_threshold(results_dir: Path = RESULTS) -> float | None:
+    try:
+        data = json.loads((results_dir / "nab.json").read_text())
+        return float(data["threshold"]["standard"])
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _at_threshold(f: ScoredFile, threshold: float) -> dict[str, Any]:
+    t = score_file(f, threshold)
+    detected = {
+        win for s, win in zip(f.scores, f.window_of, strict=True) if win >= 0 and s >= threshold
+    }
+    return {
+        "threshold": threshold,
+        "raw": round(t.score, 4),
+        "windows_detected": len(detected),
+        "false_positive_readings": t.fp,
+    }
+
+
+def evaluate_anomalies(
+    readings: Sequence[Reading],
+    detector_factory: Callable[[], Detector],
+    *,
+    on_row: Callable[[int], None] | None = None,
+    corpus_threshold: float | None = None,
+) -> dict[str, Any]:
+    """Score every measured reading, one at a time, then NAB-score against the labels."""
+    rows = [r for r in readings if r.value is not None]
+    det = detector_factory()
+    scores: list[float] = []
+    for i, r in enumerate(rows):
+        x = {"ts": r.ts, "value": r.value}
+        scores.append(float(det.score_one(x)))
+        det.learn_one(x)
+        if on_row is not None:
+            on_row(i)
+    labels = FileLabels("input", len(rows), label_windows([r.label or 0 for r in rows]))
+    f = labels.scored(scores, STANDARD)
+    out: dict[str, Any] = {"readings": len(rows), "windows": len(labels.windows)}
+    if corpus_threshold is not None:
+        out["at_nab_corpus_threshold"] = _at_threshold(f, corpus_threshold)
+    if not labels.windows:
+        out["note"] = "no label=1 readings: only false positives can be counted"
+        return out
+    best = best_threshold(sweep([f]))
+    null = best_threshold(sweep([labels.scored([0.5] * len(rows), STANDARD)])).score
+    perfect = len(labels.windows) * STANDARD.tp_weight
+    out["at_file_optimised_threshold"] = _at_threshold(f, best.threshold)
+    out["nab_standard_file_optimised"] = round(normalise(best.score, null=null, perfect=perfect), 2)
+    if corpus_threshold is not None:
+        raw = score_file(f, corpus_threshold).score
+        out["nab_standard_at_corpus_threshold"] = round(
+            normalise(raw, null=null, perfect=perfect), 2
+        )
+    return out
+
+
+def evaluate(
+    domain: str,
+    path: Path | str,
+    progress: bool = True,
+    *,
+    tz: str = "UTC",
+    forecaster_factory: Callable[[], Predictor] | None = None,
+    detector_factory: Callable[[], Detector] | None = None,
+    results_dir: Path = RESULTS,
+) -> dict[str, Any]:
+    """Forecast (and, with labels, anomaly) metrics of the project's models on one CSV."""
+    if domain not in DOMAINS:
+        raise ValueError(f"domain must be one of {', '.join(DOMAINS)}")
+    zone = ZoneInfo(tz)
+    readings = read_readings(Path(path), tz=zone)
+    step = infer_step(readings)
+    steps = [Step(s.ts.astimezone(zone), s.value) for s in to_grid(readings, step)]
+    horizons = horizons_for(domain, step)
+    has_labels = any(r.label is not None for r in readings)
+    measured = sum(r.value is not None for r in readings)
+    out: dict[str, Any] = {
+        "domain": domain,
+        "path": str(path),
+        "readings": len(readings),
+        "first": readings[0].ts.isoformat(),
+        "last": readings[-1].ts.isoformat(),
+        "step_minutes": step.total_seconds() / 60,
+        "grid_steps": len(steps),
+        "missing_steps": sum(s.value is None for s in steps),
+    }
+    with Progress(disable=not progress) as bar:
+        task = bar.add_task("forecasting", total=len(steps))
+        res = evaluate_online(
+            steps=steps,
+            horizons=list(horizons.values()),
+            model_factory=forecaster_factory or _default_forecaster(domain),
+            baselines=baselines_for(domain, step=step, tz=zone),
+            on_step=lambda i: bar.update(task, completed=i + 1) if i % 500 == 0 else None,
+        )
+        bar.update(task, completed=len(steps))
+        forecasts: dict[str, Any] = {}
+        for label, h in horizons.items():
+            if res[h].n == 0:
+                forecasts[label] = {"n": 0, "note": "not enough history for the baselines"}
+                continue
+            errs = res[h].errors()
+            model = errs[MODEL]
+            forecasts[label] = {
+                "n": res[h].n,
+                "metrics": {name: e.as_dict() for name, e in errs.items()},
+                "mae_ratio": {
+                    name: ratio(model.mae, e.mae) for name, e in errs.items() if name != MODEL
+                },
+            }
+        out["forecast"] = forecasts
+        if has_labels:
+            atask = bar.add_task("anomaly scores", total=measured)
+            out["anomaly"] = evaluate_anomalies(
+                readings,
+                detector_factory or _default_detector(domain),
+                on_row=lambda i: bar.update(atask, completed=i + 1) if i % 500 == 0 else None,
+                corpus_threshold=nab_corpus_threshold(results_dir),
+            )
+            bar.update(atask, completed=measured)
+    return out
+
+
+def render(result: dict[str, Any]) -> str:
+    """The report as plain text, one table per horizon."""
+    lines = [
+        f"{result['path']}: {result['readings']} readings, {result['first']} .. {result['last']}, "
+        f"step {result['step_minutes']:g} min, {result['missing_steps']} missing steps",
+    ]
+    for label, fc in result["forecast"].items():
+        lines.append("")
+        if not fc["n"]:
+            lines.append(f"{label} ahead: {fc['note']}")
+            continue
+        lines.append(f"{label} ahead ({fc['n']} forecasts; model/this = ratio of MAEs)")
+        lines.append(f"  {'method':<20}{'MAE':>12}{'RMSE':>12}{'CV(RMSE)':>10}{'model/this':>12}")
+        for name, m in fc["metrics"].items():
+            rel = "" if name == MODEL else f"{fc['mae_ratio'][name]:>12}"
+            lines.append(
+                f"  {name:<20}{m['mae']:>12.4g}{m['rmse']:>12.4g}{m['cv_rmse']:>10.1%}{rel}"
+            )
+    anomaly = result.get("anomaly")
+    if anomaly:
+        lines.append("")
+        lines.append(f"anomalies: {anomaly['windows']} labelled windows")
+        for key in ("nab_standard_file_optimised", "nab_standard_at_corpus_threshold"):
+            if key in anomaly:
+                lines.append(f"  {key.replace('_', ' ')}: {anomaly[key]}")
+        for key in ("at_file_optimised_threshold", "at_nab_corpus_threshold"):
+            if key in anomaly:
+                a = anomaly[key]
+                lines.append(
+                    f"  {key.replace('_', ' ')} ({a['threshold']:.10g}): "
+                    f"{a['windows_detected']} windows detected, "
+                    f"{a['false_positive_readings']} false-positive readings"
+                )
+        if "note" in anomaly:
+            lines.append(f"  {anomaly['note']}")
+    return "\n".join(lines)

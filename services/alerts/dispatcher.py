@@ -1,0 +1,311 @@
+"""Delivering the webhook outbox: leased rows, bounded concurrency, results written in batches.
+
+- A row is leased (by this instance, for longer than an attempt can take) before it is sent, so
+  two instances never send it at once; after a crash the lease runs out (or, for this instance,
+  is released at start) and the row is sent again with the same webhook-id.
+- Per subscription and alert, only the oldest pending row is eligible: events of one alert reach
+  a receiver in order, while other alerts and other subscriptions go on.
+- Each subscription has its own in-flight cap: a slow or dead receiver uses its own slots only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from prometheus_client import Counter, Gauge, Histogram
+
+from services.alerts.adapters import sender
+from services.alerts.domain import webhooks
+from services.alerts.domain.webhooks import Outcome
+from services.alerts.settings import AlertsSettings
+from shared.db import Pool
+
+log = logging.getLogger(__name__)
+
+DELIVERIES = Counter(
+    "townpulse_alerts_deliveries_total", "Webhook delivery attempts by outcome", ["outcome"]
+)
+ATTEMPT_SECONDS = Histogram(
+    "townpulse_alerts_delivery_attempt_seconds",
+    "Duration of one webhook attempt",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15),
+)
+DELIVERY_LATENCY = Histogram(
+    "townpulse_alerts_delivery_latency_seconds",
+    "Alert change committed to webhook delivered (retries included)",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400),
+)
+BACKLOG = Gauge("townpulse_alerts_outbox_backlog", "Webhook deliveries not yet done")
+
+# The oldest due rows of one subscription, skipping an alert's later events while an earlier
+# one is pending (in order per alert). Asked per subscription so that the partial index on
+# (subscription_id, id) serves it whatever the backlog of the others.
+HEADS = """
+SELECT o.id FROM webhook_outbox o
+WHERE o.subscription_id = %s AND o.status = 'pending' AND o.next_attempt_at <= now()
+  AND (o.leased_until IS NULL OR o.leased_until < now())
+  AND NOT EXISTS (
+      SELECT 1 FROM webhook_outbox p
+      WHERE p.subscription_id = o.subscription_id AND p.alert_id = o.alert_id
+        AND p.status = 'pending' AND p.id < o.id)
+ORDER BY o.id LIMIT %s
+"""
+
+# The lease check again: another instance may have leased a row since it was read.
+LEASE = """
+UPDATE webhook_outbox o
+SET leased_by = %(me)s, leased_until = now() + make_interval(secs => %(lease_s)s)
+FROM webhook_subscriptions s
+WHERE o.id = ANY(%(ids)s) AND s.id = o.subscription_id
+  AND (o.leased_until IS NULL OR o.leased_until < now())
+RETURNING o.id, o.subscription_id, o.msg_id, o.body, o.attempts, o.round_failures, o.created_at,
+          s.url, s.secret, s.previous_secret, s.previous_secret_expires_at, s.retry_schedule_s
+"""
+
+RECORD_ROW = """
+UPDATE webhook_outbox SET
+    status = %(status)s, attempts = attempts + 1, round_failures = %(round_failures)s,
+    next_attempt_at = %(next_attempt_at)s, leased_by = NULL, leased_until = NULL,
+    last_status_code = %(status_code)s, last_error = %(error)s, delivered_at = %(delivered_at)s
+WHERE id = %(id)s
+"""
+
+RECORD_ATTEMPT = """
+INSERT INTO webhook_attempts
+    (outbox_id, attempt, started_at, latency_ms, status_code, error, outcome)
+VALUES (%(id)s, %(attempt)s, %(started_at)s, %(latency_ms)s, %(status_code)s, %(error)s,
+        %(outcome)s)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    row: dict[str, Any]
+    result: sender.AttemptResult
+
+
+class Dispatcher:
+    def __init__(self, *, pool: Pool, settings: AlertsSettings) -> None:
+        self._pool = pool
+        # One HTTP client (connection pool) per subscription: receivers do not share or wait
+        # for each other's connections, and each pool stays small (httpcore scans its whole
+        # pool on every request).
+        self._clients: dict[str, httpx.AsyncClient] = {}
+        self._s = settings
+        self._wake = asyncio.Event()
+        self._done: asyncio.Queue[Done] = asyncio.Queue()
+        self._in_flight: dict[str, int] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._turn = 0
+        # Long enough that an attempt in progress never loses its lease to another instance.
+        self._lease_s = settings.webhook_timeout_s * 2 + 30
+
+    def wake(self) -> None:
+        """New rows were committed (an alert change, a redelivery): look at the outbox now."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        async with self._pool.connection() as conn:
+            # Our own leases come from before a restart: nothing of ours is in flight now.
+            await conn.execute(
+                "UPDATE webhook_outbox SET leased_by = NULL, leased_until = NULL "
+                "WHERE leased_by = %s AND status = 'pending'",
+                (self._s.instance,),
+            )
+        recorder = asyncio.create_task(self._record_loop())
+        backlog = asyncio.create_task(self._backlog_loop())
+        try:
+            while True:
+                free = self._s.webhook_max_in_flight - sum(self._in_flight.values())
+                claimed = 0
+                if free > 0:
+                    try:
+                        claimed = await self._claim(free)
+                    except Exception:
+                        log.exception("claiming outbox rows failed")
+                if claimed == 0 or free <= claimed:
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(
+                            self._wake.wait(), timeout=self._s.webhook_poll_interval_s
+                        )
+        finally:
+            recorder.cancel()
+            backlog.cancel()
+            for t in self._tasks:
+                t.cancel()
+            await asyncio.gather(recorder, backlog, *self._tasks, return_exceptions=True)
+            for client in self._clients.values():
+                await client.aclose()
+
+    def _client(self, sub: str) -> httpx.AsyncClient:
+        client = self._clients.get(sub)
+        if client is None:
+            n = self._s.webhook_max_in_flight_per_subscription
+            client = self._clients[sub] = httpx.AsyncClient(
+                # No redirects: a signed body must not wander to another host.
+                follow_redirects=False,
+                timeout=self._s.webhook_timeout_s,
+                limits=httpx.Limits(max_connections=n, max_keepalive_connections=n),
+                trust_env=False,
+            )
+        return client
+
+    async def _drop_clients(self, enabled: list[str]) -> None:
+        for sub in set(self._clients) - set(enabled):
+            if not self._in_flight.get(sub):
+                await self._clients.pop(sub).aclose()
+
+    async def _claim(self, free: int) -> int:
+        per_sub = self._s.webhook_max_in_flight_per_subscription
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = await conn.execute("SELECT id FROM webhook_subscriptions WHERE enabled")
+            subs = sorted(r["id"] for r in await cur.fetchall())
+            await self._drop_clients(subs)
+            # Start with a different subscription each time: none is always served last.
+            self._turn = (self._turn + 1) % max(1, len(subs))
+            ids: list[int] = []
+            for sub in subs[self._turn :] + subs[: self._turn]:
+                room = min(per_sub - self._in_flight.get(sub, 0), free - len(ids))
+                if room > 0:
+                    cur = await conn.execute(HEADS, (sub, room))
+                    ids += [r["id"] for r in await cur.fetchall()]
+            if not ids:
+                return 0
+            cur = await conn.execute(
+                LEASE, {"ids": ids, "me": self._s.instance, "lease_s": self._lease_s}
+            )
+            rows = await cur.fetchall()
+        for row in rows:
+            sub = row["subscription_id"]
+            self._in_flight[sub] = self._in_flight.get(sub, 0) + 1
+            task = asyncio.create_task(self._attempt(row))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return len(rows)
+
+    async def _attempt(self, row: dict[str, Any]) -> None:
+        secrets = [row["secret"]]
+        expires = row["previous_secret_expires_at"]
+        if row["previous_secret"] and expires and expires > datetime.now(UTC):
+            secrets.append(row["previous_secret"])
+        result = await sender.send(
+            self._client(row["subscription_id"]),
+            url=row["url"],
+            msg_id=row["msg_id"],
+            body=row["body"],
+            secrets=secrets,
+            timeout_s=self._s.webhook_timeout_s,
+            max_response_bytes=self._s.webhook_max_response_bytes,
+        )
+        await self._done.put(Done(row, result))
+
+    async def _record_loop(self) -> None:
+        while True:
+            batch = [await self._done.get()]
+            # Everything finished meanwhile goes in the same transaction: one commit per batch,
+            # not per delivery, is what lets a few thousand deliveries per second through.
+            while not self._done.empty() and len(batch) < 1000:
+                batch.append(self._done.get_nowait())
+            while True:
+                try:
+                    await self._record(batch)
+                    break
+                except Exception:
+                    log.exception("recording %d delivery results failed; retrying", len(batch))
+                    await asyncio.sleep(1)
+            for d in batch:
+                sub = d.row["subscription_id"]
+                self._in_flight[sub] -= 1
+                if self._in_flight[sub] <= 0:
+                    del self._in_flight[sub]
+            self.wake()
+
+    async def _record(self, batch: list[Done]) -> None:
+        now = datetime.now(UTC)
+        rows, attempts, disabled, outcomes = [], [], set(), []
+        for d in batch:
+            row, res = d.row, d.result
+            outcome = webhooks.classify(res.status_code)
+            failures = row["round_failures"]
+            next_at = now
+            if outcome is Outcome.RETRY:
+                failures += 1
+                delay = webhooks.next_delay(
+                    row["retry_schedule_s"] or webhooks.DEFAULT_RETRY_SCHEDULE_S,
+                    failed_attempts=failures,
+                    rand=random.random(),  # noqa: S311 - jitter, not security
+                    retry_after_s=res.retry_after_s,
+                )
+                if delay is None:
+                    outcome = Outcome.FAILED
+                else:
+                    next_at = now + timedelta(seconds=delay)
+            elif outcome is Outcome.DISABLED:
+                disabled.add(row["subscription_id"])
+            status = {
+                Outcome.DELIVERED: "delivered",
+                Outcome.RETRY: "pending",
+                Outcome.FAILED: "failed",
+                Outcome.DISABLED: "failed",
+            }[outcome]
+            rows.append(
+                {
+                    "id": row["id"],
+                    "status": status,
+                    "round_failures": failures,
+                    "next_attempt_at": next_at,
+                    "status_code": res.status_code,
+                    "error": res.error,
+                    "delivered_at": now if outcome is Outcome.DELIVERED else None,
+                }
+            )
+            attempts.append(
+                {
+                    "id": row["id"],
+                    "attempt": row["attempts"] + 1,
+                    "started_at": res.started_at,
+                    "latency_ms": res.latency_s * 1000,
+                    "status_code": res.status_code,
+                    "error": res.error,
+                    "outcome": outcome.value,
+                }
+            )
+            outcomes.append((outcome, res, row["created_at"]))
+        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            await cur.executemany(RECORD_ROW, rows)
+            await cur.executemany(RECORD_ATTEMPT, attempts)
+            if disabled:
+                await cur.execute(
+                    "UPDATE webhook_subscriptions SET enabled = false, updated_at = now(), "
+                    "disabled_reason = 'receiver answered 410 Gone' WHERE id = ANY(%s)",
+                    (sorted(disabled),),
+                )
+        for outcome, res, created_at in outcomes:
+            DELIVERIES.labels(outcome.value).inc()
+            ATTEMPT_SECONDS.observe(res.latency_s)
+            if outcome is Outcome.DELIVERED:
+                DELIVERY_LATENCY.observe((now - created_at).total_seconds())
+        for sub in disabled:
+            log.warning("webhook subscription %s disabled: its receiver answered 410", sub)
+
+    async def _backlog_loop(self) -> None:
+        while True:
+            try:
+                async with self._pool.connection() as conn:
+                    cur = await conn.execute(
+                        "SELECT count(*) AS n FROM webhook_outbox WHERE status = 'pending'"
+                    )
+                    row = await cur.fetchone()
+                BACKLOG.set(row["n"] if row else 0)
+            except Exception:
+                log.exception("counting the outbox backlog failed")
+            # A gauge for dashboards: every few seconds is plenty, and the count is not free.
+            await asyncio.sleep(5)

@@ -1,0 +1,181 @@
+"""Alerts (list, detail with timeline, acknowledge, resolve) and alert rules (CRUD)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+
+from services.alerts import service
+from services.alerts.adapters import repository as repo
+from services.alerts.domain.lifecycle import Alert, InvalidTransition
+from services.alerts.domain.rules import default_kind
+from services.alerts.schemas import (
+    ActionIn,
+    AlertDetail,
+    AlertOut,
+    RuleIn,
+    RuleOut,
+    TimelineEntry,
+)
+from shared.http import Principal, authenticate, require_admin
+from shared.schemas import Severity
+from shared.topics import Domain
+
+router = APIRouter(prefix="/v1", tags=["alerts"])
+
+Admin = Annotated[Principal, Depends(require_admin)]
+Operator = Annotated[Principal, Depends(authenticate)]
+State = Annotated[str | None, Query(pattern="^(open|acknowledged|resolved)$")]
+
+
+def _out(alert: Alert) -> AlertOut:
+    return AlertOut(**service.public(alert))
+
+
+def _wake(request: Request, applied: service.Applied) -> None:
+    service.count(applied)
+    if applied.outbox:
+        request.app.state.dispatcher.wake()
+
+
+@router.get("/alerts", response_model=list[AlertOut])
+async def list_alerts(
+    request: Request,
+    _: Operator,
+    state: State = None,
+    domain: Domain | None = None,
+    severity: Severity | None = None,
+    device_id: str | None = None,
+    kind: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+) -> list[AlertOut]:
+    """Alerts open at some time in [start, end), newest first."""
+    async with request.app.state.pool.connection() as conn:
+        alerts = await repo.list_alerts(
+            conn,
+            state=state,
+            domain=domain.value if domain else None,
+            severity=severity.value if severity else None,
+            device_id=device_id,
+            kind=kind,
+            start=start,
+            end=end,
+            limit=limit,
+        )
+    return [_out(a) for a in alerts]
+
+
+@router.get("/alerts/{alert_id}", response_model=AlertDetail)
+async def get_alert(alert_id: str, request: Request, _: Operator) -> AlertDetail:
+    """One alert with its explanation and timeline."""
+    async with request.app.state.pool.connection() as conn:
+        alert = await repo.get_alert(conn, alert_id)
+        if alert is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such alert")
+        timeline = await repo.timeline(conn, alert_id)
+    return AlertDetail(
+        **service.public(alert),
+        damping={
+            "min_duration_s": alert.damping.min_duration_s,
+            "cooldown_s": alert.damping.cooldown_s,
+        },
+        timeline=[TimelineEntry(**t) for t in timeline],
+    )
+
+
+async def _act(request: Request, alert_id: str, action: str, by: str, note: str) -> AlertOut:
+    try:
+        async with request.app.state.pool.connection() as conn, conn.transaction():
+            alert, applied = await service.operator_action(
+                conn, alert_id, action=action, by=by, note=note, now=datetime.now(UTC)
+            )
+    except InvalidTransition as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from exc
+    if alert is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such alert")
+    _wake(request, applied)
+    return _out(alert)
+
+
+@router.post("/alerts/{alert_id}/ack", response_model=AlertOut)
+async def acknowledge(
+    alert_id: str, request: Request, who: Operator, body: ActionIn | None = None
+) -> AlertOut:
+    """Acknowledge an open alert (idempotent)."""
+    return await _act(request, alert_id, "ack", f"key:{who.key_id}", body.note if body else "")
+
+
+@router.post("/alerts/{alert_id}/resolve", response_model=AlertOut)
+async def resolve(
+    alert_id: str, request: Request, who: Operator, body: ActionIn | None = None
+) -> AlertOut:
+    """Resolve an alert by hand (idempotent)."""
+    return await _act(request, alert_id, "resolve", f"key:{who.key_id}", body.note if body else "")
+
+
+# ---- rules ------------------------------------------------------------------------------------
+
+
+def _rule_row(rule_id: str, body: RuleIn) -> dict[str, Any]:
+    return {
+        **body.model_dump(),
+        "id": rule_id,
+        "domain": body.domain.value,
+        "severity": body.severity.value,
+        "kind": body.kind or default_kind(domain=body.domain.value, metric=body.metric, op=body.op),
+    }
+
+
+@router.post("/alert-rules", status_code=status.HTTP_201_CREATED, response_model=RuleOut)
+async def create_rule(body: RuleIn, request: Request, _: Admin) -> RuleOut:
+    """Create a rule; it applies to readings consumed from now on."""
+    async with request.app.state.pool.connection() as conn, conn.transaction():
+        row = await repo.upsert_rule(conn, _rule_row(f"rule_{uuid.uuid4().hex[:16]}", body))
+    return RuleOut(**row)
+
+
+@router.get("/alert-rules", response_model=list[RuleOut])
+async def list_rules(request: Request, _: Operator) -> list[RuleOut]:
+    """Every rule."""
+    async with request.app.state.pool.connection() as conn:
+        return [RuleOut(**r) for r in await repo.list_rules(conn)]
+
+
+@router.get("/alert-rules/{rule_id}", response_model=RuleOut)
+async def get_rule(rule_id: str, request: Request, _: Operator) -> RuleOut:
+    """One rule."""
+    async with request.app.state.pool.connection() as conn:
+        row = await repo.get_rule(conn, rule_id)
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such rule")
+    return RuleOut(**row)
+
+
+@router.put("/alert-rules/{rule_id}", response_model=RuleOut)
+async def replace_rule(rule_id: str, body: RuleIn, request: Request, _: Admin) -> RuleOut:
+    """Replace a rule; disabling it resolves its current alerts."""
+    async with request.app.state.pool.connection() as conn, conn.transaction():
+        if await repo.get_rule(conn, rule_id) is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such rule")
+        row = await repo.upsert_rule(conn, _rule_row(rule_id, body))
+        applied = service.Applied()
+        if not body.enabled:
+            applied = await service.resolve_rule_alerts(conn, rule_id, now=datetime.now(UTC))
+    _wake(request, applied)
+    return RuleOut(**row)
+
+
+@router.delete("/alert-rules/{rule_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_rule(rule_id: str, request: Request, _: Admin) -> Response:
+    """Delete a rule and resolve its current alerts."""
+    async with request.app.state.pool.connection() as conn, conn.transaction():
+        if not await repo.delete_rule(conn, rule_id):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such rule")
+        applied = await service.resolve_rule_alerts(conn, rule_id, now=datetime.now(UTC))
+    _wake(request, applied)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,235 @@
+"""Webhook subscriptions (admin only): CRUD, secret rotation, delivery log, redelivery.
+
+A secret is in the response that creates it (creation, rotation) and nowhere else: not in other
+responses, not in logs.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+
+from services.alerts.domain.webhooks import new_secret
+from services.alerts.schemas import (
+    AttemptOut,
+    DeliveryOut,
+    RotateIn,
+    RotateOut,
+    WebhookCreated,
+    WebhookIn,
+    WebhookOut,
+    WebhookPatch,
+)
+from services.alerts.settings import AlertsSettings
+from shared.http import Principal, require_admin
+
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+
+Admin = Annotated[Principal, Depends(require_admin)]
+
+COLUMNS = (
+    "id, url, description, domains, kinds, min_severity, event_types, retry_schedule_s, "
+    "enabled, disabled_reason, created_at, updated_at, previous_secret_expires_at"
+)
+# Columns a PATCH may set: the names are these constants, never the client's.
+PATCHABLE = (
+    "url",
+    "description",
+    "domains",
+    "kinds",
+    "min_severity",
+    "event_types",
+    "retry_schedule_s",
+    "enabled",
+)
+
+
+def _values(body: WebhookPatch, *, only_set: bool) -> dict[str, Any]:
+    values = body.model_dump(exclude_unset=only_set, mode="json")
+    return {k: v for k, v in values.items() if k in PATCHABLE}
+
+
+async def _one(request: Request, sub_id: str) -> dict[str, Any]:
+    async with request.app.state.pool.connection() as conn:
+        cur = await conn.execute(
+            f"SELECT {COLUMNS} FROM webhook_subscriptions WHERE id = %s", (sub_id,)
+        )
+        row: dict[str, Any] | None = await cur.fetchone()
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such webhook")
+    return row
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=WebhookCreated)
+async def create_webhook(body: WebhookIn, request: Request, _: Admin) -> WebhookCreated:
+    """Subscribe a URL; the signing secret is in this response only."""
+    secret = new_secret()
+    values = _values(body, only_set=False)
+    async with request.app.state.pool.connection() as conn:
+        cur = await conn.execute(
+            f"""
+            INSERT INTO webhook_subscriptions
+                (id, secret, url, description, domains, kinds, min_severity, event_types,
+                 retry_schedule_s, enabled)
+            VALUES (%(id)s, %(secret)s, %(url)s, %(description)s, %(domains)s, %(kinds)s,
+                    %(min_severity)s, %(event_types)s, %(retry_schedule_s)s, %(enabled)s)
+            RETURNING {COLUMNS}
+            """,
+            {**values, "id": f"wh_{uuid.uuid4().hex[:16]}", "secret": secret},
+        )
+        row = await cur.fetchone()
+    return WebhookCreated(**row, secret=secret)
+
+
+@router.get("", response_model=list[WebhookOut])
+async def list_webhooks(request: Request, _: Admin) -> list[WebhookOut]:
+    """Every subscription (never its secret)."""
+    async with request.app.state.pool.connection() as conn:
+        cur = await conn.execute(f"SELECT {COLUMNS} FROM webhook_subscriptions ORDER BY created_at")
+        return [WebhookOut(**r) for r in await cur.fetchall()]
+
+
+@router.get("/{sub_id}", response_model=WebhookOut)
+async def get_webhook(sub_id: str, request: Request, _: Admin) -> WebhookOut:
+    """One subscription (never its secret)."""
+    return WebhookOut(**await _one(request, sub_id))
+
+
+@router.patch("/{sub_id}", response_model=WebhookOut)
+async def update_webhook(sub_id: str, body: WebhookPatch, request: Request, _: Admin) -> WebhookOut:
+    """Change some fields; enabling a subscription again clears why it was disabled."""
+    values = _values(body, only_set=True)
+    if values.get("event_types", []) is None or values.get("url", "") is None:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="url/event_types: null")
+    if "enabled" in values and values["enabled"] is None:
+        del values["enabled"]
+    sets = ", ".join(f"{k} = %({k})s" for k in values)
+    if values.get("enabled"):
+        sets += ", disabled_reason = NULL"
+    async with request.app.state.pool.connection() as conn:
+        cur = await conn.execute(
+            f"UPDATE webhook_subscriptions SET {sets + ', ' if sets else ''}updated_at = now() "
+            f"WHERE id = %(id)s RETURNING {COLUMNS}",
+            {**values, "id": sub_id},
+        )
+        row = await cur.fetchone()
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such webhook")
+    request.app.state.dispatcher.wake()
+    return WebhookOut(**row)
+
+
+@router.delete("/{sub_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_webhook(sub_id: str, request: Request, _: Admin) -> Response:
+    """Delete a subscription and its pending deliveries."""
+    async with request.app.state.pool.connection() as conn:
+        cur = await conn.execute("DELETE FROM webhook_subscriptions WHERE id = %s", (sub_id,))
+    if cur.rowcount != 1:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such webhook")
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{sub_id}/rotate-secret", response_model=RotateOut)
+async def rotate_secret(
+    sub_id: str, request: Request, _: Admin, body: RotateIn | None = None
+) -> RotateOut:
+    """A new secret (in this response only); the old one also signs until the overlap ends."""
+    settings: AlertsSettings = request.app.state.settings
+    overlap = body.overlap_s if body and body.overlap_s is not None else None
+    expires = datetime.now(UTC) + timedelta(
+        seconds=settings.webhook_secret_overlap_s if overlap is None else overlap
+    )
+    secret = new_secret()
+    async with request.app.state.pool.connection() as conn:
+        cur = await conn.execute(
+            "UPDATE webhook_subscriptions SET previous_secret = secret, secret = %s, "
+            "previous_secret_expires_at = %s, updated_at = now() WHERE id = %s",
+            (secret, expires, sub_id),
+        )
+    if cur.rowcount != 1:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such webhook")
+    return RotateOut(secret=secret, previous_secret_expires_at=expires)
+
+
+@router.get("/{sub_id}/deliveries", response_model=list[DeliveryOut])
+async def list_deliveries(
+    sub_id: str,
+    request: Request,
+    _: Admin,
+    status_: Annotated[
+        str | None, Query(alias="status", pattern="^(pending|delivered|failed)$")
+    ] = None,
+    alert_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 100,
+) -> list[DeliveryOut]:
+    """Deliveries, newest first, with every attempt: status code, latency, error, next retry."""
+    await _one(request, sub_id)
+    return await _deliveries(request, sub_id, state=status_, alert_id=alert_id, limit=limit)
+
+
+async def _deliveries(
+    request: Request,
+    sub_id: str,
+    *,
+    state: str | None = None,
+    alert_id: str | None = None,
+    delivery_id: int | None = None,
+    limit: int = 1,
+) -> list[DeliveryOut]:
+    async with request.app.state.pool.connection() as conn:
+        cur = await conn.execute(
+            """
+            SELECT o.id, o.msg_id, o.alert_id, o.event_type, o.status, o.attempts,
+                   CASE WHEN o.status = 'pending' THEN o.next_attempt_at END AS next_attempt_at,
+                   o.last_status_code, o.last_error, o.created_at, o.delivered_at,
+                   COALESCE((SELECT json_agg(json_build_object(
+                        'attempt', a.attempt, 'started_at', a.started_at,
+                        'latency_ms', a.latency_ms, 'status_code', a.status_code,
+                        'error', a.error, 'outcome', a.outcome) ORDER BY a.attempt)
+                     FROM webhook_attempts a WHERE a.outbox_id = o.id), '[]') AS attempt_log
+            FROM webhook_outbox o
+            WHERE o.subscription_id = %(sub)s
+              AND (%(status)s::text IS NULL OR o.status = %(status)s)
+              AND (%(alert)s::text IS NULL OR o.alert_id = %(alert)s)
+              AND (%(id)s::bigint IS NULL OR o.id = %(id)s)
+            ORDER BY o.id DESC LIMIT %(limit)s
+            """,
+            {
+                "sub": sub_id,
+                "status": state,
+                "alert": alert_id,
+                "id": delivery_id,
+                "limit": limit,
+            },
+        )
+        rows = await cur.fetchall()
+    return [
+        DeliveryOut(
+            **{k: v for k, v in r.items() if k != "attempt_log"},
+            attempt_log=[AttemptOut(**a) for a in r["attempt_log"]],
+        )
+        for r in rows
+    ]
+
+
+@router.post("/{sub_id}/deliveries/{delivery_id}/redeliver", response_model=DeliveryOut)
+async def redeliver(sub_id: str, delivery_id: int, request: Request, _: Admin) -> DeliveryOut:
+    """Send a delivery again now (same webhook-id), with a fresh retry schedule."""
+    async with request.app.state.pool.connection() as conn:
+        cur = await conn.execute(
+            """
+            UPDATE webhook_outbox SET status = 'pending', next_attempt_at = now(),
+                round_failures = 0, delivered_at = NULL
+            WHERE id = %s AND subscription_id = %s AND leased_until IS NULL
+            RETURNING id
+            """,
+            (delivery_id, sub_id),
+        )
+        row = await cur.fetchone()
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such delivery (or in flight)")
+    request.app.state.dispatcher.wake()
+    return (await _deliveries(request, sub_id, delivery_id=delivery_id))[0]

@@ -1,0 +1,189 @@
+"""Request and response bodies of the alerts API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from shared.schemas import Severity
+from shared.topics import Domain
+
+EventType = Literal["opened", "updated", "acknowledged", "resolved"]
+METRIC_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+KIND_PATTERN = r"^[a-z0-9][a-z0-9_.:-]{0,127}$"
+
+
+class TimelineEntry(BaseModel):
+    at: datetime
+    type: str
+    detail: dict[str, Any]
+
+
+class AlertOut(BaseModel):
+    id: str
+    device_id: str
+    domain: str
+    kind: str
+    state: str
+    severity: Severity
+    count: int
+    first_seen: datetime
+    last_seen: datetime
+    opened_at: datetime | None
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+    resolved_at: datetime | None
+    resolved_by: str | None
+    peak_value: float | None
+    signal_active: bool
+    rule_id: str | None
+    explanation: dict[str, Any]
+    version: int
+
+
+class AlertDetail(AlertOut):
+    damping: dict[str, float]
+    timeline: list[TimelineEntry]
+
+
+class ActionIn(BaseModel):
+    note: str = Field(default="", max_length=1000)
+
+
+class RuleIn(BaseModel):
+    name: str = Field(default="", max_length=200)
+    domain: Domain
+    device_id: str | None = None
+    metric: str = Field(pattern=METRIC_PATTERN, description="for op 'silent', any placeholder")
+    op: Literal[">=", ">", "<=", "<", "silent"]
+    threshold: float = Field(description="for op 'silent': how many usual periods of silence")
+    hysteresis: float = Field(default=0.0, ge=0)
+    severity: Severity = Severity.WARNING
+    kind: str | None = Field(default=None, pattern=KIND_PATTERN)
+    min_duration_s: float = Field(default=0.0, ge=0, le=7 * 86400)
+    cooldown_s: float = Field(default=60.0, ge=0, le=7 * 86400)
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _silent_needs_factor(self) -> RuleIn:
+        if self.op == "silent" and self.threshold <= 0:
+            raise ValueError("a 'silent' rule needs a positive threshold (periods of silence)")
+        return self
+
+
+class RuleOut(BaseModel):
+    id: str
+    name: str
+    domain: Domain
+    device_id: str | None
+    metric: str
+    op: str
+    threshold: float
+    hysteresis: float
+    severity: Severity
+    kind: str
+    min_duration_s: float
+    cooldown_s: float
+    enabled: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+def _all_event_types() -> list[EventType]:
+    return ["opened", "updated", "acknowledged", "resolved"]
+
+
+def _check_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("the URL must be http:// or https:// with a host")
+    return url
+
+
+class WebhookPatch(BaseModel):
+    url: str | None = Field(default=None, max_length=2000)
+    description: str | None = Field(default=None, max_length=500)
+    domains: list[Domain] | None = None
+    kinds: list[str] | None = None
+    min_severity: Severity | None = None
+    event_types: list[EventType] | None = Field(default=None, min_length=1)
+    retry_schedule_s: list[int] | None = Field(default=None, min_length=1, max_length=20)
+    enabled: bool | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        return None if v is None else _check_url(v)
+
+    @field_validator("retry_schedule_s")
+    @classmethod
+    def _schedule(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and not all(1 <= s <= 86400 for s in v):
+            raise ValueError("each retry delay is 1 to 86400 seconds")
+        return v
+
+
+class WebhookIn(WebhookPatch):
+    url: str = Field(max_length=2000)
+    description: str = Field(default="", max_length=500)
+    min_severity: Severity = Severity.INFO
+    event_types: list[EventType] = Field(default_factory=_all_event_types, min_length=1)
+    enabled: bool = True
+
+
+class WebhookOut(BaseModel):
+    id: str
+    url: str
+    description: str
+    domains: list[str] | None
+    kinds: list[str] | None
+    min_severity: Severity
+    event_types: list[str]
+    retry_schedule_s: list[int] | None
+    enabled: bool
+    disabled_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+    previous_secret_expires_at: datetime | None
+
+
+class WebhookCreated(WebhookOut):
+    secret: str = Field(description="shown once: store it now")
+
+
+class RotateIn(BaseModel):
+    overlap_s: float | None = Field(
+        default=None, ge=0, le=7 * 86400, description="how long the old secret still signs"
+    )
+
+
+class RotateOut(BaseModel):
+    secret: str = Field(description="shown once: store it now")
+    previous_secret_expires_at: datetime
+
+
+class AttemptOut(BaseModel):
+    attempt: int
+    started_at: datetime
+    latency_ms: float
+    status_code: int | None
+    error: str | None
+    outcome: str
+
+
+class DeliveryOut(BaseModel):
+    id: int
+    msg_id: str
+    alert_id: str
+    event_type: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+    attempt_log: list[AttemptOut]

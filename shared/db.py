@@ -41,9 +41,7 @@ def migrate(database_url: SecretStr | str, *, revision: str = "heads") -> None:
     command.upgrade(cfg, revision)
 
 
-def create_pool(
-    database_url: SecretStr, *, min_size: int = 1, max_size: int = 4
-) -> Pool:
+def create_pool(database_url: SecretStr, *, min_size: int = 1, max_size: int = 4) -> Pool:
     """A pool that is opened by the caller (in a FastAPI lifespan), never at import time."""
     return AsyncConnectionPool(
         database_url.get_secret_value(),

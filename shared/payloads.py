@@ -174,7 +174,8 @@ def _check_window(ts: datetime, *, received_at: datetime, limits: Limits) -> Non
         )
     if ts > received_at + limits.max_future:
         raise Rejection(
-            Reason.TIMESTAMP_IN_FUTURE, f"{ts.isoformat()} is ahead by more than {limits.max_future}"
+            Reason.TIMESTAMP_IN_FUTURE,
+            f"{ts.isoformat()} is ahead by more than {limits.max_future}",
         )
 
 
@@ -229,11 +230,11 @@ def _senml_metric(resolved_name: str) -> str:
     return re.split(r"[:/]", resolved_name)[-1]
 
 
-def _parse_senml(
-    pack: list[Any], *, received_at: datetime, limits: Limits
-) -> list[Reading]:
+def _parse_senml(pack: list[Any], *, received_at: datetime, limits: Limits) -> list[Reading]:
     if len(pack) > limits.max_records:
-        raise Rejection(Reason.TOO_MANY_RECORDS, f"{len(pack)} records > limit {limits.max_records}")
+        raise Rejection(
+            Reason.TOO_MANY_RECORDS, f"{len(pack)} records > limit {limits.max_records}"
+        )
     bn, bt, bu, bv = "", 0.0, None, 0.0
     readings: list[Reading] = []
     for i, record in enumerate(pack):

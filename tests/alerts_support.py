@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaProducer
@@ -66,13 +67,13 @@ def unique_kind(prefix: str = "test") -> str:
     return f"{prefix}.k{uuid.uuid4().hex[:10]}"
 
 
-def subscribe(api: httpx.Client, url: str, **fields: object) -> dict:
+def subscribe(api: httpx.Client, url: str, **fields: object) -> dict[str, Any]:
     r = api.post("/v1/webhooks", json={"url": url, **fields})
     assert r.status_code == 201, r.text
     return dict(r.json())
 
 
-def deliveries(api: httpx.Client, sub_id: str, **params: object) -> list[dict]:
+def deliveries(api: httpx.Client, sub_id: str, **params: Any) -> list[dict[str, Any]]:
     r = api.get(f"/v1/webhooks/{sub_id}/deliveries", params={"limit": 5000, **params})
     assert r.status_code == 200, r.text
     return list(r.json())

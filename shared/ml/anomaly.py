@@ -57,7 +57,8 @@ def tail_score(z: float) -> float:
 
 def score_of_tail(tail: float) -> float:
     """The score of a tail probability (what thresholds are written in)."""
-    return 1.0 - math.exp(-(-math.log10(max(tail, 1e-300))) / SCORE_DECADES)
+    decades = -math.log10(max(tail, 1e-300))
+    return 1.0 - math.exp(-decades / SCORE_DECADES)
 
 
 @dataclass

@@ -56,6 +56,8 @@ class StackSettings(BaseSettings):
     api_port: int = 18000
     alerts_port: int = 18105
     energy_port: int = 18103
+    waste_port: int = 18104
+    traffic_port: int = 18106
     kafka_heap: str = "768m"
     gateways: int = 1
     start_timeout_s: float = 120.0
@@ -77,6 +79,8 @@ SERVICES = (
     ServiceSpec("storage", "services.storage", "storage_port"),
     ServiceSpec("api", "services.api", "api_port", mqtt_user="admin"),
     ServiceSpec("energy", "services.energy", "energy_port", routes=("energy",)),
+    ServiceSpec("waste", "services.waste", "waste_port", routes=("waste",)),
+    ServiceSpec("traffic", "services.traffic", "traffic_port", routes=("traffic",)),
     ServiceSpec(
         "alerts", "services.alerts", "alerts_port", routes=("alerts", "alert-rules", "webhooks")
     ),

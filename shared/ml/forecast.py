@@ -205,9 +205,15 @@ class ExpertBlend:
 def make_forecaster(domain: str = "generic", *, slot_minutes: int = 15) -> ExpertBlend:
     """The forecaster a domain service uses.
 
-    Energy and traffic follow the week (profile first); anything else starts from persistence.
+    Energy and traffic follow the week; anything else starts from persistence.
     """
-    if domain in ("energy", "traffic"):
+    if domain == "traffic":
+        # What the traffic service runs: a weekday-by-weekday profile plus a fading residual
+        # correction. Imported here: shared.ml.weekly builds on this module.
+        from shared.ml.weekly import make_weekly_forecaster
+
+        return ExpertBlend({"weekly": make_weekly_forecaster(slot_minutes=slot_minutes)})
+    if domain == "energy":
         return ExpertBlend(
             {
                 "profile": SeasonalProfile(slot_minutes=slot_minutes),

@@ -1,0 +1,1 @@
+"""Traffic service: expected flow by time of week, next-hour forecasts, incidents."""

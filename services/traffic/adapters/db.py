@@ -1,0 +1,143 @@
+"""The traffic service's tables: writes (inside the runtime's transaction) and queries."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import DictRow
+from psycopg.types.json import Jsonb
+
+from services.traffic.domain.counter import FlowRow, ForecastRow
+from shared.runtime.episodes import EpisodeRow
+
+
+async def write_rows(conn: AsyncConnection[DictRow], rows: list[Any]) -> None:
+    flows = [r for r in rows if isinstance(r, FlowRow)]
+    # The last version of a forecast or an episode in the batch is the one to keep.
+    forecasts = {(r.device_id, r.target_ts): r for r in rows if isinstance(r, ForecastRow)}
+    episodes = {(r.device_id, r.kind, r.started_at): r for r in rows if isinstance(r, EpisodeRow)}
+    async with conn.cursor() as cur:
+        if flows:
+            await cur.executemany(
+                """
+                INSERT INTO traffic_flows (device_id, ts, vehicles, speed_kmh, expected, lower,
+                    upper, expected_speed, score, is_anomaly, kind)
+                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                ON CONFLICT (device_id, ts) DO NOTHING
+                """,
+                [
+                    (
+                        r.device_id,
+                        r.ts,
+                        r.vehicles,
+                        r.speed_kmh,
+                        r.expected,
+                        r.lower,
+                        r.upper,
+                        r.expected_speed,
+                        r.score,
+                        r.is_anomaly,
+                        r.kind,
+                    )
+                    for r in flows
+                ],
+            )
+        if forecasts:
+            await cur.executemany(
+                """
+                INSERT INTO traffic_forecasts (device_id, target_ts, issued_at, expected, lower,
+                    upper)
+                VALUES (%s, %s, %s, %s, %s, %s)
+                ON CONFLICT (device_id, target_ts) DO UPDATE SET
+                    issued_at = EXCLUDED.issued_at, expected = EXCLUDED.expected,
+                    lower = EXCLUDED.lower, upper = EXCLUDED.upper
+                """,
+                [
+                    (r.device_id, r.target_ts, r.issued_at, r.expected, r.lower, r.upper)
+                    for r in forecasts.values()
+                ],
+            )
+        if episodes:
+            await cur.executemany(
+                """
+                INSERT INTO traffic_episodes (device_id, kind, started_at, ended_at, severity,
+                    peak, readings, explanation)
+                VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+                ON CONFLICT (device_id, kind, started_at) DO UPDATE SET
+                    ended_at = EXCLUDED.ended_at, severity = EXCLUDED.severity,
+                    peak = EXCLUDED.peak, readings = EXCLUDED.readings
+                """,
+                [
+                    (
+                        r.device_id,
+                        r.kind,
+                        r.started_at,
+                        r.ended_at,
+                        r.severity,
+                        r.peak,
+                        r.readings,
+                        Jsonb(r.explanation),
+                    )
+                    for r in episodes.values()
+                ],
+            )
+
+
+async def flow(
+    conn: AsyncConnection[DictRow],
+    *,
+    device_id: str,
+    start: datetime,
+    end: datetime,
+    width: timedelta,
+    limit: int,
+) -> list[DictRow]:
+    cur = await conn.execute(
+        """
+        SELECT date_bin(%(w)s, ts - interval '1 microsecond',
+                        '2000-01-01 00:00:00+01'::timestamptz) AS bucket,
+               sum(vehicles) AS vehicles, sum(expected) AS expected_vehicles,
+               avg(speed_kmh) AS mean_speed_kmh, avg(expected_speed) AS expected_speed_kmh,
+               count(*) AS readings, count(*) FILTER (WHERE is_anomaly) AS anomalous
+        FROM traffic_flows WHERE device_id = %(d)s AND ts > %(s)s AND ts <= %(e)s
+        GROUP BY 1 ORDER BY 1 LIMIT %(n)s
+        """,
+        {"w": width, "d": device_id, "s": start, "e": end, "n": limit},
+    )
+    return await cur.fetchall()
+
+
+async def forecast(conn: AsyncConnection[DictRow], *, device_id: str) -> list[DictRow]:
+    cur = await conn.execute(
+        """
+        SELECT target_ts, issued_at, expected, lower, upper FROM traffic_forecasts
+        WHERE device_id = %s AND issued_at = (
+            SELECT max(issued_at) FROM traffic_forecasts WHERE device_id = %s)
+        ORDER BY target_ts
+        """,
+        (device_id, device_id),
+    )
+    return await cur.fetchall()
+
+
+async def incidents(
+    conn: AsyncConnection[DictRow],
+    *,
+    start: datetime,
+    end: datetime,
+    kind: str | None,
+    limit: int,
+) -> list[DictRow]:
+    cur = await conn.execute(
+        """
+        SELECT device_id, kind, started_at, ended_at, severity, peak, readings, explanation
+        FROM traffic_episodes
+        WHERE started_at < %s AND coalesce(ended_at, 'infinity') >= %s
+          AND (%s::text IS NULL OR kind = %s)
+        ORDER BY started_at DESC LIMIT %s
+        """,
+        (end, start, kind, kind, limit),
+    )
+    return await cur.fetchall()

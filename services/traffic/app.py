@@ -1,0 +1,21 @@
+"""Traffic service: the online-learning runtime running the counter processor, plus its API."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.traffic.domain.counter import TrafficProcessor
+from services.traffic.routes import router
+from services.traffic.settings import TrafficSettings
+from shared.runtime.service import create_stream_app
+from shared.topics import Domain
+
+
+def create_app(settings: TrafficSettings) -> FastAPI:
+    return create_stream_app(
+        title="TownPulse traffic",
+        settings=settings,
+        processor=TrafficProcessor(),
+        domain=Domain.TRAFFIC,
+        router=router,
+    )

@@ -1,0 +1,1 @@
+"""Traffic domain logic: pure, no I/O."""

@@ -1,0 +1,21 @@
+"""Waste service: the online-learning runtime running the bin processor, plus its API."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.waste.domain.bin import WasteProcessor
+from services.waste.routes import router
+from services.waste.settings import WasteSettings
+from shared.runtime.service import create_stream_app
+from shared.topics import Domain
+
+
+def create_app(settings: WasteSettings) -> FastAPI:
+    return create_stream_app(
+        title="TownPulse waste",
+        settings=settings,
+        processor=WasteProcessor(full_pct=settings.full_pct),
+        domain=Domain.WASTE,
+        router=router,
+    )

@@ -1,0 +1,162 @@
+"""Waste API, served under the operator API's /v1/waste (same keys, same conventions)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+
+from services.waste.adapters import db
+from services.waste.domain.plan import BinStatus, Point, due_bins, plan_routes
+from shared.http import Principal, authenticate
+from shared.ml.calendar import PARIS
+
+router = APIRouter(prefix="/v1/waste", tags=["waste"])
+Operator = Annotated[Principal, Depends(authenticate)]
+
+
+def _unprocessable(detail: str) -> HTTPException:
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail)
+
+
+def _window(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
+    for v in (start, end):
+        if v is not None and v.tzinfo is None:
+            raise _unprocessable("times need a UTC offset")
+    end = end or datetime.now(UTC)
+    start = start or end - timedelta(days=7)
+    if start >= end:
+        raise _unprocessable("start must be before end")
+    return start, end
+
+
+def _point(text: str) -> Point:
+    try:
+        lat, lon = (float(v) for v in text.split(","))
+    except ValueError:
+        raise _unprocessable("depot: 'lat,lon' in decimal degrees") from None
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise _unprocessable("depot: latitude or longitude out of range")
+    return Point("depot", lat, lon)
+
+
+@router.get("/bins")
+async def list_bins(
+    request: Request,
+    _: Operator,
+    min_fill: Annotated[float, Query(ge=0, le=100)] = 0.0,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+) -> dict[str, Any]:
+    """Bins at or above `min_fill` %: cleaned level, predicted full time, fullest first."""
+    async with request.app.state.pool.connection() as conn:
+        items = await db.bins(conn, min_fill=min_fill, limit=limit)
+    return {"full_pct": request.app.state.settings.full_pct, "items": items}
+
+
+@router.get("/bins/{device_id}")
+async def bin_detail(
+    device_id: str,
+    request: Request,
+    _: Operator,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=20000)] = 2000,
+) -> dict[str, Any]:
+    """One bin: level history, fill rate by weekday and hour, prediction, collections."""
+    start, end = _window(start, end)
+    async with request.app.state.pool.connection() as conn:
+        detail = await db.bin_detail(conn, device_id=device_id, start=start, end=end, limit=limit)
+    if detail is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no reading from this bin yet")
+    return {"full_pct": request.app.state.settings.full_pct, **detail}
+
+
+@router.get("/plan")
+async def collection_plan(
+    request: Request,
+    _: Operator,
+    date_: Annotated[date | None, Query(alias="date")] = None,
+    depot: str | None = None,
+    vehicles: Annotated[int, Query(ge=1, le=50)] = 1,
+    capacity: Annotated[int | None, Query(ge=1, le=5000)] = None,
+) -> dict[str, Any]:
+    """The round of `date`: bins full before the next round, and a route per truck."""
+    settings = request.app.state.settings
+    depot = depot or settings.depot
+    if depot is None:
+        raise _unprocessable("depot: give 'lat,lon' (no default depot is configured)")
+    home = _point(depot)
+    day = date_ or datetime.now(PARIS).date()
+    hour = timedelta(hours=settings.round_hour)
+    round_at = datetime.combine(day, time(), PARIS) + hour
+    next_round_at = datetime.combine(day + timedelta(days=1), time(), PARIS) + hour
+    async with request.app.state.pool.connection() as conn:
+        rows = await db.all_bins(conn)
+    statuses = [BinStatus(r["id"], r["lat"], r["lon"], r["level_pct"], r["full_at"]) for r in rows]
+    due = due_bins(statuses, next_round_at=next_round_at)
+    located = [b for b in due if b.lat is not None and b.lon is not None]
+    room = len(located) if capacity is None else capacity * vehicles
+    served, unserved = located[:room], located[room:]
+    every = [b for b in statuses if b.lat is not None and b.lon is not None]
+
+    def points(bins: list[BinStatus]) -> list[Point]:
+        return [Point(b.id, float(b.lat or 0), float(b.lon or 0)) for b in bins]
+
+    limit, detour = settings.plan_time_limit_s, settings.road_detour
+    # The solver blocks for up to its time limit: off the event loop.
+    plan, full = await asyncio.gather(
+        asyncio.to_thread(
+            plan_routes,
+            home,
+            points(served),
+            vehicles=vehicles,
+            capacity=capacity,
+            time_limit_s=limit,
+            detour=detour,
+        ),
+        # Visiting every bin is the comparison: whatever the capacity, as one tour per truck.
+        asyncio.to_thread(
+            plan_routes,
+            home,
+            points(every),
+            vehicles=vehicles,
+            capacity=None,
+            time_limit_s=limit,
+            detour=detour,
+        ),
+    )
+    by_id = {r["id"]: r for r in rows}
+    km, all_km = plan.distance_m / 1000, full.distance_m / 1000
+    co2 = settings.co2_kg_per_km
+    return {
+        "date": day,
+        "round_at": round_at,
+        "next_round_at": next_round_at,
+        "full_pct": settings.full_pct,
+        "depot": {"lat": home.lat, "lon": home.lon},
+        "bins": [_stop(by_id[b.id]) for b in served],
+        "unserved": [_stop(by_id[b.id]) for b in unserved],
+        "unlocated": [b.id for b in due if b.lat is None or b.lon is None],
+        "routes": [
+            {"vehicle": i + 1, "stops": [_stop(by_id[s]) for s in stops], "km": round(m / 1000, 3)}
+            for i, (stops, m) in enumerate(zip(plan.routes, plan.route_m, strict=True))
+        ],
+        "km": round(km, 3),
+        "co2_kg": round(km * co2, 2),
+        "every_bin": {"bins": len(every), "km": round(all_km, 3), "co2_kg": round(all_km * co2, 2)},
+        "saved_km": round(all_km - km, 3),
+        "saved_co2_kg": round((all_km - km) * co2, 2),
+        "solver": {
+            "name": plan.solver,
+            "seconds": plan.seconds,
+            "time_limit_s": limit,
+            "nearest_neighbour_km": round(plan.nearest_neighbour_m / 1000, 3),
+            "road_detour": detour,
+        },
+    }
+
+
+def _stop(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: row[k] for k in ("id", "name", "lat", "lon", "level_pct", "full_at")}

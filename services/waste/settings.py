@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from shared.settings import ServiceSettings
+
+
+class WasteSettings(ServiceSettings):
+    http_port: int = 18104
+    instance: str = "waste-1"
+    group_id: str = "waste"
+    # Device states kept in memory (each ~30 KB: a week of hourly fill rates and a few
+    # trackers); the rest wait in their checkpoints.
+    max_devices: int = 2000
+    # Records per transaction: big enough to amortise the commit, small enough that a
+    # rebalance (which waits for the batch in progress) stays quick.
+    batch_max_records: int = 2000
+    batch_wait_ms: int = 200
+    # A bin at or above this level is "full": it must be collected in the next round.
+    full_pct: float = 80.0
+    # Collection rounds start at this local hour; the plan's "next round" is a day later.
+    round_hour: float = 6.0
+    # The depot the trucks leave from, when the plan request does not say ("lat,lon").
+    depot: str | None = None
+    # The routing solver stops improving after this long (it is a bound on response time).
+    plan_time_limit_s: float = 2.0
+    # Streets are not straight lines: haversine distance times this (urban circuity ~1.3).
+    road_detour: float = 1.3
+    # A refuse truck burns about 45 L of diesel per 100 km, at 2.65 kg of CO2 per litre.
+    co2_kg_per_km: float = 1.2

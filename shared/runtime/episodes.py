@@ -1,0 +1,163 @@
+"""Anomaly episodes: per-reading flags become one alert event at the start and one at the end.
+
+A domain service keeps one `EpisodeTracker` per kind of anomaly and device (in the device's
+state, so it is checkpointed with the models) and feeds it each reading's verdict. The events'
+ids derive from the episode (`AlertEvent.make_id`), so a replay after a crash re-emits the same
+ids and consumers deduplicate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from shared.schemas import AlertEvent, Severity
+from shared.topics import Domain
+
+Phase = Literal["start", "end"]
+
+
+@dataclass
+class Episode:
+    kind: str
+    started_at: datetime
+    severity: Severity
+    peak: float = 0.0
+    readings: int = 0
+    ended_at: datetime | None = None
+    # The explanation of the reading that opened it (what an operator reads first).
+    explanation: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class EpisodeRow:
+    """An episode as stored: upserted at each change, `ended_at` None while it lasts."""
+
+    device_id: str
+    kind: str
+    started_at: datetime
+    ended_at: datetime | None
+    severity: str
+    peak: float
+    readings: int
+    explanation: dict[str, Any]
+
+
+@dataclass
+class EpisodeTracker:
+    """Opens an episode after `open_after` flagged readings in a row, closes it after
+    `close_after` unflagged ones.
+
+    Examples
+    --------
+    >>> from datetime import UTC, timedelta
+    >>> t0 = datetime(2026, 3, 2, tzinfo=UTC)
+    >>> tr = EpisodeTracker("waste.fire_risk", open_after=2, close_after=2)
+    >>> flags = [False, True, True, True, False, True, False, False, False]
+    >>> [tr.update(t0 + timedelta(minutes=15 * i), flagged=f) for i, f in enumerate(flags)]
+    [None, None, 'start', None, None, None, None, 'end', None]
+    >>> tr.last is not None and tr.last.started_at == t0 + timedelta(minutes=15)
+    True
+    """
+
+    kind: str
+    open_after: int = 3
+    close_after: int = 4
+    streak: int = 0
+    streak_since: datetime | None = None
+    streak_peak: float = 0.0
+    normal_streak: int = 0
+    episode: Episode | None = None
+    # The episode the latest update opened, changed or closed.
+    last: Episode | None = None
+
+    def update(
+        self,
+        ts: datetime,
+        *,
+        flagged: bool,
+        severity: Severity = Severity.WARNING,
+        peak: float = 0.0,
+        explanation: dict[str, Any] | None = None,
+    ) -> Phase | None:
+        """Feed one reading's verdict; "start" or "end" when an episode opens or closes."""
+        ep = self.episode
+        if ep is None:
+            if not flagged:
+                self.streak, self.streak_since, self.streak_peak = 0, None, 0.0
+                return None
+            if self.streak == 0:
+                self.streak_since = ts
+            self.streak += 1
+            self.streak_peak = max(self.streak_peak, peak)
+            if self.streak < self.open_after:
+                return None
+            assert self.streak_since is not None
+            ep = self.episode = self.last = Episode(
+                self.kind,
+                self.streak_since,
+                severity,
+                self.streak_peak,
+                self.streak,
+                explanation=dict(explanation or {}),
+            )
+            self.streak, self.streak_since, self.streak_peak = 0, None, 0.0
+            self.normal_streak = 0
+            return "start"
+        self.last = ep
+        if flagged:
+            self.normal_streak = 0
+            ep.readings += 1
+            ep.peak = max(ep.peak, peak)
+            if severity.rank > ep.severity.rank:
+                ep.severity = severity
+            return None
+        self.normal_streak += 1
+        if self.normal_streak < self.close_after:
+            return None
+        ep.ended_at = ts
+        self.episode = None
+        return "end"
+
+    @property
+    def active(self) -> bool:
+        return self.episode is not None
+
+
+def row_of(device_id: str, ep: Episode) -> EpisodeRow:
+    return EpisodeRow(
+        device_id,
+        ep.kind,
+        ep.started_at,
+        ep.ended_at,
+        ep.severity.value,
+        ep.peak,
+        ep.readings,
+        ep.explanation,
+    )
+
+
+def alert(
+    *,
+    device_id: str,
+    domain: Domain,
+    ep: Episode,
+    phase: Phase,
+    ts: datetime,
+    explanation: dict[str, Any],
+) -> AlertEvent:
+    """The alert event of an episode's start or end (its id is derived from the episode)."""
+    return AlertEvent(
+        event_id=AlertEvent.make_id(
+            device_id=device_id, kind=ep.kind, episode_start=ep.started_at, phase=phase
+        ),
+        device_id=device_id,
+        domain=domain,
+        kind=ep.kind,
+        phase=phase,
+        severity=ep.severity,
+        episode_start=ep.started_at,
+        ts=ts,
+        explanation=explanation,
+    )

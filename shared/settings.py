@@ -7,6 +7,8 @@ from typing import Any
 from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.ml.calendar import TownCalendar
+
 # Values that people copy from examples. Outside dev mode a secret equal to one of these (or
 # shorter than MIN_SECRET_LEN) is refused, so a forgotten example value never reaches production.
 PLACEHOLDER_SECRETS = frozenset(
@@ -26,6 +28,12 @@ class ServiceSettings(BaseSettings):
     http_port: int = 8000
     database_url: SecretStr = SecretStr("postgresql://townpulse@127.0.0.1:5433/townpulse")
     kafka_bootstrap: str = "127.0.0.1:9092"
+    # The town's clock and public holidays: what "a Sunday at 3 am" means to the models.
+    timezone: str = "Europe/Paris"
+    holidays_country: str = "FR"
+
+    def calendar(self) -> TownCalendar:
+        return TownCalendar(self.timezone, self.holidays_country)
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> ServiceSettings:

@@ -26,6 +26,8 @@ class Received:
     error: str | None
     status: int
     at: float = field(default_factory=time.time)
+    # The sender died mid-request (a SIGKILL test): fewer bytes than announced arrived.
+    truncated: bool = False
 
 
 @dataclass
@@ -70,7 +72,10 @@ class WebhookReceiver:
         self.server.server_close()
 
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
-        raw = h.rfile.read(int(h.headers.get("content-length", 0))).decode()
+        announced = int(h.headers.get("content-length", 0))
+        raw_bytes = h.rfile.read(announced)
+        truncated = len(raw_bytes) < announced
+        raw = raw_bytes.decode(errors="replace")
         headers = {k.lower(): v for k, v in h.headers.items()}
         error = None
         try:
@@ -83,7 +88,9 @@ class WebhookReceiver:
             time.sleep(self.delay_s)
         msg_id = headers.get("webhook-id", "")
         with self.lock:
-            self.requests.append(Received(msg_id, headers, raw, error is None, error, status))
+            self.requests.append(
+                Received(msg_id, headers, raw, error is None, error, status, truncated=truncated)
+            )
             if status == 200:
                 self.unique.setdefault(msg_id, json.loads(raw))
         h.send_response(status)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import statistics
 import sys
 import time
@@ -35,6 +36,7 @@ from bench.common import RESULTS, command_line, data_dir, run_meta, write_result
 from bench.forecast.baselines import TimeOfWeekMean, previous_day, previous_week
 from bench.forecast.data import TRAFFIC_TZ, energy_buildings, load_energy, load_traffic
 from bench.forecast.online import MODEL, Predictor, evaluate_online, ratio
+from shared.ml.calendar import TownCalendar
 
 DEFAULT_FORECASTER = "shared.ml.forecast:make_forecaster"
 DEFAULT_WORKERS = 2
@@ -44,13 +46,27 @@ TARGET_RATIO = 0.8
 ASHRAE_CV_RMSE = 0.30
 
 
+# The data sets' own towns: Cambridge (UK) for energy, the I-94 near Minneapolis for traffic.
+# A French town's services run with the default calendar (Europe/Paris, French holidays).
+DATA_CALENDARS = {
+    "energy": TownCalendar("Europe/London", "GB"),
+    "traffic": TownCalendar("America/Chicago", "US"),
+}
+
+
 def load_forecaster_factory(spec: str, domain: str) -> Callable[[], Predictor]:
-    """``"module:function"`` -> a zero-argument factory calling ``function(domain)``."""
+    """``"module:function"`` -> a zero-argument factory calling ``function(domain)``.
+
+    Factories that take a ``calendar`` get the data set's own (time zone, public holidays).
+    """
     module, _, attr = spec.partition(":")
     make = getattr(importlib.import_module(module), attr or "make_forecaster")
+    kwargs: dict[str, Any] = {}
+    if domain in DATA_CALENDARS and "calendar" in inspect.signature(make).parameters:
+        kwargs["calendar"] = DATA_CALENDARS[domain]
 
     def factory() -> Predictor:
-        model: Predictor = make(domain)
+        model: Predictor = make(domain, **kwargs)
         return model
 
     return factory

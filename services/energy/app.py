@@ -2,87 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
-from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
 
 from services.energy.domain.meter import EnergyProcessor
 from services.energy.routes import router
 from services.energy.settings import EnergySettings
-from shared.db import create_pool
-from shared.http import check_pool, observability_router
-from shared.kafka import create_producer
-from shared.runtime.worker import StreamWorker
-from shared.topics import READINGS_TOPICS, Domain
-
-log = logging.getLogger(__name__)
+from shared.runtime.service import create_stream_app
+from shared.topics import Domain
 
 
 def create_app(settings: EnergySettings) -> FastAPI:
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = create_pool(settings.database_url, min_size=1, max_size=5)
-        await pool.open()
-        producer = create_producer(settings.kafka_bootstrap, client_id=settings.instance)
-        await producer.start()
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap,
-            group_id=settings.group_id,
-            client_id=settings.instance,
-            # Offsets live in the database with the effects (see shared/runtime/worker.py).
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=settings.batch_max_records,
-            isolation_level="read_committed",
-        )
-        worker = StreamWorker(
-            processor=EnergyProcessor(),
-            pool=pool,
-            consumer=consumer,
-            producer=producer,
-            group_id=settings.group_id,
-            topics=[READINGS_TOPICS[Domain.ENERGY]],
-            max_devices=settings.max_devices,
-            batch_max_records=settings.batch_max_records,
-            batch_wait_ms=settings.batch_wait_ms,
-        )
-        worker.subscribe()
-        await consumer.start()
-        tasks = [asyncio.create_task(worker.run()), asyncio.create_task(worker.relay())]
-        app.state.pool, app.state.worker, app.state.tasks = pool, worker, tasks
-        app.state.consumer = consumer
-        try:
-            yield
-        finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await consumer.stop()
-            await producer.stop()
-            await pool.close()
-
-    app = FastAPI(title="TownPulse energy", lifespan=lifespan)
-
-    async def worker_alive() -> None:
-        for t in app.state.tasks:
-            if t.done():
-                raise RuntimeError("a worker task stopped")
-
-    async def kafka_reachable() -> None:
-        await app.state.consumer.topics()
-
-    app.include_router(
-        observability_router(
-            lambda: {
-                "database": lambda: check_pool(app.state.pool),
-                "kafka": kafka_reachable,
-                "worker": worker_alive,
-            }
-        )
+    return create_stream_app(
+        title="TownPulse energy",
+        settings=settings,
+        processor=EnergyProcessor(calendar=settings.calendar()),
+        domain=Domain.ENERGY,
+        router=router,
     )
-    app.include_router(router)
-    return app

@@ -15,7 +15,7 @@ def create_app(settings: TrafficSettings) -> FastAPI:
     return create_stream_app(
         title="TownPulse traffic",
         settings=settings,
-        processor=TrafficProcessor(),
+        processor=TrafficProcessor(calendar=settings.calendar()),
         domain=Domain.TRAFFIC,
         router=router,
     )

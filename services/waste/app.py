@@ -15,7 +15,7 @@ def create_app(settings: WasteSettings) -> FastAPI:
     return create_stream_app(
         title="TownPulse waste",
         settings=settings,
-        processor=WasteProcessor(full_pct=settings.full_pct),
+        processor=WasteProcessor(full_pct=settings.full_pct, calendar=settings.calendar()),
         domain=Domain.WASTE,
         router=router,
     )

@@ -18,6 +18,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared.ml.calendar import TOWN, TownCalendar
 from shared.ml.forecast import ExpertBlend, Features, _Ewm, make_forecaster
 
 # Surprises beyond this are all "very surprising": one absurd reading must not dominate the
@@ -159,7 +160,9 @@ class ResidualDetector:
         return max(scale, 1e-3 * abs(expected) + 1e-6)
 
 
-def make_detector(domain: str = "generic", *, slot_minutes: int = 15) -> ResidualDetector:
+def make_detector(
+    domain: str = "generic", *, slot_minutes: int = 15, calendar: TownCalendar = TOWN
+) -> ResidualDetector:
     """The detector the domain services use (and the NAB benchmark measures, as "generic").
 
     Buildings are judged over the last hour against about five days; a generic series (no
@@ -167,7 +170,7 @@ def make_detector(domain: str = "generic", *, slot_minutes: int = 15) -> Residua
     generic parameters were chosen among a handful of settings on the NAB corpus itself (see
     BENCHMARKS.md): its NAB score is therefore an in-sample figure.
     """
-    forecaster = make_forecaster(domain, slot_minutes=slot_minutes)
+    forecaster = make_forecaster(domain, slot_minutes=slot_minutes, calendar=calendar)
     if domain in ("energy", "traffic"):
         return ResidualDetector(forecaster=forecaster)
     return ResidualDetector(

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from shared.ml.calendar import SATURDAY, SUNDAY, WORKDAY, calendar_key
+from shared.ml.calendar import SATURDAY, SUNDAY, TOWN, WORKDAY, TownCalendar
 
 Features = dict[str, Any]
 
@@ -77,11 +77,12 @@ class SeasonalProfile:
 
     slot_minutes: int = 15
     alpha: float = 0.2
+    calendar: TownCalendar = TOWN
     slots: dict[tuple[str, int], _Ewm] = field(default_factory=dict)
     overall: _Ewm = field(default_factory=lambda: _Ewm(alpha=0.01))
 
     def _cell(self, ts: datetime) -> tuple[_Ewm | None, tuple[str, int]]:
-        key = calendar_key(ts, slot_minutes=self.slot_minutes)
+        key = self.calendar.key(ts, slot_minutes=self.slot_minutes)
         return self.slots.get(key), key
 
     def predict_one(self, x: Features) -> float:
@@ -202,28 +203,26 @@ class ExpertBlend:
             expert.learn_one(x, y)
 
 
-def make_forecaster(domain: str = "generic", *, slot_minutes: int = 15) -> ExpertBlend:
+def make_forecaster(
+    domain: str = "generic", *, slot_minutes: int = 15, calendar: TownCalendar = TOWN
+) -> ExpertBlend:
     """The forecaster a domain service uses.
 
     Energy and traffic follow the week; anything else starts from persistence.
     """
+
+    def profile() -> SeasonalProfile:
+        return SeasonalProfile(slot_minutes=slot_minutes, calendar=calendar)
+
     if domain == "traffic":
         # What the traffic service runs: a weekday-by-weekday profile plus a fading residual
         # correction. Imported here: shared.ml.weekly builds on this module.
         from shared.ml.weekly import make_weekly_forecaster
 
-        return ExpertBlend({"weekly": make_weekly_forecaster(slot_minutes=slot_minutes)})
+        weekly = make_weekly_forecaster(slot_minutes=slot_minutes, calendar=calendar)
+        return ExpertBlend({"weekly": weekly})
     if domain == "energy":
-        return ExpertBlend(
-            {
-                "profile": SeasonalProfile(slot_minutes=slot_minutes),
-                "adjusted": AdjustedProfile(SeasonalProfile(slot_minutes=slot_minutes)),
-            }
-        )
+        return ExpertBlend({"profile": profile(), "adjusted": AdjustedProfile(profile())})
     return ExpertBlend(
-        {
-            "persistence": Persistence(),
-            "adjusted": AdjustedProfile(SeasonalProfile(slot_minutes=slot_minutes)),
-            "level": EwmLevel(),
-        }
+        {"persistence": Persistence(), "adjusted": AdjustedProfile(profile()), "level": EwmLevel()}
     )

@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
-from shared.ml.calendar import PARIS, SATURDAY, SUNDAY, WORKDAY, day_type, is_holiday
+from shared.ml.calendar import SATURDAY, SUNDAY, TOWN, WORKDAY, TownCalendar
 from shared.ml.forecast import Features, _Ewm
 
 HOLIDAY = 7  # the "weekday" of a French public holiday
 
 
-def week_slot(ts: datetime, *, slot_minutes: int) -> tuple[int, int]:
+def week_slot(ts: datetime, *, slot_minutes: int, calendar: TownCalendar = TOWN) -> tuple[int, int]:
     """(weekday 0-6, or 7 on a public holiday; slot of the local day).
 
     >>> week_slot(datetime(2026, 3, 4, 9, 40, tzinfo=PARIS), slot_minutes=60)
@@ -30,30 +30,34 @@ def week_slot(ts: datetime, *, slot_minutes: int) -> tuple[int, int]:
     >>> week_slot(datetime(2026, 5, 1, 9, 40, tzinfo=PARIS), slot_minutes=60)
     (7, 9)
     """
-    local = ts.astimezone(PARIS)
-    day = HOLIDAY if is_holiday(local.date()) else local.weekday()
+    local = ts.astimezone(calendar.tz)
+    day = HOLIDAY if calendar.is_holiday(local.date()) else local.weekday()
     return day, (local.hour * 60 + local.minute) // slot_minutes
 
 
 @lru_cache(maxsize=1 << 17)
-def _slot_keys(index: int, slot_minutes: int) -> tuple[tuple[int, int], tuple[str, int]]:
+def _slot_keys(
+    index: int, slot_minutes: int, calendar: TownCalendar = TOWN
+) -> tuple[tuple[int, int], tuple[str, int]]:
     # Devices of a town share their clock: every bin asks for the same few thousand slots, so
     # the time-zone and holiday look-ups are done once per slot, not once per device.
     ts = datetime.fromtimestamp(index * slot_minutes * 60, UTC)
-    day, slot = week_slot(ts, slot_minutes=slot_minutes)
-    return (day, slot), (day_type(ts), slot)
+    day, slot = week_slot(ts, slot_minutes=slot_minutes, calendar=calendar)
+    return (day, slot), (calendar.day_type(ts), slot)
 
 
-def slot_keys(ts: datetime, *, slot_minutes: int) -> tuple[tuple[int, int], tuple[str, int]]:
+def slot_keys(
+    ts: datetime, *, slot_minutes: int, calendar: TownCalendar = TOWN
+) -> tuple[tuple[int, int], tuple[str, int]]:
     """(weekday-or-holiday, slot) and (day type, slot) of `ts`.
 
     >>> slot_keys(datetime(2026, 3, 7, 9, 40, tzinfo=PARIS), slot_minutes=60)
     ((5, 9), ('saturday', 9))
     """
     if 60 % slot_minutes:  # slots not aligned on local hours: no shared cache
-        day, slot = week_slot(ts, slot_minutes=slot_minutes)
-        return (day, slot), (day_type(ts), slot)
-    return _slot_keys(int(ts.timestamp()) // (slot_minutes * 60), slot_minutes)
+        day, slot = week_slot(ts, slot_minutes=slot_minutes, calendar=calendar)
+        return (day, slot), (calendar.day_type(ts), slot)
+    return _slot_keys(int(ts.timestamp()) // (slot_minutes * 60), slot_minutes, calendar)
 
 
 @dataclass
@@ -90,12 +94,13 @@ class WeeklyProfile:
     slot_minutes: int = 60
     alpha: float = 0.1
     shrink_weeks: float = 3.0
+    calendar: TownCalendar = TOWN
     cells: dict[tuple[int, int], _Ewm] = field(default_factory=dict)
     pooled: dict[tuple[str, int], _Ewm] = field(default_factory=dict)
     overall: _Ewm = field(default_factory=lambda: _Ewm(alpha=0.01))
 
     def _keys(self, ts: datetime) -> tuple[tuple[int, int], tuple[str, int]]:
-        return slot_keys(ts, slot_minutes=self.slot_minutes)
+        return slot_keys(ts, slot_minutes=self.slot_minutes, calendar=self.calendar)
 
     def _blend(self, ts: datetime) -> tuple[float, float] | None:
         """(mean, std) of the weekday cell shrunk towards its day type's, or None if unseen."""
@@ -173,7 +178,7 @@ class WeeklyProfile:
             return
         first = int(start.timestamp()) // (self.slot_minutes * 60)
         for index in range(first, first + count):
-            own_key, pooled_key = _slot_keys(index, self.slot_minutes)
+            own_key, pooled_key = _slot_keys(index, self.slot_minutes, self.calendar)
             pooled = self.pooled.get(pooled_key)
             own = self.cells.get(own_key)
             if pooled is not None and own is not None:
@@ -303,10 +308,10 @@ class ProfileWithResidual:
 
 
 def make_weekly_forecaster(
-    domain: str = "traffic", *, slot_minutes: int = 15
+    domain: str = "traffic", *, slot_minutes: int = 15, calendar: TownCalendar = TOWN
 ) -> ProfileWithResidual:
     """The traffic service's flow forecaster (`domain` is accepted for the benchmarks' loader).
 
     Hourly data works with the default 15-minute slots: it fills every fourth slot.
     """
-    return ProfileWithResidual(WeeklyProfile(slot_minutes=slot_minutes))
+    return ProfileWithResidual(WeeklyProfile(slot_minutes=slot_minutes, calendar=calendar))

@@ -78,7 +78,9 @@ def test_sigkill_during_deliveries_loses_nothing(
         what=f"{expected} unique deliveries (had {killed_at} at the kill)",
     )
     assert killed_at < expected
-    assert all(r.verified for r in receiver.requests)
+    # Every complete request verifies; a body cut short by the kill may not (it is retried).
+    unverified = [r for r in receiver.requests if not r.verified]
+    assert all(r.truncated for r in unverified), [r.error for r in unverified]
     by_alert = receiver.by_alert()
     assert len(by_alert) == DEVICES + 50
     for bodies in by_alert.values():

@@ -23,7 +23,7 @@ from shared.ml.anomaly import (
     make_detector,
     score_of_tail,
 )
-from shared.ml.calendar import PARIS, is_off_hours
+from shared.ml.calendar import TOWN, TownCalendar
 from shared.runtime.processor import Effects
 from shared.schemas import AlertEvent, Reading, Severity
 from shared.topics import Domain
@@ -101,7 +101,13 @@ class MeterState:
 
 
 def classify(
-    *, value: float, exp: Explanation, ts: datetime, repeats: int, spread: float
+    *,
+    value: float,
+    exp: Explanation,
+    ts: datetime,
+    repeats: int,
+    spread: float,
+    calendar: TownCalendar = TOWN,
 ) -> str | None:
     """The kind of anomaly a reading shows, or None.
 
@@ -119,7 +125,8 @@ def classify(
     if exp.score < THRESHOLD:
         return None
     if value > exp.upper:
-        return "energy.consumption_off_hours" if is_off_hours(ts) else "energy.consumption_high"
+        off_hours = calendar.is_off_hours(ts)
+        return "energy.consumption_off_hours" if off_hours else "energy.consumption_high"
     if value < exp.lower:
         return "energy.consumption_low"
     return None
@@ -136,10 +143,13 @@ def severity_of(kind: str, exp: Explanation, value: float) -> Severity:
 class EnergyProcessor:
     """The runtime's `DeviceProcessor` for building meters."""
 
-    model_version = "energy-meter/2"
+    model_version = "energy-meter/3"
+
+    def __init__(self, *, calendar: TownCalendar = TOWN) -> None:
+        self.calendar = calendar
 
     def new_state(self, device_id: str) -> MeterState:
-        return MeterState()
+        return MeterState(detector=make_detector("energy", calendar=self.calendar))
 
     def process(self, state: MeterState, *, device_id: str, readings: list[Reading]) -> Effects:
         effects = Effects()
@@ -161,7 +171,12 @@ class EnergyProcessor:
         s.repeats = s.repeats + 1 if s.last_value == value else 0
         profile = s.detector.forecaster.experts["profile"]
         kind = classify(
-            value=value, exp=exp, ts=ts, repeats=s.repeats, spread=profile.spread_one(x)
+            value=value,
+            exp=exp,
+            ts=ts,
+            repeats=s.repeats,
+            spread=profile.spread_one(x),
+            calendar=self.calendar,
         )
         out.rows.append(
             ScoreRow(
@@ -285,7 +300,7 @@ class EnergyProcessor:
 
     def _forecast(self, s: MeterState, device_id: str, ts: datetime, out: Effects) -> None:
         """Refresh the hourly forecast of the next 24 h once per hour of readings."""
-        hour = ts.astimezone(PARIS).replace(minute=0, second=0, microsecond=0)
+        hour = ts.astimezone(self.calendar.tz).replace(minute=0, second=0, microsecond=0)
         if s.forecast_hour == hour or s.period is None:
             return
         s.forecast_hour = hour

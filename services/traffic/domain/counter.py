@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from shared.ml.anomaly import Explanation, ResidualDetector, score_of_tail
+from shared.ml.calendar import TOWN, TownCalendar
 from shared.ml.forecast import ExpertBlend
 from shared.ml.weekly import ResidualAR, WeeklyProfile
 from shared.runtime.episodes import Episode, EpisodeTracker, Phase, alert, row_of
@@ -77,8 +78,9 @@ class ForecastRow:
     upper: float
 
 
-def _detector() -> ResidualDetector:
-    return ResidualDetector(forecaster=ExpertBlend({"weekly": WeeklyProfile(slot_minutes=15)}))
+def _detector(calendar: TownCalendar = TOWN) -> ResidualDetector:
+    weekly = WeeklyProfile(slot_minutes=15, calendar=calendar)
+    return ResidualDetector(forecaster=ExpertBlend({"weekly": weekly}))
 
 
 @dataclass
@@ -130,10 +132,13 @@ def classify(
 class TrafficProcessor:
     """The runtime's `DeviceProcessor` for road counters."""
 
-    model_version = "traffic-counter/1"
+    model_version = "traffic-counter/2"
+
+    def __init__(self, *, calendar: TownCalendar = TOWN) -> None:
+        self.calendar = calendar
 
     def new_state(self, device_id: str) -> CounterState:
-        return CounterState()
+        return CounterState(flow=_detector(self.calendar), speed=_detector(self.calendar))
 
     def process(self, state: CounterState, *, device_id: str, readings: list[Reading]) -> Effects:
         out = Effects()

@@ -35,6 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
+from shared.ml.calendar import TOWN, TownCalendar
 from shared.ml.forecast import _Ewm
 from shared.ml.weekly import WeeklyProfile
 from shared.runtime.episodes import Episode, EpisodeTracker, Phase, alert, row_of
@@ -212,13 +213,16 @@ def time_to_reach(
 class WasteProcessor:
     """The runtime's `DeviceProcessor` for waste bins."""
 
-    model_version = "waste-bin/1"
+    model_version = "waste-bin/2"
 
-    def __init__(self, *, full_pct: float = DEFAULT_FULL_PCT) -> None:
+    def __init__(
+        self, *, full_pct: float = DEFAULT_FULL_PCT, calendar: TownCalendar = TOWN
+    ) -> None:
         self.full_pct = full_pct
+        self.calendar = calendar
 
     def new_state(self, device_id: str) -> BinState:
-        return BinState()
+        return BinState(rates=WeeklyProfile(slot_minutes=60, calendar=self.calendar))
 
     def process(self, state: BinState, *, device_id: str, readings: list[Reading]) -> Effects:
         out = Effects()

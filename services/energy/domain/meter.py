@@ -147,6 +147,8 @@ class EnergyProcessor:
 
     def __init__(self, *, calendar: TownCalendar = TOWN) -> None:
         self.calendar = calendar
+        # Models learnt in another calendar do not fit this one: their checkpoints are discarded.
+        self.model_version = f"{type(self).model_version}@{calendar.timezone}/{calendar.country}"
 
     def new_state(self, device_id: str) -> MeterState:
         return MeterState(detector=make_detector("energy", calendar=self.calendar))

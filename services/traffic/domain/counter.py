@@ -136,6 +136,8 @@ class TrafficProcessor:
 
     def __init__(self, *, calendar: TownCalendar = TOWN) -> None:
         self.calendar = calendar
+        # Models learnt in another calendar do not fit this one: their checkpoints are discarded.
+        self.model_version = f"{type(self).model_version}@{calendar.timezone}/{calendar.country}"
 
     def new_state(self, device_id: str) -> CounterState:
         return CounterState(flow=_detector(self.calendar), speed=_detector(self.calendar))

@@ -220,6 +220,8 @@ class WasteProcessor:
     ) -> None:
         self.full_pct = full_pct
         self.calendar = calendar
+        # Models learnt in another calendar do not fit this one: their checkpoints are discarded.
+        self.model_version = f"{type(self).model_version}@{calendar.timezone}/{calendar.country}"
 
     def new_state(self, device_id: str) -> BinState:
         return BinState(rates=WeeklyProfile(slot_minutes=60, calendar=self.calendar))

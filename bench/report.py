@@ -211,6 +211,159 @@ def traffic_section(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _err_row(label: str, m: dict[str, Any]) -> list[Any]:
+    return [
+        label,
+        m["n"],
+        m["mae_h"],
+        m["median_abs_err_h"],
+        m["p90_abs_err_h"],
+        m["bias_h"],
+        _pct(m["interval_coverage"]),
+    ]
+
+
+def waste_section(r: dict[str, Any]) -> list[str]:
+    setup, target = r["setup"], r["target"]["mae_h_bins_filling_2_days_or_more"]
+    lines = ["## Waste: bin time-to-full", "", *_meta(r.get("meta")), ""]
+    lines.append(
+        f"{setup['bins']} simulated bins over {setup['weeks']} weeks ({setup['warmup_weeks']} of "
+        f"warm-up), full at {setup['full_pct']} %, collected {setup['collections']}; "
+        f"{setup['scored']}. Target: MAE < {target} h for bins filling over 2 days or more: "
+        f"{_ok(r.get('meets_target'))}."
+    )
+    rows = [_err_row("bins filling in >= 2 days", r["bins_filling_2_days_or_more"])]
+    rows += [
+        _err_row(f"  of which {lead} ahead", m)
+        for lead, m in r["bins_filling_2_days_or_more_by_lead_time"].items()
+    ]
+    rows.append(_err_row("bins filling in < 2 days", r["bins_filling_under_2_days"]))
+    head = [
+        "bins",
+        "predictions",
+        "MAE (h)",
+        "median (h)",
+        "p90 (h)",
+        "bias (h)",
+        "truth inside interval",
+    ]
+    return [*lines, "", *_table(head, rows), ""]
+
+
+def traffic_sim_section(r: dict[str, Any]) -> list[str]:
+    setup = r["setup"]
+    lines = ["## Traffic: forecast on simulated counters", "", *_meta(r.get("meta")), ""]
+    lines.append(
+        f"{setup['counters']} simulated counters, {setup['weeks']} weeks ({setup['warmup_weeks']} "
+        f"of warm-up), {setup['step_min']}-minute counts. Model: {r['model']}; baseline: "
+        f"{r['baseline']}. Note: {r['note']}."
+    )
+    rows = []
+    for h, v in r["horizons"].items():
+        m = v["metrics"]
+        rows.append(
+            [
+                h,
+                v["n"],
+                m["model"]["mae"],
+                m["time_of_week_mean"]["mae"],
+                v["mae_ratio_time_of_week_mean"],
+            ]
+        )
+    head = ["horizon", "forecasts", "MAE model", "MAE time-of-week mean", "ratio"]
+    return [*lines, "", *_table(head, rows), ""]
+
+
+def alerts_section(r: dict[str, Any]) -> list[str]:
+    lines = ["## Alerts: webhook fan-out", "", *_meta(r), ""]
+    lines.append(
+        f"{r['events']} alert events fanned out to {r['subscriptions']} subscriptions "
+        f"({r['deliveries']} deliveries): **{r['deliveries_per_second']} deliveries/s**. "
+        f"{r['notes']}"
+    )
+    rows = [
+        ["event produced -> receiver", *r["latency_event_to_receiver_s"].values()],
+        ["outbox row committed -> delivered", *r["latency_commit_to_delivered_s"].values()],
+    ]
+    return [*lines, "", *_table(["latency (s)", "p50", "p95", "p99"], rows), ""]
+
+
+def e2e_section(r: dict[str, Any]) -> list[str]:
+    t = r["targets"]
+    lines = [
+        "## End to end: MQTT -> gateway -> Kafka -> storage + domain services",
+        "",
+        *_meta(r.get("meta")),
+        "",
+    ]
+    lines.append(
+        f"{r['devices']} devices, each on its own MQTT connection with its own credentials, "
+        'QoS 1, one reading per message (or SenML packs of 50); "sustained" = every message '
+        "acknowledged, stored and (energy) scored within the grace period after a 60 s window. "
+        "The load generator and the latency poller run on the same 2 cores as the system."
+    )
+    lat = r["latency_phase"]["latency"]
+    rows = [
+        [
+            "sustained single-reading messages/s",
+            r["sustained_msgs_per_s"],
+            f">= {t['sustained_msgs_per_s_min']}",
+            _ok(r["sustained_msgs_per_s"] >= t["sustained_msgs_per_s_min"]),
+        ],
+        [
+            "sustained SenML readings/s (50 per message)",
+            r["sustained_senml_readings_per_s"],
+            "",
+            "",
+        ],
+        [
+            "Mosquitto alone, msgs/s (same client library, QoS 1)",
+            r["mosquitto_only_msgs_per_s"],
+            "",
+            "",
+        ],
+        ["Kafka alone, msgs/s (aiokafka, acks=all)", r["kafka_only_msgs_per_s"], "", ""],
+        ["our rate / Mosquitto alone", r["sustained_fraction_of_mosquitto"], "", ""],
+        ["our rate / Kafka alone", r["sustained_fraction_of_kafka"], "", ""],
+        [
+            "publish -> stored p50 / p99 ms at 1,000 msg/s",
+            f"{r['p50_ms']} / {r['p99_ms']}",
+            f"p99 <= {t['p99_ms_max']}",
+            _ok(r["p99_ms"] <= t["p99_ms_max"]),
+        ],
+        [
+            "publish -> scored (energy) p50 / p99 ms",
+            f"{lat['publish_to_scored_energy_scores']['p50_ms']} / "
+            f"{lat['publish_to_scored_energy_scores']['p99_ms']}",
+            "",
+            "",
+        ],
+        [
+            "Python services' RSS, MB (2,000 devices)",
+            r["python_services_rss_mb_total"],
+            f"<= {t['python_services_rss_mb_max_at_10000_devices']} at 10,000 devices",
+            "not measured at 10,000",
+        ],
+    ]
+    lines += ["", *_table(["measure", "value", "target", ""], rows), ""]
+    usage = r["latency_phase"]["usage"]["cpu_cores"]
+    rss = r["rss_mb"]
+    procs = sorted(usage, key=lambda k: -usage[k])
+    lines += ["CPU cores used at 1,000 msg/s and peak RSS per process:", ""]
+    lines += _table(
+        ["process", "CPU cores", "peak RSS (MB)"], [[p, usage[p], rss.get(p)] for p in procs]
+    )
+    b = r["single"]["bound"]
+    lines += [
+        "",
+        f"What bounds throughput: {b['bound']} ({b['machine_busy_cores']} of "
+        f"{b['cores']} cores busy; busiest process: {b['busiest_process']}, "
+        f"{b['busiest_cores']} cores). Profiles: `bench/results/e2e_profile_*.txt`.",
+        "",
+    ]
+    return lines
+
+
 def generic_section(name: str, r: dict[str, Any]) -> list[str]:
     lines = [f"## {name}", ""]
     lines += _meta(r.get("meta"))
@@ -242,6 +395,14 @@ def build(results_dir: Path = RESULTS, *, scoreboard: Path | None = None) -> str
             lines += energy_section(r)
         elif kind == "forecast_traffic":
             lines += traffic_section(r)
+        elif kind == "waste_time_to_full":
+            lines += waste_section(r)
+        elif kind == "traffic_forecast_sim":
+            lines += traffic_sim_section(r)
+        elif path.stem == "alerts_fanout":
+            lines += alerts_section(r)
+        elif path.stem == "e2e":
+            lines += e2e_section(r)
         else:
             lines += generic_section(path.stem, r)
     return "\n".join(lines).rstrip() + "\n"

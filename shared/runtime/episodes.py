@@ -9,7 +9,7 @@ ids and consumers deduplicate.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from shared.schemas import AlertEvent, Severity
@@ -161,3 +161,54 @@ def alert(
         ts=ts,
         explanation=explanation,
     )
+
+
+# A device is silent after this many of its reporting periods, and never after less than this.
+SILENT_PERIODS = 4
+MIN_SILENCE = timedelta(hours=1)
+
+
+def watch_silence(
+    *,
+    device_id: str,
+    domain: Domain,
+    kind: str,
+    ts: datetime,
+    last_ts: datetime | None,
+    period: timedelta | None,
+    events: list[AlertEvent],
+    rows: list[Any],
+) -> tuple[datetime | None, timedelta | None]:
+    """Notice, on the first reading after it, a gap longer than the device's usual period.
+
+    Silence cannot be seen from readings that do not come: the episode's start and end are
+    emitted together when the device speaks again (the alerts service's "silent" rule covers a
+    device that never does). Returns the new (last reading time, reporting period).
+    """
+    if last_ts is None or ts <= last_ts:
+        return last_ts or ts, period
+    gap = ts - last_ts
+    if period is not None and gap > max(SILENT_PERIODS * period, MIN_SILENCE):
+        hours = gap / timedelta(hours=1)
+        ep = Episode(kind, last_ts, Severity.WARNING, hours, 1, ts)
+        ep.explanation = {
+            "silent_h": round(hours, 2),
+            "expected_period_min": round(period / timedelta(minutes=1), 1),
+            "message": f"nothing heard for {hours:.1f} h",
+        }
+        for phase in ("start", "end"):
+            events.append(
+                alert(
+                    device_id=device_id,
+                    domain=domain,
+                    ep=ep,
+                    phase=phase,
+                    ts=ts,
+                    explanation=ep.explanation,
+                )
+            )
+        rows.append(row_of(device_id, ep))
+    # Gaps under a minute are retransmissions, not the reporting period.
+    if gap >= timedelta(minutes=1):
+        period = gap if period is None else min(period, gap)
+    return ts, period

@@ -32,7 +32,14 @@ from shared.ml.anomaly import Explanation, ResidualDetector, score_of_tail
 from shared.ml.calendar import TOWN, TownCalendar
 from shared.ml.forecast import ExpertBlend
 from shared.ml.weekly import ResidualAR, WeeklyProfile
-from shared.runtime.episodes import Episode, EpisodeTracker, Phase, alert, row_of
+from shared.runtime.episodes import (
+    Episode,
+    EpisodeTracker,
+    Phase,
+    alert,
+    row_of,
+    watch_silence,
+)
 from shared.runtime.processor import Effects
 from shared.schemas import AlertEvent, Reading, Severity
 from shared.topics import Domain
@@ -48,8 +55,6 @@ FORECAST_STEPS = 4
 # Interval half-width in typical residuals (mean absolute deviations): 2.06 MAD ~ 1.645 sigma,
 # a ~90% interval for normal errors.
 FORECAST_WIDTH = 2.06
-SILENT_PERIODS = 4
-MIN_SILENCE = timedelta(hours=1)
 KINDS = ("traffic.incident", "traffic.congestion", "traffic.flow_high")
 
 
@@ -260,33 +265,13 @@ class TrafficProcessor:
             )
 
     def _silence(self, s: CounterState, device_id: str, ts: datetime, out: Effects) -> None:
-        last = s.last_ts
-        if last is None or ts <= last:
-            s.last_ts = last or ts
-            return
-        gap = ts - last
-        if s.period is not None and gap > max(SILENT_PERIODS * s.period, MIN_SILENCE):
-            hours = gap / timedelta(hours=1)
-            ep = Episode("traffic.counter_silent", last, Severity.WARNING, hours, 1, ts)
-            ep.explanation = {
-                "silent_h": round(hours, 2),
-                "expected_period_min": round(s.period / timedelta(minutes=1), 1),
-                "message": f"no count for {hours:.1f} h",
-            }
-            phases: tuple[Phase, ...] = ("start", "end")
-            for phase in phases:
-                out.events.append(
-                    alert(
-                        device_id=device_id,
-                        domain=Domain.TRAFFIC,
-                        ep=ep,
-                        phase=phase,
-                        ts=ts,
-                        explanation=ep.explanation,
-                    )
-                )
-            out.rows.append(row_of(device_id, ep))
-        # Gaps under a minute are retransmissions, not the reporting period.
-        if gap >= timedelta(minutes=1):
-            s.period = gap if s.period is None else min(s.period, gap)
-        s.last_ts = ts
+        s.last_ts, s.period = watch_silence(
+            device_id=device_id,
+            domain=Domain.TRAFFIC,
+            kind="traffic.counter_silent",
+            ts=ts,
+            last_ts=s.last_ts,
+            period=s.period,
+            events=out.events,
+            rows=out.rows,
+        )

@@ -38,7 +38,12 @@ from datetime import UTC, date, datetime, timedelta
 from shared.ml.calendar import TOWN, TownCalendar
 from shared.ml.forecast import _Ewm
 from shared.ml.weekly import WeeklyProfile
-from shared.runtime.episodes import Episode, EpisodeTracker, Phase, alert, row_of
+from shared.runtime.episodes import (
+    EpisodeTracker,
+    alert,
+    row_of,
+    watch_silence,
+)
 from shared.runtime.processor import Effects
 from shared.schemas import Reading, Severity
 from shared.topics import Domain
@@ -70,8 +75,6 @@ FIRE_JUMP_C = 15.0
 STUCK_AFTER = 8  # two hours of 15-minute readings
 # Six glitches a day (6% of 15-minute readings) is a failing sensor, not bad luck.
 JUMPS_PER_DAY = 6
-SILENT_PERIODS = 4
-MIN_SILENCE = timedelta(hours=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -428,35 +431,16 @@ class WasteProcessor:
     # ---- silence --------------------------------------------------------------------------------
 
     def _silence(self, s: BinState, device_id: str, ts: datetime, out: Effects) -> None:
-        last = s.last_ts
-        if last is None or ts <= last:
-            s.last_ts = last or ts
-            return
-        gap = ts - last
-        if s.period is not None and gap > max(SILENT_PERIODS * s.period, MIN_SILENCE):
-            ep = Episode("waste.sensor_silent", last, Severity.WARNING, gap / HOUR, 1, ts)
-            ep.explanation = {
-                "silent_h": round(gap / HOUR, 2),
-                "expected_period_min": round(s.period / timedelta(minutes=1), 1),
-                "message": f"no reading for {gap / HOUR:.1f} h",
-            }
-            phases: tuple[Phase, ...] = ("start", "end")
-            for phase in phases:
-                out.events.append(
-                    alert(
-                        device_id=device_id,
-                        domain=Domain.WASTE,
-                        ep=ep,
-                        phase=phase,
-                        ts=ts,
-                        explanation=ep.explanation,
-                    )
-                )
-            out.rows.append(row_of(device_id, ep))
-        # Gaps under a minute are retransmissions, not the reporting period.
-        if gap >= timedelta(minutes=1):
-            s.period = gap if s.period is None else min(s.period, gap)
-        s.last_ts = ts
+        s.last_ts, s.period = watch_silence(
+            device_id=device_id,
+            domain=Domain.WASTE,
+            kind="waste.sensor_silent",
+            ts=ts,
+            last_ts=s.last_ts,
+            period=s.period,
+            events=out.events,
+            rows=out.rows,
+        )
 
     # ---- episodes and the bin's summary ---------------------------------------------------------
 

@@ -3,19 +3,18 @@ derives. The oracle is the same processor run here, uninterrupted, on the same r
 
 from __future__ import annotations
 
-import asyncio
 import math
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
-import psycopg
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from services.energy.domain.meter import EnergyProcessor, ScoreRow
 from shared.schemas import Reading, ReadingBatch
 from shared.topics import READINGS_TOPICS, Domain
+from tests.runtime_support import Key, Series, interleave, oracle, produce, stored
 from tests.support import wait_for
 from townpulse.stack import Stack
 
@@ -43,50 +42,19 @@ def _series(device_id: str, *, start: datetime, n: int, phase: float) -> list[Re
     return out
 
 
-def _oracle(series: dict[str, list[ReadingBatch]]) -> dict[tuple[str, datetime], tuple]:
-    proc = EnergyProcessor()
-    rows: dict[tuple[str, datetime], tuple] = {}
-    for device_id, batches in series.items():
-        state = proc.new_state(device_id)
-        for b in batches:
-            for r in proc.process(state, device_id=device_id, readings=list(b.readings)).rows:
-                if isinstance(r, ScoreRow):
-                    rows[(r.device_id, r.ts)] = (
-                        r.observed,
-                        r.expected,
-                        r.lower,
-                        r.upper,
-                        r.score,
-                        r.is_anomaly,
-                        r.kind,
-                    )
-    return rows
+SQL = (
+    "SELECT device_id, ts, observed, expected, lower, upper, score, is_anomaly, kind "
+    "FROM energy_scores WHERE device_id = ANY(%s)"
+)
 
 
-async def _produce(bootstrap: str, batches: list[ReadingBatch]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
-    await producer.start()
-    try:
-        futures = [
-            await producer.send(TOPIC, b.to_bytes(), key=b.device_id.encode()) for b in batches
-        ]
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
-
-
-def _stored(db: str, device_ids: list[str]) -> dict[tuple[str, datetime], tuple]:
-    with psycopg.connect(db) as conn:
-        rows = conn.execute(
-            "SELECT device_id, ts, observed, expected, lower, upper, score, is_anomaly, kind "
-            "FROM energy_scores WHERE device_id = ANY(%s)",
-            (device_ids,),
-        ).fetchall()
-    return {(r[0], r[1]): tuple(r[2:]) for r in rows}
-
-
-def _interleave(series: dict[str, list[ReadingBatch]], lo: int, hi: int) -> list[ReadingBatch]:
-    return [s[i] for i in range(lo, hi) for s in series.values()]
+def _oracle(series: Series) -> dict[Key, tuple[Any, ...]]:
+    return oracle(
+        EnergyProcessor(),
+        series,
+        row_type=ScoreRow,
+        values=lambda r: (r.observed, r.expected, r.lower, r.upper, r.score, r.is_anomaly, r.kind),
+    )
 
 
 def test_sigkill_and_restart_give_exactly_the_uninterrupted_outputs(
@@ -98,19 +66,19 @@ def test_sigkill_and_restart_give_exactly_the_uninterrupted_outputs(
     ids = list(series)
     db, kafka = stack_env["DATABASE_URL"], stack_env["KAFKA_BOOTSTRAP"]
 
-    asyncio.run(_produce(kafka, _interleave(series, 0, 200)))
-    wait_for(lambda: len(_stored(db, ids)) >= 300, timeout=120, what="half of the first part")
+    produce(kafka, TOPIC, interleave(series, 0, 200))
+    wait_for(lambda: len(stored(db, SQL, ids)) >= 300, timeout=120, what="half of the first part")
     stack.kill("energy")  # mid-stream, possibly mid-batch
-    asyncio.run(_produce(kafka, _interleave(series, 200, 400)))
+    produce(kafka, TOPIC, interleave(series, 200, 400))
     stack.restart_service("energy")
 
     expected = _oracle(series)
     wait_for(
-        lambda: len(_stored(db, ids)) == len(expected),
+        lambda: len(stored(db, SQL, ids)) == len(expected),
         timeout=180,
         what="every reading scored once",
     )
-    assert _stored(db, ids) == expected
+    assert stored(db, SQL, ids) == expected
 
 
 def test_rebalance_hands_devices_over_with_their_state(
@@ -124,17 +92,17 @@ def test_rebalance_hands_devices_over_with_their_state(
     db, kafka = stack_env["DATABASE_URL"], stack_env["KAFKA_BOOTSTRAP"]
     stack.restart_service("energy-2")  # a second worker joins the group
     try:
-        asyncio.run(_produce(kafka, _interleave(series, 0, 150)))
-        wait_for(lambda: len(_stored(db, ids)) >= 1000, timeout=120, what="both workers busy")
+        produce(kafka, TOPIC, interleave(series, 0, 150))
+        wait_for(lambda: len(stored(db, SQL, ids)) >= 1000, timeout=120, what="both workers busy")
         stack.kill("energy")  # the other one takes its partitions over
-        asyncio.run(_produce(kafka, _interleave(series, 150, 300)))
+        produce(kafka, TOPIC, interleave(series, 150, 300))
         expected = _oracle(series)
         wait_for(
-            lambda: len(_stored(db, ids)) == len(expected),
+            lambda: len(stored(db, SQL, ids)) == len(expected),
             timeout=240,
             what="every reading scored once by one of the workers",
         )
-        assert _stored(db, ids) == expected
+        assert stored(db, SQL, ids) == expected
     finally:
         stack.restart_service("energy")
         stack.stop("energy-2")

@@ -4,20 +4,19 @@ uninterrupted, on the same readings."""
 
 from __future__ import annotations
 
-import asyncio
 import math
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
-import psycopg
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from services.waste.domain.bin import LevelRow, WasteProcessor
 from services.waste.domain.plan import Point, distance_matrix, nearest_neighbour, route_length
 from shared.schemas import Reading, ReadingBatch
 from shared.topics import READINGS_TOPICS, Domain
+from tests.runtime_support import Key, Series, interleave, oracle, produce, stored
 from tests.support import wait_for
 from townpulse.stack import Stack
 
@@ -52,41 +51,13 @@ def _series(device_id: str, *, start: datetime, n: int, speed: float) -> list[Re
     return out
 
 
-def _oracle(series: dict[str, list[ReadingBatch]]) -> dict[tuple[str, datetime], tuple]:
-    proc = WasteProcessor()
-    rows: dict[tuple[str, datetime], tuple] = {}
-    for device_id, batches in series.items():
-        state = proc.new_state(device_id)
-        for b in batches:
-            for r in proc.process(state, device_id=device_id, readings=list(b.readings)).rows:
-                if isinstance(r, LevelRow):
-                    rows[(r.device_id, r.ts)] = (r.raw, r.level, r.flag)
-    return rows
+SQL = "SELECT device_id, ts, raw, level, flag FROM waste_levels WHERE device_id = ANY(%s)"
 
 
-async def _produce(bootstrap: str, batches: list[ReadingBatch]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
-    await producer.start()
-    try:
-        futures = [
-            await producer.send(TOPIC, b.to_bytes(), key=b.device_id.encode()) for b in batches
-        ]
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
-
-
-def _stored(db: str, device_ids: list[str]) -> dict[tuple[str, datetime], tuple]:
-    with psycopg.connect(db) as conn:
-        rows = conn.execute(
-            "SELECT device_id, ts, raw, level, flag FROM waste_levels WHERE device_id = ANY(%s)",
-            (device_ids,),
-        ).fetchall()
-    return {(r[0], r[1]): tuple(r[2:]) for r in rows}
-
-
-def _interleave(series: dict[str, list[ReadingBatch]], lo: int, hi: int) -> list[ReadingBatch]:
-    return [s[i] for i in range(lo, hi) for s in series.values()]
+def _oracle(series: Series) -> dict[Key, tuple[Any, ...]]:
+    return oracle(
+        WasteProcessor(), series, row_type=LevelRow, values=lambda r: (r.raw, r.level, r.flag)
+    )
 
 
 def test_sigkill_and_restart_give_exactly_the_uninterrupted_outputs(
@@ -98,19 +69,19 @@ def test_sigkill_and_restart_give_exactly_the_uninterrupted_outputs(
     ids = list(series)
     db, kafka = stack_env["DATABASE_URL"], stack_env["KAFKA_BOOTSTRAP"]
 
-    asyncio.run(_produce(kafka, _interleave(series, 0, 200)))
-    wait_for(lambda: len(_stored(db, ids)) >= 300, timeout=120, what="half of the first part")
+    produce(kafka, TOPIC, interleave(series, 0, 200))
+    wait_for(lambda: len(stored(db, SQL, ids)) >= 300, timeout=120, what="half of the first part")
     stack.kill("waste")  # mid-stream, possibly mid-batch
-    asyncio.run(_produce(kafka, _interleave(series, 200, 400)))
+    produce(kafka, TOPIC, interleave(series, 200, 400))
     stack.restart_service("waste")
 
     expected = _oracle(series)
     wait_for(
-        lambda: len(_stored(db, ids)) == len(expected),
+        lambda: len(stored(db, SQL, ids)) == len(expected),
         timeout=180,
         what="every reading cleaned once",
     )
-    assert _stored(db, ids) == expected
+    assert stored(db, SQL, ids) == expected
     assert any(flag == "glitch" for _, _, flag in expected.values())
 
 
@@ -148,7 +119,7 @@ def test_the_plan_visits_every_due_bin_once_in_no_longer_a_tour_than_nearest_nei
             for k in range(4)
             for d in bins
         ]
-        asyncio.run(_produce(stack_env["KAFKA_BOOTSTRAP"], batches))
+        produce(stack_env["KAFKA_BOOTSTRAP"], TOPIC, batches)
 
         def plan() -> dict | None:
             r = api.get(

@@ -158,23 +158,12 @@ class Stack:
 
     def pid(self, name: str) -> int | None:
         """The pid of a running component, if its pid file points at a live process of ours."""
-        path = self._pid_file(name)
         try:
-            pid = int(path.read_text().split()[0])
-        except (OSError, ValueError, IndexError):
+            pid_text, _, marker = self._pid_file(name).read_text().strip().partition(" ")
+            pid = int(pid_text)
+        except (OSError, ValueError):
             return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass
         # A recycled pid belongs to someone else: the marker we started it with must be there.
-        marker = (
-            path.read_text().split(maxsplit=1)[1].strip()
-            if len(path.read_text().split()) > 1
-            else ""
-        )
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:

@@ -166,11 +166,16 @@ def devices_add(
 @devices.command("list")
 def devices_list() -> None:
     """List registered devices."""
+    page = 1000
     with _api() as api:
-        r = api.get("/v1/devices", params={"limit": 1000})
-    r.raise_for_status()
-    for d in r.json()["items"]:
-        typer.echo(f"{d['id']:<24} {d['domain']:<8} {d.get('name') or ''}")
+        offset, total = 0, 1
+        while offset < total:
+            r = api.get("/v1/devices", params={"limit": page, "offset": offset})
+            r.raise_for_status()
+            body = r.json()
+            for d in body["items"]:
+                typer.echo(f"{d['id']:<24} {d['domain']:<8} {d.get('name') or ''}")
+            total, offset = body["total"], offset + page
 
 
 @devices.command("remove")

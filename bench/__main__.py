@@ -1,14 +1,15 @@
 """Run every quality benchmark, then rebuild BENCHMARKS.md: ``python -m bench`` (``make bench``).
 
 Each step can be run on its own: ``python -m bench.nab.run``, ``python -m bench.forecast.run
-all``, ``python -m bench.report``. Extra arguments (e.g. ``--data-dir``) go to the benchmarks.
+all``, ``python -m bench.waste_time_to_full``, ``python -m bench.traffic_forecast_sim``,
+``python -m bench.report``. Extra arguments (e.g. ``--data-dir``) go to the benchmarks.
 """
 
 from __future__ import annotations
 
 import sys
 
-from bench import report
+from bench import report, traffic_forecast_sim, waste_time_to_full
 from bench.forecast import run as forecast_run
 from bench.nab import run as nab_run
 
@@ -22,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     status = nab_run.main(args)
     status = status or forecast_run.main(["all", *args])
+    # The simulated-town benchmarks take no data folder.
+    status = status or waste_time_to_full.main([])
+    status = status or traffic_forecast_sim.main([])
     status = status or report.main(data)
     return status
 

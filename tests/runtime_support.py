@@ -7,14 +7,14 @@ the service stored after crashes or rebalances must equal it value by value.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
 import psycopg
 from aiokafka import AIOKafkaProducer
 
-from shared.schemas import ReadingBatch
+from shared.schemas import AlertEvent, Reading, ReadingBatch
 
 Key = tuple[str, datetime]
 Series = dict[str, list[ReadingBatch]]
@@ -62,3 +62,29 @@ def stored(db: str, sql: str, device_ids: list[str]) -> dict[Key, tuple[Any, ...
     with psycopg.connect(db) as conn:
         rows = conn.execute(sql, (device_ids,)).fetchall()
     return {(r[0], r[1]): tuple(r[2:]) for r in rows}
+
+
+def drive(
+    processor: Any,
+    sim_readings: Iterable[Any],
+    *,
+    since: datetime,
+    skip: Callable[[Any], bool] = lambda r: False,
+) -> tuple[list[AlertEvent], dict[str, Any]]:
+    """Feed simulator readings to a processor one by one, as the runtime would.
+
+    Returns the alert events at or after `since` and each device's final state; `skip` drops
+    readings (a device made silent for a while).
+    """
+    states: dict[str, Any] = {}
+    alerts: list[AlertEvent] = []
+    for r in sim_readings:
+        if skip(r):
+            continue
+        state = states.get(r.device.id)
+        if state is None:
+            state = states[r.device.id] = processor.new_state(r.device.id)
+        readings = [Reading(ts=r.ts, metric=k, value=v) for k, v in r.metrics.items()]
+        effects = processor.process(state, device_id=r.device.id, readings=readings)
+        alerts.extend(e for e in effects.events if e.ts >= since)
+    return alerts, states

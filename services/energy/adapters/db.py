@@ -9,6 +9,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 
 from services.energy.domain.meter import EpisodeRow, ForecastRow, ScoreRow
+from shared.runtime.tables import latest_forecast
 
 
 async def write_rows(conn: AsyncConnection[DictRow], rows: list[Any]) -> None:
@@ -108,16 +109,7 @@ async def anomalies(
 
 
 async def forecast(conn: AsyncConnection[DictRow], *, device_id: str) -> list[DictRow]:
-    cur = await conn.execute(
-        """
-        SELECT target_ts, issued_at, expected, lower, upper FROM energy_forecasts
-        WHERE device_id = %s AND issued_at = (
-            SELECT max(issued_at) FROM energy_forecasts WHERE device_id = %s)
-        ORDER BY target_ts
-        """,
-        (device_id, device_id),
-    )
-    return await cur.fetchall()
+    return await latest_forecast(conn, "energy_forecasts", device_id=device_id)
 
 
 async def consumption(

@@ -7,10 +7,10 @@ from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow
-from psycopg.types.json import Jsonb
 
 from services.traffic.domain.counter import FlowRow, ForecastRow
 from shared.runtime.episodes import EpisodeRow
+from shared.runtime.tables import latest_forecast, upsert_episodes
 
 
 async def write_rows(conn: AsyncConnection[DictRow], rows: list[Any]) -> None:
@@ -59,30 +59,8 @@ async def write_rows(conn: AsyncConnection[DictRow], rows: list[Any]) -> None:
                     for r in forecasts.values()
                 ],
             )
-        if episodes:
-            await cur.executemany(
-                """
-                INSERT INTO traffic_episodes (device_id, kind, started_at, ended_at, severity,
-                    peak, readings, explanation)
-                VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
-                ON CONFLICT (device_id, kind, started_at) DO UPDATE SET
-                    ended_at = EXCLUDED.ended_at, severity = EXCLUDED.severity,
-                    peak = EXCLUDED.peak, readings = EXCLUDED.readings
-                """,
-                [
-                    (
-                        r.device_id,
-                        r.kind,
-                        r.started_at,
-                        r.ended_at,
-                        r.severity,
-                        r.peak,
-                        r.readings,
-                        Jsonb(r.explanation),
-                    )
-                    for r in episodes.values()
-                ],
-            )
+    if episodes:
+        await upsert_episodes(conn, "traffic_episodes", episodes.values())
 
 
 async def flow(
@@ -110,16 +88,7 @@ async def flow(
 
 
 async def forecast(conn: AsyncConnection[DictRow], *, device_id: str) -> list[DictRow]:
-    cur = await conn.execute(
-        """
-        SELECT target_ts, issued_at, expected, lower, upper FROM traffic_forecasts
-        WHERE device_id = %s AND issued_at = (
-            SELECT max(issued_at) FROM traffic_forecasts WHERE device_id = %s)
-        ORDER BY target_ts
-        """,
-        (device_id, device_id),
-    )
-    return await cur.fetchall()
+    return await latest_forecast(conn, "traffic_forecasts", device_id=device_id)
 
 
 async def incidents(

@@ -11,6 +11,7 @@ from psycopg.types.json import Jsonb
 
 from services.waste.domain.bin import BinRow, CollectionRow, LevelRow
 from shared.runtime.episodes import EpisodeRow
+from shared.runtime.tables import upsert_episodes
 
 
 async def write_rows(conn: AsyncConnection[DictRow], rows: list[Any]) -> None:
@@ -63,30 +64,8 @@ async def write_rows(conn: AsyncConnection[DictRow], rows: list[Any]) -> None:
                     for r in bins.values()
                 ],
             )
-        if episodes:
-            await cur.executemany(
-                """
-                INSERT INTO waste_episodes (device_id, kind, started_at, ended_at, severity,
-                    peak, readings, explanation)
-                VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
-                ON CONFLICT (device_id, kind, started_at) DO UPDATE SET
-                    ended_at = EXCLUDED.ended_at, severity = EXCLUDED.severity,
-                    peak = EXCLUDED.peak, readings = EXCLUDED.readings
-                """,
-                [
-                    (
-                        r.device_id,
-                        r.kind,
-                        r.started_at,
-                        r.ended_at,
-                        r.severity,
-                        r.peak,
-                        r.readings,
-                        Jsonb(r.explanation),
-                    )
-                    for r in episodes.values()
-                ],
-            )
+    if episodes:
+        await upsert_episodes(conn, "waste_episodes", episodes.values())
 
 
 # Bin locations come from the device registry (the platform's `devices` table, written by the

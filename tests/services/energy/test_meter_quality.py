@@ -13,7 +13,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.energy.domain.meter import EnergyProcessor
-from shared.schemas import AlertEvent, Reading
+from shared.schemas import AlertEvent
+from tests.runtime_support import drive
 from townpulse.simulator.events import LabelledEvent
 from townpulse.simulator.readings import iter_readings
 from townpulse.simulator.town import build_town
@@ -36,15 +37,9 @@ ACCEPTED_KINDS = {
 
 def _run(events: Iterable[LabelledEvent]) -> list[AlertEvent]:
     town = build_town(energy=12, waste=0, traffic=0, seed=11)
-    proc = EnergyProcessor()
-    states: dict[str, object] = {}
-    out: list[AlertEvent] = []
-    for r in iter_readings(town, start=START, end=END, events=list(events)):
-        state = states.setdefault(r.device.id, proc.new_state(r.device.id))
-        readings = [Reading(ts=r.ts, metric=k, value=v) for k, v in r.metrics.items()]
-        effects = proc.process(state, device_id=r.device.id, readings=readings)  # type: ignore[arg-type]
-        out.extend(e for e in effects.events if e.ts >= WEEK_UNDER_TEST)
-    return out
+    sim = iter_readings(town, start=START, end=END, events=list(events))
+    alerts, _ = drive(EnergyProcessor(), sim, since=WEEK_UNDER_TEST)
+    return alerts
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.traffic.domain.counter import CounterState, TrafficProcessor
-from shared.schemas import AlertEvent, Reading
+from services.traffic.domain.counter import TrafficProcessor
+from shared.schemas import AlertEvent
+from tests.runtime_support import drive
 from townpulse.simulator.events import LabelledEvent
 from townpulse.simulator.readings import iter_readings
 from townpulse.simulator.town import Zone, build_town
@@ -34,19 +35,14 @@ MARKET_KINDS = {"traffic.flow_high", "traffic.congestion"}
 
 
 def _run(events: Iterable[LabelledEvent]) -> list[AlertEvent]:
-    proc = TrafficProcessor()
-    states: dict[str, CounterState] = {}
-    out: list[AlertEvent] = []
-    for r in iter_readings(TOWN, start=START, end=END, events=list(events)):
-        if r.device.id == SILENT and SILENCE[0] <= r.ts < SILENCE[1]:
-            continue
-        state = states.get(r.device.id)
-        if state is None:
-            state = states[r.device.id] = proc.new_state(r.device.id)
-        readings = [Reading(ts=r.ts, metric=k, value=v) for k, v in r.metrics.items()]
-        effects = proc.process(state, device_id=r.device.id, readings=readings)
-        out.extend(e for e in effects.events if e.ts >= WEEK_UNDER_TEST)
-    return out
+    sim = iter_readings(TOWN, start=START, end=END, events=list(events))
+    alerts, _ = drive(
+        TrafficProcessor(),
+        sim,
+        since=WEEK_UNDER_TEST,
+        skip=lambda r: r.device.id == SILENT and SILENCE[0] <= r.ts < SILENCE[1],
+    )
+    return alerts
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.waste.domain.bin import BinState, WasteProcessor
-from shared.schemas import AlertEvent, Reading
+from shared.schemas import AlertEvent
+from tests.runtime_support import drive
 from townpulse.simulator.events import LabelledEvent
 from townpulse.simulator.readings import iter_readings
 from townpulse.simulator.town import Zone, build_town
@@ -40,21 +41,13 @@ EXPECTED_KIND = {
 
 
 def _run(events: Iterable[LabelledEvent]) -> tuple[list[AlertEvent], dict[str, BinState]]:
-    proc = WasteProcessor()
-    states: dict[str, BinState] = {}
-    out: list[AlertEvent] = []
-    for r in iter_readings(
-        TOWN, start=START, end=END, events=list(events), glitch_rate=GLITCH_RATE
-    ):
-        if r.device.id == SILENT_BIN and SILENCE[0] <= r.ts < SILENCE[1]:
-            continue
-        state = states.get(r.device.id)
-        if state is None:
-            state = states[r.device.id] = proc.new_state(r.device.id)
-        readings = [Reading(ts=r.ts, metric=k, value=v) for k, v in r.metrics.items()]
-        effects = proc.process(state, device_id=r.device.id, readings=readings)
-        out.extend(e for e in effects.events if e.ts >= WEEK_UNDER_TEST)
-    return out, states
+    sim = iter_readings(TOWN, start=START, end=END, events=list(events), glitch_rate=GLITCH_RATE)
+    return drive(
+        WasteProcessor(),
+        sim,
+        since=WEEK_UNDER_TEST,
+        skip=lambda r: r.device.id == SILENT_BIN and SILENCE[0] <= r.ts < SILENCE[1],
+    )
 
 
 @pytest.fixture(scope="module")

@@ -52,6 +52,9 @@ def create_pool(database_url: SecretStr, *, min_size: int = 1, max_size: int = 4
         kwargs={"row_factory": dict_row, "autocommit": False},
         # Fail readiness quickly instead of hanging a request when the database is down.
         timeout=10,
+        # After a database restart every pooled connection is dead: test one before handing it
+        # out (a round trip on localhost) rather than fail the request or batch that gets it.
+        check=AsyncConnectionPool.check_connection,
     )
 
 

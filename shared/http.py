@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -18,6 +19,7 @@ from shared.auth import key_id_of, key_matches
 from shared.db import Pool
 from shared.logging import configure_logging
 from shared.settings import ServiceSettings
+from shared.supervise import EXIT_TASK_DIED
 
 log = logging.getLogger(__name__)
 
@@ -110,13 +112,31 @@ def utcnow() -> datetime:
 
 
 def serve(app: FastAPI, settings: ServiceSettings, *, service: str) -> None:
-    """Run a service's app with uvicorn, logging as JSON."""
+    """Run a service's app with uvicorn, logging as JSON.
+
+    A supervised task that dies asks the server to stop (`app.state.on_fatal`), and the process
+    then exits non-zero so that its process manager starts it again (shared/supervise.py).
+    """
     configure_logging(service=service, level=settings.log_level)
-    uvicorn.run(
-        app,
-        host=settings.http_host,
-        port=settings.http_port,
-        log_config=None,
-        # Services sit behind the operator API or on localhost; keep-alive matches httpx pools.
-        timeout_keep_alive=30,
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=settings.http_host,
+            port=settings.http_port,
+            log_config=None,
+            # Services sit behind the operator API or on localhost; keep-alive matches httpx
+            # pools.
+            timeout_keep_alive=30,
+        )
     )
+    fatal: list[bool] = []
+
+    def on_fatal() -> None:
+        fatal.append(True)
+        server.should_exit = True
+
+    app.state.on_fatal = on_fatal
+    server.run()
+    if fatal or not server.started:
+        # Did not start (a dependency missing at start-up) or a task died: exit non-zero.
+        sys.exit(EXIT_TASK_DIED)

@@ -64,3 +64,21 @@ def _check_secret(name: str, value: str) -> None:
 def settings_summary(settings: BaseSettings) -> dict[str, Any]:
     """Settings as a dict safe to log: SecretStr stays masked."""
     return {k: (str(v) if isinstance(v, SecretStr) else v) for k, v in settings}
+
+
+class StreamServiceSettings(ServiceSettings):
+    """A domain service on the runtime (shared/runtime): its consumer group and checkpoints."""
+
+    instance: str = "stream-1"
+    group_id: str = "stream"
+    # Device states kept in memory; the rest wait in their checkpoints.
+    max_devices: int = 2000
+    # Records per transaction: big enough to amortise the commit, small enough that a
+    # rebalance (which waits for the batch in progress) stays quick.
+    batch_max_records: int = 2000
+    batch_wait_ms: int = 200
+    # Models are checkpointed this often (whichever comes first), not every batch: pickling
+    # every touched model per batch was 42 % of the energy service's CPU. A crash replays at
+    # most this much into the models (without emitting anything twice).
+    checkpoint_interval_s: float = 30.0
+    checkpoint_interval_records: int = 50_000

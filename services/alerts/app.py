@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.alerts.consumer import AlertsConsumer, SeekToStoredOffsets
+from services.alerts.consumer import AlertsHandler
 from services.alerts.dispatcher import Dispatcher
 from services.alerts.routes import alerts, webhooks
 from services.alerts.settings import AlertsSettings
 from shared.db import create_pool
 from shared.http import check_pool, observability_router
 from shared.kafka import create_consumer
+from shared.stream.loop import StreamLoop
+from shared.stream.offsets import DbOffsets
+from shared.supervise import Supervisor
 from shared.topics import ALERTS_TOPIC, READINGS_TOPICS
 
 log = logging.getLogger(__name__)
@@ -34,24 +36,29 @@ def create_app(settings: AlertsSettings) -> FastAPI:
             client_id=settings.instance,
             max_poll_records=settings.batch_max_records,
         )
-        kafka.subscribe(
-            [ALERTS_TOPIC, *READINGS_TOPICS.values()],
-            listener=SeekToStoredOffsets(kafka, pool, settings.group_id),
+        offsets = DbOffsets(pool=pool, consumer=kafka, group_id=settings.group_id)
+        loop = StreamLoop(
+            consumer=kafka,
+            pool=pool,
+            handler=AlertsHandler(pool=pool, settings=settings, on_outbox=dispatcher.wake),
+            offsets=offsets,
+            group_id=settings.group_id,
+            batch_max_records=settings.batch_max_records,
+            batch_wait_ms=settings.batch_wait_ms,
         )
+        loop.subscribe([ALERTS_TOPIC, *READINGS_TOPICS.values()])
         await kafka.start()
-        consumer = AlertsConsumer(
-            consumer=kafka, pool=pool, settings=settings, on_outbox=dispatcher.wake
-        )
-        tasks = [asyncio.create_task(consumer.run()), asyncio.create_task(dispatcher.run())]
-        app.state.pool, app.state.kafka, app.state.tasks = pool, kafka, tasks
+        supervisor = Supervisor(on_fatal=getattr(app.state, "on_fatal", None))
+        supervisor.start("consumer", loop.run())
+        dispatcher.start(supervisor)
+        app.state.pool, app.state.kafka, app.state.supervisor = pool, kafka, supervisor
         app.state.dispatcher = dispatcher
         log.info("alerts started")
         try:
             yield
         finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await supervisor.stop()
+            await dispatcher.close()
             await kafka.stop()
             await pool.close()
 
@@ -64,11 +71,6 @@ def create_app(settings: AlertsSettings) -> FastAPI:
     )
     app.state.settings = settings
 
-    async def workers_alive() -> None:
-        for task in app.state.tasks:
-            if task.done():
-                raise RuntimeError("a worker loop stopped")
-
     async def kafka_up() -> None:
         await app.state.kafka.topics()
 
@@ -77,7 +79,7 @@ def create_app(settings: AlertsSettings) -> FastAPI:
             lambda: {
                 "database": lambda: check_pool(app.state.pool),
                 "kafka": kafka_up,
-                "workers": workers_alive,
+                "tasks": app.state.supervisor.check,
             }
         )
     )

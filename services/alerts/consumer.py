@@ -1,74 +1,56 @@
-"""Kafka -> alerts: episode events and readings, with offsets stored in the database.
+"""Kafka -> alerts: episode events and readings, on the stream core with offsets in the database.
 
 Each batch is one transaction: the alert changes, their outbox rows, the processed event ids and
-the next offsets. On assignment the consumer seeks to the offsets stored there, so a crash at any
-point neither loses nor re-applies a record (the Kafka commit afterwards only feeds lag tools).
-Time-based transitions run between batches, when the consumer has caught up.
+the next offsets (compare-and-set: a consumer that lost its partitions cannot commit). A record
+the database refuses is split out of its batch and dead-lettered. Time-based transitions run
+between batches, when the consumer has caught up, or at least every `max_tick_interval_s`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka import TopicPartition
 from prometheus_client import Counter
+from psycopg import AsyncConnection
+from psycopg.rows import DictRow
 from pydantic import ValidationError
 
 from services.alerts import service
-from services.alerts.adapters import repository as repo
 from services.alerts.domain.lifecycle import Damping
 from services.alerts.settings import AlertsSettings
 from shared.db import Pool
-from shared.schemas import AlertEvent, ReadingBatch
+from shared.deadletters import write_deadletters
+from shared.schemas import AlertEvent, DeadLetter, ReadingBatch
+from shared.stream.loop import Batch, Record, Start
+from shared.stream.offsets import Position
 from shared.topics import ALERTS_TOPIC
 
 log = logging.getLogger(__name__)
 
 EVENTS_IN = Counter("townpulse_alerts_events_in_total", "Records consumed", ["source", "outcome"])
 
-# A database outage: keep the batch and retry with a growing pause (nothing is committed).
-RETRY_BACKOFF_S = (0.5, 1, 2, 5, 10)
+
+@dataclass
+class Parsed:
+    events: list[AlertEvent] = field(default_factory=list)
+    batches: list[ReadingBatch] = field(default_factory=list)
+    applied: service.Applied | None = None
+    duplicates: int = 0
 
 
-class SeekToStoredOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
-    """On assignment, continue from the offsets committed with the effects in PostgreSQL."""
+class AlertsHandler:
+    """A stream-core handler: no state outlives a transaction, so batches may be split."""
 
-    def __init__(self, consumer: AIOKafkaConsumer, pool: Pool, group_id: str) -> None:
-        self._consumer, self._pool, self._group = consumer, pool, group_id
+    splittable = True
 
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        pass  # every processed batch is already in the database
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        async with self._pool.connection() as conn:
-            stored = await repo.load_offsets(conn, self._group)
-        for tp in assigned:
-            offset = stored.get((tp.topic, tp.partition))
-            if offset is not None:
-                self._consumer.seek(tp, offset)
-            elif tp.topic == ALERTS_TOPIC:
-                await self._consumer.seek_to_beginning(tp)  # every episode counts
-            else:
-                # Rules judge new readings: a first start does not replay a week of history.
-                await self._consumer.seek_to_end(tp)
-
-
-class AlertsConsumer:
     def __init__(
-        self,
-        *,
-        consumer: AIOKafkaConsumer,
-        pool: Pool,
-        settings: AlertsSettings,
-        on_outbox: Callable[[], None],
+        self, *, pool: Pool, settings: AlertsSettings, on_outbox: Callable[[], None]
     ) -> None:
-        self._consumer = consumer
         self._pool = pool
         self._s = settings
         self._on_outbox = on_outbox
@@ -77,62 +59,74 @@ class AlertsConsumer:
         )
         self._last_tick = 0.0
 
-    async def run(self) -> None:
-        while True:
-            records = await self._consumer.getmany(
-                timeout_ms=self._s.batch_wait_ms, max_records=self._s.batch_max_records
-            )
-            if records:
-                await self._retrying(functools.partial(self._handle, records))
-            overdue = time.monotonic() - self._last_tick >= self._s.max_tick_interval_s
-            if not records or overdue:
-                await self._retrying(self._tick)
-
-    async def _retrying(self, work: Callable[[], object]) -> None:
-        attempt = 0
-        while True:
-            try:
-                await work()  # type: ignore[misc]
-                return
-            except Exception as exc:
-                delay = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)]
-                attempt += 1
-                log.error("alerts transaction failed, retrying in %s s: %r", delay, exc)
-                await asyncio.sleep(delay)
-
-    async def _handle(self, records: dict[TopicPartition, list]) -> None:  # type: ignore[type-arg]
-        events: list[AlertEvent] = []
-        batches: list[ReadingBatch] = []
-        for tp, msgs in records.items():
+    async def prepare(self, batch: Batch) -> Parsed:
+        parsed = Parsed()
+        for tp, m in batch.items():
             source = "alerts" if tp.topic == ALERTS_TOPIC else "readings"
-            for m in msgs:
-                try:
-                    if source == "alerts":
-                        events.append(AlertEvent.from_bytes(m.value))
-                    else:
-                        batches.append(ReadingBatch.from_bytes(m.value))
-                except (ValidationError, ValueError) as exc:
-                    # Not ours to fix, and blocking the partition would stop every alert.
-                    EVENTS_IN.labels(source, "unreadable").inc()
-                    log.error("unreadable record on %s@%d: %s", tp.topic, m.offset, exc)
-        offsets = {(tp.topic, tp.partition): msgs[-1].offset + 1 for tp, msgs in records.items()}
-        async with self._pool.connection() as conn, conn.transaction():
-            applied, duplicates = await service.process(
-                conn, events=events, batches=batches, event_damping=self._damping
-            )
-            await repo.save_offsets(conn, self._s.group_id, offsets)
-        EVENTS_IN.labels("alerts", "processed").inc(len(events) - duplicates)
-        EVENTS_IN.labels("alerts", "duplicate").inc(duplicates)
-        EVENTS_IN.labels("readings", "processed").inc(len(batches))
-        service.count(applied)
-        if applied.outbox:
-            self._on_outbox()
-        try:
-            await self._consumer.commit({TopicPartition(t, p): o for (t, p), o in offsets.items()})
-        except KafkaError as exc:
-            log.warning("Kafka offset commit failed (the database has them): %s", exc)
+            try:
+                if source == "alerts":
+                    parsed.events.append(AlertEvent.from_bytes(m.value))
+                else:
+                    parsed.batches.append(ReadingBatch.from_bytes(m.value))
+            except (ValidationError, ValueError) as exc:
+                # Not ours to fix (storage dead-letters bad readings), and blocking the
+                # partition would stop every alert.
+                EVENTS_IN.labels(source, "unreadable").inc()
+                log.error("unreadable record on %s@%d: %s", tp.topic, m.offset, exc)
+        return parsed
 
-    async def _tick(self) -> None:
+    async def write(self, conn: AsyncConnection[DictRow], batch: Batch, prepared: Parsed) -> None:
+        prepared.applied, prepared.duplicates = await service.process(
+            conn, events=prepared.events, batches=prepared.batches, event_damping=self._damping
+        )
+
+    def committed(self, batch: Batch, prepared: Parsed) -> None:
+        EVENTS_IN.labels("alerts", "processed").inc(len(prepared.events) - prepared.duplicates)
+        EVENTS_IN.labels("alerts", "duplicate").inc(prepared.duplicates)
+        EVENTS_IN.labels("readings", "processed").inc(len(prepared.batches))
+        if prepared.applied is not None:
+            service.count(prepared.applied)
+            if prepared.applied.outbox:
+                self._on_outbox()
+
+    async def dead_letter(
+        self, conn: AsyncConnection[DictRow], tp: TopicPartition, record: Record, reason: str
+    ) -> None:
+        raw = record.value or b""
+        letter = DeadLetter(
+            received_at=datetime.now(UTC),
+            topic=f"kafka:{record.topic}",
+            reason="alerts_rejected",
+            detail=reason,
+            payload=raw[:1024].decode("utf-8", "replace"),
+            payload_size=len(raw),
+        )
+        await write_deadletters(conn, [(tp, record.offset, letter)])
+
+    def discard(self, partitions: Collection[TopicPartition]) -> dict[TopicPartition, int]:
+        return {}
+
+    def assigned(
+        self, positions: Mapping[TopicPartition, Position]
+    ) -> dict[TopicPartition, int | Start]:
+        starts: dict[TopicPartition, int | Start] = {}
+        for tp, pos in positions.items():
+            if pos.next_offset is not None:
+                starts[tp] = pos.next_offset
+            elif tp.topic == ALERTS_TOPIC:
+                starts[tp] = "beginning"  # every episode counts
+            else:
+                # Rules judge new readings: a first start does not replay a week of history.
+                starts[tp] = "end"
+        return starts
+
+    async def revoked(self, partitions: Collection[TopicPartition]) -> None:
+        return None  # every committed batch is in the database already
+
+    async def between(self, *, idle: bool) -> None:
+        overdue = time.monotonic() - self._last_tick >= self._s.max_tick_interval_s
+        if not idle and not overdue:
+            return
         self._last_tick = time.monotonic()
         async with self._pool.connection() as conn, conn.transaction():
             applied = await service.tick(conn, now=datetime.now(UTC))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from services.energy.adapters.db import write_rows
 from services.energy.domain.meter import EnergyProcessor
 from services.energy.routes import router
 from services.energy.settings import EnergySettings
@@ -16,6 +17,7 @@ def create_app(settings: EnergySettings) -> FastAPI:
         title="TownPulse energy",
         settings=settings,
         processor=EnergyProcessor(calendar=settings.calendar()),
+        sink=write_rows,
         domain=Domain.ENERGY,
         router=router,
     )

@@ -5,22 +5,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError
 from fastapi import FastAPI
 from prometheus_client import Counter, Gauge, Histogram
+from psycopg import AsyncConnection
+from psycopg.rows import DictRow
 from pydantic import ValidationError
 
 from services.storage.settings import StorageSettings
 from services.storage.writer import Writer
 from shared.db import Pool, create_pool, storage_backend
+from shared.deadletters import write_deadletters
 from shared.http import check_pool, observability_router
 from shared.kafka import create_consumer
 from shared.schemas import DeadLetter, ReadingBatch
+from shared.stream.loop import Batch, Record, Start, StreamLoop
+from shared.stream.offsets import KafkaOffsets, Position
+from shared.supervise import Supervisor
 from shared.topics import DEADLETTER_TOPIC, READINGS_TOPICS
 
 log = logging.getLogger(__name__)
@@ -46,104 +52,94 @@ STORE_LATENCY = Histogram(
 LAG = Gauge("townpulse_storage_lag_records", "Records behind the end of each topic", ["topic"])
 FAILURES = Counter("townpulse_storage_write_failures_total", "Batches that failed to write")
 
-# A database outage: keep the batch, retry with a growing pause (the offsets stay uncommitted).
-RETRY_BACKOFF_S = (0.5, 1, 2, 5, 10)
+
+@dataclass(slots=True)
+class Parsed:
+    batches: list[ReadingBatch]
+    deadletters: list[tuple[TopicPartition, int, DeadLetter]]
 
 
-class StorageWorker:
+class StorageHandler:
+    """Readings and dead letters into PostgreSQL (a stream-core handler; Kafka offsets)."""
+
+    # Writes are idempotent and no state outlives a transaction: a batch the database refuses
+    # is cut in halves until the record it refuses is found and dead-lettered.
+    splittable = True
+
     def __init__(
-        self,
-        *,
-        consumer: AIOKafkaConsumer,
-        pool: Pool,
-        writer: Writer,
-        settings: StorageSettings,
+        self, *, consumer: AIOKafkaConsumer, pool: Pool, writer: Writer, settings: StorageSettings
     ) -> None:
         self._consumer = consumer
         self._pool = pool
         self._writer = writer
         self._s = settings
+        self._started = 0.0
 
-    async def run(self) -> None:
-        while True:
-            records = await self._consumer.getmany(
-                timeout_ms=self._s.batch_wait_ms, max_records=self._s.batch_max_records
-            )
-            if not records:
-                continue
-            await self._handle(records)
-
-    async def _handle(self, records: dict[TopicPartition, list]) -> None:  # type: ignore[type-arg]
-        batches: list[ReadingBatch] = []
-        deadletters: list[tuple[str, int, int, DeadLetter]] = []
-        count = 0
-        for tp, msgs in records.items():
-            RECORDS.labels(tp.topic).inc(len(msgs))
-            count += len(msgs)
-            for m in msgs:
-                try:
-                    if tp.topic == DEADLETTER_TOPIC:
-                        deadletters.append(
-                            (tp.topic, tp.partition, m.offset, DeadLetter.from_bytes(m.value))
-                        )
-                    else:
-                        batches.append(ReadingBatch.from_bytes(m.value))
-                except (ValidationError, ValueError) as exc:
-                    # Only the gateway writes these topics, with the same schemas: a record
-                    # that does not parse is a bug or a foreign producer. Keep it visible as a
-                    # dead letter instead of blocking the partition.
-                    UNREADABLE.inc()
-                    log.error("unreadable record on %s@%d: %s", tp.topic, m.offset, exc)
-                    deadletters.append(
-                        (
-                            tp.topic,
-                            tp.partition,
-                            m.offset,
-                            DeadLetter(
-                                received_at=datetime.now(UTC),
-                                topic=f"kafka:{tp.topic}",
-                                reason="unreadable_record",
-                                detail=str(exc)[:500],
-                                payload=(m.value or b"")[:1024].decode("utf-8", "replace"),
-                                payload_size=len(m.value or b""),
-                            ),
-                        )
-                    )
-        BATCH.observe(count)
-        attempt = 0
-        while True:
-            started = time.perf_counter()
+    async def prepare(self, batch: Batch) -> Parsed:
+        parsed = Parsed([], [])
+        for tp, m in batch.items():
+            RECORDS.labels(tp.topic).inc()
             try:
-                async with self._pool.connection() as conn, conn.transaction():
-                    result = await self._writer.write(
-                        conn, batches=batches, deadletters=deadletters
-                    )
-                break
-            except Exception as exc:
-                self._writer.forget_partitions()
-                FAILURES.inc()
-                delay = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)]
-                attempt += 1
-                log.error("batch write failed, retrying in %s s: %r", delay, exc)
-                await asyncio.sleep(delay)
-        WRITE_SECONDS.observe(time.perf_counter() - started)
+                if tp.topic == DEADLETTER_TOPIC:
+                    parsed.deadletters.append((tp, m.offset, DeadLetter.from_bytes(m.value)))
+                else:
+                    parsed.batches.append(ReadingBatch.from_bytes(m.value))
+            except (ValidationError, ValueError) as exc:
+                # Only the gateway writes these topics, with the same schemas: a record that
+                # does not parse is a bug or a foreign producer. Keep it visible as a dead
+                # letter instead of blocking the partition.
+                UNREADABLE.inc()
+                log.error("unreadable record on %s@%d: %s", tp.topic, m.offset, exc)
+                parsed.deadletters.append(
+                    (tp, m.offset, record_deadletter(m, "unreadable_record", str(exc)))
+                )
+        BATCH.observe(len(batch))
+        self._started = time.perf_counter()
+        return parsed
+
+    async def write(self, conn: AsyncConnection[DictRow], batch: Batch, prepared: Parsed) -> None:
+        try:
+            result = await self._writer.write(
+                conn, batches=prepared.batches, deadletters=prepared.deadletters
+            )
+        except Exception:
+            # Partitions created in the rolled-back transaction are gone: check again.
+            self._writer.forget_partitions()
+            FAILURES.inc()
+            raise
         ROWS.labels("readings", "inserted").inc(result.inserted)
         ROWS.labels("readings", "duplicate").inc(result.offered - result.inserted)
         ROWS.labels("deadletters", "inserted").inc(result.deadletters)
-        now = datetime.now(UTC)
-        for b in batches:
-            STORE_LATENCY.observe((now - b.received_at).total_seconds())
-        # Only now are the rows durable: commit exactly what was written.
-        offsets = {tp: msgs[-1].offset + 1 for tp, msgs in records.items()}
-        try:
-            await self._consumer.commit(offsets)
-        except (CommitFailedError, KafkaError) as exc:
-            # A rebalance took the partitions away: the next owner re-reads these records and
-            # the idempotent writes make that harmless.
-            log.warning("offset commit failed (records will be re-read): %s", exc)
-        self._update_lag(offsets)
 
-    def _update_lag(self, offsets: dict[TopicPartition, int]) -> None:
+    def committed(self, batch: Batch, prepared: Parsed) -> None:
+        WRITE_SECONDS.observe(time.perf_counter() - self._started)
+        now = datetime.now(UTC)
+        for b in prepared.batches:
+            STORE_LATENCY.observe((now - b.received_at).total_seconds())
+        self._update_lag(batch.end)
+
+    async def dead_letter(
+        self, conn: AsyncConnection[DictRow], tp: TopicPartition, record: Record, reason: str
+    ) -> None:
+        await write_deadletters(
+            conn, [(tp, record.offset, record_deadletter(record, "database_rejected", reason))]
+        )
+
+    def discard(self, partitions: Collection[TopicPartition]) -> dict[TopicPartition, int]:
+        return {}
+
+    def assigned(
+        self, positions: Mapping[TopicPartition, Position]
+    ) -> dict[TopicPartition, int | Start]:
+        return {}
+
+    async def revoked(self, partitions: Collection[TopicPartition]) -> None:
+        return None
+
+    async def between(self, *, idle: bool) -> None:
+        return None
+
+    def _update_lag(self, offsets: Mapping[TopicPartition, int]) -> None:
         lag: dict[str, int] = {}
         for tp, next_offset in offsets.items():
             high = self._consumer.highwater(tp)
@@ -152,8 +148,15 @@ class StorageWorker:
         for topic, value in lag.items():
             LAG.labels(topic).set(value)
 
-    async def maintain(self) -> None:
-        """Drop whole partitions older than the retention (plain PostgreSQL only)."""
+
+class PartitionMaintenance:
+    """Drop whole partitions older than the retention (plain PostgreSQL only)."""
+
+    def __init__(self, *, pool: Pool, settings: StorageSettings) -> None:
+        self._pool = pool
+        self._s = settings
+
+    async def run(self) -> None:
         while True:
             try:
                 cutoff = datetime.now(UTC) - timedelta(days=self._s.retention_days)
@@ -185,40 +188,44 @@ def create_app(settings: StorageSettings) -> FastAPI:
         await pool.open()
         backend = await storage_backend(pool)
         consumer = create_consumer(
-            *READINGS_TOPICS.values(),
-            DEADLETTER_TOPIC,
             bootstrap=settings.kafka_bootstrap,
             group_id=settings.group_id,
             client_id=settings.instance,
             max_poll_records=settings.batch_max_records,
         )
-        await consumer.start()
-        worker = StorageWorker(
+        handler = StorageHandler(
             consumer=consumer,
             pool=pool,
             writer=Writer(maintain_rollups=backend == "postgres"),
             settings=settings,
         )
-        tasks = [asyncio.create_task(worker.run())]
+        loop = StreamLoop(
+            consumer=consumer,
+            pool=pool,
+            handler=handler,
+            offsets=KafkaOffsets(consumer),
+            group_id=settings.group_id,
+            batch_max_records=settings.batch_max_records,
+            batch_wait_ms=settings.batch_wait_ms,
+        )
+        loop.subscribe([*READINGS_TOPICS.values(), DEADLETTER_TOPIC])
+        await consumer.start()
+        supervisor = Supervisor(on_fatal=getattr(app.state, "on_fatal", None))
+        supervisor.start("consumer", loop.run())
         if backend == "postgres":
-            tasks.append(asyncio.create_task(worker.maintain()))
-        app.state.pool, app.state.consumer, app.state.tasks = pool, consumer, tasks
+            supervisor.start(
+                "maintenance", PartitionMaintenance(pool=pool, settings=settings).run()
+            )
+        app.state.pool, app.state.consumer, app.state.supervisor = pool, consumer, supervisor
         log.info("storage started", extra={"backend": backend})
         try:
             yield
         finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await supervisor.stop()
             await consumer.stop()
             await pool.close()
 
     app = FastAPI(title="TownPulse storage", lifespan=lifespan)
-
-    async def worker_alive() -> None:
-        task = app.state.tasks[0]
-        if task.done():
-            raise RuntimeError("consumer loop stopped")
 
     async def kafka_assigned() -> None:
         await app.state.consumer.topics()
@@ -228,8 +235,21 @@ def create_app(settings: StorageSettings) -> FastAPI:
             lambda: {
                 "database": lambda: check_pool(app.state.pool),
                 "kafka": kafka_assigned,
-                "worker": worker_alive,
+                "tasks": app.state.supervisor.check,
             }
         )
     )
     return app
+
+
+def record_deadletter(record: Record, reason: str, detail: str) -> DeadLetter:
+    """A Kafka record the storage cannot take, as a dead letter."""
+    raw = record.value or b""
+    return DeadLetter(
+        received_at=datetime.now(UTC),
+        topic=f"kafka:{record.topic}",
+        reason=reason,
+        detail=detail[:500],
+        payload=raw[:1024].decode("utf-8", "replace"),
+        payload_size=len(raw),
+    )

@@ -11,9 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from aiokafka import TopicPartition
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 
+from shared.deadletters import write_deadletters
 from shared.schemas import DeadLetter, ReadingBatch
 
 CREATE_STAGING = """
@@ -55,14 +57,6 @@ WITH ins AS (
 SELECT (SELECT count(*) FROM ins) AS inserted
 """
 
-INSERT_DEADLETTER = """
-INSERT INTO deadletters
-    (kafka_topic, kafka_partition, kafka_offset, received_at, topic, device_id, reason, detail,
-     payload, payload_size)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-ON CONFLICT (kafka_topic, kafka_partition, kafka_offset) DO NOTHING
-"""
-
 
 @dataclass(frozen=True, slots=True)
 class WriteResult:
@@ -83,7 +77,7 @@ class Writer:
         conn: AsyncConnection[DictRow],
         *,
         batches: list[ReadingBatch],
-        deadletters: list[tuple[str, int, int, DeadLetter]],
+        deadletters: list[tuple[TopicPartition, int, DeadLetter]],
     ) -> WriteResult:
         offered = 0
         inserted = 0
@@ -108,25 +102,7 @@ class Writer:
                 cur = await conn.execute(INSERT_READINGS)
                 inserted = cur.rowcount
         if deadletters:
-            async with conn.cursor() as cur:
-                await cur.executemany(
-                    INSERT_DEADLETTER,
-                    [
-                        (
-                            t,
-                            p,
-                            o,
-                            d.received_at,
-                            d.topic,
-                            d.device_id,
-                            d.reason,
-                            d.detail,
-                            d.payload.replace("\x00", "\ufffd"),
-                            d.payload_size,
-                        )
-                        for t, p, o, d in deadletters
-                    ],
-                )
+            await write_deadletters(conn, deadletters)
         return WriteResult(offered=offered, inserted=inserted, deadletters=len(deadletters))
 
     def forget_partitions(self) -> None:

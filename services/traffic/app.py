@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from services.traffic.adapters.db import write_rows
 from services.traffic.domain.counter import TrafficProcessor
 from services.traffic.routes import router
 from services.traffic.settings import TrafficSettings
@@ -16,6 +17,7 @@ def create_app(settings: TrafficSettings) -> FastAPI:
         title="TownPulse traffic",
         settings=settings,
         processor=TrafficProcessor(calendar=settings.calendar()),
+        sink=write_rows,
         domain=Domain.TRAFFIC,
         router=router,
     )

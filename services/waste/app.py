@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from services.waste.adapters.db import write_rows
 from services.waste.domain.bin import WasteProcessor
 from services.waste.routes import router
 from services.waste.settings import WasteSettings
@@ -16,6 +17,7 @@ def create_app(settings: WasteSettings) -> FastAPI:
         title="TownPulse waste",
         settings=settings,
         processor=WasteProcessor(full_pct=settings.full_pct, calendar=settings.calendar()),
+        sink=write_rows,
         domain=Domain.WASTE,
         router=router,
     )

@@ -1,19 +1,15 @@
 from __future__ import annotations
 
-from shared.settings import ServiceSettings
+from shared.settings import StreamServiceSettings
 
 
-class WasteSettings(ServiceSettings):
+class WasteSettings(StreamServiceSettings):
     http_port: int = 18104
     instance: str = "waste-1"
     group_id: str = "waste"
     # Device states kept in memory (each ~30 KB: a week of hourly fill rates and a few
     # trackers); the rest wait in their checkpoints.
     max_devices: int = 2000
-    # Records per transaction: big enough to amortise the commit, small enough that a
-    # rebalance (which waits for the batch in progress) stays quick.
-    batch_max_records: int = 2000
-    batch_wait_ms: int = 200
     # A bin at or above this level is "full": it must be collected in the next round.
     full_pct: float = 80.0
     # Collection rounds start at this local hour; the plan's "next round" is a day later.

@@ -5,9 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
-from psycopg import AsyncConnection
-from psycopg.rows import DictRow
-
 from shared.schemas import AlertEvent, Reading
 
 S = TypeVar("S")
@@ -27,8 +24,9 @@ class Effects:
 
 
 class DeviceProcessor(Protocol, Generic[S]):
-    """A domain service's logic. `process` must be deterministic given the state and readings:
-    that is what makes a replay after a crash produce exactly the same outputs."""
+    """A domain service's logic. `process` must be deterministic given the state and one
+    message's readings: that is what makes a replay after a crash produce exactly the same
+    outputs. Where its rows go is the service's wiring (a row sink), not the processor's."""
 
     # Recorded with each checkpoint; a checkpoint of another version is discarded on load.
     model_version: str
@@ -36,5 +34,3 @@ class DeviceProcessor(Protocol, Generic[S]):
     def new_state(self, device_id: str) -> S: ...
 
     def process(self, state: S, *, device_id: str, readings: list[Reading]) -> Effects: ...
-
-    async def write(self, conn: AsyncConnection[DictRow], rows: list[Any]) -> None: ...

@@ -1,49 +1,35 @@
-"""A domain service's app: the runtime's worker and outbox relay in the lifespan, plus its API.
+"""A domain service's app: the runtime on the stream core, its outbox relay, and its API.
 
-The same wiring as services/energy/app.py, shared by the services that came after it.
+The wiring of services/energy, waste and traffic: each hands in its processor (domain), its row
+sink (adapter) and its router (entrypoint).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, Protocol
+from typing import Any
 
-from aiokafka import AIOKafkaConsumer
 from fastapi import APIRouter, FastAPI
-from pydantic import SecretStr
 
 from shared.db import create_pool
 from shared.http import check_pool, observability_router
-from shared.kafka import create_producer
+from shared.kafka import create_consumer, create_producer
 from shared.runtime.processor import DeviceProcessor
-from shared.runtime.worker import StreamWorker
+from shared.runtime.worker import DeviceRuntime, OutboxRelay, RowSink
+from shared.settings import StreamServiceSettings
+from shared.stream.loop import StreamLoop
+from shared.stream.offsets import DbOffsets
+from shared.supervise import Supervisor
 from shared.topics import READINGS_TOPICS, Domain
-
-
-class StreamSettings(Protocol):
-    @property
-    def database_url(self) -> SecretStr: ...
-    @property
-    def kafka_bootstrap(self) -> str: ...
-    @property
-    def instance(self) -> str: ...
-    @property
-    def group_id(self) -> str: ...
-    @property
-    def max_devices(self) -> int: ...
-    @property
-    def batch_max_records(self) -> int: ...
-    @property
-    def batch_wait_ms(self) -> int: ...
 
 
 def create_stream_app(
     *,
     title: str,
-    settings: StreamSettings,
+    settings: StreamServiceSettings,
     processor: DeviceProcessor[Any],
+    sink: RowSink,
     domain: Domain,
     router: APIRouter,
 ) -> FastAPI:
@@ -55,48 +41,50 @@ def create_stream_app(
         await pool.open()
         producer = create_producer(settings.kafka_bootstrap, client_id=settings.instance)
         await producer.start()
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap,
+        consumer = create_consumer(
+            bootstrap=settings.kafka_bootstrap,
             group_id=settings.group_id,
             client_id=settings.instance,
-            # Offsets live in the database with the effects (see shared/runtime/worker.py).
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
             max_poll_records=settings.batch_max_records,
-            isolation_level="read_committed",
         )
-        worker = StreamWorker(
+        offsets = DbOffsets(pool=pool, consumer=consumer, group_id=settings.group_id)
+        relay = OutboxRelay(pool=pool, producer=producer, group_id=settings.group_id)
+        runtime = DeviceRuntime(
             processor=processor,
+            sink=sink,
             pool=pool,
-            consumer=consumer,
-            producer=producer,
+            offsets=offsets,
             group_id=settings.group_id,
-            topics=[READINGS_TOPICS[domain]],
             max_devices=settings.max_devices,
+            checkpoint_interval_s=settings.checkpoint_interval_s,
+            checkpoint_interval_records=settings.checkpoint_interval_records,
+            on_events=relay.wake,
+        )
+        loop = StreamLoop(
+            consumer=consumer,
+            pool=pool,
+            handler=runtime,
+            offsets=offsets,
+            group_id=settings.group_id,
             batch_max_records=settings.batch_max_records,
             batch_wait_ms=settings.batch_wait_ms,
         )
-        worker.subscribe()
+        loop.subscribe([READINGS_TOPICS[domain]])
         await consumer.start()
-        tasks = [asyncio.create_task(worker.run()), asyncio.create_task(worker.relay())]
-        app.state.pool, app.state.worker, app.state.tasks = pool, worker, tasks
-        app.state.consumer, app.state.settings = consumer, settings
+        supervisor = Supervisor(on_fatal=getattr(app.state, "on_fatal", None))
+        supervisor.start("consumer", loop.run())
+        supervisor.start("outbox-relay", relay.run())
+        app.state.pool, app.state.runtime, app.state.supervisor = pool, runtime, supervisor
+        app.state.consumer, app.state.settings, app.state.loop = consumer, settings, loop
         try:
             yield
         finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await supervisor.stop()
             await consumer.stop()
             await producer.stop()
             await pool.close()
 
     app = FastAPI(title=title, lifespan=lifespan)
-
-    async def worker_alive() -> None:
-        for t in app.state.tasks:
-            if t.done():
-                raise RuntimeError("a worker task stopped")
 
     async def kafka_reachable() -> None:
         await app.state.consumer.topics()
@@ -106,7 +94,7 @@ def create_stream_app(
             lambda: {
                 "database": lambda: check_pool(app.state.pool),
                 "kafka": kafka_reachable,
-                "worker": worker_alive,
+                "tasks": app.state.supervisor.check,
             }
         )
     )

@@ -1,21 +1,28 @@
-"""The runtime: a consumer-group worker with per-device state and exactly-once effects.
+"""The runtime: per-device models learnt from every reading, exactly once, on the stream core.
 
-One batch (`getmany`) = one database transaction holding
-  1. the rows the processor derived from the batch,
-  2. the model checkpoints of the devices it touched,
-  3. the alert events to emit (outbox; a relay sends them to Kafka afterwards),
-  4. the next offset of every partition in the batch.
-Offsets live in the database, not in Kafka: on assignment the worker seeks to them, so a crash at
-any point replays exactly the readings whose effects were not committed, from the checkpoints
-that match them (aiokafka's local_state_consumer example, with the state in PostgreSQL).
+It is a `shared.stream.loop.Handler`. A committed batch is one database transaction holding
+  1. the rows the processor derived (written by the service's row sink),
+  2. the alert events to emit (outbox; a relay sends them to Kafka afterwards),
+  3. poison readings the processor raised on (dead letters),
+  4. the next offset of every partition (compare-and-set, see shared/stream/offsets.py),
+and, every `checkpoint_interval_s` seconds or `checkpoint_interval_records` records, the dirty
+models' checkpoints with the offset they cover (the partition's checkpoint offset).
+
+Checkpoints on an interval, replay in between: each device's state records the offset after the
+last record applied to it (`applied`). After a restart, a rebalance or a failed batch, a
+partition restarts at its checkpoint offset C, not at its committed offset Y: records from C to Y
+are replayed into the models without emitting anything (their effects were committed), records
+at or after Y emit as usual, and a record below a device's `applied` is skipped (that device's
+state was checkpointed later than C, e.g. on eviction). Processing is deterministic and
+per message, in offset order, so the replayed models are those an uninterrupted run had, and
+the derived rows are identical (docs/runtime.md says why this is exactly once).
 
 Late and out-of-order readings: each device has a clock (the newest reading it learned from).
-Readings at or before the clock are not learned from or scored (a backlog uploaded late is
-stored by the storage service all the same); they are counted in
-`townpulse_runtime_late_readings_total`. A batch's readings for one device are sorted by time.
+Readings at or before the clock are not learned from or scored (the storage service stores them
+all the same); they are counted in `townpulse_runtime_late_readings_total`.
 
-Memory: at most `max_devices` states are kept, least recently used first out. Every touched
-state is checkpointed with its batch, so evicting costs nothing but a reload later.
+Memory: at most `max_devices` states are kept, least recently used first out; a dirty state is
+checkpointed in the transaction that evicts it.
 """
 
 from __future__ import annotations
@@ -24,45 +31,57 @@ import asyncio
 import contextlib
 import logging
 import pickle
+import time
 from collections import OrderedDict
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.abc import ConsumerRebalanceListener
-from prometheus_client import Counter, Gauge, Histogram
+from aiokafka import AIOKafkaProducer, TopicPartition
+from prometheus_client import Counter, Gauge
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 from pydantic import ValidationError
 
 from shared.db import Pool
+from shared.deadletters import write_deadletters
 from shared.runtime.processor import DeviceProcessor, Effects
-from shared.schemas import ReadingBatch
+from shared.schemas import DeadLetter, ReadingBatch
+from shared.stream.loop import Batch, Record, Start
+from shared.stream.offsets import DbOffsets, Position
+from shared.stream.retry import DEFAULT_BACKOFF
+from shared.topics import ALERTS_TOPIC
 
 log = logging.getLogger(__name__)
 
 S = TypeVar("S")
 
+# Where the derived rows go: the service's adapter, handed in by its wiring (the domain imports
+# no adapter).
+RowSink = Callable[[AsyncConnection[DictRow], list[Any]], Awaitable[None]]
+
 READINGS = Counter("townpulse_runtime_readings_total", "Readings processed", ["group"])
+REPLAYED = Counter(
+    "townpulse_runtime_replayed_total", "Records replayed from a checkpoint", ["group"]
+)
 LATE = Counter(
     "townpulse_runtime_late_readings_total", "Readings older than the model clock", ["group"]
 )
 UNREADABLE = Counter("townpulse_runtime_unreadable_total", "Records matching no schema", ["group"])
+FAILED = Counter(
+    "townpulse_runtime_processor_errors_total", "Messages the processor raised on", ["group"]
+)
 DISCARDED = Counter(
     "townpulse_runtime_discarded_checkpoints_total",
     "Checkpoints of another model version, discarded",
     ["group"],
 )
+CHECKPOINTS = Counter(
+    "townpulse_runtime_checkpointed_states_total", "Device states checkpointed", ["group"]
+)
 EVICTED = Counter("townpulse_runtime_evicted_total", "Device states evicted from memory", ["group"])
 CACHED = Gauge("townpulse_runtime_cached_devices", "Device states in memory", ["group"])
-BATCH_SECONDS = Histogram(
-    "townpulse_runtime_batch_seconds",
-    "Processing + transaction time per batch",
-    ["group"],
-    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-)
 OUTBOX_SENT = Counter("townpulse_runtime_outbox_sent_total", "Events relayed to Kafka", ["group"])
 
 
@@ -70,73 +89,328 @@ OUTBOX_SENT = Counter("townpulse_runtime_outbox_sent_total", "Events relayed to 
 class DeviceSlot(Generic[S]):
     state: S
     clock: datetime | None
-    partition: TopicPartition | None
+    partition: TopicPartition
+    # Next offset (in `partition`) after the last record this state has seen.
+    applied: int
+    dirty: bool = False
 
 
-class StreamWorker(Generic[S]):
-    """Runs a `DeviceProcessor` over readings topics, exactly once per reading."""
+@dataclass
+class Prepared:
+    effects: Effects = field(default_factory=Effects)
+    deadletters: list[tuple[TopicPartition, int, DeadLetter]] = field(default_factory=list)
+    # Filled by write(): what the transaction checkpointed and evicts.
+    flushed: list[str] = field(default_factory=list)
+    evicted: list[str] = field(default_factory=list)
+    checkpoints: dict[TopicPartition, int] = field(default_factory=dict)
+
+
+class DeviceRuntime(Generic[S]):
+    """Runs a `DeviceProcessor` over readings topics (a stream-core handler)."""
+
+    splittable = False
 
     def __init__(
         self,
         *,
         processor: DeviceProcessor[S],
+        sink: RowSink,
         pool: Pool,
-        consumer: AIOKafkaConsumer,
-        producer: AIOKafkaProducer,
+        offsets: DbOffsets,
         group_id: str,
-        topics: Iterable[str],
         max_devices: int = 2000,
-        batch_max_records: int = 2000,
-        batch_wait_ms: int = 200,
+        checkpoint_interval_s: float = 30.0,
+        checkpoint_interval_records: int = 50_000,
+        on_events: Callable[[], None] = lambda: None,
     ) -> None:
         self.processor = processor
+        self._sink = sink
         self._pool = pool
-        self._consumer = consumer
+        self._offsets = offsets
+        self.group_id = group_id
+        self.max_devices = max_devices
+        self._interval_s = checkpoint_interval_s
+        self._interval_records = checkpoint_interval_records
+        self._on_events = on_events
+        self.cache: OrderedDict[str, DeviceSlot[S]] = OrderedDict()
+        # Per partition: the next offset processed in memory, and the checkpoint offset.
+        self._position: dict[TopicPartition, int] = {}
+        self._checkpoint: dict[TopicPartition, int] = {}
+        self._last_checkpoint = time.monotonic()
+        self._since_checkpoint = 0
+
+    # ---- the stream core's handler --------------------------------------------------------
+
+    async def prepare(self, batch: Batch) -> Prepared:
+        parsed: list[tuple[TopicPartition, Record, ReadingBatch]] = []
+        for tp, m in batch.items():
+            try:
+                parsed.append((tp, m, ReadingBatch.from_bytes(m.value)))
+            except (ValidationError, ValueError):
+                # The storage service dead-letters these; here they are only skipped.
+                UNREADABLE.labels(self.group_id).inc()
+        await self._load_missing({rb.device_id: tp for tp, _, rb in parsed})
+        out = Prepared()
+        for tp, m, rb in parsed:
+            self._checkpoint.setdefault(tp, batch.start[tp])
+            self._one(tp, m, rb, out)
+        for tp, end in batch.end.items():
+            self._position[tp] = end
+        self._since_checkpoint += len(batch)
+        return out
+
+    def _one(self, tp: TopicPartition, m: Record, rb: ReadingBatch, out: Prepared) -> None:
+        slot = self.cache[rb.device_id]
+        self.cache.move_to_end(rb.device_id)
+        if m.offset < slot.applied:
+            return  # this state was checkpointed after this record
+        committed = self._offsets.known(tp)
+        emit = committed is None or m.offset >= committed
+        slot.applied = m.offset + 1
+        slot.dirty = True
+        readings = sorted(rb.readings, key=lambda r: (r.ts, r.metric))
+        fresh = [r for r in readings if slot.clock is None or r.ts > slot.clock]
+        if not emit:
+            REPLAYED.labels(self.group_id).inc()
+        elif len(fresh) < len(readings):
+            LATE.labels(self.group_id).inc(len(readings) - len(fresh))
+        if not fresh:
+            return
+        slot.clock = fresh[-1].ts
+        try:
+            effects = self.processor.process(slot.state, device_id=rb.device_id, readings=fresh)
+        except Exception as exc:
+            # A reading the model cannot take. The state may be half-updated, but identically
+            # so in every replay: determinism holds. The message is kept as a dead letter.
+            if emit:
+                FAILED.labels(self.group_id).inc()
+                log.exception("processor failed on %s@%d", tp.topic, m.offset)
+                out.deadletters.append((tp, m.offset, _deadletter(rb, m, exc)))
+            return
+        if emit:
+            out.effects.extend(effects)
+            READINGS.labels(self.group_id).inc(len(fresh))
+
+    async def write(
+        self, conn: AsyncConnection[DictRow], batch: Batch, prepared: Prepared
+    ) -> Mapping[TopicPartition, int] | None:
+        await self._sink(conn, prepared.effects.rows)
+        await self._enqueue(conn, prepared.effects)
+        if prepared.deadletters:
+            await write_deadletters(conn, prepared.deadletters)
+        prepared.evicted = list(self.cache)[: max(0, len(self.cache) - self.max_devices)]
+        due = (
+            time.monotonic() - self._last_checkpoint >= self._interval_s
+            or self._since_checkpoint >= self._interval_records
+        )
+        if due:
+            prepared.flushed = [d for d, s in self.cache.items() if s.dirty]
+            prepared.checkpoints = self._checkpoint_offsets(batch.end)
+        else:
+            prepared.flushed = [d for d in prepared.evicted if self.cache[d].dirty]
+        await self._save_states(conn, prepared.flushed)
+        return prepared.checkpoints or None
+
+    def committed(self, batch: Batch, prepared: Prepared) -> None:
+        self._committed_states(prepared)
+        if prepared.effects.events:
+            self._on_events()
+
+    async def dead_letter(
+        self, conn: AsyncConnection[DictRow], tp: TopicPartition, record: Record, reason: str
+    ) -> None:
+        raise AssertionError("the runtime is not splittable")  # pragma: no cover
+
+    def discard(self, partitions: Collection[TopicPartition]) -> dict[TopicPartition, int]:
+        doomed = set(partitions)
+        for device_id in [d for d, s in self.cache.items() if s.partition in doomed]:
+            del self.cache[device_id]
+        CACHED.labels(self.group_id).set(len(self.cache))
+        restart = {tp: self._checkpoint[tp] for tp in doomed if tp in self._checkpoint}
+        for tp in doomed:
+            self._position.pop(tp, None)
+        return restart
+
+    def assigned(
+        self, positions: Mapping[TopicPartition, Position]
+    ) -> dict[TopicPartition, int | Start]:
+        starts: dict[TopicPartition, int | Start] = {}
+        for tp, pos in positions.items():
+            if pos.checkpoint is None:
+                # No checkpoint covers this partition yet (or nothing was ever committed): every
+                # model is rebuilt from the start of the log; records before the committed
+                # offset replay without emitting.
+                self._checkpoint.pop(tp, None)
+                starts[tp] = "beginning"
+                continue
+            self._checkpoint[tp] = pos.checkpoint
+            starts[tp] = pos.checkpoint
+        return starts
+
+    async def revoked(self, partitions: Collection[TopicPartition]) -> None:
+        """Checkpoint what the next owner would otherwise have to replay."""
+        revoked = set(partitions)
+        prepared = Prepared()
+        prepared.flushed = [d for d, s in self.cache.items() if s.dirty and s.partition in revoked]
+        prepared.checkpoints = {
+            tp: c for tp, c in self._checkpoint_offsets({}).items() if tp in revoked
+        }
+        if not prepared.flushed and not prepared.checkpoints:
+            return
+        async with self._pool.connection() as conn, conn.transaction():
+            await self._save_states(conn, prepared.flushed)
+            await self._offsets.save(conn, {}, checkpoints=prepared.checkpoints)
+        self._committed_states(prepared)
+
+    async def between(self, *, idle: bool) -> None:
+        """A quiet stream still gets its checkpoint on time."""
+        if not idle or time.monotonic() - self._last_checkpoint < self._interval_s:
+            return
+        prepared = Prepared()
+        prepared.flushed = [d for d, s in self.cache.items() if s.dirty]
+        prepared.checkpoints = self._checkpoint_offsets({})
+        if prepared.flushed or prepared.checkpoints:
+            async with self._pool.connection() as conn, conn.transaction():
+                await self._save_states(conn, prepared.flushed)
+                await self._offsets.save(conn, {}, checkpoints=prepared.checkpoints)
+        self._committed_states(prepared)
+        self._last_checkpoint = time.monotonic()
+
+    # ---- checkpoints --------------------------------------------------------------------------
+
+    def _checkpoint_offsets(self, ends: Mapping[TopicPartition, int]) -> dict[TopicPartition, int]:
+        """Partitions whose every dirty state is being flushed: their checkpoint moves to the
+        position in memory (only partitions we own, whose offsets are stored)."""
+        return {
+            tp: pos
+            for tp, pos in self._position.items()
+            if (tp in ends or self._offsets.known(tp) is not None)
+            and pos != self._checkpoint.get(tp)
+        }
+
+    def _committed_states(self, prepared: Prepared) -> None:
+        for d in prepared.flushed:
+            slot = self.cache.get(d)
+            if slot is not None:
+                slot.dirty = False
+        CHECKPOINTS.labels(self.group_id).inc(len(prepared.flushed))
+        if prepared.checkpoints:
+            self._checkpoint.update(prepared.checkpoints)
+            self._last_checkpoint = time.monotonic()
+            self._since_checkpoint = 0
+        for d in prepared.evicted:
+            if self.cache.pop(d, None) is not None:
+                EVICTED.labels(self.group_id).inc()
+        CACHED.labels(self.group_id).set(len(self.cache))
+
+    async def _save_states(self, conn: AsyncConnection[DictRow], device_ids: list[str]) -> None:
+        if not device_ids:
+            return
+        rows = [
+            (
+                self.group_id,
+                d,
+                self.processor.model_version,
+                pickle.dumps(self.cache[d].state, protocol=pickle.HIGHEST_PROTOCOL),
+                self.cache[d].clock,
+                self.cache[d].applied,
+            )
+            for d in device_ids
+        ]
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                """
+                INSERT INTO runtime_state
+                    (group_id, device_id, model_version, state, clock, applied_offset)
+                VALUES (%s, %s, %s, %s, %s, %s)
+                ON CONFLICT (group_id, device_id) DO UPDATE SET
+                    model_version = EXCLUDED.model_version, state = EXCLUDED.state,
+                    clock = EXCLUDED.clock, applied_offset = EXCLUDED.applied_offset,
+                    updated_at = now()
+                """,
+                rows,
+            )
+
+    async def _load_missing(self, where: dict[str, TopicPartition]) -> None:
+        missing = [d for d in where if d not in self.cache]
+        if not missing:
+            return
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT device_id, model_version, state, clock, applied_offset "
+                "FROM runtime_state WHERE group_id = %s AND device_id = ANY(%s)",
+                (self.group_id, missing),
+            )
+            stored = {r["device_id"]: r for r in await cur.fetchall()}
+        for device_id in missing:
+            row = stored.get(device_id)
+            tp = where[device_id]
+            applied = int(row["applied_offset"] or 0) if row is not None else 0
+            state: S | None = None
+            if row is not None:
+                if row["model_version"] == self.processor.model_version:
+                    # Checkpoints are written only by this service into its own table.
+                    state = pickle.loads(bytes(row["state"]))  # noqa: S301
+                else:
+                    DISCARDED.labels(self.group_id).inc()
+                    log.warning(
+                        "discarding checkpoint of another model version",
+                        extra={
+                            "device_id": device_id,
+                            "stored": row["model_version"],
+                            "current": self.processor.model_version,
+                        },
+                    )
+            self.cache[device_id] = DeviceSlot(
+                state=state if state is not None else self.processor.new_state(device_id),
+                clock=row["clock"] if row is not None else None,
+                partition=tp,
+                applied=applied,
+            )
+
+    # ---- outbox -------------------------------------------------------------------------------
+
+    async def _enqueue(self, conn: AsyncConnection[DictRow], effects: Effects) -> None:
+        if not effects.events:
+            return
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                "INSERT INTO runtime_outbox (topic, key, value) VALUES (%s, %s, %s)",
+                [(ALERTS_TOPIC, e.device_id.encode(), e.to_bytes()) for e in effects.events],
+            )
+
+
+class OutboxRelay:
+    """Sends outbox events to Kafka, oldest first; deletes them once Kafka has them."""
+
+    def __init__(self, *, pool: Pool, producer: AIOKafkaProducer, group_id: str) -> None:
+        self._pool = pool
         self._producer = producer
         self.group_id = group_id
-        self._topics = list(topics)
-        self.max_devices = max_devices
-        self._batch_max = batch_max_records
-        self._batch_wait_ms = batch_wait_ms
-        self.cache: OrderedDict[str, DeviceSlot[S]] = OrderedDict()
-        # Held while a batch is processed and committed; a revocation waits for it, so the next
-        # owner of a partition reads offsets and checkpoints that include every effect.
-        self._lock = asyncio.Lock()
-        self._outbox_ready = asyncio.Event()
-        self.batches = 0
+        self._ready = asyncio.Event()
 
-    # ---- lifecycle ----------------------------------------------------------------------------
-
-    def subscribe(self) -> None:
-        self._consumer.subscribe(self._topics, listener=_Rebalance(self))
+    def wake(self) -> None:
+        self._ready.set()
 
     async def run(self) -> None:
         failures = 0
         while True:
-            records = await self._consumer.getmany(
-                timeout_ms=self._batch_wait_ms, max_records=self._batch_max
-            )
-            if not records:
-                continue
             try:
-                await self.handle(records)
+                sent = await self.relay_once()
                 failures = 0
-            except Exception:
-                # handle() has rewound to the stored offsets: the batch is replayed, not lost.
+            except Exception as exc:
+                # Kafka or PostgreSQL away: the events stay in the outbox until they return.
+                delay = DEFAULT_BACKOFF.delay(failures)
                 failures += 1
-                log.exception("batch failed; replaying from the stored offsets")
-                await asyncio.sleep(min(30.0, 0.5 * 2**failures))
-
-    async def relay(self) -> None:
-        """Send outbox events to Kafka, oldest first; delete them once Kafka has them."""
-        while True:
-            sent = await self.relay_once()
+                log.error("outbox relay failed, retry in %.1f s: %r", delay, exc)
+                await asyncio.sleep(delay)
+                continue
             if sent == 0:
-                self._outbox_ready.clear()
+                self._ready.clear()
                 # Events are written with batches (which set the event); the timeout also picks
                 # up what another instance left behind.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._outbox_ready.wait(), timeout=1.0)
+                    await asyncio.wait_for(self._ready.wait(), timeout=1.0)
 
     async def relay_once(self, limit: int = 500) -> int:
         async with self._pool.connection() as conn, conn.transaction():
@@ -162,206 +436,15 @@ class StreamWorker(Generic[S]):
         OUTBOX_SENT.labels(self.group_id).inc(len(rows))
         return len(rows)
 
-    # ---- one batch ----------------------------------------------------------------------------
 
-    async def handle(self, records: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        async with self._lock:
-            assigned = self._consumer.assignment()
-            # Records of partitions revoked while they were fetched belong to the next owner.
-            records = {tp: msgs for tp, msgs in records.items() if tp in assigned and msgs}
-            if not records:
-                return
-            per_device: dict[str, list[ReadingBatch]] = {}
-            where: dict[str, TopicPartition] = {}
-            for tp, msgs in records.items():
-                for m in msgs:
-                    try:
-                        batch = ReadingBatch.from_bytes(m.value)
-                    except (ValidationError, ValueError):
-                        # The storage service dead-letters these; here they are only skipped.
-                        UNREADABLE.labels(self.group_id).inc()
-                        continue
-                    per_device.setdefault(batch.device_id, []).append(batch)
-                    where[batch.device_id] = tp
-            offsets = {tp: msgs[-1].offset + 1 for tp, msgs in records.items()}
-            await self._load_missing(per_device.keys(), where)
-            effects = Effects()
-            touched: list[str] = []
-            for device_id, batches in per_device.items():
-                slot = self.cache[device_id]
-                readings = sorted(
-                    (r for b in batches for r in b.readings), key=lambda r: (r.ts, r.metric)
-                )
-                fresh = [r for r in readings if slot.clock is None or r.ts > slot.clock]
-                if len(fresh) < len(readings):
-                    LATE.labels(self.group_id).inc(len(readings) - len(fresh))
-                if not fresh:
-                    continue
-                effects.extend(
-                    self.processor.process(slot.state, device_id=device_id, readings=fresh)
-                )
-                slot.clock = fresh[-1].ts
-                touched.append(device_id)
-                READINGS.labels(self.group_id).inc(len(fresh))
-            try:
-                async with self._pool.connection() as conn, conn.transaction():
-                    await self.processor.write(conn, effects.rows)
-                    await self._checkpoint(conn, touched)
-                    await self._enqueue(conn, effects)
-                    await self._save_offsets(conn, offsets)
-            except BaseException:
-                # The in-memory states are ahead of the database now: forget them, and replay
-                # from the stored offsets and checkpoints.
-                for tp in offsets:
-                    self._forget_partition(tp)
-                await self._seek_to_stored(list(offsets))
-                raise
-            self._evict()
-            self.batches += 1
-        if effects.events:
-            self._outbox_ready.set()
-        BATCH_SECONDS.labels(self.group_id).observe(loop.time() - started)
-
-    async def _load_missing(
-        self, device_ids: Iterable[str], where: dict[str, TopicPartition]
-    ) -> None:
-        missing = [d for d in device_ids if d not in self.cache]
-        for d in device_ids:
-            if d in self.cache:
-                self.cache.move_to_end(d)
-        if not missing:
-            return
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT device_id, model_version, state, clock FROM runtime_state "
-                "WHERE group_id = %s AND device_id = ANY(%s)",
-                (self.group_id, missing),
-            )
-            stored = {r["device_id"]: r for r in await cur.fetchall()}
-        for device_id in missing:
-            row = stored.get(device_id)
-            slot: DeviceSlot[S] | None = None
-            if row is not None:
-                if row["model_version"] == self.processor.model_version:
-                    # Checkpoints are written only by this service into its own table.
-                    state = pickle.loads(bytes(row["state"]))  # noqa: S301
-                    slot = DeviceSlot(state=state, clock=row["clock"], partition=where[device_id])
-                else:
-                    DISCARDED.labels(self.group_id).inc()
-                    log.warning(
-                        "discarding checkpoint of another model version",
-                        extra={
-                            "device_id": device_id,
-                            "stored": row["model_version"],
-                            "current": self.processor.model_version,
-                        },
-                    )
-            if slot is None:
-                slot = DeviceSlot(
-                    state=self.processor.new_state(device_id),
-                    clock=row["clock"] if row is not None else None,
-                    partition=where[device_id],
-                )
-            self.cache[device_id] = slot
-
-    async def _checkpoint(self, conn: AsyncConnection[DictRow], device_ids: list[str]) -> None:
-        if not device_ids:
-            return
-        rows = [
-            (
-                self.group_id,
-                d,
-                self.processor.model_version,
-                pickle.dumps(self.cache[d].state, protocol=pickle.HIGHEST_PROTOCOL),
-                self.cache[d].clock,
-            )
-            for d in device_ids
-        ]
-        async with conn.cursor() as cur:
-            await cur.executemany(
-                """
-                INSERT INTO runtime_state (group_id, device_id, model_version, state, clock)
-                VALUES (%s, %s, %s, %s, %s)
-                ON CONFLICT (group_id, device_id) DO UPDATE SET
-                    model_version = EXCLUDED.model_version, state = EXCLUDED.state,
-                    clock = EXCLUDED.clock, updated_at = now()
-                """,
-                rows,
-            )
-
-    async def _enqueue(self, conn: AsyncConnection[DictRow], effects: Effects) -> None:
-        if not effects.events:
-            return
-        from shared.topics import ALERTS_TOPIC
-
-        async with conn.cursor() as cur:
-            await cur.executemany(
-                "INSERT INTO runtime_outbox (topic, key, value) VALUES (%s, %s, %s)",
-                [(ALERTS_TOPIC, e.device_id.encode(), e.to_bytes()) for e in effects.events],
-            )
-
-    async def _save_offsets(
-        self, conn: AsyncConnection[DictRow], offsets: dict[TopicPartition, int]
-    ) -> None:
-        async with conn.cursor() as cur:
-            await cur.executemany(
-                """
-                INSERT INTO runtime_offsets (group_id, topic, partition, next_offset)
-                VALUES (%s, %s, %s, %s)
-                ON CONFLICT (group_id, topic, partition) DO UPDATE
-                    SET next_offset = EXCLUDED.next_offset
-                """,
-                [(self.group_id, tp.topic, tp.partition, o) for tp, o in offsets.items()],
-            )
-
-    def _evict(self) -> None:
-        while len(self.cache) > self.max_devices:
-            self.cache.popitem(last=False)
-            EVICTED.labels(self.group_id).inc()
-        CACHED.labels(self.group_id).set(len(self.cache))
-
-    def _forget_partition(self, tp: TopicPartition) -> None:
-        for device_id in [d for d, s in self.cache.items() if s.partition == tp]:
-            del self.cache[device_id]
-        CACHED.labels(self.group_id).set(len(self.cache))
-
-    # ---- rebalancing ----------------------------------------------------------------------------
-
-    async def on_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        # Waiting for the lock lets the batch in progress commit: its checkpoints and offsets are
-        # in the database before another worker reads them.
-        async with self._lock:
-            for tp in revoked:
-                self._forget_partition(tp)
-
-    async def on_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        await self._seek_to_stored(list(assigned))
-
-    async def _seek_to_stored(self, partitions: list[TopicPartition]) -> None:
-        if not partitions:
-            return
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT topic, partition, next_offset FROM runtime_offsets WHERE group_id = %s",
-                (self.group_id,),
-            )
-            stored = {(r["topic"], r["partition"]): r["next_offset"] for r in await cur.fetchall()}
-        for tp in partitions:
-            offset = stored.get((tp.topic, tp.partition))
-            if offset is None:
-                await self._consumer.seek_to_beginning(tp)
-            else:
-                self._consumer.seek(tp, offset)
-
-
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, worker: StreamWorker[Any]) -> None:
-        self._worker = worker
-
-    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        await self._worker.on_revoked(revoked)
-
-    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        await self._worker.on_assigned(assigned)
+def _deadletter(rb: ReadingBatch, m: Record, exc: BaseException) -> DeadLetter:
+    raw = m.value or b""
+    return DeadLetter(
+        received_at=rb.received_at,
+        topic=f"kafka:{m.topic}",
+        device_id=rb.device_id,
+        reason="processing_failed",
+        detail=f"{type(exc).__name__}: {exc}"[:500],
+        payload=raw[:1024].decode("utf-8", "replace"),
+        payload_size=len(raw),
+    )

@@ -160,11 +160,6 @@ class EnergyProcessor:
                 self._one(state, device_id, r.ts, r.value, effects)
         return effects
 
-    async def write(self, conn: object, rows: list[object]) -> None:
-        from services.energy.adapters.db import write_rows
-
-        await write_rows(conn, rows)  # type: ignore[arg-type]
-
     # ---- per reading ----------------------------------------------------------------------------
 
     def _one(self, s: MeterState, device_id: str, ts: datetime, value: float, out: Effects) -> None:

@@ -160,11 +160,6 @@ class TrafficProcessor:
                 self._one(state, device_id, ts, metrics[VEHICLES], metrics.get(SPEED), out)
         return out
 
-    async def write(self, conn: object, rows: list[object]) -> None:
-        from services.traffic.adapters.db import write_rows
-
-        await write_rows(conn, rows)  # type: ignore[arg-type]
-
     def _one(
         self,
         s: CounterState,

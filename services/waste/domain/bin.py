@@ -239,11 +239,6 @@ class WasteProcessor:
                 self._temperature(state, device_id, r.ts, r.value, out)
         return out
 
-    async def write(self, conn: object, rows: list[object]) -> None:
-        from services.waste.adapters.db import write_rows
-
-        await write_rows(conn, rows)  # type: ignore[arg-type]
-
     # ---- fill level -----------------------------------------------------------------------------
 
     def _fill(self, s: BinState, device_id: str, ts: datetime, raw: float, out: Effects) -> None:

@@ -105,7 +105,7 @@ def test_rebalance_hands_devices_over_with_their_state(
         assert stored(db, SQL, ids) == expected
     finally:
         stack.restart_service("energy")
-        stack.stop("energy-2")
+        stack.stop_service("energy-2")
 
 
 def test_energy_routes_are_served_under_the_operator_api(api: httpx.Client) -> None:

@@ -13,10 +13,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pydantic import SecretStr
 
+from services.energy.adapters.db import write_rows
 from services.energy.domain.meter import EnergyProcessor, ScoreRow
 from shared.db import create_pool
-from shared.runtime.worker import StreamWorker
+from shared.runtime.worker import DeviceRuntime
 from shared.schemas import Reading, ReadingBatch
+from shared.stream.loop import StreamLoop
+from shared.stream.offsets import DbOffsets
 from shared.topics import Domain
 
 pytestmark = pytest.mark.integration
@@ -72,26 +75,40 @@ async def _scenario(stack_env: dict[str, str]) -> None:
         auto_offset_reset="earliest",
     )
     proc = EnergyProcessor()
-    worker = StreamWorker(
+    captured: list[ScoreRow] = []
+
+    async def sink(conn, rows):  # type: ignore[no-untyped-def]
+        captured.extend(r for r in rows if isinstance(r, ScoreRow))
+        await write_rows(conn, rows)
+
+    group = f"mem-{uuid.uuid4().hex[:8]}"
+    offsets = DbOffsets(pool=pool, consumer=consumer, group_id=group)
+    worker = DeviceRuntime(
         processor=proc,
+        sink=sink,
         pool=pool,
-        consumer=consumer,
-        producer=producer,
-        group_id=f"mem-{uuid.uuid4().hex[:8]}",
-        topics=[topic],
+        offsets=offsets,
+        group_id=group,
         max_devices=MAX_DEVICES,
-        batch_max_records=2000,
     )
-    worker.subscribe()
+    loop = StreamLoop(
+        consumer=consumer,
+        pool=pool,
+        handler=worker,
+        offsets=offsets,
+        group_id=group,
+        batch_max_records=2000,
+        batch_wait_ms=1000,
+    )
+    loop.subscribe([topic])
     await consumer.start()
     rss_before = _rss_mb()
     peak_cached = 0
     processed = 0
     try:
         while processed < METERS * READINGS_EACH:
-            records = await consumer.getmany(timeout_ms=1000, max_records=2000)
-            await worker.handle(records)
-            processed += sum(len(v) for v in records.values())
+            processed += await loop.poll_once()
+            assert loop.failures == 0
             peak_cached = max(peak_cached, len(worker.cache))
         growth = _rss_mb() - rss_before
         assert peak_cached <= MAX_DEVICES
@@ -106,17 +123,8 @@ async def _scenario(stack_env: dict[str, str]) -> None:
             await producer.send(topic, _batch(d, last, 50.0).to_bytes(), key=d.encode())
         await producer.flush()
         got: dict[str, object] = {}
-        captured: list[ScoreRow] = []
-        original_write = proc.write
-
-        async def capture(conn, rows):  # type: ignore[no-untyped-def]
-            captured.extend(r for r in rows if isinstance(r, ScoreRow))
-            await original_write(conn, rows)
-
-        proc.write = capture  # type: ignore[method-assign]
         while len(got) < len(probe):
-            records = await consumer.getmany(timeout_ms=1000)
-            await worker.handle(records)
+            await loop.poll_once()
             got.update({r.device_id: r for r in captured if r.ts == last})
         for i, d in enumerate(devices[:20]):
             oracle = EnergyProcessor()

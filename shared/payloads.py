@@ -17,6 +17,8 @@ from typing import Any
 from shared.schemas import Reading, ReadingBatch
 from shared.topics import DEVICE_ID_RE, MQTT_TOPIC_PREFIX, Domain
 
+# bn and n hold a device URN and a measurement name: a few dozen characters in practice.
+SENML_NAME_MAX_LEN = 256
 METRIC_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 UNIT_MAX_LEN = 16
 # RFC 8428 section 4.5.3: a resolved time below 2**28 is relative to "now".
@@ -245,6 +247,9 @@ def _parse_senml(pack: list[Any], *, received_at: datetime, limits: Limits) -> l
             if bver > SENML_MAX_VERSION or bver < 1:
                 raise Rejection(Reason.BAD_BASE_FIELD, f"unsupported bver {bver}")
             bn = _senml_base(record, "bn", str, bn)
+            if len(bn) > SENML_NAME_MAX_LEN:
+                # Each record's name is bn + n: a long bn would be scanned once per record.
+                raise Rejection(Reason.BAD_BASE_FIELD, f"bn longer than {SENML_NAME_MAX_LEN}")
             bt = _senml_base(record, "bt", float, bt)
             bu = _senml_base(record, "bu", str, bu)
             bv = _senml_base(record, "bv", float, bv)
@@ -259,6 +264,10 @@ def _parse_senml(pack: list[Any], *, received_at: datetime, limits: Limits) -> l
         name = record.get("n", "")
         if not isinstance(name, str):
             raise Rejection(Reason.INVALID_METRIC_NAME, f"record {i}: n must be a string")
+        if len(name) > SENML_NAME_MAX_LEN:
+            raise Rejection(
+                Reason.INVALID_METRIC_NAME, f"record {i}: n longer than {SENML_NAME_MAX_LEN}"
+            )
         metric = _metric_name(_senml_metric(bn + name))
         value_key = "v" if "v" in record else "s"
         try:

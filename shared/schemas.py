@@ -12,22 +12,24 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from shared.topics import Domain
+from shared.topics import DEVICE_ID_RE, Domain
 
 
 class Reading(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    # The gateway checks all of this already; the schema repeats it for any other producer on
+    # Kafka, so a NaN or a NUL never reaches a model or the database.
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     ts: AwareDatetime
-    metric: str
+    metric: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")
     value: float
-    unit: str | None = None
+    unit: str | None = Field(default=None, max_length=32, pattern=r"^[^\x00-\x1f]*$")
 
 
 class ReadingBatch(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    device_id: str
+    device_id: str = Field(pattern=DEVICE_ID_RE.pattern)
     domain: Domain
     received_at: AwareDatetime
     readings: list[Reading]

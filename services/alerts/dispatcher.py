@@ -26,6 +26,8 @@ from services.alerts.domain import webhooks
 from services.alerts.domain.webhooks import Outcome
 from services.alerts.settings import AlertsSettings
 from shared.db import Pool
+from shared.stream.retry import DEFAULT_BACKOFF
+from shared.supervise import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +79,28 @@ UPDATE webhook_outbox SET
 WHERE id = %(id)s
 """
 
+# The subscription may have been deleted (its deliveries with it) while this attempt was in
+# flight: then there is nothing to record, and the insert must not fail on the foreign key.
 RECORD_ATTEMPT = """
 INSERT INTO webhook_attempts
     (outbox_id, attempt, started_at, latency_ms, status_code, error, outcome)
-VALUES (%(id)s, %(attempt)s, %(started_at)s, %(latency_ms)s, %(status_code)s, %(error)s,
-        %(outcome)s)
+SELECT %(id)s, %(attempt)s, %(started_at)s, %(latency_ms)s, %(status_code)s, %(error)s,
+       %(outcome)s
+WHERE EXISTS (SELECT 1 FROM webhook_outbox WHERE id = %(id)s)
+"""
+
+# A receiver that lets delivery after delivery exhaust its retry schedule (down for days) is
+# disabled, with a reason an operator sees; its failed deliveries can be replayed in bulk.
+COUNT_FAILURES = """
+UPDATE webhook_subscriptions SET
+    consecutive_failures = CASE WHEN %(delivered)s THEN 0
+                                ELSE consecutive_failures + %(failed)s END
+WHERE id = %(sub)s
+RETURNING consecutive_failures
+"""
+DISABLE = """
+UPDATE webhook_subscriptions SET enabled = false, updated_at = now(), disabled_reason = %s
+WHERE id = %s AND enabled
 """
 
 
@@ -111,7 +130,19 @@ class Dispatcher:
         """New rows were committed (an alert change, a redelivery): look at the outbox now."""
         self._wake.set()
 
-    async def run(self) -> None:
+    def start(self, supervisor: Supervisor) -> None:
+        supervisor.start("webhook-dispatcher", self.run())
+        supervisor.start("webhook-recorder", self._record_loop())
+        supervisor.start("webhook-backlog", self._backlog_loop())
+
+    async def close(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for client in self._clients.values():
+            await client.aclose()
+
+    async def _release_own_leases(self) -> None:
         async with self._pool.connection() as conn:
             # Our own leases come from before a restart: nothing of ours is in flight now.
             await conn.execute(
@@ -119,31 +150,38 @@ class Dispatcher:
                 "WHERE leased_by = %s AND status = 'pending'",
                 (self._s.instance,),
             )
-        recorder = asyncio.create_task(self._record_loop())
-        backlog = asyncio.create_task(self._backlog_loop())
-        try:
-            while True:
-                free = self._s.webhook_max_in_flight - sum(self._in_flight.values())
-                claimed = 0
-                if free > 0:
-                    try:
-                        claimed = await self._claim(free)
-                    except Exception:
-                        log.exception("claiming outbox rows failed")
-                if claimed == 0 or free <= claimed:
-                    self._wake.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(
-                            self._wake.wait(), timeout=self._s.webhook_poll_interval_s
-                        )
-        finally:
-            recorder.cancel()
-            backlog.cancel()
-            for t in self._tasks:
-                t.cancel()
-            await asyncio.gather(recorder, backlog, *self._tasks, return_exceptions=True)
-            for client in self._clients.values():
-                await client.aclose()
+
+    async def run(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                await self._release_own_leases()
+                break
+            except Exception as exc:
+                delay = DEFAULT_BACKOFF.delay(attempt)
+                attempt += 1
+                log.error("releasing leases failed, retry in %.1f s: %r", delay, exc)
+                await asyncio.sleep(delay)
+        failures = 0
+        while True:
+            free = self._s.webhook_max_in_flight - sum(self._in_flight.values())
+            claimed = 0
+            if free > 0:
+                try:
+                    claimed = await self._claim(free)
+                    failures = 0
+                except Exception as exc:
+                    delay = DEFAULT_BACKOFF.delay(failures)
+                    failures += 1
+                    log.error("claiming outbox rows failed, retry in %.1f s: %r", delay, exc)
+                    await asyncio.sleep(delay)
+                    continue
+            if claimed == 0 or free <= claimed:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._wake.wait(), timeout=self._s.webhook_poll_interval_s
+                    )
 
     def _client(self, sub: str) -> httpx.AsyncClient:
         client = self._clients.get(sub)
@@ -192,19 +230,32 @@ class Dispatcher:
         return len(rows)
 
     async def _attempt(self, row: dict[str, Any]) -> None:
-        secrets = [row["secret"]]
-        expires = row["previous_secret_expires_at"]
-        if row["previous_secret"] and expires and expires > datetime.now(UTC):
-            secrets.append(row["previous_secret"])
-        result = await sender.send(
-            self._client(row["subscription_id"]),
-            url=row["url"],
-            msg_id=row["msg_id"],
-            body=row["body"],
-            secrets=secrets,
-            timeout_s=self._s.webhook_timeout_s,
-            max_response_bytes=self._s.webhook_max_response_bytes,
-        )
+        started_at = datetime.now(UTC)
+        try:
+            secrets = [row["secret"]]
+            expires = row["previous_secret_expires_at"]
+            if row["previous_secret"] and expires and expires > datetime.now(UTC):
+                secrets.append(row["previous_secret"])
+            result = await sender.send(
+                self._client(row["subscription_id"]),
+                url=row["url"],
+                msg_id=row["msg_id"],
+                body=row["body"],
+                secrets=secrets,
+                timeout_s=self._s.webhook_timeout_s,
+                max_response_bytes=self._s.webhook_max_response_bytes,
+            )
+        except Exception as exc:
+            # Whatever a send raises (a URL httpx cannot use, a header it cannot parse) is a
+            # failed attempt, recorded and retried: the in-flight slot is always given back.
+            log.warning("webhook attempt raised: %r", exc)
+            result = sender.AttemptResult(
+                started_at=started_at,
+                latency_s=(datetime.now(UTC) - started_at).total_seconds(),
+                status_code=None,
+                error=f"{type(exc).__name__}: {exc}"[:300],
+                retry_after_s=None,
+            )
         await self._done.put(Done(row, result))
 
     async def _record_loop(self) -> None:
@@ -214,13 +265,21 @@ class Dispatcher:
             # not per delivery, is what lets a few thousand deliveries per second through.
             while not self._done.empty() and len(batch) < 1000:
                 batch.append(self._done.get_nowait())
+            attempt = 0
             while True:
                 try:
                     await self._record(batch)
                     break
-                except Exception:
-                    log.exception("recording %d delivery results failed; retrying", len(batch))
-                    await asyncio.sleep(1)
+                except Exception as exc:
+                    delay = DEFAULT_BACKOFF.delay(attempt)
+                    attempt += 1
+                    log.error(
+                        "recording %d delivery results failed, retry in %.1f s: %r",
+                        len(batch),
+                        delay,
+                        exc,
+                    )
+                    await asyncio.sleep(delay)
             for d in batch:
                 sub = d.row["subscription_id"]
                 self._in_flight[sub] -= 1
@@ -279,14 +338,36 @@ class Dispatcher:
                 }
             )
             outcomes.append((outcome, res, row["created_at"]))
+        ended: dict[str, tuple[bool, int]] = {}
+        for d, (outcome, _, _) in zip(batch, outcomes, strict=True):
+            sub = d.row["subscription_id"]
+            delivered, failed = ended.get(sub, (False, 0))
+            if outcome is Outcome.DELIVERED:
+                ended[sub] = (True, 0)
+            elif outcome is Outcome.FAILED:
+                ended[sub] = (delivered, failed + 1)
+        worn_out: list[str] = []
+        limit = self._s.webhook_disable_after_failures
         async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             await cur.executemany(RECORD_ROW, rows)
             await cur.executemany(RECORD_ATTEMPT, attempts)
-            if disabled:
+            for sub, (delivered, failed) in ended.items():
                 await cur.execute(
-                    "UPDATE webhook_subscriptions SET enabled = false, updated_at = now(), "
-                    "disabled_reason = 'receiver answered 410 Gone' WHERE id = ANY(%s)",
-                    (sorted(disabled),),
+                    COUNT_FAILURES, {"sub": sub, "delivered": delivered, "failed": failed}
+                )
+                got = await cur.fetchone()
+                if got is not None and limit > 0 and got["consecutive_failures"] >= limit:
+                    worn_out.append(sub)
+            for sub in sorted(disabled):
+                await cur.execute(DISABLE, ("receiver answered 410 Gone", sub))
+            for sub in worn_out:
+                await cur.execute(
+                    DISABLE,
+                    (
+                        f"{limit} deliveries in a row failed after every retry; fix the "
+                        "receiver, enable the webhook and redeliver the failed deliveries",
+                        sub,
+                    ),
                 )
         for outcome, res, created_at in outcomes:
             DELIVERIES.labels(outcome.value).inc()
@@ -295,6 +376,8 @@ class Dispatcher:
                 DELIVERY_LATENCY.observe((now - created_at).total_seconds())
         for sub in disabled:
             log.warning("webhook subscription %s disabled: its receiver answered 410", sub)
+        for sub in worn_out:
+            log.warning("webhook subscription %s disabled: %d failed deliveries", sub, limit)
 
     async def _backlog_loop(self) -> None:
         while True:

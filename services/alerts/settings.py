@@ -30,3 +30,6 @@ class AlertsSettings(ServiceSettings):
     webhook_poll_interval_s: float = 0.5
     # After a rotation the previous secret still signs (second signature) this long by default.
     webhook_secret_overlap_s: float = 86400.0
+    # A subscription whose deliveries fail this many times in a row (each after its whole retry
+    # schedule, about a day and a half) is disabled with a reason; 0 never disables.
+    webhook_disable_after_failures: int = 5

@@ -24,6 +24,8 @@ from shared.http import check_pool, observability_router
 from shared.kafka import create_producer
 from shared.payloads import Limits, Reason, Rejection, parse_payload, parse_topic
 from shared.schemas import DeadLetter
+from shared.stream.retry import DEFAULT_BACKOFF
+from shared.supervise import Supervisor
 from shared.topics import DEADLETTER_TOPIC, READINGS_TOPICS
 
 log = logging.getLogger(__name__)
@@ -43,10 +45,11 @@ ACK_LATENCY = Histogram(
 )
 INFLIGHT = Gauge("townpulse_gateway_inflight", "Messages received, not yet acknowledged")
 PRODUCE_RETRIES = Counter("townpulse_gateway_produce_retries_total", "Kafka sends retried")
+ROUTE_RETRIES = Counter(
+    "townpulse_gateway_route_retries_total", "Messages whose routing failed and was retried"
+)
 
 DEADLETTER_PAYLOAD_CHARS = 1024
-# Kafka down: retry the head message with growing pauses, never ack it until Kafka has it.
-RETRY_BACKOFF_S = (0.1, 0.5, 1.0, 2.0, 5.0)
 
 
 @dataclass(slots=True)
@@ -54,6 +57,13 @@ class Outgoing:
     topic: str
     key: bytes | None
     value: bytes
+
+
+@dataclass(slots=True)
+class Pending:
+    msg: Incoming
+    out: Outgoing
+    fut: asyncio.Future[object]
 
 
 class Gateway:
@@ -66,7 +76,8 @@ class Gateway:
         self._registry = registry
         self._limits = limits
         self._queue: asyncio.Queue[Incoming] = asyncio.Queue()
-        self._pending: deque[tuple[Incoming, Outgoing, asyncio.Future[object]]] = deque()
+        self._pending: deque[Pending] = deque()
+        self._send_lock = asyncio.Lock()
         self._pending_added = asyncio.Event()
         self.source: MqttSource | None = None
 
@@ -121,50 +132,83 @@ class Gateway:
         fut: asyncio.Future[object] = await self._producer.send(out.topic, out.value, key=out.key)
         return fut
 
+    async def _route_retrying(self, msg: Incoming) -> Outgoing:
+        """Route a message; an outage of the device registry is waited out, never acked."""
+        attempt = 0
+        while True:
+            try:
+                return await self.route(msg)
+            except Exception as exc:
+                delay = DEFAULT_BACKOFF.delay(attempt)
+                attempt += 1
+                ROUTE_RETRIES.inc()
+                log.warning("routing failed (device registry?), retry in %.1f s: %r", delay, exc)
+                await asyncio.sleep(delay)
+
+    async def _send_retrying(self, out: Outgoing) -> asyncio.Future[object]:
+        attempt = 0
+        while True:
+            try:
+                return await self._send(out)
+            except KafkaError as exc:
+                delay = DEFAULT_BACKOFF.delay(attempt)
+                attempt += 1
+                PRODUCE_RETRIES.inc()
+                log.warning("Kafka send refused, retry in %.1f s: %s", delay, exc)
+                await asyncio.sleep(delay)
+
     async def pump(self) -> None:
         """Route messages and hand them to the producer, in arrival order."""
         while True:
             msg = await self._queue.get()
-            out = await self.route(msg)
-            while True:
-                try:
-                    fut = await self._send(out)
-                    break
-                except KafkaError as exc:
-                    PRODUCE_RETRIES.inc()
-                    log.warning("Kafka send refused, retrying: %s", exc)
-                    await asyncio.sleep(RETRY_BACKOFF_S[-1])
-            self._pending.append((msg, out, fut))
+            out = await self._route_retrying(msg)
+            # The acker holds this lock while it re-sends: nothing overtakes a re-sent record.
+            async with self._send_lock:
+                fut = await self._send_retrying(out)
+                self._pending.append(Pending(msg, out, fut))
             self._pending_added.set()
 
     async def acker(self) -> None:
         """Acknowledge messages in arrival order, each once Kafka has acknowledged its record.
 
-        MQTT 3.1.1 (4.6.0-2) wants PUBACKs in the order the PUBLISHes arrived.
+        MQTT 3.1.1 (4.6.0-2) wants PUBACKs in the order the PUBLISHes arrived. When Kafka fails a
+        record, the records sent after it may have failed too (or not): every pending record is
+        sent again, in order, so that a device's readings never reach Kafka out of order (the
+        runtime would drop the older one as late). A record Kafka had already taken is then
+        there twice: consumers are idempotent (storage's unique key, the models' clocks).
         """
+        attempt = 0
         while True:
             while not self._pending:
                 self._pending_added.clear()
                 await self._pending_added.wait()
-            msg, out, fut = self._pending[0]
-            attempt = 0
-            while True:
-                try:
-                    await fut
-                    break
-                except KafkaError as exc:
-                    PRODUCE_RETRIES.inc()
-                    delay = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)]
-                    attempt += 1
-                    log.warning("Kafka did not take a record, retrying in %.1f s: %s", delay, exc)
+            head = self._pending[0]
+            try:
+                await head.fut
+            except KafkaError as exc:
+                delay = DEFAULT_BACKOFF.delay(attempt)
+                attempt += 1
+                PRODUCE_RETRIES.inc(len(self._pending))
+                log.warning(
+                    "Kafka did not take a record; re-sending %d pending in %.1f s: %s",
+                    len(self._pending),
+                    delay,
+                    exc,
+                )
+                async with self._send_lock:
                     await asyncio.sleep(delay)
-                    with contextlib.suppress(KafkaError):
-                        fut = await self._send(out)
+                    for p in self._pending:
+                        # Retrieve the old outcome so that asyncio does not warn about it.
+                        if p.fut.done() and not p.fut.cancelled():
+                            p.fut.exception()
+                        p.fut = await self._send_retrying(p.out)
+                continue
+            attempt = 0
             self._pending.popleft()
             INFLIGHT.dec()
             if self.source is not None:
-                self.source.ack(msg)
-            ACK_LATENCY.observe(time.monotonic() - msg.received_mono)
+                self.source.ack(head.msg)
+            ACK_LATENCY.observe(time.monotonic() - head.msg.received_mono)
 
     async def drain(self, *, within_s: float) -> None:
         """Give records already handed to the producer a chance to be acknowledged."""
@@ -197,9 +241,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             loop=asyncio.get_running_loop(),
         )
         gateway.source = source
-        tasks = [asyncio.create_task(gateway.pump()), asyncio.create_task(gateway.acker())]
+        supervisor = Supervisor(on_fatal=getattr(app.state, "on_fatal", None))
+        supervisor.start("mqtt-pump", gateway.pump())
+        supervisor.start("kafka-acker", gateway.acker())
         source.start()
         app.state.pool, app.state.producer, app.state.source = pool, producer, source
+        app.state.supervisor = supervisor
         try:
             yield
         finally:
@@ -207,9 +254,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             # whatever is still unacknowledged is redelivered by the broker next time.
             await gateway.drain(within_s=5)
             source.stop()
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await supervisor.stop()
             await producer.stop()
             await pool.close()
 
@@ -228,6 +273,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 "mqtt": mqtt_connected,
                 "kafka": kafka_reachable,
                 "database": lambda: check_pool(app.state.pool),
+                "tasks": app.state.supervisor.check,
             }
         )
     )

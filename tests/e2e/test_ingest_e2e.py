@@ -65,3 +65,32 @@ def test_thousand_readings_survive_down_and_up(
         f"/v1/devices/{device.id}/readings", params={"start": base.isoformat(), "bucket": "1h"}
     ).json()["items"]
     assert sum(b["count"] for b in hourly) == 1000
+
+
+def test_qos0_readings_are_accepted_as_best_effort(api: httpx.Client, device_factory) -> None:
+    """QoS 0 is the device saying a loss is acceptable: the reading is stored like any other,
+    with no guarantee across a crash (README, "Nothing lost, nothing doubled")."""
+    device = device_factory("energy")
+    ts = (datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)).isoformat()
+    subprocess.run(
+        [
+            "mosquitto_pub",
+            "-h",
+            device.host,
+            "-p",
+            str(device.port),
+            "-u",
+            device.username,
+            "-P",
+            device.password,
+            "-t",
+            device.topic,
+            "-q",
+            "0",
+            "-m",
+            json.dumps({"ts": ts, "energy_kwh": 1.5}),
+        ],
+        check=True,
+        timeout=30,
+    )
+    wait_for(lambda: count_readings(api, device.id) == 1, timeout=60, what="the QoS 0 reading")

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from pydantic import BaseModel
 
 from services.alerts.domain.webhooks import new_secret
 from services.alerts.schemas import (
@@ -233,3 +234,38 @@ async def redeliver(sub_id: str, delivery_id: int, request: Request, _: Admin) -
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such delivery (or in flight)")
     request.app.state.dispatcher.wake()
     return (await _deliveries(request, sub_id, delivery_id=delivery_id))[0]
+
+
+class BulkRedeliverOut(BaseModel):
+    requeued: int
+
+
+@router.post("/{sub_id}/redeliver-failed", response_model=BulkRedeliverOut)
+async def redeliver_failed(
+    sub_id: str,
+    request: Request,
+    _: Admin,
+    since: Annotated[datetime | None, Query(description="only deliveries created since")] = None,
+) -> BulkRedeliverOut:
+    """Queue every failed delivery again (same webhook-ids), e.g. after a receiver came back;
+    re-enables the subscription."""
+    async with request.app.state.pool.connection() as conn, conn.transaction():
+        cur = await conn.execute(
+            "UPDATE webhook_subscriptions SET enabled = true, disabled_reason = NULL, "
+            "consecutive_failures = 0, updated_at = now() WHERE id = %s",
+            (sub_id,),
+        )
+        if cur.rowcount != 1:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such webhook")
+        cur = await conn.execute(
+            """
+            UPDATE webhook_outbox SET status = 'pending', next_attempt_at = now(),
+                round_failures = 0, delivered_at = NULL
+            WHERE subscription_id = %s AND status = 'failed'
+              AND (%s::timestamptz IS NULL OR created_at >= %s::timestamptz)
+            """,
+            (sub_id, since, since),
+        )
+        requeued = cur.rowcount
+    request.app.state.dispatcher.wake()
+    return BulkRedeliverOut(requeued=requeued)

@@ -121,11 +121,11 @@ def status() -> None:
 
 
 def _print_status(stack: Stack) -> None:
-    typer.echo(f"{'component':<12} {'state':<9} {'pid':>8}  port")
+    typer.echo(f"{'component':<12} {'state':<20} {'pid':>8}  {'port':<6} restarts")
     for row in stack.status():
         typer.echo(
-            f"{row['name']!s:<12} {row['state']!s:<9} {row['pid'] or '-'!s:>8}  "
-            f"{row['port'] or '-'}"
+            f"{row['name']!s:<12} {row['state']!s:<20} {row['pid'] or '-'!s:>8}  "
+            f"{row['port'] or '-'!s:<6} {row.get('restarts', '-')}"
         )
 
 

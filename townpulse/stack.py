@@ -181,10 +181,11 @@ class Stack:
         env: dict[str, str] | None = None,
         user: str | None = None,
         cwd: Path | None = None,
+        log_name: str | None = None,
     ) -> int:
         self.pids.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(parents=True, exist_ok=True)
-        logf = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
+        logf = open(self.logs / f"{log_name or name}.log", "ab")  # noqa: SIM115 - to the child
         kwargs: dict[str, object] = {}
         if user:
             pw = pwd.getpwnam(user)
@@ -230,13 +231,19 @@ class Stack:
         """Stop one component gracefully (SIGTERM, then SIGKILL after 30 s)."""
         self._stop(name)
 
+    def stop_service(self, name: str) -> None:
+        """Stop a service and its keeper (which would otherwise start it again)."""
+        self._stop(_keeper(name), timeout=40)
+        # Left by a keeper that was killed, or started before keepers existed.
+        self._stop(name)
+
     def kill(self, name: str) -> None:
         """SIGKILL a component (tests of crash safety use this)."""
         pid = self.pid(name)
         if pid is not None:
             os.kill(pid, signal.SIGKILL)
-            _wait_until(lambda: self.pid(name) is None, timeout=10, what=f"{name} to die")
-            _reap(pid)
+            # Its keeper (if any) starts a new one with another pid: wait for this one only.
+            _wait_until(lambda: not _alive(pid), timeout=10, what=f"{name} to die")
 
     # ---- PostgreSQL ----------------------------------------------------------------------------
 
@@ -477,30 +484,54 @@ class Stack:
         n = self.s.gateways if spec.name == "gateway" else 1
         names = [spec.name if i == 1 else f"{spec.name}-{i}" for i in range(1, n + 1)]
         # Extra instances started by hand (or by a test) are stopped with the rest.
-        extra = sorted(p.stem for p in self.pids.glob(f"{spec.name}-*.pid"))
+        extra = sorted(
+            p.stem for p in self.pids.glob(f"{spec.name}-*.pid") if not p.stem.endswith(".keeper")
+        )
         return names + [e for e in extra if e not in names]
 
     def start_service(self, spec: ServiceSpec, *, instance: int = 1) -> None:
+        """Start a service under its keeper, which restarts it whenever it exits."""
         name = spec.name if instance == 1 else f"{spec.name}-{instance}"
-        if self.pid(name):
+        if self.pid(_keeper(name)) or self.pid(name):
             return
+        self.pids.mkdir(parents=True, exist_ok=True)
         self._spawn(
-            name,
-            [sys.executable, "-m", spec.module],
-            marker=spec.module,
+            _keeper(name),
+            [
+                sys.executable,
+                "-m",
+                "townpulse.keeper",
+                name,
+                str(self.pids),
+                spec.module,
+                "--",
+                sys.executable,
+                "-m",
+                spec.module,
+            ],
+            marker=f"townpulse.keeper {name}",
             env=self.service_env(spec, instance=instance),
+            log_name=name,
         )
+
+    def restarts(self, name: str) -> dict[str, object]:
+        """What the keeper of a service says: restarts, last exit status, state."""
+        try:
+            state: dict[str, object] = json.loads((self.pids / f"{name}.keeper.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return state
 
     def wait_healthy(self, spec: ServiceSpec, *, instance: int = 1) -> None:
         url = f"http://127.0.0.1:{self._port(spec, instance)}/readyz"
         name = spec.name if instance == 1 else f"{spec.name}-{instance}"
-        pid = int(self._pid_file(name).read_text().split()[0])
+        keeper = self.pid(_keeper(name))
         _wait_until(
             lambda: _http_ok(url),
             timeout=self.s.start_timeout_s,
             what=f"{name} to be ready ({url}); see {self.logs / (name + '.log')}",
-            # Not self.pid(): just after fork the child's cmdline is still ours.
-            give_up=lambda: not _alive(pid),
+            # The keeper restarts a service that exits; only its own death is final.
+            give_up=(lambda: not _alive(keeper)) if keeper else None,
         )
 
     def service(self, name: str) -> tuple[ServiceSpec, int]:
@@ -511,7 +542,7 @@ class Stack:
 
     def restart(self, name: str) -> None:
         """Stop a running service gracefully and start it again."""
-        self._stop(name)
+        self.stop_service(name)
         self.restart_service(name)
 
     def restart_service(self, name: str) -> None:
@@ -543,7 +574,7 @@ class Stack:
         self._stop("simulator")
         for spec in SERVICES:
             for name in reversed(self._instances(spec)):
-                self._stop(name)
+                self.stop_service(name)
         self._stop("mosquitto")
         self._stop("kafka", timeout=60)
         # SIGINT: PostgreSQL's "fast" shutdown, which still checkpoints.
@@ -583,8 +614,19 @@ class Stack:
                 pid = self.pid(name)
                 port = self._port(spec, i)
                 ready = bool(pid) and _http_ok(f"http://127.0.0.1:{port}/readyz")
+                kept = self.restarts(name) if self.pid(_keeper(name)) else {}
                 state = "up" if ready else ("starting" if pid else "down")
-                rows.append({"name": name, "state": state, "pid": pid, "port": port})
+                if kept.get("state") == "backoff":
+                    state = f"restarting in {kept.get('next_start_in_s', 0):.0f} s"
+                rows.append(
+                    {
+                        "name": name,
+                        "state": state,
+                        "pid": pid,
+                        "port": port,
+                        "restarts": kept.get("restarts", 0),
+                    }
+                )
         pid = self.pid("simulator")
         rows.append(
             {"name": "simulator", "state": "up" if pid else "down", "pid": pid, "port": None}
@@ -603,6 +645,10 @@ class Stack:
 
 
 # ---- helpers ------------------------------------------------------------------------------------
+
+
+def _keeper(name: str) -> str:
+    return f"{name}.keeper"
 
 
 def _base_env() -> dict[str, str]:

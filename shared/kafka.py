@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+log = logging.getLogger(__name__)
 
 
 def create_producer(bootstrap: str, *, client_id: str) -> AIOKafkaProducer:
@@ -38,3 +45,52 @@ def create_consumer(
         heartbeat_interval_ms=3000,
         isolation_level="read_committed",
     )
+
+
+class Producer:
+    """An idempotent producer that can replace itself.
+
+    After a broker restart aiokafka's idempotent producer can stay desynchronised, failing every
+    send with OutOfOrderSequenceNumber until the process restarts
+    (https://github.com/aio-libs/aiokafka/issues/1017). A caller that sees a non-retriable error
+    calls `reset()`: a new producer gets a new producer id and sequence numbers, and the caller
+    sends its unacknowledged records again, in order.
+    """
+
+    def __init__(self, bootstrap: str, *, client_id: str) -> None:
+        self._bootstrap = bootstrap
+        self._client_id = client_id
+        self._producer = create_producer(bootstrap, client_id=client_id)
+        self.resets = 0
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def send(
+        self, topic: str, value: bytes, *, key: bytes | None = None
+    ) -> asyncio.Future[object]:
+        fut: asyncio.Future[object] = await self._producer.send(topic, value, key=key)
+        return fut
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        parts: set[int] = await self._producer.partitions_for(topic)
+        return parts
+
+    async def reset_if_fatal(self, exc: BaseException) -> None:
+        """Replace the producer after an error that retrying the same producer cannot cure."""
+        if isinstance(exc, KafkaError) and not exc.retriable:
+            await self.reset()
+
+    async def reset(self) -> None:
+        old = self._producer
+        new = create_producer(self._bootstrap, client_id=self._client_id)
+        await new.start()  # raises while Kafka is down: the caller backs off and retries
+        self._producer = new
+        self.resets += 1
+        log.warning("Kafka producer replaced (%d so far)", self.resets)
+        # Its unacknowledged records are the caller's to send again: do not wait long for them.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(old.stop(), timeout=5)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -17,9 +18,40 @@ def configure_logging(*, service: str, level: str = "INFO") -> None:
             static_fields={"service": service},
         )
     )
+    handler.addFilter(RepeatFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # aiokafka logs every rebalance step at INFO; keep them, but not the per-request chatter.
     logging.getLogger("aiokafka").setLevel(max(logging.INFO, root.level))
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+
+
+class RepeatFilter(logging.Filter):
+    """Lets one copy of a message through per logger and `window_s`.
+
+    While Kafka is down aiokafka logs each failed connection attempt, a few thousand lines a
+    second: a day's outage would fill the town's disk. The first line says it all.
+
+    >>> f = RepeatFilter(window_s=60)
+    >>> rec = logging.LogRecord("aiokafka", logging.ERROR, "", 0, "Unable to connect", None, None)
+    >>> f.filter(rec), f.filter(rec)
+    (True, False)
+    """
+
+    def __init__(self, *, window_s: float = 10.0, remembered: int = 1000) -> None:
+        super().__init__()
+        self._window_s = window_s
+        self._remembered = remembered
+        self._last: dict[tuple[str, str], float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, str(record.msg))
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last < self._window_s:
+            return False
+        if len(self._last) >= self._remembered:
+            self._last.clear()
+        self._last[key] = now
+        return True

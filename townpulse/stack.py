@@ -228,8 +228,15 @@ class Stack:
         self._pid_file(name).unlink(missing_ok=True)
 
     def stop(self, name: str) -> None:
-        """Stop one component gracefully (SIGTERM, then SIGKILL after 30 s)."""
-        self._stop(name)
+        """Stop one component gracefully (SIGTERM, then SIGKILL after 30 s).
+
+        PostgreSQL gets SIGINT, its "fast" shutdown: SIGTERM would wait for every client (the
+        services' pools) to disconnect by itself.
+        """
+        if name == "postgres":
+            self._stop(name, sig=signal.SIGINT, timeout=60)
+        else:
+            self._stop(name)
 
     def stop_service(self, name: str) -> None:
         """Stop a service and its keeper (which would otherwise start it again)."""
@@ -578,7 +585,7 @@ class Stack:
         self._stop("mosquitto")
         self._stop("kafka", timeout=60)
         # SIGINT: PostgreSQL's "fast" shutdown, which still checkpoints.
-        self._stop("postgres", sig=signal.SIGINT, timeout=60)
+        self.stop("postgres")
 
     def write_stack_env(self) -> None:
         values = {

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from fastapi import FastAPI
 from prometheus_client import Counter, Gauge, Histogram
@@ -21,7 +20,7 @@ from services.gateway.registry import DeviceRegistry
 from services.gateway.settings import GatewaySettings
 from shared.db import create_pool
 from shared.http import check_pool, observability_router
-from shared.kafka import create_producer
+from shared.kafka import Producer
 from shared.payloads import Limits, Reason, Rejection, parse_payload, parse_topic
 from shared.schemas import DeadLetter
 from shared.stream.retry import DEFAULT_BACKOFF
@@ -69,9 +68,7 @@ class Pending:
 class Gateway:
     """Routes each MQTT message to a Kafka topic and acknowledges messages in arrival order."""
 
-    def __init__(
-        self, *, producer: AIOKafkaProducer, registry: DeviceRegistry, limits: Limits
-    ) -> None:
+    def __init__(self, *, producer: Producer, registry: DeviceRegistry, limits: Limits) -> None:
         self._producer = producer
         self._registry = registry
         self._limits = limits
@@ -129,8 +126,7 @@ class Gateway:
         return Outgoing(READINGS_TOPICS[batch.domain], batch.device_id.encode(), batch.to_bytes())
 
     async def _send(self, out: Outgoing) -> asyncio.Future[object]:
-        fut: asyncio.Future[object] = await self._producer.send(out.topic, out.value, key=out.key)
-        return fut
+        return await self._producer.send(out.topic, out.value, key=out.key)
 
     async def _route_retrying(self, msg: Incoming) -> Outgoing:
         """Route a message; an outage of the device registry is waited out, never acked."""
@@ -197,6 +193,11 @@ class Gateway:
                 )
                 async with self._send_lock:
                     await asyncio.sleep(delay)
+                    try:
+                        await self._producer.reset_if_fatal(exc)
+                    except Exception as reset_exc:
+                        log.warning("Kafka producer not replaced yet: %r", reset_exc)
+                        continue
                     for p in self._pending:
                         # Retrieve the old outcome so that asyncio does not warn about it.
                         if p.fut.done() and not p.fut.cancelled():
@@ -224,7 +225,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = create_pool(settings.database_url, min_size=1, max_size=2)
         await pool.open()
-        producer = create_producer(settings.kafka_bootstrap, client_id=settings.instance)
+        producer = Producer(settings.kafka_bootstrap, client_id=settings.instance)
         await producer.start()
         registry = DeviceRegistry(
             pool, ttl_s=settings.device_cache_ttl_s, unknown_ttl_s=settings.unknown_device_ttl_s

@@ -14,7 +14,7 @@ from fastapi import APIRouter, FastAPI
 
 from shared.db import create_pool
 from shared.http import check_pool, observability_router
-from shared.kafka import create_consumer, create_producer
+from shared.kafka import Producer, create_consumer
 from shared.runtime.processor import DeviceProcessor
 from shared.runtime.worker import DeviceRuntime, OutboxRelay, RowSink
 from shared.settings import StreamServiceSettings
@@ -39,7 +39,7 @@ def create_stream_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = create_pool(settings.database_url, min_size=1, max_size=5)
         await pool.open()
-        producer = create_producer(settings.kafka_bootstrap, client_id=settings.instance)
+        producer = Producer(settings.kafka_bootstrap, client_id=settings.instance)
         await producer.start()
         consumer = create_consumer(
             bootstrap=settings.kafka_bootstrap,

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 from prometheus_client import Counter, Gauge
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow
@@ -46,6 +46,7 @@ from pydantic import ValidationError
 
 from shared.db import Pool
 from shared.deadletters import write_deadletters
+from shared.kafka import Producer
 from shared.runtime.processor import DeviceProcessor, Effects
 from shared.schemas import DeadLetter, ReadingBatch
 from shared.stream.loop import Batch, Record, Start
@@ -383,7 +384,7 @@ class DeviceRuntime(Generic[S]):
 class OutboxRelay:
     """Sends outbox events to Kafka, oldest first; deletes them once Kafka has them."""
 
-    def __init__(self, *, pool: Pool, producer: AIOKafkaProducer, group_id: str) -> None:
+    def __init__(self, *, pool: Pool, producer: Producer, group_id: str) -> None:
         self._pool = pool
         self._producer = producer
         self.group_id = group_id
@@ -400,6 +401,8 @@ class OutboxRelay:
                 failures = 0
             except Exception as exc:
                 # Kafka or PostgreSQL away: the events stay in the outbox until they return.
+                with contextlib.suppress(Exception):
+                    await self._producer.reset_if_fatal(exc)
                 delay = DEFAULT_BACKOFF.delay(failures)
                 failures += 1
                 log.error("outbox relay failed, retry in %.1f s: %r", delay, exc)

@@ -1,0 +1,21 @@
+"""The examples in the shared library's docstrings run."""
+
+from __future__ import annotations
+
+import doctest
+from types import ModuleType
+
+import pytest
+
+import shared.logging
+import shared.payloads
+import shared.stream.retry
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize("module", [shared.logging, shared.payloads, shared.stream.retry])
+def test_docstring_examples(module: ModuleType) -> None:
+    result = doctest.testmod(module)
+    assert result.attempted > 0
+    assert result.failed == 0

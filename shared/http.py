@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
+import fastapi.routing
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response, status
 from fastapi.dependencies.models import Dependant
@@ -131,23 +132,49 @@ def _is_public(path: str, public: tuple[str, ...]) -> bool:
     return any(path == p or path.startswith(p.rstrip("/") + "/") for p in public)
 
 
+def _api_routes(app: FastAPI) -> list[tuple[str, APIRoute]]:
+    """(path as served, route) for every APIRoute of `app`, wherever its router was included."""
+    contexts = getattr(fastapi.routing, "iter_route_contexts", None)
+    if contexts is None:  # FastAPI from before routers were included lazily
+        return [(r.path_format, r) for r in app.routes if isinstance(r, APIRoute)]
+    return [
+        (c.path_format or "", c.original_route)
+        for c in contexts(app.routes)
+        if isinstance(c.original_route, APIRoute)
+    ]
+
+
 def secure(app: FastAPI, *, settings: ServiceSettings, public: tuple[str, ...] = ()) -> None:
     """Put the Gate in front of `app` and check that every route says which role it needs.
 
     Called once, after the routers are included: a route without a role, or a route that
-    changes something yet is open to viewers, stops the service from starting.
+    changes something yet is open to viewers, stops the service from starting. Each operation
+    of the OpenAPI document says its role in `x-required-role`.
     """
     public = PUBLIC_PATHS + public
-    for route in app.routes:
-        if not isinstance(route, APIRoute) or _is_public(route.path, public):
+    roles: dict[tuple[str, str], Role] = {}
+    for path, route in _api_routes(app):
+        if _is_public(path, public):
             continue
         role = _route_role(route.dependant)
         if role is None:
-            raise RuntimeError(f"{route.path}: no role dependency (Viewer, Operator, Admin)")
+            raise RuntimeError(f"{path}: no role dependency (Viewer, Operator, Admin)")
         methods = route.methods or set()
         if route.include_in_schema and role is Role.VIEWER and methods - SAFE_METHODS:
-            raise RuntimeError(f"{sorted(methods)} {route.path}: viewers only read")
-        route.openapi_extra = {**(route.openapi_extra or {}), "x-required-role": role.value}
+            raise RuntimeError(f"{sorted(methods)} {path}: viewers only read")
+        roles.update({(path, m.lower()): role for m in methods})
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            for path, item in schema.get("paths", {}).items():
+                for method, operation in item.items():
+                    if (role := roles.get((path, method))) is not None:
+                        operation["x-required-role"] = role.value
+        return app.openapi_schema or generate()
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(Gate, max_body_bytes=settings.max_body_bytes, public=public)
 
 
@@ -345,7 +372,8 @@ MAX_TIME_RANGE = timedelta(days=400)
 
 
 def _unprocessable(detail: str) -> HTTPException:
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=detail)
+    # 422 by number: Starlette renamed the constant (..._CONTENT), older releases lack the new one.
+    return HTTPException(422, detail=detail)
 
 
 def check_time(value: datetime | None, name: str) -> datetime | None:

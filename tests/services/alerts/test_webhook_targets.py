@@ -8,8 +8,8 @@ and every private, link-local or metadata address, must still be refused.
 from __future__ import annotations
 
 import ipaddress
-from urllib.parse import urlsplit
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import httpx
 import pytest

@@ -96,6 +96,9 @@ def test_no_server_error_and_no_schema_violation(
             str(MAX_EXAMPLES),
             "--seed",
             str(SEED),
+            # Nothing kept between runs: a run depends on the seed only.
+            "--generation-database",
+            "none",
             "--phases",
             "examples,coverage,fuzzing",
             "--checks",

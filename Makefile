@@ -25,6 +25,8 @@ status: ## Each component: up/down, pid, port
 logs: ## The last lines of every component's log
 	@$(TP) logs
 
+# The tests' webhook receiver listens on 127.0.0.1, which webhooks may not reach by default.
+test: export TOWNPULSE_WEBHOOK_ALLOWED_NETWORKS ?= ["127.0.0.1/32"]
 test: install ## Unit, integration and end-to-end tests against the real stack (started if needed)
 	@$(TP) up --no-sim
 	@$(VENV)/bin/python -m pytest $(PYTEST_ARGS)

@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from enum import StrEnum
 
 KEY_PREFIX = "tp"
 
@@ -51,3 +52,22 @@ def key_matches(token: str, stored_hash: bytes) -> bool:
 
 def new_device_password() -> str:
     return secrets.token_urlsafe(18)
+
+
+class Role(StrEnum):
+    """What a key may do. Each role can do everything the roles before it can.
+
+    >>> Role.OPERATOR.allows(Role.VIEWER), Role.VIEWER.allows(Role.OPERATOR)
+    (True, False)
+    """
+
+    VIEWER = "viewer"  # reads only
+    OPERATOR = "operator"  # also acts on alerts
+    ADMIN = "admin"  # also keys, devices, rules, webhooks, open data, audit
+
+    @property
+    def rank(self) -> int:
+        return list(Role).index(self)
+
+    def allows(self, needed: Role) -> bool:
+        return self.rank >= needed.rank

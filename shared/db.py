@@ -41,7 +41,19 @@ def migrate(database_url: SecretStr | str, *, revision: str = "heads") -> None:
     command.upgrade(cfg, revision)
 
 
-def create_pool(database_url: SecretStr, *, min_size: int = 1, max_size: int = 4) -> Pool:
+# No statement of ours runs for long (API queries are bounded, batches are about a thousand
+# rows): one running past this is a runaway query or a lock pile-up, and is cancelled rather
+# than left holding a connection the other requests need.
+STATEMENT_TIMEOUT_MS = 30_000
+
+
+def create_pool(
+    database_url: SecretStr,
+    *,
+    min_size: int = 1,
+    max_size: int = 4,
+    statement_timeout_ms: int = STATEMENT_TIMEOUT_MS,
+) -> Pool:
     """A pool that is opened by the caller (in a FastAPI lifespan), never at import time."""
     return AsyncConnectionPool(
         database_url.get_secret_value(),
@@ -49,7 +61,11 @@ def create_pool(database_url: SecretStr, *, min_size: int = 1, max_size: int = 4
         min_size=min_size,
         max_size=max_size,
         open=False,
-        kwargs={"row_factory": dict_row, "autocommit": False},
+        kwargs={
+            "row_factory": dict_row,
+            "autocommit": False,
+            "options": f"-c statement_timeout={statement_timeout_ms}",
+        },
         # Fail readiness quickly instead of hanging a request when the database is down.
         timeout=10,
         # After a database restart every pooled connection is dead: test one before handing it

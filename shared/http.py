@@ -1,21 +1,30 @@
-"""HTTP plumbing shared by every service: health, readiness, metrics, API-key auth."""
+"""HTTP plumbing shared by every service: health, readiness, metrics, keys, roles, audit."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sys
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
+import fastapi.routing
+import psycopg
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response, status
+from fastapi.dependencies.models import Dependant
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.auth import key_id_of, key_matches
+from shared import audit
+from shared.auth import Role, key_id_of, key_matches
 from shared.db import Pool
 from shared.logging import configure_logging
 from shared.settings import ServiceSettings
@@ -68,10 +77,17 @@ async def check_pool(pool: Pool) -> None:
 
 class Principal(BaseModel):
     key_id: str
-    role: str
+    role: Role
 
 
+# Paths every service answers without a key: probes, metrics, and the API's own description
+# (the code is open source; the description says nothing about the town).
+PUBLIC_PATHS = ("/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/redoc")
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+# Documents the scheme in OpenAPI; the Gate below is what checks the key.
 _bearer = HTTPBearer(auto_error=False)
+_ROLE_OF: dict[Callable[..., Awaitable[Principal]], Role] = {}
 
 
 def _unauthorized(detail: str) -> HTTPException:
@@ -80,31 +96,275 @@ def _unauthorized(detail: str) -> HTTPException:
     )
 
 
-async def authenticate(
-    request: Request,
-    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Principal:
-    """Resolve `Authorization: Bearer <api key>` against the api_keys table."""
-    if creds is None:
-        raise _unauthorized("missing API key")
-    key_id = key_id_of(creds.credentials)
-    if key_id is None:
-        raise _unauthorized("malformed API key")
-    pool: Pool = request.app.state.pool
-    async with pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT role, key_hash FROM api_keys WHERE id = %s AND revoked_at IS NULL", (key_id,)
-        )
-        row = await cur.fetchone()
-    if row is None or not key_matches(creds.credentials, bytes(row["key_hash"])):
-        raise _unauthorized("invalid API key")
-    return Principal(key_id=key_id, role=row["role"])
+def _requires(role: Role) -> Callable[..., Awaitable[Principal]]:
+    async def dependency(
+        request: Request,
+        _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Principal:
+        principal: Principal | None = getattr(request.state, "principal", None)
+        if principal is None:
+            # An app built without the Gate: closed, not open.
+            raise _unauthorized("missing API key")
+        if not principal.role.allows(role):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"{role.value} role required")
+        return principal
+
+    _ROLE_OF[dependency] = role
+    return dependency
 
 
-async def require_admin(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
-    if principal.role != "admin":
-        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="admin API key required")
-    return principal
+require_viewer = _requires(Role.VIEWER)
+require_operator = _requires(Role.OPERATOR)
+require_admin = _requires(Role.ADMIN)
+# Any valid key; what it may do is each route's business.
+authenticate = require_viewer
+
+Viewer = Annotated[Principal, Depends(require_viewer)]
+Operator = Annotated[Principal, Depends(require_operator)]
+Admin = Annotated[Principal, Depends(require_admin)]
+
+
+def _route_role(dependant: Dependant) -> Role | None:
+    roles = [_ROLE_OF[d.call] for d in dependant.dependencies if d.call in _ROLE_OF]
+    roles += [r for d in dependant.dependencies if (r := _route_role(d)) is not None]
+    return max(roles, key=lambda r: r.rank) if roles else None
+
+
+def _is_public(path: str, public: tuple[str, ...]) -> bool:
+    return any(path == p or path.startswith(p.rstrip("/") + "/") for p in public)
+
+
+def _api_routes(app: FastAPI) -> list[tuple[str, APIRoute]]:
+    """(path as served, route) for every APIRoute of `app`, wherever its router was included."""
+    contexts = getattr(fastapi.routing, "iter_route_contexts", None)
+    if contexts is None:  # FastAPI from before routers were included lazily
+        return [(r.path_format, r) for r in app.routes if isinstance(r, APIRoute)]
+    return [
+        (c.path_format or "", c.original_route)
+        for c in contexts(app.routes)
+        if isinstance(c.original_route, APIRoute)
+    ]
+
+
+def secure(app: FastAPI, *, settings: ServiceSettings, public: tuple[str, ...] = ()) -> None:
+    """Put the Gate in front of `app` and check that every route says which role it needs.
+
+    Called once, after the routers are included: a route without a role, or a route that
+    changes something yet is open to viewers, stops the service from starting. Each operation
+    of the OpenAPI document says its role in `x-required-role`.
+    """
+    public = PUBLIC_PATHS + public
+    roles: dict[tuple[str, str], Role] = {}
+    for path, route in _api_routes(app):
+        if _is_public(path, public):
+            continue
+        role = _route_role(route.dependant)
+        if role is None:
+            raise RuntimeError(f"{path}: no role dependency (Viewer, Operator, Admin)")
+        methods = route.methods or set()
+        if route.include_in_schema and role is Role.VIEWER and methods - SAFE_METHODS:
+            raise RuntimeError(f"{sorted(methods)} {path}: viewers only read")
+        roles.update({(path, m.lower()): role for m in methods})
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            for path, item in schema.get("paths", {}).items():
+                for method, operation in item.items():
+                    if (role := roles.get((path, method))) is not None:
+                        operation["x-required-role"] = role.value
+            _document_reasons(schema)
+        return app.openapi_schema or generate()
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    app.add_exception_handler(psycopg.DataError, _unstorable)
+    app.add_exception_handler(psycopg.errors.QueryCanceled, _too_slow)
+    app.add_middleware(Gate, max_body_bytes=settings.max_body_bytes, public=public)
+
+
+def _document_reasons(schema: dict[str, Any]) -> None:
+    """Our own 422s carry one sentence (`{"detail": "start must be before end"}`), FastAPI's
+    a list of field errors: the document says both, so clients and schemathesis expect both."""
+    error = schema.get("components", {}).get("schemas", {}).get("HTTPValidationError")
+    if error is not None:
+        listed = error["properties"]["detail"]
+        error["properties"]["detail"] = {
+            "anyOf": [listed, {"type": "string"}],
+            "title": listed.get("title", "Detail"),
+        }
+
+
+async def _unstorable(request: Request, exc: Exception) -> Response:
+    # A value the route let through but PostgreSQL cannot hold (a NUL byte in a string, an
+    # integer past bigint): the client's input, so a 4xx, never a 500.
+    return JSONResponse(
+        {"detail": f"a value cannot be stored or compared: {type(exc).__name__}"},
+        status_code=422,
+    )
+
+
+async def _too_slow(request: Request, exc: Exception) -> Response:
+    log.warning("statement timeout on %s %s", request.method, request.url.path)
+    return JSONResponse(
+        {"detail": "the query took too long; ask for a shorter range"}, status_code=503
+    )
+
+
+async def _send_json(
+    send: Send, code: int, body: dict[str, Any], headers: Iterable[tuple[bytes, bytes]] = ()
+) -> None:
+    content = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": code,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(content)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": content})
+
+
+class Gate:
+    """What every request goes through before a route sees it, in this order.
+
+    1. A declared body above the limit: 413, before anything else.
+    2. The API key (unless the path is public): 401, logged with the source address, before a
+       byte of the body is read, so an anonymous client cannot make the service parse anything.
+    3. The body, read up to the limit (413 past it, for bodies sent without a length).
+    4. After the route: changes (any method but GET/HEAD/OPTIONS) and refusals (403) go to the
+       audit log, with the key, its role and the outcome, before the response leaves.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, public: tuple[str, ...]) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.public = public
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        declared = headers.get("content-length")
+        if declared is not None and not (declared.isascii() and declared.isdigit()):
+            await _send_json(send, 400, {"detail": "malformed Content-Length"})
+            return
+        if declared is not None and int(declared) > self.max_body_bytes:
+            await _send_json(send, 413, {"detail": f"body over {self.max_body_bytes} bytes"})
+            return
+        if "\x00" in scope["path"] or b"%00" in scope.get("query_string", b""):
+            # No text column can hold it; refused here rather than by the database.
+            await _send_json(send, 400, {"detail": "NUL byte in the URL"})
+            return
+        principal: Principal | None = None
+        if not _is_public(scope["path"], self.public):
+            principal, reason = await self._authenticate(scope, headers.get("authorization"))
+            if principal is None:
+                client = scope.get("client")
+                # The source and the reason; never the key, not even in part.
+                log.warning(
+                    "401 %s %s from %s: %s",
+                    scope["method"],
+                    scope["path"],
+                    client[0] if client else "?",
+                    reason,
+                )
+                await _send_json(send, 401, {"detail": reason}, [(b"www-authenticate", b"Bearer")])
+                return
+            scope.setdefault("state", {})["principal"] = principal
+        body = await self._read_body(receive)
+        if body is None:
+            await _send_json(send, 413, {"detail": f"body over {self.max_body_bytes} bytes"})
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        async def send_audited(message: Message) -> None:
+            if message["type"] == "http.response.start" and principal is not None:
+                await self._audit(scope, principal, message["status"])
+            await send(message)
+
+        await self.app(scope, replay, send_audited)
+
+    async def _authenticate(
+        self, scope: Scope, authorization: str | None
+    ) -> tuple[Principal | None, str]:
+        if not authorization:
+            return None, "missing API key"
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        key_id = key_id_of(token) if scheme.lower() == "bearer" else None
+        if key_id is None:
+            return None, "malformed API key"
+        pool: Pool = scope["app"].state.pool
+        async with pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT role, key_hash FROM api_keys WHERE id = %s AND revoked_at IS NULL",
+                (key_id,),
+            )
+            row = await cur.fetchone()
+        if row is None or not key_matches(token, bytes(row["key_hash"])):
+            return None, f"invalid API key (id {key_id})"
+        return Principal(key_id=key_id, role=Role(row["role"])), ""
+
+    async def _read_body(self, receive: Receive) -> bytes | None:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+    async def _audit(self, scope: Scope, principal: Principal, code: int) -> None:
+        state = scope.get("state", {})
+        route = scope.get("route")
+        if not isinstance(route, APIRoute) or state.get("audited") or not route.include_in_schema:
+            # No route (404), a route that recorded itself, or the proxy (the upstream records).
+            return
+        if scope["method"] in SAFE_METHODS and code != status.HTTP_403_FORBIDDEN:
+            return
+        if code == status.HTTP_405_METHOD_NOT_ALLOWED:
+            return  # the path exists, no such action on it: nothing was attempted
+        outcome = "ok" if code < 400 else "denied" if code in (401, 403) else "failed"
+        params: dict[str, Any] = scope.get("path_params", {})
+        target = state.get("audit_target") or "/".join(str(v) for v in params.values())
+        detail: dict[str, Any] = {"method": scope["method"], "path": scope["path"], "status": code}
+        if scope.get("query_string"):
+            detail["query"] = scope["query_string"].decode("latin-1")[:500]
+        detail.update(state.get("audit_detail", {}))
+        try:
+            pool: Pool = scope["app"].state.pool
+            async with pool.connection() as conn:
+                await audit.record(
+                    conn,
+                    key_id=principal.key_id,
+                    role=principal.role.value,
+                    action=route.name,
+                    target=target or route.path,
+                    outcome=outcome,
+                    detail=detail,
+                )
+        except Exception:
+            log.exception("audit record of %s %s failed", route.name, target)
 
 
 def utcnow() -> datetime:
@@ -140,3 +400,48 @@ def serve(app: FastAPI, settings: ServiceSettings, *, service: str) -> None:
     if fatal or not server.started:
         # Did not start (a dependency missing at start-up) or a task died: exit non-zero.
         sys.exit(EXIT_TASK_DIED)
+
+
+# Before any sensor of ours existed, and far enough ahead for a clock set wrong by a year: past
+# those, a time is a typo (or a probe for an overflow), never a question about the town.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+FUTURE_SLACK = timedelta(days=366)
+# A year and a month: enough for a year-on-year comparison, small enough to bound a query.
+MAX_TIME_RANGE = timedelta(days=400)
+
+
+def _unprocessable(detail: str) -> HTTPException:
+    # 422 by number: Starlette renamed the constant (..._CONTENT), older releases lack the new one.
+    return HTTPException(422, detail=detail)
+
+
+def check_time(value: datetime | None, name: str) -> datetime | None:
+    """A query-string time, refused (422) if naive or outside [2000, a year from now]."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise _unprocessable(f"{name} needs a UTC offset (e.g. Z)")
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError as exc:
+        raise _unprocessable(f"{name} is out of range") from exc
+    if not EARLIEST <= value <= utcnow() + FUTURE_SLACK:
+        raise _unprocessable(f"{name} must be between 2000 and a year from now")
+    return value
+
+
+def time_window(
+    start: datetime | None,
+    end: datetime | None,
+    *,
+    default_span: timedelta,
+    max_span: timedelta = MAX_TIME_RANGE,
+) -> tuple[datetime, datetime]:
+    """[start, end): end defaults to now, start to `default_span` before end; bounded."""
+    end = check_time(end, "end") or utcnow()
+    start = check_time(start, "start") or end - default_span
+    if start >= end:
+        raise _unprocessable("start must be before end")
+    if end - start > max_span:
+        raise _unprocessable(f"the range is at most {max_span.days} days")
+    return start, end

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.ml.calendar import TownCalendar
@@ -31,6 +31,9 @@ class ServiceSettings(BaseSettings):
     # The town's clock and public holidays: what "a Sunday at 3 am" means to the models.
     timezone: str = "Europe/Paris"
     holidays_country: str = "FR"
+    # Request bodies above this are refused (413) before they are read: the largest legitimate
+    # body (a device with its metadata, a webhook with its filters) is a few kB.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
 
     def calendar(self) -> TownCalendar:
         return TownCalendar(self.timezone, self.holidays_country)

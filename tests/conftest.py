@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.support import Publisher, RegisteredDevice
-from townpulse.stack import REPO, Stack, read_env_file
+from townpulse.stack import REPO, SERVICES, Stack, read_env_file
 
 TIER_ORDER = {"unit": 0, "integration": 1, "e2e": 2}
 
@@ -57,6 +57,30 @@ def api(stack_env: dict[str, str], admin_key: str) -> Iterator[httpx.Client]:
         base_url=stack_env["API_URL"], headers={"Authorization": f"Bearer {admin_key}"}, timeout=30
     ) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def service_urls(stack_env: dict[str, str]) -> dict[str, str]:
+    """Every service's own address, by service name (the operator API's is "api")."""
+    return {spec.name: stack_env[f"{spec.name.upper()}_URL"] for spec in SERVICES}
+
+
+@pytest.fixture(scope="session")
+def role_keys(stack_env: dict[str, str], admin_key: str) -> Iterator[dict[str, str]]:
+    """A fresh key per role (viewer, operator, admin), revoked after the session."""
+    made: dict[str, str] = {}
+    ids: list[str] = []
+    with httpx.Client(
+        base_url=stack_env["API_URL"], headers={"Authorization": f"Bearer {admin_key}"}, timeout=30
+    ) as admin:
+        for role in ("viewer", "operator", "admin"):
+            r = admin.post("/v1/api-keys", json={"name": f"test-{role}", "role": role})
+            assert r.status_code == 201, r.text
+            made[role] = r.json()["key"]
+            ids.append(r.json()["id"])
+        yield made
+        for key_id in ids:
+            admin.delete(f"/v1/api-keys/{key_id}")
 
 
 @pytest.fixture

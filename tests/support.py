@@ -6,6 +6,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -63,10 +64,15 @@ class Publisher:
         self.client.disconnect()
 
 
+def since_longest_range() -> str:
+    """The earliest `start` the API accepts with the default end (its range cap is 400 days)."""
+    return (datetime.now(UTC) - timedelta(days=399)).isoformat()
+
+
 def count_readings(api: httpx.Client, device_id: str, **params: Any) -> int:
     r = api.get(
         f"/v1/devices/{device_id}/readings",
-        params={"start": "2000-01-01T00:00:00Z", "limit": 50_000, **params},
+        params={"start": since_longest_range(), "limit": 50_000, **params},
     )
     assert r.status_code == 200, r.text
     body = r.json()

@@ -13,7 +13,7 @@ from services.alerts.dispatcher import Dispatcher
 from services.alerts.routes import alerts, webhooks
 from services.alerts.settings import AlertsSettings
 from shared.db import create_pool
-from shared.http import check_pool, observability_router
+from shared.http import check_pool, observability_router, secure
 from shared.kafka import create_consumer
 from shared.stream.loop import StreamLoop
 from shared.stream.offsets import DbOffsets
@@ -66,7 +66,8 @@ def create_app(settings: AlertsSettings) -> FastAPI:
         title="TownPulse alerts",
         version="1",
         description="Alerts, alert rules and webhook subscriptions. "
-        "Every endpoint but /healthz, /readyz and /metrics needs `Authorization: Bearer <key>`.",
+        "Every endpoint but /healthz, /readyz and /metrics needs `Authorization: Bearer <key>`; "
+        "`x-required-role` says which role (viewer, operator, admin) an operation needs.",
         lifespan=lifespan,
     )
     app.state.settings = settings
@@ -85,4 +86,5 @@ def create_app(settings: AlertsSettings) -> FastAPI:
     )
     app.include_router(alerts.router)
     app.include_router(webhooks.router)
+    secure(app, settings=settings)
     return app

@@ -244,6 +244,7 @@ class Dispatcher:
                 secrets=secrets,
                 timeout_s=self._s.webhook_timeout_s,
                 max_response_bytes=self._s.webhook_max_response_bytes,
+                allowed_networks=self._s.webhook_allowed_networks,
             )
         except Exception as exc:
             # Whatever a send raises (a URL httpx cannot use, a header it cannot parse) is a

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from services.alerts.domain.targets import IPNetwork
 from shared.settings import ServiceSettings
 
 
@@ -33,3 +34,6 @@ class AlertsSettings(ServiceSettings):
     # A subscription whose deliveries fail this many times in a row (each after its whole retry
     # schedule, about a day and a half) is disabled with a reason; 0 never disables.
     webhook_disable_after_failures: int = 5
+    # Networks webhooks may reach although they are not public (loopback, private, link-local):
+    # empty by default. JSON, e.g. TOWNPULSE_WEBHOOK_ALLOWED_NETWORKS='["10.1.2.0/24"]'.
+    webhook_allowed_networks: tuple[IPNetwork, ...] = ()

@@ -11,10 +11,10 @@ import httpx
 from fastapi import FastAPI
 
 from services.api import proxy
-from services.api.routes import admin, devices
+from services.api.routes import admin, devices, opendata
 from services.api.settings import ApiSettings
 from shared.db import create_pool
-from shared.http import check_pool, observability_router
+from shared.http import check_pool, observability_router, secure
 from shared.mqtt_admin import DynSecClient, DynSecError
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
         title="TownPulse operator API",
         version="1",
         description="Devices, readings and dead letters of a town's sensors. "
-        "Every endpoint but /healthz, /readyz and /metrics needs `Authorization: Bearer <key>`.",
+        "Every endpoint but /healthz, /readyz, /metrics and /open-data/ needs "
+        "`Authorization: Bearer <key>`; `x-required-role` says which role (viewer, operator, "
+        "admin) an operation needs.",
         lifespan=lifespan,
     )
     app.state.settings = settings
@@ -76,6 +78,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
     )
     app.include_router(devices.router)
     app.include_router(admin.router)
+    app.include_router(opendata.admin_router)
+    app.include_router(opendata.public_router)
     # Last: it matches any /v1/<domain>/... that no route above claimed.
     app.include_router(proxy.router)
+    secure(app, settings=settings, public=(opendata.public_router.prefix,))
     return app

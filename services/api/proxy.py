@@ -1,13 +1,22 @@
 """Forwarding `/v1/<domain>/...` to the domain services, so operators need only API_URL.
 
 The operator's Authorization header is passed on unchanged: each domain service checks the key
-against the same api_keys table.
+(and the role its route needs) against the same api_keys table.
+
+Only paths that stay under `/v1/<segment>/` are forwarded: a dot segment (`..`, `%2e%2e`), a
+backslash or an encoded slash could make the upstream resolve a path outside it (its
+unauthenticated /metrics, say), so they are refused with 400 before anything is sent.
 """
 
 from __future__ import annotations
 
+import re
+from urllib.parse import unquote
+
 import httpx
 from fastapi import APIRouter, HTTPException, Request, Response, status
+
+from shared.http import Viewer
 
 router = APIRouter(tags=["domain services"], include_in_schema=False)
 
@@ -25,9 +34,39 @@ HOP_BY_HOP = {
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
+# Encoded '.', '/' and '\\' (any case), and the characters themselves where they do not belong.
+ENCODED = re.compile(r"%(2e|2f|5c)", re.IGNORECASE)
+
+
+def unsafe_path(raw_path: str) -> str | None:
+    r"""Why a raw request path must not be forwarded, or None.
+
+    >>> unsafe_path("/v1/energy/summary") is None
+    True
+    >>> unsafe_path("/v1/energy/%2e%2e/%2E%2E/metrics")
+    'encoded dot, slash or backslash in the path'
+    >>> unsafe_path("/v1/energy/../metrics")
+    'dot segment in the path'
+    >>> unsafe_path("/v1/energy/a\\b")
+    'backslash in the path'
+    """
+    if ENCODED.search(raw_path):
+        return "encoded dot, slash or backslash in the path"
+    decoded = unquote(raw_path)
+    if "\\" in decoded:
+        return "backslash in the path"
+    if any(part in (".", "..") for part in decoded.split("/")):
+        return "dot segment in the path"
+    return None
+
+
 @router.api_route("/v1/{segment}", methods=METHODS)
 @router.api_route("/v1/{segment}/{path:path}", methods=METHODS)
-async def forward(segment: str, request: Request, path: str = "") -> Response:
+async def forward(segment: str, request: Request, _: Viewer, path: str = "") -> Response:
+    """Forward to the domain service; any key passes here, the upstream checks its role."""
+    reason = unsafe_path(request.scope.get("raw_path", b"").decode("latin-1"))
+    if reason is not None:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=reason)
     upstreams: dict[str, str] = request.app.state.settings.upstreams
     base = upstreams.get(segment)
     if base is None:

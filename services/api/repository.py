@@ -154,3 +154,103 @@ async def deadletters(
         {"reason": reason, "device": device_id, "limit": limit},
     )
     return await cur.fetchall()
+
+
+# ---- open data ---------------------------------------------------------------------------------
+# Each query aggregates first and applies the floor in the same statement: a row under it never
+# leaves the database. Days are Europe/Paris calendar days, as in readings_daily.
+
+_OPEN_DATA_SQL = {
+    "energy-daily-public-buildings": """
+        SELECT (r.bucket AT TIME ZONE 'Europe/Paris')::date AS day,
+               d.metadata->>'building_type' AS building_type,
+               count(DISTINCT r.device_id) AS buildings,
+               round(sum(r.total)::numeric, 3)::float8 AS kwh
+        FROM readings_daily r JOIN devices d ON d.id = r.device_id
+        WHERE d.domain = 'energy' AND d.deleted_at IS NULL AND r.metric = 'energy_kwh'
+          AND d.metadata->>'building_type' = ANY(%(public_types)s)
+          AND r.bucket >= %(start)s AND r.bucket < %(end)s
+        GROUP BY 1, 2 HAVING count(DISTINCT r.device_id) >= %(min_devices)s
+        ORDER BY 1, 2 LIMIT %(limit)s
+    """,
+    "waste-fill-by-zone": """
+        SELECT (r.bucket AT TIME ZONE 'Europe/Paris')::date AS day,
+               d.metadata->>'zone' AS zone,
+               count(DISTINCT r.device_id) AS bins,
+               round((sum(r.total) / sum(r.n))::numeric, 1)::float8 AS mean_fill_pct,
+               round(max(r.max)::numeric, 1)::float8 AS max_fill_pct
+        FROM readings_daily r JOIN devices d ON d.id = r.device_id
+        WHERE d.domain = 'waste' AND d.deleted_at IS NULL AND r.metric = 'fill_pct'
+          AND d.metadata->>'zone' IS NOT NULL
+          AND r.bucket >= %(start)s AND r.bucket < %(end)s
+        GROUP BY 1, 2 HAVING count(DISTINCT r.device_id) >= %(min_devices)s
+        ORDER BY 1, 2 LIMIT %(limit)s
+    """,
+    "traffic-hourly-counts": """
+        SELECT r.bucket AS hour, r.device_id AS counter, d.metadata->>'road' AS road,
+               d.metadata->>'zone' AS zone, r.total::bigint AS vehicles
+        FROM readings_hourly r JOIN devices d ON d.id = r.device_id
+        WHERE d.domain = 'traffic' AND d.deleted_at IS NULL AND r.metric = 'vehicles'
+          AND r.bucket >= %(start)s AND r.bucket < %(end)s
+          AND r.total >= %(min_vehicles)s
+        ORDER BY 1, 2 LIMIT %(limit)s
+    """,
+}
+
+
+async def open_dataset_rows(
+    conn: AsyncConnection[Any],
+    *,
+    dataset: str,
+    start: datetime,
+    end: datetime,
+    min_devices: int,
+    min_vehicles: int,
+    public_building_types: list[str],
+    limit: int,
+) -> list[dict[str, Any]]:
+    cur = await conn.execute(
+        _OPEN_DATA_SQL[dataset],
+        {
+            "start": start,
+            "end": end,
+            "min_devices": min_devices,
+            "min_vehicles": min_vehicles,
+            "public_types": public_building_types,
+            "limit": limit,
+        },
+    )
+    return await cur.fetchall()
+
+
+async def publications(
+    conn: AsyncConnection[Any], dataset: str | None = None
+) -> list[dict[str, Any]]:
+    cur = await conn.execute(
+        "SELECT dataset, licence, published_at, published_by FROM open_data_publications "
+        "WHERE %(d)s::text IS NULL OR dataset = %(d)s ORDER BY dataset",
+        {"d": dataset},
+    )
+    return await cur.fetchall()
+
+
+async def publish(
+    conn: AsyncConnection[Any], *, dataset: str, licence: str, by: str
+) -> dict[str, Any]:
+    cur = await conn.execute(
+        """
+        INSERT INTO open_data_publications (dataset, licence, published_by) VALUES (%s, %s, %s)
+        ON CONFLICT (dataset) DO UPDATE SET licence = EXCLUDED.licence,
+            published_by = EXCLUDED.published_by
+        RETURNING dataset, licence, published_at, published_by
+        """,
+        (dataset, licence, by),
+    )
+    row: dict[str, Any] | None = await cur.fetchone()
+    assert row is not None
+    return row
+
+
+async def unpublish(conn: AsyncConnection[Any], dataset: str) -> bool:
+    cur = await conn.execute("DELETE FROM open_data_publications WHERE dataset = %s", (dataset,))
+    return cur.rowcount == 1

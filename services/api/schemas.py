@@ -7,6 +7,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, Field
 
+from shared.auth import Role
 from shared.topics import Domain
 
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -97,7 +98,7 @@ class DeadLetterOut(BaseModel):
 
 class ApiKeyIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
-    role: str = Field(default="operator", pattern="^(admin|operator)$")
+    role: Role = Role.OPERATOR
 
 
 class ApiKeyOut(BaseModel):
@@ -110,3 +111,14 @@ class ApiKeyOut(BaseModel):
 
 class ApiKeyCreated(ApiKeyOut):
     key: str = Field(description="shown once: store it now")
+
+
+class AuditEntry(BaseModel):
+    id: int
+    at: datetime
+    key_id: str | None
+    role: str | None
+    action: str
+    target: str
+    outcome: str
+    detail: dict[str, Any]

@@ -20,3 +20,14 @@ class ApiSettings(ServiceSettings):
     upstreams: dict[str, str] = Field(default_factory=dict)
     max_raw_readings: int = 50_000
     max_buckets: int = 20_000
+    # Open data: every published row aggregates at least this many devices (zones, building
+    # types) or, for traffic counters, this many vehicles in the hour.
+    open_data_min_devices: int = Field(default=3, ge=2)
+    open_data_min_vehicles: int = Field(default=10, ge=1)
+    # Building types (device metadata `building_type`) that count as public buildings.
+    open_data_public_building_types: tuple[str, ...] = ("school", "town_hall", "gym", "library")
+    # The town's name in the catalogue, and the catalogue's public address when the API sits
+    # behind a reverse proxy (else the address the request came in on).
+    open_data_publisher: str = "TownPulse"
+    open_data_base_url: str | None = None
+    open_data_max_rows: int = Field(default=100_000, ge=1)

@@ -8,12 +8,13 @@ from services.energy.adapters.db import write_rows
 from services.energy.domain.meter import EnergyProcessor
 from services.energy.routes import router
 from services.energy.settings import EnergySettings
+from shared.http import secure
 from shared.runtime.service import create_stream_app
 from shared.topics import Domain
 
 
 def create_app(settings: EnergySettings) -> FastAPI:
-    return create_stream_app(
+    app = create_stream_app(
         title="TownPulse energy",
         settings=settings,
         processor=EnergyProcessor(calendar=settings.calendar()),
@@ -21,3 +22,5 @@ def create_app(settings: EnergySettings) -> FastAPI:
         domain=Domain.ENERGY,
         router=router,
     )
+    secure(app, settings=settings)
+    return app

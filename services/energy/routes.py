@@ -2,42 +2,30 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, HTTPException, Query, Request, status
 
 from services.energy.adapters import db
-from shared.http import Principal, authenticate
+from shared.http import Viewer, time_window
 from shared.ml.calendar import PARIS
 
 router = APIRouter(prefix="/v1/energy", tags=["energy"])
-Operator = Annotated[Principal, Depends(authenticate)]
 
 BUCKETS = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "1d": timedelta(days=1)}
-
-
-def _window(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
-    for v in (start, end):
-        if v is not None and v.tzinfo is None:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "times need a UTC offset")
-    end = end or datetime.now(UTC)
-    start = start or end - timedelta(days=7)
-    if start >= end:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "start must be before end")
-    return start, end
 
 
 @router.get("/meters/{device_id}/anomalies")
 async def meter_anomalies(
     device_id: str,
     request: Request,
-    _: Operator,
+    _: Viewer,
     start: datetime | None = None,
     end: datetime | None = None,
 ) -> dict[str, Any]:
     """Anomaly episodes and the flagged readings, each with expected vs observed."""
-    start, end = _window(start, end)
+    start, end = time_window(start, end, default_span=timedelta(days=7))
     async with request.app.state.pool.connection() as conn:
         episodes, readings = await db.anomalies(conn, device_id=device_id, start=start, end=end)
     return {
@@ -50,7 +38,7 @@ async def meter_anomalies(
 
 
 @router.get("/meters/{device_id}/forecast")
-async def meter_forecast(device_id: str, request: Request, _: Operator) -> dict[str, Any]:
+async def meter_forecast(device_id: str, request: Request, _: Viewer) -> dict[str, Any]:
     """The latest hourly forecast of the next 24 hours (kWh per hour, with an interval)."""
     async with request.app.state.pool.connection() as conn:
         rows = await db.forecast(conn, device_id=device_id)
@@ -63,7 +51,7 @@ async def meter_forecast(device_id: str, request: Request, _: Operator) -> dict[
 async def meter_consumption(
     device_id: str,
     request: Request,
-    _: Operator,
+    _: Viewer,
     bucket: str = "1h",
     start: datetime | None = None,
     end: datetime | None = None,
@@ -72,7 +60,7 @@ async def meter_consumption(
     """Observed vs expected kWh per bucket (15m, 1h, 1d)."""
     if bucket not in BUCKETS:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"bucket: one of {list(BUCKETS)}")
-    start, end = _window(start, end)
+    start, end = time_window(start, end, default_span=timedelta(days=7))
     async with request.app.state.pool.connection() as conn:
         rows = await db.consumption(
             conn, device_id=device_id, start=start, end=end, width=BUCKETS[bucket], limit=limit
@@ -81,7 +69,7 @@ async def meter_consumption(
 
 
 @router.get("/summary")
-async def town_summary(request: Request, _: Operator, day: date | None = None) -> dict[str, Any]:
+async def town_summary(request: Request, _: Viewer, day: date | None = None) -> dict[str, Any]:
     """A day (Europe/Paris) for the whole town: total, top anomalies, kWh wasted by anomalies."""
     day = day or datetime.now(PARIS).date()
     start = datetime.combine(day, time(), PARIS)

@@ -8,12 +8,13 @@ from services.traffic.adapters.db import write_rows
 from services.traffic.domain.counter import TrafficProcessor
 from services.traffic.routes import router
 from services.traffic.settings import TrafficSettings
+from shared.http import secure
 from shared.runtime.service import create_stream_app
 from shared.topics import Domain
 
 
 def create_app(settings: TrafficSettings) -> FastAPI:
-    return create_stream_app(
+    app = create_stream_app(
         title="TownPulse traffic",
         settings=settings,
         processor=TrafficProcessor(calendar=settings.calendar()),
@@ -21,3 +22,5 @@ def create_app(settings: TrafficSettings) -> FastAPI:
         domain=Domain.TRAFFIC,
         router=router,
     )
+    secure(app, settings=settings)
+    return app

@@ -2,41 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, HTTPException, Query, Request, status
 
 from services.traffic.adapters import db
-from shared.http import Principal, authenticate
+from shared.http import Viewer, time_window
 
 router = APIRouter(prefix="/v1/traffic", tags=["traffic"])
-Operator = Annotated[Principal, Depends(authenticate)]
 
 BUCKETS = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "1d": timedelta(days=1)}
-
-
-def _window(
-    start: datetime | None,
-    end: datetime | None,
-    *,
-    default: timedelta,
-) -> tuple[datetime, datetime]:
-    for v in (start, end):
-        if v is not None and v.tzinfo is None:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "times need a UTC offset")
-    end = end or datetime.now(UTC)
-    start = start or end - default
-    if start >= end:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "start must be before end")
-    return start, end
 
 
 @router.get("/counters/{device_id}/flow")
 async def counter_flow(
     device_id: str,
     request: Request,
-    _: Operator,
+    _: Viewer,
     start: datetime | None = None,
     end: datetime | None = None,
     bucket: str = "1h",
@@ -45,7 +28,7 @@ async def counter_flow(
     """Vehicles and mean speed per bucket (15m, 1h, 1d), observed vs expected."""
     if bucket not in BUCKETS:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"bucket: one of {list(BUCKETS)}")
-    start, end = _window(start, end, default=timedelta(days=1))
+    start, end = time_window(start, end, default_span=timedelta(days=1))
     async with request.app.state.pool.connection() as conn:
         rows = await db.flow(
             conn, device_id=device_id, start=start, end=end, width=BUCKETS[bucket], limit=limit
@@ -54,7 +37,7 @@ async def counter_flow(
 
 
 @router.get("/counters/{device_id}/forecast")
-async def counter_forecast(device_id: str, request: Request, _: Operator) -> dict[str, Any]:
+async def counter_forecast(device_id: str, request: Request, _: Viewer) -> dict[str, Any]:
     """The latest forecast of the next hour, per 15-minute step, with a ~90% interval."""
     async with request.app.state.pool.connection() as conn:
         rows = await db.forecast(conn, device_id=device_id)
@@ -66,14 +49,14 @@ async def counter_forecast(device_id: str, request: Request, _: Operator) -> dic
 @router.get("/incidents")
 async def list_incidents(
     request: Request,
-    _: Operator,
+    _: Viewer,
     start: datetime | None = None,
     end: datetime | None = None,
     kind: str | None = None,
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
 ) -> dict[str, Any]:
     """Episodes (incidents, congestion, unusual flow, silences) overlapping [start, end]."""
-    start, end = _window(start, end, default=timedelta(days=7))
+    start, end = time_window(start, end, default_span=timedelta(days=7))
     async with request.app.state.pool.connection() as conn:
         rows = await db.incidents(conn, start=start, end=end, kind=kind, limit=limit)
     return {"start": start, "end": end, "items": rows}

@@ -8,12 +8,13 @@ from services.waste.adapters.db import write_rows
 from services.waste.domain.bin import WasteProcessor
 from services.waste.routes import router
 from services.waste.settings import WasteSettings
+from shared.http import secure
 from shared.runtime.service import create_stream_app
 from shared.topics import Domain
 
 
 def create_app(settings: WasteSettings) -> FastAPI:
-    return create_stream_app(
+    app = create_stream_app(
         title="TownPulse waste",
         settings=settings,
         processor=WasteProcessor(full_pct=settings.full_pct, calendar=settings.calendar()),
@@ -21,3 +22,5 @@ def create_app(settings: WasteSettings) -> FastAPI:
         domain=Domain.WASTE,
         router=router,
     )
+    secure(app, settings=settings)
+    return app

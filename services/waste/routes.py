@@ -3,33 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, HTTPException, Query, Request, status
 
 from services.waste.adapters import db
 from services.waste.domain.plan import BinStatus, Point, due_bins, plan_routes
-from shared.http import Principal, authenticate
+from shared.http import Viewer, time_window
 from shared.ml.calendar import PARIS
 
 router = APIRouter(prefix="/v1/waste", tags=["waste"])
-Operator = Annotated[Principal, Depends(authenticate)]
 
 
 def _unprocessable(detail: str) -> HTTPException:
     return HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail)
-
-
-def _window(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
-    for v in (start, end):
-        if v is not None and v.tzinfo is None:
-            raise _unprocessable("times need a UTC offset")
-    end = end or datetime.now(UTC)
-    start = start or end - timedelta(days=7)
-    if start >= end:
-        raise _unprocessable("start must be before end")
-    return start, end
 
 
 def _point(text: str) -> Point:
@@ -45,7 +33,7 @@ def _point(text: str) -> Point:
 @router.get("/bins")
 async def list_bins(
     request: Request,
-    _: Operator,
+    _: Viewer,
     min_fill: Annotated[float, Query(ge=0, le=100)] = 0.0,
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
 ) -> dict[str, Any]:
@@ -59,13 +47,13 @@ async def list_bins(
 async def bin_detail(
     device_id: str,
     request: Request,
-    _: Operator,
+    _: Viewer,
     start: datetime | None = None,
     end: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=20000)] = 2000,
 ) -> dict[str, Any]:
     """One bin: level history, fill rate by weekday and hour, prediction, collections."""
-    start, end = _window(start, end)
+    start, end = time_window(start, end, default_span=timedelta(days=7))
     async with request.app.state.pool.connection() as conn:
         detail = await db.bin_detail(conn, device_id=device_id, start=start, end=end, limit=limit)
     if detail is None:
@@ -76,7 +64,7 @@ async def bin_detail(
 @router.get("/plan")
 async def collection_plan(
     request: Request,
-    _: Operator,
+    _: Viewer,
     date_: Annotated[date | None, Query(alias="date")] = None,
     depot: str | None = None,
     vehicles: Annotated[int, Query(ge=1, le=50)] = 1,

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from tests.support import count_readings, metric_value, wait_for
+from tests.support import count_readings, metric_value, since_longest_range, wait_for
 from townpulse.stack import Stack
 
 pytestmark = pytest.mark.e2e
@@ -88,7 +88,7 @@ def test_sigkill_gateway_and_storage_loses_and_doubles_nothing(
         r["value"]
         for r in api.get(
             f"/v1/devices/{device.id}/readings",
-            params={"start": "2000-01-01T00:00:00Z", "limit": N + 1},
+            params={"start": since_longest_range(), "limit": N + 1},
         ).json()["items"]
     ]
     assert values == [float(i) for i in range(N)]

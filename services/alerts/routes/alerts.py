@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
 from services.alerts import service
 from services.alerts.adapters import repository as repo
@@ -20,14 +20,12 @@ from services.alerts.schemas import (
     RuleOut,
     TimelineEntry,
 )
-from shared.http import Principal, authenticate, require_admin
+from shared.http import Admin, Operator, Viewer, check_time
 from shared.schemas import Severity
 from shared.topics import Domain
 
 router = APIRouter(prefix="/v1", tags=["alerts"])
 
-Admin = Annotated[Principal, Depends(require_admin)]
-Operator = Annotated[Principal, Depends(authenticate)]
 State = Annotated[str | None, Query(pattern="^(open|acknowledged|resolved)$")]
 
 
@@ -44,7 +42,7 @@ def _wake(request: Request, applied: service.Applied) -> None:
 @router.get("/alerts", response_model=list[AlertOut])
 async def list_alerts(
     request: Request,
-    _: Operator,
+    _: Viewer,
     state: State = None,
     domain: Domain | None = None,
     severity: Severity | None = None,
@@ -63,15 +61,15 @@ async def list_alerts(
             severity=severity.value if severity else None,
             device_id=device_id,
             kind=kind,
-            start=start,
-            end=end,
+            start=check_time(start, "start"),
+            end=check_time(end, "end"),
             limit=limit,
         )
     return [_out(a) for a in alerts]
 
 
 @router.get("/alerts/{alert_id}", response_model=AlertDetail)
-async def get_alert(alert_id: str, request: Request, _: Operator) -> AlertDetail:
+async def get_alert(alert_id: str, request: Request, _: Viewer) -> AlertDetail:
     """One alert with its explanation and timeline."""
     async with request.app.state.pool.connection() as conn:
         alert = await repo.get_alert(conn, alert_id)
@@ -134,20 +132,21 @@ def _rule_row(rule_id: str, body: RuleIn) -> dict[str, Any]:
 @router.post("/alert-rules", status_code=status.HTTP_201_CREATED, response_model=RuleOut)
 async def create_rule(body: RuleIn, request: Request, _: Admin) -> RuleOut:
     """Create a rule; it applies to readings consumed from now on."""
+    rule_id = request.state.audit_target = f"rule_{uuid.uuid4().hex[:16]}"
     async with request.app.state.pool.connection() as conn, conn.transaction():
-        row = await repo.upsert_rule(conn, _rule_row(f"rule_{uuid.uuid4().hex[:16]}", body))
+        row = await repo.upsert_rule(conn, _rule_row(rule_id, body))
     return RuleOut(**row)
 
 
 @router.get("/alert-rules", response_model=list[RuleOut])
-async def list_rules(request: Request, _: Operator) -> list[RuleOut]:
+async def list_rules(request: Request, _: Viewer) -> list[RuleOut]:
     """Every rule."""
     async with request.app.state.pool.connection() as conn:
         return [RuleOut(**r) for r in await repo.list_rules(conn)]
 
 
 @router.get("/alert-rules/{rule_id}", response_model=RuleOut)
-async def get_rule(rule_id: str, request: Request, _: Operator) -> RuleOut:
+async def get_rule(rule_id: str, request: Request, _: Viewer) -> RuleOut:
     """One rule."""
     async with request.app.state.pool.connection() as conn:
         row = await repo.get_rule(conn, rule_id)

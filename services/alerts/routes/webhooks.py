@@ -9,10 +9,12 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from pydantic import BaseModel
 
+from services.alerts.domain.targets import ForbiddenTarget, check_literal
 from services.alerts.domain.webhooks import new_secret
 from services.alerts.schemas import (
     AttemptOut,
@@ -25,11 +27,9 @@ from services.alerts.schemas import (
     WebhookPatch,
 )
 from services.alerts.settings import AlertsSettings
-from shared.http import Principal, require_admin
+from shared.http import Admin
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
-
-Admin = Annotated[Principal, Depends(require_admin)]
 
 COLUMNS = (
     "id, url, description, domains, kinds, min_severity, event_types, retry_schedule_s, "
@@ -53,6 +53,16 @@ def _values(body: WebhookPatch, *, only_set: bool) -> dict[str, Any]:
     return {k: v for k, v in values.items() if k in PATCHABLE}
 
 
+def _check_target(request: Request, url: str | None) -> None:
+    if url is None:
+        return
+    settings: AlertsSettings = request.app.state.settings
+    try:
+        check_literal(urlsplit(url).hostname or "", allowed=settings.webhook_allowed_networks)
+    except ForbiddenTarget as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)) from exc
+
+
 async def _one(request: Request, sub_id: str) -> dict[str, Any]:
     async with request.app.state.pool.connection() as conn:
         cur = await conn.execute(
@@ -67,8 +77,10 @@ async def _one(request: Request, sub_id: str) -> dict[str, Any]:
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=WebhookCreated)
 async def create_webhook(body: WebhookIn, request: Request, _: Admin) -> WebhookCreated:
     """Subscribe a URL; the signing secret is in this response only."""
+    _check_target(request, body.url)
     secret = new_secret()
     values = _values(body, only_set=False)
+    request.state.audit_target = sub_id = f"wh_{uuid.uuid4().hex[:16]}"
     async with request.app.state.pool.connection() as conn:
         cur = await conn.execute(
             f"""
@@ -79,7 +91,7 @@ async def create_webhook(body: WebhookIn, request: Request, _: Admin) -> Webhook
                     %(min_severity)s, %(event_types)s, %(retry_schedule_s)s, %(enabled)s)
             RETURNING {COLUMNS}
             """,
-            {**values, "id": f"wh_{uuid.uuid4().hex[:16]}", "secret": secret},
+            {**values, "id": sub_id, "secret": secret},
         )
         row = await cur.fetchone()
     return WebhookCreated(**row, secret=secret)
@@ -102,6 +114,7 @@ async def get_webhook(sub_id: str, request: Request, _: Admin) -> WebhookOut:
 @router.patch("/{sub_id}", response_model=WebhookOut)
 async def update_webhook(sub_id: str, body: WebhookPatch, request: Request, _: Admin) -> WebhookOut:
     """Change some fields; enabling a subscription again clears why it was disabled."""
+    _check_target(request, body.url)
     values = _values(body, only_set=True)
     if values.get("event_types", []) is None or values.get("url", "") is None:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="url/event_types: null")

@@ -1,26 +1,25 @@
-"""Dead letters and API keys."""
+"""Dead letters, API keys and the audit log."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
 from services.api import repository as repo
-from services.api.schemas import ApiKeyCreated, ApiKeyIn, ApiKeyOut, DeadLetterOut
+from services.api.schemas import ApiKeyCreated, ApiKeyIn, ApiKeyOut, AuditEntry, DeadLetterOut
+from shared import audit
 from shared.auth import new_api_key
-from shared.http import Principal, authenticate, require_admin
+from shared.http import Admin, Viewer, check_time
 
 router = APIRouter(prefix="/v1", tags=["operations"])
-
-Admin = Annotated[Principal, Depends(require_admin)]
-Operator = Annotated[Principal, Depends(authenticate)]
 
 
 @router.get("/deadletters", response_model=list[DeadLetterOut])
 async def list_deadletters(
     request: Request,
-    _: Operator,
+    _: Viewer,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     reason: str | None = None,
     device_id: str | None = None,
@@ -35,11 +34,13 @@ async def list_deadletters(
 async def create_api_key(body: ApiKeyIn, request: Request, _: Admin) -> ApiKeyCreated:
     """Create an API key; the key itself is in this response only."""
     key = new_api_key()
+    request.state.audit_target = key.key_id
+    request.state.audit_detail = {"name": body.name, "role": body.role.value}
     async with request.app.state.pool.connection() as conn:
         cur = await conn.execute(
             "INSERT INTO api_keys (id, name, role, key_hash) VALUES (%s, %s, %s, %s) "
             "RETURNING id, name, role, created_at, revoked_at",
-            (key.key_id, body.name, body.role, key.key_hash),
+            (key.key_id, body.name, body.role.value, key.key_hash),
         )
         row = await cur.fetchone()
     return ApiKeyCreated(**row, key=key.token)
@@ -68,3 +69,32 @@ async def revoke_api_key(key_id: str, request: Request, principal: Admin) -> Res
     if cur.rowcount != 1:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such active key")
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/audit", response_model=list[AuditEntry])
+async def list_audit(
+    request: Request,
+    _: Admin,
+    action: Annotated[str | None, Query(max_length=100)] = None,
+    key_id: Annotated[str | None, Query(max_length=100)] = None,
+    target: Annotated[str | None, Query(max_length=500)] = None,
+    outcome: Annotated[str | None, Query(pattern="^(ok|denied|failed)$")] = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    before_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[AuditEntry]:
+    """Audit entries, newest first; page with `before_id` = the last id of the previous page."""
+    async with request.app.state.pool.connection() as conn:
+        rows = await audit.entries(
+            conn,
+            action=action,
+            key_id=key_id,
+            target=target,
+            outcome=outcome,
+            start=check_time(start, "start"),
+            end=check_time(end, "end"),
+            before_id=before_id,
+            limit=limit,
+        )
+    return [AuditEntry(**r) for r in rows]

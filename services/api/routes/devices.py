@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
 from services.api import repository as repo
 from services.api.buckets import BadBucket, parse_bucket
@@ -23,14 +23,11 @@ from services.api.schemas import (
 )
 from services.api.settings import ApiSettings
 from shared.auth import new_device_password
-from shared.http import Principal, authenticate, require_admin
+from shared.http import Admin, Viewer, time_window
 from shared.mqtt_admin import DynSecClient, DynSecError
 from shared.topics import Domain, mqtt_topic
 
 router = APIRouter(prefix="/v1/devices", tags=["devices"])
-
-Admin = Annotated[Principal, Depends(require_admin)]
-Operator = Annotated[Principal, Depends(authenticate)]
 
 
 def _device(row: dict[str, Any]) -> Device:
@@ -64,6 +61,7 @@ def _dynsec(request: Request) -> DynSecClient:
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=DeviceCreated)
 async def register_device(body: DeviceIn, request: Request, _: Admin) -> DeviceCreated:
     """Register a device; its MQTT password is in this response only."""
+    request.state.audit_target = body.id
     password = new_device_password()
     async with request.app.state.pool.connection() as conn, conn.transaction():
         row = await repo.insert_device(
@@ -117,7 +115,7 @@ async def rotate_credentials(device_id: str, request: Request, _: Admin) -> Devi
 @router.get("", response_model=Page[Device])
 async def list_devices(
     request: Request,
-    _: Operator,
+    _: Viewer,
     domain: Domain | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
@@ -131,7 +129,7 @@ async def list_devices(
 
 
 @router.get("/{device_id}", response_model=Device)
-async def get_device(device_id: str, request: Request, _: Operator) -> Device:
+async def get_device(device_id: str, request: Request, _: Viewer) -> Device:
     """One device."""
     async with request.app.state.pool.connection() as conn:
         row = await repo.get_device(conn, device_id)
@@ -159,7 +157,7 @@ async def delete_device(device_id: str, request: Request, _: Admin) -> Response:
 async def readings(
     device_id: str,
     request: Request,
-    _: Operator,
+    _: Viewer,
     start: datetime | None = None,
     end: datetime | None = None,
     metric: str | None = None,
@@ -168,10 +166,7 @@ async def readings(
 ) -> Readings:
     """Raw readings in [start, end), or avg/min/max/count per bucket (15m, 1h, 1d...)."""
     settings: ApiSettings = request.app.state.settings
-    end = _aware(end, "end") or datetime.now(UTC)
-    start = _aware(start, "start") or end - timedelta(days=1)
-    if start >= end:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="start must be before end")
+    start, end = time_window(start, end, default_span=timedelta(days=1))
     async with request.app.state.pool.connection() as conn:
         if await repo.get_device(conn, device_id) is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such device")
@@ -205,11 +200,3 @@ async def readings(
         items=items,
         truncated=len(rows) > cap,
     )
-
-
-def _aware(value: datetime | None, name: str) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY, detail=f"{name} needs a UTC offset (e.g. Z)"
-        )
-    return value

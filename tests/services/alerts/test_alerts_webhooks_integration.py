@@ -151,8 +151,16 @@ def test_receiver_down_then_503_then_up_gets_everything_in_order(
     for bodies in by_alert.values():
         assert [b["type"] for b in bodies] == ["alert.opened", "alert.updated", "alert.resolved"]
         assert [b["data"]["version"] for b in bodies] == [1, 2, 3]
-    log = deliveries(api, sub["id"])
-    assert {d["status"] for d in log} == {"delivered"}
+    # The receiver answers before the dispatcher records the outcome: wait for the records.
+    log = wait_for(
+        lambda: (
+            (ds := deliveries(api, sub["id"]))
+            and all(d["status"] == "delivered" for d in ds)
+            and ds
+        ),
+        timeout=30,
+        what="every delivery recorded as delivered",
+    )
     outcomes = [a for d in log for a in d["attempt_log"]]
     assert any(a["error"] and "ConnectError" in a["error"] for a in outcomes)
     assert any(a["status_code"] == 503 for a in outcomes)

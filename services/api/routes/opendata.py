@@ -1,0 +1,184 @@
+"""Open data: admins publish datasets; anyone may read what is published, and only that."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path, Request, Response, status
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, Field
+
+from services.api import opendata
+from services.api import repository as repo
+from services.api.opendata import DATASETS, Floor, Licence
+from services.api.settings import ApiSettings
+from shared.http import Admin, Viewer, time_window
+
+admin_router = APIRouter(prefix="/v1/open-data", tags=["open data"])
+public_router = APIRouter(prefix="/open-data", tags=["open data (public)"])
+
+DatasetId = Annotated[str, Path(pattern=r"^[a-z0-9-]{1,64}$")]
+# A download covers this many days unless `start` says otherwise.
+DEFAULT_SPAN = timedelta(days=30)
+
+
+class PublishIn(BaseModel):
+    licence: Licence = Field(default=Licence.ETALAB_2_0, description="SPDX id")
+
+
+class DatasetState(BaseModel):
+    id: str
+    title: str
+    description: str
+    columns: list[str]
+    published: bool
+    licence: Licence | None
+    published_at: datetime | None
+    published_by: str | None
+
+
+class OpenRows(BaseModel):
+    dataset: str
+    licence: Licence
+    start: datetime
+    end: datetime
+    items: list[dict[str, Any]]
+    truncated: bool
+
+
+def _known(dataset: str) -> opendata.Dataset:
+    known = DATASETS.get(dataset)
+    if known is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such dataset")
+    return known
+
+
+def _state(dataset: opendata.Dataset, publication: dict[str, Any] | None) -> DatasetState:
+    return DatasetState(
+        id=dataset.id,
+        title=dataset.title,
+        description=dataset.description,
+        columns=list(dataset.columns),
+        published=publication is not None,
+        licence=publication["licence"] if publication else None,
+        published_at=publication["published_at"] if publication else None,
+        published_by=publication["published_by"] if publication else None,
+    )
+
+
+@admin_router.get("/datasets", response_model=list[DatasetState])
+async def list_datasets(request: Request, _: Viewer) -> list[DatasetState]:
+    """Every dataset the town could publish, and whether (and how) it is."""
+    async with request.app.state.pool.connection() as conn:
+        published = {p["dataset"]: p for p in await repo.publications(conn)}
+    return [_state(d, published.get(d.id)) for d in DATASETS.values()]
+
+
+@admin_router.put("/datasets/{dataset}", response_model=DatasetState)
+async def publish_dataset(
+    dataset: DatasetId, request: Request, who: Admin, body: PublishIn | None = None
+) -> DatasetState:
+    """Publish a dataset (or change its licence): from now on anyone can download it."""
+    known = _known(dataset)
+    licence = (body or PublishIn()).licence
+    request.state.audit_detail = {"licence": licence.value}
+    async with request.app.state.pool.connection() as conn:
+        row = await repo.publish(conn, dataset=dataset, licence=licence.value, by=who.key_id)
+    return _state(known, row)
+
+
+@admin_router.delete("/datasets/{dataset}", status_code=status.HTTP_204_NO_CONTENT)
+async def unpublish_dataset(dataset: DatasetId, request: Request, _: Admin) -> Response:
+    """Stop publishing a dataset at once."""
+    _known(dataset)
+    async with request.app.state.pool.connection() as conn:
+        if not await repo.unpublish(conn, dataset):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail="dataset not published")
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def _base_url(request: Request) -> str:
+    settings: ApiSettings = request.app.state.settings
+    return settings.open_data_base_url or str(request.url_for("catalog"))
+
+
+def _floors(settings: ApiSettings) -> dict[Floor, int]:
+    return {
+        Floor.DEVICES: settings.open_data_min_devices,
+        Floor.VEHICLES: settings.open_data_min_vehicles,
+    }
+
+
+@public_router.get("/", name="catalog", response_class=JSONResponse)
+async def catalog(request: Request) -> JSONResponse:
+    """The published datasets as a DCAT / schema.org catalogue (JSON-LD). No key needed."""
+    settings: ApiSettings = request.app.state.settings
+    async with request.app.state.pool.connection() as conn:
+        published = await repo.publications(conn)
+    doc = opendata.catalog_jsonld(
+        base_url=_base_url(request),
+        publisher=settings.open_data_publisher,
+        published=published,
+        floors=_floors(settings),
+    )
+    return JSONResponse(doc, media_type="application/ld+json")
+
+
+async def _rows(
+    request: Request, dataset: str, start: datetime | None, end: datetime | None
+) -> tuple[opendata.Dataset, Licence, datetime, datetime, list[dict[str, Any]], bool]:
+    settings: ApiSettings = request.app.state.settings
+    start, end = time_window(start, end, default_span=DEFAULT_SPAN)
+    async with request.app.state.pool.connection() as conn:
+        publication = await repo.publications(conn, dataset)
+        # Unknown and unpublished look alike: what is not published does not exist here.
+        if not publication or dataset not in DATASETS:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such dataset")
+        rows = await repo.open_dataset_rows(
+            conn,
+            dataset=dataset,
+            start=start,
+            end=end,
+            min_devices=settings.open_data_min_devices,
+            min_vehicles=settings.open_data_min_vehicles,
+            public_building_types=list(settings.open_data_public_building_types),
+            limit=settings.open_data_max_rows + 1,
+        )
+    truncated = len(rows) > settings.open_data_max_rows
+    licence = Licence(publication[0]["licence"])
+    return DATASETS[dataset], licence, start, end, rows[: settings.open_data_max_rows], truncated
+
+
+@public_router.get("/{dataset}.json", response_model=OpenRows)
+async def download_json(
+    dataset: DatasetId,
+    request: Request,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> OpenRows:
+    """A published dataset's rows in [start, end) (30 days to now by default). No key needed."""
+    known, licence, start, end, rows, truncated = await _rows(request, dataset, start, end)
+    return OpenRows(
+        dataset=known.id, licence=licence, start=start, end=end, items=rows, truncated=truncated
+    )
+
+
+@public_router.get(
+    "/{dataset}.csv",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/csv": {}}}},
+)
+async def download_csv(
+    dataset: DatasetId,
+    request: Request,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> PlainTextResponse:
+    """A published dataset's rows in [start, end) as CSV with a header line. No key needed."""
+    known, licence, _, _, rows, truncated = await _rows(request, dataset, start, end)
+    headers = {
+        "Link": f'<{opendata.LICENCE_URLS[licence]}>; rel="license"',
+        "X-Truncated": "true" if truncated else "false",
+    }
+    return PlainTextResponse(opendata.to_csv(known, rows), media_type="text/csv", headers=headers)

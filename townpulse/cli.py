@@ -127,6 +127,7 @@ def _print_status(stack: Stack) -> None:
             f"{row['name']!s:<12} {row['state']!s:<20} {row['pid'] or '-'!s:>8}  "
             f"{row['port'] or '-'!s:<6} {row.get('restarts', '-')}"
         )
+    typer.echo(f"\nstorage backend: {stack.storage_backend()}")
 
 
 @app.command()

@@ -37,7 +37,11 @@ class Device(BaseModel):
 
 class MqttCredentials(BaseModel):
     host: str
+    # Plain MQTT: only reachable on the broker's own machine unless the town opened it.
     port: int
+    # MQTT over TLS, verified with `ca_certificate` (PEM): what a device on the network uses.
+    tls_port: int | None = None
+    ca_certificate: str | None = None
     username: str
     password: str
     topic: str

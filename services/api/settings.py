@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field, SecretStr
 
 from shared.settings import ServiceSettings
@@ -13,6 +15,11 @@ class ApiSettings(ServiceSettings):
     # broker's public name, not the address the API itself uses.
     mqtt_public_host: str | None = None
     mqtt_public_port: int | None = None
+    # The broker's TLS listener (what devices should use) and the CA that signed its
+    # certificate, handed to each device with its credentials. Unset: no TLS offered.
+    mqtt_tls_port: int | None = None
+    mqtt_public_tls_port: int | None = None
+    mqtt_ca_file: Path | None = None
     mqtt_username: str = "admin"
     mqtt_password: SecretStr = SecretStr("")
     # Domain services whose routes are served under this API: {"energy": "http://..."} makes

@@ -47,9 +47,13 @@ def _device(row: dict[str, Any]) -> Device:
 
 
 def _credentials(settings: ApiSettings, device: Device, password: str) -> MqttCredentials:
+    ca = settings.mqtt_ca_file
     return MqttCredentials(
         host=settings.mqtt_public_host or settings.mqtt_host,
         port=settings.mqtt_public_port or settings.mqtt_port,
+        tls_port=settings.mqtt_public_tls_port or settings.mqtt_tls_port,
+        # Read per registration: a town that replaces the CA file needs no restart.
+        ca_certificate=ca.read_text() if ca is not None and ca.is_file() else None,
         username=device.id,
         password=password,
         topic=device.topic,

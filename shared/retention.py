@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, LiteralString
 
 from psycopg import AsyncConnection, sql
 from pydantic import Field
@@ -138,22 +138,22 @@ class RetentionSettings(BaseSettings):
 
     # Two years of raw readings: a full year-on-year comparison with margin; after that the
     # hourly and daily aggregates answer every question the services ask.
-    readings_days: int = Field(730, ge=0, le=36_500)
-    aggregates_hourly_days: int = Field(1825, ge=0, le=36_500)
-    aggregates_daily_days: int = Field(0, ge=0, le=36_500)
+    readings_days: int = Field(default=730, ge=0, le=36_500)
+    aggregates_hourly_days: int = Field(default=1825, ge=0, le=36_500)
+    aggregates_daily_days: int = Field(default=0, ge=0, le=36_500)
     # Model outputs are re-derivable from readings and only inspected for recent anomalies.
-    scores_days: int = Field(180, ge=0, le=36_500)
-    forecasts_days: int = Field(90, ge=0, le=36_500)
-    episodes_days: int = Field(730, ge=0, le=36_500)
-    alerts_days: int = Field(730, ge=0, le=36_500)
+    scores_days: int = Field(default=180, ge=0, le=36_500)
+    forecasts_days: int = Field(default=90, ge=0, le=36_500)
+    episodes_days: int = Field(default=730, ge=0, le=36_500)
+    alerts_days: int = Field(default=730, ge=0, le=36_500)
     # Dead letters hold whatever a device sent: long enough to debug a device, no longer.
-    deadletters_days: int = Field(30, ge=0, le=36_500)
-    webhook_deliveries_days: int = Field(30, ge=0, le=36_500)
-    event_outbox_days: int = Field(7, ge=0, le=36_500)
+    deadletters_days: int = Field(default=30, ge=0, le=36_500)
+    webhook_deliveries_days: int = Field(default=30, ge=0, le=36_500)
+    event_outbox_days: int = Field(default=7, ge=0, le=36_500)
     # Must outlast Kafka's retention of the episode topic (7 days): an event re-read from Kafka
     # after its id was pruned would be applied twice.
-    processed_events_days: int = Field(30, ge=1, le=36_500)
-    deleted_device_state_days: int = Field(30, ge=0, le=36_500)
+    processed_events_days: int = Field(default=30, ge=1, le=36_500)
+    deleted_device_state_days: int = Field(default=30, ge=0, le=36_500)
 
     def days(self, name: str) -> int:
         value: int = getattr(self, f"{name}_days")
@@ -161,10 +161,12 @@ class RetentionSettings(BaseSettings):
 
 
 async def _scalar(
-    conn: AsyncConnection[Any], query: sql.Composable | str, params: dict[str, Any] | None = None
+    conn: AsyncConnection[Any],
+    query: LiteralString | sql.SQL | sql.Composed,
+    params: dict[str, Any] | None = None,
 ) -> Any:
     """The first column of the first row (None without rows), whatever the row factory."""
-    cur = await conn.execute(query if isinstance(query, sql.Composable) else sql.SQL(query), params)
+    cur = await conn.execute(query, params)
     row = await cur.fetchone()
     if row is None:
         return None

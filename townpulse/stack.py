@@ -142,6 +142,13 @@ class Stack:
             f"@127.0.0.1:{self.s.postgres_port}/townpulse"
         )
 
+    def superuser_url(self, database: str = "postgres") -> str:
+        """PostgreSQL's superuser: creating databases (the stack, tests of a plain database)."""
+        return (
+            f"postgresql://postgres:{self._secret('postgres-superuser')}"
+            f"@127.0.0.1:{self.s.postgres_port}/{database}"
+        )
+
     def _data_dir(self, name: str, owner: str) -> Path:
         """A data directory owned by `owner`, who must be able to reach it.
 
@@ -373,10 +380,7 @@ class Stack:
         import psycopg
         from psycopg import sql
 
-        admin = (
-            f"postgresql://postgres:{self._secret('postgres-superuser')}"
-            f"@127.0.0.1:{self.s.postgres_port}/postgres"
-        )
+        admin = self.superuser_url()
         app_pw = self._secret("postgres-townpulse")
         _wait_until(lambda: _can_connect(admin), timeout=self.s.start_timeout_s, what="postgres")
         with psycopg.connect(admin, autocommit=True) as conn:

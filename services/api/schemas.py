@@ -114,3 +114,24 @@ class ApiKeyOut(BaseModel):
 
 class ApiKeyCreated(ApiKeyOut):
     key: str = Field(description="shown once: store it now")
+
+
+class RetentionTable(BaseModel):
+    table: str
+    oldest: datetime | None = Field(description="The oldest row kept (its age column).")
+
+
+class RetentionClass(BaseModel):
+    name: str
+    description: str
+    days: int | None = Field(description="Kept this many days; null: kept for ever.")
+    enforced_by: str
+    oldest: datetime | None
+    tables: list[RetentionTable]
+
+
+class Erasure(BaseModel):
+    device_id: str
+    rows: dict[str, int] = Field(description="Rows erased per table.")
+    aggregates: str = Field(description="'erased', or 'anonymised' (kept under anonymous_id).")
+    anonymous_id: str | None

@@ -4,6 +4,7 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr
 
+from shared.retention import RetentionSettings
 from shared.settings import ServiceSettings
 
 
@@ -25,5 +26,7 @@ class ApiSettings(ServiceSettings):
     # Domain services whose routes are served under this API: {"energy": "http://..."} makes
     # /v1/energy/... reach the energy service, so operators need only API_URL.
     upstreams: dict[str, str] = Field(default_factory=dict)
+    # What GET /v1/admin/retention reports (the storage service enforces the same settings).
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     max_raw_readings: int = 50_000
     max_buckets: int = 20_000

@@ -22,7 +22,10 @@ if [ -z "$version" ]; then
   echo "$source: no version.config, not a TimescaleDB source tarball" >&2
   exit 1
 fi
-if [ -f "$prefix/share/postgresql/15/extension/timescaledb--$version.sql" ]; then
+# The copy must also be the machine's current PostgreSQL: after a minor upgrade (security fixes)
+# it is made again.
+if [ -f "$prefix/share/postgresql/15/extension/timescaledb--$version.sql" ] &&
+   [ "$("$prefix/lib/postgresql/15/bin/postgres" --version)" = "$("$pg_lib/bin/postgres" --version)" ]; then
   echo "==> TimescaleDB $version: already built in $prefix"
   exit 0
 fi

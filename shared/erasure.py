@@ -113,6 +113,12 @@ async def erase_device(
                 (anonymous, device_id),
             )
     await run("devices", "DELETE FROM devices WHERE id = %s", (device_id,))
+    # What Kafka still holds about it must not be stored again (services/storage/writer.py).
+    await conn.execute(
+        "INSERT INTO device_erasures (device_id) VALUES (%s)"
+        " ON CONFLICT (device_id) DO UPDATE SET erased_at = now()",
+        (device_id,),
+    )
     return {
         "rows": counts,
         "aggregates": "erased" if anonymous is None else "anonymised",

@@ -117,6 +117,11 @@ CLASSES: tuple[DataClass, ...] = (
         (Target("alert_processed_events", "processed_at"),),
     ),
     DataClass(
+        "erasure_tombstones",
+        "Ids and times of erased devices, so that readings still in Kafka stay erased.",
+        (Target("device_erasures", "erased_at"),),
+    ),
+    DataClass(
         "deleted_device_state",
         "Model state, bin state and activity of devices deleted (without erasure) this long ago.",
         (
@@ -153,6 +158,8 @@ class RetentionSettings(BaseSettings):
     # Must outlast Kafka's retention of the episode topic (7 days): an event re-read from Kafka
     # after its id was pruned would be applied twice.
     processed_events_days: int = Field(default=30, ge=1, le=36_500)
+    # Must outlast Kafka's retention of the readings topics (7 days) and any consumer lag.
+    erasure_tombstones_days: int = Field(default=30, ge=8, le=36_500)
     deleted_device_state_days: int = Field(default=30, ge=0, le=36_500)
 
     def days(self, name: str) -> int:

@@ -98,6 +98,8 @@ async def add_row(conn: AsyncConnection[Any], table: str, device_id: str, at: da
         ' \'{"fill_pct": "x"}\')',
         "runtime_outbox": "INSERT INTO runtime_outbox (topic, key, value, created_at)"
         " VALUES ('test', convert_to(%(d)s, 'UTF8'), '\\x00', %(at)s)",
+        "device_erasures": "INSERT INTO device_erasures (device_id, erased_at)"
+        " VALUES (%(d)s, %(at)s)",
         "alert_processed_events": "INSERT INTO alert_processed_events (event_id, processed_at)"
         " VALUES (%(d)s || ':overflow:' || %(at)s::text || ':opened', %(at)s)",
     }

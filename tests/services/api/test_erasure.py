@@ -12,9 +12,12 @@ from typing import Any
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaProducer
 from psycopg import AsyncConnection
 
 from shared import erasure
+from shared.schemas import Reading, ReadingBatch
+from shared.topics import READINGS_TOPICS, Domain
 from tests.data_rows import add_reading, add_row, connect, count_rows, refresh_aggregates
 from tests.support import Publisher, count_readings, wait_for
 from townpulse.stack import Stack
@@ -192,6 +195,45 @@ async def test_erasure_with_aggregates_erases_them(
             assert await count_rows(conn, view, device.id) == 0
 
 
+async def test_readings_still_in_kafka_stay_erased(
+    api: httpx.Client, device_factory, stack: Stack, stack_env: dict[str, str]
+) -> None:
+    device = device_factory("waste")
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+
+    def batch(minute: int, *, received_at: datetime) -> bytes:
+        return ReadingBatch(
+            device_id=device.id,
+            domain=Domain.WASTE,
+            received_at=received_at,
+            readings=[Reading(ts=hour + timedelta(minutes=minute), metric="fill_pct", value=1)],
+        ).to_bytes()
+
+    in_flight = batch(1, received_at=datetime.now(UTC))
+    r = await asyncio.to_thread(api.delete, f"/v1/devices/{device.id}", params={"erase": "true"})
+    assert r.status_code == 200, r.text
+    r = await asyncio.to_thread(api.post, "/v1/devices", json={"id": device.id, "domain": "waste"})
+    assert r.status_code == 201, r.text
+    # Received before the erasure but stored after it (Kafka lag, a re-read), then a reading
+    # of the device registered again.
+    producer = AIOKafkaProducer(bootstrap_servers=stack_env["KAFKA_BOOTSTRAP"], acks="all")
+    await producer.start()
+    try:
+        topic = READINGS_TOPICS[Domain.WASTE]
+        await producer.send_and_wait(topic, in_flight, key=device.id.encode())
+        after = batch(2, received_at=datetime.now(UTC))
+        await producer.send_and_wait(topic, after, key=device.id.encode())
+    finally:
+        await producer.stop()
+    async with await connect(stack.database_url()) as conn:
+        deadline = datetime.now(UTC) + timedelta(seconds=60)
+        while await count_rows(conn, "readings", device.id) < 1 and datetime.now(UTC) < deadline:
+            await conn.execute("SELECT pg_sleep(0.2)")
+        cur = await conn.execute("SELECT ts FROM readings WHERE device_id = %s", (device.id,))
+        # Same partition, in order: the later reading stored means the earlier one was seen.
+        assert [r["ts"] for r in await cur.fetchall()] == [hour + timedelta(minutes=2)]
+
+
 def test_erasure_of_a_device_deleted_earlier(api: httpx.Client, device_factory) -> None:
     device = device_factory("traffic")
     assert api.delete(f"/v1/devices/{device.id}").status_code == 204
@@ -233,5 +275,7 @@ async def test_every_table_naming_devices_is_erased(stack: Stack) -> None:
         "alerts",
         "deadletters",
         *erasure.AGGREGATES,
+        # The tombstone itself: kept (for its retention period) on purpose.
+        "device_erasures",
     }
     assert tables - covered == set()

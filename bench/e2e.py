@@ -72,6 +72,7 @@ from bench.e2e_stats import (
     split,
     sustained,
 )
+from townpulse import tls
 from townpulse.stack import DEPLOY, DYNSEC_PLUGIN_CANDIDATES, Stack, read_env_file
 
 T = TypeVar("T")
@@ -864,11 +865,27 @@ def private_broker() -> Iterator[tuple[int, str, str, subprocess.Popen[bytes]]]:
     )
     os.chown(dynsec, pw.pw_uid, pw.pw_gid)
     port = _free_port()
+    # The template has a TLS listener too: give it a throwaway CA (the bench uses plain MQTT).
+    tls_files = tls.ensure_server_cert(
+        ca_cert_path=data / "ca.crt", ca_key_path=data / "ca.key", out_dir=data, hosts=["127.0.0.1"]
+    )
+    for path in (tls_files.server_cert, tls_files.server_key):
+        os.chown(path, pw.pw_uid, pw.pw_gid)
     conf = data / "mosquitto.conf"
     conf.write_text(
         (DEPLOY / "mosquitto" / "mosquitto.conf.tmpl")
         .read_text()
-        .format(port=port, bind="127.0.0.1", dynsec_plugin=plugin, data_dir=data)
+        .format(
+            port=port,
+            plain_bind="127.0.0.1",
+            tls_port=_free_port(),
+            bind="127.0.0.1",
+            cafile=tls_files.ca_cert,
+            certfile=tls_files.server_cert,
+            keyfile=tls_files.server_key,
+            dynsec_plugin=plugin,
+            data_dir=data,
+        )
     )
     mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     logf = open(data / "mosquitto.log", "wb")  # noqa: SIM115 - handed to the child

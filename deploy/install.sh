@@ -1,7 +1,16 @@
 #!/usr/bin/env bash
 # Installs what the local stack needs, skipping what is already there. Idempotent.
 # Debian packages: Mosquitto (+ clients), PostgreSQL 15, a JDK and Maven if missing;
-# the Apache Kafka broker jars from Maven Central; the Python project into .venv.
+# TimescaleDB (see below); the Apache Kafka broker jars from Maven Central; the Python project
+# into .venv.
+#
+# TimescaleDB, in order of preference:
+#   1. the distribution's package, when apt has one (installed into the machine's PostgreSQL);
+#   2. a build from the source tarball named by TOWNPULSE_TIMESCALEDB_SOURCE (a path or a URL),
+#      installed into a private copy of PostgreSQL 15 under TOWNPULSE_TIMESCALEDB_PREFIX
+#      (default /opt/townpulse/pg15-timescaledb): the machine's own PostgreSQL stays unchanged,
+#      so other clusters on the machine that do not preload the library are not affected;
+#   3. neither: plain PostgreSQL, and `make up` / `make status` say so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +30,31 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+# ---- TimescaleDB --------------------------------------------------------------------------------
+ts_prefix="${TOWNPULSE_TIMESCALEDB_PREFIX:-/opt/townpulse/pg15-timescaledb}"
+ts_source="${TOWNPULSE_TIMESCALEDB_SOURCE:-}"
+ts_apt_pkg=""
+for candidate in timescaledb-2-postgresql-15 postgresql-15-timescaledb; do
+  if apt-cache policy "$candidate" 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+    ts_apt_pkg="$candidate"
+    break
+  fi
+done
+if [ -f /usr/share/postgresql/15/extension/timescaledb.control ]; then
+  echo "==> TimescaleDB: $(sed -n "s/^default_version = '\(.*\)'/\1/p" \
+    /usr/share/postgresql/15/extension/timescaledb.control) (machine's PostgreSQL)"
+elif [ -n "$ts_apt_pkg" ]; then
+  echo "==> apt-get install $ts_apt_pkg"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$ts_apt_pkg" >/dev/null
+elif [ -n "$ts_source" ]; then
+  bash deploy/build-timescaledb.sh "$ts_source" "$ts_prefix"
+elif [ -f "$ts_prefix/share/postgresql/15/extension/timescaledb.control" ]; then
+  echo "==> TimescaleDB: already built in $ts_prefix"
+else
+  echo "==> TimescaleDB: no apt package and TOWNPULSE_TIMESCALEDB_SOURCE unset:" \
+       "the stack runs on plain PostgreSQL"
 fi
 
 # The stack runs PostgreSQL and Mosquitto as their own users: make sure both exist.

@@ -57,3 +57,24 @@ def test_the_api_forwards_every_service_route(compose: dict) -> None:
     for spec in SERVICES:
         for route in spec.routes:
             assert upstreams.get(route) == f"http://{spec.name}:8000", route
+
+
+def test_compose_pins_the_timescaledb_that_ci_builds(compose: dict) -> None:
+    import re
+
+    ci = (COMPOSE.parent / ".ci" / "run").read_text()
+    version = re.search(r"timescaledb-([0-9.]+)\.tar\.gz", ci)
+    assert version, ".ci/run names no TimescaleDB tarball"
+    image = compose["services"]["timescaledb"]["image"]
+    assert image == f"timescale/timescaledb:{version.group(1)}-pg15"
+
+
+def test_devices_reach_mosquitto_over_tls_only(compose: dict) -> None:
+    mosquitto = compose["services"]["mosquitto"]
+    assert mosquitto["ports"] == ["8883:8883"]
+    conf = (COMPOSE.parent / "deploy" / "mosquitto" / "docker.conf").read_text()
+    tls_listener = conf.split("listener 8883", 1)[1]
+    for option in ("cafile", "certfile", "keyfile"):
+        assert f"\n{option} " in tls_listener
+    api_env = compose["services"]["api"]["environment"]
+    assert api_env["TOWNPULSE_MQTT_CA_FILE"] == "/tls/ca.crt"

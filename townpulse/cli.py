@@ -127,6 +127,7 @@ def _print_status(stack: Stack) -> None:
             f"{row['name']!s:<12} {row['state']!s:<20} {row['pid'] or '-'!s:>8}  "
             f"{row['port'] or '-'!s:<6} {row.get('restarts', '-')}"
         )
+    typer.echo(f"\nstorage backend: {stack.storage_backend()}")
 
 
 @app.command()
@@ -141,6 +142,27 @@ def logs(
             continue
         typer.echo(f"==> {path} <==")
         typer.echo("\n".join(path.read_text(errors="replace").splitlines()[-lines:]))
+
+
+@app.command("tls")
+def tls_files(
+    out_dir: Annotated[Path, typer.Argument(help="Where ca.crt, server.crt, server.key go.")],
+    ca_key: Annotated[Path, typer.Option(help="The CA's private key (made if missing).")],
+    host: Annotated[list[str], typer.Option(help="A name devices dial (repeatable).")],
+    owner_uid: Annotated[
+        int | None, typer.Option(help="Give server.key to this uid (the broker's user).")
+    ] = None,
+) -> None:
+    """Make the MQTT broker's CA (once) and server certificate (docker-compose's tls-init)."""
+    from townpulse import tls
+
+    files = tls.ensure_server_cert(
+        ca_cert_path=out_dir / "ca.crt", ca_key_path=ca_key, out_dir=out_dir, hosts=host
+    )
+    if owner_uid is not None:
+        for path in (files.server_cert, files.server_key):
+            os.chown(path, owner_uid, owner_uid)
+    typer.echo(f"CA certificate (give it to devices): {files.ca_cert}")
 
 
 @devices.command("add")
@@ -179,13 +201,22 @@ def devices_list() -> None:
 
 
 @devices.command("remove")
-def devices_remove(device_id: str) -> None:
-    """Remove a device and revoke its MQTT access (its readings are kept)."""
+def devices_remove(
+    device_id: str,
+    erase: Annotated[bool, typer.Option(help="Also erase every row that names it.")] = False,
+    aggregates: Annotated[
+        bool, typer.Option(help="With --erase: erase its aggregates too (else anonymised).")
+    ] = False,
+) -> None:
+    """Remove a device and revoke its MQTT access (its readings are kept unless --erase)."""
+    params = {"erase": "true", "aggregates": str(aggregates).lower()} if erase else {}
     with _api() as api:
-        r = api.delete(f"/v1/devices/{device_id}")
-    if r.status_code != 204:
+        r = api.delete(f"/v1/devices/{device_id}", params=params)
+    if r.status_code not in (200, 204):
         typer.echo(f"error {r.status_code}: {r.text}", err=True)
         raise typer.Exit(1)
+    if r.status_code == 200:
+        typer.echo(json.dumps(r.json(), indent=2))
 
 
 def _mount_commands() -> None:

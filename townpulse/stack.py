@@ -49,8 +49,18 @@ class StackSettings(BaseSettings):
     kafka_port: int = 19092
     kafka_controller_port: int = 19093
     mqtt_port: int = 11883
-    # Sensors reach the broker over the network in a real town; the local stack stays private.
+    # The TLS listener, which sensors use over the town's network; its CA is the stack's own.
+    mqtts_port: int = 18883
+    # Sensors reach the broker (TLS) over the network in a real town: set 0.0.0.0 there. The
+    # local stack stays private.
     mqtt_bind: str = "127.0.0.1"
+    # Plain MQTT carries device passwords in clear: loopback only (the services) unless a town
+    # decides otherwise.
+    mqtt_plain_bind: str = "127.0.0.1"
+    # Extra names (DNS or IP) the broker's certificate is valid for, e.g. the town's host name.
+    mqtt_tls_hosts: list[str] = []
+    # Where deploy/build-timescaledb.sh installs TimescaleDB, in a private copy of PostgreSQL 15.
+    timescaledb_prefix: Path = Path("/opt/townpulse/pg15-timescaledb")
     gateway_port: int = 18101
     storage_port: int = 18102
     api_port: int = 18000
@@ -130,6 +140,13 @@ class Stack:
         return (
             f"postgresql://townpulse:{self._secret('postgres-townpulse')}"
             f"@127.0.0.1:{self.s.postgres_port}/townpulse"
+        )
+
+    def superuser_url(self, database: str = "postgres") -> str:
+        """PostgreSQL's superuser: creating databases (the stack, tests of a plain database)."""
+        return (
+            f"postgresql://postgres:{self._secret('postgres-superuser')}"
+            f"@127.0.0.1:{self.s.postgres_port}/{database}"
         )
 
     def _data_dir(self, name: str, owner: str) -> Path:
@@ -254,17 +271,63 @@ class Stack:
 
     # ---- PostgreSQL ----------------------------------------------------------------------------
 
+    def postgres_install(self) -> tuple[Path, str | None]:
+        """The PostgreSQL bin directory to run, and the TimescaleDB version it can load."""
+        for root in (self.s.timescaledb_prefix, Path("/usr")):
+            bin_dir = root / "lib" / "postgresql" / "15" / "bin"
+            control = root / "share" / "postgresql" / "15" / "extension" / "timescaledb.control"
+            if (bin_dir / "postgres").exists() and control.exists():
+                return bin_dir, _control_version(control)
+        return PG_BIN, None
+
+    def storage_backend(self) -> str:
+        """What readings are stored in (`up`, `status`): TimescaleDB and its version, or not."""
+        _, available = self.postgres_install()
+        if self.pid("postgres"):
+            import psycopg
+
+            try:
+                with psycopg.connect(self.database_url(), connect_timeout=3) as conn:
+                    row = conn.execute(
+                        "SELECT (SELECT value FROM storage_info WHERE key = 'backend'),"
+                        " (SELECT extversion FROM pg_extension WHERE extname = 'timescaledb')"
+                    ).fetchone()
+            except psycopg.Error:
+                row = None
+            if row and row[0] == "timescaledb":
+                return f"TimescaleDB {row[1]}"
+            if row and row[0] == "postgres":
+                why = "database created without it" if available else "not installed"
+                return f"plain PostgreSQL (TimescaleDB {why})"
+        if available:
+            return f"TimescaleDB {available} (installed)"
+        return "plain PostgreSQL (TimescaleDB not installed: see deploy/install.sh)"
+
     def start_postgres(self) -> None:
         if self.pid("postgres"):
             return
         data = self._data_dir("postgres", "postgres")
         if not (data / "PG_VERSION").exists():
             self._initdb(data)
-        postgres = PG_BIN / "postgres"
+        bin_dir, timescaledb = self.postgres_install()
+        extra: list[str] = []
+        if timescaledb:
+            extra = [
+                "-c",
+                "shared_preload_libraries=timescaledb",
+                # Nothing leaves the town's server: no usage reports to Timescale.
+                "-c",
+                "timescaledb.telemetry_level=off",
+                # Policies (refresh, compression, retention) run one at a time at most a few
+                # per hour; 4 workers leave the rest of the machine's worker slots free.
+                "-c",
+                "timescaledb.max_background_workers=4",
+            ]
         self._spawn(
             "postgres",
             [
-                str(postgres),
+                str(bin_dir / "postgres"),
+                *extra,
                 "-D",
                 str(data),
                 "-c",
@@ -324,10 +387,7 @@ class Stack:
         import psycopg
         from psycopg import sql
 
-        admin = (
-            f"postgresql://postgres:{self._secret('postgres-superuser')}"
-            f"@127.0.0.1:{self.s.postgres_port}/postgres"
-        )
+        admin = self.superuser_url()
         app_pw = self._secret("postgres-townpulse")
         _wait_until(lambda: _can_connect(admin), timeout=self.s.start_timeout_s, what="postgres")
         with psycopg.connect(admin, autocommit=True) as conn:
@@ -430,12 +490,47 @@ class Stack:
             (DEPLOY / "mosquitto" / "mosquitto.conf.tmpl")
             .read_text()
             .format(
-                port=self.s.mqtt_port, bind=self.s.mqtt_bind, dynsec_plugin=plugin, data_dir=data
+                port=self.s.mqtt_port,
+                plain_bind=self.s.mqtt_plain_bind,
+                tls_port=self.s.mqtts_port,
+                bind=self.s.mqtt_bind,
+                dynsec_plugin=plugin,
+                data_dir=data,
+                **self._mqtt_tls(data),
             )
         )
         # Started as root, mosquitto drops to the `mosquitto` user, which owns `data`.
         self._spawn("mosquitto", [mosquitto, "-c", str(conf)], marker=str(conf))
         _wait_port(self.s.mqtt_port, timeout=self.s.start_timeout_s, what="mosquitto")
+        _wait_port(self.s.mqtts_port, timeout=self.s.start_timeout_s, what="mosquitto (TLS)")
+
+    @property
+    def ca_cert_file(self) -> Path:
+        return self.run / "tls" / "ca.crt"
+
+    def _mqtt_tls(self, data: Path) -> dict[str, Path]:
+        """The CA (made once) and a broker certificate for the names devices may dial."""
+        from townpulse import tls
+
+        hosts = ["localhost", "127.0.0.1", socket.gethostname(), *self.s.mqtt_tls_hosts]
+        if self.s.mqtt_bind not in ("0.0.0.0", "::"):  # noqa: S104 - comparing, not binding
+            hosts.append(self.s.mqtt_bind)
+        files = tls.ensure_server_cert(
+            ca_cert_path=self.ca_cert_file,
+            ca_key_path=self.secrets_dir / "mqtt-ca.key",
+            out_dir=data / "tls",
+            hosts=hosts,
+        )
+        # Mosquitto reads them after dropping to its own user.
+        pw = pwd.getpwnam("mosquitto")
+        for path in (files.server_cert.parent, files.server_cert, files.server_key):
+            os.chown(path, pw.pw_uid, pw.pw_gid)
+        os.chmod(self.ca_cert_file.parent, 0o755)  # noqa: S103 - the CA certificate is public
+        return {
+            "cafile": files.ca_cert,
+            "certfile": files.server_cert,
+            "keyfile": files.server_key,
+        }
 
     # ---- bootstrap -----------------------------------------------------------------------------
 
@@ -472,6 +567,8 @@ class Stack:
             env["TOWNPULSE_MQTT_PASSWORD"] = self._secret(f"mqtt-{spec.mqtt_user}")
         if spec.name == "api":
             env["TOWNPULSE_UPSTREAMS"] = json.dumps(self.upstreams())
+            env["TOWNPULSE_MQTT_TLS_PORT"] = str(self.s.mqtts_port)
+            env["TOWNPULSE_MQTT_CA_FILE"] = str(self.ca_cert_file)
         return env
 
     def upstreams(self) -> dict[str, str]:
@@ -591,6 +688,8 @@ class Stack:
         values = {
             "MQTT_HOST": "127.0.0.1",
             "MQTT_PORT": str(self.s.mqtt_port),
+            "MQTTS_PORT": str(self.s.mqtts_port),
+            "MQTT_CA_FILE": str(self.ca_cert_file),
             "KAFKA_BOOTSTRAP": f"127.0.0.1:{self.s.kafka_port}",
             "DATABASE_URL": self.database_url(),
             "API_URL": f"http://127.0.0.1:{self.s.api_port}",
@@ -665,6 +764,14 @@ def _base_env() -> dict[str, str]:
     env["HOME"] = "/tmp"  # noqa: S108 - daemons running as their own users have no home here
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def _control_version(control: Path) -> str | None:
+    for line in control.read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "default_version":
+            return value.strip().strip("'")
+    return None
 
 
 def read_env_file(path: Path) -> dict[str, str]:

@@ -11,7 +11,7 @@ import httpx
 from fastapi import FastAPI
 
 from services.api import proxy
-from services.api.routes import admin, devices, opendata
+from services.api.routes import admin, devices, opendata, retention
 from services.api.settings import ApiSettings
 from shared.db import create_pool
 from shared.http import check_pool, observability_router, secure
@@ -80,6 +80,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(opendata.admin_router)
     app.include_router(opendata.public_router)
+    app.include_router(retention.router)
     # Last: it matches any /v1/<domain>/... that no route above claimed.
     app.include_router(proxy.router)
     secure(app, settings=settings, public=(opendata.public_router.prefix,))

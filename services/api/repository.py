@@ -43,6 +43,14 @@ async def get_device(conn: AsyncConnection[Any], device_id: str) -> dict[str, An
     return await cur.fetchone()
 
 
+async def lock_device(conn: AsyncConnection[Any], device_id: str) -> dict[str, Any] | None:
+    """The device, live or deleted, locked until the transaction ends (erasure)."""
+    cur = await conn.execute(
+        f"SELECT {DEVICE_COLUMNS} FROM devices WHERE id = %s FOR UPDATE", (device_id,)
+    )
+    return await cur.fetchone()
+
+
 async def list_devices(
     conn: AsyncConnection[Any], *, domain: str | None, limit: int, offset: int
 ) -> tuple[list[dict[str, Any]], int]:

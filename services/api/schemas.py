@@ -38,7 +38,11 @@ class Device(BaseModel):
 
 class MqttCredentials(BaseModel):
     host: str
+    # Plain MQTT: only reachable on the broker's own machine unless the town opened it.
     port: int
+    # MQTT over TLS, verified with `ca_certificate` (PEM): what a device on the network uses.
+    tls_port: int | None = None
+    ca_certificate: str | None = None
     username: str
     password: str
     topic: str
@@ -122,3 +126,24 @@ class AuditEntry(BaseModel):
     target: str
     outcome: str
     detail: dict[str, Any]
+
+
+class RetentionTable(BaseModel):
+    table: str
+    oldest: datetime | None = Field(description="The oldest row kept (its age column).")
+
+
+class RetentionClass(BaseModel):
+    name: str
+    description: str
+    days: int | None = Field(description="Kept this many days; null: kept for ever.")
+    enforced_by: str
+    oldest: datetime | None
+    tables: list[RetentionTable]
+
+
+class Erasure(BaseModel):
+    device_id: str
+    rows: dict[str, int] = Field(description="Rows erased per table.")
+    aggregates: str = Field(description="'erased', or 'anonymised' (kept under anonymous_id).")
+    anonymous_id: str | None

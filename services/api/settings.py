@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field, SecretStr
 
+from shared.retention import RetentionSettings
 from shared.settings import ServiceSettings
 
 
@@ -13,11 +16,18 @@ class ApiSettings(ServiceSettings):
     # broker's public name, not the address the API itself uses.
     mqtt_public_host: str | None = None
     mqtt_public_port: int | None = None
+    # The broker's TLS listener (what devices should use) and the CA that signed its
+    # certificate, handed to each device with its credentials. Unset: no TLS offered.
+    mqtt_tls_port: int | None = None
+    mqtt_public_tls_port: int | None = None
+    mqtt_ca_file: Path | None = None
     mqtt_username: str = "admin"
     mqtt_password: SecretStr = SecretStr("")
     # Domain services whose routes are served under this API: {"energy": "http://..."} makes
     # /v1/energy/... reach the energy service, so operators need only API_URL.
     upstreams: dict[str, str] = Field(default_factory=dict)
+    # What GET /v1/admin/retention reports (the storage service enforces the same settings).
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     max_raw_readings: int = 50_000
     max_buckets: int = 20_000
     # Open data: every published row aggregates at least this many devices (zones, building

@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator, Collection, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from fastapi import FastAPI
@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from services.storage.settings import StorageSettings
 from services.storage.writer import Writer
+from shared import retention
 from shared.db import Pool, create_pool, storage_backend
 from shared.deadletters import write_deadletters
 from shared.http import check_pool, observability_router
@@ -149,8 +150,8 @@ class StorageHandler:
             LAG.labels(topic).set(value)
 
 
-class PartitionMaintenance:
-    """Drop whole partitions older than the retention (plain PostgreSQL only)."""
+class RetentionMaintenance:
+    """Apply the retention of every data class, on a schedule (shared/retention.py)."""
 
     def __init__(self, *, pool: Pool, settings: StorageSettings) -> None:
         self._pool = pool
@@ -159,25 +160,12 @@ class PartitionMaintenance:
     async def run(self) -> None:
         while True:
             try:
-                cutoff = datetime.now(UTC) - timedelta(days=self._s.retention_days)
-                async with self._pool.connection() as conn, conn.transaction():
-                    cur = await conn.execute(
-                        """
-                        SELECT c.relname FROM pg_inherits i
-                        JOIN pg_class c ON c.oid = i.inhrelid
-                        JOIN pg_class p ON p.oid = i.inhparent
-                        WHERE p.relname = 'readings'
-                        """
-                    )
-                    for row in await cur.fetchall():
-                        name = row["relname"]
-                        year, month = int(name[9:13]), int(name[14:16])
-                        end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
-                        if end <= cutoff:
-                            log.info("dropping partition %s (retention)", name)
-                            await conn.execute(f'DROP TABLE "{name}"')
+                async with self._pool.connection() as conn:
+                    await retention.ensure_policies(conn, self._s.retention)
+                    await conn.commit()
+                    await retention.enforce(conn, self._s.retention)
             except Exception:
-                log.exception("partition maintenance failed")
+                log.exception("retention maintenance failed")
             await asyncio.sleep(self._s.maintenance_interval_s)
 
 
@@ -212,10 +200,8 @@ def create_app(settings: StorageSettings) -> FastAPI:
         await consumer.start()
         supervisor = Supervisor(on_fatal=getattr(app.state, "on_fatal", None))
         supervisor.start("consumer", loop.run())
-        if backend == "postgres":
-            supervisor.start(
-                "maintenance", PartitionMaintenance(pool=pool, settings=settings).run()
-            )
+        # Retention runs on both backends: TimescaleDB's policies cover the hypertables only.
+        supervisor.start("retention", RetentionMaintenance(pool=pool, settings=settings).run())
         app.state.pool, app.state.consumer, app.state.supervisor = pool, consumer, supervisor
         log.info("storage started", extra={"backend": backend})
         try:

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from pydantic import Field
+
+from shared.retention import RetentionSettings
 from shared.settings import ServiceSettings
 
 
@@ -12,7 +15,7 @@ class StorageSettings(ServiceSettings):
     batch_max_records: int = 5000
     # How long to wait for a batch to fill: bounds publish->stored latency at low rates.
     batch_wait_ms: int = 100
-    # Raw readings older than this are dropped by whole partitions (rollups are kept). With
-    # TimescaleDB, the retention policy set by the migration does this instead.
-    retention_days: int = 730
+    # How long each data class is kept (TOWNPULSE_RETENTION_*_DAYS).
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    # Retention is in days: an hourly pass keeps every class within an hour of its period.
     maintenance_interval_s: float = 3600.0

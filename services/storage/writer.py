@@ -25,9 +25,13 @@ CREATE TEMP TABLE IF NOT EXISTS staging_readings (
 ) ON COMMIT DELETE ROWS
 """
 
+# Readings received before their device was erased (still in Kafka, or re-read) stay erased.
 INSERT_READINGS = """
 INSERT INTO readings (device_id, metric, ts, value, unit, received_at)
-SELECT device_id, metric, ts, value, unit, received_at FROM staging_readings
+SELECT s.device_id, s.metric, s.ts, s.value, s.unit, s.received_at FROM staging_readings s
+WHERE NOT EXISTS (
+    SELECT 1 FROM device_erasures e WHERE e.device_id = s.device_id AND e.erased_at >= s.received_at
+)
 ON CONFLICT DO NOTHING
 """
 

@@ -15,6 +15,7 @@ from services.api.schemas import (
     Device,
     DeviceCreated,
     DeviceIn,
+    Erasure,
     Location,
     MqttCredentials,
     Page,
@@ -22,6 +23,7 @@ from services.api.schemas import (
     Readings,
 )
 from services.api.settings import ApiSettings
+from shared import audit, erasure
 from shared.auth import new_device_password
 from shared.http import Admin, Viewer, time_window
 from shared.mqtt_admin import DynSecClient, DynSecError
@@ -44,9 +46,13 @@ def _device(row: dict[str, Any]) -> Device:
 
 
 def _credentials(settings: ApiSettings, device: Device, password: str) -> MqttCredentials:
+    ca = settings.mqtt_ca_file
     return MqttCredentials(
         host=settings.mqtt_public_host or settings.mqtt_host,
         port=settings.mqtt_public_port or settings.mqtt_port,
+        tls_port=settings.mqtt_public_tls_port or settings.mqtt_tls_port,
+        # Read per registration: a town that replaces the CA file needs no restart.
+        ca_certificate=ca.read_text() if ca is not None and ca.is_file() else None,
         username=device.id,
         password=password,
         topic=device.topic,
@@ -138,18 +144,60 @@ async def get_device(device_id: str, request: Request, _: Viewer) -> Device:
     return _device(row)
 
 
-@router.delete("/{device_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_device(device_id: str, request: Request, _: Admin) -> Response:
-    """Remove a device and revoke its MQTT access; its stored readings are kept."""
+@router.delete(
+    "/{device_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={200: {"model": Erasure, "description": "Erased (erase=true)"}},
+)
+async def delete_device(
+    device_id: str,
+    request: Request,
+    principal: Admin,
+    erase: Annotated[
+        bool, Query(description="Also erase every row that names the device.")
+    ] = False,
+    aggregates: Annotated[
+        bool, Query(description="With erase: erase its aggregates too (else anonymised).")
+    ] = False,
+) -> Response:
+    """Remove a device and revoke its MQTT access; with erase=true, erase all its data."""
+    if aggregates and not erase:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY, detail="aggregates=true needs erase=true"
+        )
     async with request.app.state.pool.connection() as conn, conn.transaction():
-        if not await repo.delete_device(conn, device_id):
+        if erase:
+            row = await repo.lock_device(conn, device_id)
+            if row is None:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such device")
+            result = await erasure.erase_device(
+                conn,
+                device_id=device_id,
+                topic=mqtt_topic(Domain(row["domain"]), device_id),
+                erase_aggregates=aggregates,
+            )
+            await audit.record(
+                conn,
+                key_id=principal.key_id,
+                role=principal.role,
+                action="device.erase",
+                target=f"device:{device_id}",
+                outcome="erased",
+                detail=result,
+            )
+        elif not await repo.delete_device(conn, device_id):
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such device")
+        # In the transaction: if the broker refuses, nothing is deleted either. Removing a
+        # device the broker no longer knows (deleted earlier) is not an error.
         try:
             await asyncio.to_thread(_dynsec(request).remove_device, device_id)
         except DynSecError as exc:
             raise HTTPException(
                 status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"MQTT broker refused: {exc}"
             ) from exc
+    if erase:
+        body = Erasure(device_id=device_id, **result)
+        return Response(body.model_dump_json(), media_type="application/json")
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

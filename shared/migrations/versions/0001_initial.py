@@ -148,11 +148,21 @@ SELECT add_retention_policy('readings', interval '730 days');
 """
 
 
+# Installed is not enough: without `shared_preload_libraries = 'timescaledb'`, CREATE EXTENSION
+# ends the session (FATAL). The loader's own setting exists only when the library is preloaded.
+# A database can be kept on plain PostgreSQL with `townpulse.storage_backend = 'postgres'` (the
+# tests of the plain path do that on a server that has TimescaleDB).
+TIMESCALE_USABLE = """
+SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')
+    OR (EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb')
+        AND EXISTS (SELECT 1 FROM pg_settings WHERE name = 'timescaledb.max_background_workers')
+        AND coalesce(current_setting('townpulse.storage_backend', true), '') <> 'postgres')
+"""
+
+
 def upgrade() -> None:
     bind = op.get_bind()
-    has_timescale = bind.exec_driver_sql(
-        "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'"
-    ).scalar()
+    has_timescale = bind.exec_driver_sql(TIMESCALE_USABLE).scalar()
     # On psycopg's own connection (same transaction): several statements in one call, and the
     # '%I' of format() is not taken for a query parameter.
     raw = bind.connection.driver_connection

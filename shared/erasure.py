@@ -1,0 +1,126 @@
+"""Erasure of a device: every row that names it, in one transaction.
+
+Readings, every row derived from them (scores, levels, flows, forecasts, episodes, collections,
+bin state), its alerts with their timelines and the webhook messages about them (bodies and
+attempts), dead letters, model state, queued events, processed-event ids, rules aimed at it,
+and the device itself, so that a device registered later with the same id starts empty.
+
+The hourly/daily aggregates are erased too when asked; otherwise they are kept under an
+anonymous id (`erased-<random>`) so that the town's totals still add up while nothing links
+them to the device or to a later device with the same id.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any, LiteralString
+
+from psycopg import AsyncConnection, sql
+
+from shared import retention
+
+# (table, column naming the device). Order matters only for foreign keys: none point at these.
+DEVICE_TABLES: tuple[tuple[str, str], ...] = (
+    ("readings", "device_id"),
+    ("energy_scores", "device_id"),
+    ("energy_episodes", "device_id"),
+    ("energy_forecasts", "device_id"),
+    ("waste_levels", "device_id"),
+    ("waste_collections", "device_id"),
+    ("waste_bins", "device_id"),
+    ("waste_episodes", "device_id"),
+    ("traffic_flows", "device_id"),
+    ("traffic_forecasts", "device_id"),
+    ("traffic_episodes", "device_id"),
+    ("runtime_state", "device_id"),
+    ("alert_device_activity", "device_id"),
+    ("alert_rules", "device_id"),
+)
+AGGREGATES = ("readings_hourly", "readings_daily")
+
+
+async def _materialization(conn: AsyncConnection[Any], view: str) -> sql.Composable:
+    """Where a continuous aggregate's rows really live (a view cannot be written to)."""
+    cur = await conn.execute(
+        "SELECT materialization_hypertable_schema, materialization_hypertable_name"
+        " FROM timescaledb_information.continuous_aggregates WHERE view_name = %s",
+        (view,),
+    )
+    row = await cur.fetchone()
+    assert row is not None, f"{view} is not a continuous aggregate"
+    schema, name = row.values() if isinstance(row, dict) else row
+    return sql.Identifier(schema, name)
+
+
+async def erase_device(
+    conn: AsyncConnection[Any], *, device_id: str, topic: str, erase_aggregates: bool
+) -> dict[str, Any]:
+    """Erase what names `device_id` (the caller holds the transaction); what was removed."""
+    counts: dict[str, int] = {}
+
+    async def run(
+        label: str, query: LiteralString | sql.SQL | sql.Composed, params: tuple[Any, ...]
+    ) -> None:
+        cur = await conn.execute(query, params)
+        counts[label] = counts.get(label, 0) + max(cur.rowcount, 0)
+
+    # The webhook messages about its alerts name it in their bodies, pending or delivered;
+    # their attempts go with them (ON DELETE CASCADE), as do the alerts' timelines.
+    await run(
+        "webhook_outbox",
+        "DELETE FROM webhook_outbox WHERE alert_id IN (SELECT id FROM alerts WHERE device_id = %s)",
+        (device_id,),
+    )
+    await run("alerts", "DELETE FROM alerts WHERE device_id = %s", (device_id,))
+    # Event ids start with the device id (AlertEvent.make_id).
+    await run(
+        "alert_processed_events",
+        "DELETE FROM alert_processed_events WHERE left(event_id, length(%s) + 1) = %s || ':'",
+        (device_id, device_id),
+    )
+    await run(
+        "runtime_outbox",
+        "DELETE FROM runtime_outbox WHERE key = convert_to(%s, 'UTF8')",
+        (device_id,),
+    )
+    # A dead letter may name the device only by the topic it was sent on.
+    await run(
+        "deadletters",
+        "DELETE FROM deadletters WHERE device_id = %s OR topic = %s",
+        (device_id, topic),
+    )
+    for table, column in DEVICE_TABLES:
+        await run(
+            table,
+            sql.SQL("DELETE FROM {} WHERE {} = %s").format(
+                sql.Identifier(table), sql.Identifier(column)
+            ),
+            (device_id,),
+        )
+
+    timescale = await retention.backend(conn) == "timescaledb"
+    anonymous = None if erase_aggregates else f"erased-{secrets.token_hex(6)}"
+    for view in AGGREGATES:
+        target = await _materialization(conn, view) if timescale else sql.Identifier(view)
+        if anonymous is None:
+            await run(
+                view, sql.SQL("DELETE FROM {} WHERE device_id = %s").format(target), (device_id,)
+            )
+        else:
+            await run(
+                view,
+                sql.SQL("UPDATE {} SET device_id = %s WHERE device_id = %s").format(target),
+                (anonymous, device_id),
+            )
+    await run("devices", "DELETE FROM devices WHERE id = %s", (device_id,))
+    # What Kafka still holds about it must not be stored again (services/storage/writer.py).
+    await conn.execute(
+        "INSERT INTO device_erasures (device_id) VALUES (%s)"
+        " ON CONFLICT (device_id) DO UPDATE SET erased_at = now()",
+        (device_id,),
+    )
+    return {
+        "rows": counts,
+        "aggregates": "erased" if anonymous is None else "anonymised",
+        "anonymous_id": anonymous,
+    }

@@ -1,0 +1,281 @@
+"""Erasure of a device through the operator API, against the real stack: every row naming it
+goes, its aggregates are erased or anonymised, an audit record is written, and a device
+registered again with the same id starts empty."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaProducer
+from psycopg import AsyncConnection
+
+from shared import erasure
+from shared.schemas import Reading, ReadingBatch
+from shared.topics import READINGS_TOPICS, Domain
+from tests.data_rows import add_reading, add_row, connect, count_rows, refresh_aggregates
+from tests.support import Publisher, count_readings, wait_for
+from townpulse.stack import Stack
+
+pytestmark = pytest.mark.integration
+
+# Rows written straight to the database (the pipeline makes readings, levels and model state).
+DIRECT = (
+    "energy_scores",
+    "energy_forecasts",
+    "energy_episodes",
+    "waste_collections",
+    "waste_episodes",
+    "traffic_flows",
+    "traffic_forecasts",
+    "traffic_episodes",
+    "deadletters",
+    "runtime_outbox",
+    "alert_processed_events",
+)
+# Every table that must hold nothing about an erased device.
+ERASED = (*DIRECT, *(t for t, _ in erasure.DEVICE_TABLES), "alerts", "webhook_outbox")
+
+
+async def _footprint(conn: AsyncConnection[Any], device_id: str) -> str:
+    """One row in every table that can name the device; returns the alert id."""
+    now = datetime.now(UTC)
+    for table in DIRECT:
+        await add_row(conn, table, device_id, now - timedelta(hours=2))
+    # Older readings, materialised into the aggregates (what erasure must anonymise or erase).
+    old = now - timedelta(days=30)
+    await add_reading(conn, device_id, old)
+    await refresh_aggregates(conn, old, old)
+    alert_id = f"alert-{uuid.uuid4().hex[:10]}"
+    await conn.execute(
+        "INSERT INTO alerts (id, device_id, domain, kind, state, severity, count, first_seen,"
+        " last_seen, last_observed_at, active, min_duration_s, cooldown_s)"
+        " VALUES (%s, %s, 'waste', 'overflow', 'open', 'warning', 1, now(), now(), now(), true,"
+        " 0, 60)",
+        (alert_id, device_id),
+    )
+    await conn.execute(
+        "INSERT INTO alert_timeline (alert_id, at, type) VALUES (%s, now(), 'opened')",
+        (alert_id,),
+    )
+    sub = f"test-{uuid.uuid4().hex[:10]}"
+    # Disabled: the dispatcher leaves the pending message alone.
+    await conn.execute(
+        "INSERT INTO webhook_subscriptions (id, url, secret, event_types, enabled)"
+        " VALUES (%s, 'https://example.invalid/hook', 'whsec-test', ARRAY['alert.opened'], false)",
+        (sub,),
+    )
+    await conn.execute(
+        "INSERT INTO webhook_outbox (subscription_id, msg_id, alert_id, event_type, body)"
+        " VALUES (%s, %s, %s, 'alert.opened', %s)",
+        (sub, f"msg-{uuid.uuid4().hex}", alert_id, json.dumps({"device_id": device_id})),
+    )
+    await conn.execute(
+        "INSERT INTO alert_rules (id, domain, device_id, metric, op, threshold, severity, kind)"
+        " VALUES (%s, 'waste', %s, 'fill_pct', '>=', 90, 'warning', 'full')",
+        (f"rule-{uuid.uuid4().hex[:10]}", device_id),
+    )
+    for table, insert in (
+        (
+            "runtime_state",
+            "INSERT INTO runtime_state (group_id, device_id, model_version, state)"
+            " VALUES ('test', %s, 'v1', '\\x00')",
+        ),
+        (
+            "waste_bins",
+            "INSERT INTO waste_bins (device_id, ts, level, rate_pct_h) VALUES (%s, now(), 40, 1)"
+            " ON CONFLICT DO NOTHING",
+        ),
+        (
+            "alert_device_activity",
+            "INSERT INTO alert_device_activity (device_id, domain, last_at)"
+            " VALUES (%s, 'waste', now()) ON CONFLICT DO NOTHING",
+        ),
+    ):
+        await conn.execute(insert, (device_id,))  # type: ignore[arg-type]
+        assert await count_rows(conn, table, device_id) >= 1
+    return alert_id
+
+
+async def test_erasure_leaves_nothing_and_a_new_device_starts_empty(
+    api: httpx.Client, device_factory, stack: Stack
+) -> None:
+    device = device_factory("waste")
+    publisher = Publisher(device)
+    try:
+        now = datetime.now(UTC)
+        # Oldest first: the bin model skips a reading older than one it has already seen.
+        for k in (2, 1, 0):
+            ts = (now - timedelta(minutes=10 * k)).isoformat()
+            publisher.publish(json.dumps({"ts": ts, "fill_pct": 40 + k})).wait_for_publish(10)
+    finally:
+        publisher.close()
+    wait_for(lambda: count_readings(api, device.id) == 3, timeout=60, what="readings stored")
+
+    async with await connect(stack.database_url()) as conn:
+        # The waste service's own rows from those readings: cleaned levels.
+        async def levels() -> int:
+            return await count_rows(conn, "waste_levels", device.id)
+
+        deadline = datetime.now(UTC) + timedelta(seconds=60)
+        while await levels() < 3 and datetime.now(UTC) < deadline:
+            await conn.execute("SELECT pg_sleep(0.2)")
+        assert await levels() == 3
+        alert_id = await _footprint(conn, device.id)
+        assert await count_rows(conn, "readings_hourly", device.id) >= 1
+
+        r = await asyncio.to_thread(
+            api.delete, f"/v1/devices/{device.id}", params={"erase": "true"}
+        )
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["rows"]["readings"] == 4
+        assert body["rows"]["waste_levels"] == 3
+        assert body["aggregates"] == "anonymised"
+        anonymous = body["anonymous_id"]
+
+        left = {t: n for t in ERASED if (n := await count_rows(conn, t, device.id))}
+        assert not left, f"rows still naming the erased device: {left}"
+        cur = await conn.execute(
+            "SELECT count(*) AS n FROM webhook_outbox WHERE alert_id = %s", (alert_id,)
+        )
+        assert (await cur.fetchone())["n"] == 0  # type: ignore[index]
+        cur = await conn.execute(
+            "SELECT count(*) AS n FROM alert_timeline WHERE alert_id = %s", (alert_id,)
+        )
+        assert (await cur.fetchone())["n"] == 0  # type: ignore[index]
+        cur = await conn.execute("SELECT count(*) AS n FROM devices WHERE id = %s", (device.id,))
+        assert (await cur.fetchone())["n"] == 0  # type: ignore[index]
+        for view in ("readings_hourly", "readings_daily"):
+            assert await count_rows(conn, view, device.id) == 0
+            # The town's totals keep the 30-day-old reading, under an id that links to no one.
+            assert await count_rows(conn, view, anonymous) >= 1
+
+        cur = await conn.execute(
+            "SELECT key_id, role, outcome, detail FROM audit_log"
+            " WHERE action = 'device.erase' AND target = %s",
+            (f"device:{device.id}",),
+        )
+        audits = await cur.fetchall()
+        assert len(audits) == 1
+        assert audits[0]["role"] == "admin" and audits[0]["key_id"]
+        assert audits[0]["outcome"] == "erased"
+        assert audits[0]["detail"]["rows"]["readings"] == 4
+
+    # Registered again under the same id: nothing of the erased device shows.
+    r = await asyncio.to_thread(api.post, "/v1/devices", json={"id": device.id, "domain": "waste"})
+    assert r.status_code == 201, r.text
+    assert count_readings(api, device.id) == 0
+    assert count_readings(api, device.id, bucket="1h") == 0
+    assert count_readings(api, device.id, bucket="1d") == 0
+    r = await asyncio.to_thread(api.get, "/v1/deadletters", params={"device_id": device.id})
+    assert r.json() == []
+
+
+async def test_erasure_with_aggregates_erases_them(
+    api: httpx.Client, device_factory, stack: Stack
+) -> None:
+    device = device_factory("waste")
+    async with await connect(stack.database_url()) as conn:
+        old = datetime.now(UTC) - timedelta(days=20)
+        await add_reading(conn, device.id, old)
+        await refresh_aggregates(conn, old, old)
+        assert await count_rows(conn, "readings_daily", device.id) == 1
+        r = await asyncio.to_thread(
+            api.delete, f"/v1/devices/{device.id}", params={"erase": "true", "aggregates": "true"}
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["aggregates"] == "erased" and r.json()["anonymous_id"] is None
+        for view in ("readings", "readings_hourly", "readings_daily"):
+            assert await count_rows(conn, view, device.id) == 0
+
+
+async def test_readings_still_in_kafka_stay_erased(
+    api: httpx.Client, device_factory, stack: Stack, stack_env: dict[str, str]
+) -> None:
+    device = device_factory("waste")
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+
+    def batch(minute: int, *, received_at: datetime) -> bytes:
+        return ReadingBatch(
+            device_id=device.id,
+            domain=Domain.WASTE,
+            received_at=received_at,
+            readings=[Reading(ts=hour + timedelta(minutes=minute), metric="fill_pct", value=1)],
+        ).to_bytes()
+
+    in_flight = batch(1, received_at=datetime.now(UTC))
+    r = await asyncio.to_thread(api.delete, f"/v1/devices/{device.id}", params={"erase": "true"})
+    assert r.status_code == 200, r.text
+    r = await asyncio.to_thread(api.post, "/v1/devices", json={"id": device.id, "domain": "waste"})
+    assert r.status_code == 201, r.text
+    # Received before the erasure but stored after it (Kafka lag, a re-read), then a reading
+    # of the device registered again.
+    producer = AIOKafkaProducer(bootstrap_servers=stack_env["KAFKA_BOOTSTRAP"], acks="all")
+    await producer.start()
+    try:
+        topic = READINGS_TOPICS[Domain.WASTE]
+        await producer.send_and_wait(topic, in_flight, key=device.id.encode())
+        after = batch(2, received_at=datetime.now(UTC))
+        await producer.send_and_wait(topic, after, key=device.id.encode())
+    finally:
+        await producer.stop()
+    async with await connect(stack.database_url()) as conn:
+        deadline = datetime.now(UTC) + timedelta(seconds=60)
+        while await count_rows(conn, "readings", device.id) < 1 and datetime.now(UTC) < deadline:
+            await conn.execute("SELECT pg_sleep(0.2)")
+        cur = await conn.execute("SELECT ts FROM readings WHERE device_id = %s", (device.id,))
+        # Same partition, in order: the later reading stored means the earlier one was seen.
+        assert [r["ts"] for r in await cur.fetchall()] == [hour + timedelta(minutes=2)]
+
+
+def test_erasure_of_a_device_deleted_earlier(api: httpx.Client, device_factory) -> None:
+    device = device_factory("traffic")
+    assert api.delete(f"/v1/devices/{device.id}").status_code == 204
+    r = api.delete(f"/v1/devices/{device.id}", params={"erase": "true"})
+    assert r.status_code == 200, r.text
+    assert r.json()["rows"]["devices"] == 1
+    assert api.delete(f"/v1/devices/{device.id}", params={"erase": "true"}).status_code == 404
+
+
+def test_erasure_input_and_access(
+    api: httpx.Client, device_factory, stack_env: dict[str, str]
+) -> None:
+    device = device_factory("energy")
+    r = api.delete(f"/v1/devices/{device.id}", params={"aggregates": "true"})
+    assert r.status_code == 422
+    assert "erase" in r.json()["detail"]
+    key = api.post("/v1/api-keys", json={"name": "op-erase", "role": "operator"}).json()
+    try:
+        r = httpx.delete(
+            f"{stack_env['API_URL']}/v1/devices/{device.id}",
+            params={"erase": "true"},
+            headers={"Authorization": f"Bearer {key['key']}"},
+        )
+        assert r.status_code == 403
+    finally:
+        api.delete(f"/v1/api-keys/{key['id']}")
+    assert api.get(f"/v1/devices/{device.id}").status_code == 200
+
+
+async def test_every_table_naming_devices_is_erased(stack: Stack) -> None:
+    """A table added later with a device_id column must be added to the erasure too."""
+    async with await connect(stack.database_url()) as conn:
+        cur = await conn.execute(
+            "SELECT table_name FROM information_schema.columns"
+            " WHERE table_schema = 'public' AND column_name = 'device_id'"
+        )
+        tables = {r["table_name"] for r in await cur.fetchall()}
+    covered = {t for t, _ in erasure.DEVICE_TABLES} | {
+        "alerts",
+        "deadletters",
+        *erasure.AGGREGATES,
+        # The tombstone itself: kept (for its retention period) on purpose.
+        "device_erasures",
+    }
+    assert tables - covered == set()

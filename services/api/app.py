@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from services.api import proxy
+from services.api import console, proxy
 from services.api.routes import admin, devices
 from services.api.settings import ApiSettings
 from shared.db import create_pool
@@ -76,6 +76,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     )
     app.include_router(devices.router)
     app.include_router(admin.router)
+    console.install(app, settings)
     # Last: it matches any /v1/<domain>/... that no route above claimed.
     app.include_router(proxy.router)
     return app

@@ -66,12 +66,18 @@ TP.page(async () => {
 
   const dateInput = TP.$("#plan-date");
   dateInput.value = TP.townDate();
+  // ?depot=lat,lon plans from another depot than the configured one (or when none is).
+  const query = new URLSearchParams(location.search);
+  const depot = query.get("depot");
+  if (query.get("vehicles")) TP.$("#vehicles").value = query.get("vehicles");
   async function plan() {
     const vehicles = Number(TP.$("#vehicles").value) || 1;
     TP.status(t("Planning the round…"));
     let p;
     try {
-      p = await api(`/v1/waste/plan?date=${dateInput.value}&vehicles=${vehicles}`);
+      const q = new URLSearchParams({ date: dateInput.value, vehicles: String(vehicles) });
+      if (depot) q.set("depot", depot);
+      p = await api(`/v1/waste/plan?${q}`);
     } catch (err) {
       if (err.status === 422) {
         TP.status(`${t("No plan")}: ${err.message}`, "error");

@@ -173,7 +173,7 @@ window.TP = (() => {
       width: Math.max(300, el.clientWidth || 800),
       height: 300,
       tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), tz),
-      series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.stroke, width: s.width || 2, dash: s.dash, fill: s.fill, points: { show: false } }))],
+      series: [{ label: t("Time") }, ...series.map((s) => ({ label: s.label, stroke: s.stroke, width: s.width || 2, dash: s.dash, fill: s.fill, points: { show: false } }))],
       bands: band ? [band] : [],
       // Tick labels in the town's time and the user's language (uPlot's own are US English).
       axes: [{ values: (u, splits) => splits.map((v) => tickFormat.format(new Date(v * 1000))) }, { size: 60 }],

@@ -71,7 +71,12 @@ return {
 def _driver() -> webdriver.Chrome:
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,900"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,900",
+    ):
         options.add_argument(arg)
     d = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     # A first visit every time: nothing comes from the browser's cache.
@@ -123,13 +128,13 @@ def main() -> None:
     results: dict[str, Any] = {}
     try:
         d.get(base + "/signin?lang=fr")
-        for name, path in pages().items():
+        for name, page_path in pages().items():
             runs = []
             for _ in range(args.runs):
                 # Signed in as the sign-in page leaves it: the key in this tab's sessionStorage.
                 d.get(base + "/signin")
                 d.execute_script(f"sessionStorage.setItem('{KEY_STORAGE}', arguments[0])", key)
-                d.get(base + path)
+                d.get(base + page_path)
                 _wait_ready(d)
                 runs.append(d.execute_script(MEASURE_JS))
             results[name] = {

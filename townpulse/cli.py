@@ -68,9 +68,7 @@ def up(
     _print_status(stack)
     typer.echo(f"\nEverything is listed in {stack.stack_env_file}")
     typer.echo(f"Admin API key: {stack.admin_key_file}")
-    typer.echo(
-        f"Console: http://127.0.0.1:{stack.s.api_port}/ (sign in with the admin API key)"
-    )
+    typer.echo(f"Console: http://127.0.0.1:{stack.s.api_port}/ (sign in with the admin API key)")
 
 
 class BootstrapSettings(BaseSettings):

@@ -71,7 +71,10 @@ def extract(root: Path = HERE) -> list[str]:
 
     seen: dict[str, None] = {}
     for _file, _line, message, _comments, _context in extract_from_dir(
-        str(root), METHOD_MAP, keywords=KEYWORDS, options_map={"static/*.js": {"parse_template_string": "true"}}
+        str(root),
+        METHOD_MAP,
+        keywords=KEYWORDS,
+        options_map={"static/*.js": {"parse_template_string": "true"}},
     ):
         if isinstance(message, str) and message:
             seen.setdefault(message, None)

@@ -139,7 +139,9 @@ def key_factory(api: httpx.Client) -> Iterator[Callable[[str], str | None]]:
     made: list[str] = []
 
     def make(role: str) -> str | None:
-        r = api.post("/v1/api-keys", json={"name": f"console-test-{uuid.uuid4().hex[:6]}", "role": role})
+        r = api.post(
+            "/v1/api-keys", json={"name": f"console-test-{uuid.uuid4().hex[:6]}", "role": role}
+        )
         if r.status_code == 422:
             return None
         assert r.status_code == 201, r.text

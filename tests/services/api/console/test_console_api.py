@@ -25,7 +25,7 @@ def test_device_search_shows_the_newest_reading(
     publisher_factory: Callable[[RegisteredDevice], Publisher],
 ) -> None:
     device = device_factory("waste", prefix="con_sole")
-    other = device_factory("waste", prefix="conxsole")
+    device_factory("waste", prefix="conxsole")
 
     def found(q: str) -> list[dict]:
         r = api.get("/v1/console/devices", params={"q": q, "domain": "waste"})

@@ -152,5 +152,8 @@ def _configure_logging() -> None:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
+    # The main CLI may have set the root logger to WARNING (no -v): the simulator's progress
+    # lines are still what its log is for.
+    logging.getLogger("townpulse.simulator").setLevel(logging.INFO)
     # httpx logs every request at INFO; 200-odd registrations would drown the progress lines.
     logging.getLogger("httpx").setLevel(logging.WARNING)

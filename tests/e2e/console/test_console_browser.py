@@ -6,6 +6,7 @@ import subprocess
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,6 +19,7 @@ from shared.topics import Domain
 from tests.alerts_support import event, produce_events, unique_kind
 from tests.e2e.console.conftest import Console, mosquitto_pub
 from tests.support import wait_for
+from tests.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.e2e
 
@@ -217,3 +219,69 @@ def test_keyboard_reaches_the_skip_link_first_and_it_moves_focus(
     assert active.get_attribute("class") == "skip"
     active.send_keys(Keys.ENTER)
     assert console.driver.switch_to.active_element.get_attribute("id") == "main"
+
+
+def test_csv_import_registers_each_row_and_reports_the_bad_ones(
+    console: Console, admin_key: str, api: httpx.Client, tmp_path: Path
+) -> None:
+    ids = [f"con-{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    csv = tmp_path / "devices.csv"
+    csv.write_text(
+        "id;domain;name;lat;lon\n"
+        f"{ids[0]};waste;Conteneur A;45.90;6.12\n"
+        f"{ids[1]};traffic;Compteur B;;\n"
+        "bad id!;waste;Invalide;;\n"
+    )
+    console.sign_in(admin_key, "/devices")
+    try:
+        console.one("#csv-file").send_keys(str(csv))
+        console.one("#csv-form button[type=submit]").click()
+        wait_for(lambda: "2 capteurs enregistrés sur 3" in console.status(), what="the import")
+        result = console.text("#csv-result")
+        assert f"{ids[0]}: enregistré" in result and f"{ids[1]}: enregistré" in result
+        assert "bad id!" in result  # with the API's reason
+        link = console.one("#csv-result a[download]")
+        assert (link.get_attribute("href") or "").startswith("blob:")
+        device = api.get(f"/v1/devices/{ids[0]}").json()
+        assert device["location"] == {"lat": 45.9, "lon": 6.12}
+        assert api.get(f"/v1/devices/{ids[1]}").json()["location"] is None
+    finally:
+        for device_id in ids:
+            api.delete(f"/v1/devices/{device_id}")
+
+
+def test_webhook_created_with_its_secret_once_then_tested_and_rotated(
+    console: Console, admin_key: str, api: httpx.Client
+) -> None:
+    receiver = WebhookReceiver().listen()
+    console.sign_in(admin_key, "/webhooks")
+    sub_id = None
+    try:
+        console.one("#w-url").send_keys(receiver.url)
+        console.one("#w-desc").send_keys("console test")
+        console.one("#webhook-form button[type=submit]").click()
+        wait_for(lambda: console.one("#secret-box").is_displayed(), what="the secret")
+        secret = console.one("#secret").get_attribute("value") or ""
+        assert secret.startswith("whsec_")
+        receiver.secret = secret
+        sub_id = next(w["id"] for w in api.get("/v1/webhooks").json() if w["url"] == receiver.url)
+        row = f"tr[data-webhook='{sub_id}']"
+        wait_for(lambda: console.all(row), what="the subscription's row")
+        # The secret is on screen once: reloading the page does not show it again.
+        console.open("/webhooks")
+        assert not console.one("#secret-box").is_displayed()
+        assert secret not in console.driver.page_source
+
+        console.all(f"{row} button")[0].click()  # send a test
+        wait_for(lambda: "Test reçu : HTTP 200" in console.status(), what="the test delivery")
+        assert any(r.verified and "webhook.test" in r.body for r in receiver.requests)
+
+        console.all(f"{row} button")[2].click()  # rotate the secret
+        console.driver.switch_to.alert.accept()
+        wait_for(lambda: console.one("#secret-box").is_displayed(), what="the new secret")
+        rotated = console.one("#secret").get_attribute("value") or ""
+        assert rotated.startswith("whsec_") and rotated != secret
+    finally:
+        receiver.close()
+        if sub_id:
+            api.delete(f"/v1/webhooks/{sub_id}")

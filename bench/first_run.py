@@ -68,7 +68,7 @@ def checks(api: httpx.Client) -> dict[str, Callable[[], bool]]:
 
 def _caught_up(fresh: dict[str, Any] | None) -> bool:
     # Every domain has devices that reported in the last hour: the backfill reached the present.
-    return bool(fresh) and all(i["reporting"] > 0 for i in fresh["items"])
+    return fresh is not None and all(i["reporting"] > 0 for i in fresh["items"])
 
 
 def main() -> None:

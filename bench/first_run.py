@@ -68,7 +68,8 @@ def checks(api: httpx.Client) -> dict[str, Callable[[], bool]]:
 
 def _caught_up(fresh: dict[str, Any] | None) -> bool:
     # Every domain has devices that reported in the last hour: the backfill reached the present.
-    return fresh is not None and all(i["reporting"] > 0 for i in fresh["items"])
+    items = fresh["items"] if fresh is not None else []
+    return bool(items) and all(i["reporting"] > 0 for i in items)
 
 
 def main() -> None:

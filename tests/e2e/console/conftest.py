@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
@@ -91,6 +92,12 @@ class Console:
         return self.driver.find_elements(By.CSS_SELECTOR, css)
 
     def text(self, css: str) -> str:
+        # Pages redraw lists in place: an element found a moment ago may be gone; find it again.
+        for _ in range(5):
+            try:
+                return str(self.one(css).text)
+            except StaleElementReferenceException:
+                continue
         return str(self.one(css).text)
 
     def status(self) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
@@ -115,8 +116,11 @@ def test_register_a_device_publish_with_mosquitto_pub_and_see_the_reading(
         def shown() -> bool:
             console.one("#q").clear()
             console.one("#q").send_keys(device_id, Keys.ENTER)
-            cells = console.all(f"tr[data-device='{device_id}'] td.last")
-            return bool(cells) and cells[0].text not in ("", "jamais")
+            try:
+                cells = console.all(f"tr[data-device='{device_id}'] td.last")
+                return bool(cells) and cells[0].text not in ("", "jamais")
+            except StaleElementReferenceException:
+                return False  # the list was redrawn under us: look again
 
         wait_for(shown, timeout=60, interval=1, what="the reading in the devices list")
         console.one(f"tr[data-device='{device_id}'] a").click()

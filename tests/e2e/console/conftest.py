@@ -161,9 +161,13 @@ def key_factory(api: httpx.Client) -> Iterator[Callable[[str], str | None]]:
 
 
 @pytest.fixture(scope="session")
-def simulated_town(stack: Stack, stack_env: dict[str, str], admin_key: str) -> dict[str, Any]:
-    """The simulator's town with bins that have reported: started here if `make up` did not."""
-    if stack.pid("simulator") is None:
+def simulated_town(
+    stack: Stack, stack_env: dict[str, str], admin_key: str
+) -> Iterator[dict[str, Any]]:
+    """The simulator's town with bins that have reported: started here if `make up` did not
+    (and then stopped again at the end, so later tests run on the quiet stack they expect)."""
+    started = stack.pid("simulator") is None
+    if started:
         stack.start_simulator()
     town = build_town()
     with httpx.Client(
@@ -177,7 +181,9 @@ def simulated_town(stack: Stack, stack_env: dict[str, str], admin_key: str) -> d
 
         wait_for(lambda: bins() >= 100, timeout=TOWN_TIMEOUT_S, interval=5, what="the town's bins")
     lat, lon = town.depot
-    return {"depot": f"{lat},{lon}", "town": town}
+    yield {"depot": f"{lat},{lon}", "town": town}
+    if started:
+        stack.stop("simulator")
 
 
 def mosquitto_pub() -> str:

@@ -100,7 +100,9 @@ def _screenshot(d: webdriver.Chrome, path: Path) -> None:
     clip = {
         "x": 0,
         "y": 0,
-        "width": size["width"],
+        # The window's width, not the content's: capturing beyond the viewport drops the
+        # scroll bar, and the page is laid out again that much wider.
+        "width": d.execute_script("return window.innerWidth"),
         "height": min(size["height"], SCREENSHOT_MAX_HEIGHT),
         "scale": 1,
     }

@@ -381,8 +381,9 @@ def console_section(r: dict[str, Any]) -> list[str]:
         "(transferred bytes, static files gzip-compressed); *data* = the API's JSON. *First "
         "paint* = first contentful paint; *data shown* = the console's `tp-ready` mark, when "
         "the page's data is on screen. The browser runs on the same 2 cores as the whole stack "
-        "and the simulator. The waste page waits for the routing solver (2 s time limit, run "
-        "twice in parallel: the plan and the visit-every-bin comparison).",
+        "and the simulator, and other workloads shared the machine: repeated runs differed by up "
+        "to 2x. The waste page waits for the routing solver (2 s time limit, run twice in "
+        "parallel: the plan and the visit-every-bin comparison).",
         "",
     ]
     rows = [

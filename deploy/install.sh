@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the local stack needs, skipping what is already there. Idempotent.
-# Debian packages: Mosquitto (+ clients), PostgreSQL 15, a JDK and Maven if missing;
-# TimescaleDB (see below); the Apache Kafka broker jars from Maven Central; the Python project
-# into .venv.
+# Debian packages: Mosquitto (+ clients), PostgreSQL 15, a JDK and Maven, Node.js/npm and
+# Chromium (+ its driver, for the console's browser tests) if missing; TimescaleDB (see below);
+# the Apache Kafka broker jars from Maven Central; the console's front-end libraries from npm;
+# the Python project into .venv.
 #
 # TimescaleDB, in order of preference:
 #   1. the distribution's package, when apt has one (installed into the machine's PostgreSQL);
@@ -21,6 +22,9 @@ command -v mosquitto_pub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
 command -v java >/dev/null 2>&1 || need_apt+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing packages: ${need_apt[*]} (run as root, or install them with apt-get)" >&2
@@ -77,4 +81,18 @@ if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q -e ".[dev]"
   touch .venv/.installed
+fi
+
+# The console serves its chart library itself (no outside host at run time): uPlot from npm,
+# pinned by deploy/console/package-lock.json, copied next to the console's own static files.
+# axe-core stays in node_modules: only the browser tests inject it.
+VENDOR=services/api/console/static/vendor
+if [ ! -f "$VENDOR/.complete" ] || [ deploy/console/package-lock.json -nt "$VENDOR/.complete" ]; then
+  echo "==> Console libraries (npm)"
+  npm ci --prefix deploy/console --no-audit --no-fund --loglevel=error
+  mkdir -p "$VENDOR"
+  cp deploy/console/node_modules/uplot/dist/uPlot.iife.min.js \
+     deploy/console/node_modules/uplot/dist/uPlot.min.css "$VENDOR/"
+  cp deploy/console/node_modules/uplot/LICENSE "$VENDOR/uPlot.LICENSE.txt"
+  touch "$VENDOR/.complete"
 fi

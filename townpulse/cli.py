@@ -52,6 +52,12 @@ def up(
 ) -> None:
     """Start PostgreSQL, Kafka, Mosquitto and every service; wait until all are healthy."""
     stack = Stack()
+    if sim:
+        # The simulated town's trucks leave from its depot, unless the town configured its own.
+        from townpulse.simulator import build_town
+
+        lat, lon = build_town(energy=0, waste=0, traffic=0).depot
+        os.environ.setdefault("TOWNPULSE_DEPOT", f"{lat},{lon}")
     try:
         stack.up()
         if sim:
@@ -62,6 +68,7 @@ def up(
     _print_status(stack)
     typer.echo(f"\nEverything is listed in {stack.stack_env_file}")
     typer.echo(f"Admin API key: {stack.admin_key_file}")
+    typer.echo(f"Console: http://127.0.0.1:{stack.s.api_port}/ (sign in with the admin API key)")
 
 
 class BootstrapSettings(BaseSettings):

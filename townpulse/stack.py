@@ -740,11 +740,13 @@ class Stack:
         return rows
 
     def start_simulator(self) -> None:
+        from townpulse.simulator.cli import LIVING_TOWN_ARGS
+
         if self.pid("simulator"):
             return
         self._spawn(
             "simulator",
-            [sys.executable, "-m", "townpulse", "simulate"],
+            [sys.executable, "-m", "townpulse", "simulate", *LIVING_TOWN_ARGS],
             marker="townpulse simulate",
             env=read_env_file(self.stack_env_file),
         )

@@ -165,6 +165,14 @@ class RotateOut(BaseModel):
     previous_secret_expires_at: datetime
 
 
+class TestSendOut(BaseModel):
+    msg_id: str
+    status_code: int | None
+    latency_ms: float
+    error: str | None
+    delivered: bool = Field(description="the receiver answered 2xx")
+
+
 class AttemptOut(BaseModel):
     attempt: int
     started_at: datetime

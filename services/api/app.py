@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from services.api import proxy
+from services.api import console, proxy
 from services.api.routes import admin, devices, opendata, retention
 from services.api.settings import ApiSettings
 from shared.db import create_pool
@@ -81,6 +81,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(opendata.admin_router)
     app.include_router(opendata.public_router)
     app.include_router(retention.router)
+    console.install(app, settings)
     # Last: it matches any /v1/<domain>/... that no route above claimed.
     app.include_router(proxy.router)
     secure(app, settings=settings, public=(opendata.public_router.prefix,))

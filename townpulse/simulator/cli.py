@@ -15,6 +15,11 @@ from townpulse.simulator.durations import parse_duration
 from townpulse.simulator.events import EVENT_KINDS, parse_kinds
 from townpulse.simulator.runner import RunnerConfig, run
 
+# What `townpulse up` runs: a town with two days of history published in about four minutes
+# (speed 720: a simulated day per two wall-clock minutes), labelled events in that history, and
+# no history published twice across restarts. Then it follows the wall clock.
+LIVING_TOWN_ARGS = ("--backfill", "2d", "--speed", "720", "--inject", "all", "--resume")
+
 
 def _duration(value: str) -> str:
     # Validate early so typer reports a bad value as a usage error.
@@ -100,6 +105,12 @@ def simulate(
         int | None,
         typer.Option(envvar="MQTT_PORT", help="Broker port (default: as returned by the API)."),
     ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="Start after the last step a previous run published (within --backfill)."
+        ),
+    ] = False,
     run_dir: Annotated[
         Path,
         typer.Option(
@@ -126,6 +137,7 @@ def simulate(
         duration=parse_duration(duration) if duration is not None else None,
         inject=tuple(parse_kinds(inject)),
         events_out=events_out,
+        resume=resume,
     )
     stats = run(config)
     typer.echo(
@@ -140,5 +152,8 @@ def _configure_logging() -> None:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
+    # The main CLI may have set the root logger to WARNING (no -v): the simulator's progress
+    # lines are still what its log is for.
+    logging.getLogger("townpulse.simulator").setLevel(logging.INFO)
     # httpx logs every request at INFO; 200-odd registrations would drown the progress lines.
     logging.getLogger("httpx").setLevel(logging.WARNING)

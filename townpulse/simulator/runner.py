@@ -62,11 +62,19 @@ class RunnerConfig:
     inject: tuple[str, ...] = ()
     events_out: Path | None = None
     step: timedelta = STEP
+    # Start after the last step a previous run published (within `backfill`), so restarting the
+    # stack does not publish the same history again.
+    resume: bool = False
 
     @property
     def credentials_path(self) -> Path:
         """Where device credentials are kept between runs."""
         return self.run_dir / "simulator" / "credentials.json"
+
+    @property
+    def progress_path(self) -> Path:
+        """Where the timestamp of the last fully published step is kept."""
+        return self.run_dir / "simulator" / "last-published"
 
     @property
     def events_path(self) -> Path:
@@ -144,6 +152,37 @@ def injection_window(
     if end is not None:
         return start, end
     return start, max(now, start + MIN_INJECTION_WINDOW)
+
+
+def resume_start(start: datetime, last_published: datetime | None, step: timedelta) -> datetime:
+    """The first step not yet published: after `last_published` if that is within the window.
+
+    >>> t = datetime(2026, 3, 2, tzinfo=UTC)
+    >>> resume_start(t, t + timedelta(hours=5), timedelta(minutes=15)).isoformat()
+    '2026-03-02T05:15:00+00:00'
+    >>> resume_start(t, t - timedelta(days=9), timedelta(minutes=15)) == t
+    True
+    """
+    if last_published is None or last_published < start:
+        return start
+    return floor_to_step(last_published, step) + step
+
+
+def read_progress(path: Path) -> datetime | None:
+    """The last published step of a previous run, if one was recorded."""
+    try:
+        ts = datetime.fromisoformat(path.read_text(encoding="utf-8").strip())
+    except (OSError, ValueError):
+        return None
+    return ts if ts.tzinfo is not None else None
+
+
+def write_progress(path: Path, ts: datetime) -> None:
+    """Record `ts` as published (write then rename: a crash leaves the old value or the new)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(ts.isoformat(), encoding="utf-8")
+    tmp.replace(path)
 
 
 def write_events(path: Path, events: list[LabelledEvent]) -> None:
@@ -269,6 +308,8 @@ def run(config: RunnerConfig, *, stop: threading.Event | None = None) -> RunStat
     start, end = plan_window(
         now=now, backfill=config.backfill, duration=config.duration, step=config.step
     )
+    if config.resume:
+        start = resume_start(start, read_progress(config.progress_path), config.step)
     events: list[LabelledEvent] = []
     if config.inject:
         win_start, win_end = injection_window(start=start, end=end, now=now)
@@ -336,7 +377,11 @@ def _publish(
         if time.monotonic() >= next_progress:
             next_progress = time.monotonic() + PROGRESS_EVERY_S
             _log_progress(stats, _lag(ts))
+            if config.resume:
+                write_progress(config.progress_path, ts)
     stats.unacked = fleet.wait_acked(ACK_TIMEOUT_S)
+    if config.resume and stats.last_ts is not None:
+        write_progress(config.progress_path, stats.last_ts)
     _log_progress(stats, _lag(stats.last_ts) if stats.last_ts else timedelta(0))
     return stats
 

@@ -11,6 +11,9 @@ from typing import Any, ClassVar
 
 DEFAULT_CENTRE = (45.9000, 6.1200)
 METRES_PER_DEG_LAT = 111_320.0
+# The municipal depot the refuse trucks leave from: the technical services' yard on the edge
+# of town, (east, north) metres from the centre, outside the residential scatter's core.
+DEPOT_OFFSET_M = (-900.0, -1_300.0)
 
 
 class Domain(StrEnum):
@@ -203,6 +206,15 @@ class Town:
     def __len__(self) -> int:
         return len(self.devices)
 
+    @property
+    def depot(self) -> tuple[float, float]:
+        """Latitude and longitude of the refuse trucks' depot.
+
+        >>> build_town(energy=0, waste=0, traffic=0).depot
+        (45.888322, 6.108382)
+        """
+        return offset(self.centre, east_m=DEPOT_OFFSET_M[0], north_m=DEPOT_OFFSET_M[1])
+
     def of(self, domain: Domain) -> tuple[Device, ...]:
         """Devices of one domain, in id order."""
         return tuple(d for d in self.devices if d.domain is domain)
@@ -259,6 +271,14 @@ def build_town(
     return Town(seed=seed, centre=centre, devices=tuple(devices))
 
 
+def offset(origin: tuple[float, float], *, east_m: float, north_m: float) -> tuple[float, float]:
+    """The point `east_m` east and `north_m` north of `origin` (flat earth: a town is small)."""
+    lat0, lon0 = origin
+    lat = lat0 + north_m / METRES_PER_DEG_LAT
+    lon = lon0 + east_m / (METRES_PER_DEG_LAT * math.cos(math.radians(lat0)))
+    return round(lat, 6), round(lon, 6)
+
+
 def _device_id(prefix: str, index: int, total: int) -> str:
     return f"{prefix}-{index:0{max(3, len(str(total)))}d}"
 
@@ -282,9 +302,7 @@ class _Placer:
         east, north, spread = self.LANDMARKS[zone]
         east += self._rng.gauss(0.0, spread)
         north += self._rng.gauss(0.0, spread)
-        lat = self._lat0 + north / METRES_PER_DEG_LAT
-        lon = self._lon0 + east / (METRES_PER_DEG_LAT * math.cos(math.radians(self._lat0)))
-        return round(lat, 6), round(lon, 6)
+        return offset((self._lat0, self._lon0), east_m=east, north_m=north)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,14 +6,17 @@ responses, not in logs.
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
+import httpx
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from pydantic import BaseModel
 
+from services.alerts.adapters import sender
 from services.alerts.domain.targets import ForbiddenTarget, check_literal
 from services.alerts.domain.webhooks import new_secret
 from services.alerts.schemas import (
@@ -21,6 +24,7 @@ from services.alerts.schemas import (
     DeliveryOut,
     RotateIn,
     RotateOut,
+    TestSendOut,
     WebhookCreated,
     WebhookIn,
     WebhookOut,
@@ -166,6 +170,47 @@ async def rotate_secret(
     if cur.rowcount != 1:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such webhook")
     return RotateOut(secret=secret, previous_secret_expires_at=expires)
+
+
+@router.post("/{sub_id}/test", response_model=TestSendOut)
+async def send_test(sub_id: str, request: Request, _: Admin) -> TestSendOut:
+    """Send a signed `webhook.test` event now, once: not stored, not retried, no alert needed."""
+    settings: AlertsSettings = request.app.state.settings
+    async with request.app.state.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT url, secret FROM webhook_subscriptions WHERE id = %s", (sub_id,)
+        )
+        row = await cur.fetchone()
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such webhook")
+    msg_id = f"msg_test_{uuid.uuid4().hex}"
+    body = json.dumps(
+        {
+            "type": "webhook.test",
+            "timestamp": datetime.now(UTC).isoformat(),
+            "data": {"subscription_id": sub_id},
+        },
+        separators=(",", ":"),
+    )
+    # Same signing, time bound and response cap as real deliveries; no redirects either.
+    async with httpx.AsyncClient(follow_redirects=False) as client:
+        result = await sender.send(
+            client,
+            url=row["url"],
+            msg_id=msg_id,
+            body=body,
+            secrets=[row["secret"]],
+            timeout_s=settings.webhook_timeout_s,
+            max_response_bytes=settings.webhook_max_response_bytes,
+        )
+    code = result.status_code
+    return TestSendOut(
+        msg_id=msg_id,
+        status_code=code,
+        latency_ms=round(result.latency_s * 1000, 1),
+        error=result.error,
+        delivered=code is not None and 200 <= code < 300,
+    )
 
 
 @router.get("/{sub_id}/deliveries", response_model=list[DeliveryOut])

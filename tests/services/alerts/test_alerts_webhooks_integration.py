@@ -321,3 +321,26 @@ def test_410_disables_the_subscription_and_bad_urls_are_refused(
     assert rotated.status_code == 200 and rotated.json()["secret"] != sub["secret"]
     for url in ("ftp://example.org/x", "file:///etc/passwd", "javascript:alert(1)", "nope"):
         assert api.post("/v1/webhooks", json={"url": url}).status_code == 422, url
+
+
+def test_test_send_is_signed_and_reports_the_receivers_answer(
+    api: httpx.Client, receiver: WebhookReceiver, subscriber: Callable[..., dict]
+) -> None:
+    sub = subscriber(receiver.url)
+    # Bound but not listening: the test-send reports the refusal, it does not raise.
+    down = api.post(f"/v1/webhooks/{sub['id']}/test")
+    assert down.status_code == 200, down.text
+    assert down.json()["delivered"] is False and down.json()["error"]
+
+    receiver.secret = sub["secret"]
+    receiver.listen()
+    r = api.post(f"/v1/webhooks/{sub['id']}/test")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["delivered"] is True and body["status_code"] == 200
+    got = wait_for(lambda: [q for q in receiver.requests if q.msg_id == body["msg_id"]])
+    assert got[0].verified
+    assert '"type":"webhook.test"' in got[0].body
+    # Not a delivery: the log of the subscription stays empty.
+    assert api.get(f"/v1/webhooks/{sub['id']}/deliveries").json() == []
+    assert api.post("/v1/webhooks/wh_nosuch/test").status_code == 404

@@ -155,5 +155,6 @@ def test_waste_routes_are_served_under_the_operator_api(api: httpx.Client) -> No
     assert r.status_code == 200
     assert all(b["level_pct"] >= 50 for b in r.json()["items"])
     assert api.get("/v1/waste/bins/no-such-bin").status_code == 404
-    assert api.get("/v1/waste/plan").status_code == 422  # no depot configured here
+    # A malformed depot is refused (the default depot, if any, is the simulated town's).
+    assert api.get("/v1/waste/plan", params={"depot": "north"}).status_code == 422
     assert httpx.get(api.base_url.join("/v1/waste/bins")).status_code == 401

@@ -13,7 +13,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from townpulse.simulator import LabelledEvent, build_town
+from townpulse.simulator import EVENT_KINDS, Domain, LabelledEvent, build_town
 from townpulse.simulator import cli as cli_module
 from townpulse.simulator.durations import parse_duration
 from townpulse.simulator.provision import (
@@ -30,7 +30,10 @@ from townpulse.simulator.runner import (
     SimClock,
     injection_window,
     plan_window,
+    read_progress,
+    resume_start,
     write_events,
+    write_progress,
 )
 
 pytestmark = pytest.mark.unit
@@ -326,3 +329,50 @@ def test_cli_needs_the_admin_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         _app(), ["simulate"], env={"ADMIN_API_KEY_FILE": str(tmp_path / "nope")}
     )
     assert result.exit_code == 2 and "cannot read" in result.output
+
+
+def test_the_living_town_preset_parses_and_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `townpulse up` passes to the simulator is accepted, with every event kind."""
+    key_file = tmp_path / "admin.key"
+    key_file.write_text(API_KEY)
+    seen: list[RunnerConfig] = []
+    monkeypatch.setattr(cli_module, "run", lambda config: seen.append(config) or RunStats())
+    result = CliRunner().invoke(
+        _app(),
+        ["simulate", *cli_module.LIVING_TOWN_ARGS],
+        env={"ADMIN_API_KEY_FILE": str(key_file), "TOWNPULSE_RUN_DIR": str(tmp_path)},
+    )
+    assert result.exit_code == 0, result.output
+    (config,) = seen
+    assert config.resume and config.backfill == timedelta(days=2) and config.speed == 720
+    assert set(config.inject) == set(EVENT_KINDS)
+    assert config.progress_path == tmp_path / "simulator" / "last-published"
+
+
+def test_resume_starts_after_the_last_published_step(tmp_path: Path) -> None:
+    path = tmp_path / "simulator" / "last-published"
+    start = NOW - timedelta(days=2)
+    assert read_progress(path) is None
+    assert resume_start(start, read_progress(path), timedelta(minutes=15)) == start
+    write_progress(path, datetime(2026, 3, 2, 9, 45, tzinfo=UTC))
+    assert resume_start(start, read_progress(path), timedelta(minutes=15)) == datetime(
+        2026, 3, 2, 10, 0, tzinfo=UTC
+    )
+    # Older than the window (the stack was down for days): the window wins.
+    write_progress(path, NOW - timedelta(days=9))
+    assert resume_start(start, read_progress(path), timedelta(minutes=15)) == start
+    path.write_text("garbage")
+    assert read_progress(path) is None
+
+
+def test_the_depot_is_in_town_but_apart_from_the_bins() -> None:
+    town = build_town()
+    lat, lon = town.depot
+    bins = [(d.lat, d.lon) for d in town.of(Domain.WASTE)]
+    # Within the town's extent...
+    assert min(b[0] for b in bins) - 0.01 < lat < max(b[0] for b in bins)
+    assert min(b[1] for b in bins) - 0.01 < lon < max(b[1] for b in bins)
+    # ...and the same for every seed: the depot is a place, not a random draw.
+    assert build_town(seed=1).depot == town.depot

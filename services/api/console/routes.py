@@ -1,0 +1,190 @@
+"""Console pages (HTML shells rendered in the user's language) and the few endpoints they need."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import jinja2
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.middleware.gzip import GZipMiddleware
+
+from services.api.console import i18n
+from services.api.console import repository as repo
+from services.api.settings import ApiSettings
+from shared.http import Principal, authenticate
+from shared.topics import Domain
+
+HERE = Path(__file__).parent
+LANG_COOKIE = "tp_lang"
+# A device silent for this long is not "reporting" on the overview (the slowest simulated sensor
+# publishes every 15 minutes; a live one is never this late).
+REPORTING_WINDOW = timedelta(hours=1)
+LAST_READING_LOOKBACK = timedelta(days=7)
+
+# (path, template, nav label). The label is a msgid: the template translates it.
+PAGES: tuple[tuple[str, str, str], ...] = (
+    ("/", "overview", "Overview"),
+    ("/energy", "energy", "Energy"),
+    ("/waste", "waste", "Waste"),
+    ("/traffic", "traffic", "Traffic"),
+    ("/alerts", "alerts", "Alerts"),
+    ("/devices", "devices", "Devices"),
+    ("/webhooks", "webhooks", "Webhooks"),
+)
+
+# Scripts from this origin only, no framing: an XSS through a device name cannot load code, and
+# the console never reaches an outside host.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' "
+    "'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; "
+    "base-uri 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+Operator = Annotated[Principal, Depends(authenticate)]
+
+
+class Renderer:
+    """One Jinja2 environment per language, each with its gettext catalogue installed."""
+
+    def __init__(self, settings: ApiSettings) -> None:
+        self.settings = settings
+        self.translations = i18n.load()
+        self.envs: dict[str, jinja2.Environment] = {}
+        self.messages: dict[str, dict[str, str]] = {}
+        for lang, tr in self.translations.items():
+            env = jinja2.Environment(
+                loader=jinja2.FileSystemLoader(HERE / "templates"),
+                autoescape=True,
+                extensions=["jinja2.ext.i18n"],
+                undefined=jinja2.StrictUndefined,
+            )
+            # Old-style gettext: msgids are plain text ("80 %" needs no escaping).
+            env.install_gettext_translations(tr, newstyle=False)  # type: ignore[attr-defined]
+            self.envs[lang] = env
+            self.messages[lang] = i18n.messages(tr)
+
+    def page(self, request: Request, template: str, *, public: bool = False) -> HTMLResponse:
+        query_lang = request.query_params.get("lang")
+        lang = i18n.pick_language(
+            query=query_lang,
+            cookie=request.cookies.get(LANG_COOKIE),
+        )
+        html = (
+            self.envs[lang]
+            .get_template(f"{template}.html")
+            .render(
+                lang=lang,
+                other_lang="en" if lang == "fr" else "fr",
+                page=template,
+                pages=PAGES,
+                public=public,
+                tz=self.settings.timezone,
+                messages=self.messages[lang],
+            )
+        )
+        response = HTMLResponse(html, headers=SECURITY_HEADERS)
+        if query_lang in i18n.LANGUAGES:
+            # Not a secret, and scripts need not read it: HttpOnly, a year.
+            response.set_cookie(
+                LANG_COOKIE, lang, max_age=365 * 86400, httponly=True, samesite="lax"
+            )
+        return response
+
+
+def create_router(settings: ApiSettings) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+    renderer = Renderer(settings)
+
+    def add_page(path: str, template: str) -> None:
+        async def page(request: Request) -> HTMLResponse:
+            return renderer.page(request, template)
+
+        page.__doc__ = f"The console's {template} page."
+        router.add_api_route(path, page, methods=["GET"], response_class=HTMLResponse)
+
+    for path, template, _ in PAGES:
+        add_page(path, template)
+    add_page("/signin", "signin")
+
+    @router.get("/public", response_class=HTMLResponse)
+    async def public_page(request: Request) -> HTMLResponse:
+        """Open data for citizens: no key, only what the town published."""
+        return renderer.page(request, "public", public=True)
+
+    @router.get("/console", response_class=RedirectResponse)
+    async def console() -> RedirectResponse:
+        """Old habit: the console is at /."""
+        return RedirectResponse("/")
+
+    return router
+
+
+def api_router() -> APIRouter:
+    """JSON endpoints the console needs that no domain service offers."""
+    router = APIRouter(prefix="/v1", tags=["console"])
+
+    @router.get("/me")
+    async def me(principal: Operator) -> dict[str, str]:
+        """The key's id and role: what the console shows and which actions it offers."""
+        return {"key_id": principal.key_id, "role": principal.role}
+
+    @router.get("/console/freshness")
+    async def freshness(request: Request, _: Operator) -> dict[str, Any]:
+        """Per domain: devices, how many reported in the last hour, the newest reading."""
+        now = datetime.now(UTC)
+        async with request.app.state.pool.connection() as conn:
+            rows = await repo.freshness(conn, since=now - LAST_READING_LOOKBACK)
+            recent = await repo.freshness(conn, since=now - REPORTING_WINDOW)
+        reporting = {r["domain"]: r["reporting"] for r in recent}
+        return {
+            "now": now,
+            "reporting_window_s": REPORTING_WINDOW.total_seconds(),
+            "items": [
+                {
+                    "domain": r["domain"],
+                    "devices": r["devices"],
+                    "reporting": reporting.get(r["domain"], 0),
+                    "last_reading_at": r["last_reading_at"],
+                }
+                for r in rows
+            ],
+        }
+
+    @router.get("/console/devices")
+    async def devices(
+        request: Request,
+        _: Operator,
+        q: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
+        domain: Domain | None = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+        offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    ) -> dict[str, Any]:
+        """Devices whose id or name contains `q`, each with the time of its newest reading."""
+        async with request.app.state.pool.connection() as conn:
+            rows, total = await repo.devices(
+                conn,
+                query=q,
+                domain=domain.value if domain else None,
+                since=datetime.now(UTC) - LAST_READING_LOOKBACK,
+                limit=limit,
+                offset=offset,
+            )
+        return {"items": rows, "total": total}
+
+    return router
+
+
+def install(app: FastAPI, settings: ApiSettings) -> None:
+    """Mount the console on the operator API: its pages, static files and JSON helpers."""
+    app.include_router(api_router())
+    app.include_router(create_router(settings))
+    # Compressed: the chart library is most of a page's weight, and it halves under gzip.
+    static = GZipMiddleware(StaticFiles(directory=HERE / "static"), minimum_size=1024)
+    app.mount("/static", static, name="console-static")

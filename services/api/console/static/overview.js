@@ -1,0 +1,59 @@
+"use strict";
+TP.page(async () => {
+  const { t, api, h, fill, num, when, ago, clock } = TP;
+  const settle = (p) => p.then((v) => ({ ok: true, v }), (e) => ({ ok: false, e }));
+  const dayAgo = new Date(Date.now() - 86400e3).toISOString();
+  const [energy, bins, incidents, alerts, fresh] = await Promise.all([
+    settle(api("/v1/energy/summary")),
+    settle(api("/v1/waste/bins?limit=10000")),
+    settle(api(`/v1/traffic/incidents?start=${encodeURIComponent(dayAgo)}`)),
+    settle(api("/v1/alerts?state=open&limit=500")),
+    settle(api("/v1/console/freshness")),
+  ]);
+  const unavailable = (r) => h("li", { class: "muted" }, `${t("Unavailable")}: ${r.e.message}`);
+
+  if (energy.ok) {
+    const s = energy.v;
+    const diff = s.expected_kwh ? (100 * (s.total_kwh - s.expected_kwh)) / s.expected_kwh : null;
+    fill("#energy-today", [
+      h("dt", {}, t("Consumed")), h("dd", {}, `${num(s.total_kwh, 0)} kWh`),
+      h("dt", {}, t("Expected")), h("dd", {}, `${num(s.expected_kwh, 0)} kWh`),
+      h("dt", {}, t("Difference")), h("dd", {}, diff === null ? "—" : `${diff > 0 ? "+" : ""}${num(diff, 1)} %`),
+      h("dt", {}, t("Wasted by anomalies")), h("dd", {}, `${num(s.wasted_kwh, 1)} kWh`),
+      h("dt", {}, t("Meters")), h("dd", {}, num(s.meters, 0)),
+    ]);
+    fill("#energy-anomalies", s.top_anomalies.slice(0, 5).map((a) =>
+      h("li", {}, h("a", { href: `/energy?meter=${encodeURIComponent(a.device_id)}` }, a.device_id),
+        ` — ${t(a.kind)}, ${t("since")} ${clock(a.started_at)}, ${num(a.wasted_kwh, 1)} kWh`)), t("No anomaly today."));
+  } else fill("#energy-today", [h("dt", {}, t("Unavailable")), h("dd", {}, energy.e.message)]);
+
+  if (bins.ok) {
+    // Due: full now, or full before tomorrow's round (the waste service's own criterion).
+    const horizon = Date.now() + 86400e3;
+    const due = bins.v.items.filter((b) => b.level_pct >= bins.v.full_pct || (b.full_at && new Date(b.full_at).getTime() <= horizon));
+    TP.$("#bins-due").textContent = t("{n} of {total}", { n: due.length, total: bins.v.items.length });
+    fill("#bins-due-list", due.slice(0, 5).map((b) =>
+      h("li", {}, `${b.name || b.id}: ${num(b.level_pct, 0)} %`, b.full_at ? ` (${t("full")} ${ago(b.full_at)})` : "")), t("No bin due."));
+  } else fill("#bins-due-list", [unavailable(bins)]);
+
+  if (incidents.ok) {
+    const items = incidents.v.items;
+    TP.$("#incidents-count").textContent = num(items.length, 0);
+    fill("#incidents-list", items.slice(0, 5).map((i) =>
+      h("li", {}, `${i.device_id}: ${t(i.kind)} — ${when(i.started_at)}`)), t("No incident."));
+  } else fill("#incidents-list", [unavailable(incidents)]);
+
+  if (alerts.ok) {
+    TP.$("#alerts-count").textContent = num(alerts.v.length, 0);
+    fill("#alerts-list", alerts.v.slice(0, 5).map((a) =>
+      h("li", {}, h("span", { class: `sev-${a.severity}` }, t(a.severity)), " ",
+        h("a", { href: `/alerts?id=${encodeURIComponent(a.id)}` }, `${a.device_id} · ${a.kind}`),
+        ` — ${ago(a.last_seen)}`)), t("No open alert."));
+  } else fill("#alerts-list", [unavailable(alerts)]);
+
+  if (fresh.ok) {
+    fill("#freshness", fresh.v.items.map((f) => h("tr", {},
+      h("td", {}, t(f.domain)), h("td", {}, num(f.devices, 0)), h("td", {}, num(f.reporting, 0)),
+      h("td", {}, f.last_reading_at ? `${when(f.last_reading_at)} (${ago(f.last_reading_at)})` : t("never")))), t("No device registered yet."));
+  }
+});

@@ -1,0 +1,106 @@
+"use strict";
+TP.page(async () => {
+  const { t, api, h, fill, num, when, ago } = TP;
+  const SVG = "http://www.w3.org/2000/svg";
+  const ROUTE_COLOURS = ["#0b5cad", "#6a1b9a", "#00695c", "#ad1457", "#4e342e", "#283593"];
+  const level = (p) => (p >= 80 ? "high" : p >= 50 ? "mid" : "low");
+  const COLOURS = { low: "#2e7d32", mid: "#d08a00", high: "#c62828" };
+  const s = (tag, attrs, text) => {
+    const el = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v);
+    if (text !== undefined) el.textContent = text;
+    return el;
+  };
+
+  // Equirectangular projection of the bins' and depot's coordinates into the SVG's box: a plan
+  // of the town with no map tiles (nothing fetched from outside).
+  function projector(points, w, hgt, margin = 20) {
+    const lats = points.map((p) => p.lat), lons = points.map((p) => p.lon);
+    const lat0 = Math.min(...lats), lat1 = Math.max(...lats), lon0 = Math.min(...lons), lon1 = Math.max(...lons);
+    const kx = Math.cos((((lat0 + lat1) / 2) * Math.PI) / 180);
+    const spanX = Math.max((lon1 - lon0) * kx, 1e-6), spanY = Math.max(lat1 - lat0, 1e-6);
+    const scale = Math.min((w - 2 * margin) / spanX, (hgt - 2 * margin) / spanY);
+    return (p) => [margin + (p.lon - lon0) * kx * scale, hgt - margin - (p.lat - lat0) * scale];
+  }
+
+  function draw(bins, plan) {
+    const svg = TP.$("#plan-map");
+    svg.replaceChildren();
+    const located = bins.filter((b) => b.lat !== null && b.lon !== null);
+    const points = plan ? [...located, plan.depot] : located;
+    if (!points.length) return;
+    const proj = projector(points, 600, 450);
+    if (plan) {
+      plan.routes.forEach((r, i) => {
+        if (!r.stops.length) return;
+        const pts = [plan.depot, ...r.stops, plan.depot].map((p) => proj(p).join(",")).join(" ");
+        svg.append(s("polyline", { points: pts, fill: "none", stroke: ROUTE_COLOURS[i % ROUTE_COLOURS.length], "stroke-width": 2, "stroke-opacity": 0.8, class: "route" }));
+        r.stops.forEach((b, k) => {
+          const [x, y] = proj(b);
+          svg.append(s("text", { x: x + 5, y: y - 5, "font-size": 10, fill: "#1a1a1a" }, String(k + 1)));
+        });
+      });
+    }
+    for (const b of located) {
+      const [x, y] = proj(b);
+      const c = s("circle", { cx: x, cy: y, r: 4, fill: COLOURS[level(b.level_pct)], stroke: "#fff", "stroke-width": 0.8 });
+      c.append(s("title", {}, `${b.name || b.id}: ${num(b.level_pct, 0)} %`));
+      svg.append(c);
+    }
+    if (plan) {
+      const [x, y] = proj(plan.depot);
+      const d = s("rect", { x: x - 7, y: y - 7, width: 14, height: 14, fill: "#12324f" });
+      d.append(s("title", {}, t("Depot")));
+      svg.append(d);
+    }
+  }
+
+  const bins = await api("/v1/waste/bins?limit=10000");
+  fill("#bins", bins.items.map((b) => h("tr", {},
+    h("td", {}, b.name ? `${b.name} (${b.id})` : b.id),
+    h("td", {}, h("span", { class: `fill fill-${level(b.level_pct)}` }, `${num(b.level_pct, 0)} %`)),
+    h("td", {}, num(b.rate_pct_h, 2)),
+    h("td", {}, b.full_at ? `${when(b.full_at)} (${ago(b.full_at)})` : "—"),
+    h("td", {}, when(b.last_collection)))), t("No bin has reported yet."));
+  draw(bins.items, null);
+
+  const dateInput = TP.$("#plan-date");
+  dateInput.value = TP.townDate();
+  // ?depot=lat,lon plans from another depot than the configured one (or when none is).
+  const query = new URLSearchParams(location.search);
+  const depot = query.get("depot");
+  if (query.get("vehicles")) TP.$("#vehicles").value = query.get("vehicles");
+  async function plan() {
+    const vehicles = Number(TP.$("#vehicles").value) || 1;
+    TP.status(t("Planning the round…"));
+    let p;
+    try {
+      const q = new URLSearchParams({ date: dateInput.value, vehicles: String(vehicles) });
+      if (depot) q.set("depot", depot);
+      p = await api(`/v1/waste/plan?${q}`);
+    } catch (err) {
+      if (err.status === 422) {
+        TP.status(`${t("No plan")}: ${err.message}`, "error");
+        return;
+      }
+      throw err;
+    }
+    TP.status(t("Round planned."));
+    fill("#plan-figures", [
+      h("dt", {}, t("Round")), h("dd", {}, when(p.round_at)),
+      h("dt", {}, t("Bins to collect")), h("dd", {}, `${p.bins.length} / ${p.every_bin.bins}`),
+      h("dt", {}, t("Distance")), h("dd", {}, `${num(p.km, 1)} km`),
+      h("dt", {}, t("Saved against visiting every bin")), h("dd", {}, `${num(p.saved_km, 1)} km, ${num(p.saved_co2_kg, 1)} kg CO2`),
+      h("dt", {}, t("Not served (capacity)")), h("dd", {}, String(p.unserved.length)),
+    ]);
+    fill("#routes", p.routes.filter((r) => r.stops.length).map((r) => h("li", { class: "route-item" },
+      h("strong", {}, t("Truck {n}", { n: r.vehicle })), ` — ${num(r.km, 1)} km, ${r.stops.length} ${t("stops")}: `,
+      r.stops.map((b) => b.id).join(" → "))), t("No bin needs collecting in this round."));
+    draw(bins.items, p);
+  }
+  TP.$("#plan-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    plan().catch(TP.fail);
+  });
+  await plan();
+});

@@ -131,7 +131,12 @@ def _route_role(dependant: Dependant) -> Role | None:
 
 
 def _is_public(path: str, public: tuple[str, ...]) -> bool:
-    return any(path == p or path.startswith(p.rstrip("/") + "/") for p in public)
+    """`path` is one of `public` or below one of them; "/" itself opens only "/".
+
+    >>> _is_public("/open-data/x.csv", ("/open-data/",)), _is_public("/v1/devices", ("/",))
+    (True, False)
+    """
+    return any(path == p or (p != "/" and path.startswith(p.rstrip("/") + "/")) for p in public)
 
 
 def _api_routes(app: FastAPI) -> list[tuple[str, APIRoute]]:

@@ -81,8 +81,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(opendata.admin_router)
     app.include_router(opendata.public_router)
     app.include_router(retention.router)
-    console.install(app, settings)
+    console_paths = console.install(app, settings)
     # Last: it matches any /v1/<domain>/... that no route above claimed.
     app.include_router(proxy.router)
-    secure(app, settings=settings, public=(opendata.public_router.prefix,))
+    secure(app, settings=settings, public=(opendata.public_router.prefix, *console_paths))
     return app

@@ -7,6 +7,7 @@ from types import ModuleType
 
 import pytest
 
+import shared.http
 import shared.logging
 import shared.payloads
 import shared.stream.retry
@@ -14,7 +15,7 @@ import shared.stream.retry
 pytestmark = pytest.mark.unit
 
 
-@pytest.mark.parametrize("module", [shared.logging, shared.payloads, shared.stream.retry])
+@pytest.mark.parametrize("module", [shared.http, shared.logging, shared.payloads, shared.stream.retry])
 def test_docstring_examples(module: ModuleType) -> None:
     result = doctest.testmod(module)
     assert result.attempted > 0

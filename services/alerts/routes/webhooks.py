@@ -202,6 +202,8 @@ async def send_test(sub_id: str, request: Request, _: Admin) -> TestSendOut:
             secrets=[row["secret"]],
             timeout_s=settings.webhook_timeout_s,
             max_response_bytes=settings.webhook_max_response_bytes,
+            # The same target rules as real deliveries, checked at connect time.
+            allowed_networks=settings.webhook_allowed_networks,
         )
     code = result.status_code
     return TestSendOut(

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import jinja2
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.gzip import GZipMiddleware
 
@@ -181,10 +182,16 @@ def api_router() -> APIRouter:
     return router
 
 
-def install(app: FastAPI, settings: ApiSettings) -> None:
-    """Mount the console on the operator API: its pages, static files and JSON helpers."""
+def install(app: FastAPI, settings: ApiSettings) -> tuple[str, ...]:
+    """Mount the console on the operator API: its pages, static files and JSON helpers.
+
+    Returns the paths served without a key: the pages and their static files, which hold no
+    data (every page fetches its data from the API with the key the user signed in with).
+    """
     app.include_router(api_router())
-    app.include_router(create_router(settings))
+    pages = create_router(settings)
+    app.include_router(pages)
     # Compressed: the chart library is most of a page's weight, and it halves under gzip.
     static = GZipMiddleware(StaticFiles(directory=HERE / "static"), minimum_size=1024)
     app.mount("/static", static, name="console-static")
+    return (*(r.path for r in pages.routes if isinstance(r, APIRoute)), "/static/")

@@ -1,0 +1,82 @@
+"""What the local stack is made of: its settings, its services (defined once), its paths."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
+KAFKA_LIB = DEPLOY / "kafka" / "target" / "lib"
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+DYNSEC_PLUGIN_CANDIDATES = (
+    Path("/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"),
+    Path("/usr/lib/aarch64-linux-gnu/mosquitto_dynamic_security.so"),
+    Path("/usr/lib/mosquitto_dynamic_security.so"),
+)
+
+
+class StackError(RuntimeError):
+    pass
+
+
+class StackSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TOWNPULSE_", frozen=True, extra="ignore")
+
+    run_dir: Path = REPO / ".run"
+    # Unusual ports: the machine may already run a PostgreSQL, a broker or a web app.
+    postgres_port: int = 15432
+    kafka_port: int = 19092
+    kafka_controller_port: int = 19093
+    mqtt_port: int = 11883
+    # The TLS listener, which sensors use over the town's network; its CA is the stack's own.
+    mqtts_port: int = 18883
+    # Sensors reach the broker (TLS) over the network in a real town: set 0.0.0.0 there. The
+    # local stack stays private.
+    mqtt_bind: str = "127.0.0.1"
+    # Plain MQTT carries device passwords in clear: loopback only (the services) unless a town
+    # decides otherwise.
+    mqtt_plain_bind: str = "127.0.0.1"
+    # Extra names (DNS or IP) the broker's certificate is valid for, e.g. the town's host name.
+    mqtt_tls_hosts: list[str] = []
+    # Where deploy/build-timescaledb.sh installs TimescaleDB, in a private copy of PostgreSQL 15.
+    timescaledb_prefix: Path = Path("/opt/townpulse/pg15-timescaledb")
+    gateway_port: int = 18101
+    storage_port: int = 18102
+    api_port: int = 18000
+    alerts_port: int = 18105
+    energy_port: int = 18103
+    waste_port: int = 18104
+    traffic_port: int = 18106
+    kafka_heap: str = "768m"
+    gateways: int = 1
+    start_timeout_s: float = 120.0
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    module: str
+    port_setting: str
+    # The identity a process needs beyond the common settings (MQTT user, instance id).
+    mqtt_user: str | None = None
+    # First path segments under /v1/ that the operator API forwards to this service.
+    routes: tuple[str, ...] = ()
+
+
+# The one list of services: the local runner starts these, the operator API forwards their
+# routes (TOWNPULSE_UPSTREAMS, made from it) and docker-compose.yml has the same (tested).
+SERVICES = (
+    ServiceSpec("gateway", "services.gateway", "gateway_port", mqtt_user="gateway"),
+    ServiceSpec("storage", "services.storage", "storage_port"),
+    ServiceSpec("api", "services.api", "api_port", mqtt_user="admin"),
+    ServiceSpec("energy", "services.energy", "energy_port", routes=("energy",)),
+    ServiceSpec("waste", "services.waste", "waste_port", routes=("waste",)),
+    ServiceSpec("traffic", "services.traffic", "traffic_port", routes=("traffic",)),
+    ServiceSpec(
+        "alerts", "services.alerts", "alerts_port", routes=("alerts", "alert-rules", "webhooks")
+    ),
+)
+INFRA = ("postgres", "kafka", "mosquitto")

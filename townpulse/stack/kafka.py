@@ -1,0 +1,84 @@
+"""Apache Kafka (KRaft, one node) from the jars deploy/kafka/pom.xml fetched."""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import subprocess
+import uuid
+
+from townpulse.stack.config import DEPLOY, KAFKA_LIB, StackError, StackSettings
+from townpulse.stack.processes import Processes, wait_port
+
+NAME = "kafka"
+
+
+class Kafka:
+    def __init__(self, procs: Processes, settings: StackSettings) -> None:
+        self.p = procs
+        self.s = settings
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.s.kafka_port}"
+
+    def start(self) -> None:
+        if self.p.pid(NAME):
+            return
+        if not KAFKA_LIB.is_dir():
+            raise StackError(f"Kafka jars missing in {KAFKA_LIB}: run `make install`")
+        data = self.p.run / "data" / "kafka"
+        data.mkdir(parents=True, exist_ok=True)
+        props = self.p.run / "kafka" / "server.properties"
+        props.parent.mkdir(parents=True, exist_ok=True)
+        props.write_text(
+            (DEPLOY / "kafka" / "server.properties.tmpl")
+            .read_text()
+            .format(
+                host="127.0.0.1",
+                port=self.s.kafka_port,
+                controller_port=self.s.kafka_controller_port,
+                data_dir=data,
+            )
+        )
+        java = shutil.which("java") or "java"
+        classpath = f"{KAFKA_LIB}/*"
+        log4j = f"-Dlog4j2.configurationFile={DEPLOY / 'kafka' / 'log4j2.yaml'}"
+        if not (data / "meta.properties").exists():
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            subprocess.run(
+                [
+                    java,
+                    log4j,
+                    "-cp",
+                    classpath,
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "-t",
+                    cluster_id,
+                    "-c",
+                    str(props),
+                ],
+                check=True,
+                capture_output=True,
+            )
+        self.p.spawn(
+            NAME,
+            [
+                java,
+                f"-Xms{self.s.kafka_heap}",
+                f"-Xmx{self.s.kafka_heap}",
+                "-XX:+UseG1GC",
+                "-Djava.awt.headless=true",
+                log4j,
+                "-cp",
+                classpath,
+                "kafka.Kafka",
+                str(props),
+            ],
+            marker=str(props),
+        )
+        wait_port(self.s.kafka_port, timeout=self.s.start_timeout_s, what="kafka")
+
+    def stop(self) -> None:
+        self.p.stop(NAME, timeout=60)

@@ -1,0 +1,97 @@
+"""Mosquitto with the dynamic-security plugin, a loopback listener and a TLS listener."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+from townpulse.stack.config import DEPLOY, DYNSEC_PLUGIN_CANDIDATES, StackError, StackSettings
+from townpulse.stack.processes import Processes, wait_port
+
+NAME = "mosquitto"
+
+
+class Mosquitto:
+    def __init__(self, procs: Processes, settings: StackSettings) -> None:
+        self.p = procs
+        self.s = settings
+
+    @property
+    def ca_cert_file(self) -> Path:
+        return self.p.run / "tls" / "ca.crt"
+
+    def start(self) -> None:
+        if self.p.pid(NAME):
+            return
+        mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        plugin = next((p for p in DYNSEC_PLUGIN_CANDIDATES if p.exists()), None)
+        if plugin is None:
+            raise StackError("mosquitto's dynamic security plugin is missing: run `make install`")
+        data = self.p.data_dir("mosquitto", "mosquitto")
+        dynsec = data / "dynamic-security.json"
+        if not dynsec.exists():
+            subprocess.run(
+                [
+                    "mosquitto_ctrl",
+                    "dynsec",
+                    "init",
+                    str(dynsec),
+                    "admin",
+                    self.p.secret("mqtt-admin"),
+                ],
+                check=True,
+                capture_output=True,
+            )
+            pw = pwd.getpwnam("mosquitto")
+            os.chown(dynsec, pw.pw_uid, pw.pw_gid)
+            os.chmod(dynsec, 0o600)
+        conf = data / "mosquitto.conf"
+        conf.write_text(
+            (DEPLOY / "mosquitto" / "mosquitto.conf.tmpl")
+            .read_text()
+            .format(
+                port=self.s.mqtt_port,
+                plain_bind=self.s.mqtt_plain_bind,
+                tls_port=self.s.mqtts_port,
+                bind=self.s.mqtt_bind,
+                dynsec_plugin=plugin,
+                data_dir=data,
+                **self._tls(data),
+            )
+        )
+        # Started as root, mosquitto drops to the `mosquitto` user, which owns `data`.
+        self.p.spawn(NAME, [mosquitto, "-c", str(conf)], marker=str(conf))
+        wait_port(self.s.mqtt_port, timeout=self.s.start_timeout_s, what="mosquitto")
+        wait_port(self.s.mqtts_port, timeout=self.s.start_timeout_s, what="mosquitto (TLS)")
+
+    def stop(self) -> None:
+        # SIGTERM: Mosquitto saves its persistence file (queued messages, sessions) and exits.
+        self.p.stop(NAME)
+
+    def _tls(self, data: Path) -> dict[str, Path]:
+        """The CA (made once) and a broker certificate for the names devices may dial."""
+        from townpulse import tls
+
+        hosts = ["localhost", "127.0.0.1", socket.gethostname(), *self.s.mqtt_tls_hosts]
+        if self.s.mqtt_bind not in ("0.0.0.0", "::"):  # noqa: S104 - comparing, not binding
+            hosts.append(self.s.mqtt_bind)
+        files = tls.ensure_server_cert(
+            ca_cert_path=self.ca_cert_file,
+            ca_key_path=self.p.secrets_dir / "mqtt-ca.key",
+            out_dir=data / "tls",
+            hosts=hosts,
+        )
+        # Mosquitto reads them after dropping to its own user.
+        pw = pwd.getpwnam("mosquitto")
+        for path in (files.server_cert.parent, files.server_cert, files.server_key):
+            os.chown(path, pw.pw_uid, pw.pw_gid)
+        os.chmod(self.ca_cert_file.parent, 0o755)  # noqa: S103 - the CA certificate is public
+        return {
+            "cafile": files.ca_cert,
+            "certfile": files.server_cert,
+            "keyfile": files.server_key,
+        }

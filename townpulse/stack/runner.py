@@ -1,0 +1,206 @@
+"""`Stack`: the whole local stack, up and down, and each component by name."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from townpulse.stack.config import INFRA, SERVICES, ServiceSpec, StackSettings
+from townpulse.stack.kafka import Kafka
+from townpulse.stack.mosquitto import Mosquitto
+from townpulse.stack.postgres import Postgres
+from townpulse.stack.processes import Processes, read_env_file
+from townpulse.stack.services import Services
+
+
+class Stack:
+    """Starts, stops and describes the local stack."""
+
+    def __init__(self, settings: StackSettings | None = None) -> None:
+        self.s = settings or StackSettings()
+        self.procs = Processes(self.s.run_dir)
+        self.run, self.pids, self.logs = self.procs.run, self.procs.pids, self.procs.logs
+        self.secrets_dir = self.procs.secrets_dir
+        self.postgres = Postgres(self.procs, self.s)
+        self.kafka = Kafka(self.procs, self.s)
+        self.mosquitto = Mosquitto(self.procs, self.s)
+        self.services = Services(
+            self.procs,
+            self.s,
+            database_url=self.postgres.database_url,
+            ca_cert_file=self.mosquitto.ca_cert_file,
+        )
+
+    # ---- paths and addresses ----------------------------------------------------------------
+
+    @property
+    def admin_key_file(self) -> Path:
+        return self.run / "admin-api-key"
+
+    @property
+    def stack_env_file(self) -> Path:
+        return self.run / "stack.env"
+
+    @property
+    def ca_cert_file(self) -> Path:
+        return self.mosquitto.ca_cert_file
+
+    def database_url(self) -> str:
+        return self.postgres.database_url()
+
+    def superuser_url(self, database: str = "postgres") -> str:
+        return self.postgres.superuser_url(database)
+
+    def storage_backend(self) -> str:
+        return self.postgres.backend()
+
+    def upstreams(self) -> dict[str, str]:
+        return self.services.upstreams()
+
+    # ---- components by name -----------------------------------------------------------------
+
+    def pid(self, name: str) -> int | None:
+        return self.procs.pid(name)
+
+    def start_postgres(self) -> None:
+        self.postgres.start()
+
+    def start_kafka(self) -> None:
+        self.kafka.start()
+
+    def start_mosquitto(self) -> None:
+        self.mosquitto.start()
+
+    def stop(self, name: str) -> None:
+        """Stop one component gracefully: infrastructure by its own rule, a service with its
+        keeper, anything else (the simulator) with SIGTERM."""
+        infra: dict[str, Postgres | Kafka | Mosquitto] = {
+            "postgres": self.postgres,
+            "kafka": self.kafka,
+            "mosquitto": self.mosquitto,
+        }
+        if name in infra:
+            infra[name].stop()
+        elif name.partition("-")[0] in {s.name for s in SERVICES}:
+            self.services.stop(name)
+        else:
+            self.procs.stop(name)
+
+    def stop_service(self, name: str) -> None:
+        self.services.stop(name)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL a component (tests of crash safety use this); a keeper restarts services."""
+        self.procs.kill(name)
+
+    def start_service(self, spec: ServiceSpec, *, instance: int = 1) -> None:
+        self.services.start(spec, instance=instance)
+
+    def wait_healthy(self, spec: ServiceSpec, *, instance: int = 1) -> None:
+        self.services.wait_healthy(spec, instance=instance)
+
+    def restart(self, name: str) -> None:
+        """Stop a running service gracefully and start it again."""
+        self.services.stop(name)
+        self.restart_service(name)
+
+    def restart_service(self, name: str) -> None:
+        """Start a service (or an extra instance, `energy-2`) and wait until it is ready."""
+        spec, instance = self.services.resolve(name)
+        self.services.start(spec, instance=instance)
+        self.services.wait_healthy(spec, instance=instance)
+
+    # ---- whole stack -------------------------------------------------------------------------
+
+    def bootstrap(self) -> None:
+        """Migrations, Kafka topics, MQTT identities, the first admin API key. Idempotent."""
+        from townpulse import bootstrap
+
+        created = bootstrap.run_all(
+            database_url=self.database_url(),
+            kafka_bootstrap=self.kafka.bootstrap,
+            mqtt_host="127.0.0.1",
+            mqtt_port=self.s.mqtt_port,
+            mqtt_admin_password=self.procs.secret("mqtt-admin"),
+            mqtt_gateway_password=self.procs.secret("mqtt-gateway"),
+            admin_key_file=self.admin_key_file,
+        )
+        if created:
+            print(f"Admin API key created: {self.admin_key_file} (mode 0600, shown nowhere else)")
+
+    def up(self) -> None:
+        self.run.mkdir(parents=True, exist_ok=True)
+        # Others may traverse (daemons running as their own users reach their data), not list.
+        os.chmod(self.run, 0o711)  # noqa: S103 - execute only, no read: see above
+        self.postgres.start()
+        self.kafka.start()
+        self.mosquitto.start()
+        self.bootstrap()
+        for spec in SERVICES:
+            for i in range(1, self.services.counts(spec) + 1):
+                self.services.start(spec, instance=i)
+        for spec in SERVICES:
+            for i in range(1, self.services.counts(spec) + 1):
+                self.services.wait_healthy(spec, instance=i)
+        self.write_stack_env()
+
+    def down(self) -> None:
+        # Producers of data first, so that nothing is left half-way when the broker goes.
+        self.procs.stop("simulator")
+        for spec in SERVICES:
+            for name in reversed(self.services.instances(spec)):
+                self.services.stop(name)
+        self.mosquitto.stop()
+        self.kafka.stop()
+        self.postgres.stop()
+
+    def write_stack_env(self) -> None:
+        values = {
+            "MQTT_HOST": "127.0.0.1",
+            "MQTT_PORT": str(self.s.mqtt_port),
+            "MQTTS_PORT": str(self.s.mqtts_port),
+            "MQTT_CA_FILE": str(self.ca_cert_file),
+            "KAFKA_BOOTSTRAP": self.kafka.bootstrap,
+            "DATABASE_URL": self.database_url(),
+            "API_URL": f"http://127.0.0.1:{self.s.api_port}",
+            "ADMIN_API_KEY_FILE": str(self.admin_key_file),
+            "TOWNPULSE_RUN_DIR": str(self.run),
+        }
+        for spec in SERVICES:
+            values[f"{spec.name.upper()}_URL"] = f"http://127.0.0.1:{self.services.port(spec)}"
+        # It holds the database password: readable by the stack's owner only.
+        fd = os.open(self.stack_env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.writelines(f"{k}={v}\n" for k, v in values.items())
+
+    def status(self) -> list[dict[str, object]]:
+        ports = {
+            "postgres": self.s.postgres_port,
+            "kafka": self.s.kafka_port,
+            "mosquitto": self.s.mqtt_port,
+        }
+        rows: list[dict[str, object]] = []
+        for name in INFRA:
+            pid = self.pid(name)
+            rows.append(
+                {"name": name, "state": "up" if pid else "down", "pid": pid, "port": ports[name]}
+            )
+        rows += self.services.status()
+        pid = self.pid("simulator")
+        rows.append(
+            {"name": "simulator", "state": "up" if pid else "down", "pid": pid, "port": None}
+        )
+        return rows
+
+    def start_simulator(self) -> None:
+        from townpulse.simulator.cli import LIVING_TOWN_ARGS
+
+        if self.pid("simulator"):
+            return
+        self.procs.spawn(
+            "simulator",
+            [sys.executable, "-m", "townpulse", "simulate", *LIVING_TOWN_ARGS],
+            marker="townpulse simulate",
+            env=read_env_file(self.stack_env_file),
+        )

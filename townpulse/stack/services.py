@@ -1,0 +1,154 @@
+"""The services, each under a keeper (townpulse/keeper.py) that restarts it when it exits."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from townpulse.stack.config import SERVICES, ServiceSpec, StackSettings
+from townpulse.stack.processes import Processes, alive, http_ok, wait_until
+
+
+def keeper(name: str) -> str:
+    """The pid-file name of a service's keeper."""
+    return f"{name}.keeper"
+
+
+class Services:
+    def __init__(
+        self,
+        procs: Processes,
+        settings: StackSettings,
+        *,
+        database_url: Callable[[], str],
+        ca_cert_file: Path,
+    ) -> None:
+        self.p = procs
+        self.s = settings
+        self._database_url = database_url
+        self._ca_cert_file = ca_cert_file
+
+    def env(self, spec: ServiceSpec, *, instance: int = 1) -> dict[str, str]:
+        env = {
+            "TOWNPULSE_DATABASE_URL": self._database_url(),
+            "TOWNPULSE_KAFKA_BOOTSTRAP": f"127.0.0.1:{self.s.kafka_port}",
+            "TOWNPULSE_MQTT_HOST": "127.0.0.1",
+            "TOWNPULSE_MQTT_PORT": str(self.s.mqtt_port),
+            "TOWNPULSE_HTTP_HOST": "127.0.0.1",
+            "TOWNPULSE_HTTP_PORT": str(self.port(spec, instance)),
+            "TOWNPULSE_INSTANCE": f"{spec.name}-{instance}",
+        }
+        if spec.mqtt_user:
+            env["TOWNPULSE_MQTT_USERNAME"] = spec.mqtt_user
+            env["TOWNPULSE_MQTT_PASSWORD"] = self.p.secret(f"mqtt-{spec.mqtt_user}")
+        if spec.name == "api":
+            env["TOWNPULSE_UPSTREAMS"] = json.dumps(self.upstreams())
+            env["TOWNPULSE_MQTT_TLS_PORT"] = str(self.s.mqtts_port)
+            env["TOWNPULSE_MQTT_CA_FILE"] = str(self._ca_cert_file)
+        return env
+
+    def upstreams(self) -> dict[str, str]:
+        """Services whose routes the operator API forwards (`/v1/<segment>/...`)."""
+        return {
+            route: f"http://127.0.0.1:{self.port(spec)}"
+            for spec in SERVICES
+            for route in spec.routes
+        }
+
+    def port(self, spec: ServiceSpec, instance: int = 1) -> int:
+        base: int = getattr(self.s, spec.port_setting)
+        # Extra gateway instances listen on the ports after the first one's.
+        return base + 10 * (instance - 1)
+
+    def counts(self, spec: ServiceSpec) -> int:
+        return self.s.gateways if spec.name == "gateway" else 1
+
+    def instances(self, spec: ServiceSpec) -> list[str]:
+        n = self.counts(spec)
+        names = [spec.name if i == 1 else f"{spec.name}-{i}" for i in range(1, n + 1)]
+        # Extra instances started by hand (or by a test) are stopped with the rest.
+        extra = sorted(
+            p.stem for p in self.p.pids.glob(f"{spec.name}-*.pid") if not p.stem.endswith(".keeper")
+        )
+        return names + [e for e in extra if e not in names]
+
+    def resolve(self, name: str) -> tuple[ServiceSpec, int]:
+        """The spec and instance number of `energy` (1) or `energy-2` (2)."""
+        base, _, number = name.partition("-")
+        spec = next(s for s in SERVICES if s.name in (name, base))
+        return spec, int(number) if number.isdigit() and spec.name == base else 1
+
+    def start(self, spec: ServiceSpec, *, instance: int = 1) -> None:
+        """Start a service under its keeper, which restarts it whenever it exits."""
+        name = spec.name if instance == 1 else f"{spec.name}-{instance}"
+        if self.p.pid(keeper(name)) or self.p.pid(name):
+            return
+        self.p.pids.mkdir(parents=True, exist_ok=True)
+        self.p.spawn(
+            keeper(name),
+            [
+                sys.executable,
+                "-m",
+                "townpulse.keeper",
+                name,
+                str(self.p.pids),
+                spec.module,
+                "--",
+                sys.executable,
+                "-m",
+                spec.module,
+            ],
+            marker=f"townpulse.keeper {name}",
+            env=self.env(spec, instance=instance),
+            log_name=name,
+        )
+
+    def stop(self, name: str) -> None:
+        """Stop a service and its keeper (which would otherwise start it again)."""
+        self.p.stop(keeper(name), timeout=40)
+        # Left by a keeper that was killed, or started before keepers existed.
+        self.p.stop(name)
+
+    def restarts(self, name: str) -> dict[str, object]:
+        """What the keeper of a service says: restarts, last exit status, state."""
+        try:
+            state: dict[str, object] = json.loads((self.p.pids / f"{name}.keeper.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return state
+
+    def wait_healthy(self, spec: ServiceSpec, *, instance: int = 1) -> None:
+        url = f"http://127.0.0.1:{self.port(spec, instance)}/readyz"
+        name = spec.name if instance == 1 else f"{spec.name}-{instance}"
+        kept_by = self.p.pid(keeper(name))
+        wait_until(
+            lambda: http_ok(url),
+            timeout=self.s.start_timeout_s,
+            what=f"{name} to be ready ({url}); see {self.p.logs / (name + '.log')}",
+            # The keeper restarts a service that exits; only its own death is final.
+            give_up=(lambda: not alive(kept_by)) if kept_by else None,
+        )
+
+    def status(self) -> list[dict[str, object]]:
+        rows: list[dict[str, object]] = []
+        for spec in SERVICES:
+            for i, name in enumerate(self.instances(spec), start=1):
+                pid = self.p.pid(name)
+                port = self.port(spec, i)
+                ready = bool(pid) and http_ok(f"http://127.0.0.1:{port}/readyz")
+                kept = self.restarts(name) if self.p.pid(keeper(name)) else {}
+                state = "up" if ready else ("starting" if pid else "down")
+                if kept.get("state") == "backoff":
+                    state = f"restarting in {kept.get('next_start_in_s', 0):.0f} s"
+                rows.append(
+                    {
+                        "name": name,
+                        "state": state,
+                        "pid": pid,
+                        "port": port,
+                        "restarts": kept.get("restarts", 0),
+                    }
+                )
+        return rows

@@ -15,7 +15,9 @@ import shared.stream.retry
 pytestmark = pytest.mark.unit
 
 
-@pytest.mark.parametrize("module", [shared.http, shared.logging, shared.payloads, shared.stream.retry])
+@pytest.mark.parametrize(
+    "module", [shared.http, shared.logging, shared.payloads, shared.stream.retry]
+)
 def test_docstring_examples(module: ModuleType) -> None:
     result = doctest.testmod(module)
     assert result.attempted > 0

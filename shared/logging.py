@@ -28,24 +28,37 @@ def configure_logging(*, service: str, level: str = "INFO") -> None:
 
 
 class RepeatFilter(logging.Filter):
-    """Lets one copy of a message through per logger and `window_s`.
+    """Lets one copy of a library's message through per logger and `window_s`.
 
     While Kafka is down aiokafka logs each failed connection attempt, a few thousand lines a
-    second: a day's outage would fill the town's disk. The first line says it all.
+    second: a day's outage would fill the town's disk. The first line says it all. Our own
+    loggers are left alone (each 401 line, say, names its own source).
 
     >>> f = RepeatFilter(window_s=60)
     >>> rec = logging.LogRecord("aiokafka", logging.ERROR, "", 0, "Unable to connect", None, None)
     >>> f.filter(rec), f.filter(rec)
     (True, False)
+    >>> ours = logging.LogRecord("shared.http", logging.INFO, "", 0, "401 from %s", ("a",), None)
+    >>> f.filter(ours), f.filter(ours)
+    (True, True)
     """
 
-    def __init__(self, *, window_s: float = 10.0, remembered: int = 1000) -> None:
+    def __init__(
+        self,
+        *,
+        window_s: float = 10.0,
+        remembered: int = 1000,
+        loggers: tuple[str, ...] = ("aiokafka", "kafka"),
+    ) -> None:
         super().__init__()
         self._window_s = window_s
         self._remembered = remembered
+        self._loggers = loggers
         self._last: dict[tuple[str, str], float] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self._loggers):
+            return True
         key = (record.name, str(record.msg))
         now = time.monotonic()
         last = self._last.get(key)

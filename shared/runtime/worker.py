@@ -139,6 +139,9 @@ class DeviceRuntime(Generic[S]):
         self._checkpoint: dict[TopicPartition, int] = {}
         self._last_checkpoint = time.monotonic()
         self._since_checkpoint = 0
+        # Devices an operator erased (shared/erasure.py): their models are dropped, and records
+        # received before the erasure (still in Kafka) are not learnt or scored again.
+        self._erased: dict[str, datetime] = {}
 
     # ---- the stream core's handler --------------------------------------------------------
 
@@ -150,6 +153,7 @@ class DeviceRuntime(Generic[S]):
             except (ValidationError, ValueError):
                 # The storage service dead-letters these; here they are only skipped.
                 UNREADABLE.labels(self.group_id).inc()
+        await self._read_erasures({rb.device_id for _, _, rb in parsed})
         await self._load_missing({rb.device_id: tp for tp, _, rb in parsed})
         out = Prepared()
         for tp, m, rb in parsed:
@@ -161,6 +165,9 @@ class DeviceRuntime(Generic[S]):
         return out
 
     def _one(self, tp: TopicPartition, m: Record, rb: ReadingBatch, out: Prepared) -> None:
+        erased = self._erased.get(rb.device_id)
+        if erased is not None and rb.received_at <= erased:
+            return  # erased with everything else about the device
         slot = self.cache[rb.device_id]
         self.cache.move_to_end(rb.device_id)
         if m.offset < slot.applied:
@@ -276,6 +283,23 @@ class DeviceRuntime(Generic[S]):
                 await self._offsets.save(conn, {}, checkpoints=prepared.checkpoints)
         self._committed_states(prepared)
         self._last_checkpoint = time.monotonic()
+
+    async def _read_erasures(self, device_ids: set[str]) -> None:
+        """Erasures of this batch's devices: one indexed query per batch, so that a reading of a
+        device registered again after an erasure is always learnt by a fresh model."""
+        if not device_ids:
+            return
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT device_id, erased_at FROM device_erasures WHERE device_id = ANY(%s)",
+                (list(device_ids),),
+            )
+            erased = {r["device_id"]: r["erased_at"] for r in await cur.fetchall()}
+        for device_id, at in erased.items():
+            if self._erased.get(device_id) != at:
+                # Its checkpoint is gone from the database; the model in memory goes too.
+                self.cache.pop(device_id, None)
+                self._erased[device_id] = at
 
     # ---- checkpoints --------------------------------------------------------------------------
 

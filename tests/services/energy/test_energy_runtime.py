@@ -113,3 +113,25 @@ def test_energy_routes_are_served_under_the_operator_api(api: httpx.Client) -> N
     assert r.status_code == 200
     assert set(r.json()) >= {"day", "total_kwh", "wasted_kwh", "top_anomalies"}
     assert httpx.get(api.base_url.join("/v1/energy/summary")).status_code == 401
+
+
+def test_a_meter_erased_and_registered_again_starts_with_a_fresh_model(
+    api: httpx.Client, stack_env: dict[str, str], device_factory
+) -> None:
+    device = device_factory("energy")
+    db, kafka = stack_env["DATABASE_URL"], stack_env["KAFKA_BOOTSTRAP"]
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=3)
+    history = _series(device.id, start=start, n=120, phase=0.3)
+    produce(kafka, TOPIC, history)
+    wait_for(lambda: len(stored(db, SQL, [device.id])) == 120, timeout=120, what="history scored")
+
+    r = api.delete(f"/v1/devices/{device.id}", params={"erase": "true"})
+    assert r.status_code == 200, r.text
+    r = api.post("/v1/devices", json={"id": device.id, "domain": "energy"})
+    assert r.status_code == 201, r.text
+    again = _series(device.id, start=start + timedelta(days=2), n=1, phase=0.3)
+    produce(kafka, TOPIC, again)
+    got = wait_for(lambda: stored(db, SQL, [device.id]), timeout=120, what="the new reading")
+    # What a model that never saw the erased history says about this reading.
+    fresh = _oracle({device.id: again})
+    assert got == fresh

@@ -36,6 +36,8 @@ class WebhookReceiver:
     # Answer this status (instead of 200) to verified deliveries; 503 and 410 are useful.
     status: int = 200
     delay_s: float = 0.0
+    # Extra headers on every answer (e.g. a Retry-After).
+    answer_headers: dict[str, str] = field(default_factory=dict)
     requests: list[Received] = field(default_factory=list)
     unique: dict[str, dict[str, Any]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -94,6 +96,8 @@ class WebhookReceiver:
             if status == 200:
                 self.unique.setdefault(msg_id, json.loads(raw))
         h.send_response(status)
+        for name, value in self.answer_headers.items():
+            h.send_header(name, value)
         h.send_header("content-length", "0")
         h.end_headers()
 

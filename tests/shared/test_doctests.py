@@ -7,6 +7,7 @@ from types import ModuleType
 
 import pytest
 
+import services.alerts.domain.webhooks
 import shared.http
 import shared.logging
 import shared.payloads
@@ -16,7 +17,14 @@ pytestmark = pytest.mark.unit
 
 
 @pytest.mark.parametrize(
-    "module", [shared.http, shared.logging, shared.payloads, shared.stream.retry]
+    "module",
+    [
+        services.alerts.domain.webhooks,
+        shared.http,
+        shared.logging,
+        shared.payloads,
+        shared.stream.retry,
+    ],
 )
 def test_docstring_examples(module: ModuleType) -> None:
     result = doctest.testmod(module)

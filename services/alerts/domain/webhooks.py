@@ -158,11 +158,14 @@ def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
     60.0
     >>> parse_retry_after("soon", now=datetime(2026, 1, 1, tzinfo=UTC)) is None
     True
+    >>> parse_retry_after("²", now=datetime(2026, 1, 1, tzinfo=UTC)) is None
+    True
     """
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    # str.isdigit() also accepts superscripts and other scripts' digits, which float() refuses.
+    if value.isascii() and value.isdigit():
         return float(value)
     try:
         return max(0.0, (parsedate_to_datetime(value) - now).total_seconds())

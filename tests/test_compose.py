@@ -78,3 +78,10 @@ def test_devices_reach_mosquitto_over_tls_only(compose: dict) -> None:
         assert f"\n{option} " in tls_listener
     api_env = compose["services"]["api"]["environment"]
     assert api_env["TOWNPULSE_MQTT_CA_FILE"] == "/tls/ca.crt"
+
+
+def test_every_long_running_component_is_restarted(compose: dict) -> None:
+    """The keeper's part in compose: a process that exits (a task died) starts again."""
+    services = compose["services"]
+    for name in [*INFRA_IN_COMPOSE.values(), *(spec.name for spec in SERVICES)]:
+        assert services[name].get("restart") in ("unless-stopped", "always"), name

@@ -185,6 +185,8 @@ async def delete_device(
                 outcome="erased",
                 detail=result,
             )
+            # Recorded here, in the erasure's transaction: the Gate must not add a second one.
+            request.state.audited = True
         elif not await repo.delete_device(conn, device_id):
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such device")
         # In the transaction: if the broker refuses, nothing is deleted either. Removing a

@@ -166,6 +166,13 @@ async def test_erasure_leaves_nothing_and_a_new_device_starts_empty(
         assert audits[0]["role"] == "admin" and audits[0]["key_id"]
         assert audits[0]["outcome"] == "erased"
         assert audits[0]["detail"]["rows"]["readings"] == 4
+        # One entry per erasure: the Gate's own record of the request is not added to it.
+        cur = await conn.execute(
+            "SELECT count(*) AS n FROM audit_log WHERE target IN (%s, %s) AND at > now() - "
+            "interval '10 minutes' AND detail->>'method' = 'DELETE'",
+            (device.id, f"device:{device.id}"),
+        )
+        assert (await cur.fetchone())["n"] == 0  # type: ignore[index]
 
     # Registered again under the same id: nothing of the erased device shows.
     r = await asyncio.to_thread(api.post, "/v1/devices", json={"id": device.id, "domain": "waste"})

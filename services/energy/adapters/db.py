@@ -125,6 +125,9 @@ async def consumption(
         """
         SELECT date_bin(%(w)s, ts, '2000-01-01 00:00:00+01'::timestamptz) AS bucket,
                sum(observed) AS observed_kwh, sum(expected) AS expected_kwh,
+               -- The band of a bucket: the sum of its readings' intervals (an upper bound of
+               -- the interval of the sum, so a bucket outside it is surely abnormal).
+               sum(lower) AS lower_kwh, sum(upper) AS upper_kwh,
                count(*) AS readings, count(*) FILTER (WHERE is_anomaly) AS anomalous
         FROM energy_scores WHERE device_id = %(d)s AND ts >= %(s)s AND ts < %(e)s
         GROUP BY 1 ORDER BY 1 LIMIT %(n)s

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -112,6 +113,17 @@ def test_register_a_device_publish_with_mosquitto_pub_and_see_the_reading(
         assert example.startswith("mosquitto_pub ")
         cmd = example.replace("mosquitto_pub", mosquitto_pub(), 1)
         subprocess.run(["bash", "-c", cmd], check=True, timeout=30, capture_output=True)
+        # The TLS example, with the CA the page showed saved where the example expects it.
+        ca = console.one("#mqtt-ca").get_attribute("value") or ""
+        assert ca.startswith("-----BEGIN CERTIFICATE-----")
+        tls_example = console.one("#mqtt-example-tls").get_attribute("value") or ""
+        assert "--cafile ca.crt" in tls_example
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "ca.crt").write_text(ca)
+            cmd = tls_example.replace("mosquitto_pub", mosquitto_pub(), 1)
+            subprocess.run(
+                ["bash", "-c", cmd], check=True, timeout=30, capture_output=True, cwd=tmp
+            )
 
         def shown() -> bool:
             console.one("#q").clear()

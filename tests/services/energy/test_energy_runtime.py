@@ -124,6 +124,15 @@ def test_a_meter_erased_and_registered_again_starts_with_a_fresh_model(
     history = _series(device.id, start=start, n=120, phase=0.3)
     produce(kafka, TOPIC, history)
     wait_for(lambda: len(stored(db, SQL, [device.id])) == 120, timeout=120, what="history scored")
+    # The consumption the console charts, with the expected band around the expected line.
+    r = api.get(
+        f"/v1/energy/meters/{device.id}/consumption",
+        params={"bucket": "1h", "start": start.isoformat()},
+    )
+    assert r.status_code == 200, r.text
+    hours = r.json()["items"]
+    assert len(hours) == 30
+    assert all(h["lower_kwh"] <= h["expected_kwh"] <= h["upper_kwh"] for h in hours)
 
     r = api.delete(f"/v1/devices/{device.id}", params={"erase": "true"})
     assert r.status_code == 200, r.text

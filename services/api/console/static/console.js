@@ -159,7 +159,7 @@ window.TP = (() => {
     }
   }
 
-  function chart(el, { x, series, band }) {
+  function chart(el, { x, series, band, bands }) {
     el.replaceChildren();
     if (!window.uPlot) {
       el.append(h("p", { class: "muted" }, t("Charts are unavailable (the chart library is not installed).")));
@@ -174,7 +174,7 @@ window.TP = (() => {
       height: 300,
       tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), tz),
       series: [{ label: t("Time") }, ...series.map((s) => ({ label: s.label, stroke: s.stroke, width: s.width || 2, dash: s.dash, fill: s.fill, points: { show: false } }))],
-      bands: band ? [band] : [],
+      bands: bands || (band ? [band] : []),
       // Tick labels in the town's time and the user's language (uPlot's own are US English).
       axes: [{ values: (u, splits) => splits.map((v) => tickFormat.format(new Date(v * 1000))) }, { size: 60 }],
       legend: { live: true },

@@ -65,6 +65,11 @@ TP.page(async () => {
     const payload = `{"ts":"'"$(date -u +%Y-%m-%dT%H:%M:%SZ)"'","${metric}":${value}}`;
     return `mosquitto_pub -h ${m.host} -p ${m.port} -q ${m.qos} -u '${m.username}' -P '${m.password}' \\\n  -t '${m.topic}' -m '${payload}'`;
   }
+  // Devices on the town's network use the TLS listener, verified with the stack's own CA.
+  function exampleTls(m, domain) {
+    const plain = example(m, domain);
+    return plain.replace(`-p ${m.port}`, `-p ${m.tls_port} --cafile ca.crt`);
+  }
 
   TP.$("#register-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
@@ -79,6 +84,11 @@ TP.page(async () => {
         h("dt", {}, t("Topic")), h("dd", {}, m.topic),
       ]);
       TP.$("#mqtt-example").value = example(m, created.device.domain);
+      TP.$("#tls").hidden = !(m.tls_port && m.ca_certificate);
+      if (m.tls_port && m.ca_certificate) {
+        TP.$("#mqtt-ca").value = m.ca_certificate;
+        TP.$("#mqtt-example-tls").value = exampleTls(m, created.device.domain);
+      }
       TP.$("#credentials").hidden = false;
       TP.$("#h-creds").focus();
       TP.status(t("Device {id} registered.", { id: created.device.id }));
@@ -89,6 +99,8 @@ TP.page(async () => {
     }
   });
   TP.$("#copy-example").addEventListener("click", () => TP.copy(TP.$("#mqtt-example").value));
+  TP.$("#copy-ca").addEventListener("click", () => TP.copy(TP.$("#mqtt-ca").value));
+  TP.$("#copy-example-tls").addEventListener("click", () => TP.copy(TP.$("#mqtt-example-tls").value));
 
   // CSV: a header line naming the columns (id, domain, name, lat, lon), comma or semicolon.
   function parseCsv(text) {

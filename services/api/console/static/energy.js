@@ -32,6 +32,8 @@ TP.page(async () => {
     const x = cons.items.map((r) => new Date(r.bucket).getTime() / 1000);
     const observed = cons.items.map((r) => r.observed_kwh);
     const expected = cons.items.map((r) => r.expected_kwh);
+    const lower = cons.items.map((r) => r.lower_kwh);
+    const upper = cons.items.map((r) => r.upper_kwh);
     const fc = forecast ? forecast.hours : [];
     const fx = fc.map((r) => new Date(r.target_ts).getTime() / 1000);
     const pad = (arr, n) => [...arr, ...Array(n).fill(null)];
@@ -44,8 +46,14 @@ TP.page(async () => {
         { label: t("Forecast"), stroke: "#8a5300", data: [...before(x.length), ...fc.map((r) => r.expected)] },
         { label: t("Forecast upper"), stroke: "rgba(138,83,0,.35)", width: 1, data: [...before(x.length), ...fc.map((r) => r.upper)] },
         { label: t("Forecast lower"), stroke: "rgba(138,83,0,.35)", width: 1, data: [...before(x.length), ...fc.map((r) => r.lower)] },
+        { label: t("Expected upper"), stroke: "rgba(107,107,107,.45)", width: 1, data: pad(upper, fx.length) },
+        { label: t("Expected lower"), stroke: "rgba(107,107,107,.45)", width: 1, data: pad(lower, fx.length) },
       ],
-      band: { series: [4, 5], fill: "rgba(208,138,0,.15)" },
+      // The expected band (what the model considers normal) and the forecast's interval.
+      bands: [
+        { series: [6, 7], fill: "rgba(107,107,107,.15)" },
+        { series: [4, 5], fill: "rgba(208,138,0,.15)" },
+      ],
     });
     fill("#anomalies", anomalies.episodes.map((e) => h("tr", {},
       h("td", {}, t(e.kind)), h("td", {}, when(e.started_at)), h("td", {}, e.ended_at ? when(e.ended_at) : t("ongoing")),

@@ -85,3 +85,11 @@ def test_every_long_running_component_is_restarted(compose: dict) -> None:
     services = compose["services"]
     for name in [*INFRA_IN_COMPOSE.values(), *(spec.name for spec in SERVICES)]:
         assert services[name].get("restart") in ("unless-stopped", "always"), name
+
+
+def test_the_image_serves_the_consoles_chart_library() -> None:
+    """The image installs it from the same pinned lockfile as deploy/install.sh."""
+    dockerfile = (COMPOSE.parent / "deploy" / "Dockerfile").read_text()
+    assert "deploy/console/package-lock.json" in dockerfile
+    assert "npm ci" in dockerfile
+    assert "console/static/vendor" in dockerfile

@@ -325,10 +325,13 @@ def score_corpus(
     scores: Mapping[str, Sequence[float]],
     profiles: Mapping[str, CostMatrix],
     probation_percent: float = PROBATION_PERCENT,
+    thresholds: Mapping[str, float] | None = None,
 ) -> dict[str, ProfileResult]:
     """Optimise the threshold per profile over the corpus, then score every file with it.
 
     ``scores`` must cover every file of ``labels`` (NAB scores the whole corpus or nothing).
+    ``thresholds`` (per profile) are used as given instead: a threshold chosen on one part of
+    the corpus, applied to another, gives an out-of-sample score.
     """
     missing = set(labels) - set(scores)
     if missing:
@@ -340,7 +343,10 @@ def score_corpus(
             labels[name].scored(scores[name], costs, probation_percent=probation_percent)
             for name in sorted(labels)
         ]
-        chosen = best_threshold(sweep(files)).threshold
+        if thresholds is not None:
+            chosen = thresholds[profile]
+        else:
+            chosen = best_threshold(sweep(files)).threshold
         per_file = {f.name: score_file(f, chosen) for f in files}
         raw = math.fsum(t.score for t in per_file.values())
         null_files = [

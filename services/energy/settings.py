@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from shared.ml.registry import ModelSpec
 from shared.settings import StreamServiceSettings
 
 
@@ -9,3 +10,7 @@ class EnergySettings(StreamServiceSettings):
     group_id: str = "energy"
     # Device states kept in memory (each ~20-40 KB); the rest wait in their checkpoints.
     max_devices: int = 2000
+    # A River anomaly detector that scores readings instead of the built-in anomaly likelihood
+    # (JSON, e.g. {"path": "river.anomaly.HalfSpaceTrees", "params": {"seed": 1}}); the
+    # forecast and its band stay the calendar forecaster's. See docs/energy.md.
+    anomaly_scorer: ModelSpec | None = None

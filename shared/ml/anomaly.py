@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from river import base
+
 from shared.ml.calendar import TOWN, TownCalendar
-from shared.ml.forecast import ExpertBlend, Features, _Ewm, make_forecaster
+from shared.ml.forecast import CalendarForecaster, Features, _Ewm, make_forecaster
 
 # Surprises beyond this are all "very surprising": one absurd reading must not dominate the
 # long-run statistics for days.
@@ -62,21 +65,29 @@ def score_of_tail(tail: float) -> float:
     return 1.0 - math.exp(-decades / SCORE_DECADES)
 
 
-@dataclass
-class ResidualDetector:
-    """Scores each reading in [0, 1]; learns from it afterwards.
+class ResidualDetector(base.AnomalyDetector):
+    """Scores each reading in [0, 1] by how far it is from the forecast; learns it afterwards.
 
     Parameters
     ----------
     forecaster
-        What the value usually is (an `ExpertBlend` by default).
+        What the value usually is: a `CalendarForecaster` ("generic") by default.
     short_window
         Readings averaged for the current surprise: 4 x 15 min = an hour of a building.
     long_alpha
         Weight of a new short-mean in the long-run distribution: 0.002 is a memory of about
         500 readings (five days of 15-minute readings).
+    residual_alpha
+        Weight of a new absolute residual in the typical residual.
     probation
         Readings scored 0 while the models learn (NAB's probationary period is 15% of a file).
+    on
+        The feature holding the reading (``x["ts"]``, when present, is its time).
+    scorer
+        Any River anomaly detector to score with instead of the anomaly likelihood (e.g.
+        ``river.anomaly.HalfSpaceTrees``). It sees ``{"surprise": ...}``, the residual in
+        typical residuals divided by `MAX_SURPRISE` (so in [0, 1], as HalfSpaceTrees wants);
+        the forecast, band and explanation stay the forecaster's.
 
     Examples
     --------
@@ -94,48 +105,73 @@ class ResidualDetector:
     True
     """
 
-    forecaster: ExpertBlend = field(default_factory=make_forecaster)
-    short_window: int = 4
-    long_alpha: float = 0.002
-    probation: int = 150
-    abs_residual: _Ewm = field(default_factory=lambda: _Ewm(alpha=0.05))
-    recent: deque[float] = field(default_factory=deque)
-    long_run: _Ewm = field(default_factory=lambda: _Ewm(alpha=0.002))
-    seen: int = 0
-    residual_alpha: float = 0.05
+    version = 4
 
-    def __post_init__(self) -> None:
-        self.long_run.alpha = self.long_alpha
-        self.abs_residual.alpha = self.residual_alpha
+    def __init__(
+        self,
+        forecaster: CalendarForecaster | None = None,
+        short_window: int = 4,
+        long_alpha: float = 0.002,
+        residual_alpha: float = 0.05,
+        probation: int = 150,
+        on: str = "value",
+        scorer: base.AnomalyDetector | None = None,
+    ) -> None:
+        self.forecaster = forecaster if forecaster is not None else CalendarForecaster()
+        self.short_window = short_window
+        self.long_alpha = long_alpha
+        self.residual_alpha = residual_alpha
+        self.probation = probation
+        self.on = on
+        self.scorer = scorer
+        self.abs_residual = _Ewm(alpha=residual_alpha)
+        self.recent: deque[float] = deque()
+        self.long_run = _Ewm(alpha=long_alpha)
+        self.seen = 0
 
-    def explain_one(self, x: Features) -> Explanation:
+    @classmethod
+    def _unit_test_params(cls) -> Any:
+        # River's checks feed the credit-card data set: score its amounts.
+        yield {"on": "Amount", "probation": 20}
+
+    def _xy(self, x: Mapping[Any, Any]) -> tuple[Features, float]:
+        """The forecaster's features (the time, if known) and the reading."""
+        value = x.get(self.on)
+        y = math.nan if value is None else float(value)
+        return ({"ts": x["ts"]} if "ts" in x else {}), y
+
+    def explain_one(self, x: Mapping[Any, Any]) -> Explanation:
         """Expected value, interval and score of `x["value"]`, without learning."""
-        y = float(x["value"])
-        expected = self.forecaster.predict_one(x)
-        scale = self._scale(expected, x)
-        surprise = min(abs(y - expected) / scale, MAX_SURPRISE)
+        fx, y = self._xy(x)
+        expected = self.forecaster.predict_one(fx)
+        scale = self._scale(expected, fx)
+        surprise = 0.0 if math.isnan(y) else min(abs(y - expected) / scale, MAX_SURPRISE)
         window = [*list(self.recent)[-(self.short_window - 1) :], surprise]
         short = sum(window) / len(window)
         if self.seen < self.probation or self.long_run.n < 2:
             score = 0.0
+        elif self.scorer is not None:
+            score = min(1.0, max(0.0, float(self.scorer.score_one(_scorer_x(surprise)))))
         else:
             spread = max(self.long_run.std, 1e-3)
             score = tail_score((short - self.long_run.mean) / spread)
         half = INTERVAL_WIDTH * scale
         return Explanation(expected, expected - half, expected + half, surprise, score)
 
-    def score_one(self, x: Features) -> float:
+    def score_one(self, x: Mapping[Any, Any]) -> float:
         return self.explain_one(x).score
 
-    def learn_one(self, x: Features, y: Any = None, *, update_model: bool = True) -> None:
+    def learn_one(self, x: Mapping[Any, Any], *, update_model: bool = True) -> None:
         """Remember the reading's surprise; learn the value too unless `update_model` is False.
 
         A domain service passes False while an anomaly episode lasts, so that a heater left on
         for a weekend does not become the new normal before anyone looked at it.
         """
-        value = float(x["value"])
-        expected = self.forecaster.predict_one(x)
-        surprise = min(abs(value - expected) / self._scale(expected, x), MAX_SURPRISE)
+        fx, value = self._xy(x)
+        if math.isnan(value):  # a missing reading teaches nothing
+            return
+        expected = self.forecaster.predict_one(fx)
+        surprise = min(abs(value - expected) / self._scale(expected, fx), MAX_SURPRISE)
         if self.abs_residual.n >= WARM_UP:
             self.recent.append(surprise)
             while len(self.recent) > self.short_window:
@@ -143,8 +179,10 @@ class ResidualDetector:
             if update_model:
                 self.long_run.update(sum(self.recent) / len(self.recent))
         if update_model:
+            if self.scorer is not None:
+                self.scorer.learn_one(_scorer_x(surprise))
             self.abs_residual.update(abs(value - expected))
-            self.forecaster.learn_one(x, value)
+            self.forecaster.learn_one(value, fx)
         self.seen += 1
 
     def _scale(self, expected: float, x: Features | None = None) -> float:
@@ -160,8 +198,16 @@ class ResidualDetector:
         return max(scale, 1e-3 * abs(expected) + 1e-6)
 
 
+def _scorer_x(surprise: float) -> dict[Hashable, Any]:
+    return {"surprise": surprise / MAX_SURPRISE}
+
+
 def make_detector(
-    domain: str = "generic", *, slot_minutes: int = 15, calendar: TownCalendar = TOWN
+    domain: str = "generic",
+    *,
+    slot_minutes: int = 15,
+    calendar: TownCalendar = TOWN,
+    scorer: base.AnomalyDetector | None = None,
 ) -> ResidualDetector:
     """The detector the domain services use (and the NAB benchmark measures, as "generic").
 
@@ -171,8 +217,12 @@ def make_detector(
     BENCHMARKS.md): its NAB score is therefore an in-sample figure.
     """
     forecaster = make_forecaster(domain, slot_minutes=slot_minutes, calendar=calendar)
-    if domain in ("energy", "traffic"):
-        return ResidualDetector(forecaster=forecaster)
+    if domain in ("energy", "traffic", "weekly"):
+        return ResidualDetector(forecaster=forecaster, scorer=scorer)
     return ResidualDetector(
-        forecaster=forecaster, short_window=1, long_alpha=0.0005, residual_alpha=0.0005
+        forecaster=forecaster,
+        short_window=1,
+        long_alpha=0.0005,
+        residual_alpha=0.0005,
+        scorer=scorer,
     )

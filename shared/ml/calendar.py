@@ -15,6 +15,8 @@ from zoneinfo import ZoneInfo
 import holidays
 
 WORKDAY, SATURDAY, SUNDAY = "workday", "saturday", "sunday"
+# The country code of a town that keeps no public holidays (or does not want them modelled).
+NO_HOLIDAYS = "none"
 
 
 @cache
@@ -43,6 +45,8 @@ class TownCalendar:
         return _zone(self.timezone)
 
     def is_holiday(self, day: date) -> bool:
+        if self.country.lower() == NO_HOLIDAYS:
+            return False
         return day in _holidays(self.country, day.year)
 
     def day_type(self, ts: datetime) -> str:

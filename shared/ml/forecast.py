@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
+
+from river.time_series.base import Forecaster
 
 from shared.ml.calendar import SATURDAY, SUNDAY, TOWN, WORKDAY, TownCalendar
 
 Features = dict[str, Any]
 
 
-class Forecaster(Protocol):
+class Expert(Protocol):
+    """One of the blend's forecasters (regressor-style: the target time is in ``x["ts"]``)."""
+
     def predict_one(self, x: Features) -> float: ...
     def learn_one(self, x: Features, y: float) -> None: ...
 
@@ -203,26 +207,135 @@ class ExpertBlend:
             expert.learn_one(x, y)
 
 
-def make_forecaster(
-    domain: str = "generic", *, slot_minutes: int = 15, calendar: TownCalendar = TOWN
-) -> ExpertBlend:
-    """The forecaster a domain service uses.
-
-    Energy and traffic follow the week; anything else starts from persistence.
-    """
+def _experts(*, domain: str, slot_minutes: int, calendar: TownCalendar) -> dict[str, Any]:
+    """The experts a domain's forecaster blends: energy and traffic follow the week; anything
+    else starts from persistence."""
 
     def profile() -> SeasonalProfile:
         return SeasonalProfile(slot_minutes=slot_minutes, calendar=calendar)
 
-    if domain == "traffic":
-        # What the traffic service runs: a weekday-by-weekday profile plus a fading residual
-        # correction. Imported here: shared.ml.weekly builds on this module.
-        from shared.ml.weekly import make_weekly_forecaster
+    # Imported here: shared.ml.weekly builds on this module.
+    from shared.ml.weekly import WeeklyProfile, make_weekly_forecaster
 
-        weekly = make_weekly_forecaster(slot_minutes=slot_minutes, calendar=calendar)
-        return ExpertBlend({"weekly": weekly})
+    if domain == "traffic":
+        # A weekday-by-weekday profile plus a fading residual correction.
+        return {"weekly": make_weekly_forecaster(slot_minutes=slot_minutes, calendar=calendar)}
+    if domain == "weekly":
+        # The weekday profile alone (the traffic service adds its own residual correction).
+        return {"weekly": WeeklyProfile(slot_minutes=slot_minutes, calendar=calendar)}
     if domain == "energy":
-        return ExpertBlend({"profile": profile(), "adjusted": AdjustedProfile(profile())})
-    return ExpertBlend(
-        {"persistence": Persistence(), "adjusted": AdjustedProfile(profile()), "level": EwmLevel()}
+        return {"profile": profile(), "adjusted": AdjustedProfile(profile())}
+    return {
+        "persistence": Persistence(),
+        "adjusted": AdjustedProfile(profile()),
+        "level": EwmLevel(),
+    }
+
+
+class CalendarForecaster(Forecaster):
+    """What a sensor reads at a given local time: the town's calendar-aware expert blend.
+
+    A River forecaster: ``learn_one(y, x)`` with ``x["ts"]`` the reading's aware datetime,
+    ``forecast(horizon, xs)`` for the next ``horizon`` readings (at ``xs[i]["ts"]`` when given,
+    else one learnt reading period apart). A reading without ``"ts"`` is taken to follow the
+    previous one by that period. ``predict_one(x)`` forecasts the value at ``x["ts"]``.
+
+    Parameters
+    ----------
+    domain
+        ``energy`` (day-type profile, plain and bias-adjusted), ``traffic`` (weekday profile
+        plus a fading residual), ``weekly`` (the weekday profile alone) or ``generic``
+        (persistence, adjusted profile, smoothed level).
+    slot_minutes
+        Width of a slot of the local day.
+    timezone
+        The town's IANA time zone: local hours and days.
+    country
+        Whose public holidays count as Sundays (a `holidays` country code; "none" for none).
+    error_alpha
+        Weight of the latest error in each expert's running error (which expert is followed).
+
+    Examples
+    --------
+    >>> from datetime import datetime, timedelta, UTC
+    >>> f = CalendarForecaster(domain="energy", slot_minutes=60)
+    >>> t0 = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday
+    >>> for h in range(24 * 14):
+    ...     ts = t0 + timedelta(hours=h)
+    ...     f.learn_one(10.0 if 8 <= ts.hour < 18 else 2.0, {"ts": ts})
+    >>> [round(v) for v in f.forecast(horizon=3, xs=[{"ts": t0 + timedelta(days=14, hours=h)}
+    ...                                               for h in (7, 8, 9)])]
+    [2, 10, 10]
+    """
+
+    version = 1
+
+    def __init__(
+        self,
+        domain: str = "generic",
+        slot_minutes: int = 15,
+        timezone: str = "Europe/Paris",
+        country: str = "FR",
+        error_alpha: float = 0.05,
+    ) -> None:
+        self.domain = domain
+        self.slot_minutes = slot_minutes
+        self.timezone = timezone
+        self.country = country
+        self.error_alpha = error_alpha
+        calendar = TownCalendar(timezone, country)
+        self.blend = ExpertBlend(
+            _experts(domain=domain, slot_minutes=slot_minutes, calendar=calendar),
+            error_alpha=error_alpha,
+        )
+        self.last_ts: datetime | None = None
+        # The shortest gap between readings: the sensor's reporting period.
+        self.period: timedelta | None = None
+
+    @property
+    def experts(self) -> dict[str, Any]:
+        return self.blend.experts
+
+    def _ts(self, x: dict[str, Any] | None) -> datetime:
+        if x is not None and "ts" in x:
+            ts: datetime = x["ts"]
+            return ts
+        if self.last_ts is None:
+            return datetime(2000, 1, 3, tzinfo=UTC)  # a Monday: any fixed start will do
+        return self.last_ts + self._step()
+
+    def _step(self) -> timedelta:
+        return self.period or timedelta(minutes=self.slot_minutes)
+
+    def learn_one(self, y: float, x: dict[str, Any] | None = None) -> None:
+        ts = self._ts(x)
+        if self.last_ts is not None and ts > self.last_ts:
+            gap = ts - self.last_ts
+            self.period = gap if self.period is None else min(self.period, gap)
+        self.blend.learn_one({"ts": ts}, float(y))
+        self.last_ts = ts
+
+    def predict_one(self, x: dict[str, Any]) -> float:
+        return self.blend.predict_one({"ts": self._ts(x)})
+
+    def spread_one(self, x: dict[str, Any]) -> float | None:
+        return self.blend.spread_one({"ts": self._ts(x)})
+
+    def forecast(self, horizon: int, xs: list[dict[str, Any]] | None = None) -> list[float]:
+        start = self.last_ts or self._ts(None)
+        return [
+            self.predict_one(xs[i] if xs is not None else {"ts": start + (i + 1) * self._step()})
+            for i in range(horizon)
+        ]
+
+
+def make_forecaster(
+    domain: str = "generic", *, slot_minutes: int = 15, calendar: TownCalendar = TOWN
+) -> CalendarForecaster:
+    """The forecaster a domain service uses, in the town's calendar."""
+    return CalendarForecaster(
+        domain=domain,
+        slot_minutes=slot_minutes,
+        timezone=calendar.timezone,
+        country=calendar.country,
     )

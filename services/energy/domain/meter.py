@@ -24,6 +24,7 @@ from shared.ml.anomaly import (
     score_of_tail,
 )
 from shared.ml.calendar import TOWN, TownCalendar
+from shared.ml.registry import ModelSpec, describe
 from shared.runtime.processor import Effects
 from shared.schemas import AlertEvent, Reading, Severity
 from shared.topics import Domain
@@ -145,13 +146,24 @@ class EnergyProcessor:
 
     model_version = "energy-meter/3"
 
-    def __init__(self, *, calendar: TownCalendar = TOWN) -> None:
+    def __init__(
+        self, *, calendar: TownCalendar = TOWN, anomaly_scorer: ModelSpec | None = None
+    ) -> None:
         self.calendar = calendar
-        # Models learnt in another calendar do not fit this one: their checkpoints are discarded.
-        self.model_version = f"{type(self).model_version}@{calendar.timezone}/{calendar.country}"
+        self.anomaly_scorer = anomaly_scorer
+        # Models learnt in another calendar, or another model, do not fit this one: their
+        # checkpoints are discarded.
+        model = describe(self._detector())
+        self.model_version = (
+            f"{type(self).model_version}:{model}@{calendar.timezone}/{calendar.country}"
+        )
+
+    def _detector(self) -> ResidualDetector:
+        scorer = None if self.anomaly_scorer is None else self.anomaly_scorer.build()
+        return make_detector("energy", calendar=self.calendar, scorer=scorer)
 
     def new_state(self, device_id: str) -> MeterState:
-        return MeterState(detector=make_detector("energy", calendar=self.calendar))
+        return MeterState(detector=self._detector())
 
     def process(self, state: MeterState, *, device_id: str, readings: list[Reading]) -> Effects:
         effects = Effects()

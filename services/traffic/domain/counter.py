@@ -28,10 +28,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from shared.ml.anomaly import Explanation, ResidualDetector, score_of_tail
+from shared.ml.anomaly import Explanation, ResidualDetector, make_detector, score_of_tail
 from shared.ml.calendar import TOWN, TownCalendar
-from shared.ml.forecast import ExpertBlend
-from shared.ml.weekly import ResidualAR, WeeklyProfile
+from shared.ml.registry import ModelSpec, describe
+from shared.ml.weekly import ResidualAR
 from shared.runtime.episodes import (
     Episode,
     EpisodeTracker,
@@ -83,9 +83,13 @@ class ForecastRow:
     upper: float
 
 
-def _detector(calendar: TownCalendar = TOWN) -> ResidualDetector:
-    weekly = WeeklyProfile(slot_minutes=15, calendar=calendar)
-    return ResidualDetector(forecaster=ExpertBlend({"weekly": weekly}))
+def _detector(calendar: TownCalendar = TOWN, scorer: ModelSpec | None = None) -> ResidualDetector:
+    return make_detector(
+        "weekly",
+        slot_minutes=15,
+        calendar=calendar,
+        scorer=None if scorer is None else scorer.build(),
+    )
 
 
 @dataclass
@@ -139,13 +143,23 @@ class TrafficProcessor:
 
     model_version = "traffic-counter/2"
 
-    def __init__(self, *, calendar: TownCalendar = TOWN) -> None:
+    def __init__(
+        self, *, calendar: TownCalendar = TOWN, anomaly_scorer: ModelSpec | None = None
+    ) -> None:
         self.calendar = calendar
-        # Models learnt in another calendar do not fit this one: their checkpoints are discarded.
-        self.model_version = f"{type(self).model_version}@{calendar.timezone}/{calendar.country}"
+        self.anomaly_scorer = anomaly_scorer
+        # Models learnt in another calendar, or another model, do not fit this one: their
+        # checkpoints are discarded.
+        model = describe(_detector(calendar, anomaly_scorer))
+        self.model_version = (
+            f"{type(self).model_version}:{model}@{calendar.timezone}/{calendar.country}"
+        )
 
     def new_state(self, device_id: str) -> CounterState:
-        return CounterState(flow=_detector(self.calendar), speed=_detector(self.calendar))
+        return CounterState(
+            flow=_detector(self.calendar, self.anomaly_scorer),
+            speed=_detector(self.calendar, self.anomaly_scorer),
+        )
 
     def process(self, state: CounterState, *, device_id: str, readings: list[Reading]) -> Effects:
         out = Effects()

@@ -45,6 +45,10 @@ def _forecaster(make: Callable[[], Any]) -> tuple[Callable[[], Any], Callable, C
     return make, (lambda m, x, y: m.learn_one(x, y)), (lambda m, x: m.predict_one(x))
 
 
+def _river_forecaster(make: Callable[[], Any]) -> tuple[Callable[[], Any], Callable, Callable]:
+    return make, (lambda m, x, y: m.learn_one(y, x)), (lambda m, x: m.predict_one(x))
+
+
 def _detector(domain: str) -> tuple[Callable[[], Any], Callable, Callable]:
     return (
         (lambda: make_detector(domain)),
@@ -58,8 +62,8 @@ WRAPPERS = {
     "adjusted-profile": _forecaster(AdjustedProfile),
     "persistence": _forecaster(Persistence),
     "ewm-level": _forecaster(EwmLevel),
-    "blend-energy": _forecaster(lambda: make_forecaster("energy")),
-    "blend-generic": _forecaster(lambda: make_forecaster("generic")),
+    "blend-energy": _river_forecaster(lambda: make_forecaster("energy")),
+    "blend-generic": _river_forecaster(lambda: make_forecaster("generic")),
     "detector-energy": _detector("energy"),
     "detector-generic": _detector("generic"),
 }

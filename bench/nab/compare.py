@@ -1,0 +1,185 @@
+"""Several anomaly detectors over the NAB corpus in one run, one scorer, one honest protocol.
+
+    python -m bench.nab.compare                       # every detector in DETECTORS
+    python -m bench.nab.compare --only context        # one of them
+    python -m bench.nab.compare --half A --only context  # the tuning half only
+
+Protocol (fixed before any detector was run on NAB):
+
+- The corpus is split in two halves: within each category, files sorted by name, even positions
+  form half **A** (for choosing parameters), odd positions half **B** (never looked at while
+  choosing). ``split_halves`` is the rule.
+- Each detector is scored three ways, per NAB profile: on the **whole** corpus with the
+  threshold optimised over the whole corpus (NAB's own protocol, comparable to its
+  scoreboard), on **A** with A's optimal threshold, and on **B with A's threshold**
+  (out-of-sample: neither parameters nor threshold saw B).
+- Every series is streamed through a fresh detector, one reading at a time: score (before
+  learning), then learn. Time per reading is the detector's own, measured in the worker.
+
+Writes ``bench/results/nab_compare.json`` (per-detector summaries and per-file raw scores; the
+per-row scores are not kept: 365k rows x detectors would grow the repository for no reader).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from datetime import UTC
+from pathlib import Path
+from typing import Any
+
+from bench.common import RESULTS, command_line, data_dir, run_meta, write_result
+from bench.nab.corpus import Corpus, load_corpus, parse_timestamp
+from bench.nab.run import PROFILE_KEYS, Detector, load_factory
+from bench.nab.scorer import FileLabels, ProfileResult, score_corpus
+
+# name -> (factory spec, what it is)
+DETECTORS: dict[str, tuple[str, str]] = {
+    "context": (
+        "shared.ml.context:ContextDetector",
+        "ContextDetector (CAD's contexts, online range, alarm rest), default parameters",
+    ),
+    "hst": (
+        "bench.nab.compare:half_space_trees",
+        "River HalfSpaceTrees on the value, min-max scaled online (River's defaults)",
+    ),
+    "residual": (
+        "shared.ml.anomaly:make_detector",
+        "ResidualDetector('generic'): the previous detector (forecast residual z-score)",
+    ),
+}
+# The benchmark machine has 2 cores shared with others: one worker process besides this one.
+DEFAULT_WORKERS = 1
+
+
+def half_space_trees() -> Detector:
+    """River's HalfSpaceTrees behind an online min-max scaler, on the reading's value only."""
+    from river import anomaly, compose, preprocessing
+
+    model = compose.Select("value") | preprocessing.MinMaxScaler() | anomaly.HalfSpaceTrees(seed=42)
+    return model
+
+
+def split_halves(corpus: Corpus) -> dict[str, list[str]]:
+    """Half A: even positions of each category's files sorted by name; half B: odd ones."""
+    by_category: dict[str, list[str]] = {}
+    for name in corpus.names:
+        by_category.setdefault(name.split("/", 1)[0], []).append(name)
+    halves: dict[str, list[str]] = {"A": [], "B": []}
+    for names in by_category.values():
+        for i, name in enumerate(sorted(names)):
+            halves["A" if i % 2 == 0 else "B"].append(name)
+    return halves
+
+
+def _detect(root: Path, name: str, spec: str) -> tuple[str, str, list[float], float]:
+    series = load_corpus(root).series(name)
+    factory: Callable[[], Detector] = load_factory(spec)
+    det = factory()
+    xs = [
+        {"ts": parse_timestamp(t).replace(tzinfo=UTC), "value": float(v)}
+        for t, v in zip(series.timestamps, series.values, strict=True)
+    ]
+    scores = []
+    started = time.perf_counter()
+    for x in xs:
+        scores.append(float(det.score_one(x)))
+        det.learn_one(x)
+    return spec, name, scores, time.perf_counter() - started
+
+
+def _profiles(results: Mapping[str, ProfileResult]) -> dict[str, Any]:
+    return {
+        key: {"score": round(results[key].score, 2), "threshold": results[key].threshold}
+        for key in PROFILE_KEYS
+    }
+
+
+def score_halves(
+    *, corpus: Corpus, labels: Mapping[str, FileLabels], scores: Mapping[str, Sequence[float]]
+) -> dict[str, Any]:
+    """Whole corpus, half A, and half B at A's thresholds (see the module's protocol)."""
+    halves = split_halves(corpus)
+    out: dict[str, Any] = {}
+    if set(labels) <= set(scores):
+        whole = score_corpus(labels=labels, scores=scores, profiles=corpus.profiles)
+        out["whole"] = _profiles(whole)
+        out["per_file_standard"] = {
+            n: round(t.score, 4) for n, t in sorted(whole["standard"].per_file.items())
+        }
+    part = {h: {n: labels[n] for n in names} for h, names in halves.items()}
+    if set(part["A"]) <= set(scores):
+        a = score_corpus(labels=part["A"], scores=scores, profiles=corpus.profiles)
+        out["A"] = _profiles(a)
+        if set(part["B"]) <= set(scores):
+            b = score_corpus(
+                labels=part["B"],
+                scores=scores,
+                profiles=corpus.profiles,
+                thresholds={k: r.threshold for k, r in a.items()},
+            )
+            out["B_at_A_threshold"] = _profiles(b)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.nab.compare", description=__doc__)
+    parser.add_argument("--data-dir", help="shared data folder (default ../shared/data)")
+    parser.add_argument("--only", action="append", choices=sorted(DETECTORS))
+    parser.add_argument("--half", choices=["A", "B"], help="run one half only")
+    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
+    parser.add_argument("--results-dir", type=Path, default=RESULTS)
+    parser.add_argument("--output", default="nab_compare", help="result file name")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+
+    root = data_dir(args.data_dir) / "nab"
+    corpus = load_corpus(root)
+    names = split_halves(corpus)[args.half] if args.half else corpus.names
+    chosen = args.only or list(DETECTORS)
+    series = {n: corpus.series(n) for n in corpus.names}
+    labels = {n: corpus.labels(s) for n, s in series.items()}
+    scores: dict[str, dict[str, list[float]]] = {d: {} for d in chosen}
+    seconds: dict[str, float] = dict.fromkeys(chosen, 0.0)
+    spec_to_name = {DETECTORS[d][0]: d for d in chosen}
+    # Biggest files first, so the last task to finish is a short one.
+    tasks = sorted(
+        ((DETECTORS[d][0], n) for d in chosen for n in names),
+        key=lambda t: -len(series[t[1]].values),
+    )
+    with ProcessPoolExecutor(max_workers=max(1, args.workers)) as pool:
+        futures = [pool.submit(_detect, root, n, spec) for spec, n in tasks]
+        for done, fut in enumerate(as_completed(futures), 1):
+            spec, name, s, sec = fut.result()
+            det = spec_to_name[spec]
+            scores[det][name], seconds[det] = s, seconds[det] + sec
+            print(f"[{done}/{len(tasks)}] {det} {name} {sec:.1f}s", flush=True)
+
+    rows = sum(len(series[n].values) for n in names)
+    summary: dict[str, Any] = {}
+    for det in chosen:
+        summary[det] = {
+            "factory": DETECTORS[det][0],
+            "what": DETECTORS[det][1],
+            "files": len(names),
+            "rows": rows,
+            "us_per_reading": round(seconds[det] / rows * 1e6, 1),
+            **score_halves(corpus=corpus, labels=labels, scores=scores[det]),
+        }
+        print(det, {k: v for k, v in summary[det].items() if k != "per_file_standard"})
+    payload = {
+        "meta": run_meta(command=command_line("bench.nab.compare", argv), data=root),
+        "benchmark": "nab_compare",
+        "halves": split_halves(corpus),
+        "detectors": summary,
+    }
+    path = write_result(args.output, payload, results_dir=args.results_dir)
+    print(f"-> {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from river.time_series.base import Forecaster
+
 from bench.forecast.metrics import Errors, errors
 
 Features = dict[str, Any]
@@ -98,7 +100,7 @@ def evaluate_online(
                 _record(results[h], step.ts, y, preds)
             x = step.x()
             for method in methods.values():
-                method.learn_one(x, y)
+                learn(method, x, y)
         for h in horizons:
             j = i + h
             if j >= len(steps):
@@ -110,6 +112,14 @@ def evaluate_online(
         if on_step is not None:
             on_step(i)
     return results
+
+
+def learn(method: Any, x: Features, y: float) -> None:
+    """River forecasters learn ``(y, x)``; the baselines, regressor-style, ``(x, y)``."""
+    if isinstance(method, Forecaster):
+        method.learn_one(y, x)
+    else:
+        method.learn_one(x, y)
 
 
 def _checked(name: str, value: float | None) -> float | None:

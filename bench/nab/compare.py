@@ -23,6 +23,7 @@ per-row scores are not kept: 365k rows x detectors would grow the repository for
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -46,6 +47,11 @@ DETECTORS: dict[str, tuple[str, str]] = {
         "bench.nab.compare:half_space_trees",
         "River HalfSpaceTrees on the value, min-max scaled online (River's defaults)",
     ),
+    "cad-oracle": (
+        "bench.nab.compare:context_with_file_range",
+        "ContextDetector given each file's min/max and NAB's rest (probation/5), as NAB runs "
+        "CAD OSE: looks ahead, a check of the implementation, not a product setting",
+    ),
     "residual": (
         "shared.ml.anomaly:make_detector",
         "ResidualDetector('generic'): the previous detector (forecast residual z-score)",
@@ -63,6 +69,15 @@ def half_space_trees() -> Detector:
     return model
 
 
+def context_with_file_range(values: Sequence[float]) -> Detector:
+    """CAD OSE's NAB setting: the file's range and rest period known before the first reading."""
+    from bench.nab.scorer import probationary_length
+    from shared.ml.context import ContextDetector
+
+    rest = int(probationary_length(len(values)) / 5)
+    return ContextDetector(lo=min(values), hi=max(values), rest=rest)
+
+
 def split_halves(corpus: Corpus) -> dict[str, list[str]]:
     """Half A: even positions of each category's files sorted by name; half B: odd ones."""
     by_category: dict[str, list[str]] = {}
@@ -77,8 +92,9 @@ def split_halves(corpus: Corpus) -> dict[str, list[str]]:
 
 def _detect(root: Path, name: str, spec: str) -> tuple[str, str, list[float], float]:
     series = load_corpus(root).series(name)
-    factory: Callable[[], Detector] = load_factory(spec)
-    det = factory()
+    factory: Callable[..., Detector] = load_factory(spec)
+    values = [float(v) for v in series.values]
+    det = factory(values=values) if "values" in inspect.signature(factory).parameters else factory()
     xs = [
         {"ts": parse_timestamp(t).replace(tzinfo=UTC), "value": float(v)}
         for t, v in zip(series.timestamps, series.values, strict=True)

@@ -216,7 +216,9 @@ def make_detector(
     generic parameters were chosen among a handful of settings on the NAB corpus itself (see
     BENCHMARKS.md): its NAB score is therefore an in-sample figure.
     """
-    forecaster = make_forecaster(domain, slot_minutes=slot_minutes, calendar=calendar)
+    forecaster = make_forecaster(
+        domain, slot_minutes=slot_minutes, calendar=calendar, correct=False
+    )
     if domain in ("energy", "traffic", "weekly"):
         return ResidualDetector(forecaster=forecaster, scorer=scorer)
     return ResidualDetector(

@@ -55,6 +55,9 @@ class ContextDetector(base.AnomalyDetector):
         Longest left group stored for a derived context (CAD OSE's 7).
     max_active
         Active contexts fed back as facts into the next left group (CAD OSE's 15).
+    lo, hi
+        The sensor's range when it is known (a fill level is 0-100%); else it is learnt: the
+        range grows with what has been seen.
 
     Examples
     --------
@@ -76,6 +79,8 @@ class ContextDetector(base.AnomalyDetector):
         alarm: float = 0.75,
         max_left: int = 7,
         max_active: int = 15,
+        lo: float | None = None,
+        hi: float | None = None,
     ) -> None:
         self.on = on
         self.bits = bits
@@ -83,8 +88,10 @@ class ContextDetector(base.AnomalyDetector):
         self.alarm = alarm
         self.max_left = max_left
         self.max_active = max_active
-        self.lo = math.inf
-        self.hi = -math.inf
+        self.lo = lo
+        self.hi = hi
+        self._lo = math.inf if lo is None else lo
+        self._hi = -math.inf if hi is None else hi
         # Semi-contexts: fact groups, indexed by fact; a left one maps right ids to contexts.
         self._left_ids: dict[tuple[int, ...], int] = {}
         self._left_len: list[int] = []
@@ -126,10 +133,10 @@ class ContextDetector(base.AnomalyDetector):
 
     def _facts(self, value: float) -> tuple[int, ...]:
         top = (1 << self.bits) - 1
-        if math.isnan(value) or not self.lo < self.hi:
+        if math.isnan(value) or not self._lo < self._hi:
             level = 0
         else:
-            level = int((value - self.lo) / ((self.hi - self.lo) / top))
+            level = int((value - self._lo) / ((self._hi - self._lo) / top))
             level = min(max(level, 0), top)
         return tuple(2 * i + ((level >> i) & 1) for i in range(self.bits))
 
@@ -302,4 +309,4 @@ class ContextDetector(base.AnomalyDetector):
                     expected.update(self._right_facts[self._right_of[cid]])
         self._expected = frozenset(expected)
         if not math.isnan(value):
-            self.lo, self.hi = min(self.lo, value), max(self.hi, value)
+            self._lo, self._hi = min(self._lo, value), max(self._hi, value)

@@ -144,6 +144,53 @@ class AdjustedProfile:
 
 
 @dataclass
+class CorrectedProfile:
+    """The bias-adjusted profile plus the fading remainder of its latest residual.
+
+    An hour ahead, the last reading says most (a lecture hall that emptied early stays empty for
+    the next hour); a day ahead, only the slow bias remains. The remainder decays as ``phi **
+    steps``, ``phi`` being the lag-one autocorrelation of the adjusted profile's residuals, so
+    the one model serves both horizons.
+
+    Examples
+    --------
+    >>> import random
+    >>> from datetime import datetime, timedelta, UTC
+    >>> rng = random.Random(3)
+    >>> f = CorrectedProfile(AdjustedProfile(SeasonalProfile(slot_minutes=60)))
+    >>> t0 = datetime(2026, 1, 5, tzinfo=UTC)
+    >>> noise = 0.0
+    >>> for h in range(24 * 28):
+    ...     noise = 0.9 * noise + rng.gauss(0, 1)
+    ...     f.learn_one({"ts": t0 + timedelta(hours=h)}, 10.0 + noise)
+    >>> f.learn_one({"ts": t0 + timedelta(hours=24 * 28)}, 30.0)  # a jump
+    >>> soon = f.predict_one({"ts": t0 + timedelta(hours=24 * 28 + 1)})
+    >>> later = f.predict_one({"ts": t0 + timedelta(hours=24 * 29)})
+    >>> soon > later + 5
+    True
+    """
+
+    adjusted: AdjustedProfile = field(default_factory=AdjustedProfile)
+    residual: Any = None
+
+    def __post_init__(self) -> None:
+        if self.residual is None:
+            from shared.ml.weekly import ResidualAR  # shared.ml.weekly builds on this module
+
+            self.residual = ResidualAR()
+
+    def predict_one(self, x: Features) -> float:
+        return self.adjusted.predict_one(x) + float(self.residual.predict_one(x))
+
+    def spread_one(self, x: Features) -> float:
+        return self.adjusted.spread_one(x)
+
+    def learn_one(self, x: Features, y: float) -> None:
+        self.residual.learn_one(x, y - self.adjusted.predict_one(x))
+        self.adjusted.learn_one(x, y)
+
+
+@dataclass
 class Persistence:
     """The last value seen: hard to beat for minutes-ahead on smooth series."""
 
@@ -207,7 +254,9 @@ class ExpertBlend:
             expert.learn_one(x, y)
 
 
-def _experts(*, domain: str, slot_minutes: int, calendar: TownCalendar) -> dict[str, Any]:
+def _experts(
+    *, domain: str, slot_minutes: int, calendar: TownCalendar, correct: bool = True
+) -> dict[str, Any]:
     """The experts a domain's forecaster blends: energy and traffic follow the week; anything
     else starts from persistence."""
 
@@ -224,7 +273,10 @@ def _experts(*, domain: str, slot_minutes: int, calendar: TownCalendar) -> dict[
         # The weekday profile alone (the traffic service adds its own residual correction).
         return {"weekly": WeeklyProfile(slot_minutes=slot_minutes, calendar=calendar)}
     if domain == "energy":
-        return {"profile": profile(), "adjusted": AdjustedProfile(profile())}
+        experts = {"profile": profile(), "adjusted": AdjustedProfile(profile())}
+        if correct:
+            experts["corrected"] = CorrectedProfile(AdjustedProfile(profile()))
+        return experts
     return {
         "persistence": Persistence(),
         "adjusted": AdjustedProfile(profile()),
@@ -243,7 +295,8 @@ class CalendarForecaster(Forecaster):
     Parameters
     ----------
     domain
-        ``energy`` (day-type profile, plain and bias-adjusted), ``traffic`` (weekday profile
+        ``energy`` (day-type profile: plain, bias-adjusted, and also corrected by the fading
+        latest residual), ``traffic`` (weekday profile
         plus a fading residual), ``weekly`` (the weekday profile alone) or ``generic``
         (persistence, adjusted profile, smoothed level).
     slot_minutes
@@ -254,6 +307,10 @@ class CalendarForecaster(Forecaster):
         Whose public holidays count as Sundays (a `holidays` country code; "none" for none).
     error_alpha
         Weight of the latest error in each expert's running error (which expert is followed).
+    correct
+        Energy: also follow the fading remainder of the latest residual (what makes the hour
+        ahead beat the last value). A detector leaves it out: a forecast that follows the last
+        reading would follow a fault too, and stop seeing it.
 
     Examples
     --------
@@ -277,15 +334,17 @@ class CalendarForecaster(Forecaster):
         timezone: str = "Europe/Paris",
         country: str = "FR",
         error_alpha: float = 0.05,
+        correct: bool = True,
     ) -> None:
         self.domain = domain
+        self.correct = correct
         self.slot_minutes = slot_minutes
         self.timezone = timezone
         self.country = country
         self.error_alpha = error_alpha
         calendar = TownCalendar(timezone, country)
         self.blend = ExpertBlend(
-            _experts(domain=domain, slot_minutes=slot_minutes, calendar=calendar),
+            _experts(domain=domain, slot_minutes=slot_minutes, calendar=calendar, correct=correct),
             error_alpha=error_alpha,
         )
         self.last_ts: datetime | None = None
@@ -330,7 +389,11 @@ class CalendarForecaster(Forecaster):
 
 
 def make_forecaster(
-    domain: str = "generic", *, slot_minutes: int = 15, calendar: TownCalendar = TOWN
+    domain: str = "generic",
+    *,
+    slot_minutes: int = 15,
+    calendar: TownCalendar = TOWN,
+    correct: bool = True,
 ) -> CalendarForecaster:
     """The forecaster a domain service uses, in the town's calendar."""
     return CalendarForecaster(
@@ -338,4 +401,5 @@ def make_forecaster(
         slot_minutes=slot_minutes,
         timezone=calendar.timezone,
         country=calendar.country,
+        correct=correct,
     )

@@ -9,7 +9,7 @@ roads; relative jitter plus Poisson counting noise) run through the traffic serv
 processor (`services.traffic.domain.counter.TrafficProcessor`), reading by reading. At each
 reading the service issues its forecast of the next four 15-minute steps; each is scored when
 its target's count arrives. The baseline learns the same readings: the mean of all past counts
-in the same weekly 15-minute slot (local time), `bench.forecast.baselines.TimeOfWeekMean` (the
+in the same weekly 15-minute slot (local time), `shared.ml.baselines.TimeOfWeekMean` (the
 baseline of the real-data benchmark, `python -m bench.forecast.run traffic`). Only targets that
 both could predict, after the warm-up, are scored.
 """
@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import RESULTS, command_line, run_meta, write_result
-from bench.forecast.baselines import TimeOfWeekMean
 from services.traffic.domain.counter import CounterState, ForecastRow, TrafficProcessor
+from shared.ml.baselines import TimeOfWeekMean
 from shared.ml.calendar import PARIS
 from shared.schemas import Reading
 from townpulse.simulator import build_town, iter_readings
@@ -102,7 +102,7 @@ def run(*, counters: int, weeks: int, warmup_weeks: int, seed: int) -> dict[str,
             "step_min": 15,
         },
         "model": "services.traffic.domain.counter.TrafficProcessor (WeeklyProfile + ResidualAR)",
-        "baseline": "bench.forecast.baselines.TimeOfWeekMean(tz=Europe/Paris, slot_minutes=15)",
+        "baseline": "shared.ml.baselines.TimeOfWeekMean(tz=Europe/Paris, slot_minutes=15)",
         "horizons": horizons,
         "note": (
             "the simulator's noise is independent from one interval to the next, so the "

@@ -3,26 +3,22 @@
 from __future__ import annotations
 
 import json
-import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from townpulse.stack import REPO
+from townpulse import evaluation
 
 
-def _bench_evaluate() -> Any:
+def _date(text: str | None, option: str) -> datetime | None:
+    if text is None:
+        return None
     try:
-        from bench import evaluate as module
-    except ImportError:
-        # `bench/` lives in the repository, not in the installed package: an editable install
-        # maps only shared/services/townpulse, so a checkout's root has to be put on the path.
-        if not (REPO / "bench" / "evaluate.py").is_file():
-            raise
-        sys.path.insert(0, str(REPO))
-        from bench import evaluate as module
-    return module
+        return datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise typer.BadParameter(f"{option}: not an ISO 8601 date: {text!r}") from exc
 
 
 def evaluate(
@@ -33,19 +29,60 @@ def evaluate(
         ),
     ],
     domain: Annotated[
-        str, typer.Option(help="energy, traffic or generic: sets horizons and baselines")
+        str, typer.Option(help="energy, traffic or generic: sets the model and the horizons")
     ] = "energy",
     tz: Annotated[
-        str, typer.Option(help="time zone of timestamps without an offset; local hours")
+        str,
+        typer.Option(
+            help="the town's time zone: reads timestamps without an offset, and the "
+            "models' local hours"
+        ),
     ] = "UTC",
-    as_json: Annotated[bool, typer.Option("--json", help="print the full result as JSON")] = False,
+    holidays: Annotated[
+        str,
+        typer.Option(help="whose public holidays the models know: FR, GB, US or none"),
+    ] = "none",
+    score_from: Annotated[
+        str | None,
+        typer.Option(help="learn from everything, judge only from this date (ISO 8601) on"),
+    ] = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option(help="anomaly threshold fixed beforehand (labelled files): a fair score"),
+    ] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(help="write a PNG of one week: actual, model and strongest baseline"),
+    ] = None,
+    plot_week: Annotated[
+        str | None, typer.Option(help="first day of the plotted week (default: the last week)")
+    ] = None,
+    plot_horizon: Annotated[
+        str | None, typer.Option(help="horizon to plot, e.g. 1h (default: the first)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
     """Forecast and anomaly metrics of the project's models on a CSV (see docs/evaluate.md)."""
-    bench = _bench_evaluate()
+    start = _date(score_from, "--score-from")
+    week = _date(plot_week, "--plot-week")
     try:
-        result = bench.evaluate(domain, path, progress=progress, tz=tz)
+        result: dict[str, Any] = evaluation.evaluate(
+            domain,
+            path,
+            progress=progress,
+            tz=tz,
+            holidays=holidays,
+            score_from=start,
+            corpus_threshold=threshold,
+            keep=plot is not None,
+        )
+        if plot is not None:
+            evaluation.plot(result, plot, week_of=week, horizon=plot_horizon)
     except ValueError as exc:  # CsvFormatError included: the user's file, not a bug
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    typer.echo(json.dumps(result, indent=2) if as_json else bench.render(result))
+    result.pop("_series", None)
+    if plot is not None:
+        result["plot"] = str(plot)
+    typer.echo(json.dumps(result, indent=2) if as_json else evaluation.render(result))

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from bench.forecast.online import Features, Step
+from shared.ml.online import Features, Step
 
 HOUR = timedelta(hours=1)
 ENERGY_DIR = Path("energy") / "cambridge_estates"

@@ -33,10 +33,10 @@ from typing import Any
 from rich.progress import Progress
 
 from bench.common import RESULTS, command_line, data_dir, run_meta, write_result
-from bench.forecast.baselines import LastValue, TimeOfWeekMean, previous_day, previous_week
 from bench.forecast.data import TRAFFIC_TZ, energy_buildings, load_energy, load_traffic
-from bench.forecast.online import MODEL, Predictor, evaluate_online, ratio
+from shared.ml.baselines import LastValue, TimeOfWeekMean, previous_day, previous_week
 from shared.ml.calendar import TownCalendar
+from shared.ml.online import MODEL, Predictor, evaluate_online, ratio
 
 DEFAULT_FORECASTER = "shared.ml.forecast:make_forecaster"
 DEFAULT_WORKERS = 2

@@ -35,7 +35,7 @@ from typing import Any
 from bench.common import RESULTS, command_line, data_dir, run_meta, write_result
 from bench.nab.corpus import Corpus, load_corpus, parse_timestamp
 from bench.nab.run import PROFILE_KEYS, Detector, load_factory
-from bench.nab.scorer import FileLabels, ProfileResult, score_corpus
+from shared.ml.nab_scoring import FileLabels, ProfileResult, score_corpus
 
 # name -> (factory spec, what it is)
 DETECTORS: dict[str, tuple[str, str]] = {
@@ -46,6 +46,14 @@ DETECTORS: dict[str, tuple[str, str]] = {
     "hst": (
         "bench.nab.compare:half_space_trees",
         "River HalfSpaceTrees on the value, min-max scaled online (River's defaults)",
+    ),
+    "context-h50": (
+        "bench.nab.compare:context_headroom_50",
+        "ContextDetector, learnt range with 50% headroom (candidate, chosen on half A)",
+    ),
+    "context-h100": (
+        "bench.nab.compare:context_headroom_100",
+        "ContextDetector, learnt range with 100% headroom (candidate, chosen on half A)",
     ),
     "cad-oracle": (
         "bench.nab.compare:context_with_file_range",
@@ -69,10 +77,22 @@ def half_space_trees() -> Detector:
     return model
 
 
+def context_headroom_50() -> Detector:
+    from shared.ml.context import ContextDetector
+
+    return ContextDetector(headroom=0.5)
+
+
+def context_headroom_100() -> Detector:
+    from shared.ml.context import ContextDetector
+
+    return ContextDetector(headroom=1.0)
+
+
 def context_with_file_range(values: Sequence[float]) -> Detector:
     """CAD OSE's NAB setting: the file's range and rest period known before the first reading."""
-    from bench.nab.scorer import probationary_length
     from shared.ml.context import ContextDetector
+    from shared.ml.nab_scoring import probationary_length
 
     rest = int(probationary_length(len(values)) / 5)
     return ContextDetector(lo=min(values), hi=max(values), rest=rest)

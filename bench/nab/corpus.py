@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from bench.nab.scorer import CostMatrix, FileLabels, load_profiles, window_rows
+from shared.ml.nab_scoring import CostMatrix, FileLabels, load_profiles, window_rows
 
 
 @dataclass(frozen=True, slots=True)

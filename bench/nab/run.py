@@ -35,7 +35,7 @@ from rich.progress import Progress
 
 from bench.common import RESULTS, command_line, data_dir, run_meta, write_result
 from bench.nab.corpus import Corpus, Series, load_corpus, parse_timestamp
-from bench.nab.scorer import ProfileResult, score_corpus
+from shared.ml.nab_scoring import ProfileResult, score_corpus
 
 DEFAULT_DETECTOR = "shared.ml.anomaly:make_detector"
 # NAB splits result file names on "_" to find the detector: the name must not contain one.

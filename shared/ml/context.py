@@ -58,6 +58,9 @@ class ContextDetector(base.AnomalyDetector):
     lo, hi
         The sensor's range when it is known (a fill level is 0-100%); else it is learnt: the
         range grows with what has been seen.
+    headroom
+        When a reading leaves the learnt range, the range grows past it by this share of the
+        new span: fewer changes of scale (each one makes every context look new).
 
     Examples
     --------
@@ -81,6 +84,7 @@ class ContextDetector(base.AnomalyDetector):
         max_active: int = 15,
         lo: float | None = None,
         hi: float | None = None,
+        headroom: float = 0.0,
     ) -> None:
         self.on = on
         self.bits = bits
@@ -90,6 +94,7 @@ class ContextDetector(base.AnomalyDetector):
         self.max_active = max_active
         self.lo = lo
         self.hi = hi
+        self.headroom = headroom
         self._lo = math.inf if lo is None else lo
         self._hi = -math.inf if hi is None else hi
         # Semi-contexts: fact groups, indexed by fact; a left one maps right ids to contexts.
@@ -309,4 +314,12 @@ class ContextDetector(base.AnomalyDetector):
                     expected.update(self._right_facts[self._right_of[cid]])
         self._expected = frozenset(expected)
         if not math.isnan(value):
-            self._lo, self._hi = min(self._lo, value), max(self._hi, value)
+            self._grow(value)
+
+    def _grow(self, value: float) -> None:
+        if self._lo > self._hi:  # the first reading
+            self._lo = self._hi = value
+        elif value > self._hi:
+            self._hi = value + self.headroom * (value - self._lo)
+        elif value < self._lo:
+            self._lo = value - self.headroom * (self._hi - value)

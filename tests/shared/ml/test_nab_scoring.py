@@ -1,4 +1,4 @@
-"""Unit tests for `bench.nab.scorer`: NAB's scoring on cases small enough to work out by hand.
+"""Unit tests for `shared.ml.nab_scoring`: NAB's scoring on cases small enough to work out by hand.
 
 The scaled sigmoid is ``2 / (1 + exp(5 p)) - 1``, i.e. ``tanh(-5 p / 2)``; a true positive is
 divided by its value at the window start, ``tanh(2.5) = 0.98661 42981 51430``.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.nab.scorer import (
+from shared.ml.nab_scoring import (
     NO_WINDOW,
     PROBATIONARY,
     CostMatrix,

@@ -1,5 +1,8 @@
 """Evaluate the project's models on a town's own history (``townpulse evaluate``).
 
+Product code (the benchmarks import the same baselines, metrics and online loop from
+``shared.ml``); the JSON it prints is documented, field by field, in docs/evaluate.md.
+
 The CSV format is documented in docs/evaluate.md: a header ``timestamp,value[,label]``, one
 reading a line, ISO 8601 timestamps (without an offset they are read in ``tz``), an empty value
 for a missing reading, and an optional ``label`` of 0/1 (1 = the reading lies in a known anomaly).
@@ -9,9 +12,11 @@ What it reports, with the same code and metrics as the benchmarks:
 - forecasts, online, at the domain's horizons, against the domain's baselines (MAE, RMSE,
   CV(RMSE)); readings are placed on a regular grid whose step is the median interval;
 - with labels, anomaly detection scored the NAB way (standard profile): each run of 1-labels is an
-  anomaly window, the threshold is optimised on this file (so it is optimistic) and, when
-  ``bench/results/nab.json`` exists, also taken from the NAB corpus run (a fair, a-priori
-  threshold).
+  anomaly window, the threshold is optimised on this file (so it is optimistic) and, when one is
+  given, also at a threshold fixed beforehand (a fair figure).
+
+The models run in the town's calendar (time zone and public holidays): local hours, weekdays and
+holidays are what the profiles learn.
 """
 
 from __future__ import annotations
@@ -31,10 +36,9 @@ from zoneinfo import ZoneInfo
 
 from rich.progress import Progress
 
-from bench.common import RESULTS
-from bench.forecast.baselines import LastValue, TimeOfWeekMean, previous_day, previous_week
-from bench.forecast.online import MODEL, Predictor, Step, evaluate_online, ratio
-from bench.nab.scorer import (
+from shared.ml.baselines import LastValue, TimeOfWeekMean, previous_day, previous_week
+from shared.ml.calendar import NO_HOLIDAYS, TownCalendar
+from shared.ml.nab_scoring import (
     CostMatrix,
     FileLabels,
     ScoredFile,
@@ -43,8 +47,12 @@ from bench.nab.scorer import (
     score_file,
     sweep,
 )
+from shared.ml.online import MODEL, HorizonResult, Predictor, Step, evaluate_online, ratio
 
 DOMAINS = ("energy", "traffic", "generic")
+HOLIDAY_COUNTRIES = ("FR", "GB", "US", NO_HOLIDAYS)
+# Version of the JSON layout (docs/evaluate.md): bumped when a field changes meaning or goes.
+SCHEMA = 2
 # NAB's standard profile (config/profiles.json).
 STANDARD = CostMatrix(tp_weight=1.0, fp_weight=0.11, fn_weight=1.0)
 DAY = timedelta(days=1)
@@ -138,33 +146,46 @@ def horizons_for(domain: str, step: timedelta) -> dict[str, int]:
 def baselines_for(
     domain: str, *, step: timedelta, tz: tzinfo
 ) -> dict[str, Callable[[], Predictor]]:
+    """Every simple baseline, for every domain: the last value (strong minutes ahead), the same
+    time yesterday and last week, and the mean of this time of the week."""
     slot = max(1, int(step.total_seconds() // 60))
 
     def time_of_week() -> TimeOfWeekMean:
         return TimeOfWeekMean(tz=tz, slot_minutes=slot)
 
-    if domain == "energy":
-        return {"previous_day": previous_day, "previous_week": previous_week}
-    if domain == "traffic":
-        return {"time_of_week_mean": time_of_week, "previous_week": previous_week}
-    return {"last_value": LastValue, "previous_day": previous_day}
+    return {
+        "last_value": LastValue,
+        "previous_day": previous_day,
+        "previous_week": previous_week,
+        "time_of_week_mean": time_of_week,
+    }
 
 
-def _default_forecaster(domain: str) -> Callable[[], Predictor]:
+def _slot_minutes(step: timedelta) -> int:
+    """Profile slots as wide as the data's step, within what a day divides into (15 min+)."""
+    minutes = max(15, int(step.total_seconds() // 60))
+    return minutes if (24 * 60) % minutes == 0 else 60
+
+
+def _default_forecaster(
+    domain: str, *, calendar: TownCalendar, step: timedelta
+) -> Callable[[], Predictor]:
     make = importlib.import_module("shared.ml.forecast").make_forecaster
 
     def factory() -> Predictor:
-        model: Predictor = make(domain)
+        model: Predictor = make(domain, slot_minutes=_slot_minutes(step), calendar=calendar)
         return model
 
     return factory
 
 
-def _default_detector(domain: str) -> Callable[[], Detector]:
+def _default_detector(
+    domain: str, *, calendar: TownCalendar, step: timedelta
+) -> Callable[[], Detector]:
     make = importlib.import_module("shared.ml.anomaly").make_detector
 
     def factory() -> Detector:
-        det: Detector = make(domain)
+        det: Detector = make(domain, slot_minutes=_slot_minutes(step), calendar=calendar)
         return det
 
     return factory
@@ -187,9 +208,10 @@ def label_windows(labels: Sequence[int]) -> tuple[tuple[int, int], ...]:
     return tuple(out)
 
 
-def nab_corpus_threshold(results_dir: Path = RESULTS) -> float | None:
+def nab_corpus_threshold(results_file: Path) -> float | None:
+    """The standard profile's threshold in a NAB results file (``bench/results/nab.json``)."""
     try:
-        data = json.loads((results_dir / "nab.json").read_text())
+        data = json.loads(results_file.read_text())
         return float(data["threshold"]["standard"])
     except (OSError, KeyError, TypeError, ValueError):
         return None
@@ -214,15 +236,23 @@ def evaluate_anomalies(
     *,
     on_row: Callable[[int], None] | None = None,
     corpus_threshold: float | None = None,
+    score_from: datetime | None = None,
 ) -> dict[str, Any]:
-    """Score every measured reading, one at a time, then NAB-score against the labels."""
-    rows = [r for r in readings if r.value is not None]
+    """Score every measured reading, one at a time, then NAB-score against the labels.
+
+    Readings before ``score_from`` are learnt but not judged.
+    """
+    measured = [r for r in readings if r.value is not None]
     det = detector_factory()
     scores: list[float] = []
-    for i, r in enumerate(rows):
+    rows = []
+    for i, r in enumerate(measured):
         x = {"ts": r.ts, "value": r.value}
-        scores.append(float(det.score_one(x)))
+        score = float(det.score_one(x))
         det.learn_one(x)
+        if score_from is None or r.ts >= score_from:
+            scores.append(score)
+            rows.append(r)
         if on_row is not None:
             on_row(i)
     labels = FileLabels("input", len(rows), label_windows([r.label or 0 for r in rows]))
@@ -252,23 +282,45 @@ def evaluate(
     progress: bool = True,
     *,
     tz: str = "UTC",
+    holidays: str = NO_HOLIDAYS,
+    score_from: datetime | None = None,
+    corpus_threshold: float | None = None,
     forecaster_factory: Callable[[], Predictor] | None = None,
     detector_factory: Callable[[], Detector] | None = None,
-    results_dir: Path = RESULTS,
+    keep: bool = False,
 ) -> dict[str, Any]:
-    """Forecast (and, with labels, anomaly) metrics of the project's models on one CSV."""
+    """Forecast (and, with labels, anomaly) metrics of the project's models on one CSV.
+
+    ``tz`` and ``holidays`` are the town's calendar: how timestamps without an offset are read
+    and what the models' local hours, weekdays and public holidays are. Every reading is learnt;
+    forecasts and anomaly scores are judged from ``score_from`` on (all of them by default).
+    With ``keep``, the per-target forecasts are returned under ``"_series"`` (for ``plot``).
+    """
     if domain not in DOMAINS:
         raise ValueError(f"domain must be one of {', '.join(DOMAINS)}")
-    zone = ZoneInfo(tz)
+    if holidays not in HOLIDAY_COUNTRIES:
+        raise ValueError(f"holidays must be one of {', '.join(HOLIDAY_COUNTRIES)}")
+    try:
+        zone = ZoneInfo(tz)
+    except (ValueError, KeyError) as exc:  # ZoneInfoNotFoundError is a KeyError
+        raise ValueError(f"unknown time zone {tz!r}") from exc
+    calendar = TownCalendar(tz, holidays)
     readings = read_readings(Path(path), tz=zone)
     step = infer_step(readings)
+    if score_from is not None and score_from.tzinfo is None:
+        score_from = score_from.replace(tzinfo=zone)
+    if score_from is not None and score_from > readings[-1].ts:
+        raise ValueError(f"--score-from {score_from.isoformat()} is after the last reading")
     steps = [Step(s.ts.astimezone(zone), s.value) for s in to_grid(readings, step)]
     horizons = horizons_for(domain, step)
     has_labels = any(r.label is not None for r in readings)
     measured = sum(r.value is not None for r in readings)
     out: dict[str, Any] = {
+        "schema": SCHEMA,
         "domain": domain,
         "path": str(path),
+        "calendar": {"timezone": tz, "holidays": holidays},
+        "score_from": None if score_from is None else score_from.isoformat(),
         "readings": len(readings),
         "first": readings[0].ts.isoformat(),
         "last": readings[-1].ts.isoformat(),
@@ -281,9 +333,11 @@ def evaluate(
         res = evaluate_online(
             steps=steps,
             horizons=list(horizons.values()),
-            model_factory=forecaster_factory or _default_forecaster(domain),
+            model_factory=forecaster_factory
+            or _default_forecaster(domain, calendar=calendar, step=step),
             baselines=baselines_for(domain, step=step, tz=zone),
             on_step=lambda i: bar.update(task, completed=i + 1) if i % 500 == 0 else None,
+            score_from=score_from,
         )
         bar.update(task, completed=len(steps))
         forecasts: dict[str, Any] = {}
@@ -293,24 +347,83 @@ def evaluate(
                 continue
             errs = res[h].errors()
             model = errs[MODEL]
+            baselines = {name: e for name, e in errs.items() if name != MODEL}
             forecasts[label] = {
                 "n": res[h].n,
                 "metrics": {name: e.as_dict() for name, e in errs.items()},
-                "mae_ratio": {
-                    name: ratio(model.mae, e.mae) for name, e in errs.items() if name != MODEL
+                "mae_ratio": {name: ratio(model.mae, e.mae) for name, e in baselines.items()},
+                "cv_rmse_ratio": {
+                    name: ratio(model.cv_rmse, e.cv_rmse) for name, e in baselines.items()
                 },
+                "strongest_baseline": min(baselines, key=lambda n: baselines[n].mae),
             }
         out["forecast"] = forecasts
         if has_labels:
             atask = bar.add_task("anomaly scores", total=measured)
             out["anomaly"] = evaluate_anomalies(
                 readings,
-                detector_factory or _default_detector(domain),
+                detector_factory or _default_detector(domain, calendar=calendar, step=step),
                 on_row=lambda i: bar.update(atask, completed=i + 1) if i % 500 == 0 else None,
-                corpus_threshold=nab_corpus_threshold(results_dir),
+                corpus_threshold=corpus_threshold,
+                score_from=score_from,
             )
             bar.update(atask, completed=measured)
+    if keep:
+        out["_series"] = {label: res[h] for label, h in horizons.items()}
     return out
+
+
+def plot(
+    result: dict[str, Any],
+    path: Path,
+    *,
+    week_of: datetime | None = None,
+    horizon: str | None = None,
+) -> Path:
+    """A PNG of one week: actual, the model's forecast and the strongest baseline's.
+
+    The week starts at ``week_of`` (default: the last seven days scored); ``horizon`` is one of
+    the result's horizons (default: the first).
+    """
+    import matplotlib
+    import matplotlib.dates
+
+    matplotlib.use("Agg")  # files only: no display on a server
+    import matplotlib.pyplot as plt
+
+    series: dict[str, HorizonResult] = result["_series"]
+    label = horizon or next(iter(series))
+    if label not in series:
+        raise ValueError(f"horizon must be one of {', '.join(series)}")
+    res = series[label]
+    if not res.targets:
+        raise ValueError(f"no {label}-ahead forecast was scored: nothing to plot")
+    start = week_of or (res.targets[-1] - timedelta(days=7))
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=res.targets[0].tzinfo)
+    end = start + timedelta(days=7)
+    idx = [i for i, t in enumerate(res.targets) if start <= t < end]
+    if not idx:
+        raise ValueError(f"no scored forecast in the week from {start.isoformat()}")
+    baseline = result["forecast"][label]["strongest_baseline"]
+    ts = matplotlib.dates.date2num([res.targets[i] for i in idx])  # type: ignore[no-untyped-call]
+    fig, ax = plt.subplots(figsize=(12, 4), dpi=100)
+    ax.plot(ts, [res.actual[i] for i in idx], label="actual", color="black", linewidth=1.2)
+    ax.plot(ts, [res.predictions[MODEL][i] for i in idx], label=f"model ({label} ahead)")
+    ax.plot(
+        ts,
+        [res.predictions[baseline][i] for i in idx],
+        label=f"{baseline} ({label} ahead)",
+        linestyle="--",
+    )
+    ax.xaxis_date(tz=start.tzinfo)
+    ax.set_title(f"{Path(result['path']).name}: week from {start:%Y-%m-%d}")
+    ax.legend(loc="upper right")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
 
 
 def render(result: dict[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""Unit tests for `bench.evaluate` and `bench.report`, with stand-in models."""
+"""Unit tests for `townpulse.evaluation` and the `townpulse evaluate` command."""
 
 from __future__ import annotations
 
@@ -7,21 +7,24 @@ import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
+import holidays as holidays_lib
 import pytest
 
-from bench import report
-from bench.evaluate import (
+from shared.ml.baselines import LastValue
+from townpulse.evaluation import (
     CsvFormatError,
     evaluate,
     horizons_for,
     infer_step,
     label_windows,
+    nab_corpus_threshold,
+    plot,
     read_readings,
     render,
     to_grid,
 )
-from bench.forecast.baselines import LastValue
 
 pytestmark = pytest.mark.unit
 
@@ -76,7 +79,7 @@ def test_read_readings_explains_bad_files(tmp_path: Path, text: str, match: str)
 
 
 def test_grid_and_step() -> None:
-    from bench.evaluate import Reading
+    from townpulse.evaluation import Reading
 
     rows = [Reading(T0 + timedelta(minutes=m), float(m), None) for m in (0, 15, 30, 61, 90)]
     # gaps 15, 15, 31, 29 min: the median is (15 + 29) / 2 = 22 min
@@ -118,24 +121,23 @@ def test_evaluate_forecasts_and_anomalies(tmp_path: Path) -> None:
         progress=False,
         forecaster_factory=LastValue,
         detector_factory=Jumpy,
-        results_dir=tmp_path,
     )
     assert out["step_minutes"] == 60
     assert set(out["forecast"]) == {"1h", "24h"}
     one = out["forecast"]["1h"]
-    assert set(one["metrics"]) == {"model", "previous_day", "previous_week"}
+    assert set(one["metrics"]) == {"model", *BASELINES}
     assert one["n"] > 0
     anomaly = out["anomaly"]
     assert anomaly["windows"] == 1
     # caught at the first reading of the window, and one false positive when it drops back
     assert anomaly["at_file_optimised_threshold"]["windows_detected"] == 1
     assert 0 < anomaly["nab_standard_file_optimised"] <= 100
-    assert "at_nab_corpus_threshold" not in anomaly  # no nab.json in results_dir
+    assert "at_nab_corpus_threshold" not in anomaly  # no threshold given
     text = render(out)
     assert "24h ahead" in text and "previous_week" in text and "labelled windows" in text
 
 
-def test_evaluate_uses_the_nab_corpus_threshold_when_known(tmp_path: Path) -> None:
+def test_evaluate_uses_a_threshold_fixed_beforehand(tmp_path: Path) -> None:
     (tmp_path / "nab.json").write_text(json.dumps({"threshold": {"standard": 0.5}}))
     out = evaluate(
         "generic",
@@ -143,7 +145,7 @@ def test_evaluate_uses_the_nab_corpus_threshold_when_known(tmp_path: Path) -> No
         progress=False,
         forecaster_factory=LastValue,
         detector_factory=Jumpy,
-        results_dir=tmp_path,
+        corpus_threshold=nab_corpus_threshold(tmp_path / "nab.json"),
     )
     assert out["anomaly"]["at_nab_corpus_threshold"]["threshold"] == 0.5
     assert "nab_standard_at_corpus_threshold" in out["anomaly"]
@@ -157,7 +159,7 @@ def test_evaluate_without_labels_reports_forecasts_only(tmp_path: Path) -> None:
         forecaster_factory=LastValue,
     )
     assert "anomaly" not in out
-    assert set(out["forecast"]["1h"]["metrics"]) == {"model", "time_of_week_mean", "previous_week"}
+    assert set(out["forecast"]["1h"]["metrics"]) == {"model", *BASELINES}
 
 
 def test_evaluate_refuses_unknown_domains(tmp_path: Path) -> None:
@@ -165,46 +167,73 @@ def test_evaluate_refuses_unknown_domains(tmp_path: Path) -> None:
         evaluate("water", _history(tmp_path, labels=False), progress=False)
 
 
-# --- report -----------------------------------------------------------------------------------
-
-META = {
-    "command": "python -m bench.nab.run",
-    "date": "2026-01-01T00:00:00+00:00",
-    "machine": {"cores": 2, "memory_gb": 8.0, "cpu": "Test CPU"},
-    "commit": {"sha": "0123456789abcdef", "dirty": False},
-}
+BASELINES = {"last_value", "previous_day", "previous_week", "time_of_week_mean"}
 
 
-def test_report_puts_our_nab_row_into_the_scoreboard(tmp_path: Path) -> None:
-    board = tmp_path / "SCOREBOARD.md"
-    board.write_text(
-        "## Main scoreboard (NAB v1.0)\n\n| Detector | Standard | Reward Low FP | Reward Low FN |\n"
-        "|---|---|---|---|\n| Perfect | 100.0 | 100.0 | 100.0 |\n"
-        "| Numenta HTM | 70.5-69.7 | 62.6 | 75.2 |\n| Null | 0.0 | 0.0 | 0.0 |\n\n"
-        "## Additional HTM variants\n\n| Detector | Standard | Reward Low FP | Reward Low FN |\n"
-        "|---|---|---|---|\n| Other | 1 | 2 | 3 |\n"
+def _holiday_fixture(tmp_path: Path) -> Path:
+    """A building in Chicago, open 9-17 local time on workdays, closed on weekends and US public
+    holidays, for 20 weeks of 2026 (Memorial Day, Juneteenth, Independence Day inside); the
+    timestamps are UTC, so only the right time zone puts the opening hours in the same slots."""
+    chicago = ZoneInfo("America/Chicago")
+    us = holidays_lib.country_holidays("US", years=2026)
+    lines = ["timestamp,value"]
+    start = datetime(2026, 3, 2, tzinfo=UTC)
+    for i in range(24 * 7 * 20):
+        ts = start + timedelta(hours=i)
+        local = ts.astimezone(chicago)
+        open_ = local.weekday() < 5 and local.date() not in us and 9 <= local.hour < 17
+        lines.append(f"{ts.isoformat()},{100.0 if open_ else 10.0}")
+    return _csv(tmp_path, "\n".join(lines) + "\n")
+
+
+def test_calendar_options_drive_the_models_calendar(tmp_path: Path) -> None:
+    """The right town (Chicago, US holidays) forecasts the day ahead best; each wrong option
+    costs accuracy. The baselines do not know holidays, so only the model's figure moves."""
+    path = _holiday_fixture(tmp_path)
+
+    def day_ahead_mae(tz: str, holidays: str) -> float:
+        out = evaluate(
+            "energy", path, progress=False, tz=tz, holidays=holidays, score_from=SCORE_FROM
+        )
+        assert out["calendar"] == {"timezone": tz, "holidays": holidays}
+        mae: float = out["forecast"]["24h"]["metrics"]["model"]["mae"]
+        return mae
+
+    right = day_ahead_mae("America/Chicago", "US")
+    assert right < day_ahead_mae("America/Chicago", "none")
+    assert right < day_ahead_mae("America/Chicago", "FR")
+    assert right < day_ahead_mae("Europe/Paris", "US")
+
+
+SCORE_FROM = datetime(2026, 5, 1, tzinfo=UTC)
+
+
+def test_score_from_judges_only_the_later_period(tmp_path: Path) -> None:
+    path = _holiday_fixture(tmp_path)
+    whole = evaluate("energy", path, progress=False, forecaster_factory=LastValue)
+    later = evaluate(
+        "energy", path, progress=False, forecaster_factory=LastValue, score_from=SCORE_FROM
     )
-    results = tmp_path / "results"
-    results.mkdir()
-    nab = {
-        "meta": META,
-        "benchmark": "nab",
-        "detector": "townpulse",
-        "standard": 50.0,
-        "reward_low_FP_rate": 40.0,
-        "reward_low_FN_rate": 60.0,
-        "threshold": {"standard": 0.9},
-    }
-    (results / "nab.json").write_text(json.dumps(nab))
-    (results / "throughput.json").write_text(json.dumps({"meta": META, "events_per_s": 1234}))
-    text = report.build(results, scoreboard=board)
-    lines = text.splitlines()
-    ours = next(i for i, line in enumerate(lines) if "this run" in line)
-    assert "Numenta HTM" in lines[ours - 1] and "Null" in lines[ours + 1]
-    assert "Other" not in text
-    assert "`python -m bench.nab.run`" in text and "2 cores, 8.0 GB, Test CPU" in text
-    assert "`0123456789ab`" in text
-    assert "| events_per_s | 1234 |" in text
+    assert later["score_from"] == SCORE_FROM.isoformat()
+    assert 0 < later["forecast"]["1h"]["n"] < whole["forecast"]["1h"]["n"]
+    with pytest.raises(ValueError, match="after the last reading"):
+        evaluate("energy", path, progress=False, score_from=datetime(2030, 1, 1, tzinfo=UTC))
+
+
+def test_evaluate_refuses_unknown_calendars(tmp_path: Path) -> None:
+    path = _history(tmp_path, labels=False)
+    with pytest.raises(ValueError, match="holidays"):
+        evaluate("energy", path, progress=False, holidays="XX")
+    with pytest.raises(ValueError, match="time zone"):
+        evaluate("energy", path, progress=False, tz="Mars/Olympus")
+
+
+def test_plot_writes_a_png_of_one_week(tmp_path: Path) -> None:
+    out = evaluate("energy", _history(tmp_path, labels=False), progress=False, keep=True)
+    png = plot(out, tmp_path / "week.png", horizon="24h")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="horizon"):
+        plot(out, tmp_path / "x.png", horizon="3h")
 
 
 # --- the `townpulse evaluate` command ---------------------------------------------------------
@@ -228,6 +257,38 @@ def test_cli_prints_the_report_with_the_projects_models(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "1h ahead" in result.output and "previous_day" in result.output
+
+
+def test_cli_json_is_the_documented_layout(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    png = tmp_path / "week.png"
+    args = [str(_history(tmp_path, labels=True)), "--json", "--no-progress", "--tz", "UTC"]
+    args += ["--holidays", "GB", "--plot", str(png), "--score-from", "2024-01-10"]
+    result = CliRunner().invoke(_cli(), args)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    documented = {
+        "schema",
+        "domain",
+        "path",
+        "calendar",
+        "score_from",
+        "readings",
+        "first",
+        "last",
+        "step_minutes",
+        "grid_steps",
+        "missing_steps",
+        "forecast",
+        "anomaly",
+        "plot",
+    }
+    assert set(out) == documented
+    assert out["schema"] == 2 and out["plot"] == str(png) and png.is_file()
+    one = out["forecast"]["1h"]
+    assert set(one) == {"n", "metrics", "mae_ratio", "cv_rmse_ratio", "strongest_baseline"}
+    assert set(one["mae_ratio"]) == BASELINES
 
 
 def test_cli_explains_a_bad_file(tmp_path: Path) -> None:

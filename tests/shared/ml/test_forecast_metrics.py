@@ -10,16 +10,16 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bench.forecast.baselines import (
+from bench.forecast.data import load_energy, load_traffic
+from shared.ml.baselines import (
     LastValue,
     SeasonalPersistence,
     TimeOfWeekMean,
     previous_day,
     previous_week,
 )
-from bench.forecast.data import load_energy, load_traffic
-from bench.forecast.metrics import cv_rmse, errors, mae, nrmse_range, rmse
-from bench.forecast.online import MODEL, Step, evaluate_online
+from shared.ml.metrics import cv_rmse, errors, mae, nrmse_range, rmse
+from shared.ml.online import MODEL, Step, evaluate_online
 
 pytestmark = pytest.mark.unit
 

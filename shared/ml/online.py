@@ -16,7 +16,7 @@ methods are compared on the same steps.
 Examples
 --------
 >>> from datetime import UTC, datetime, timedelta
->>> from bench.forecast.baselines import previous_day
+>>> from shared.ml.baselines import previous_day
 >>> t0 = datetime(2024, 1, 1, tzinfo=UTC)
 >>> steps = [Step(t0 + timedelta(hours=i), float(i % 24), {}) for i in range(24 * 4)]
 >>> res = evaluate_online(steps=steps, horizons=[1], model_factory=previous_day,
@@ -35,7 +35,7 @@ from typing import Any, Protocol
 
 from river.time_series.base import Forecaster
 
-from bench.forecast.metrics import Errors, errors
+from shared.ml.metrics import Errors, errors
 
 Features = dict[str, Any]
 MODEL = "model"
@@ -82,8 +82,13 @@ def evaluate_online(
     model_factory: Callable[[], Predictor],
     baselines: Mapping[str, Callable[[], Predictor]],
     on_step: Callable[[int], None] | None = None,
+    score_from: datetime | None = None,
 ) -> dict[int, HorizonResult]:
-    """Stream ``steps`` through a fresh model and baselines; predictions per horizon (in steps)."""
+    """Stream ``steps`` through a fresh model and baselines; predictions per horizon (in steps).
+
+    Every step is learnt; only targets at or after ``score_from`` are scored (warm up on one
+    period, judge another).
+    """
     if any(h < 1 for h in horizons):
         raise ValueError("horizons are whole steps >= 1")
     methods: dict[str, Predictor] = {MODEL: model_factory()}
@@ -96,8 +101,9 @@ def evaluate_online(
         waiting = pending.pop(i, {})
         if step.value is not None:
             y = float(step.value)
-            for h, preds in waiting.items():
-                _record(results[h], step.ts, y, preds)
+            if score_from is None or step.ts >= score_from:
+                for h, preds in waiting.items():
+                    _record(results[h], step.ts, y, preds)
             x = step.x()
             for method in methods.values():
                 learn(method, x, y)

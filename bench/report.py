@@ -78,7 +78,7 @@ def nab_section(name: str, r: dict[str, Any], scoreboard: Path) -> list[str]:
     lines += [
         "",
         f"Detector `{r.get('detector_factory')}` run over {r.get('files')} series "
-        f"({r.get('rows')} readings), one reading at a time; scored by `bench/nab/scorer.py` "
+        f"({r.get('rows')} readings), one reading at a time; scored by `shared/ml/nab_scoring.py` "
         "(NAB v1.1 algorithm), threshold optimised over the corpus per profile. Per-series scores "
         f"in NAB's layout: `{r.get('results_dir')}/`. Target: standard >= 70 (stretch 75).",
         "",
@@ -109,9 +109,10 @@ def nab_section(name: str, r: dict[str, Any], scoreboard: Path) -> list[str]:
         lines += ["", "Published rows: NAB README scoreboard (NAB v1.0), via `nab/SCOREBOARD.md`."]
         lines += [
             "",
-            "Honest note: the generic detector's few parameters (window, adaptation rates) "
-            "were chosen among a handful of settings on this very corpus, so this is an "
-            "in-sample figure; the services' energy and traffic parameters were not.",
+            "**In-sample label**: the generic residual detector's few parameters (window, "
+            "adaptation rates) were chosen among a handful of settings on this very corpus; "
+            "the services' energy and traffic parameters were not. The detectors compared "
+            "with an out-of-sample half are in the section above.",
         ]
     th = r.get("threshold", {})
     lines += [
@@ -128,55 +129,65 @@ def energy_section(r: dict[str, Any]) -> list[str]:
     lines = ["## Forecast quality: building energy", ""]
     lines += _meta(r.get("meta"))
     t = r.get("targets", {})
+    targets = "; ".join(
+        f"{label} ahead <= {v['ratio']}x {v['baseline'].replace('_', ' ')}"
+        for label, v in t.items()
+        if isinstance(v, dict)
+    )
     lines += [
         "",
-        f"{r.get('dataset')}. Forecaster `{r.get('forecaster')}` (domain `energy`), online; "
-        f"baselines learn online too. Targets: <= {t.get('ratio_to_previous_day')}x "
-        f"previous-day persistence (MAE and CV(RMSE)) and CV(RMSE) <= "
-        f"{_pct(t.get('cv_rmse'))} (ASHRAE Guideline 14, hourly). Means are over buildings.",
+        f"{r.get('dataset')}. Forecaster `{r.get('forecaster')}` (domain `energy`), online, in "
+        "the buildings' own calendar (Europe/London, GB holidays); baselines learn online too. "
+        f"Targets (issue 10): {targets} (MAE; a day ahead also CV(RMSE), on the mean and on >= "
+        "9 of 12 buildings). Means are over buildings. **In-sample label**: no parameter was "
+        "fitted to these buildings, but the model's structure (adding the fading residual "
+        "correction) was chosen after seeing its hour-ahead results on them: treat these as "
+        "in-sample figures.",
         "",
     ]
     rows = []
     for label, s in r["summary"].items():
-        cv = s["mean_cv_rmse"]
+        tg = s["target"]
         rows.append(
             [
                 label,
-                _pct(cv.get("model")),
-                _pct(cv.get("previous_day")),
-                _pct(cv.get("previous_week")),
-                s["mean_mae_ratio_previous_day"],
-                s["mean_cv_rmse_ratio_previous_day"],
-                _ok(s["meets_ratio_target"]),
-                _ok(s["meets_ashrae_cv_rmse"]),
-                f"{s['buildings_ratio_le_0_8']}/{s['buildings']}",
-                f"{s['buildings_cv_rmse_le_30pct']}/{s['buildings']}",
+                tg["baseline"],
+                tg["ratio"],
+                tg["mean_mae_ratio"],
+                tg["mean_cv_rmse_ratio"],
+                tg["worst_mae_ratio"],
+                f"{tg['buildings_within']}/{s['buildings']}",
+                _ok(tg["met"]),
             ]
         )
     lines += _table(
         [
             "horizon",
-            "CV(RMSE) model",
-            "CV(RMSE) prev. day",
-            "CV(RMSE) prev. week",
-            "MAE ratio to prev. day",
-            "CV(RMSE) ratio to prev. day",
-            "<= 0.8x",
-            "<= 30%",
-            "buildings <= 0.8x",
-            "buildings <= 30%",
+            "baseline",
+            "target ratio",
+            "mean MAE ratio",
+            "mean CV(RMSE) ratio",
+            "worst MAE ratio",
+            "buildings within (MAE and CV)",
+            "target met",
         ],
         rows,
     )
-    lines += [
-        "",
-        "Per building (CV(RMSE) of the model; MAE ratio to previous-day persistence):",
-        "",
-    ]
+    lines += ["", "Mean ratio of the model to every baseline (MAE / CV(RMSE)):", ""]
+    names = ["last_value", "previous_day", "previous_week", "hour_of_week_mean"]
+    brow = []
+    for label, s in r["summary"].items():
+        m = s["mean_ratios"]
+        brow.append(
+            [label, _pct(s["mean_cv_rmse"].get("model"))]
+            + [f"{m.get(f'mae_ratio_{n}')} / {m.get(f'cv_rmse_ratio_{n}')}" for n in names]
+        )
+    lines += _table(["horizon", "CV(RMSE) model", *names], brow)
+    lines += ["", "Per building (model MAE / baseline MAE):", ""]
     horizons = list(r["summary"])
     head = ["building", "mean kWh/h"]
     for label in horizons:
-        head += [f"{label} CV(RMSE)", f"{label} MAE ratio"]
+        head += [f"{label} CV(RMSE)", f"{label} / last value", f"{label} / prev. week"]
     prow = []
     # Result files sort keys alphabetically (b105 before b2); buildings read better by number.
     for b, d in sorted(r["per_building"].items(), key=lambda kv: (len(kv[0]), kv[0])):
@@ -185,10 +196,65 @@ def energy_section(r: dict[str, Any]) -> list[str]:
         for label in horizons:
             row += [
                 _pct(d[label]["metrics"]["model"]["cv_rmse"]),
-                d[label]["mae_ratio_previous_day"],
+                d[label].get("mae_ratio_last_value"),
+                d[label].get("mae_ratio_previous_week"),
             ]
         prow.append(row)
     lines += _table(head, prow)
+    lines.append("")
+    return lines
+
+
+def nab_compare_section(r: dict[str, Any], scoreboard: Path) -> list[str]:
+    lines = ["## Anomaly detection: NAB, detectors compared (one run, one scorer)", ""]
+    lines += _meta(r.get("meta"))
+    halves = r.get("halves", {})
+    lines += [
+        "",
+        "Protocol (`bench/nab/compare.py`, fixed before any run): the corpus is split in two "
+        "halves, within each category the files sorted by name, even positions in **A** "
+        f"({len(halves.get('A', []))} files, where parameters may be chosen), odd positions in "
+        f"**B** ({len(halves.get('B', []))} files, never looked at while choosing). Scores: NAB "
+        "standard / reward low FP / reward low FN, normalised like NAB. *whole*: threshold "
+        "optimised over the corpus (NAB's own protocol, comparable to its scoreboard); *A*: "
+        "A's optimal threshold; *B at A's threshold*: **out-of-sample** (neither parameters nor "
+        "threshold saw B). Every series streams through a fresh detector: score, then learn. "
+        "Time per reading is the detector's own (score + learn), on a shared, loaded machine.",
+        "",
+    ]
+
+    def cell(d: dict[str, Any] | None) -> str:
+        if not d:
+            return "-"
+        return " / ".join(
+            f"{d[k]['score']:.1f}" for k in ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
+        )
+
+    rows = []
+    for name, d in r.get("detectors", {}).items():
+        rows.append(
+            [
+                f"`{name}`",
+                d.get("what", ""),
+                d.get("label", ""),
+                cell(d.get("whole")),
+                cell(d.get("A")),
+                cell(d.get("B_at_A_threshold")),
+                d.get("us_per_reading"),
+            ]
+        )
+    lines += _table(
+        [
+            "detector",
+            "what",
+            "label",
+            "whole (in-sample for tuned rows)",
+            "A",
+            "B at A's threshold (out-of-sample)",
+            "µs/reading",
+        ],
+        rows,
+    )
     lines.append("")
     return lines
 
@@ -236,7 +302,9 @@ def waste_section(r: dict[str, Any]) -> list[str]:
         f"{setup['bins']} simulated bins over {setup['weeks']} weeks ({setup['warmup_weeks']} of "
         f"warm-up), full at {setup['full_pct']} %, collected {setup['collections']}; "
         f"{setup['scored']}. Target: MAE < {target} h for bins filling over 2 days or more: "
-        f"{_ok(r.get('meets_target'))}."
+        f"{_ok(r.get('meets_target'))}. **In-sample label**: the simulator fills bins with the "
+        "weekday x hour habits the model learns; see the other towns below for out-of-sample "
+        "figures."
     )
     rows = [_err_row("bins filling in >= 2 days", r["bins_filling_2_days_or_more"])]
     rows += [
@@ -252,6 +320,54 @@ def waste_section(r: dict[str, Any]) -> list[str]:
         "p90 (h)",
         "bias (h)",
         "truth inside interval",
+    ]
+    return [*lines, "", *_table(head, rows), ""]
+
+
+def waste_other_towns_section(r: dict[str, Any]) -> list[str]:
+    setup = r["setup"]
+    lines = ["## Waste: time-to-full in towns unlike the model, against baselines", ""]
+    lines += [*_meta(r.get("meta")), ""]
+    lines.append(
+        f"{setup['bins']} bins per town, {setup['weeks']} weeks ({setup['warmup_weeks']} of "
+        f"warm-up), readings {setup['readings']}, full at {setup['full_pct']} %. Towns written "
+        "down before any run, fill processes unlike the model's weekday x hour structure; "
+        "nothing tuned on them: **out-of-sample**. Baselines: `rate_48h` (slope of the last 48 h "
+        "of the cycle, extrapolated), `weekday_mean_rate` (mean rise per weekday, integrated). "
+        "MAE on the instants where every method gave a time; coverage = share of instants with "
+        "a time."
+    )
+    lines.append("")
+    for name, desc in setup["towns"].items():
+        lines.append(f"- `{name}`: {desc}")
+    rows = []
+    for name, t in r["towns"].items():
+        for cls, key in (("fill >= 2 days", "bins_filling_2_days_or_more"), ("all", "all_bins")):
+            s = t[key]
+            if not s.get("common"):
+                rows.append([name, cls, s.get("n"), 0, "-", "-", "-", "-"])
+                continue
+            rows.append(
+                [
+                    name,
+                    cls,
+                    s["common"],
+                    f"{s['model']['mae_h']} ({s['model']['coverage']:.0%})",
+                    f"{s['rate_48h']['mae_h']} ({s['rate_48h']['coverage']:.0%})",
+                    f"{s['weekday_mean_rate']['mae_h']} ({s['weekday_mean_rate']['coverage']:.0%})",
+                    s["strongest_baseline"],
+                    s["model_mae_ratio_to_strongest"],
+                ]
+            )
+    head = [
+        "town",
+        "bins",
+        "predictions",
+        "model MAE h (coverage)",
+        "rate_48h",
+        "weekday_mean_rate",
+        "strongest baseline",
+        "model / strongest",
     ]
     return [*lines, "", *_table(head, rows), ""]
 
@@ -427,7 +543,7 @@ def generic_section(name: str, r: dict[str, Any]) -> list[str]:
     return lines
 
 
-ORDER = {"nab": 0, "forecast_energy": 1, "forecast_traffic": 2}
+ORDER = {"nab_compare": 0, "nab": 1, "forecast_energy": 2, "forecast_traffic": 3}
 
 
 def build(results_dir: Path = RESULTS, *, scoreboard: Path | None = None) -> str:
@@ -444,12 +560,16 @@ def build(results_dir: Path = RESULTS, *, scoreboard: Path | None = None) -> str
         )
         if kind == "nab":
             lines += nab_section(path.stem, r, board)
+        elif kind == "nab_compare":
+            lines += nab_compare_section(r, board)
         elif kind == "forecast_energy":
             lines += energy_section(r)
         elif kind == "forecast_traffic":
             lines += traffic_section(r)
         elif kind == "waste_time_to_full":
             lines += waste_section(r)
+        elif kind == "waste_other_towns":
+            lines += waste_other_towns_section(r)
         elif kind == "traffic_forecast_sim":
             lines += traffic_sim_section(r)
         elif path.stem == "alerts_fanout":

@@ -51,9 +51,9 @@ DETECTORS: dict[str, tuple[str, str]] = {
         "bench.nab.compare:context_headroom_50",
         "ContextDetector, learnt range with 50% headroom (candidate, chosen on half A)",
     ),
-    "context-h100": (
-        "bench.nab.compare:context_headroom_100",
-        "ContextDetector, learnt range with 100% headroom (candidate, chosen on half A)",
+    "context-cal750": (
+        "bench.nab.compare:context_calibrated_750",
+        "ContextDetector, range learnt over the first 750 readings, then fixed (candidate)",
     ),
     "cad-oracle": (
         "bench.nab.compare:context_with_file_range",
@@ -83,10 +83,10 @@ def context_headroom_50() -> Detector:
     return ContextDetector(headroom=0.5)
 
 
-def context_headroom_100() -> Detector:
+def context_calibrated_750() -> Detector:
     from shared.ml.context import ContextDetector
 
-    return ContextDetector(headroom=1.0)
+    return ContextDetector(calibration=750)
 
 
 def context_with_file_range(values: Sequence[float]) -> Detector:

@@ -61,6 +61,10 @@ class ContextDetector(base.AnomalyDetector):
     headroom
         When a reading leaves the learnt range, the range grows past it by this share of the
         new span: fewer changes of scale (each one makes every context look new).
+    calibration
+        Readings after which a learnt range stops growing (0: never stops); later readings
+        outside it fall in the lowest or highest level. A fixed scale keeps every learnt
+        context valid.
 
     Examples
     --------
@@ -85,6 +89,7 @@ class ContextDetector(base.AnomalyDetector):
         lo: float | None = None,
         hi: float | None = None,
         headroom: float = 0.0,
+        calibration: int = 0,
     ) -> None:
         self.on = on
         self.bits = bits
@@ -95,6 +100,7 @@ class ContextDetector(base.AnomalyDetector):
         self.lo = lo
         self.hi = hi
         self.headroom = headroom
+        self.calibration = calibration
         self._lo = math.inf if lo is None else lo
         self._hi = -math.inf if hi is None else hi
         # Semi-contexts: fact groups, indexed by fact; a left one maps right ids to contexts.
@@ -313,7 +319,7 @@ class ContextDetector(base.AnomalyDetector):
                 elif weight == best:
                     expected.update(self._right_facts[self._right_of[cid]])
         self._expected = frozenset(expected)
-        if not math.isnan(value):
+        if not math.isnan(value) and not (0 < self.calibration <= self._steps):
             self._grow(value)
 
     def _grow(self, value: float) -> None:

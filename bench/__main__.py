@@ -2,7 +2,8 @@
 
 Each step can be run on its own: ``python -m bench.nab.run``, ``python -m bench.nab.compare``,
 ``python -m bench.forecast.run all``, ``python -m bench.waste_time_to_full``, ``python -m
-bench.waste_other_towns``, ``python -m bench.traffic_forecast_sim``, ``python -m bench.report``. Extra arguments (e.g. ``--data-dir``) go to the benchmarks.
+bench.waste_other_towns``, ``python -m bench.traffic_forecast_sim``, ``python -m bench.report``.
+Extra arguments (e.g. ``--data-dir``) go to the benchmarks.
 """
 
 from __future__ import annotations

@@ -51,6 +51,14 @@ DETECTORS: dict[str, tuple[str, str]] = {
         "bench.nab.compare:context_headroom_50",
         "ContextDetector, learnt range with 50% headroom (candidate, chosen on half A)",
     ),
+    "context-cal750-m50": (
+        "bench.nab.compare:context_calibrated_750_margin_50",
+        "ContextDetector, range of the first 750 readings widened by 50% each side (candidate)",
+    ),
+    "context-cal750-m100": (
+        "bench.nab.compare:context_calibrated_750_margin_100",
+        "ContextDetector, range of the first 750 readings widened by 100% each side (candidate)",
+    ),
     "context-cal750": (
         "bench.nab.compare:context_calibrated_750",
         "ContextDetector, range learnt over the first 750 readings, then fixed (candidate)",
@@ -81,6 +89,18 @@ def context_headroom_50() -> Detector:
     from shared.ml.context import ContextDetector
 
     return ContextDetector(headroom=0.5)
+
+
+def context_calibrated_750_margin_50() -> Detector:
+    from shared.ml.context import ContextDetector
+
+    return ContextDetector(calibration=750, margin=0.5)
+
+
+def context_calibrated_750_margin_100() -> Detector:
+    from shared.ml.context import ContextDetector
+
+    return ContextDetector(calibration=750, margin=1.0)
 
 
 def context_calibrated_750() -> Detector:

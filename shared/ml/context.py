@@ -65,6 +65,9 @@ class ContextDetector(base.AnomalyDetector):
         Readings after which a learnt range stops growing (0: never stops); later readings
         outside it fall in the lowest or highest level. A fixed scale keeps every learnt
         context valid.
+    margin
+        At the end of the calibration the range is widened by this share of its span on each
+        side: room for what the calibration did not see, normal readings in the middle levels.
 
     Examples
     --------
@@ -90,6 +93,7 @@ class ContextDetector(base.AnomalyDetector):
         hi: float | None = None,
         headroom: float = 0.0,
         calibration: int = 0,
+        margin: float = 0.0,
     ) -> None:
         self.on = on
         self.bits = bits
@@ -101,6 +105,7 @@ class ContextDetector(base.AnomalyDetector):
         self.hi = hi
         self.headroom = headroom
         self.calibration = calibration
+        self.margin = margin
         self._lo = math.inf if lo is None else lo
         self._hi = -math.inf if hi is None else hi
         # Semi-contexts: fact groups, indexed by fact; a left one maps right ids to contexts.
@@ -321,6 +326,9 @@ class ContextDetector(base.AnomalyDetector):
         self._expected = frozenset(expected)
         if not math.isnan(value) and not (0 < self.calibration <= self._steps):
             self._grow(value)
+        if self._steps == self.calibration and self._lo <= self._hi:
+            span = self._hi - self._lo
+            self._lo, self._hi = self._lo - self.margin * span, self._hi + self.margin * span
 
     def _grow(self, value: float) -> None:
         if self._lo > self._hi:  # the first reading

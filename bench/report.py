@@ -125,6 +125,38 @@ def nab_section(name: str, r: dict[str, Any], scoreboard: Path) -> list[str]:
     return lines
 
 
+def nab_tuning_section(r: dict[str, Any]) -> list[str]:
+    lines = ["## Anomaly detection: settings tried on NAB half A (tuning log)", ""]
+    lines += [r.get("note", ""), ""]
+    rows = [
+        [
+            f"`{run['candidate']}`",
+            run["what"],
+            " / ".join(
+                f"{run['A'][k]['score']:.1f}"
+                for k in ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
+            ),
+            run["us_per_reading"],
+            f"`{run['command']}`",
+            f"`{run['commit']['sha'][:12]}`" + (" (dirty)" if run["commit"].get("dirty") else ""),
+        ]
+        for run in r["runs"]
+    ]
+    lines += _table(
+        [
+            "candidate",
+            "what",
+            "A: standard / low FP / low FN (in-sample)",
+            "µs/reading",
+            "command",
+            "commit",
+        ],
+        rows,
+    )
+    lines.append("")
+    return lines
+
+
 def energy_section(r: dict[str, Any]) -> list[str]:
     lines = ["## Forecast quality: building energy", ""]
     lines += _meta(r.get("meta"))
@@ -205,6 +237,12 @@ def energy_section(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def compare_labels() -> dict[str, str]:
+    from bench.nab.compare import LABELS
+
+    return LABELS
+
+
 def nab_compare_section(r: dict[str, Any], scoreboard: Path) -> list[str]:
     lines = ["## Anomaly detection: NAB, detectors compared (one run, one scorer)", ""]
     lines += _meta(r.get("meta"))
@@ -236,7 +274,7 @@ def nab_compare_section(r: dict[str, Any], scoreboard: Path) -> list[str]:
             [
                 f"`{name}`",
                 d.get("what", ""),
-                d.get("label", ""),
+                d.get("label") or compare_labels().get(name, ""),
                 cell(d.get("whole")),
                 cell(d.get("A")),
                 cell(d.get("B_at_A_threshold")),
@@ -543,7 +581,7 @@ def generic_section(name: str, r: dict[str, Any]) -> list[str]:
     return lines
 
 
-ORDER = {"nab_compare": 0, "nab": 1, "forecast_energy": 2, "forecast_traffic": 3}
+ORDER = {"nab_compare": 0, "nab_tuning": 1, "nab": 2, "forecast_energy": 3, "forecast_traffic": 4}
 
 
 def build(results_dir: Path = RESULTS, *, scoreboard: Path | None = None) -> str:
@@ -562,6 +600,8 @@ def build(results_dir: Path = RESULTS, *, scoreboard: Path | None = None) -> str
             lines += nab_section(path.stem, r, board)
         elif kind == "nab_compare":
             lines += nab_compare_section(r, board)
+        elif kind == "nab_tuning":
+            lines += nab_tuning_section(r)
         elif kind == "forecast_energy":
             lines += energy_section(r)
         elif kind == "forecast_traffic":

@@ -37,7 +37,7 @@ import random
 import statistics
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -109,9 +109,18 @@ DESCRIPTIONS = {
     "drifting 0.7x -> 1.5x over ten weeks; collected the morning after 90% or after 7 days; "
     "noise 2 points",
 }
+
+
+@dataclass(frozen=True)
+class TownSpec:
+    seed: int
+    noise: float  # sensor noise, percentage points (standard deviation)
+    step: Callable[[Bin, datetime], tuple[float, bool]]
+
+
 TOWNS = {
-    "steady-noisy": {"seed": 101, "noise": 2.5, "step": _steady_noisy},
-    "drift-events": {"seed": 202, "noise": 2.0, "step": _drift_events},
+    "steady-noisy": TownSpec(seed=101, noise=2.5, step=_steady_noisy),
+    "drift-events": TownSpec(seed=202, noise=2.0, step=_drift_events),
 }
 
 
@@ -135,7 +144,7 @@ class Truth:
 
 def simulate(town: str, *, bins: int = BINS) -> dict[str, tuple[Bin, Truth]]:
     spec = TOWNS[town]
-    rng = random.Random(spec["seed"])
+    rng = random.Random(spec.seed)
     out: dict[str, tuple[Bin, Truth]] = {}
     end = START + timedelta(weeks=WEEKS)
     for i in range(bins):
@@ -144,7 +153,7 @@ def simulate(town: str, *, bins: int = BINS) -> dict[str, tuple[Bin, Truth]]:
         truth = Truth(cycles=[(START, None)])
         ts = START
         while ts < end:
-            rise, collect = spec["step"](b, ts)
+            rise, collect = spec.step(b, ts)
             prev = b.fill
             if collect:
                 b.fill, b.pending, b.last_collection = rng.uniform(0, 5), False, ts
@@ -161,7 +170,7 @@ def simulate(town: str, *, bins: int = BINS) -> dict[str, tuple[Bin, Truth]]:
             # the level moves linearly within the hour; each reading has its own noise.
             for q in range(1, 5):
                 level = prev + (b.fill - prev) * q / 4
-                noisy = min(100.0, max(0.0, level + rng.gauss(0, spec["noise"])))
+                noisy = min(100.0, max(0.0, level + rng.gauss(0, spec.noise)))
                 truth.readings.append((ts + q * QUARTER, noisy))
             ts += HOUR
         out[b.id] = (b, truth)

@@ -64,7 +64,8 @@ class ContextDetector(base.AnomalyDetector):
     calibration
         Readings after which a learnt range stops growing (0: never stops); later readings
         outside it fall in the lowest or highest level. A fixed scale keeps every learnt
-        context valid.
+        context valid. 750 (about a week of 15-minute readings) was the best of the settings
+        tried on half A of NAB (see BENCHMARKS.md).
     margin
         At the end of the calibration the range is widened by this share of its span on each
         side: room for what the calibration did not see, normal readings in the middle levels.
@@ -92,7 +93,7 @@ class ContextDetector(base.AnomalyDetector):
         lo: float | None = None,
         hi: float | None = None,
         headroom: float = 0.0,
-        calibration: int = 0,
+        calibration: int = 750,
         margin: float = 0.0,
     ) -> None:
         self.on = on

@@ -73,6 +73,14 @@ CANDIDATES: dict[str, tuple[str, str]] = {
         "bench.nab.compare:context_calibrated_750_margin_100",
         "ContextDetector, range of the first 750 readings widened by 100% each side",
     ),
+    "context-cal750-relearn": (
+        "bench.nab.compare:context_calibrated_750_relearn",
+        "ContextDetector, range of the first 750 readings, then memory reset and relearnt",
+    ),
+    "context-cal300-relearn": (
+        "bench.nab.compare:context_calibrated_300_relearn",
+        "ContextDetector, range of the first 300 readings, then memory reset and relearnt",
+    ),
     "cad-oracle": (
         "bench.nab.compare:context_with_file_range",
         "ContextDetector given each file's min/max and NAB's rest (probation/5), as NAB runs "
@@ -120,6 +128,18 @@ def context_calibrated_750_margin_100() -> Detector:
     from shared.ml.context import ContextDetector
 
     return ContextDetector(calibration=750, margin=1.0)
+
+
+def context_calibrated_750_relearn() -> Detector:
+    from shared.ml.context import ContextDetector
+
+    return ContextDetector(calibration=750, relearn=True)
+
+
+def context_calibrated_300_relearn() -> Detector:
+    from shared.ml.context import ContextDetector
+
+    return ContextDetector(calibration=300, relearn=True)
 
 
 def context_with_file_range(values: Sequence[float]) -> Detector:

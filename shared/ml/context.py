@@ -66,6 +66,9 @@ class ContextDetector(base.AnomalyDetector):
         outside it fall in the lowest or highest level. A fixed scale keeps every learnt
         context valid. 750 (about a week of 15-minute readings) was the best of the settings
         tried on half A of NAB (see BENCHMARKS.md).
+    relearn
+        Forget the contexts learnt while the range was still growing, once it is fixed (they
+        describe levels that no longer exist), and stay quiet while relearning.
     margin
         At the end of the calibration the range is widened by this share of its span on each
         side: room for what the calibration did not see, normal readings in the middle levels.
@@ -95,6 +98,7 @@ class ContextDetector(base.AnomalyDetector):
         headroom: float = 0.0,
         calibration: int = 750,
         margin: float = 0.0,
+        relearn: bool = False,
     ) -> None:
         self.on = on
         self.bits = bits
@@ -107,8 +111,15 @@ class ContextDetector(base.AnomalyDetector):
         self.headroom = headroom
         self.calibration = calibration
         self.margin = margin
+        self.relearn = relearn
         self._lo = math.inf if lo is None else lo
         self._hi = -math.inf if hi is None else hi
+        self._forget()
+        self._steps = 0
+        self._scored: tuple[Any, ...] | None = None
+
+    def _forget(self) -> None:
+        """An empty context memory, quiet for `rest` readings (what it knows is gone)."""
         # Semi-contexts: fact groups, indexed by fact; a left one maps right ids to contexts.
         self._left_ids: dict[tuple[int, ...], int] = {}
         self._left_len: list[int] = []
@@ -137,9 +148,7 @@ class ContextDetector(base.AnomalyDetector):
         self._full: list[int] = []
         self._expected: frozenset[int] = frozenset()
         # Recent raw scores; starts "alarmed" so the first readings stay quiet, like CAD OSE.
-        self._recent: collections.deque[float] = collections.deque([1.0], maxlen=max(rest, 1))
-        self._steps = 0
-        self._scored: tuple[Any, ...] | None = None
+        self._recent: collections.deque[float] = collections.deque([1.0], maxlen=max(self.rest, 1))
 
     @classmethod
     def _unit_test_params(cls) -> Any:
@@ -330,6 +339,8 @@ class ContextDetector(base.AnomalyDetector):
         if self._steps == self.calibration and self._lo <= self._hi:
             span = self._hi - self._lo
             self._lo, self._hi = self._lo - self.margin * span, self._hi + self.margin * span
+            if self.relearn:
+                self._forget()
 
     def _grow(self, value: float) -> None:
         if self._lo > self._hi:  # the first reading

@@ -17,7 +17,9 @@ def create_app(settings: EnergySettings) -> FastAPI:
     app = create_stream_app(
         title="TownPulse energy",
         settings=settings,
-        processor=EnergyProcessor(calendar=settings.calendar()),
+        processor=EnergyProcessor(
+            calendar=settings.calendar(), anomaly_scorer=settings.anomaly_scorer
+        ),
         sink=write_rows,
         domain=Domain.ENERGY,
         router=router,

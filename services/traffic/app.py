@@ -17,7 +17,9 @@ def create_app(settings: TrafficSettings) -> FastAPI:
     app = create_stream_app(
         title="TownPulse traffic",
         settings=settings,
-        processor=TrafficProcessor(calendar=settings.calendar()),
+        processor=TrafficProcessor(
+            calendar=settings.calendar(), anomaly_scorer=settings.anomaly_scorer
+        ),
         sink=write_rows,
         domain=Domain.TRAFFIC,
         router=router,

@@ -58,6 +58,9 @@ log = logging.getLogger(__name__)
 
 S = TypeVar("S")
 
+# What the relay sends from the outbox: the events the runtime writes there.
+RELAYED_TOPICS = (ALERTS_TOPIC,)
+
 # Where the derived rows go: the service's adapter, handed in by its wiring (the domain imports
 # no adapter).
 RowSink = Callable[[AsyncConnection[DictRow], list[Any]], Awaitable[None]]
@@ -442,9 +445,12 @@ class OutboxRelay:
     async def relay_once(self, limit: int = 500) -> int:
         async with self._pool.connection() as conn, conn.transaction():
             cur = await conn.execute(
-                "SELECT id, topic, key, value FROM runtime_outbox ORDER BY id LIMIT %s "
-                "FOR UPDATE SKIP LOCKED",
-                (limit,),
+                # Only the topics the runtime writes: a row of any other (written by hand, or
+                # by a newer version) could never be sent, and would block every event behind
+                # it. It stays until its retention ends.
+                "SELECT id, topic, key, value FROM runtime_outbox WHERE topic = ANY(%s) "
+                "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+                (list(RELAYED_TOPICS), limit),
             )
             rows = await cur.fetchall()
             if not rows:

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.alerts_support import subscribe
 from tests.support import Publisher, RegisteredDevice
 from townpulse.stack import REPO, SERVICES, Stack, read_env_file
 
@@ -107,6 +108,21 @@ def device_factory(api: httpx.Client) -> Iterator[Callable[..., RegisteredDevice
     yield make
     for device_id in made:
         api.delete(f"/v1/devices/{device_id}")
+
+
+@pytest.fixture
+def subscriber(api: httpx.Client) -> Iterator[Callable[..., dict]]:
+    """Subscribes through the API; deletes the subscriptions afterwards."""
+    made: list[str] = []
+
+    def make(url: str, **fields: object) -> dict:
+        sub = subscribe(api, url, **fields)
+        made.append(sub["id"])
+        return sub
+
+    yield make
+    for sub_id in made:
+        api.delete(f"/v1/webhooks/{sub_id}")
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from services.alerts.domain import webhooks
 from services.alerts.domain.webhooks import Outcome
 from services.alerts.settings import AlertsSettings
 from shared.db import Pool
-from shared.stream.retry import DEFAULT_BACKOFF
+from shared.stream.retry import DEFAULT_BACKOFF, retry_forever
 from shared.supervise import Supervisor
 
 log = logging.getLogger(__name__)
@@ -152,16 +152,7 @@ class Dispatcher:
             )
 
     async def run(self) -> None:
-        attempt = 0
-        while True:
-            try:
-                await self._release_own_leases()
-                break
-            except Exception as exc:
-                delay = DEFAULT_BACKOFF.delay(attempt)
-                attempt += 1
-                log.error("releasing leases failed, retry in %.1f s: %r", delay, exc)
-                await asyncio.sleep(delay)
+        await retry_forever(self._release_own_leases, what="releasing our leases")
         failures = 0
         while True:
             free = self._s.webhook_max_in_flight - sum(self._in_flight.values())
@@ -266,21 +257,10 @@ class Dispatcher:
             # not per delivery, is what lets a few thousand deliveries per second through.
             while not self._done.empty() and len(batch) < 1000:
                 batch.append(self._done.get_nowait())
-            attempt = 0
-            while True:
-                try:
-                    await self._record(batch)
-                    break
-                except Exception as exc:
-                    delay = DEFAULT_BACKOFF.delay(attempt)
-                    attempt += 1
-                    log.error(
-                        "recording %d delivery results failed, retry in %.1f s: %r",
-                        len(batch),
-                        delay,
-                        exc,
-                    )
-                    await asyncio.sleep(delay)
+            await retry_forever(
+                lambda batch=batch: self._record(batch),  # type: ignore[misc]
+                what=f"recording {len(batch)} delivery results",
+            )
             for d in batch:
                 sub = d.row["subscription_id"]
                 self._in_flight[sub] -= 1

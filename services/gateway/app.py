@@ -23,7 +23,7 @@ from shared.http import check_pool, observability_router
 from shared.kafka import Producer
 from shared.payloads import Limits, Reason, Rejection, parse_payload, parse_topic
 from shared.schemas import DeadLetter
-from shared.stream.retry import DEFAULT_BACKOFF
+from shared.stream.retry import DEFAULT_BACKOFF, retry_forever
 from shared.supervise import Supervisor
 from shared.topics import DEADLETTER_TOPIC, READINGS_TOPICS
 
@@ -130,28 +130,17 @@ class Gateway:
 
     async def _route_retrying(self, msg: Incoming) -> Outgoing:
         """Route a message; an outage of the device registry is waited out, never acked."""
-        attempt = 0
-        while True:
-            try:
-                return await self.route(msg)
-            except Exception as exc:
-                delay = DEFAULT_BACKOFF.delay(attempt)
-                attempt += 1
-                ROUTE_RETRIES.inc()
-                log.warning("routing failed (device registry?), retry in %.1f s: %r", delay, exc)
-                await asyncio.sleep(delay)
+        return await retry_forever(
+            lambda: self.route(msg), what="routing (device registry)", retried=ROUTE_RETRIES.inc
+        )
 
     async def _send_retrying(self, out: Outgoing) -> asyncio.Future[object]:
-        attempt = 0
-        while True:
-            try:
-                return await self._send(out)
-            except KafkaError as exc:
-                delay = DEFAULT_BACKOFF.delay(attempt)
-                attempt += 1
-                PRODUCE_RETRIES.inc()
-                log.warning("Kafka send refused, retry in %.1f s: %s", delay, exc)
-                await asyncio.sleep(delay)
+        return await retry_forever(
+            lambda: self._send(out),
+            what="Kafka send",
+            on=(KafkaError,),
+            retried=PRODUCE_RETRIES.inc,
+        )
 
     async def pump(self) -> None:
         """Route messages and hand them to the producer, in arrival order."""

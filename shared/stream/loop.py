@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -32,7 +32,7 @@ from psycopg.rows import DictRow
 
 from shared.db import Pool
 from shared.stream.offsets import Fenced, OffsetStore, Position
-from shared.stream.retry import DEFAULT_BACKOFF, Backoff
+from shared.stream.retry import DEFAULT_BACKOFF, Backoff, retry_forever
 
 log = logging.getLogger(__name__)
 
@@ -337,17 +337,8 @@ class StreamLoop:
             self.offsets.forget(revoked)
             self._unpositioned -= set(revoked)
 
-    async def _retrying(self, what: str, work: Any) -> None:
-        attempt = 0
-        while True:
-            try:
-                await work()
-                return
-            except Exception as exc:
-                delay = self._backoff.delay(attempt)
-                attempt += 1
-                log.error("%s failed (attempt %d), retry in %.1f s: %r", what, attempt, delay, exc)
-                await asyncio.sleep(delay)
+    async def _retrying(self, what: str, work: Callable[[], Awaitable[None]]) -> None:
+        await retry_forever(work, what=what, backoff=self._backoff)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]

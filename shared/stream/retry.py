@@ -6,8 +6,16 @@ it, so an outage is retried at the same pace everywhere and no loop hammers a re
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,3 +43,27 @@ class Backoff:
 
 
 DEFAULT_BACKOFF = Backoff()
+
+
+async def retry_forever(
+    work: Callable[[], Awaitable[T]],
+    *,
+    what: str,
+    on: tuple[type[BaseException], ...] = (Exception,),
+    backoff: Backoff = DEFAULT_BACKOFF,
+    retried: Callable[[], None] = lambda: None,
+) -> T:
+    """`await work()` until it succeeds, backing off between attempts; logs each failure.
+
+    For work that must wait out an outage rather than give up (the component comes back).
+    """
+    attempt = 0
+    while True:
+        try:
+            return await work()
+        except on as exc:
+            delay = backoff.delay(attempt)
+            attempt += 1
+            retried()
+            log.warning("%s failed (attempt %d), retry in %.1f s: %r", what, attempt, delay, exc)
+            await asyncio.sleep(delay)

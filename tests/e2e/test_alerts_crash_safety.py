@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from tests.alerts_support import deliveries, event, produce_events, subscribe, unique_kind
+from tests.alerts_support import deliveries, event, produce_events, unique_kind
 from tests.support import wait_for
 from tests.webhook_receiver import WebhookReceiver
 from townpulse.stack import Stack
@@ -16,21 +16,6 @@ from townpulse.stack import Stack
 pytestmark = pytest.mark.e2e
 
 DEVICES = 150  # each gives two deliveries: opened, then resolved
-
-
-@pytest.fixture
-def subscriber(api: httpx.Client) -> Iterator[Callable[..., dict]]:
-    """Subscribes through the API; deletes the subscriptions afterwards."""
-    made: list[str] = []
-
-    def make(url: str, **fields: object) -> dict:
-        sub = subscribe(api, url, **fields)
-        made.append(sub["id"])
-        return sub
-
-    yield make
-    for sub_id in made:
-        api.delete(f"/v1/webhooks/{sub_id}")
 
 
 @pytest.fixture

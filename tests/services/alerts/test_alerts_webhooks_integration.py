@@ -21,7 +21,6 @@ from tests.alerts_support import (
     event,
     produce_events,
     produce_readings,
-    subscribe,
     unique_kind,
 )
 from tests.support import metric_value, wait_for
@@ -31,21 +30,6 @@ pytestmark = pytest.mark.integration
 
 # Fast retries for tests; the default is the Standard Webhooks schedule (5 s ... 10 h).
 FAST_RETRIES = [1] * 20
-
-
-@pytest.fixture
-def subscriber(api: httpx.Client) -> Iterator[Callable[..., dict]]:
-    """Subscribes through the API; deletes the subscriptions afterwards."""
-    made: list[str] = []
-
-    def make(url: str, **fields: object) -> dict:
-        sub = subscribe(api, url, **fields)
-        made.append(sub["id"])
-        return sub
-
-    yield make
-    for sub_id in made:
-        api.delete(f"/v1/webhooks/{sub_id}")
 
 
 @pytest.fixture

@@ -9,25 +9,11 @@ import httpx
 import psycopg
 import pytest
 
-from tests.alerts_support import deliveries, event, produce_events, subscribe, unique_kind
+from tests.alerts_support import deliveries, event, produce_events, unique_kind
 from tests.support import wait_for
 from tests.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def subscriber(api: httpx.Client) -> Iterator[Callable[..., dict]]:
-    made: list[str] = []
-
-    def make(url: str, **fields: object) -> dict:
-        sub = subscribe(api, url, **fields)
-        made.append(sub["id"])
-        return sub
-
-    yield make
-    for sub_id in made:
-        api.delete(f"/v1/webhooks/{sub_id}")
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from tests.support import count_readings, wait_for
+from tests.support import RegisteredDevice, count_readings, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -30,27 +30,7 @@ def test_thousand_readings_survive_down_and_up(
         for i in range(1000)
     )
     # The Mosquitto C client, QoS 1, one message per line, with the device's own credentials.
-    subprocess.run(
-        [
-            "mosquitto_pub",
-            "-h",
-            device.host,
-            "-p",
-            str(device.port),
-            "-u",
-            device.username,
-            "-P",
-            device.password,
-            "-t",
-            device.topic,
-            "-q",
-            "1",
-            "-l",
-        ],
-        input=lines.encode(),
-        check=True,
-        timeout=120,
-    )
+    _mosquitto_pub(device, "-q", "1", "-l", input=lines.encode())
     wait_for(
         lambda: count_readings(api, device.id) == 1000, timeout=60, what="1000 readings stored"
     )
@@ -72,6 +52,12 @@ def test_qos0_readings_are_accepted_as_best_effort(api: httpx.Client, device_fac
     with no guarantee across a crash (README, "Nothing lost, nothing doubled")."""
     device = device_factory("energy")
     ts = (datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)).isoformat()
+    _mosquitto_pub(device, "-q", "0", "-m", json.dumps({"ts": ts, "energy_kwh": 1.5}))
+    wait_for(lambda: count_readings(api, device.id) == 1, timeout=60, what="the QoS 0 reading")
+
+
+def _mosquitto_pub(device: RegisteredDevice, *args: str, input: bytes | None = None) -> None:
+    """The Mosquitto C client with the device's own credentials."""
     subprocess.run(
         [
             "mosquitto_pub",
@@ -85,12 +71,9 @@ def test_qos0_readings_are_accepted_as_best_effort(api: httpx.Client, device_fac
             device.password,
             "-t",
             device.topic,
-            "-q",
-            "0",
-            "-m",
-            json.dumps({"ts": ts, "energy_kwh": 1.5}),
+            *args,
         ],
+        input=input,
         check=True,
-        timeout=30,
+        timeout=120,
     )
-    wait_for(lambda: count_readings(api, device.id) == 1, timeout=60, what="the QoS 0 reading")

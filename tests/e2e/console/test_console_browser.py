@@ -203,8 +203,8 @@ def test_a_viewer_sees_but_cannot_act(
     key_factory: Callable[[str], str | None],
 ) -> None:
     key = key_factory("viewer")
-    if key is None:
-        pytest.skip("this API has no viewer role yet (roles land with issue 11)")
+    # The role exists since the governance issue landed: its absence is a failure, not a skip.
+    assert key is not None, "the API refused to create a viewer key"
     _, alert_id = _open_alert(stack_env, api)
     console.sign_in(key, f"/alerts?id={alert_id}&state=")
     assert "lecteur" in console.text("#whoami")

@@ -1,4 +1,4 @@
-"""The MQTT side of the gateway: a persistent, shared subscription with manual acknowledgement.
+"""The MQTT side of the gateway: a persistent subscription with manual acknowledgement.
 
 paho-mqtt runs its network loop in a thread; messages are handed to the asyncio loop, and the
 PUBACK for a message is sent only when the asyncio side says Kafka has it. If the connection
@@ -51,7 +51,11 @@ class MqttSource:
         loop: asyncio.AbstractEventLoop,
     ) -> None:
         self._host, self._port = host, port
-        self._subscription = f"$share/{share_group}/{MQTT_SUBSCRIPTION}"
+        shared = f"$share/{share_group or 'gateways'}/{MQTT_SUBSCRIPTION}"
+        self._subscription = shared if share_group else MQTT_SUBSCRIPTION
+        # The session is persistent: a subscription of the other kind, left by an earlier
+        # configuration, would deliver every message a second time.
+        self._stale_subscription = MQTT_SUBSCRIPTION if share_group else shared
         self._deliver = on_message
         self._loop = loop
         self._lock = threading.Lock()
@@ -98,6 +102,8 @@ class MqttSource:
             self._generation += 1
             self.connected = True
         client.subscribe(self._subscription, qos=1)
+        if flags.session_present:
+            client.unsubscribe(self._stale_subscription)
         log.info(
             "MQTT connected",
             extra={"subscription": self._subscription, "session_present": flags.session_present},

@@ -43,6 +43,10 @@ class Services:
         if spec.mqtt_user:
             env["TOWNPULSE_MQTT_USERNAME"] = spec.mqtt_user
             env["TOWNPULSE_MQTT_PASSWORD"] = self.p.secret(f"mqtt-{spec.mqtt_user}")
+        if spec.name == "gateway" and self.s.gateways > 1:
+            # Several gateways split the messages; one keeps a plain subscription, which
+            # survives a restart of Mosquitto (services/gateway/settings.py says why).
+            env["TOWNPULSE_SHARE_GROUP"] = "gateways"
         if spec.name == "api":
             env["TOWNPULSE_UPSTREAMS"] = json.dumps(self.upstreams())
             env["TOWNPULSE_MQTT_TLS_PORT"] = str(self.s.mqtts_port)

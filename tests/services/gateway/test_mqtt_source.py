@@ -1,0 +1,185 @@
+"""The gateway's MQTT session across a restart of the broker.
+
+A broker of its own (the stack's Mosquitto binary, persistence on, a free port) so that it can be
+restarted without disturbing the stack: every message the broker acknowledged to a device, before,
+during or right after its restart, must reach the gateway's source.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from services.gateway.mqtt_source import Incoming, MqttSource
+
+pytestmark = pytest.mark.integration
+
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+
+
+class Broker:
+    def __init__(self, root: Path) -> None:
+        # Not under pytest's tmp_path: its parents are private to root, and Mosquitto runs as
+        # its own user.
+        self.data = Path(tempfile.mkdtemp(prefix="townpulse-mosquitto-"))
+        if os.geteuid() == 0:  # Mosquitto drops to its own user, which must own its data.
+            pw = pwd.getpwnam("mosquitto")
+            os.chown(self.data, pw.pw_uid, pw.pw_gid)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.conf = root / "mosquitto.conf"
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\n"
+            "allow_anonymous true\n"
+            "persistence true\n"
+            f"persistence_location {self.data}/\n"
+            "autosave_on_changes true\n"
+            "autosave_interval 1\n"
+            "max_queued_messages 100000\n"
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)])
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("mosquitto did not open its port")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGTERM)  # saves its persistence file, as a restart does
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.data, ignore_errors=True)
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    b = Broker(tmp_path)
+    b.start()
+    yield b
+    b.remove()
+
+
+class Device:
+    """Publishes numbered QoS 1 messages and remembers which ones the broker acknowledged."""
+
+    def __init__(self, port: int) -> None:
+        self.acked: set[int] = set()
+        self._mids: dict[int, int] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id="device-1", protocol=mqtt.MQTTv311
+        )
+        self.client.on_publish = self._on_publish
+        self.client.reconnect_delay_set(min_delay=1, max_delay=1)
+        self.client.connect_async("127.0.0.1", port)
+        self.client.loop_start()
+        self._thread = threading.Thread(target=self._run)
+
+    def _on_publish(self, c: mqtt.Client, u: object, mid: int, rc: object, p: object) -> None:
+        with self._lock:
+            if mid in self._mids:
+                self.acked.add(self._mids.pop(mid))
+
+    def _run(self) -> None:
+        n = 0
+        while not self._stop.is_set():
+            if self.client.is_connected():
+                info = self.client.publish("sensors/energy/meter-1", str(n), qos=1)
+                with self._lock:
+                    self._mids[info.mid] = n
+                n += 1
+            time.sleep(0.01)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._mids)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        deadline = time.monotonic() + 10
+        while self.pending() and time.monotonic() < deadline:
+            time.sleep(0.05)  # the last PUBACKs
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+async def _until(condition: Callable[[], bool], *, within_s: float, what: str) -> None:
+    deadline = time.monotonic() + within_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)  # the state changes in paho's threads
+
+
+@pytest.mark.parametrize("restart_gap_s", [0.0, 5.0])
+async def test_every_acknowledged_message_reaches_the_gateway_across_a_broker_restart(
+    broker: Broker, restart_gap_s: float
+) -> None:
+    received: set[int] = set()
+    source: MqttSource
+
+    def on_message(msg: Incoming) -> None:
+        received.add(int(msg.payload))
+        source.ack(msg)
+
+    source = MqttSource(
+        host="127.0.0.1",
+        port=broker.port,
+        client_id="gateway-test",
+        username="",
+        password="",
+        share_group="",
+        on_message=on_message,
+        loop=asyncio.get_running_loop(),
+    )
+    source.start()
+    device = Device(broker.port)
+    try:
+        await _until(lambda: source.connected, within_s=10, what="the gateway's connection")
+        device.start()
+        await _until(lambda: len(device.acked) > 150, within_s=20, what="messages before")
+        broker.stop()
+        await asyncio.sleep(restart_gap_s)  # the outage itself
+        broker.start()
+        # The device reconnects and publishes while the gateway reconnects, and after.
+        before = len(device.acked)
+        await _until(lambda: len(device.acked) > before + 300, within_s=30, what="messages after")
+        device.stop()
+        await _until(lambda: device.acked <= received, within_s=20, what="every message")
+    except AssertionError:
+        missing = sorted(device.acked - received)
+        raise AssertionError(
+            f"{len(missing)} acknowledged messages never reached the gateway: {missing[:10]}"
+        ) from None
+    finally:
+        source.stop()

@@ -73,10 +73,10 @@ from bench.e2e_stats import (
     sustained,
 )
 from townpulse import tls
-from townpulse.stack import DEPLOY, DYNSEC_PLUGIN_CANDIDATES, Stack, read_env_file
+from townpulse.stack import DEPLOY, DYNSEC_PLUGIN_CANDIDATES, SERVICES, Stack, read_env_file
 
 T = TypeVar("T")
-PYTHON_SERVICES = ("gateway", "storage", "api", "energy", "alerts")
+PYTHON_SERVICES = tuple(spec.name for spec in SERVICES)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # Derived tables a domain service fills, one row per scored reading. Waste and traffic services
 # do not exist yet; when they do, a `<domain>_scores` table is picked up (see `scored_tables`).

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 from pydantic import SecretStr
-from sqlalchemy.engine import make_url
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -20,6 +17,10 @@ Pool = AsyncConnectionPool[AsyncConnection[DictRow]]
 
 def sqlalchemy_url(database_url: str) -> str:
     """Alembic runs on SQLAlchemy; point it at the psycopg 3 driver the services use."""
+    # Imported here, like Alembic below: only migrations need them, and they cost every
+    # service process about 20 MB of memory.
+    from sqlalchemy.engine import make_url
+
     return (
         make_url(database_url)
         .set(drivername="postgresql+psycopg")
@@ -33,6 +34,9 @@ def migrate(database_url: SecretStr | str, *, revision: str = "heads") -> None:
     "heads": each feature (alerts, the online-learning runtime) has its own branch from the
     initial schema, so they can be written independently; all of them are applied.
     """
+    from alembic import command
+    from alembic.config import Config
+
     url = database_url.get_secret_value() if isinstance(database_url, SecretStr) else database_url
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))

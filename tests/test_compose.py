@@ -93,3 +93,19 @@ def test_the_image_serves_the_consoles_chart_library() -> None:
     assert "deploy/console/package-lock.json" in dockerfile
     assert "npm ci" in dockerfile
     assert "console/static/vendor" in dockerfile
+
+
+def test_compose_kafka_is_configured_as_the_local_one(compose: dict) -> None:
+    """Every fixed setting of the local broker, as the image's KAFKA_* variables."""
+    from townpulse.stack import DEPLOY, StackSettings
+
+    template = (DEPLOY / "kafka" / "server.properties.tmpl").read_text()
+    env = compose["services"]["kafka"]["environment"]
+    for line in template.splitlines():
+        if not line.strip() or line.startswith("#") or "{" in line:
+            continue  # ports and paths differ by design
+        key, _, value = line.partition("=")
+        var = "KAFKA_" + key.upper().replace(".", "_")
+        assert str(env.get(var)) == value, f"{var} should be {value!r} as in the local stack"
+    heap = StackSettings().kafka_heap
+    assert env["KAFKA_HEAP_OPTS"] == f"-Xms{heap} -Xmx{heap}"

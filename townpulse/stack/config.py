@@ -50,7 +50,9 @@ class StackSettings(BaseSettings):
     energy_port: int = 18103
     waste_port: int = 18104
     traffic_port: int = 18106
-    kafka_heap: str = "768m"
+    # A town's stream is small (hundreds of messages per second at most): Kafka's own default
+    # of 1 GB of heap is mostly empty. bench/footprint.py measures what it costs.
+    kafka_heap: str = "256m"
     gateways: int = 1
     start_timeout_s: float = 120.0
 

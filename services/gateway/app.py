@@ -217,7 +217,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         producer = Producer(settings.kafka_bootstrap, client_id=settings.instance)
         await producer.start()
         registry = DeviceRegistry(
-            pool, ttl_s=settings.device_cache_ttl_s, unknown_ttl_s=settings.unknown_device_ttl_s
+            pool,
+            conninfo=settings.database_url.get_secret_value(),
+            unknown_ttl_s=settings.unknown_device_ttl_s,
         )
         gateway = Gateway(producer=producer, registry=registry, limits=settings.limits())
         source = MqttSource(
@@ -234,8 +236,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         supervisor = Supervisor(on_fatal=getattr(app.state, "on_fatal", None))
         supervisor.start("mqtt-pump", gateway.pump())
         supervisor.start("kafka-acker", gateway.acker())
+        # Waits out database outages itself; look-ups ask the database meanwhile.
+        supervisor.start("device-registry", registry.follow())
         source.start()
         app.state.pool, app.state.producer, app.state.source = pool, producer, source
+        app.state.registry = registry
         app.state.supervisor = supervisor
         try:
             yield

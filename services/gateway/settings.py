@@ -26,9 +26,6 @@ class GatewaySettings(ServiceSettings):
     max_records: int = 1000
     max_age_s: int = 7 * 24 * 3600
     max_future_s: int = 300
-    # Known devices are cached; a deleted device's access is revoked at the broker at once, so a
-    # minute of cache only matters for messages already in flight.
-    device_cache_ttl_s: float = 60.0
     # Unknown ids are cached briefly, so a misconfigured device cannot hammer the database, while
     # a device registered just now is accepted within seconds.
     unknown_device_ttl_s: float = 5.0

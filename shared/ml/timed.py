@@ -7,7 +7,7 @@ themselves. A model a town names in its settings (`shared.ml.registry.ModelSpec`
 
 - a River regressor (``river.linear_model.LinearRegression``, ``river.tree.HoeffdingTreeRegressor``
   ...) gets the reading's time as calendar features in the town's calendar (`CalendarFeatures`
-  in front of it, a River pipeline);
+  and a `StandardScaler` in front of it, a River pipeline);
 - a River time-series forecaster (``river.time_series.SNARIMAX``, ``HoltWinters``...) learns the
   readings in order, and the value at a time is its forecast that many reporting periods ahead
   (`TimedForecaster`).
@@ -22,7 +22,7 @@ from collections.abc import Hashable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from river import base, compose
+from river import base, compose, preprocessing
 from river.time_series.base import Forecaster
 
 from shared.ml.calendar import TownCalendar
@@ -102,8 +102,13 @@ class CalendarFeatures(base.Transformer):
 
 
 def with_calendar(regressor: base.Estimator, calendar: TownCalendar) -> compose.Pipeline:
-    """A River pipeline: the town's calendar features, then `regressor`."""
-    return CalendarFeatures(calendar.timezone, calendar.country) | regressor
+    """A River pipeline: the town's calendar features, scaled, then `regressor`.
+
+    Scaled because River's linear models diverge on unscaled features (an hour of 0-24 beside
+    0/1 indicators); trees do not mind.
+    """
+    features = CalendarFeatures(calendar.timezone, calendar.country)
+    return features | preprocessing.StandardScaler() | regressor
 
 
 class TimedForecaster(Forecaster):

@@ -76,12 +76,14 @@ def test_model_version_follows_the_forecaster_spec() -> None:
         ).model_version,
     }
     assert len(versions) == 3
-    assert "TimedForecaster/v1+river.time_series.snarimax.SNARIMAX" in EnergyProcessor(
-        forecaster=spec
-    ).model_version
-    assert EnergyProcessor(forecaster=spec).model_version == EnergyProcessor(
-        forecaster=ModelSpec.model_validate_json(SNARIMAX)
-    ).model_version
+    assert (
+        "TimedForecaster/v1+river.time_series.snarimax.SNARIMAX"
+        in EnergyProcessor(forecaster=spec).model_version
+    )
+    assert (
+        EnergyProcessor(forecaster=spec).model_version
+        == EnergyProcessor(forecaster=ModelSpec.model_validate_json(SNARIMAX)).model_version
+    )
 
 
 def test_a_model_that_is_no_forecaster_is_refused_clearly() -> None:
@@ -100,7 +102,9 @@ def test_stored_forecasts_are_the_benchmarked_forecasters_output() -> None:
     bench_model = load_forecaster_factory(DEFAULT_FORECASTER, "energy")()
     compared = flagged = differs_from_detector = 0
     for r in _readings(21 * 24, step=timedelta(hours=1)):
-        value = r.value + (40.0 if 15 * 24 <= (r.ts - T0) / timedelta(hours=1) < 15 * 24 + 10 else 0)
+        value = r.value + (
+            40.0 if 15 * 24 <= (r.ts - T0) / timedelta(hours=1) < 15 * 24 + 10 else 0
+        )
         effects = proc.process(
             state, device_id="b1", readings=[Reading(ts=r.ts, metric=r.metric, value=value)]
         )

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
+from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
 from services.energy.adapters.db import write_rows as energy_rows
@@ -21,7 +22,7 @@ from shared.db import create_pool
 from shared.ml.registry import ModelSpec
 from shared.ml.timed import TimedForecaster
 from shared.ml.weekly import WeeklyProfile
-from shared.runtime.worker import DISCARDED, DeviceRuntime, DeviceSlot
+from shared.runtime.worker import DeviceRuntime, DeviceSlot
 from shared.schemas import Reading
 
 pytestmark = pytest.mark.integration
@@ -58,10 +59,12 @@ async def _restored(
         async with pool.connection() as conn, conn.transaction():
             await writer._save_states(conn, [device])
 
-        discarded = DISCARDED.labels(group)._value.get()
         reader = _runtime(new, pool=pool, group=group, sink=sink)
         await reader._load_missing({device: TP})
-        return state, reader.cache[device].state, DISCARDED.labels(group)._value.get() - discarded
+        discarded = REGISTRY.get_sample_value(
+            "townpulse_runtime_discarded_checkpoints_total", {"group": group}
+        )
+        return state, reader.cache[device].state, discarded or 0.0
     finally:
         async with pool.connection() as conn:
             await conn.execute("DELETE FROM runtime_state WHERE group_id = %s", (group,))

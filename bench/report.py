@@ -177,7 +177,9 @@ def energy_section(r: dict[str, Any]) -> list[str]:
         "9 of 12 buildings). Means are over buildings. **In-sample label**: no parameter was "
         "fitted to these buildings, but the model's structure (adding the fading residual "
         "correction) was chosen after seeing its hour-ahead results on them: treat these as "
-        "in-sample figures.",
+        "in-sample figures. The energy service stores this model's output as its 24 h forecasts "
+        "(the default of `TOWNPULSE_ENERGY_FORECASTER`, learning every reading as here; "
+        "`tests/services/energy/test_meter_models.py` checks they are equal).",
         "",
     ]
     rows = []

@@ -18,7 +18,9 @@ def create_app(settings: EnergySettings) -> FastAPI:
         title="TownPulse energy",
         settings=settings,
         processor=EnergyProcessor(
-            calendar=settings.calendar(), anomaly_scorer=settings.anomaly_scorer
+            calendar=settings.calendar(),
+            anomaly_scorer=settings.anomaly_scorer,
+            forecaster=settings.energy_forecaster,
         ),
         sink=write_rows,
         domain=Domain.ENERGY,

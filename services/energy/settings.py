@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from services.energy.domain.meter import FORECASTER
 from shared.ml.registry import ModelSpec
 from shared.settings import StreamServiceSettings
 
@@ -14,3 +15,7 @@ class EnergySettings(StreamServiceSettings):
     # (JSON, e.g. {"path": "river.anomaly.HalfSpaceTrees", "params": {"seed": 1}}); the
     # forecast and its band stay the calendar forecaster's. See docs/energy.md.
     anomaly_scorer: ModelSpec | None = None
+    # The meters' forecaster (TOWNPULSE_ENERGY_FORECASTER, JSON): the stored 24 h forecasts and
+    # the detector's expected value. Any River forecaster (river.time_series.SNARIMAX...) or
+    # regressor (fed calendar features); the default is the benchmarked one. See docs/energy.md.
+    energy_forecaster: ModelSpec = FORECASTER

@@ -18,7 +18,9 @@ def create_app(settings: TrafficSettings) -> FastAPI:
         title="TownPulse traffic",
         settings=settings,
         processor=TrafficProcessor(
-            calendar=settings.calendar(), anomaly_scorer=settings.anomaly_scorer
+            calendar=settings.calendar(),
+            anomaly_scorer=settings.anomaly_scorer,
+            forecaster=settings.traffic_forecaster,
         ),
         sink=write_rows,
         domain=Domain.TRAFFIC,

@@ -17,7 +17,11 @@ def create_app(settings: WasteSettings) -> FastAPI:
     app = create_stream_app(
         title="TownPulse waste",
         settings=settings,
-        processor=WasteProcessor(full_pct=settings.full_pct, calendar=settings.calendar()),
+        processor=WasteProcessor(
+            full_pct=settings.full_pct,
+            calendar=settings.calendar(),
+            fill_model=settings.waste_fill_model,
+        ),
         sink=write_rows,
         domain=Domain.WASTE,
         router=router,

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from services.waste.domain.bin import FILL_MODEL
+from shared.ml.registry import ModelSpec
 from shared.settings import StreamServiceSettings
 
 
@@ -10,6 +12,11 @@ class WasteSettings(StreamServiceSettings):
     # Device states kept in memory (each ~30 KB: a week of hourly fill rates and a few
     # trackers); the rest wait in their checkpoints.
     max_devices: int = 2000
+    # The bins' fill-rate model, behind time to full (TOWNPULSE_WASTE_FILL_MODEL, JSON): any
+    # River regressor, fed the hour's calendar features, e.g. {"path":
+    # "river.tree.HoeffdingTreeRegressor", "params": {}}; the default is the weekday x hour
+    # profile. See docs/waste.md.
+    waste_fill_model: ModelSpec = FILL_MODEL
     # A bin at or above this level is "full": it must be collected in the next round.
     full_pct: float = 80.0
     # Collection rounds start at this local hour; the plan's "next round" is a day later.

@@ -23,6 +23,7 @@ from river import base
 
 from shared.ml.calendar import TOWN, TownCalendar
 from shared.ml.forecast import CalendarForecaster, Features, _Ewm, make_forecaster
+from shared.ml.timed import PointForecaster
 
 # Surprises beyond this are all "very surprising": one absurd reading must not dominate the
 # long-run statistics for days.
@@ -71,7 +72,9 @@ class ResidualDetector(base.AnomalyDetector):
     Parameters
     ----------
     forecaster
-        What the value usually is: a `CalendarForecaster` ("generic") by default.
+        What the value usually is: a `CalendarForecaster` ("generic") by default; any
+        forecaster answering ``predict_one({"ts": ...})`` and ``spread_one`` (a River model
+        wrapped by `shared.ml.timed`).
     short_window
         Readings averaged for the current surprise: 4 x 15 min = an hour of a building.
     long_alpha
@@ -109,7 +112,7 @@ class ResidualDetector(base.AnomalyDetector):
 
     def __init__(
         self,
-        forecaster: CalendarForecaster | None = None,
+        forecaster: PointForecaster | None = None,
         short_window: int = 4,
         long_alpha: float = 0.002,
         residual_alpha: float = 0.05,
@@ -117,7 +120,9 @@ class ResidualDetector(base.AnomalyDetector):
         on: str = "value",
         scorer: base.AnomalyDetector | None = None,
     ) -> None:
-        self.forecaster = forecaster if forecaster is not None else CalendarForecaster()
+        self.forecaster: PointForecaster = (
+            forecaster if forecaster is not None else CalendarForecaster()
+        )
         self.short_window = short_window
         self.long_alpha = long_alpha
         self.residual_alpha = residual_alpha
@@ -208,17 +213,20 @@ def make_detector(
     slot_minutes: int = 15,
     calendar: TownCalendar = TOWN,
     scorer: base.AnomalyDetector | None = None,
+    forecaster: PointForecaster | None = None,
 ) -> ResidualDetector:
     """The detector the domain services use (and the NAB benchmark measures, as "generic").
 
     Buildings are judged over the last hour against about five days; a generic series (no
     weekly rhythm to lean on) reading by reading, against a slowly adapting noise level. The
     generic parameters were chosen among a handful of settings on the NAB corpus itself (see
-    BENCHMARKS.md): its NAB score is therefore an in-sample figure.
+    BENCHMARKS.md): its NAB score is therefore an in-sample figure. `forecaster` replaces the
+    domain's own (a town's setting, see `shared.ml.timed.build_forecaster`).
     """
-    forecaster = make_forecaster(
-        domain, slot_minutes=slot_minutes, calendar=calendar, correct=False
-    )
+    if forecaster is None:
+        forecaster = make_forecaster(
+            domain, slot_minutes=slot_minutes, calendar=calendar, correct=False
+        )
     if domain in ("energy", "traffic", "weekly"):
         return ResidualDetector(forecaster=forecaster, scorer=scorer)
     return ResidualDetector(

@@ -44,7 +44,10 @@ class ModelSpec(BaseModel):
         target = self.target()
         accepted = inspect.signature(target).parameters
         extra = {k: v for k, v in context.items() if k in accepted and k not in self.params}
-        return target(**self.params, **extra)
+        try:
+            return target(**self.params, **extra)
+        except TypeError as exc:  # missing or unknown parameters: say which model
+            raise ValueError(f"model {self.path!r} cannot be built: {exc}") from exc
 
 
 def _name(model: Any) -> str:
@@ -57,12 +60,18 @@ def _name(model: Any) -> str:
 def describe(model: Any) -> str:
     """Class, version and parameters of a model, for checkpoints: another model, another name.
 
-    A model's own ``version`` attribute counts when it has one, else River's version; a
-    ``scorer`` inside it is named too; the parameters enter as a short hash of the repr (River
-    estimators print their parameters).
+    A model's own ``version`` attribute counts when it has one, else River's version; the
+    ``forecaster``, wrapped ``model`` and ``scorer`` inside it are named too; the parameters
+    enter as a short hash of the repr (River estimators print their parameters, nested ones
+    included).
     """
-    names = [_name(model)]
-    if (scorer := getattr(model, "scorer", None)) is not None:
-        names.append(_name(scorer))
     digest = hashlib.sha256(repr(model).encode()).hexdigest()[:8]
-    return "+".join(names) + f"#{digest}"
+    return "+".join(_names(model)) + f"#{digest}"
+
+
+def _names(model: Any) -> list[str]:
+    names = [_name(model)]
+    for part in ("forecaster", "model", "scorer"):
+        if (inner := getattr(model, part, None)) is not None:
+            names.extend(_names(inner))
+    return names

@@ -10,6 +10,8 @@ import pytest
 import services.alerts.domain.webhooks
 import shared.http
 import shared.logging
+import shared.ml.registry
+import shared.ml.timed
 import shared.payloads
 import shared.stream.retry
 
@@ -22,6 +24,8 @@ pytestmark = pytest.mark.unit
         services.alerts.domain.webhooks,
         shared.http,
         shared.logging,
+        shared.ml.registry,
+        shared.ml.timed,
         shared.payloads,
         shared.stream.retry,
     ],

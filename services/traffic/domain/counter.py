@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 from shared.ml.anomaly import Explanation, ResidualDetector, make_detector, score_of_tail
 from shared.ml.calendar import TOWN, TownCalendar
 from shared.ml.registry import ModelSpec, describe
+from shared.ml.timed import build_forecaster
 from shared.ml.weekly import ResidualAR
 from shared.runtime.episodes import (
     Episode,
@@ -56,6 +57,11 @@ FORECAST_STEPS = 4
 # a ~90% interval for normal errors.
 FORECAST_WIDTH = 2.06
 KINDS = ("traffic.incident", "traffic.congestion", "traffic.flow_high")
+# The expected flow and speed: a weekday profile by 15-minute slot. The forecast adds the
+# counter's own fading residual correction (`CounterState.residual`) to it.
+FORECASTER = ModelSpec(
+    path="shared.ml.forecast.make_forecaster", params={"domain": "weekly", "slot_minutes": 15}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,12 +89,17 @@ class ForecastRow:
     upper: float
 
 
-def _detector(calendar: TownCalendar = TOWN, scorer: ModelSpec | None = None) -> ResidualDetector:
+def _detector(
+    calendar: TownCalendar = TOWN,
+    scorer: ModelSpec | None = None,
+    forecaster: ModelSpec = FORECASTER,
+) -> ResidualDetector:
     return make_detector(
         "weekly",
         slot_minutes=15,
         calendar=calendar,
         scorer=None if scorer is None else scorer.build(),
+        forecaster=build_forecaster(forecaster, calendar=calendar, correct=False),
     )
 
 
@@ -144,22 +155,27 @@ class TrafficProcessor:
     model_version = "traffic-counter/2"
 
     def __init__(
-        self, *, calendar: TownCalendar = TOWN, anomaly_scorer: ModelSpec | None = None
+        self,
+        *,
+        calendar: TownCalendar = TOWN,
+        anomaly_scorer: ModelSpec | None = None,
+        forecaster: ModelSpec = FORECASTER,
     ) -> None:
         self.calendar = calendar
         self.anomaly_scorer = anomaly_scorer
-        # Models learnt in another calendar, or another model, do not fit this one: their
-        # checkpoints are discarded.
-        model = describe(_detector(calendar, anomaly_scorer))
+        self.forecaster = forecaster
+        # Models learnt in another calendar, or another model (class, version, parameters), do
+        # not fit this one: the runtime discards their checkpoints and starts afresh.
+        model = describe(self._detector())
         self.model_version = (
             f"{type(self).model_version}:{model}@{calendar.timezone}/{calendar.country}"
         )
 
+    def _detector(self) -> ResidualDetector:
+        return _detector(self.calendar, self.anomaly_scorer, self.forecaster)
+
     def new_state(self, device_id: str) -> CounterState:
-        return CounterState(
-            flow=_detector(self.calendar, self.anomaly_scorer),
-            speed=_detector(self.calendar, self.anomaly_scorer),
-        )
+        return CounterState(flow=self._detector(), speed=self._detector())
 
     def process(self, state: CounterState, *, device_id: str, readings: list[Reading]) -> Effects:
         out = Effects()
@@ -226,8 +242,7 @@ class TrafficProcessor:
                 out.events.append(self._event(device_id, ep, phase, ts, explanation))
         # Anomalous readings are not learnt as normal; the residual's persistence is (an
         # incident now is what the next 15 minutes will look like).
-        profile = s.flow.forecaster.experts["weekly"]
-        s.residual.learn_one(x, vehicles - profile.predict_one(x))
+        s.residual.learn_one(x, vehicles - s.flow.forecaster.predict_one(x))
         s.flow.learn_one(x, update_model=kind is None)
         if xs is not None:
             s.speed.learn_one(xs, update_model=kind is None)
@@ -261,11 +276,10 @@ class TrafficProcessor:
     def _forecast(self, s: CounterState, device_id: str, ts: datetime, out: Effects) -> None:
         if s.period is None:
             return
-        profile = s.flow.forecaster.experts["weekly"]
         for k in range(1, FORECAST_STEPS + 1):
             target = ts + k * s.period
             x = {"ts": target}
-            expected = max(0.0, profile.predict_one(x) + s.residual.predict_one(x))
+            expected = max(0.0, s.flow.forecaster.predict_one(x) + s.residual.predict_one(x))
             half = FORECAST_WIDTH * s.flow._scale(expected, x)  # the detector's residual scale
             out.rows.append(
                 ForecastRow(

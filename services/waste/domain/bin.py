@@ -12,8 +12,10 @@ it was a glitch and is ignored.
 
 Fill rate: the difference of consecutive hourly means of the accepted readings (percentage
 points per hour), learnt by (weekday, hour) in a `WeeklyProfile`, outside collections, full
-bins and anomalies. Time to full integrates that rate forward from the cleaned level until
-the threshold; its uncertainty is the bin's own typical error, learnt each time the bin does
+bins and anomalies. The model is a setting (`FILL_MODEL`, `TOWNPULSE_WASTE_FILL_MODEL`): any
+River regressor, fed the town's calendar features of the hour (`shared.ml.timed`).
+Time to full integrates that rate forward from the cleaned level until the threshold; its
+uncertainty is the bin's own typical error, learnt each time the bin does
 cross the threshold (relative to how far ahead each prediction was made).
 
 Kinds of anomaly (alert `kind`):
@@ -31,12 +33,15 @@ Kinds of anomaly (alert `kind`):
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from shared.ml.calendar import TOWN, TownCalendar
 from shared.ml.forecast import _Ewm
+from shared.ml.registry import ModelSpec, describe
+from shared.ml.timed import build_regressor
 from shared.ml.weekly import WeeklyProfile
 from shared.runtime.episodes import (
     EpisodeTracker,
@@ -75,6 +80,8 @@ FIRE_JUMP_C = 15.0
 STUCK_AFTER = 8  # two hours of 15-minute readings
 # Six glitches a day (6% of 15-minute readings) is a failing sensor, not bad luck.
 JUMPS_PER_DAY = 6
+# The fill-rate model: points per hour by (weekday, hour of the local day).
+FILL_MODEL = ModelSpec(path="shared.ml.weekly.WeeklyProfile", params={"slot_minutes": 60})
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +121,8 @@ class BinRow:
 
 @dataclass
 class BinState:
-    rates: WeeklyProfile = field(default_factory=lambda: WeeklyProfile(slot_minutes=60))
+    # Regressor-style (learn_one(x, y), predict_one(x), the hour in x["ts"]): FILL_MODEL's.
+    rates: Any = field(default_factory=lambda: WeeklyProfile(slot_minutes=60))
     rate_samples: int = 0
     level: float | None = None
     level_ts: datetime | None = None
@@ -151,13 +159,49 @@ class BinState:
     )
 
 
-def rate_at(profile: WeeklyProfile, ts: datetime) -> float:
-    """Expected fill rate (points per hour) at `ts`, never negative.
+def rate_at(profile: Any, ts: datetime) -> float:
+    """Expected fill rate (points per hour) at `ts`.
 
     A rate learnt at hour boundary H is the mean rate over [H - 30 min, H + 30 min): hence
     the half-hour shift, so that each instant reads the cell it was measured in.
     """
-    return profile.predict_one({"ts": ts + HALF_HOUR})
+    return float(profile.predict_one({"ts": ts + HALF_HOUR}) or 0.0)
+
+
+def _hourly(profile: Any, start: datetime, count: int) -> Iterator[float]:
+    """The model's values for `count` consecutive hours from `start`, lazily.
+
+    A `WeeklyProfile` has a fast path (no datetime per hour); any other model is asked hour by
+    hour.
+    """
+    if isinstance(profile, WeeklyProfile):
+        yield from profile.iter_range(start, count)
+        return
+    for i in range(count):
+        yield float(profile.predict_one({"ts": start + i * HOUR}) or 0.0)
+
+
+def rate_table(
+    profile: Any, ts: datetime, calendar: TownCalendar = TOWN
+) -> list[list[float | None]]:
+    """Expected fill rate by weekday (Monday first) and local hour.
+
+    A `WeeklyProfile` gives its cells (public holidays aside); any other model is asked for
+    each hour of the local week holding `ts`.
+    """
+    if isinstance(profile, WeeklyProfile):
+        return profile.table()
+    local = ts.astimezone(calendar.tz)
+    monday = (local - timedelta(days=local.weekday())).replace(
+        hour=0, minute=0, second=0, microsecond=0
+    )
+    return [
+        [
+            float(profile.predict_one({"ts": monday + timedelta(days=d, hours=h)}) or 0.0)
+            for h in range(24)
+        ]
+        for d in range(7)
+    ]
 
 
 def _next_half_hour(ts: datetime) -> datetime:
@@ -166,7 +210,7 @@ def _next_half_hour(ts: datetime) -> datetime:
     return datetime.fromtimestamp((epoch - 1800) // 3600 * 3600 + 5400, UTC)
 
 
-def expected_increase(profile: WeeklyProfile, start: datetime, end: datetime) -> float:
+def expected_increase(profile: Any, start: datetime, end: datetime) -> float:
     """Points the bin is expected to gain over [start, end]."""
     total, t = 0.0, start
     while t < end:
@@ -177,7 +221,7 @@ def expected_increase(profile: WeeklyProfile, start: datetime, end: datetime) ->
 
 
 def time_to_reach(
-    profile: WeeklyProfile,
+    profile: Any,
     *,
     level: float,
     target: float,
@@ -206,7 +250,7 @@ def time_to_reach(
         return start + (need / rate) * HOUR
     need -= gain
     hours = int(horizon / HOUR)
-    for i, rate in enumerate(profile.iter_range(boundary + HALF_HOUR, hours)):
+    for i, rate in enumerate(_hourly(profile, boundary + HALF_HOUR, hours)):
         if rate >= need > 0:
             return boundary + (i + need / rate) * HOUR
         need -= rate
@@ -216,18 +260,30 @@ def time_to_reach(
 class WasteProcessor:
     """The runtime's `DeviceProcessor` for waste bins."""
 
-    model_version = "waste-bin/2"
+    model_version = "waste-bin/3"
 
     def __init__(
-        self, *, full_pct: float = DEFAULT_FULL_PCT, calendar: TownCalendar = TOWN
+        self,
+        *,
+        full_pct: float = DEFAULT_FULL_PCT,
+        calendar: TownCalendar = TOWN,
+        fill_model: ModelSpec = FILL_MODEL,
     ) -> None:
         self.full_pct = full_pct
         self.calendar = calendar
-        # Models learnt in another calendar do not fit this one: their checkpoints are discarded.
-        self.model_version = f"{type(self).model_version}@{calendar.timezone}/{calendar.country}"
+        self.fill_model = fill_model
+        # Models learnt in another calendar, or another model (class, version, parameters), do
+        # not fit this one: the runtime discards their checkpoints and starts afresh.
+        model = describe(self._rates())
+        self.model_version = (
+            f"{type(self).model_version}:{model}@{calendar.timezone}/{calendar.country}"
+        )
+
+    def _rates(self) -> Any:
+        return build_regressor(self.fill_model, calendar=self.calendar)
 
     def new_state(self, device_id: str) -> BinState:
-        return BinState(rates=WeeklyProfile(slot_minutes=60, calendar=self.calendar))
+        return BinState(rates=self._rates())
 
     def process(self, state: BinState, *, device_id: str, readings: list[Reading]) -> Effects:
         out = Effects()
@@ -497,7 +553,10 @@ class WasteProcessor:
         day = ts.astimezone(UTC).date()
         if s.rates_day != day:
             s.rates_day = day
-            rates = [[None if v is None else round(v, 3) for v in row] for row in s.rates.table()]
+            rates = [
+                [None if v is None else round(v, 3) for v in row]
+                for row in rate_table(s.rates, ts, self.calendar)
+            ]
         out.rows.append(
             BinRow(
                 device_id,

@@ -15,12 +15,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from river import anomaly, base, checks
+from river import anomaly, base, checks, linear_model, time_series
 
 from shared.ml.anomaly import ResidualDetector, make_detector
 from shared.ml.calendar import TownCalendar
 from shared.ml.context import ContextDetector
 from shared.ml.forecast import CalendarForecaster, make_forecaster
+from shared.ml.timed import CalendarFeatures, TimedForecaster, with_calendar
 
 pytestmark = pytest.mark.unit
 
@@ -62,6 +63,16 @@ MODELS: dict[str, Callable[[], base.Estimator]] = {
     ),
     "calendar-forecaster-traffic": lambda: make_forecaster("traffic"),
     "calendar-forecaster-weekly": lambda: make_forecaster("weekly"),
+    # What a town's setting may swap in (shared.ml.timed).
+    "calendar-features": CalendarFeatures,
+    "calendar-features-regressor": lambda: with_calendar(
+        linear_model.LinearRegression(), TownCalendar("Europe/London", "GB")
+    ),
+    "timed-forecaster": TimedForecaster,
+    "timed-forecaster-snarimax": lambda: TimedForecaster(time_series.SNARIMAX(p=2, d=0, q=1)),
+    "timed-forecaster-regressor": lambda: TimedForecaster(
+        with_calendar(linear_model.LinearRegression(), TownCalendar())
+    ),
 }
 
 

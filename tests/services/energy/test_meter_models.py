@@ -1,0 +1,124 @@
+"""The meter's models: a town swaps in any River forecaster by setting, and the 24 h forecasts
+the service stores are the benchmarked forecaster's output (BENCHMARKS.md, "Forecast quality:
+building energy")."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bench.forecast.run import DATA_CALENDARS, DEFAULT_FORECASTER, load_forecaster_factory
+from services.energy.domain.meter import EnergyProcessor, ForecastRow, ScoreRow
+from services.energy.settings import EnergySettings
+from shared.ml.online import learn
+from shared.ml.registry import ModelSpec
+from shared.ml.timed import TimedForecaster
+from shared.schemas import Reading
+
+pytestmark = pytest.mark.unit
+
+SNARIMAX = '{"path": "river.time_series.SNARIMAX", "params": {"p": 2, "d": 0, "q": 1}}'
+T0 = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday
+
+
+def _value(ts: datetime) -> float:
+    return 5.0 + 4.0 * math.sin(2 * math.pi * (ts.hour + ts.minute / 60) / 24)
+
+
+def _readings(n: int, *, step: timedelta) -> list[Reading]:
+    return [
+        Reading(ts=T0 + i * step, metric="energy_kwh", value=round(_value(T0 + i * step), 3))
+        for i in range(n)
+    ]
+
+
+def test_the_forecaster_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOWNPULSE_ENERGY_FORECASTER", SNARIMAX)
+    spec = EnergySettings(dev_mode=True).energy_forecaster
+    assert spec == ModelSpec(path="river.time_series.SNARIMAX", params={"p": 2, "d": 0, "q": 1})
+    assert EnergySettings(dev_mode=True, _env_file=None).energy_forecaster == spec
+    monkeypatch.delenv("TOWNPULSE_ENERGY_FORECASTER")
+    assert EnergySettings(dev_mode=True).energy_forecaster.path.endswith("make_forecaster")
+
+
+def test_a_swapped_in_river_forecaster_runs_the_meter() -> None:
+    spec = ModelSpec.model_validate_json(SNARIMAX)
+    proc, default = EnergyProcessor(forecaster=spec), EnergyProcessor()
+    readings = _readings(3 * 96, step=timedelta(minutes=15))
+    state, default_state = proc.new_state("m1"), default.new_state("m1")
+    rows = proc.process(state, device_id="m1", readings=readings).rows
+    default_rows = default.process(default_state, device_id="m1", readings=readings).rows
+
+    # Both the detector's expected value and the stored forecasts come from SNARIMAX.
+    for model in (state.forecaster, state.detector.forecaster):
+        assert isinstance(model, TimedForecaster)
+        assert type(model.model).__name__ == "SNARIMAX"
+    scores = [r for r in rows if isinstance(r, ScoreRow)]
+    forecasts = [r for r in rows if isinstance(r, ForecastRow)]
+    assert len(scores) == len(readings)
+    assert all(math.isfinite(r.expected) and 0.0 <= r.score <= 1.0 for r in scores)
+    assert len(forecasts) == 24 * 3 * 24  # every hour (from the second reading), 24 h ahead
+    assert all(math.isfinite(r.expected) for r in forecasts)
+    # ... and they are not the default model's.
+    other = [r for r in default_rows if isinstance(r, ForecastRow)]
+    assert [r.expected for r in forecasts] != [r.expected for r in other]
+
+
+def test_model_version_follows_the_forecaster_spec() -> None:
+    spec = ModelSpec.model_validate_json(SNARIMAX)
+    versions = {
+        EnergyProcessor().model_version,
+        EnergyProcessor(forecaster=spec).model_version,
+        EnergyProcessor(
+            forecaster=spec.model_copy(update={"params": {"p": 3, "d": 0, "q": 1}})
+        ).model_version,
+    }
+    assert len(versions) == 3
+    assert (
+        "TimedForecaster/v1+river.time_series.snarimax.SNARIMAX"
+        in EnergyProcessor(forecaster=spec).model_version
+    )
+    assert (
+        EnergyProcessor(forecaster=spec).model_version
+        == EnergyProcessor(forecaster=ModelSpec.model_validate_json(SNARIMAX)).model_version
+    )
+
+
+def test_a_model_that_is_no_forecaster_is_refused_clearly() -> None:
+    with pytest.raises(ValueError, match="neither a River forecaster nor a River regressor"):
+        EnergyProcessor(forecaster=ModelSpec(path="river.anomaly.HalfSpaceTrees"))
+    with pytest.raises(ValueError, match="SNARIMAX' cannot be built"):
+        EnergyProcessor(forecaster=ModelSpec(path="river.time_series.SNARIMAX", params={"p": 1}))
+
+
+def test_stored_forecasts_are_the_benchmarked_forecasters_output() -> None:
+    """Hourly readings of a building, a fault in the third week: every stored forecast equals
+    what the benchmark's model, fed the same readings the benchmark's way, predicts."""
+    calendar = DATA_CALENDARS["energy"]
+    proc = EnergyProcessor(calendar=calendar)
+    state = proc.new_state("b1")
+    bench_model = load_forecaster_factory(DEFAULT_FORECASTER, "energy")()
+    compared = flagged = differs_from_detector = 0
+    for r in _readings(21 * 24, step=timedelta(hours=1)):
+        value = r.value + (
+            40.0 if 15 * 24 <= (r.ts - T0) / timedelta(hours=1) < 15 * 24 + 10 else 0
+        )
+        effects = proc.process(
+            state, device_id="b1", readings=[Reading(ts=r.ts, metric=r.metric, value=value)]
+        )
+        learn(bench_model, {"ts": r.ts}, value)  # as bench.forecast's online evaluation does
+        flagged += sum(1 for x in effects.rows if isinstance(x, ScoreRow) and x.is_anomaly)
+        for row in effects.rows:
+            if isinstance(row, ForecastRow):
+                want = bench_model.predict_one({"ts": row.target_ts})
+                assert row.expected == want, (row.issued_at, row.target_ts)
+                compared += 1
+                x = {"ts": row.target_ts}
+                differs_from_detector += state.detector.forecaster.predict_one(x) != want
+    assert compared == 24 * (21 * 24 - 1)
+    # The fault was flagged (the detector stopped learning it) and the detector's own forecaster,
+    # which the stored forecasts used to come from, says something else.
+    assert flagged > 0
+    assert differs_from_detector > 0

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import threading
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -27,6 +29,57 @@ class DynSecError(RuntimeError):
 
 def device_role(device_id: str) -> str:
     return f"device-{device_id}"
+
+
+@dataclass(frozen=True)
+class DeviceIdentity:
+    device_id: str
+    topic: str
+    password: str
+
+
+def _create_device_commands(device: DeviceIdentity) -> list[dict[str, Any]]:
+    # A role per device, not one shared role with a `%u` ACL: Mosquitto 2.0's dynamic security
+    # plugin does not substitute %u/%c (https://github.com/eclipse-mosquitto/mosquitto/issues/2222,
+    # added in 2.1: https://github.com/eclipse-mosquitto/mosquitto/issues/3191).
+    role = device_role(device.device_id)
+    return [
+        {
+            "command": "createRole",
+            "rolename": role,
+            "acls": [
+                {
+                    "acltype": "publishClientSend",
+                    "topic": device.topic,
+                    "priority": 0,
+                    "allow": True,
+                },
+            ],
+        },
+        {
+            "command": "createClient",
+            "username": device.device_id,
+            "password": device.password,
+            "roles": [{"rolename": role}],
+        },
+    ]
+
+
+def _delete_device_commands(device_id: str) -> list[dict[str, Any]]:
+    # deleteClient also disconnects a connected client with that username.
+    return [
+        {"command": "deleteClient", "username": device_id},
+        {"command": "deleteRole", "rolename": device_role(device_id)},
+    ]
+
+
+# Mosquitto 2.0.11's plugin rewrites its whole JSON file after every command, so one command
+# costs time proportional to the number of clients and roles (about 10 ms per 1,000 devices on
+# 2 cores). The broker serves nobody else while it runs one message's commands: the timeout
+# grows with the batch instead of cutting a long batch short (a late answer would then be
+# taken for the next request's).
+_TIMEOUT_BASE_S = 30.0
+_TIMEOUT_PER_COMMAND_S = 1.0
 
 
 class DynSecClient:
@@ -99,50 +152,57 @@ class DynSecClient:
     # ---- devices -----------------------------------------------------------------------------
 
     def add_device(self, *, device_id: str, topic: str, password: str) -> None:
-        role = device_role(device_id)
         # Idempotent: a half-done earlier attempt (crash between two commands) is repaired.
+        self.check(_delete_device_commands(device_id), ok_errors=("not found",))
         self.check(
-            [
-                {"command": "deleteClient", "username": device_id},
-                {"command": "deleteRole", "rolename": role},
-            ],
-            ok_errors=("not found",),
+            _create_device_commands(
+                DeviceIdentity(device_id=device_id, topic=topic, password=password)
+            )
         )
-        self.check(
-            [
-                {
-                    "command": "createRole",
-                    "rolename": role,
-                    "acls": [
-                        {
-                            "acltype": "publishClientSend",
-                            "topic": topic,
-                            "priority": 0,
-                            "allow": True,
-                        },
-                    ],
-                },
-                {
-                    "command": "createClient",
-                    "username": device_id,
-                    "password": password,
-                    "roles": [{"rolename": role}],
-                },
-            ]
-        )
+
+    def add_devices(self, devices: Sequence[DeviceIdentity]) -> dict[str, str]:
+        """Provision many devices in one command message; returns the refused ones' reasons.
+
+        A device the broker already knows (left over by an interrupted registration) is
+        deleted and created again, in a second message, so its new password holds.
+        """
+        commands = [c for d in devices for c in _create_device_commands(d)]
+        responses = self._execute_scaled(commands)
+        refused: dict[str, str] = {}
+        leftovers: list[DeviceIdentity] = []
+        for i, device in enumerate(devices):
+            errors = [r.get("error") for r in responses[2 * i : 2 * i + 2]]
+            if len(errors) < 2:
+                refused[device.device_id] = "no answer from the broker"
+            elif any(e and "already exists" in e for e in errors):
+                leftovers.append(device)
+            elif any(errors):
+                refused[device.device_id] = "; ".join(e for e in errors if e)
+        if leftovers:
+            repair = [c for d in leftovers for c in _delete_device_commands(d.device_id)]
+            repair += [c for d in leftovers for c in _create_device_commands(d)]
+            answers = self._execute_scaled(repair)[2 * len(leftovers) :]
+            for i, device in enumerate(leftovers):
+                errors = [r.get("error") for r in answers[2 * i : 2 * i + 2]]
+                if len(errors) < 2 or any(errors):
+                    refused[device.device_id] = "; ".join(e for e in errors if e) or "no answer"
+        if refused:
+            # Half-made identities (role made, client refused) must not linger.
+            self.execute(
+                [c for d in refused for c in _delete_device_commands(d)],
+                timeout=_TIMEOUT_BASE_S + _TIMEOUT_PER_COMMAND_S * 2 * len(refused),
+            )
+        return refused
+
+    def _execute_scaled(self, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        timeout = _TIMEOUT_BASE_S + _TIMEOUT_PER_COMMAND_S * len(commands)
+        return self.execute(commands, timeout=timeout)
 
     def set_device_password(self, *, device_id: str, password: str) -> None:
         self.check([{"command": "setClientPassword", "username": device_id, "password": password}])
 
     def remove_device(self, device_id: str) -> None:
-        # deleteClient also disconnects a connected client with that username.
-        self.check(
-            [
-                {"command": "deleteClient", "username": device_id},
-                {"command": "deleteRole", "rolename": device_role(device_id)},
-            ],
-            ok_errors=("not found",),
-        )
+        self.check(_delete_device_commands(device_id), ok_errors=("not found",))
 
     # ---- service identities --------------------------------------------------------------------
 

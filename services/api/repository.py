@@ -36,6 +36,60 @@ async def insert_device(
     return await cur.fetchone()
 
 
+async def lock_devices(
+    conn: AsyncConnection[Any], device_ids: list[str]
+) -> dict[str, dict[str, Any]]:
+    """id -> {domain, deleted_at} of those that exist (live or deleted), locked till commit."""
+    cur = await conn.execute(
+        "SELECT id, domain, deleted_at FROM devices WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
+        (device_ids,),
+    )
+    return {row["id"]: row for row in await cur.fetchall()}
+
+
+async def insert_devices(
+    conn: AsyncConnection[Any], devices: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """insert_device for many rows in one statement; returns the rows inserted or revived."""
+    if not devices:
+        return []
+    cur = await conn.execute(
+        f"""
+        INSERT INTO devices (id, domain, name, lat, lon, metadata)
+        SELECT * FROM unnest(
+            %(id)s::text[], %(domain)s::text[], %(name)s::text[], %(lat)s::float8[],
+            %(lon)s::float8[], %(metadata)s::jsonb[])
+        ON CONFLICT (id) DO UPDATE SET
+            domain = EXCLUDED.domain, name = EXCLUDED.name, lat = EXCLUDED.lat,
+            lon = EXCLUDED.lon, metadata = EXCLUDED.metadata, created_at = now(),
+            deleted_at = NULL
+        WHERE devices.deleted_at IS NOT NULL
+        RETURNING {DEVICE_COLUMNS}
+        """,
+        {
+            "id": [d["id"] for d in devices],
+            "domain": [d["domain"] for d in devices],
+            "name": [d["name"] for d in devices],
+            "lat": [d["lat"] for d in devices],
+            "lon": [d["lon"] for d in devices],
+            "metadata": [Jsonb(d["metadata"]) for d in devices],
+        },
+    )
+    return await cur.fetchall()
+
+
+async def undo_insert_devices(
+    conn: AsyncConnection[Any], *, new: list[str], revived: dict[str, datetime]
+) -> None:
+    """Take back rows insert_devices made (new ids) or revived (back to their deletion)."""
+    if new:
+        await conn.execute("DELETE FROM devices WHERE id = ANY(%s)", (new,))
+    for device_id, deleted_at in revived.items():
+        await conn.execute(
+            "UPDATE devices SET deleted_at = %s WHERE id = %s", (deleted_at, device_id)
+        )
+
+
 async def get_device(conn: AsyncConnection[Any], device_id: str) -> dict[str, Any] | None:
     cur = await conn.execute(
         f"SELECT {DEVICE_COLUMNS} FROM devices WHERE id = %s AND deleted_at IS NULL", (device_id,)

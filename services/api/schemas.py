@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, Field
 
@@ -52,6 +52,24 @@ class MqttCredentials(BaseModel):
 class DeviceCreated(BaseModel):
     device: Device
     mqtt: MqttCredentials
+
+
+class BulkRow(BaseModel):
+    """One input row's outcome; `mqtt` only for `created` (shown this once)."""
+
+    row: int = Field(description="Position in the request, from 0 (CSV: data rows only).")
+    id: str | None
+    status: Literal["created", "exists", "error"]
+    device: Device | None = None
+    mqtt: MqttCredentials | None = None
+    error: str | None = None
+
+
+class BulkResult(BaseModel):
+    created: int
+    exists: int
+    errors: int
+    rows: list[BulkRow]
 
 
 T = TypeVar("T")

@@ -10,8 +10,11 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
 from services.api import repository as repo
 from services.api.buckets import BadBucket, parse_bucket
+from services.api.bulk import BulkBodyError, ParsedRow, mark_duplicates, parse_csv, parse_json
 from services.api.schemas import (
     BucketReading,
+    BulkResult,
+    BulkRow,
     Device,
     DeviceCreated,
     DeviceIn,
@@ -26,7 +29,7 @@ from services.api.settings import ApiSettings
 from shared import audit, erasure
 from shared.auth import new_device_password
 from shared.http import Admin, Viewer, time_window
-from shared.mqtt_admin import DynSecClient, DynSecError
+from shared.mqtt_admin import DeviceIdentity, DynSecClient, DynSecError
 from shared.topics import Domain, mqtt_topic
 
 router = APIRouter(prefix="/v1/devices", tags=["devices"])
@@ -45,14 +48,20 @@ def _device(row: dict[str, Any]) -> Device:
     )
 
 
-def _credentials(settings: ApiSettings, device: Device, password: str) -> MqttCredentials:
+def _ca_certificate(settings: ApiSettings) -> str | None:
+    # Read per registration: a town that replaces the CA file needs no restart.
     ca = settings.mqtt_ca_file
+    return ca.read_text() if ca is not None and ca.is_file() else None
+
+
+def _credentials(
+    settings: ApiSettings, device: Device, password: str, *, ca: str | None = None
+) -> MqttCredentials:
     return MqttCredentials(
         host=settings.mqtt_public_host or settings.mqtt_host,
         port=settings.mqtt_public_port or settings.mqtt_port,
         tls_port=settings.mqtt_public_tls_port or settings.mqtt_tls_port,
-        # Read per registration: a town that replaces the CA file needs no restart.
-        ca_certificate=ca.read_text() if ca is not None and ca.is_file() else None,
+        ca_certificate=ca if ca is not None else _ca_certificate(settings),
         username=device.id,
         password=password,
         topic=device.topic,
@@ -89,6 +98,147 @@ async def register_device(body: DeviceIn, request: Request, _: Admin) -> DeviceC
     return DeviceCreated(
         device=device, mqtt=_credentials(request.app.state.settings, device, password)
     )
+
+
+_BULK_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "array",
+                "items": {"$ref": "#/components/schemas/DeviceIn"},
+                "minItems": 1,
+            }
+        },
+        "text/csv": {
+            "schema": {"type": "string"},
+            "example": "id,domain,name,lat,lon\nbin-001,waste,Market square,48.85,2.35\n",
+        },
+    },
+}
+
+
+@router.post(
+    "/bulk",
+    response_model=BulkResult,
+    openapi_extra={"requestBody": _BULK_BODY},
+    responses={
+        413: {"description": "Body over the size limit"},
+        415: {"description": "Neither JSON nor CSV"},
+        422: {"description": "Malformed body, no rows or too many rows"},
+    },
+)
+async def register_devices(request: Request, _: Admin) -> BulkResult:
+    """Register many devices (JSON list or CSV); each row's outcome, credentials shown once."""
+    settings: ApiSettings = request.app.state.settings
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    body = await request.body()
+    try:
+        if media == "application/json":
+            parsed = parse_json(body, max_rows=settings.bulk_max_rows)
+        elif media in ("text/csv", "application/csv"):
+            parsed = parse_csv(body, max_rows=settings.bulk_max_rows)
+        else:
+            raise HTTPException(
+                status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+                detail="send application/json (a list of devices) or text/csv",
+            )
+    except BulkBodyError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)) from exc
+    parsed = mark_duplicates(parsed)
+    results: list[BulkRow | None] = [
+        BulkRow(row=i, id=p.id, status="error", error=p.error) if p.error else None
+        for i, p in enumerate(parsed)
+    ]
+    todo = {p.device.id: (i, p) for i, p in enumerate(parsed) if p.device is not None}
+    ca = _ca_certificate(settings)
+    async with request.app.state.pool.connection() as conn, conn.transaction():
+        known = await repo.lock_devices(conn, list(todo))
+        fresh: list[tuple[int, ParsedRow]] = []
+        for device_id, (i, p) in todo.items():
+            assert p.device is not None
+            had = known.get(device_id)
+            if had is None or had["deleted_at"] is not None:
+                fresh.append((i, p))
+            elif had["domain"] == p.device.domain.value:
+                results[i] = BulkRow(row=i, id=device_id, status="exists")
+            else:
+                results[i] = BulkRow(
+                    row=i,
+                    id=device_id,
+                    status="error",
+                    error=f"already registered with domain {had['domain']!r}",
+                )
+        rows = await repo.insert_devices(conn, [_row_values(p) for _, p in fresh])
+        inserted = {row["id"]: _device(row) for row in rows}
+        passwords = {device_id: new_device_password() for device_id in inserted}
+        refused = await _provision_many(
+            request, inserted, passwords=passwords, batch=settings.bulk_broker_batch
+        )
+        await repo.undo_insert_devices(
+            conn,
+            new=[d for d in refused if known.get(d) is None],
+            revived={d: known[d]["deleted_at"] for d in refused if d in known},
+        )
+        for i, p in fresh:
+            assert p.device is not None
+            device_id = p.device.id
+            if device_id in refused:
+                reason = f"MQTT broker refused: {refused[device_id]}"
+                results[i] = BulkRow(row=i, id=device_id, status="error", error=reason)
+            elif device_id in inserted:
+                device = inserted[device_id]
+                mqtt = _credentials(settings, device, passwords[device_id], ca=ca)
+                results[i] = BulkRow(
+                    row=i, id=device_id, status="created", device=device, mqtt=mqtt
+                )
+            else:
+                # Registered by a concurrent request between our lock and our insert.
+                results[i] = BulkRow(
+                    row=i, id=device_id, status="error", error="registered concurrently"
+                )
+    done = [r for r in results if r is not None]
+    counts = {s: sum(r.status == s for r in done) for s in ("created", "exists", "error")}
+    request.state.audit_target = f"{len(done)} devices"
+    request.state.audit_detail = counts
+    return BulkResult(
+        created=counts["created"], exists=counts["exists"], errors=counts["error"], rows=done
+    )
+
+
+def _row_values(p: ParsedRow) -> dict[str, Any]:
+    assert p.device is not None
+    body = p.device
+    return {
+        "id": body.id,
+        "domain": body.domain.value,
+        "name": body.name,
+        "lat": body.location.lat if body.location else None,
+        "lon": body.location.lon if body.location else None,
+        "metadata": body.metadata,
+    }
+
+
+async def _provision_many(
+    request: Request, devices: dict[str, Device], *, passwords: dict[str, str], batch: int
+) -> dict[str, str]:
+    """Provision in command messages of `batch` devices; the refused ones with a reason."""
+    identities = [
+        DeviceIdentity(device_id=d.id, topic=d.topic, password=passwords[d.id])
+        for d in devices.values()
+    ]
+    refused: dict[str, str] = {}
+    for start in range(0, len(identities), batch):
+        chunk = identities[start : start + batch]
+        try:
+            refused |= await asyncio.to_thread(_dynsec(request).add_devices, chunk)
+        except DynSecError as exc:
+            # The broker did not answer: these rows and the rest are not registered. Those it
+            # may still create are harmless: a client whose device row does not exist is
+            # refused by the gateway, and a later registration replaces it.
+            refused |= {d.device_id: str(exc) for d in identities[start:]}
+            break
+    return refused
 
 
 async def _provision(request: Request, device: Device, password: str) -> None:

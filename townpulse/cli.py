@@ -29,13 +29,13 @@ def _load_stack_env() -> dict[str, str]:
     return {**env, **{k: os.environ[k] for k in env if k in os.environ}}
 
 
-def _api() -> httpx.Client:
+def _api(*, timeout: float = 30) -> httpx.Client:
     env = _load_stack_env()
     if "API_URL" not in env:
         raise typer.BadParameter("no stack.env: run `townpulse up` first (or set API_URL)")
     key = Path(env["ADMIN_API_KEY_FILE"]).read_text().strip()
     return httpx.Client(
-        base_url=env["API_URL"], headers={"Authorization": f"Bearer {key}"}, timeout=30
+        base_url=env["API_URL"], headers={"Authorization": f"Bearer {key}"}, timeout=timeout
     )
 
 
@@ -224,6 +224,45 @@ def devices_remove(
         raise typer.Exit(1)
     if r.status_code == 200:
         typer.echo(json.dumps(r.json(), indent=2))
+
+
+@devices.command("import")
+def devices_import(
+    csv_file: Annotated[
+        Path, typer.Argument(help="CSV with a header row: id,domain,name,lat,lon[,metadata]")
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Where new credentials go (mode 0600); default FILE.credentials.csv"),
+    ] = None,
+    chunk: Annotated[int, typer.Option(min=1, max=10_000, help="Rows per request.")] = 500,
+) -> None:
+    """Register every device of a CSV file; new credentials (shown once) go to --out."""
+    from townpulse import device_import
+
+    out = out or csv_file.with_suffix(".credentials.csv")
+    try:
+        header, rows = device_import.read_csv(csv_file)
+    except (OSError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    # Generous: the broker takes a few seconds per hundred devices once it holds thousands.
+    with _api(timeout=600) as api:
+        try:
+            summary = device_import.import_rows(
+                api, header=header, rows=rows, out=out, chunk=chunk
+            )
+        except device_import.ImportFailed as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from exc
+    for line in summary.errors:
+        typer.echo(line, err=True)
+    typer.echo(
+        f"{summary.created} created, {summary.exists} already registered, "
+        f"{len(summary.errors)} errors; new credentials in {out}"
+    )
+    if summary.errors:
+        raise typer.Exit(1)
 
 
 def _mount_commands() -> None:

@@ -249,9 +249,7 @@ def devices_import(
     # Generous: the broker takes a few seconds per hundred devices once it holds thousands.
     with _api(timeout=600) as api:
         try:
-            summary = device_import.import_rows(
-                api, header=header, rows=rows, out=out, chunk=chunk
-            )
+            summary = device_import.import_rows(api, header=header, rows=rows, out=out, chunk=chunk)
         except device_import.ImportFailed as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from exc

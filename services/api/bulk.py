@@ -148,12 +148,13 @@ def mark_duplicates(rows: list[ParsedRow]) -> list[ParsedRow]:
     first: dict[str, int] = {}
     out = []
     for i, row in enumerate(rows):
-        if row.id is not None and row.error is None:
-            if row.id in first:
+        row_id = row.id
+        if row_id is not None and row.error is None:
+            if row_id in first:
                 row = ParsedRow(
-                    id=row.id, error=f"duplicate id in this request (first at row {first[row.id]})"
+                    id=row_id, error=f"duplicate id in this request (first at row {first[row_id]})"
                 )
             else:
-                first[row.id] = i
+                first[row_id] = i
         out.append(row)
     return out

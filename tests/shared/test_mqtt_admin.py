@@ -1,0 +1,72 @@
+"""DynSecClient.add_devices' reading of the plugin's answers (the broker itself: the API tests)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from shared.mqtt_admin import DeviceIdentity, DynSecClient
+
+pytestmark = pytest.mark.unit
+
+
+class ScriptedDynSec(DynSecClient):
+    """Answers each message with errors by (command, name); records what was sent."""
+
+    def __init__(self, errors: dict[tuple[str, str], str]) -> None:
+        super().__init__(host="unused", port=0, username="u", password="p")
+        self.errors = errors
+        self.sent: list[list[dict[str, Any]]] = []
+
+    def execute(
+        self, commands: list[dict[str, Any]], *, timeout: float = 10
+    ) -> list[dict[str, Any]]:
+        self.sent.append(commands)
+        answers = []
+        for c in commands:
+            name = c.get("username") or c.get("rolename") or ""
+            err = self.errors.pop((c["command"], name), None)
+            answers.append({"command": c["command"], **({"error": err} if err else {})})
+        return answers
+
+
+def _devices(*ids: str) -> list[DeviceIdentity]:
+    return [DeviceIdentity(device_id=i, topic=f"sensors/waste/{i}", password="pw") for i in ids]
+
+
+def test_one_message_for_a_whole_batch() -> None:
+    client = ScriptedDynSec({})
+    assert client.add_devices(_devices("a", "b", "c")) == {}
+    assert len(client.sent) == 1
+    assert [c["command"] for c in client.sent[0]] == ["createRole", "createClient"] * 3
+
+
+def test_a_refused_device_is_reported_and_cleaned_up_others_kept() -> None:
+    client = ScriptedDynSec({("createClient", "b"): "Invalid password"})
+    assert client.add_devices(_devices("a", "b", "c")) == {"b": "Invalid password"}
+    assert client.sent[-1] == [
+        {"command": "deleteClient", "username": "b"},
+        {"command": "deleteRole", "rolename": "device-b"},
+    ]
+
+
+def test_a_leftover_identity_is_deleted_and_made_again() -> None:
+    client = ScriptedDynSec({("createClient", "b"): "Client already exists"})
+    assert client.add_devices(_devices("a", "b")) == {}
+    repair = [(c["command"], c.get("username") or c.get("rolename")) for c in client.sent[1]]
+    assert repair == [
+        ("deleteClient", "b"),
+        ("deleteRole", "device-b"),
+        ("createRole", "device-b"),
+        ("createClient", "b"),
+    ]
+
+
+def test_a_short_answer_refuses_the_unanswered_devices() -> None:
+    class Short(ScriptedDynSec):
+        def execute(self, commands, *, timeout=10):  # type: ignore[no-untyped-def]
+            return super().execute(commands, timeout=timeout)[:2]
+
+    client = Short({})
+    assert client.add_devices(_devices("a", "b")) == {"b": "no answer from the broker"}

@@ -60,6 +60,12 @@ def fuzz_key(api: httpx.Client) -> Iterator[str]:
     assert api.get("/v1/api-keys").status_code == 200
     while page := api.get("/v1/audit", params=params).json():
         made += [(e["action"], e["target"]) for e in page if e["action"] in UNDO]
+        made += [
+            ("register_device", device_id)
+            for e in page
+            if e["action"] == "register_devices"
+            for device_id in e["detail"].get("created_ids", [])
+        ]
         params["before_id"] = page[-1]["id"]
     for action, target in made:
         api.delete(UNDO[action].format(target))

@@ -200,7 +200,11 @@ async def register_devices(request: Request, _: Admin) -> BulkResult:
     done = [r for r in results if r is not None]
     counts = {s: sum(r.status == s for r in done) for s in ("created", "exists", "error")}
     request.state.audit_target = f"{len(done)} devices"
-    request.state.audit_detail = counts
+    # Which devices a key registered stays answerable, as for single registrations.
+    request.state.audit_detail = {
+        **counts,
+        "created_ids": [r.id for r in done if r.status == "created"],
+    }
     return BulkResult(
         created=counts["created"], exists=counts["exists"], errors=counts["error"], rows=done
     )

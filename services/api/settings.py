@@ -28,13 +28,14 @@ class ApiSettings(ServiceSettings):
     upstreams: dict[str, str] = Field(default_factory=dict)
     # What GET /v1/admin/retention reports (the storage service enforces the same settings).
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
-    # POST /v1/devices/bulk: rows per request. The broker runs a request's commands without
-    # serving anyone else (about 2 x 15 ms per device at 10,000 devices, measured in
-    # BENCHMARKS.md), so a request is a few seconds of broker time at most; the CLI sends chunks.
+    # POST /v1/devices/bulk: rows per request, a few seconds of broker work at most at
+    # 10,000 devices (BENCHMARKS.md, device registration); the CLI sends larger files in chunks.
     bulk_max_rows: int = Field(default=1000, ge=1, le=10_000)
-    # Devices per dynamic-security command message within a request: one message holds the
-    # broker for its whole length, smaller ones let devices' traffic through in between.
-    bulk_broker_batch: int = Field(default=100, ge=1, le=1000)
+    # Devices per dynamic-security command message. Mosquitto serves nobody else while it runs
+    # one message's commands (each rewrites its whole file), so a message is kept short enough
+    # that devices' readings wait well under the gateway's patience; batching's gain is the
+    # saved round trips, which matter only while the broker holds few devices.
+    bulk_broker_batch: int = Field(default=50, ge=1, le=1000)
     max_raw_readings: int = 50_000
     max_buckets: int = 20_000
     # Open data: every published row aggregates at least this many devices (zones, building

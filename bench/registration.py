@@ -1,0 +1,125 @@
+"""Device registration rate: POST /v1/devices/bulk from 0 to 10,000 devices, against one by one.
+
+    .venv/bin/python -m bench.registration            # the running local stack (`townpulse up`)
+
+Registers `--total` devices through the bulk endpoint in requests of `--chunk` rows and reports
+devices/s per `--step` devices, then registers `--single` devices one by one (POST /v1/devices)
+at the start (nearly empty broker) and at the end (full broker), the baseline. The broker's
+device count and the size of its dynamic-security file are recorded: Mosquitto 2.0.11 rewrites
+that whole file after every command, which is what bounds the rate as it grows.
+
+The devices stay registered (removing 10,000 costs two file rewrites each); run it on a stack
+of its own, e.g. a fresh TOWNPULSE_RUN_DIR. It loads the machine: run it alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.common import run_meta, write_result
+from shared.mqtt_admin import DynSecClient
+from townpulse.stack import Stack, read_env_file
+
+
+def _broker_clients(env: dict[str, str], run_dir: Path) -> int:
+    password = (run_dir / "secrets" / "mqtt-admin").read_text().strip()
+    client = DynSecClient(
+        host=env["MQTT_HOST"], port=int(env["MQTT_PORT"]), username="admin", password=password
+    )
+    client.connect()
+    try:
+        (answer,) = client.execute([{"command": "listClients", "count": 1, "offset": 0}])
+    finally:
+        client.close()
+    return int(answer["data"]["totalCount"])
+
+
+def _dynsec_file_kb(run_dir: Path) -> float | None:
+    path = run_dir / "data" / "mosquitto" / "dynamic-security.json"
+    return round(path.stat().st_size / 1024, 1) if path.exists() else None
+
+
+def _one_by_one(api: httpx.Client, *, tag: str, n: int) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    for i in range(n):
+        r = api.post("/v1/devices", json={"id": f"{tag}-{i:05d}", "domain": "waste"})
+        r.raise_for_status()
+    elapsed = time.perf_counter() - t0
+    return {"devices": n, "seconds": round(elapsed, 2), "devices_per_s": round(n / elapsed, 1)}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.registration", description=__doc__)
+    parser.add_argument("--total", type=int, default=10_000)
+    parser.add_argument("--chunk", type=int, default=500, help="rows per bulk request")
+    parser.add_argument("--step", type=int, default=1000, help="report the rate per this many")
+    parser.add_argument("--single", type=int, default=50, help="one-by-one sample size")
+    args = parser.parse_args(argv)
+
+    run_dir = Path(os.environ.get("TOWNPULSE_RUN_DIR", Stack().run))
+    env = read_env_file(run_dir / "stack.env")
+    key = Path(env["ADMIN_API_KEY_FILE"]).read_text().strip()
+    run = uuid.uuid4().hex[:6]
+    result: dict[str, Any] = {
+        "benchmark": "registration",
+        "meta": run_meta(),
+        "chunk": args.chunk,
+        "broker_clients_at_start": _broker_clients(env, run_dir),
+    }
+    with httpx.Client(
+        base_url=env["API_URL"], headers={"Authorization": f"Bearer {key}"}, timeout=600
+    ) as api:
+        result["one_by_one_start"] = _one_by_one(api, tag=f"reg1a-{run}", n=args.single)
+        steps: list[dict[str, Any]] = []
+        done, step_started, step_seconds = 0, 0, 0.0
+        total_seconds = 0.0
+        while done < args.total:
+            n = min(args.chunk, args.total - done, step_started + args.step - done)
+            rows = [{"id": f"regb-{run}-{done + i:05d}", "domain": "waste"} for i in range(n)]
+            t0 = time.perf_counter()
+            r = api.post("/v1/devices/bulk", json=rows)
+            elapsed = time.perf_counter() - t0
+            r.raise_for_status()
+            body = r.json()
+            if body["created"] != n:
+                raise SystemExit(f"only {body['created']} of {n} created: {body['rows'][:3]}")
+            done += n
+            step_seconds += elapsed
+            total_seconds += elapsed
+            if done - step_started >= args.step or done == args.total:
+                rate = (done - step_started) / step_seconds
+                steps.append(
+                    {
+                        "from": step_started,
+                        "to": done,
+                        "seconds": round(step_seconds, 2),
+                        "devices_per_s": round(rate, 1),
+                        "dynsec_file_kb": _dynsec_file_kb(run_dir),
+                    }
+                )
+                print(f"{step_started:>6}-{done:<6} {rate:7.1f} devices/s", flush=True)
+                step_started, step_seconds = done, 0.0
+        result["bulk_steps"] = steps
+        result["bulk_total"] = {
+            "devices": done,
+            "seconds": round(total_seconds, 1),
+            "devices_per_s": round(done / total_seconds, 1),
+        }
+        result["one_by_one_end"] = _one_by_one(api, tag=f"reg1b-{run}", n=args.single)
+    result["broker_clients_at_end"] = _broker_clients(env, run_dir)
+    result["dynsec_file_kb_at_end"] = _dynsec_file_kb(run_dir)
+    path = write_result("registration", result)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -50,3 +50,25 @@ def test_report_puts_our_nab_row_into_the_scoreboard(tmp_path: Path) -> None:
     assert "`python -m bench.nab.run`" in text and "2 cores, 8.0 GB, Test CPU" in text
     assert "`0123456789ab`" in text
     assert "| events_per_s | 1234 |" in text
+
+
+def test_registration_section_gives_each_step_and_the_verdict(tmp_path: Path) -> None:
+    step = {"seconds": 10.0, "dynsec_file_kb": 1.0}
+    result = {
+        "meta": META,
+        "benchmark": "registration",
+        "chunk": 500,
+        "broker_clients_at_start": 2,
+        "broker_clients_at_end": 10_102,
+        "bulk_total": {"devices": 10_000, "seconds": 900.0, "devices_per_s": 11.1},
+        "bulk_steps": [
+            {**step, "from": 0, "to": 5000, "devices_per_s": 250.0},
+            {**step, "from": 5000, "to": 10_000, "devices_per_s": 5.5},
+        ],
+        "one_by_one_start": {"devices": 50, "devices_per_s": 12.0},
+        "one_by_one_end": {"devices": 50, "devices_per_s": 2.0},
+    }
+    (tmp_path / "registration.json").write_text(json.dumps(result))
+    text = report.build(tmp_path, scoreboard=tmp_path / "none.md")
+    assert "| 5000-10000 | 10.0 | 5.5 | 1.0 |" in text
+    assert "5.5 devices/s over the last 5000 devices, **not met**" in text

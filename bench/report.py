@@ -625,7 +625,7 @@ def registration_section(r: dict[str, Any]) -> list[str]:
         "",
         "Mosquitto 2.0.11's dynamic-security plugin rewrites its whole JSON file after every "
         "command, and each device needs two (its role, its client: 2.0 has no %u in role ACLs), "
-        "so a device costs time in proportion to the devices already registered: batching "
+        "so a device costs more the more devices are registered: batching "
         "saves round trips, not those rewrites. The issue's target, 200 devices/s with "
         f"10,000 devices registered: {last['devices_per_s']} devices/s over the last "
         f"{last['to'] - last['from']} devices, **{verdict}**.",

@@ -74,7 +74,7 @@ def _delete_device_commands(device_id: str) -> list[dict[str, Any]]:
 
 
 # Mosquitto 2.0.11's plugin rewrites its whole JSON file after every command, so one command
-# costs time proportional to the number of clients and roles (about 10 ms per 1,000 devices on
+# costs time proportional to the number of clients and roles (about 8 ms per 1,000 devices on
 # 2 cores). The broker serves nobody else while it runs one message's commands: the timeout
 # grows with the batch instead of cutting a long batch short (a late answer would then be
 # taken for the next request's).

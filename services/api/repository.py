@@ -53,6 +53,8 @@ async def insert_devices(
     """insert_device for many rows in one statement; returns the rows inserted or revived."""
     if not devices:
         return []
+    # In id order, as lock_devices: two requests sharing new ids wait instead of deadlocking.
+    devices = sorted(devices, key=lambda d: d["id"])
     cur = await conn.execute(
         f"""
         INSERT INTO devices (id, domain, name, lat, lon, metadata)

@@ -32,9 +32,9 @@ class ApiSettings(ServiceSettings):
     # 10,000 devices (BENCHMARKS.md, device registration); the CLI sends larger files in chunks.
     bulk_max_rows: int = Field(default=1000, ge=1, le=10_000)
     # Devices per dynamic-security command message. Mosquitto serves nobody else while it runs
-    # one message's commands (each rewrites its whole file), so a message is kept short enough
-    # that devices' readings wait well under the gateway's patience; batching's gain is the
-    # saved round trips, which matter only while the broker holds few devices.
+    # one message's commands (each rewrites its whole file): at 10,000 devices, 50 hold it
+    # about 8 s (BENCHMARKS.md). Batching saves round trips, which matter only while the broker
+    # holds few devices; lower it where live readings matter more than registration speed.
     bulk_broker_batch: int = Field(default=50, ge=1, le=1000)
     max_raw_readings: int = 50_000
     max_buckets: int = 20_000

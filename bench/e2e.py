@@ -11,7 +11,8 @@ Needs the local stack (`make up`). Registers N devices through the API (town mix
    rate again for the full duration. Sustained = every message acknowledged, every reading stored
    and every energy reading scored within a grace period after the window;
 3. the same with SenML packs of 50 readings per message;
-4. publish -> stored, publish -> scored latency at 1,000 msg/s (p50/p95/p99);
+4. publish -> stored, publish -> scored latency at 1,000 msg/s (p50/p95/p99), and the same at
+   other rates and at the sustained one (a latency-versus-load curve, drawn by bench.report);
 5. CPU seconds and peak memory of every stack process in each phase, and the generator's own;
 6. py-spy profiles of the Python services at the sustained rate.
 
@@ -305,24 +306,31 @@ async def register_devices(
     """Register `n` devices (ids `bench-<run>-<n>`); returns them and the ids to remove later."""
     plan = domain_plan(n, shares)
     made: list[str] = []
-
-    def job(i: int, domain: str) -> Callable[[], Awaitable[DeviceSpec]]:
-        async def go() -> DeviceSpec:
-            device_id = f"bench-{run}-{i:05d}"
-            r = await api.post("/v1/devices", json={"id": device_id, "domain": domain})
-            r.raise_for_status()
-            made.append(device_id)
-            creds = r.json()["mqtt"]
-            return DeviceSpec(
-                i, device_id, domain, creds["username"], creds["password"], creds["topic"]
-            )
-
-        return go
-
+    devices: list[DeviceSpec] = []
     try:
-        # The API provisions each device at the broker in turn: a few requests at a time is all
-        # it can use, and leaves room for whoever else talks to it.
-        devices = await _bounded(8, [job(i, d) for i, d in enumerate(plan)])
+        # The bulk endpoint: hundreds per request (the API's limit is 1,000 rows).
+        for start in range(0, n, 500):
+            rows = [
+                {"id": f"bench-{run}-{i:05d}", "domain": d}
+                for i, d in enumerate(plan[start : start + 500], start=start)
+            ]
+            r = await api.post("/v1/devices/bulk", json=rows)
+            r.raise_for_status()
+            for row in r.json()["rows"]:
+                if row["status"] != "created":
+                    raise RuntimeError(f"device {row['id']} not created: {row}")
+                made.append(row["id"])
+                creds = row["mqtt"]
+                devices.append(
+                    DeviceSpec(
+                        start + row["row"],
+                        row["id"],
+                        row["device"]["domain"],
+                        creds["username"],
+                        creds["password"],
+                        creds["topic"],
+                    )
+                )
     except BaseException:
         await remove_devices(api, made)
         raise
@@ -1138,6 +1146,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--refine", type=int, default=1, help="bisections after the first failure")
     p.add_argument("--latency-rate", type=float, default=1000)
     p.add_argument("--latency-duration", type=float, default=None, help="default: --duration")
+    p.add_argument(
+        "--curve-rates",
+        type=_rates,
+        default=_rates("100,500,2000,4000"),
+        help="latency at these rates too (msg/s), and at the sustained one",
+    )
+    # Short: above the sustainable rate the backlog must still drain within --drain-timeout.
+    p.add_argument("--curve-duration", type=float, default=20, help="each curve point (s)")
     p.add_argument("--sample-every", type=int, default=10, help="latency: every n-th device")
     p.add_argument("--poll-interval", type=float, default=0.05)
     p.add_argument("--baseline-duration", type=float, default=20)
@@ -1149,7 +1165,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--skip",
         nargs="*",
         default=[],
-        choices=["baselines", "single", "senml", "latency", "profile"],
+        choices=["baselines", "single", "senml", "latency", "curve", "profile"],
     )
     p.add_argument("--keep-data", action="store_true", help="keep the run's rows in the database")
     p.add_argument("--output", default="e2e", help="result name under bench/results/")
@@ -1268,6 +1284,35 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
                 sample_every=args.sample_every,
             )
         best = (out.get("single") or {}).get("confirmed")
+        if "curve" not in args.skip:
+            curve_rates = set(args.curve_rates)
+            if best:
+                curve_rates.add(best["offered_msgs_per_s"])
+            out["latency_curve"] = []
+            for rate in sorted(curve_rates):
+                phase = await run_phase(
+                    ctx,
+                    name=f"curve-{rate:g}",
+                    rate=rate,
+                    duration=args.curve_duration,
+                    sample_every=args.sample_every,
+                )
+                out["latency_curve"].append(
+                    {
+                        "rate": rate,
+                        "sustained": phase["sustained"],
+                        "latency": phase.get("latency"),
+                    }
+                )
+            if "latency_phase" in out:
+                out["latency_curve"].append(
+                    {
+                        "rate": args.latency_rate,
+                        "sustained": out["latency_phase"]["sustained"],
+                        "latency": out["latency_phase"].get("latency"),
+                    }
+                )
+            out["latency_curve"].sort(key=lambda c: c["rate"])
         if "profile" not in args.skip and best:
             out["profile_phase"] = await run_phase(
                 ctx,

@@ -520,6 +520,7 @@ def e2e_section(r: dict[str, Any]) -> list[str]:
     lines += _table(
         ["process", "CPU cores", "peak RSS (MB)"], [[p, usage[p], rss.get(p)] for p in procs]
     )
+    lines += latency_curve_lines(r)
     b = r["single"]["bound"]
     lines += [
         "",
@@ -529,6 +530,74 @@ def e2e_section(r: dict[str, Any]) -> list[str]:
         "",
     ]
     return lines
+
+
+CURVE_PNG = RESULTS / "e2e_latency_curve.png"
+
+
+def latency_curve_lines(r: dict[str, Any]) -> list[str]:
+    """The latency-versus-load table, and the same drawn as a PNG next to the results."""
+    curve = r.get("latency_curve")
+    if not curve:
+        return ["", "Latency versus load: not measured in this run (`--skip curve`).", ""]
+
+    def pct(c: dict[str, Any], key: str, q: str) -> float | None:
+        value = ((c.get("latency") or {}).get(key) or {}).get(f"{q}_ms")
+        return float(value) if value is not None else None
+
+    stored, scored = "publish_to_stored", "publish_to_scored_energy_scores"
+    rows = [
+        [
+            f"{c['rate']:g}",
+            _ok(c["sustained"]),
+            pct(c, stored, "p50"),
+            pct(c, stored, "p99"),
+            pct(c, scored, "p50"),
+            pct(c, scored, "p99"),
+        ]
+        for c in curve
+    ]
+    _draw_curve(curve, pct, CURVE_PNG)
+    head = ["msg/s", "sustained", "stored p50 ms", "stored p99 ms", "scored p50", "scored p99"]
+    return [
+        "",
+        "Latency versus load (every 10th device sampled; 20 s per rate, 1,000 msg/s for the "
+        "confirmation window):",
+        "",
+        *_table(head, rows),
+        "",
+        f"![latency versus load]({CURVE_PNG.relative_to(REPO)})",
+        "",
+    ]
+
+
+def _draw_curve(curve: list[dict[str, Any]], pct: Any, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    rates = [c["rate"] for c in curve]
+    for key, label in (
+        ("publish_to_stored", "publish -> stored"),
+        ("publish_to_scored_energy_scores", "publish -> scored"),
+    ):
+        for q, style in (("p50", "o-"), ("p99", "s--")):
+            ys = [pct(c, key, q) for c in curve]
+            pts = [(x, y) for x, y in zip(rates, ys, strict=True) if y is not None]
+            if pts:
+                ax.plot(*zip(*pts, strict=True), style, label=f"{label} {q}")
+    ax.axhline(500, color="grey", linewidth=0.8, linestyle=":", label="p99 target (stored)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("offered load, single-reading messages/s")
+    ax.set_ylabel("latency, ms")
+    ax.legend(fontsize=7)
+    ax.grid(True, which="both", linewidth=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def footprint_section(r: dict[str, Any]) -> list[str]:

@@ -43,4 +43,7 @@ bench: install ## Run every benchmark and rebuild BENCHMARKS.md (the load tests 
 	@$(TP) up --no-sim
 	@$(VENV)/bin/python -m bench.e2e
 	@$(VENV)/bin/python -m bench.alerts_fanout
+	@$(VENV)/bin/python -m bench.mosquitto_autosave
+	@$(TP) up
+	@$(VENV)/bin/python -m bench.footprint --settle 600 --window 900
 	@$(VENV)/bin/python -m bench

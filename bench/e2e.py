@@ -1209,6 +1209,10 @@ async def search(ctx: Ctx, *, label: str, ladder: list[float], senml: int = 0) -
     }
 
 
+def _curve_point(rate: float, phase: dict[str, Any]) -> dict[str, Any]:
+    return {"rate": rate, "sustained": phase["sustained"], "latency": phase.get("latency")}
+
+
 def _bound(step: dict[str, Any] | None) -> dict[str, object] | None:
     if not step:
         return None
@@ -1297,21 +1301,9 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
                     duration=args.curve_duration,
                     sample_every=args.sample_every,
                 )
-                out["latency_curve"].append(
-                    {
-                        "rate": rate,
-                        "sustained": phase["sustained"],
-                        "latency": phase.get("latency"),
-                    }
-                )
+                out["latency_curve"].append(_curve_point(rate, phase))
             if "latency_phase" in out:
-                out["latency_curve"].append(
-                    {
-                        "rate": args.latency_rate,
-                        "sustained": out["latency_phase"]["sustained"],
-                        "latency": out["latency_phase"].get("latency"),
-                    }
-                )
+                out["latency_curve"].append(_curve_point(args.latency_rate, out["latency_phase"]))
             out["latency_curve"].sort(key=lambda c: c["rate"])
         if "profile" not in args.skip and best:
             out["profile_phase"] = await run_phase(

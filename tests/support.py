@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Callable
@@ -25,6 +26,22 @@ def wait_for(
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+
+
+async def until(
+    cond: Callable[[], Any],
+    *,
+    within_s: float = 30,
+    interval: float = 0.02,
+    what: str = "condition",
+) -> Any:
+    """wait_for for async tests: the event loop keeps running while `cond` is polled."""
+    deadline = time.monotonic() + within_s
+    while not (last := cond()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within_s} s waiting for {what}")
+        await asyncio.sleep(interval)
+    return last
 
 
 @dataclass

@@ -20,20 +20,8 @@ async def insert_device(
     conn: AsyncConnection[Any], *, device: dict[str, Any]
 ) -> dict[str, Any] | None:
     """Insert, or revive a deleted device with the same id; None if a live one exists."""
-    cur = await conn.execute(
-        f"""
-        INSERT INTO devices (id, domain, name, lat, lon, metadata)
-        VALUES (%(id)s, %(domain)s, %(name)s, %(lat)s, %(lon)s, %(metadata)s)
-        ON CONFLICT (id) DO UPDATE SET
-            domain = EXCLUDED.domain, name = EXCLUDED.name, lat = EXCLUDED.lat,
-            lon = EXCLUDED.lon, metadata = EXCLUDED.metadata, created_at = now(),
-            deleted_at = NULL
-        WHERE devices.deleted_at IS NOT NULL
-        RETURNING {DEVICE_COLUMNS}
-        """,
-        {**device, "metadata": Jsonb(device["metadata"])},
-    )
-    return await cur.fetchone()
+    rows = await insert_devices(conn, [device])
+    return rows[0] if rows else None
 
 
 async def lock_devices(
@@ -50,7 +38,7 @@ async def lock_devices(
 async def insert_devices(
     conn: AsyncConnection[Any], devices: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    """insert_device for many rows in one statement; returns the rows inserted or revived."""
+    """Insert, or revive deleted ones, in one statement; returns those rows (live ids: none)."""
     if not devices:
         return []
     # In id order, as lock_devices: two requests sharing new ids wait instead of deadlocking.

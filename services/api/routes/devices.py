@@ -79,17 +79,7 @@ async def register_device(body: DeviceIn, request: Request, _: Admin) -> DeviceC
     request.state.audit_target = body.id
     password = new_device_password()
     async with request.app.state.pool.connection() as conn, conn.transaction():
-        row = await repo.insert_device(
-            conn,
-            device={
-                "id": body.id,
-                "domain": body.domain.value,
-                "name": body.name,
-                "lat": body.location.lat if body.location else None,
-                "lon": body.location.lon if body.location else None,
-                "metadata": body.metadata,
-            },
-        )
+        row = await repo.insert_device(conn, device=_device_values(body))
         if row is None:
             raise HTTPException(status.HTTP_409_CONFLICT, detail=f"device {body.id!r} exists")
         device = _device(row)
@@ -212,7 +202,11 @@ async def register_devices(request: Request, _: Admin) -> BulkResult:
 
 def _row_values(p: ParsedRow) -> dict[str, Any]:
     assert p.device is not None
-    body = p.device
+    return _device_values(p.device)
+
+
+def _device_values(body: DeviceIn) -> dict[str, Any]:
+    """A registration's row in the devices table."""
     return {
         "id": body.id,
         "domain": body.domain.value,

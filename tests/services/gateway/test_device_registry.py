@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import httpx
 import psycopg
@@ -16,20 +15,13 @@ from pydantic import SecretStr
 from services.gateway.registry import APPLICATION_NAME, DeviceRegistry
 from shared.db import create_pool
 from shared.topics import Domain
+from tests.support import until
 
 pytestmark = pytest.mark.integration
 
 
 def _lookups() -> float:
     return REGISTRY.get_sample_value("townpulse_gateway_registry_lookups_total") or 0.0
-
-
-async def _until(condition: Callable[[], bool], *, within_s: float, what: str) -> None:
-    deadline = time.monotonic() + within_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture
@@ -40,7 +32,7 @@ async def registry(stack_env: dict[str, str]) -> AsyncIterator[DeviceRegistry]:
     reg = DeviceRegistry(pool, conninfo=url, unknown_ttl_s=60)
     task = asyncio.create_task(reg.follow())
     try:
-        await _until(lambda: reg.following, within_s=10, what="the registry to load")
+        await until(lambda: reg.following, within_s=10, what="the registry to load")
         yield reg
     finally:
         task.cancel()
@@ -56,7 +48,7 @@ async def test_registered_and_deleted_devices_are_known_without_a_query(
     assert r.status_code == 201, r.text
     try:
         # The notification arrives: from then on the device is answered from memory.
-        await _until(
+        await until(
             lambda: registry.held(device_id) is Domain.WASTE,
             within_s=10,
             what="the registration notified",
@@ -68,9 +60,7 @@ async def test_registered_and_deleted_devices_are_known_without_a_query(
     finally:
         r = await asyncio.to_thread(api.delete, f"/v1/devices/{device_id}")
         assert r.status_code == 204, r.text
-    await _until(
-        lambda: registry.held(device_id) is None, within_s=10, what="the deletion notified"
-    )
+    await until(lambda: registry.held(device_id) is None, within_s=10, what="the deletion notified")
     assert await registry.domain_of(device_id) is None
 
 
@@ -92,14 +82,14 @@ async def test_a_lost_connection_is_followed_again_and_lookups_go_on_meanwhile(
             (APPLICATION_NAME,),
         ).fetchall()
     assert killed, "the registry's LISTEN connection was not found"
-    await _until(lambda: not registry.following, within_s=10, what="the loss to be noticed")
+    await until(lambda: not registry.following, within_s=10, what="the loss to be noticed")
     # Registered while the registry is not following: asked of the database, then loaded.
     body = {"id": device_id, "domain": "traffic"}
     r = await asyncio.to_thread(api.post, "/v1/devices", json=body)
     assert r.status_code == 201, r.text
     try:
         assert await registry.domain_of(device_id) is Domain.TRAFFIC
-        await _until(lambda: registry.following, within_s=30, what="following again")
+        await until(lambda: registry.following, within_s=30, what="following again")
         assert registry.held(device_id) is Domain.TRAFFIC
     finally:
         await asyncio.to_thread(api.delete, f"/v1/devices/{device_id}")

@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -25,6 +25,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from services.gateway.mqtt_source import Incoming, MqttSource
+from tests.support import until
+from townpulse.stack.processes import wait_port
 
 pytestmark = pytest.mark.integration
 
@@ -56,14 +58,7 @@ class Broker:
 
     def start(self) -> None:
         self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)])
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("mosquitto did not open its port")
+        wait_port(self.port, timeout=10, what="the test's mosquitto")
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -133,14 +128,6 @@ class Device:
         self.client.loop_stop()
 
 
-async def _until(condition: Callable[[], bool], *, within_s: float, what: str) -> None:
-    deadline = time.monotonic() + within_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)  # the state changes in paho's threads
-
-
 @pytest.mark.parametrize("restart_gap_s", [0.0, 5.0])
 async def test_every_acknowledged_message_reaches_the_gateway_across_a_broker_restart(
     broker: Broker, restart_gap_s: float
@@ -165,17 +152,17 @@ async def test_every_acknowledged_message_reaches_the_gateway_across_a_broker_re
     source.start()
     device = Device(broker.port)
     try:
-        await _until(lambda: source.connected, within_s=10, what="the gateway's connection")
+        await until(lambda: source.connected, within_s=10, what="the gateway's connection")
         device.start()
-        await _until(lambda: len(device.acked) > 150, within_s=20, what="messages before")
+        await until(lambda: len(device.acked) > 150, within_s=20, what="messages before")
         broker.stop()
         await asyncio.sleep(restart_gap_s)  # the outage itself
         broker.start()
         # The device reconnects and publishes while the gateway reconnects, and after.
         before = len(device.acked)
-        await _until(lambda: len(device.acked) > before + 300, within_s=30, what="messages after")
+        await until(lambda: len(device.acked) > before + 300, within_s=30, what="messages after")
         device.stop()
-        await _until(lambda: device.acked <= received, within_s=20, what="every message")
+        await until(lambda: device.acked <= received, within_s=20, what="every message")
     except AssertionError:
         missing = sorted(device.acked - received)
         raise AssertionError(

@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import base64
+import os
 import shutil
 import subprocess
-import uuid
+from collections.abc import Callable
 
 from townpulse.stack.config import DEPLOY, KAFKA_LIB, StackError, StackSettings
 from townpulse.stack.processes import Processes, wait_port
 
 NAME = "kafka"
+
+
+def new_cluster_id(random_bytes: Callable[[int], bytes] = os.urandom) -> str:
+    """A KRaft cluster id that `kafka-storage format -t` can take as an argument.
+
+    One random id in 64 starts with "-", which the tool's argument parser reads as an
+    unknown option (a CI run failed on one); Kafka's own Uuid.randomUuid() draws again
+    in that case, and so do we.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(random_bytes(16)).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 class Kafka:
@@ -45,7 +59,7 @@ class Kafka:
         classpath = f"{KAFKA_LIB}/*"
         log4j = f"-Dlog4j2.configurationFile={DEPLOY / 'kafka' / 'log4j2.yaml'}"
         if not (data / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            cluster_id = new_cluster_id()
             subprocess.run(
                 [
                     java,

@@ -109,14 +109,18 @@ def _proc_table() -> dict[int, tuple[int, int]]:
     return table
 
 
-def _tree(root: int, table: dict[int, tuple[int, int]]) -> list[int]:
+def _tree(
+    root: int, table: dict[int, tuple[int, int]], apart: frozenset[int] = frozenset()
+) -> list[int]:
+    """`root` and its descendants, except those under a pid in `apart` (another component:
+    a service is its keeper's child and must not be counted twice)."""
     children: dict[int, list[int]] = {}
     for pid, (ppid, _) in table.items():
         children.setdefault(ppid, []).append(pid)
     out, todo = [], [root]
     while todo:
         pid = todo.pop()
-        if pid in table:
+        if pid in table and (pid == root or pid not in apart):
             out.append(pid)
             todo.extend(children.get(pid, []))
     return out
@@ -160,6 +164,7 @@ class ProcessWatch:
 
     def __init__(self, components: dict[str, list[int]]) -> None:
         self.components = components
+        self._roots = frozenset(p for roots in components.values() for p in roots)
         self._peak: dict[str, float] = {}
         self._peak_all: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -176,7 +181,7 @@ class ProcessWatch:
     def cpu_ticks(self) -> dict[str, int]:
         table = _proc_table()
         return {
-            name: sum(table[p][1] for root in roots for p in _tree(root, table))
+            name: sum(table[p][1] for root in roots for p in _tree(root, table, self._roots))
             for name, roots in self.components.items()
         }
 
@@ -184,7 +189,7 @@ class ProcessWatch:
         table = _proc_table()
         out: dict[str, float] = {}
         for name, roots in self.components.items():
-            pids = [p for root in roots for p in _tree(root, table)]
+            pids = [p for root in roots for p in _tree(root, table, self._roots)]
             if len(roots) == 1 and len(pids) == 1:
                 kb = _status_kb(pids[0], "VmRSS")
             else:
@@ -1341,6 +1346,8 @@ def summarise(out: dict[str, Any]) -> dict[str, Any]:
     kf = (out.get("kafka_only") or {}).get("msgs_per_s")
     rate = single.get("offered_msgs_per_s")
     python_rss = sum(v for k, v in mem.items() if k in PYTHON_SERVICES)
+    # The local stack's keepers (townpulse/keeper.py; compose restarts with `restart:`).
+    keepers_rss = sum(v for k, v in mem.items() if k.endswith(".keeper"))
     return {
         "sustained_msgs_per_s": rate,
         "sustained_senml_msgs_per_s": senml.get("offered_msgs_per_s"),
@@ -1355,6 +1362,7 @@ def summarise(out: dict[str, Any]) -> dict[str, Any]:
         "latency_resolution_ms": stored.get("resolution_ms"),
         "rss_mb": mem,
         "python_services_rss_mb_total": round(python_rss, 1),
+        "keepers_rss_mb_total": round(keepers_rss, 1),
         "devices": out.get("settings", {}).get("devices"),
         "bound_by": (out.get("single") or {}).get("bound"),
         "targets": {

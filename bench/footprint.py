@@ -39,7 +39,9 @@ def measure(env: Env, *, settle_s: float, window_s: float) -> dict[str, object]:
     pids = env.stack_pids()
     if "simulator" not in pids:
         raise SystemExit("the simulator is not running: start the stack with `make up`")
+    # The keepers (one small process per service, the local stack's `restart:`) count as one.
     components = {k: v for k, v in pids.items() if not k.endswith(".keeper")}
+    components["keepers"] = [p for k, v in pids.items() if k.endswith(".keeper") for p in v]
     watch = ProcessWatch(components)
     api = httpx.Client(
         base_url=env.api_url, headers={"Authorization": f"Bearer {env.admin_key}"}, timeout=10

@@ -107,5 +107,7 @@ def test_compose_kafka_is_configured_as_the_local_one(compose: dict) -> None:
         key, _, value = line.partition("=")
         var = "KAFKA_" + key.upper().replace(".", "_")
         assert str(env.get(var)) == value, f"{var} should be {value!r} as in the local stack"
-    heap = StackSettings().kafka_heap
-    assert env["KAFKA_HEAP_OPTS"] == f"-Xms{heap} -Xmx{heap}"
+    local = StackSettings()
+    assert env["KAFKA_HEAP_OPTS"] == f"-Xmx{local.kafka_heap}"
+    jvm = env["KAFKA_JVM_PERFORMANCE_OPTS"].split()
+    assert jvm == [*local.kafka_jvm_options.split(), "-Djava.awt.headless=true"]

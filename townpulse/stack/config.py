@@ -53,6 +53,14 @@ class StackSettings(BaseSettings):
     # A town's stream is small (hundreds of messages per second at most): Kafka's own default
     # of 1 GB of heap is mostly empty. bench/footprint.py measures what it costs.
     kafka_heap: str = "256m"
+    # The JVM sized for that stream (docker-compose's KAFKA_JVM_PERFORMANCE_OPTS too): a heap
+    # that starts small and gives memory back (the serial collector shrinks it after a
+    # collection; G1 mostly keeps what it touched), and the client compiler only, whose code
+    # cache and compiler threads cost a fraction of C2's. Kafka alone still moves tens of
+    # thousands of messages a second (bench.e2e's kafka_only), far above a town's rate.
+    kafka_jvm_options: str = (
+        "-Xms32m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=48m"
+    )
     gateways: int = 1
     start_timeout_s: float = 120.0
 

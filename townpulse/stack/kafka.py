@@ -80,9 +80,8 @@ class Kafka:
             NAME,
             [
                 java,
-                f"-Xms{self.s.kafka_heap}",
                 f"-Xmx{self.s.kafka_heap}",
-                "-XX:+UseG1GC",
+                *self.s.kafka_jvm_options.split(),
                 "-Djava.awt.headless=true",
                 log4j,
                 "-cp",

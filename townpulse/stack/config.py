@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO = Path(__file__).resolve().parents[2]
@@ -61,6 +62,12 @@ class StackSettings(BaseSettings):
     kafka_jvm_options: str = (
         "-Xms32m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=48m"
     )
+    # Mosquitto saves its state after this many changes (a message queued or received, a
+    # subscription). 1: a message the broker acknowledged to a device survives a crash of the
+    # broker. N: up to N of them may be lost in a crash (a clean stop saves everything), for a
+    # broker that does not slow down as a backlog grows (each save writes every queued
+    # message). bench.mosquitto_autosave measures both; docs/performance.md.
+    mqtt_autosave_changes: int = Field(default=1, ge=1, le=1_000_000)
     gateways: int = 1
     start_timeout_s: float = 120.0
 

@@ -15,6 +15,23 @@ from townpulse.stack.processes import Processes, wait_port
 NAME = "mosquitto"
 
 
+def render_config(settings: StackSettings, **paths: Path) -> str:
+    """The broker's configuration: deploy/mosquitto/mosquitto.conf.tmpl with the settings and
+    paths (data_dir, dynsec_plugin, cafile, certfile, keyfile) filled in."""
+    return (
+        (DEPLOY / "mosquitto" / "mosquitto.conf.tmpl")
+        .read_text()
+        .format(
+            port=settings.mqtt_port,
+            plain_bind=settings.mqtt_plain_bind,
+            tls_port=settings.mqtts_port,
+            bind=settings.mqtt_bind,
+            autosave_changes=settings.mqtt_autosave_changes,
+            **paths,
+        )
+    )
+
+
 class Mosquitto:
     def __init__(self, procs: Processes, settings: StackSettings) -> None:
         self.p = procs
@@ -51,17 +68,7 @@ class Mosquitto:
             os.chmod(dynsec, 0o600)
         conf = data / "mosquitto.conf"
         conf.write_text(
-            (DEPLOY / "mosquitto" / "mosquitto.conf.tmpl")
-            .read_text()
-            .format(
-                port=self.s.mqtt_port,
-                plain_bind=self.s.mqtt_plain_bind,
-                tls_port=self.s.mqtts_port,
-                bind=self.s.mqtt_bind,
-                dynsec_plugin=plugin,
-                data_dir=data,
-                **self._tls(data),
-            )
+            render_config(self.s, data_dir=data, dynsec_plugin=plugin, **self._tls(data))
         )
         # Started as root, mosquitto drops to the `mosquitto` user, which owns `data`.
         self.p.spawn(NAME, [mosquitto, "-c", str(conf)], marker=str(conf))

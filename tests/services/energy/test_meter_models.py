@@ -122,3 +122,43 @@ def test_stored_forecasts_are_the_benchmarked_forecasters_output() -> None:
     # which the stored forecasts used to come from, says something else.
     assert flagged > 0
     assert differs_from_detector > 0
+
+
+class _Counting:
+    """The meter's forecaster, with its questions counted."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner, self.asked = inner, 0
+
+    def predict_one(self, x: dict[str, datetime]) -> float:
+        self.asked += 1
+        return float(self.inner.predict_one(x))  # type: ignore[attr-defined]
+
+    def learn_one(self, y: float, x: dict[str, datetime] | None = None) -> None:
+        self.inner.learn_one(y, x)  # type: ignore[attr-defined]
+
+
+def test_a_minute_meter_is_forecast_from_four_points_an_hour() -> None:
+    """A meter reading every minute: each forecast hour is 15 x the forecaster's value at each
+    quarter hour, 96 questions per refresh instead of 1,440."""
+    proc = EnergyProcessor()
+    state = proc.new_state("m1")
+    minutes = _readings(3 * 60 + 1, step=timedelta(minutes=1))
+    for r in minutes[: 2 * 60 + 30]:
+        proc.process(state, device_id="m1", readings=[r])
+    counting = _Counting(state.forecaster)
+    state.forecaster = counting  # type: ignore[assignment]
+    rows = []
+    for r in minutes[2 * 60 + 30 :]:
+        before = counting.asked
+        effects = proc.process(state, device_id="m1", readings=[r])
+        forecasts = [x for x in effects.rows if isinstance(x, ForecastRow)]
+        if forecasts:
+            assert counting.asked - before == 24 * 4
+            rows = forecasts
+    assert len(rows) == 24  # the turn of the third hour
+    inner = counting.inner
+    for row in rows:
+        quarters = [row.target_ts + timedelta(minutes=15 * k) for k in range(4)]
+        want = 15 * sum(inner.predict_one({"ts": t}) for t in quarters)
+        assert row.expected == pytest.approx(want)

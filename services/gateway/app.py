@@ -229,6 +229,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             username=settings.mqtt_username,
             password=settings.mqtt_password.get_secret_value(),
             share_group=settings.share_group,
+            keepalive_s=settings.mqtt_keepalive_s,
             on_message=gateway.offer,
             loop=asyncio.get_running_loop(),
         )

@@ -47,10 +47,12 @@ class MqttSource:
         username: str,
         password: str,
         share_group: str,
+        keepalive_s: int,
         on_message: Callable[[Incoming], None],
         loop: asyncio.AbstractEventLoop,
     ) -> None:
         self._host, self._port = host, port
+        self._keepalive_s = keepalive_s
         shared = f"$share/{share_group or 'gateways'}/{MQTT_SUBSCRIPTION}"
         self._subscription = shared if share_group else MQTT_SUBSCRIPTION
         # The session is persistent: a subscription of the other kind, left by an earlier
@@ -77,7 +79,7 @@ class MqttSource:
         self._client.on_message = self._on_message
 
     def start(self) -> None:
-        self._client.connect_async(self._host, self._port, keepalive=30)
+        self._client.connect_async(self._host, self._port, keepalive=self._keepalive_s)
         self._client.loop_start()
 
     def stop(self) -> None:

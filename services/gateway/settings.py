@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 from shared.payloads import Limits
 from shared.settings import ServiceSettings
@@ -21,6 +21,13 @@ class GatewaySettings(ServiceSettings):
     # gateways reconnect are lost (tests/services/gateway/test_mqtt_source.py shows it); use a
     # group only when one gateway cannot keep up, and know that a broker restart may lose readings.
     share_group: str = ""
+    # Seconds without traffic before paho pings the broker, and without an answer before it drops
+    # the connection. Longer than MQTT's usual 30-60 s: a broker working through a backlog reads
+    # one packet per client per pass and saves its state after each pass (autosave), so the
+    # gateway's PINGREQ waits behind up to `max_inflight_messages` PUBACKs; a lapse then drops
+    # the connection and with it every PUBACK not yet read, and the broker sends the whole
+    # backlog again (docs/performance.md). A dead broker is still noticed by the socket.
+    mqtt_keepalive_s: int = Field(default=120, ge=10, le=3600)
     # Limits on what a device may send (documented in the README).
     max_payload_bytes: int = 64 * 1024
     max_records: int = 1000

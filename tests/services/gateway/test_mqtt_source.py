@@ -25,6 +25,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from services.gateway.mqtt_source import Incoming, MqttSource
+from services.gateway.settings import GatewaySettings
 from tests.support import until
 from townpulse.stack.processes import wait_port
 
@@ -146,6 +147,7 @@ async def test_every_acknowledged_message_reaches_the_gateway_across_a_broker_re
         username="",
         password="",
         share_group="",
+        keepalive_s=GatewaySettings(dev_mode=True).mqtt_keepalive_s,
         on_message=on_message,
         loop=asyncio.get_running_loop(),
     )

@@ -74,7 +74,14 @@ from bench.e2e_stats import (
     sustained,
 )
 from townpulse import tls
-from townpulse.stack import DEPLOY, DYNSEC_PLUGIN_CANDIDATES, SERVICES, Stack, read_env_file
+from townpulse.stack import (
+    DYNSEC_PLUGIN_CANDIDATES,
+    SERVICES,
+    Stack,
+    StackSettings,
+    read_env_file,
+)
+from townpulse.stack.mosquitto import render_config
 
 T = TypeVar("T")
 PYTHON_SERVICES = tuple(spec.name for spec in SERVICES)
@@ -885,14 +892,13 @@ def private_broker() -> Iterator[tuple[int, str, str, subprocess.Popen[bytes]]]:
     for path in (tls_files.server_cert, tls_files.server_key):
         os.chown(path, pw.pw_uid, pw.pw_gid)
     conf = data / "mosquitto.conf"
+    # The stack's configuration and settings (autosave policy included), on ports of its own.
+    settings = StackSettings(
+        mqtt_port=port, mqtt_plain_bind="127.0.0.1", mqtts_port=_free_port(), mqtt_bind="127.0.0.1"
+    )
     conf.write_text(
-        (DEPLOY / "mosquitto" / "mosquitto.conf.tmpl")
-        .read_text()
-        .format(
-            port=port,
-            plain_bind="127.0.0.1",
-            tls_port=_free_port(),
-            bind="127.0.0.1",
+        render_config(
+            settings,
             cafile=tls_files.ca_cert,
             certfile=tls_files.server_cert,
             keyfile=tls_files.server_key,

@@ -7,6 +7,14 @@ case; one device publishes `--messages` QoS 1 messages (100 in flight) and the r
 broker acknowledges them is measured, with the gateway's persistent session either connected
 (it receives everything as it comes) or away (every message queues for it, as when the gateway
 falls behind). Mosquitto 2.0 writes its whole state on each save, queued messages included.
+
+Then why a backlog feeds itself: Mosquitto reads one packet per client per pass of its network
+loop, and saves after the pass when enough has changed. The gateway is one client that
+acknowledges every message, the devices are many: with 20 devices publishing `--ack-messages`
+messages, the gateway (acknowledging each from another thread, as the real one does once Kafka
+has the record) has sent every PUBACK; 3 s later the broker is stopped (it saves on the way out)
+and the messages still waiting for a PUBACK in its file are counted: PUBACKs the broker had not
+read yet. With one device, the same.
 """
 
 from __future__ import annotations
@@ -14,14 +22,17 @@ from __future__ import annotations
 import argparse
 import os
 import pwd
+import queue
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import tempfile
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -108,9 +119,103 @@ def measure(policy: str, *, gateway_connected: bool, messages: int) -> float:
         shutil.rmtree(data, ignore_errors=True)
 
 
+# Mosquitto 2.0's persistence file (src/persist.h): a 15-byte magic, a CRC and a version, then
+# chunks of (type, length) big-endian; a client message chunk starts with its store id, mid,
+# client-id length, QoS, state, retain/dup and direction.
+_HEADER = 23
+_CLIENT_MSG = 3
+_WAIT_FOR_PUBACK = 3
+
+
+def awaiting_puback(db: bytes, client_id: str) -> int:
+    """Messages to `client_id` that a saved Mosquitto state still waits a PUBACK for."""
+    n, off = 0, _HEADER
+    while off + 8 <= len(db):
+        kind, length = struct.unpack(">II", db[off : off + 8])
+        chunk = db[off + 8 : off + 8 + length]
+        off += 8 + length
+        if kind == _CLIENT_MSG:
+            _store, _mid, id_len, _qos, state, _rd, _dir = struct.unpack(">QHHBBBB", chunk[:16])
+            n += state == _WAIT_FOR_PUBACK and chunk[16 : 16 + id_len].decode() == client_id
+    return n
+
+
+def unread_pubacks(policy: str, *, devices: int, messages: int, settle_s: float = 3.0) -> int:
+    """PUBACKs the gateway had sent but the broker had not read `settle_s` after the last one."""
+    data = tempfile.mkdtemp(prefix="townpulse-puback-")
+    if os.geteuid() == 0:
+        pw = pwd.getpwnam("mosquitto")
+        os.chown(data, pw.pw_uid, pw.pw_gid)
+    port = _free_port()
+    conf = os.path.join(data, "mosquitto.conf")
+    with open(conf, "w") as f:
+        f.write(
+            f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+            f"persistence_location {data}/\n{policy}max_queued_messages 0\n"
+            "max_inflight_messages 1000\n"
+        )
+    broker = subprocess.Popen([MOSQUITTO, "-c", conf], stderr=subprocess.DEVNULL)  # noqa: S603
+    clients: list[mqtt.Client] = []
+    try:
+        time.sleep(0.5)
+        to_ack: queue.Queue[tuple[int, int] | None] = queue.Queue()
+        gateway = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id="gateway",
+            clean_session=False,
+            protocol=mqtt.MQTTv311,
+            manual_ack=True,
+        )
+        gateway.on_message = lambda c, u, m: to_ack.put((m.mid, m.qos))
+        gateway.connect("127.0.0.1", port)
+        gateway.subscribe("sensors/#", qos=1)
+        gateway.loop_start()
+        clients.append(gateway)
+        acked = [0]
+
+        def acker() -> None:
+            while (item := to_ack.get()) is not None:
+                gateway.ack(*item)
+                acked[0] += 1
+
+        thread = threading.Thread(target=acker, daemon=True)
+        thread.start()
+        publishers = []
+        for k in range(devices):
+            c = mqtt.Client(
+                CallbackAPIVersion.VERSION2, client_id=f"device-{k}", protocol=mqtt.MQTTv311
+            )
+            c.connect("127.0.0.1", port)
+            c.loop_start()
+            publishers.append(c)
+        clients += publishers
+        time.sleep(0.3)
+        for i in range(messages):
+            publishers[i % devices].publish("sensors/energy/meter-1", b'{"kwh": 1.25}', qos=1)
+            if i % 200 == 199:
+                time.sleep(0.02)  # about the pace of a busy town, not a flood
+        deadline = time.monotonic() + 120
+        while acked[0] < messages and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if acked[0] < messages:
+            raise RuntimeError(f"the gateway acknowledged {acked[0]} of {messages}")
+        time.sleep(settle_s)
+        to_ack.put(None)
+    finally:
+        broker.send_signal(signal.SIGTERM)
+        broker.wait(timeout=120)
+        for c in clients:
+            c.loop_stop()
+    try:
+        return awaiting_puback(Path(data, "mosquitto.db").read_bytes(), "gateway")
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.mosquitto_autosave", description=__doc__)
     parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--ack-messages", type=int, default=3_000)
     args = parser.parse_args(argv)
     rows = []
     for label, policy in POLICIES:
@@ -120,10 +225,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             row["gateway_connected" if connected else "gateway_away"] = round(rate)
             print(f"{label}, gateway {'connected' if connected else 'away'}: {rate:.0f} msg/s")
         rows.append(row)
+    unread = []
+    for label, policy in (POLICIES[0], POLICIES[-1]):
+        for devices in (1, 20):
+            n = unread_pubacks(policy, devices=devices, messages=args.ack_messages)
+            unread.append({"policy": label, "devices": devices, "unread_pubacks": n})
+            print(f"{label}, {devices} device(s): {n} of {args.ack_messages} PUBACKs unread")
     result = {
         "benchmark": "mosquitto_autosave",
         "messages": args.messages,
         "rows": rows,
+        "ack_messages": args.ack_messages,
+        "unread_pubacks": unread,
         "meta": run_meta(command=command_line("bench.mosquitto_autosave", argv)),
     }
     print(f"wrote {write_result('mosquitto_autosave', result)}")

@@ -616,7 +616,23 @@ def mosquitto_autosave_section(r: dict[str, Any]) -> list[str]:
     ]
     rows = [[x["policy"], x["gateway_connected"], x["gateway_away"]] for x in r["rows"]]
     head = ["autosave", "msg/s, gateway connected", "msg/s, gateway away"]
-    return [*lines, *_table(head, rows), ""]
+    lines += [*_table(head, rows), ""]
+    if r.get("unread_pubacks"):
+        lines += [
+            f"Why a backlog feeds itself: {r['ack_messages']:,} messages from 1 or 20 devices "
+            "to the gateway's session, each acknowledged by the gateway from another thread; "
+            "3 s after its last PUBACK the broker is stopped (it saves on the way out) and the "
+            "messages still waiting for a PUBACK in its file are counted. Mosquitto reads one "
+            "packet per client per pass of its loop and saves after a pass that changed "
+            "something: with many devices, the gateway's PUBACKs are read one per save.",
+            "",
+            *_table(
+                ["autosave", "devices", "PUBACKs sent but not read after 3 s"],
+                [[x["policy"], x["devices"], x["unread_pubacks"]] for x in r["unread_pubacks"]],
+            ),
+            "",
+        ]
+    return lines
 
 
 def footprint_section(r: dict[str, Any]) -> list[str]:

@@ -52,10 +52,17 @@ DETECTORS: dict[str, tuple[str, str]] = {
         "shared.ml.anomaly:make_detector",
         "ResidualDetector('generic'): the previous detector (forecast residual, likelihood)",
     ),
+    # NAB hands every detector its file's min/max before the first reading (CAD OSE's 69.9 and
+    # HTM's 70.1 on NAB's scoreboard were run so): the same detector under that protocol, for a
+    # comparison with the scoreboard on equal terms. It looks ahead: not a product setting.
+    "cad-oracle": (
+        "bench.nab.compare:context_with_file_range",
+        "ContextDetector given each file's min/max and NAB's rest (probation/5), as NAB runs "
+        "CAD OSE: looks ahead, a check of the implementation, not a product setting",
+    ),
 }
 # Settings tried on half A only (python -m bench.nab.compare --half A --only NAME); kept so the
-# tuning can be re-run. "cad-oracle" looks ahead (each file's min/max, NAB's rest): it checks
-# the implementation against NAB's CAD OSE and is no candidate.
+# tuning can be re-run.
 CANDIDATES: dict[str, tuple[str, str]] = {
     "context-online": (
         "bench.nab.compare:context_always_growing",
@@ -81,11 +88,6 @@ CANDIDATES: dict[str, tuple[str, str]] = {
         "bench.nab.compare:context_calibrated_300_relearn",
         "ContextDetector, range of the first 300 readings, then memory reset and relearnt",
     ),
-    "cad-oracle": (
-        "bench.nab.compare:context_with_file_range",
-        "ContextDetector given each file's min/max and NAB's rest (probation/5), as NAB runs "
-        "CAD OSE: looks ahead, a check of the implementation, not a product setting",
-    ),
 }
 ALL = {**DETECTORS, **CANDIDATES}
 # What each row's figures are, given how its parameters were chosen.
@@ -93,6 +95,7 @@ LABELS = {
     "context": "calibration chosen on A: A in-sample, B out-of-sample, whole mixed",
     "hst": "River's defaults, fixed before looking: out-of-sample everywhere",
     "residual": "parameters chosen on the whole corpus earlier: in-sample everywhere",
+    "cad-oracle": "NAB's protocol (file range known in advance), CAD OSE's parameters: no tuning",
 }
 # The benchmark machine has 2 cores shared with others: one worker process besides this one.
 DEFAULT_WORKERS = 1

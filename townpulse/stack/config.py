@@ -62,12 +62,19 @@ class StackSettings(BaseSettings):
     kafka_jvm_options: str = (
         "-Xms32m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=48m"
     )
-    # Mosquitto saves its state after this many changes (a message queued or received, a
-    # subscription). 1: a message the broker acknowledged to a device survives a crash of the
-    # broker. N: up to N of them may be lost in a crash (a clean stop saves everything), for a
-    # broker that does not slow down as a backlog grows (each save writes every queued
-    # message). bench.mosquitto_autosave measures both; docs/performance.md.
-    mqtt_autosave_changes: int = Field(default=1, ge=1, le=1_000_000)
+    # When Mosquitto saves its state (sessions, queued messages): every `mqtt_autosave_s`
+    # seconds, or, when `mqtt_autosave_changes` is set, after that many changes (a message
+    # received or queued, a subscription). Mosquitto 2.0 writes its whole state each time and
+    # reads one packet per client per pass of its loop, saving after each pass that changed
+    # something: saving after every change reads the gateway's PUBACKs one per save, its unread
+    # acknowledgements pile up and each save grows (bench.mosquitto_autosave; in bench.e2e, at
+    # 1,000-2,000 msg/s from 2,000 devices, its file grew to 89 MB of messages whose PUBACK it
+    # had not read). Every second, a crash of the broker (not a
+    # stop: it saves on the way out) loses at most the last second of acknowledged messages;
+    # saving after every change narrows that to one pass of the loop, not to nothing (a PUBACK
+    # may leave before the save: eclipse-mosquitto/mosquitto#1855). docs/performance.md.
+    mqtt_autosave_s: int = Field(default=1, ge=1, le=86_400)
+    mqtt_autosave_changes: int | None = Field(default=None, ge=1, le=1_000_000)
     gateways: int = 1
     start_timeout_s: float = 120.0
 

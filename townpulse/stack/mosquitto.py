@@ -15,6 +15,12 @@ from townpulse.stack.processes import Processes, wait_port
 NAME = "mosquitto"
 
 
+def _autosave(settings: StackSettings) -> str:
+    if settings.mqtt_autosave_changes is not None:
+        return f"autosave_on_changes true\nautosave_interval {settings.mqtt_autosave_changes}"
+    return f"autosave_on_changes false\nautosave_interval {settings.mqtt_autosave_s}"
+
+
 def render_config(settings: StackSettings, **paths: Path) -> str:
     """The broker's configuration: deploy/mosquitto/mosquitto.conf.tmpl with the settings and
     paths (data_dir, dynsec_plugin, cafile, certfile, keyfile) filled in."""
@@ -26,7 +32,7 @@ def render_config(settings: StackSettings, **paths: Path) -> str:
             plain_bind=settings.mqtt_plain_bind,
             tls_port=settings.mqtts_port,
             bind=settings.mqtt_bind,
-            autosave_changes=settings.mqtt_autosave_changes,
+            autosave=_autosave(settings),
             **paths,
         )
     )

@@ -80,8 +80,12 @@ class StreamServiceSettings(ServiceSettings):
     # rebalance (which waits for the batch in progress) stays quick.
     batch_max_records: int = 2000
     batch_wait_ms: int = 200
-    # Models are checkpointed this often (whichever comes first), not every batch: pickling
-    # every touched model per batch was 42 % of the energy service's CPU. A crash replays at
-    # most this much into the models (without emitting anything twice).
+    # A model is checkpointed once it has changed for this long, or when its partition would
+    # replay more records than this, not every batch: pickling every touched model per batch
+    # was 42 % of the energy service's CPU. A crash replays about this much into the models
+    # (without emitting anything twice).
     checkpoint_interval_s: float = 30.0
     checkpoint_interval_records: int = 50_000
+    # Pickling time per batch for the models that are due (oldest first; the rest wait for the
+    # next batch): all of them at once held the stream for seconds (docs/performance.md).
+    checkpoint_budget_s: float = Field(default=0.05, gt=0, le=10)

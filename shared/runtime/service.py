@@ -58,6 +58,7 @@ def create_stream_app(
             max_devices=settings.max_devices,
             checkpoint_interval_s=settings.checkpoint_interval_s,
             checkpoint_interval_records=settings.checkpoint_interval_records,
+            checkpoint_budget_s=settings.checkpoint_budget_s,
             on_events=relay.wake,
         )
         loop = StreamLoop(

@@ -5,11 +5,18 @@ It is a `shared.stream.loop.Handler`. A committed batch is one database transact
   2. the alert events to emit (outbox; a relay sends them to Kafka afterwards),
   3. poison readings the processor raised on (dead letters),
   4. the next offset of every partition (compare-and-set, see shared/stream/offsets.py),
-and, every `checkpoint_interval_s` seconds or `checkpoint_interval_records` records, the dirty
-models' checkpoints with the offset they cover (the partition's checkpoint offset).
+and the checkpoints of the models that are due, with the offset the partition's checkpoints
+then cover (the partition's checkpoint offset). A model is due once it has been dirty (changed
+since its checkpoint) for `checkpoint_interval_s` seconds, or when its partition would replay
+more than `checkpoint_interval_records` records; due models are pickled oldest first, for at
+most `checkpoint_budget_s` per batch, so that checkpoints are spread over batches instead of
+holding the stream for seconds every interval (docs/performance.md).
 
 Checkpoints on an interval, replay in between: each device's state records the offset after the
-last record applied to it (`applied`). After a restart, a rebalance or a failed batch, a
+last record applied to it (`applied`), and a dirty one the offset of the first record it has not
+checkpointed (`dirty_from`). A partition's checkpoint offset C is the smallest `dirty_from` of its
+dirty states (its position when none is dirty): every state's checkpoint covers every record
+before C. After a restart, a rebalance or a failed batch, a
 partition restarts at its checkpoint offset C, not at its committed offset Y: records from C to Y
 are replayed into the models without emitting anything (their effects were committed), records
 at or after Y emit as usual, and a record below a device's `applied` is skipped (that device's
@@ -97,6 +104,9 @@ class DeviceSlot(Generic[S]):
     # Next offset (in `partition`) after the last record this state has seen.
     applied: int
     dirty: bool = False
+    # While dirty: the first record not in its checkpoint, and since when (monotonic seconds).
+    dirty_from: int = 0
+    dirty_since: float = 0.0
 
 
 @dataclass
@@ -125,6 +135,7 @@ class DeviceRuntime(Generic[S]):
         max_devices: int = 2000,
         checkpoint_interval_s: float = 30.0,
         checkpoint_interval_records: int = 50_000,
+        checkpoint_budget_s: float = 0.05,
         on_events: Callable[[], None] = lambda: None,
     ) -> None:
         self.processor = processor
@@ -135,13 +146,14 @@ class DeviceRuntime(Generic[S]):
         self.max_devices = max_devices
         self._interval_s = checkpoint_interval_s
         self._interval_records = checkpoint_interval_records
+        self._budget_s = checkpoint_budget_s
         self._on_events = on_events
         self.cache: OrderedDict[str, DeviceSlot[S]] = OrderedDict()
+        # Dirty devices, in the order they became dirty (oldest first).
+        self._dirty: OrderedDict[str, None] = OrderedDict()
         # Per partition: the next offset processed in memory, and the checkpoint offset.
         self._position: dict[TopicPartition, int] = {}
         self._checkpoint: dict[TopicPartition, int] = {}
-        self._last_checkpoint = time.monotonic()
-        self._since_checkpoint = 0
         # Devices an operator erased (shared/erasure.py): their models are dropped, and records
         # received before the erasure (still in Kafka) are not learnt or scored again.
         self._erased: dict[str, datetime] = {}
@@ -164,7 +176,6 @@ class DeviceRuntime(Generic[S]):
             self._one(tp, m, rb, out)
         for tp, end in batch.end.items():
             self._position[tp] = end
-        self._since_checkpoint += len(batch)
         return out
 
     def _one(self, tp: TopicPartition, m: Record, rb: ReadingBatch, out: Prepared) -> None:
@@ -178,7 +189,9 @@ class DeviceRuntime(Generic[S]):
         committed = self._offsets.known(tp)
         emit = committed is None or m.offset >= committed
         slot.applied = m.offset + 1
-        slot.dirty = True
+        if not slot.dirty:
+            slot.dirty, slot.dirty_from, slot.dirty_since = True, m.offset, time.monotonic()
+            self._dirty[rb.device_id] = None
         readings = sorted(rb.readings, key=lambda r: (r.ts, r.metric))
         fresh = [r for r in readings if slot.clock is None or r.ts > slot.clock]
         if not emit:
@@ -210,16 +223,29 @@ class DeviceRuntime(Generic[S]):
         if prepared.deadletters:
             await write_deadletters(conn, prepared.deadletters)
         prepared.evicted = list(self.cache)[: max(0, len(self.cache) - self.max_devices)]
-        due = (
-            time.monotonic() - self._last_checkpoint >= self._interval_s
-            or self._since_checkpoint >= self._interval_records
-        )
-        if due:
-            prepared.flushed = [d for d, s in self.cache.items() if s.dirty]
-            prepared.checkpoints = self._checkpoint_offsets(batch.end)
-        else:
-            prepared.flushed = [d for d in prepared.evicted if self.cache[d].dirty]
-        await self._save_states(conn, prepared.flushed)
+        # Evicted states must be saved; due ones are, oldest first, within the time budget.
+        evicted_dirty = [d for d in prepared.evicted if self.cache[d].dirty]
+        rows = self._state_rows(evicted_dirty)
+        flushed = set(evicted_dirty)
+        now = time.monotonic()
+        over = self._replay_over_bound()
+        started = time.perf_counter()
+        for d in self._dirty:
+            slot = self.cache[d]
+            if now - slot.dirty_since < self._interval_s and slot.partition not in over:
+                # Younger than the interval and no replay bound crossed: neither is any later
+                # one of this partition, but another partition's may still be over its bound.
+                if not over:
+                    break
+                continue
+            if d not in flushed:
+                rows += self._state_rows([d])
+                flushed.add(d)
+            if time.perf_counter() - started >= self._budget_s:
+                break  # at least one per batch, so the checkpoints always move
+        prepared.flushed = [r[1] for r in rows]
+        prepared.checkpoints = self._checkpoint_offsets(batch.end, flushed)
+        await self._save_rows(conn, rows)
         return prepared.checkpoints or None
 
     def committed(self, batch: Batch, prepared: Prepared) -> None:
@@ -236,6 +262,7 @@ class DeviceRuntime(Generic[S]):
         doomed = set(partitions)
         for device_id in [d for d, s in self.cache.items() if s.partition in doomed]:
             del self.cache[device_id]
+            self._dirty.pop(device_id, None)
         CACHED.labels(self.group_id).set(len(self.cache))
         restart = {tp: self._checkpoint[tp] for tp in doomed if tp in self._checkpoint}
         for tp in doomed:
@@ -262,9 +289,11 @@ class DeviceRuntime(Generic[S]):
         """Checkpoint what the next owner would otherwise have to replay."""
         revoked = set(partitions)
         prepared = Prepared()
-        prepared.flushed = [d for d, s in self.cache.items() if s.dirty and s.partition in revoked]
+        prepared.flushed = [d for d in self._dirty if self.cache[d].partition in revoked]
         prepared.checkpoints = {
-            tp: c for tp, c in self._checkpoint_offsets({}).items() if tp in revoked
+            tp: c
+            for tp, c in self._checkpoint_offsets({}, set(prepared.flushed)).items()
+            if tp in revoked
         }
         if not prepared.flushed and not prepared.checkpoints:
             return
@@ -274,18 +303,20 @@ class DeviceRuntime(Generic[S]):
         self._committed_states(prepared)
 
     async def between(self, *, idle: bool) -> None:
-        """A quiet stream still gets its checkpoint on time."""
-        if not idle or time.monotonic() - self._last_checkpoint < self._interval_s:
+        """A quiet stream still gets its checkpoints on time: all of them, nothing waits."""
+        if not idle or not self._dirty:
+            return
+        oldest = self.cache[next(iter(self._dirty))]
+        if time.monotonic() - oldest.dirty_since < self._interval_s:
             return
         prepared = Prepared()
-        prepared.flushed = [d for d, s in self.cache.items() if s.dirty]
-        prepared.checkpoints = self._checkpoint_offsets({})
+        prepared.flushed = list(self._dirty)
+        prepared.checkpoints = self._checkpoint_offsets({}, set(prepared.flushed))
         if prepared.flushed or prepared.checkpoints:
             async with self._pool.connection() as conn, conn.transaction():
                 await self._save_states(conn, prepared.flushed)
                 await self._offsets.save(conn, {}, checkpoints=prepared.checkpoints)
         self._committed_states(prepared)
-        self._last_checkpoint = time.monotonic()
 
     async def _read_erasures(self, device_ids: set[str]) -> None:
         """Erasures of this batch's devices: one indexed query per batch, so that a reading of a
@@ -302,18 +333,39 @@ class DeviceRuntime(Generic[S]):
             if self._erased.get(device_id) != at:
                 # Its checkpoint is gone from the database; the model in memory goes too.
                 self.cache.pop(device_id, None)
+                self._dirty.pop(device_id, None)
                 self._erased[device_id] = at
 
     # ---- checkpoints --------------------------------------------------------------------------
 
-    def _checkpoint_offsets(self, ends: Mapping[TopicPartition, int]) -> dict[TopicPartition, int]:
-        """Partitions whose every dirty state is being flushed: their checkpoint moves to the
-        position in memory (only partitions we own, whose offsets are stored)."""
+    def _checkpoint_offsets(
+        self, ends: Mapping[TopicPartition, int], flushed: Collection[str]
+    ) -> dict[TopicPartition, int]:
+        """Where each partition's checkpoint moves once `flushed` are saved: the first record
+        a state left dirty has not checkpointed, or the position in memory when none is left
+        (only partitions we own, whose offsets are stored; only forwards)."""
+        oldest: dict[TopicPartition, int] = {}
+        for d in self._dirty:
+            slot = self.cache[d]
+            if d not in flushed:
+                oldest[slot.partition] = min(
+                    oldest.get(slot.partition, slot.dirty_from), slot.dirty_from
+                )
+        out = {}
+        for tp, pos in self._position.items():
+            if tp not in ends and self._offsets.known(tp) is None:
+                continue
+            at = oldest.get(tp, pos)
+            if at > self._checkpoint.get(tp, -1):
+                out[tp] = at
+        return out
+
+    def _replay_over_bound(self) -> set[TopicPartition]:
+        """Partitions that would replay more than `checkpoint_interval_records` records."""
         return {
-            tp: pos
+            tp
             for tp, pos in self._position.items()
-            if (tp in ends or self._offsets.known(tp) is not None)
-            and pos != self._checkpoint.get(tp)
+            if pos - self._checkpoint.get(tp, pos) > self._interval_records
         }
 
     def _committed_states(self, prepared: Prepared) -> None:
@@ -321,20 +373,17 @@ class DeviceRuntime(Generic[S]):
             slot = self.cache.get(d)
             if slot is not None:
                 slot.dirty = False
+            self._dirty.pop(d, None)
         CHECKPOINTS.labels(self.group_id).inc(len(prepared.flushed))
         if prepared.checkpoints:
             self._checkpoint.update(prepared.checkpoints)
-            self._last_checkpoint = time.monotonic()
-            self._since_checkpoint = 0
         for d in prepared.evicted:
             if self.cache.pop(d, None) is not None:
                 EVICTED.labels(self.group_id).inc()
         CACHED.labels(self.group_id).set(len(self.cache))
 
-    async def _save_states(self, conn: AsyncConnection[DictRow], device_ids: list[str]) -> None:
-        if not device_ids:
-            return
-        rows = [
+    def _state_rows(self, device_ids: list[str]) -> list[tuple[Any, ...]]:
+        return [
             (
                 self.group_id,
                 d,
@@ -345,6 +394,13 @@ class DeviceRuntime(Generic[S]):
             )
             for d in device_ids
         ]
+
+    async def _save_states(self, conn: AsyncConnection[DictRow], device_ids: list[str]) -> None:
+        await self._save_rows(conn, self._state_rows(device_ids))
+
+    async def _save_rows(self, conn: AsyncConnection[DictRow], rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
         async with conn.cursor() as cur:
             await cur.executemany(
                 """

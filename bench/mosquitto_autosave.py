@@ -10,7 +10,7 @@ falls behind). Mosquitto 2.0 writes its whole state on each save, queued message
 
 Then why a backlog feeds itself: Mosquitto reads one packet per client per pass of its network
 loop, and saves after the pass when enough has changed. The gateway is one client that
-acknowledges every message, the devices are many: with 20 devices publishing `--ack-messages`
+acknowledges every message, the devices are many: with 200 devices publishing `--ack-messages`
 messages, the gateway (acknowledging each from another thread, as the real one does once Kafka
 has the record) has sent every PUBACK; 3 s later the broker is stopped (it saves on the way out)
 and the messages still waiting for a PUBACK in its file are counted: PUBACKs the broker had not
@@ -216,7 +216,7 @@ def unread_pubacks(policy: str, *, devices: int, messages: int, settle_s: float 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.mosquitto_autosave", description=__doc__)
     parser.add_argument("--messages", type=int, default=20_000)
-    parser.add_argument("--ack-messages", type=int, default=3_000)
+    parser.add_argument("--ack-messages", type=int, default=20_000)
     args = parser.parse_args(argv)
     rows = []
     for label, policy in POLICIES:
@@ -228,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows.append(row)
     unread = []
     for label, policy in (POLICIES[0], POLICIES[1]):
-        for devices in (1, 20):
+        for devices in (1, 200):
             n = unread_pubacks(policy, devices=devices, messages=args.ack_messages)
             unread.append({"policy": label, "devices": devices, "unread_pubacks": n})
             print(f"{label}, {devices} device(s): {n} of {args.ack_messages} PUBACKs unread")

@@ -619,7 +619,7 @@ def mosquitto_autosave_section(r: dict[str, Any]) -> list[str]:
     lines += [*_table(head, rows), ""]
     if r.get("unread_pubacks"):
         lines += [
-            f"Why a backlog feeds itself: {r['ack_messages']:,} messages from 1 or 20 devices "
+            f"Why a backlog feeds itself: {r['ack_messages']:,} messages from 1 or 200 devices "
             "to the gateway's session, each acknowledged by the gateway from another thread; "
             "3 s after its last PUBACK the broker is stopped (it saves on the way out) and the "
             "messages still waiting for a PUBACK in its file are counted. Mosquitto reads one "

@@ -58,8 +58,8 @@ def _free_port() -> int:
         return port
 
 
-def measure(policy: str, *, gateway_connected: bool, messages: int) -> float:
-    """Messages acknowledged per second by a fresh broker with this autosave policy."""
+def _start_broker(policy: str) -> tuple[subprocess.Popen[bytes], int, str]:
+    """A private broker with this autosave policy: (process, port, data directory)."""
     data = tempfile.mkdtemp(prefix="townpulse-autosave-")
     if os.geteuid() == 0:  # Mosquitto drops to its own user, which must own its data.
         pw = pwd.getpwnam("mosquitto")
@@ -74,6 +74,12 @@ def measure(policy: str, *, gateway_connected: bool, messages: int) -> float:
         )
     # Our own binary and a file we just wrote.
     broker = subprocess.Popen([MOSQUITTO, "-c", conf], stderr=subprocess.DEVNULL)  # noqa: S603
+    return broker, port, data
+
+
+def measure(policy: str, *, gateway_connected: bool, messages: int) -> float:
+    """Messages acknowledged per second by a fresh broker with this autosave policy."""
+    broker, port, data = _start_broker(policy)
     try:
         time.sleep(0.5)
         gateway = mqtt.Client(
@@ -143,19 +149,7 @@ def awaiting_puback(db: bytes, client_id: str) -> int:
 
 def unread_pubacks(policy: str, *, devices: int, messages: int, settle_s: float = 3.0) -> int:
     """PUBACKs the gateway had sent but the broker had not read `settle_s` after the last one."""
-    data = tempfile.mkdtemp(prefix="townpulse-puback-")
-    if os.geteuid() == 0:
-        pw = pwd.getpwnam("mosquitto")
-        os.chown(data, pw.pw_uid, pw.pw_gid)
-    port = _free_port()
-    conf = os.path.join(data, "mosquitto.conf")
-    with open(conf, "w") as f:
-        f.write(
-            f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-            f"persistence_location {data}/\n{policy}max_queued_messages 0\n"
-            "max_inflight_messages 1000\n"
-        )
-    broker = subprocess.Popen([MOSQUITTO, "-c", conf], stderr=subprocess.DEVNULL)  # noqa: S603
+    broker, port, data = _start_broker(policy)
     clients: list[mqtt.Client] = []
     try:
         time.sleep(0.5)

@@ -609,9 +609,9 @@ def mosquitto_autosave_section(r: dict[str, Any]) -> list[str]:
         "(100 in flight); messages acknowledged per second, with the gateway's persistent "
         "session connected, or away (every message queues for it, as when the gateway falls "
         "behind). Mosquitto 2.0 writes its whole state, queued messages included, on each save. "
-        "The stack saves after every change so that a message acknowledged to a device survives "
-        "a crash of the broker (the fault issue); every N changes, up to N changes can be lost "
-        "in a crash (a clean stop saves everything).",
+        "The stack saves every second (`TOWNPULSE_MQTT_AUTOSAVE_S`): a crash of the broker can "
+        "lose the last second of acknowledged messages, a clean stop nothing; saving after every "
+        "change narrows that window, every N changes loses up to N changes in a crash.",
         "",
     ]
     rows = [[x["policy"], x["gateway_connected"], x["gateway_away"]] for x in r["rows"]]

@@ -172,3 +172,47 @@ async def test_every_acknowledged_message_reaches_the_gateway_across_a_broker_re
         ) from None
     finally:
         source.stop()
+
+
+async def test_a_burst_from_pahos_thread_arrives_whole_and_in_order_with_few_wakeups() -> None:
+    loop = asyncio.get_running_loop()
+    received: list[int] = []
+    source = MqttSource(
+        host="127.0.0.1",
+        port=1,
+        client_id="gateway-test",
+        username="",
+        password="",
+        share_group="",
+        keepalive_s=GatewaySettings(dev_mode=True).mqtt_keepalive_s,
+        on_message=lambda msg: received.append(int(msg.payload)),
+        loop=loop,
+    )
+    wakeups = 0
+    schedule = loop.call_soon_threadsafe
+
+    def counting(*args: object) -> asyncio.Handle:
+        nonlocal wakeups
+        wakeups += 1
+        return schedule(*args)  # type: ignore[arg-type]
+
+    loop.call_soon_threadsafe = counting  # type: ignore[method-assign,assignment]
+    n = 20_000
+    try:
+
+        def paho_thread() -> None:
+            for i in range(n):
+                msg = mqtt.MQTTMessage(mid=i % 65535 + 1, topic=b"sensors/energy/meter-1")
+                msg.payload = str(i).encode()
+                msg.qos = 1
+                source._on_message(source._client, None, msg)
+
+        thread = threading.Thread(target=paho_thread)
+        thread.start()
+        await until(lambda: len(received) == n, within_s=30, what="every message")
+        thread.join()
+    finally:
+        del loop.call_soon_threadsafe
+    assert received == list(range(n))
+    # One wake-up per message is what this replaced; a burst must share them.
+    assert wakeups < n / 2, wakeups

@@ -143,6 +143,11 @@ class DeviceRuntime(Generic[S]):
         self._pool = pool
         self._offsets = offsets
         self.group_id = group_id
+        # Per reading, `labels()` was a lock and a dict look-up every time (storage's profile:
+        # 12 % of its samples for the same pattern): the children are looked up once.
+        self._m_readings = READINGS.labels(group_id)
+        self._m_replayed = REPLAYED.labels(group_id)
+        self._m_late = LATE.labels(group_id)
         self.max_devices = max_devices
         self._interval_s = checkpoint_interval_s
         self._interval_records = checkpoint_interval_records
@@ -195,9 +200,9 @@ class DeviceRuntime(Generic[S]):
         readings = sorted(rb.readings, key=lambda r: (r.ts, r.metric))
         fresh = [r for r in readings if slot.clock is None or r.ts > slot.clock]
         if not emit:
-            REPLAYED.labels(self.group_id).inc()
+            self._m_replayed.inc()
         elif len(fresh) < len(readings):
-            LATE.labels(self.group_id).inc(len(readings) - len(fresh))
+            self._m_late.inc(len(readings) - len(fresh))
         if not fresh:
             return
         slot.clock = fresh[-1].ts
@@ -213,7 +218,7 @@ class DeviceRuntime(Generic[S]):
             return
         if emit:
             out.effects.extend(effects)
-            READINGS.labels(self.group_id).inc(len(fresh))
+            self._m_readings.inc(len(fresh))
 
     async def write(
         self, conn: AsyncConnection[DictRow], batch: Batch, prepared: Prepared

@@ -1179,6 +1179,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         choices=["baselines", "single", "senml", "latency", "curve", "profile"],
     )
     p.add_argument("--keep-data", action="store_true", help="keep the run's rows in the database")
+    # Removing 10,000 devices costs two rewrites of the broker's security file each (an hour):
+    # for a stack of its own that is thrown away afterwards.
+    p.add_argument(
+        "--keep-devices", action="store_true", help="leave the devices registered (throwaway stack)"
+    )
     p.add_argument("--output", default="e2e", help="result name under bench/results/")
     args = p.parse_args(argv)
     if args.latency_duration is None:
@@ -1222,6 +1227,12 @@ async def search(ctx: Ctx, *, label: str, ladder: list[float], senml: int = 0) -
 
 def _curve_point(rate: float, phase: dict[str, Any]) -> dict[str, Any]:
     return {"rate": rate, "sustained": phase["sustained"], "latency": phase.get("latency")}
+
+
+def _rate(registration: dict[str, Any] | None) -> float | None:
+    if not registration or not registration.get("seconds"):
+        return None
+    return round(float(registration["devices"]) / float(registration["seconds"]), 1)
 
 
 def _bound(step: dict[str, Any] | None) -> dict[str, object] | None:
@@ -1278,6 +1289,9 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
         comps = {**stack_pids, "load_generator": gens.pids, "bench_parent": [os.getpid()]}
         watch = ProcessWatch(comps)
         watch.start()
+        # Registered and connected, not one reading yet: what the devices themselves cost is the
+        # difference with the same processes once every device has sent readings.
+        out["memory_before_readings_mb"] = _rounded(watch.memory_mb())
         async with await psycopg.AsyncConnection.connect(env.database_url, autocommit=True) as db:
             scored = await scored_tables(db)
         out["scored_tables"] = scored
@@ -1325,6 +1339,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
                 profile=True,
             )
         out["phases"] = ctx.phases
+        out["memory_after_readings_mb"] = _rounded(watch.memory_mb())
         out["memory_peak_mb_overall"] = watch.peaks(overall=True)
         out["memory_lifetime_hwm_mb"] = watch.lifetime_hwm_mb()
     finally:
@@ -1332,13 +1347,34 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
             watch.stop()
         if gens is not None:
             gens.close()
-        if made:
+        if made and args.keep_devices:
+            log(f"{len(made)} devices left registered (--keep-devices)")
+        elif made:
             log(f"removing {len(made)} devices")
             out["removed_devices"] = await remove_devices(api, made)
             if not args.keep_data:
                 out["purged_rows"] = await purge_rows(env.database_url, made)
         await api.aclose()
     return out
+
+
+def _rounded(mb: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 1) for k, v in mb.items()}
+
+
+def per_device_kb(out: dict[str, Any]) -> dict[str, float]:
+    """What each device added to each Python service, in kB: resident set once every device has
+    sent readings, less the same before the first one."""
+    before = out.get("memory_before_readings_mb") or {}
+    after = out.get("memory_after_readings_mb") or {}
+    devices = (out.get("registration") or {}).get("devices")
+    if not devices:
+        return {}
+    return {
+        k: round((after[k] - before[k]) * 1024 / devices, 2)
+        for k in PYTHON_SERVICES
+        if k in before and k in after
+    }
 
 
 def summarise(out: dict[str, Any]) -> dict[str, Any]:
@@ -1370,6 +1406,16 @@ def summarise(out: dict[str, Any]) -> dict[str, Any]:
         "python_services_rss_mb_total": round(python_rss, 1),
         "keepers_rss_mb_total": round(keepers_rss, 1),
         "devices": out.get("settings", {}).get("devices"),
+        "registration_devices_per_s": _rate(out.get("registration")),
+        "python_services_rss_mb_after_readings": round(
+            sum(
+                v
+                for k, v in (out.get("memory_after_readings_mb") or {}).items()
+                if k in PYTHON_SERVICES
+            ),
+            1,
+        ),
+        "memory_per_device_kb": per_device_kb(out),
         "bound_by": (out.get("single") or {}).get("bound"),
         "targets": {
             "sustained_msgs_per_s_min": 6000,

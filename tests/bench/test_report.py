@@ -72,3 +72,45 @@ def test_registration_section_gives_each_step_and_the_verdict(tmp_path: Path) ->
     text = report.build(tmp_path, scoreboard=tmp_path / "none.md")
     assert "| 5000-10000 | 10.0 | 5.5 | 1.0 |" in text
     assert "5.5 devices/s over the last 5000 devices, **not met**" in text
+
+
+def test_ten_thousand_devices_section_gives_memory_per_device_and_verdicts(tmp_path: Path) -> None:
+    from bench.e2e import per_device_kb
+
+    before = {"energy": 150.0, "gateway": 80.0, "kafka": 240.0}
+    after = {"energy": 170.0, "gateway": 100.0, "kafka": 260.0}
+    out = {
+        "registration": {"devices": 10_240, "seconds": 1024.0},
+        "memory_before_readings_mb": before,
+        "memory_after_readings_mb": after,
+    }
+    # Kafka is not a Python service: left out; 20 MB over 10,240 devices is 2 kB each.
+    assert per_device_kb(out) == {"energy": 2.0, "gateway": 2.0}
+    phase = {
+        "offered_msgs_per_s": 1000,
+        "window_s": 60.0,
+        "sustained": True,
+        "latency": {
+            "publish_to_stored": {"p50_ms": 200, "p99_ms": 900},
+            "publish_to_scored_energy_scores": {"p50_ms": 300, "p99_ms": 1500},
+        },
+    }
+    result = {
+        **out,
+        "meta": META,
+        "devices": 10_240,
+        "connections": {"devices": 10_240, "seconds": 30.0},
+        "latency_phase": phase,
+        "rss_mb": {"energy": 180.0, "gateway": 110.0, "kafka": 300.0},
+        "python_services_rss_mb_after_readings": 270.0,
+        "registration_devices_per_s": 10.0,
+        "memory_per_device_kb": per_device_kb(out),
+        "targets": {"python_services_rss_mb_max_at_10000_devices": 1536},
+    }
+    (tmp_path / "e2e_10k.json").write_text(json.dumps(result))
+    text = report.build(tmp_path, scoreboard=tmp_path / "none.md")
+    assert "| registration, devices/s (bulk, 0 to 10,000) | 10.0 | >= 200 | **not met** |" in text
+    assert (
+        "| Python services' RSS, MB, after readings (peak during the run) | 270.0 (290.0) |" in text
+    )
+    assert "| energy | 150.0 | 170.0 | 2.0 |" in text

@@ -22,6 +22,7 @@ import httpx
 from bench.common import command_line, run_meta, write_result
 from bench.e2e import CLK_TCK, PYTHON_SERVICES, Env, ProcessWatch, log
 from townpulse.stack import read_env_file
+from townpulse.stack.config import COMPACT_PROCESS
 
 INFRA = ("kafka", "postgres", "mosquitto")
 LOAD = ("simulator",)
@@ -68,9 +69,11 @@ def measure(env: Env, *, settle_s: float, window_s: float) -> dict[str, object]:
         for name, v in sorted(samples.items())
     }
     platform = {k: v for k, v in per_process.items() if k not in LOAD}
-    python = {k: v for k, v in platform.items() if k in PYTHON_SERVICES}
+    # The compact layout's shared process (TOWNPULSE_LAYOUT=compact) runs three of them.
+    python = {k: v for k, v in platform.items() if k in (*PYTHON_SERVICES, COMPACT_PROCESS)}
     return {
         "benchmark": "footprint",
+        "layout": "compact" if COMPACT_PROCESS in per_process else "separate",
         "devices": devices,
         "settle_s": settle_s,
         "window_s": round(elapsed, 1),
@@ -88,11 +91,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.footprint", description=__doc__)
     parser.add_argument("--settle", type=float, default=120.0, help="seconds before measuring")
     parser.add_argument("--window", type=float, default=300.0, help="seconds measured")
+    parser.add_argument("--output", default="footprint", help="result name under bench/results/")
     args = parser.parse_args(argv)
     env = Env.load()
     result = measure(env, settle_s=args.settle, window_s=args.window)
     result["meta"] = run_meta(command=command_line("bench.footprint", argv))
-    path = write_result("footprint", result)
+    path = write_result(args.output, result)
     log(f"wrote {path}")
     return 0
 

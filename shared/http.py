@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import json
 import logging
+import signal
 import sys
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -26,7 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared import audit
 from shared.auth import Role, key_id_of, key_matches
 from shared.db import Pool
-from shared.logging import configure_logging
+from shared.logging import SERVICE, configure_logging
 from shared.settings import ServiceSettings
 from shared.supervise import EXIT_TASK_DIED
 
@@ -376,6 +379,17 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _server_config(app: FastAPI, settings: ServiceSettings) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        # Services sit behind the operator API or on localhost; keep-alive matches httpx pools.
+        timeout_keep_alive=30,
+    )
+
+
 def serve(app: FastAPI, settings: ServiceSettings, *, service: str) -> None:
     """Run a service's app with uvicorn, logging as JSON.
 
@@ -383,17 +397,7 @@ def serve(app: FastAPI, settings: ServiceSettings, *, service: str) -> None:
     then exits non-zero so that its process manager starts it again (shared/supervise.py).
     """
     configure_logging(service=service, level=settings.log_level)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=settings.http_host,
-            port=settings.http_port,
-            log_config=None,
-            # Services sit behind the operator API or on localhost; keep-alive matches httpx
-            # pools.
-            timeout_keep_alive=30,
-        )
-    )
+    server = uvicorn.Server(_server_config(app, settings))
     fatal: list[bool] = []
 
     def on_fatal() -> None:
@@ -405,6 +409,84 @@ def serve(app: FastAPI, settings: ServiceSettings, *, service: str) -> None:
     if fatal or not server.started:
         # Did not start (a dependency missing at start-up) or a task died: exit non-zero.
         sys.exit(EXIT_TASK_DIED)
+
+
+class _SharedProcessServer(uvicorn.Server):
+    """A server among several in one process: the process's signals are handled once, for all
+    of them (uvicorn's own handler would stop only the last server installed)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def serve_together(members: Sequence[tuple[FastAPI, ServiceSettings, str]]) -> None:
+    """Run several services' apps in one process, each on its own port (a small town's layout:
+    TOWNPULSE_LAYOUT=compact). They share the interpreter and its imported libraries, and fail
+    together: a task that dies in one, or one that cannot start, stops them all and the process
+    exits non-zero for its process manager to start it again, as `serve` does for one."""
+    configure_logging(
+        service="+".join(name for _, _, name in members), level=members[0][1].log_level
+    )
+    if not asyncio.run(_serve_together(members)):
+        sys.exit(EXIT_TASK_DIED)
+
+
+SHARED_STOP_TIMEOUT_S = 30.0
+
+
+async def _member(server: uvicorn.Server) -> None:
+    # uvicorn exits the process when an app cannot start (its lifespan failed): here that ends
+    # this server only, and the others are stopped in order.
+    with contextlib.suppress(SystemExit):
+        await server.serve()
+
+
+async def _serve_together(members: Sequence[tuple[FastAPI, ServiceSettings, str]]) -> bool:
+    servers = [_SharedProcessServer(_server_config(app, s)) for app, s, _ in members]
+    failed: list[str] = []
+    stopping: list[bool] = []
+
+    def stop_all() -> None:
+        for server in servers:
+            server.should_exit = True
+
+    def on_signal() -> None:
+        stopping.append(True)
+        stop_all()
+
+    for app, _, name in members:
+
+        def on_fatal(name: str = name) -> None:
+            failed.append(name)
+            stop_all()
+
+        app.state.on_fatal = on_fatal
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    tasks = []
+    for (_, _, name), server in zip(members, servers, strict=True):
+        # Each server in a context of its own: its lifespan's tasks and its requests inherit the
+        # service's name, which every log line carries.
+        context = contextvars.copy_context()
+        context.run(SERVICE.set, name)
+        tasks.append(asyncio.create_task(_member(server), name=name, context=context))
+    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    # One server ending on its own (its start-up failed) stops the others: the process is
+    # restarted whole.
+    if not stopping and not failed:
+        failed += [t.get_name() for t in done]
+    stop_all()
+    # A server still starting only sees `should_exit` once started; one whose start hangs (a
+    # dependency down) is cancelled.
+    _, pending = await asyncio.wait(tasks, timeout=SHARED_STOP_TIMEOUT_S)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.remove_signal_handler(sig)
+    return not failed and all(server.started for server in servers)
 
 
 # Before any sensor of ours existed, and far enough ahead for a clock set wrong by a year: past

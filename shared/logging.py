@@ -5,19 +5,36 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from contextvars import ContextVar
 
 from pythonjsonlogger.json import JsonFormatter
+
+# The service a line comes from, when several share a process (shared.http.serve_together):
+# each server runs in a context of its own, which its tasks and requests inherit.
+SERVICE: ContextVar[str | None] = ContextVar("townpulse_service", default=None)
+
+
+class ServiceFilter(logging.Filter):
+    """Names the service on every record: the context's, else the process's."""
+
+    def __init__(self, default: str) -> None:
+        super().__init__()
+        self._default = default
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.service = SERVICE.get() or self._default
+        return True
 
 
 def configure_logging(*, service: str, level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         JsonFormatter(
-            "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "%(asctime)s %(levelname)s %(name)s %(message)s %(service)s",
             rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
-            static_fields={"service": service},
         )
     )
+    handler.addFilter(ServiceFilter(service))
     handler.addFilter(RepeatFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -111,3 +111,34 @@ def test_compose_kafka_is_configured_as_the_local_one(compose: dict) -> None:
     assert env["KAFKA_HEAP_OPTS"] == f"-Xmx{local.kafka_heap}"
     jvm = env["KAFKA_JVM_PERFORMANCE_OPTS"].split()
     assert jvm == [*local.kafka_jvm_options.split(), "-Djava.awt.headless=true"]
+
+
+def test_the_compact_override_runs_the_domain_services_in_one_container(compose: dict) -> None:
+    import json
+
+    from townpulse.stack.config import COMPACT_MEMBERS
+    from townpulse.together import member_env_var
+
+    services = yaml.safe_load(COMPOSE.with_name("docker-compose.compact.yml").read_text())[
+        "services"
+    ]
+    for name in COMPACT_MEMBERS:
+        assert services[name] == {"scale": 0}, name
+    domains = services["domains"]
+    assert domains["extends"] == {"file": "docker-compose.yml", "service": "energy"}
+    assert domains["command"] == ["python", "-m", "townpulse.together", *COMPACT_MEMBERS]
+    ports = {
+        name: json.loads(domains["environment"][member_env_var(name)])["TOWNPULSE_HTTP_PORT"]
+        for name in COMPACT_MEMBERS
+    }
+    assert len(set(ports.values())) == len(ports)
+    upstreams = json.loads(services["api"]["environment"]["TOWNPULSE_UPSTREAMS"])
+    separate = json.loads(compose["services"]["api"]["environment"]["TOWNPULSE_UPSTREAMS"])
+    for spec in SERVICES:
+        for route in spec.routes:
+            want = (
+                f"http://domains:{ports[spec.name]}"
+                if spec.name in COMPACT_MEMBERS
+                else separate[route]
+            )
+            assert upstreams[route] == want, route

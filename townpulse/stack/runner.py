@@ -92,7 +92,7 @@ class Stack:
 
     def kill(self, name: str) -> None:
         """SIGKILL a component (tests of crash safety use this); a keeper restarts services."""
-        self.procs.kill(name)
+        self.procs.kill(self.services.process(name))
 
     def start_service(self, spec: ServiceSpec, *, instance: int = 1) -> None:
         self.services.start(spec, instance=instance)

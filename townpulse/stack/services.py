@@ -7,7 +7,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from townpulse.stack.config import SERVICES, ServiceSpec, StackSettings
+from townpulse.stack.config import (
+    COMPACT_MEMBERS,
+    COMPACT_PROCESS,
+    SERVICES,
+    ServiceSpec,
+    StackSettings,
+)
 from townpulse.stack.processes import Processes, alive, http_ok, wait_until
 
 
@@ -66,6 +72,12 @@ class Services:
         # Extra gateway instances listen on the ports after the first one's.
         return base + 10 * (instance - 1)
 
+    def process(self, name: str) -> str:
+        """The process (pid-file name) that runs a service: its own, or the compact layout's."""
+        if self.s.layout == "compact" and name in COMPACT_MEMBERS:
+            return COMPACT_PROCESS
+        return name
+
     def counts(self, spec: ServiceSpec) -> int:
         return self.s.gateways if spec.name == "gateway" else 1
 
@@ -87,9 +99,26 @@ class Services:
     def start(self, spec: ServiceSpec, *, instance: int = 1) -> None:
         """Start a service under its keeper, which restarts it whenever it exits."""
         name = spec.name if instance == 1 else f"{spec.name}-{instance}"
+        if self.process(name) != name:
+            self._start_compact()
+            return
+        self._keep(name, [spec.module], env=self.env(spec, instance=instance))
+
+    def _start_compact(self) -> None:
+        from townpulse.together import member_env_var
+
+        specs = [s for s in SERVICES if s.name in COMPACT_MEMBERS]
+        env = self.env(specs[0])
+        # Each member's own settings (its port, its instance name) over the common ones.
+        env |= {member_env_var(s.name): json.dumps(self.env(s)) for s in specs}
+        self._keep(COMPACT_PROCESS, ["townpulse.together", *(s.name for s in specs)], env=env)
+
+    def _keep(self, name: str, module_args: list[str], *, env: dict[str, str]) -> None:
+        """`python -m MODULE ARGS...` under a keeper, unless it (or its keeper) runs already."""
         if self.p.pid(keeper(name)) or self.p.pid(name):
             return
         self.p.pids.mkdir(parents=True, exist_ok=True)
+        module = module_args[0]
         self.p.spawn(
             keeper(name),
             [
@@ -98,25 +127,28 @@ class Services:
                 "townpulse.keeper",
                 name,
                 str(self.p.pids),
-                spec.module,
+                module,
                 "--",
                 sys.executable,
                 "-m",
-                spec.module,
+                *module_args,
             ],
             marker=f"townpulse.keeper {name}",
-            env=self.env(spec, instance=instance),
+            env=env,
             log_name=name,
         )
 
     def stop(self, name: str) -> None:
-        """Stop a service and its keeper (which would otherwise start it again)."""
+        """Stop a service and its keeper (which would otherwise start it again); in the compact
+        layout, the process it shares with the other domain services."""
+        name = self.process(name)
         self.p.stop(keeper(name), timeout=40)
         # Left by a keeper that was killed, or started before keepers existed.
         self.p.stop(name)
 
     def restarts(self, name: str) -> dict[str, object]:
         """What the keeper of a service says: restarts, last exit status, state."""
+        name = self.process(name)
         try:
             state: dict[str, object] = json.loads((self.p.pids / f"{name}.keeper.json").read_text())
         except (OSError, ValueError):
@@ -126,11 +158,11 @@ class Services:
     def wait_healthy(self, spec: ServiceSpec, *, instance: int = 1) -> None:
         url = f"http://127.0.0.1:{self.port(spec, instance)}/readyz"
         name = spec.name if instance == 1 else f"{spec.name}-{instance}"
-        kept_by = self.p.pid(keeper(name))
+        kept_by = self.p.pid(keeper(self.process(name)))
         wait_until(
             lambda: http_ok(url),
             timeout=self.s.start_timeout_s,
-            what=f"{name} to be ready ({url}); see {self.p.logs / (name + '.log')}",
+            what=f"{name} to be ready ({url}); see {self.p.logs / (self.process(name) + '.log')}",
             # The keeper restarts a service that exits; only its own death is final.
             give_up=(lambda: not alive(kept_by)) if kept_by else None,
         )
@@ -139,10 +171,10 @@ class Services:
         rows: list[dict[str, object]] = []
         for spec in SERVICES:
             for i, name in enumerate(self.instances(spec), start=1):
-                pid = self.p.pid(name)
+                pid = self.p.pid(self.process(name))
                 port = self.port(spec, i)
                 ready = bool(pid) and http_ok(f"http://127.0.0.1:{port}/readyz")
-                kept = self.restarts(name) if self.p.pid(keeper(name)) else {}
+                kept = self.restarts(name) if self.p.pid(keeper(self.process(name))) else {}
                 state = "up" if ready else ("starting" if pid else "down")
                 if kept.get("state") == "backoff":
                     state = f"restarting in {kept.get('next_start_in_s', 0):.0f} s"

@@ -326,7 +326,8 @@ async def register_devices(
                 {"id": f"bench-{run}-{i:05d}", "domain": d}
                 for i, d in enumerate(plan[start : start + 500], start=start)
             ]
-            r = await api.post("/v1/devices/bulk", json=rows)
+            # Past a few thousand devices a request of 500 takes minutes (bench.registration).
+            r = await api.post("/v1/devices/bulk", json=rows, timeout=900)
             r.raise_for_status()
             for row in r.json()["rows"]:
                 if row["status"] != "created":

@@ -636,13 +636,23 @@ def mosquitto_autosave_section(r: dict[str, Any]) -> list[str]:
 
 
 def footprint_section(r: dict[str, Any]) -> list[str]:
-    lines = ["## Footprint: the whole stack at the simulated town's pace", ""]
+    layout = r.get("layout", "separate")
+    title = "## Footprint: the whole stack at the simulated town's pace"
+    if layout == "compact":
+        title += ", compact layout"
+    lines = [title, ""]
     lines += _meta(r.get("meta"))
     target = r["targets"]["platform_rss_mb_max"]
     total = r["platform_rss_mb_mean"]
+    how = (
+        "Compact layout (`TOWNPULSE_LAYOUT=compact`): energy, waste and traffic in one process, "
+        "`domains`. "
+        if layout == "compact"
+        else "Each service in its own process (the default layout). "
+    )
     lines += [
         "",
-        f"{r['devices']} registered devices, the simulator publishing {r['messages_per_s']} "
+        how + f"{r['devices']} registered devices, the simulator publishing {r['messages_per_s']} "
         f"MQTT messages/s; after {r['settle_s']:.0f} s of settling, memory sampled every second "
         f"for {r['window_s']:.0f} s (mean and peak; PostgreSQL: the sum of its processes' "
         "proportional set sizes) and CPU over the same window. The simulator is the town's "
@@ -780,6 +790,12 @@ def e2e_10k_section(r: dict[str, Any]) -> list[str]:
             _ok(max(python_after, peak) <= target),
         ],
         ["Python services' RSS, MB, before the first reading", python_before, "", ""],
+        [
+            "the local stack's keepers (restart the services; compose's `restart:`), MB",
+            round(sum(v for k, v in after.items() if k.endswith(".keeper")), 1),
+            "",
+            "",
+        ],
         ["sustained at this rate", phase["sustained"], "", ""],
         [
             "publish -> stored p50 / p99 ms",

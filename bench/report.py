@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from bench.common import REPO, RESULTS, data_dir
+from bench.e2e_stats import domain_plan
 from townpulse.stack import SERVICES
 
 _PYTHON_SERVICES = {spec.name for spec in SERVICES}
@@ -774,7 +776,7 @@ def e2e_10k_section(r: dict[str, Any]) -> list[str]:
         f"{r['devices']} devices registered through `POST /v1/devices/bulk` (500 per request) "
         "on a fresh local stack without the simulator, each then on its own MQTT connection "
         f"({r['connections']['devices']} connected in {r['connections']['seconds']} s), then "
-        f"{phase['offered_msgs_per_s']:g} single-reading msg/s for {phase['window_s']:g} s "
+        f"{phase['offered_msgs_per_s']:g} single-reading msg/s for {phase['window_s']:.0f} s "
         "spread over all of them. Memory is sampled before the first reading (registered and "
         "connected) and once every reading is stored and scored. Each domain service keeps at "
         "most `TOWNPULSE_MAX_DEVICES` device states in memory (2,000 by default; the others "
@@ -812,14 +814,23 @@ def e2e_10k_section(r: dict[str, Any]) -> list[str]:
     ]
     lines += [*_table(["measure", "value", "target", ""], rows), ""]
     per = r["memory_per_device_kb"]
-    lines += ["Memory per device (after less before, over all devices), per service:", ""]
+    # The devices the benchmark registered, by domain (its deterministic plan).
+    plan = Counter(domain_plan(r["devices"]))
+    lines += [
+        "Memory per device (after less before), over all devices and over the devices of the "
+        "service's own domain (a domain service holds at most 2,000 of their states):",
+        "",
+    ]
+    rows = []
+    for k in sorted(_PYTHON_SERVICES):
+        if k not in per:
+            continue
+        own = plan.get(k)
+        per_own = round((after[k] - before[k]) * 1024 / own, 1) if own else ""
+        rows.append([k, before.get(k), after.get(k), per.get(k), own or "", per_own])
     lines += _table(
-        ["service", "RSS MB before", "RSS MB after", "kB per device"],
-        [
-            [k, before.get(k), after.get(k), per.get(k)]
-            for k in sorted(_PYTHON_SERVICES)
-            if k in per
-        ],
+        ["service", "RSS MB before", "RSS MB after", "kB per device", "its devices", "kB each"],
+        rows,
     )
     return [*lines, ""]
 

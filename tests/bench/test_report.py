@@ -113,4 +113,4 @@ def test_ten_thousand_devices_section_gives_memory_per_device_and_verdicts(tmp_p
     assert (
         "| Python services' RSS, MB, after readings (peak during the run) | 270.0 (290.0) |" in text
     )
-    assert "| energy | 150.0 | 170.0 | 2.0 |" in text
+    assert "| energy | 150.0 | 170.0 | 2.0 | 2048 | 10.0 |" in text

@@ -465,27 +465,30 @@ async def _serve_together(members: Sequence[tuple[FastAPI, ServiceSettings, str]
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
-    tasks = []
-    for (_, _, name), server in zip(members, servers, strict=True):
-        # Each server in a context of its own: its lifespan's tasks and its requests inherit the
-        # service's name, which every log line carries.
-        context = contextvars.copy_context()
-        context.run(SERVICE.set, name)
-        tasks.append(asyncio.create_task(_member(server), name=name, context=context))
-    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    # One server ending on its own (its start-up failed) stops the others: the process is
-    # restarted whole.
-    if not stopping and not failed:
-        failed += [t.get_name() for t in done]
-    stop_all()
-    # A server still starting only sees `should_exit` once started; one whose start hangs (a
-    # dependency down) is cancelled.
-    _, pending = await asyncio.wait(tasks, timeout=SHARED_STOP_TIMEOUT_S)
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.remove_signal_handler(sig)
+    try:
+        tasks = []
+        for (_, _, name), server in zip(members, servers, strict=True):
+            # Each server in a context of its own: its lifespan's tasks and its requests
+            # inherit the service's name, which every log line carries.
+            context = contextvars.copy_context()
+            context.run(SERVICE.set, name)
+            tasks.append(asyncio.create_task(_member(server), name=name, context=context))
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        # One server ending on its own (its start-up failed) stops the others: the process is
+        # restarted whole.
+        if not stopping and not failed:
+            failed += [t.get_name() for t in done]
+        stop_all()
+        # A server still starting only sees `should_exit` once started; one whose start hangs
+        # (a dependency down) is cancelled.
+        _, pending = await asyncio.wait(tasks, timeout=SHARED_STOP_TIMEOUT_S)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        # The default action again: a process stuck on its way out still dies of SIGTERM.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
     return not failed and all(server.started for server in servers)
 
 

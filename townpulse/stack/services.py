@@ -73,10 +73,10 @@ class Services:
         return base + 10 * (instance - 1)
 
     def process(self, name: str) -> str:
-        """The process (pid-file name) that runs a service: its own, or the compact layout's."""
-        if self.s.layout == "compact" and name in COMPACT_MEMBERS:
-            return COMPACT_PROCESS
-        return name
+        """The process (pid-file name) that runs a service: its own, or the compact layout's
+        (the stack's setting, or the layout the running stack was started with)."""
+        compact = self.s.layout == "compact" or self.p.pid(keeper(COMPACT_PROCESS)) is not None
+        return COMPACT_PROCESS if compact and name in COMPACT_MEMBERS else name
 
     def counts(self, spec: ServiceSpec) -> int:
         return self.s.gateways if spec.name == "gateway" else 1
@@ -136,6 +136,11 @@ class Services:
             marker=f"townpulse.keeper {name}",
             env=env,
             log_name=name,
+        )
+        # Until the child has exec'd, its command line is ours and `pid()` does not know it:
+        # a second start (the compact layout's next member) would spawn a second keeper.
+        wait_until(
+            lambda: self.p.pid(keeper(name)) is not None, timeout=10, what=f"{name}'s keeper"
         )
 
     def stop(self, name: str) -> None:

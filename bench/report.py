@@ -835,6 +835,38 @@ def e2e_10k_section(r: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+FRESH_LATENCY = {
+    "e2e_latency_fresh_before": "before energy meters refreshed their forecasts at their own "
+    "minute past the hour (all of them at the turn of the hour)",
+    "e2e_latency_fresh_after": "with each energy meter refreshing its forecasts at its own "
+    "minute past the hour (`refresh_offset` in services/energy/domain/meter.py)",
+}
+
+
+def fresh_latency_section(name: str, r: dict[str, Any]) -> list[str]:
+    """A latency-only `bench.e2e` run on a fresh stack (an A/B pair: before and after)."""
+    lines = [f"## End to end at 1,000 msg/s on a fresh stack: {name.rsplit('_', 1)[1]}", ""]
+    lines += _meta(r.get("meta"))
+    lat = r["latency_phase"]["latency"]
+    lines += [
+        "",
+        f"{r['devices']} devices on a fresh local stack without the simulator, only the 60 s "
+        f"latency phase (no throughput search or SenML phases before it, unlike the main "
+        f"end-to-end run), {FRESH_LATENCY[name]}. The two runs, back to back, each on a stack "
+        "of its own, differ only in that: one pair, on a machine whose runs spread widely "
+        "(another pair is in docs/performance.md).",
+        "",
+    ]
+    rows = [
+        [label, lat[key]["p50_ms"], lat[key]["p95_ms"], lat[key]["p99_ms"]]
+        for label, key in (
+            ("publish -> stored", "publish_to_stored"),
+            ("publish -> scored (energy)", "publish_to_scored_energy_scores"),
+        )
+    ]
+    return [*lines, *_table(["latency", "p50 ms", "p95 ms", "p99 ms"], rows), ""]
+
+
 def generic_section(name: str, r: dict[str, Any]) -> list[str]:
     lines = [f"## {name}", ""]
     lines += _meta(r.get("meta"))
@@ -882,6 +914,8 @@ def build(results_dir: Path = RESULTS, *, scoreboard: Path | None = None) -> str
             lines += e2e_section(r)
         elif path.stem == "e2e_10k":
             lines += e2e_10k_section(r)
+        elif path.stem in FRESH_LATENCY:
+            lines += fresh_latency_section(path.stem, r)
         elif kind == "console_pages":
             lines += console_section(r)
         elif kind == "mosquitto_autosave":

@@ -13,6 +13,7 @@ normal ones: one alert event at each end, never one per reading.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -111,6 +112,16 @@ class MeterState:
     period: timedelta | None = None
     last_ts: datetime | None = None
     forecast_hour: datetime | None = None
+
+
+def refresh_offset(device_id: str) -> timedelta:
+    """The minute past the hour at which a meter refreshes its forecasts (stable across runs:
+    CRC-32, not Python's salted `hash`).
+
+    >>> refresh_offset("meter-1") == refresh_offset("meter-1") < timedelta(hours=1)
+    True
+    """
+    return timedelta(minutes=zlib.crc32(device_id.encode()) % 60)
 
 
 def classify(
@@ -345,9 +356,15 @@ class EnergyProcessor:
         1,440 forecasts per device each hour, all meters at once at the turn of the hour.
         """
         hour = ts.astimezone(self.calendar.tz).replace(minute=0, second=0, microsecond=0)
-        if s.forecast_hour == hour or s.period is None:
+        # Meters cross the hour together (a town's report on the quarter hours): refreshed all
+        # at once, 2,000 meters would hold the service about a second and write 48,000 rows in
+        # one go. Each meter refreshes at its own minute past the hour instead, a pure function
+        # of its id, so that a replay refreshes exactly where the first run did.
+        turn = (ts - refresh_offset(device_id)).astimezone(self.calendar.tz)
+        turn = turn.replace(minute=0, second=0, microsecond=0)
+        if s.forecast_hour == turn or s.period is None:
             return
-        s.forecast_hour = hour
+        s.forecast_hour = turn
         steps = max(1, round(timedelta(hours=1) / s.period))
         points = min(steps, POINTS_PER_HOUR)
         step = timedelta(hours=1) / points

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bench.forecast.run import DATA_CALENDARS, DEFAULT_FORECASTER, load_forecaster_factory
-from services.energy.domain.meter import EnergyProcessor, ForecastRow, ScoreRow
+from services.energy.domain.meter import EnergyProcessor, ForecastRow, ScoreRow, refresh_offset
 from services.energy.settings import EnergySettings
 from shared.ml.online import learn
 from shared.ml.registry import ModelSpec
@@ -140,25 +140,37 @@ class _Counting:
 
 def test_a_minute_meter_is_forecast_from_four_points_an_hour() -> None:
     """A meter reading every minute: each forecast hour is 15 x the forecaster's value at each
-    quarter hour, 96 questions per refresh instead of 1,440."""
+    quarter hour, 96 questions per refresh instead of 1,440; one refresh an hour, at the meter's
+    own minute past it (meters crossing the hour together do not all refresh at once)."""
     proc = EnergyProcessor()
     state = proc.new_state("m1")
-    minutes = _readings(3 * 60 + 1, step=timedelta(minutes=1))
-    for r in minutes[: 2 * 60 + 30]:
+    minutes = _readings(4 * 60, step=timedelta(minutes=1))
+    for r in minutes[: 3 * 60]:
         proc.process(state, device_id="m1", readings=[r])
     counting = _Counting(state.forecaster)
     state.forecaster = counting  # type: ignore[assignment]
-    rows = []
-    for r in minutes[2 * 60 + 30 :]:
+    rows, refreshed_at = [], []
+    for r in minutes[3 * 60 : 4 * 60]:
         before = counting.asked
         effects = proc.process(state, device_id="m1", readings=[r])
         forecasts = [x for x in effects.rows if isinstance(x, ForecastRow)]
         if forecasts:
             assert counting.asked - before == 24 * 4
+            refreshed_at.append(r.ts)
+            # What the forecaster says now (it learns every later reading).
+            inner = counting.inner
+            for row in forecasts:
+                quarters = [row.target_ts + timedelta(minutes=15 * k) for k in range(4)]
+                want = 15 * sum(inner.predict_one({"ts": t}) for t in quarters)
+                assert row.expected == pytest.approx(want)
             rows = forecasts
-    assert len(rows) == 24  # the turn of the third hour
-    inner = counting.inner
-    for row in rows:
-        quarters = [row.target_ts + timedelta(minutes=15 * k) for k in range(4)]
-        want = 15 * sum(inner.predict_one({"ts": t}) for t in quarters)
-        assert row.expected == pytest.approx(want)
+    assert refreshed_at == [T0 + timedelta(hours=3) + refresh_offset("m1")]
+    # The 24 hours after the reading's own hour.
+    assert [row.target_ts for row in rows] == [T0 + timedelta(hours=h) for h in range(4, 28)]
+
+
+def test_meters_refresh_their_forecasts_spread_over_the_hour() -> None:
+    offsets = {refresh_offset(f"meter-{i}") for i in range(2000)}
+    # 2,000 meters on 60 minutes: every minute has some, none has them all.
+    assert len(offsets) == 60
+    assert all(timedelta(0) <= o < timedelta(hours=1) for o in offsets)

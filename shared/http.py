@@ -379,41 +379,18 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _server_config(app: FastAPI, settings: ServiceSettings) -> uvicorn.Config:
-    return uvicorn.Config(
-        app,
-        host=settings.http_host,
-        port=settings.http_port,
-        log_config=None,
-        # Services sit behind the operator API or on localhost; keep-alive matches httpx pools.
-        timeout_keep_alive=30,
-    )
-
-
 def serve(app: FastAPI, settings: ServiceSettings, *, service: str) -> None:
     """Run a service's app with uvicorn, logging as JSON.
 
     A supervised task that dies asks the server to stop (`app.state.on_fatal`), and the process
     then exits non-zero so that its process manager starts it again (shared/supervise.py).
     """
-    configure_logging(service=service, level=settings.log_level)
-    server = uvicorn.Server(_server_config(app, settings))
-    fatal: list[bool] = []
-
-    def on_fatal() -> None:
-        fatal.append(True)
-        server.should_exit = True
-
-    app.state.on_fatal = on_fatal
-    server.run()
-    if fatal or not server.started:
-        # Did not start (a dependency missing at start-up) or a task died: exit non-zero.
-        sys.exit(EXIT_TASK_DIED)
+    serve_together([(app, settings, service)])
 
 
-class _SharedProcessServer(uvicorn.Server):
-    """A server among several in one process: the process's signals are handled once, for all
-    of them (uvicorn's own handler would stop only the last server installed)."""
+class _Server(uvicorn.Server):
+    """The process's signals are handled once, for every server it runs (uvicorn's own handler
+    would stop only the last one installed)."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -421,10 +398,10 @@ class _SharedProcessServer(uvicorn.Server):
 
 
 def serve_together(members: Sequence[tuple[FastAPI, ServiceSettings, str]]) -> None:
-    """Run several services' apps in one process, each on its own port (a small town's layout:
-    TOWNPULSE_LAYOUT=compact). They share the interpreter and its imported libraries, and fail
-    together: a task that dies in one, or one that cannot start, stops them all and the process
-    exits non-zero for its process manager to start it again, as `serve` does for one."""
+    """Run one or several services' apps in one process, each on its own port (several: a small
+    town's layout, TOWNPULSE_LAYOUT=compact). They share the interpreter and its imported
+    libraries, and fail together: a task that dies in one, or one that cannot start, stops them
+    all and the process exits non-zero for its process manager to start it again."""
     configure_logging(
         service="+".join(name for _, _, name in members), level=members[0][1].log_level
     )
@@ -443,7 +420,20 @@ async def _member(server: uvicorn.Server) -> None:
 
 
 async def _serve_together(members: Sequence[tuple[FastAPI, ServiceSettings, str]]) -> bool:
-    servers = [_SharedProcessServer(_server_config(app, s)) for app, s, _ in members]
+    servers = [
+        _Server(
+            uvicorn.Config(
+                app,
+                host=s.http_host,
+                port=s.http_port,
+                log_config=None,
+                # Services sit behind the operator API or on localhost; keep-alive matches
+                # httpx pools.
+                timeout_keep_alive=30,
+            )
+        )
+        for app, s, _ in members
+    ]
     failed: list[str] = []
     stopping: list[bool] = []
 

@@ -12,9 +12,14 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from shared.db import Pool
+from shared.runtime.processor import DeviceProcessor
+from shared.runtime.worker import DeviceRuntime, RowSink
 from shared.schemas import AlertEvent, Reading, ReadingBatch
+from shared.stream.loop import StreamLoop
+from shared.stream.offsets import DbOffsets
 
 Key = tuple[str, datetime]
 Series = dict[str, list[ReadingBatch]]
@@ -88,3 +93,50 @@ def drive(
         effects = processor.process(state, device_id=r.device.id, readings=readings)
         alerts.extend(e for e in effects.events if e.ts >= since)
     return alerts, states
+
+
+def assert_stored_once(
+    db: str,
+    sql: str,
+    device_ids: list[str],
+    expected: dict[Key, tuple[Any, ...]],
+    *,
+    timeout: float,
+    what: str,
+) -> None:
+    """Wait until the devices have as many rows as `expected`, then require exactly those."""
+    from tests.support import wait_for
+
+    wait_for(lambda: len(stored(db, sql, device_ids)) == len(expected), timeout=timeout, what=what)
+    assert stored(db, sql, device_ids) == expected
+
+
+def runtime_loop(
+    *,
+    consumer: AIOKafkaConsumer,
+    pool: Pool,
+    processor: DeviceProcessor[Any],
+    sink: RowSink,
+    group: str,
+    topic: str,
+    batch_max_records: int,
+    batch_wait_ms: int,
+    **runtime: Any,
+) -> tuple[DeviceRuntime[Any], StreamLoop]:
+    """A domain worker on the stream core, as shared/runtime/service.py wires it, subscribed to
+    `topic`; `runtime` are DeviceRuntime's own settings (max_devices, checkpoint_*...)."""
+    offsets = DbOffsets(pool=pool, consumer=consumer, group_id=group)
+    worker: DeviceRuntime[Any] = DeviceRuntime(
+        processor=processor, sink=sink, pool=pool, offsets=offsets, group_id=group, **runtime
+    )
+    loop = StreamLoop(
+        consumer=consumer,
+        pool=pool,
+        handler=worker,
+        offsets=offsets,
+        group_id=group,
+        batch_max_records=batch_max_records,
+        batch_wait_ms=batch_wait_ms,
+    )
+    loop.subscribe([topic])
+    return worker, loop

@@ -103,8 +103,8 @@ class DeviceSlot(Generic[S]):
     partition: TopicPartition
     # Next offset (in `partition`) after the last record this state has seen.
     applied: int
-    dirty: bool = False
-    # While dirty: the first record not in its checkpoint, and since when (monotonic seconds).
+    # While dirty (in `DeviceRuntime._dirty`): the first record not in its checkpoint, and since
+    # when (monotonic seconds).
     dirty_from: int = 0
     dirty_since: float = 0.0
 
@@ -194,8 +194,8 @@ class DeviceRuntime(Generic[S]):
         committed = self._offsets.known(tp)
         emit = committed is None or m.offset >= committed
         slot.applied = m.offset + 1
-        if not slot.dirty:
-            slot.dirty, slot.dirty_from, slot.dirty_since = True, m.offset, time.monotonic()
+        if rb.device_id not in self._dirty:
+            slot.dirty_from, slot.dirty_since = m.offset, time.monotonic()
             self._dirty[rb.device_id] = None
         readings = sorted(rb.readings, key=lambda r: (r.ts, r.metric))
         fresh = [r for r in readings if slot.clock is None or r.ts > slot.clock]
@@ -229,7 +229,7 @@ class DeviceRuntime(Generic[S]):
             await write_deadletters(conn, prepared.deadletters)
         prepared.evicted = list(self.cache)[: max(0, len(self.cache) - self.max_devices)]
         # Evicted states must be saved; due ones are, oldest first, within the time budget.
-        evicted_dirty = [d for d in prepared.evicted if self.cache[d].dirty]
+        evicted_dirty = [d for d in prepared.evicted if d in self._dirty]
         rows = self._state_rows(evicted_dirty)
         flushed = set(evicted_dirty)
         now = time.monotonic()
@@ -375,9 +375,6 @@ class DeviceRuntime(Generic[S]):
 
     def _committed_states(self, prepared: Prepared) -> None:
         for d in prepared.flushed:
-            slot = self.cache.get(d)
-            if slot is not None:
-                slot.dirty = False
             self._dirty.pop(d, None)
         CHECKPOINTS.labels(self.group_id).inc(len(prepared.flushed))
         if prepared.checkpoints:

@@ -17,7 +17,7 @@ import pytest
 
 from shared.supervise import EXIT_TASK_DIED
 from shared.topics import READINGS_TOPICS, Domain
-from tests.runtime_support import interleave, produce, stored
+from tests.runtime_support import assert_stored_once, interleave, produce
 from tests.services.energy.test_energy_runtime import SQL, _oracle, _series
 from tests.support import wait_for
 from townpulse.stack import SERVICES, Stack
@@ -76,12 +76,14 @@ def test_one_process_serves_and_scores_for_every_domain_service(
         try:
             produce(kafka, READINGS_TOPICS[Domain.ENERGY], interleave(series, 0, 150))
             expected = _oracle(series)
-            wait_for(
-                lambda: len(stored(db, SQL, names)) == len(expected),
+            assert_stored_once(
+                db,
+                SQL,
+                names,
+                expected,
                 timeout=180,
                 what="every reading scored by the shared process",
             )
-            assert stored(db, SQL, names) == expected
         finally:
             stack.restart_service("energy")
         proc.terminate()

@@ -163,11 +163,12 @@ class Services:
     def wait_healthy(self, spec: ServiceSpec, *, instance: int = 1) -> None:
         url = f"http://127.0.0.1:{self.port(spec, instance)}/readyz"
         name = spec.name if instance == 1 else f"{spec.name}-{instance}"
-        kept_by = self.p.pid(keeper(self.process(name)))
+        process = self.process(name)
+        kept_by = self.p.pid(keeper(process))
         wait_until(
             lambda: http_ok(url),
             timeout=self.s.start_timeout_s,
-            what=f"{name} to be ready ({url}); see {self.p.logs / (self.process(name) + '.log')}",
+            what=f"{name} to be ready ({url}); see {self.p.logs / (process + '.log')}",
             # The keeper restarts a service that exits; only its own death is final.
             give_up=(lambda: not alive(kept_by)) if kept_by else None,
         )
@@ -176,10 +177,11 @@ class Services:
         rows: list[dict[str, object]] = []
         for spec in SERVICES:
             for i, name in enumerate(self.instances(spec), start=1):
-                pid = self.p.pid(self.process(name))
+                process = self.process(name)
+                pid = self.p.pid(process)
                 port = self.port(spec, i)
                 ready = bool(pid) and http_ok(f"http://127.0.0.1:{port}/readyz")
-                kept = self.restarts(name) if self.p.pid(keeper(self.process(name))) else {}
+                kept = self.restarts(name) if self.p.pid(keeper(process)) else {}
                 state = "up" if ready else ("starting" if pid else "down")
                 if kept.get("state") == "backoff":
                     state = f"restarting in {kept.get('next_start_in_s', 0):.0f} s"

@@ -14,7 +14,15 @@ import pytest
 from services.energy.domain.meter import EnergyProcessor, ScoreRow
 from shared.schemas import Reading, ReadingBatch
 from shared.topics import READINGS_TOPICS, Domain
-from tests.runtime_support import Key, Series, interleave, oracle, produce, stored
+from tests.runtime_support import (
+    Key,
+    Series,
+    assert_stored_once,
+    interleave,
+    oracle,
+    produce,
+    stored,
+)
 from tests.support import wait_for
 from townpulse.stack import Stack
 
@@ -73,12 +81,7 @@ def test_sigkill_and_restart_give_exactly_the_uninterrupted_outputs(
     stack.restart_service("energy")
 
     expected = _oracle(series)
-    wait_for(
-        lambda: len(stored(db, SQL, ids)) == len(expected),
-        timeout=180,
-        what="every reading scored once",
-    )
-    assert stored(db, SQL, ids) == expected
+    assert_stored_once(db, SQL, ids, expected, timeout=180, what="every reading scored once")
 
 
 def test_rebalance_hands_devices_over_with_their_state(
@@ -97,12 +100,14 @@ def test_rebalance_hands_devices_over_with_their_state(
         stack.kill("energy")  # the other one takes its partitions over
         produce(kafka, TOPIC, interleave(series, 150, 300))
         expected = _oracle(series)
-        wait_for(
-            lambda: len(stored(db, SQL, ids)) == len(expected),
+        assert_stored_once(
+            db,
+            SQL,
+            ids,
+            expected,
             timeout=240,
             what="every reading scored once by one of the workers",
         )
-        assert stored(db, SQL, ids) == expected
     finally:
         stack.restart_service("energy")
         stack.stop_service("energy-2")

@@ -14,7 +14,15 @@ import pytest
 from services.traffic.domain.counter import FlowRow, TrafficProcessor
 from shared.schemas import Reading, ReadingBatch
 from shared.topics import READINGS_TOPICS, Domain
-from tests.runtime_support import Key, Series, interleave, oracle, produce, stored
+from tests.runtime_support import (
+    Key,
+    Series,
+    assert_stored_once,
+    interleave,
+    oracle,
+    produce,
+    stored,
+)
 from tests.support import wait_for
 from townpulse.stack import Stack
 
@@ -80,12 +88,7 @@ def test_sigkill_and_restart_give_exactly_the_uninterrupted_outputs(
     stack.restart_service("traffic")
 
     expected = _oracle(series)
-    wait_for(
-        lambda: len(stored(db, SQL, ids)) == len(expected),
-        timeout=180,
-        what="every count scored once",
-    )
-    assert stored(db, SQL, ids) == expected
+    assert_stored_once(db, SQL, ids, expected, timeout=180, what="every count scored once")
     # Four days of history leave the flow band wide: the closure shows as slow traffic.
     assert any(kind in ANOMALIES for *_, kind in expected.values())
 

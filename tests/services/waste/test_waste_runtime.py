@@ -16,7 +16,15 @@ from services.waste.domain.bin import LevelRow, WasteProcessor
 from services.waste.domain.plan import Point, distance_matrix, nearest_neighbour, route_length
 from shared.schemas import Reading, ReadingBatch
 from shared.topics import READINGS_TOPICS, Domain
-from tests.runtime_support import Key, Series, interleave, oracle, produce, stored
+from tests.runtime_support import (
+    Key,
+    Series,
+    assert_stored_once,
+    interleave,
+    oracle,
+    produce,
+    stored,
+)
 from tests.support import wait_for
 from townpulse.stack import Stack
 
@@ -76,12 +84,7 @@ def test_sigkill_and_restart_give_exactly_the_uninterrupted_outputs(
     stack.restart_service("waste")
 
     expected = _oracle(series)
-    wait_for(
-        lambda: len(stored(db, SQL, ids)) == len(expected),
-        timeout=180,
-        what="every reading cleaned once",
-    )
-    assert stored(db, SQL, ids) == expected
+    assert_stored_once(db, SQL, ids, expected, timeout=180, what="every reading cleaned once")
     assert any(flag == "glitch" for _, _, flag in expected.values())
 
 

@@ -16,11 +16,9 @@ from pydantic import SecretStr
 from services.energy.adapters.db import write_rows
 from services.energy.domain.meter import EnergyProcessor, ScoreRow
 from shared.db import create_pool
-from shared.runtime.worker import DeviceRuntime
 from shared.schemas import Reading, ReadingBatch
-from shared.stream.loop import StreamLoop
-from shared.stream.offsets import DbOffsets
 from shared.topics import Domain
+from tests.runtime_support import runtime_loop
 
 pytestmark = pytest.mark.integration
 
@@ -82,25 +80,17 @@ async def _scenario(stack_env: dict[str, str]) -> None:
         await write_rows(conn, rows)
 
     group = f"mem-{uuid.uuid4().hex[:8]}"
-    offsets = DbOffsets(pool=pool, consumer=consumer, group_id=group)
-    worker = DeviceRuntime(
-        processor=proc,
-        sink=sink,
-        pool=pool,
-        offsets=offsets,
-        group_id=group,
-        max_devices=MAX_DEVICES,
-    )
-    loop = StreamLoop(
+    worker, loop = runtime_loop(
         consumer=consumer,
         pool=pool,
-        handler=worker,
-        offsets=offsets,
-        group_id=group,
+        processor=proc,
+        sink=sink,
+        group=group,
+        topic=topic,
         batch_max_records=2000,
         batch_wait_ms=1000,
+        max_devices=MAX_DEVICES,
     )
-    loop.subscribe([topic])
     await consumer.start()
     rss_before = _rss_mb()
     peak_cached = 0

@@ -20,12 +20,11 @@ from pydantic import SecretStr
 from services.energy.adapters.db import write_rows
 from services.energy.domain.meter import EnergyProcessor, ScoreRow
 from shared.db import create_pool
-from shared.runtime.worker import CHECKPOINTS, REPLAYED, DeviceRuntime
+from shared.runtime.worker import CHECKPOINTS, REPLAYED
 from shared.schemas import Reading, ReadingBatch
-from shared.stream.loop import BATCHES, StreamLoop
-from shared.stream.offsets import DbOffsets
+from shared.stream.loop import BATCHES
 from shared.topics import Domain
-from tests.runtime_support import Series, interleave, oracle, produce, stored
+from tests.runtime_support import Series, interleave, oracle, produce, runtime_loop, stored
 
 pytestmark = pytest.mark.integration
 
@@ -82,28 +81,20 @@ async def _run(stack_env: dict[str, str], topic: str, total: int, group: str) ->
             raise ConnectionError("injected: the database went away mid-transaction")
         await write_rows(conn, rows)
 
-    offsets = DbOffsets(pool=pool, consumer=consumer, group_id=group)
-    worker = DeviceRuntime(
+    _, loop = runtime_loop(
+        consumer=consumer,
+        pool=pool,
         processor=EnergyProcessor(),
         sink=sink,
-        pool=pool,
-        offsets=offsets,
-        group_id=group,
+        group=group,
+        topic=topic,
+        batch_max_records=25,
+        batch_wait_ms=200,
         # Every changed model is due at once, and the budget lets one through per batch: the
         # partitions' checkpoints creep forward state by state.
         checkpoint_interval_s=0.0,
         checkpoint_budget_s=1e-9,
     )
-    loop = StreamLoop(
-        consumer=consumer,
-        pool=pool,
-        handler=worker,
-        offsets=offsets,
-        group_id=group,
-        batch_max_records=25,
-        batch_wait_ms=200,
-    )
-    loop.subscribe([topic])
     await consumer.start()
     try:
         async with asyncio.timeout(120):

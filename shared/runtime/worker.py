@@ -42,7 +42,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from aiokafka import TopicPartition
@@ -107,6 +107,9 @@ class DeviceSlot(Generic[S]):
     # when (monotonic seconds).
     dirty_from: int = 0
     dirty_since: float = 0.0
+    # When the first record this state learnt from was received (None: it learnt nothing). A
+    # state learnt from before its device's erasure must never be saved again.
+    since: datetime | None = None
 
 
 @dataclass
@@ -206,6 +209,8 @@ class DeviceRuntime(Generic[S]):
         if not fresh:
             return
         slot.clock = fresh[-1].ts
+        if slot.since is None:
+            slot.since = rb.received_at
         try:
             effects = self.processor.process(slot.state, device_id=rb.device_id, readings=fresh)
         except Exception as exc:
@@ -248,7 +253,7 @@ class DeviceRuntime(Generic[S]):
                 flushed.add(d)
             if time.perf_counter() - started >= self._budget_s:
                 break  # at least one per batch, so the checkpoints always move
-        prepared.flushed = [r[1] for r in rows]
+        prepared.flushed = [r["device_id"] for r in rows]
         prepared.checkpoints = self._checkpoint_offsets(batch.end, flushed)
         await self._save_rows(conn, rows)
         return prepared.checkpoints or None
@@ -384,35 +389,45 @@ class DeviceRuntime(Generic[S]):
                 EVICTED.labels(self.group_id).inc()
         CACHED.labels(self.group_id).set(len(self.cache))
 
-    def _state_rows(self, device_ids: list[str]) -> list[tuple[Any, ...]]:
+    def _state_rows(self, device_ids: list[str]) -> list[dict[str, Any]]:
         return [
-            (
-                self.group_id,
-                d,
-                self.processor.model_version,
-                pickle.dumps(self.cache[d].state, protocol=pickle.HIGHEST_PROTOCOL),
-                self.cache[d].clock,
-                self.cache[d].applied,
-            )
+            {
+                "group_id": self.group_id,
+                "device_id": d,
+                "model_version": self.processor.model_version,
+                "state": pickle.dumps(self.cache[d].state, protocol=pickle.HIGHEST_PROTOCOL),
+                "clock": self.cache[d].clock,
+                "applied": self.cache[d].applied,
+                "since": self.cache[d].since,
+            }
             for d in device_ids
         ]
 
     async def _save_states(self, conn: AsyncConnection[DictRow], device_ids: list[str]) -> None:
         await self._save_rows(conn, self._state_rows(device_ids))
 
-    async def _save_rows(self, conn: AsyncConnection[DictRow], rows: list[tuple[Any, ...]]) -> None:
+    async def _save_rows(self, conn: AsyncConnection[DictRow], rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
         async with conn.cursor() as cur:
+            # An operator may erase a device between two batches of it: its model in memory
+            # learnt what the erasure removed, and saving it would bring that back. The check is
+            # in the statement, not a read before it; a save racing the erasure's transaction
+            # can still slip through, which _load_missing's own check catches.
             await cur.executemany(
                 """
-                INSERT INTO runtime_state
-                    (group_id, device_id, model_version, state, clock, applied_offset)
-                VALUES (%s, %s, %s, %s, %s, %s)
+                INSERT INTO runtime_state (group_id, device_id, model_version, state, clock,
+                                           applied_offset, learnt_since)
+                SELECT %(group_id)s, %(device_id)s, %(model_version)s, %(state)s,
+                       %(clock)s::timestamptz, %(applied)s::bigint, %(since)s::timestamptz
+                WHERE NOT EXISTS (
+                    SELECT 1 FROM device_erasures e WHERE e.device_id = %(device_id)s
+                    AND (%(since)s::timestamptz IS NULL OR e.erased_at >= %(since)s::timestamptz)
+                )
                 ON CONFLICT (group_id, device_id) DO UPDATE SET
                     model_version = EXCLUDED.model_version, state = EXCLUDED.state,
                     clock = EXCLUDED.clock, applied_offset = EXCLUDED.applied_offset,
-                    updated_at = now()
+                    learnt_since = EXCLUDED.learnt_since, updated_at = now()
                 """,
                 rows,
             )
@@ -423,13 +438,24 @@ class DeviceRuntime(Generic[S]):
             return
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT device_id, model_version, state, clock, applied_offset "
+                "SELECT device_id, model_version, state, clock, applied_offset, learnt_since "
                 "FROM runtime_state WHERE group_id = %s AND device_id = ANY(%s)",
                 (self.group_id, missing),
             )
             stored = {r["device_id"]: r for r in await cur.fetchall()}
         for device_id in missing:
             row = stored.get(device_id)
+            erased = self._erased.get(device_id)
+            if row is not None and erased is not None:
+                since = row["learnt_since"]
+                if since is None or since <= erased:
+                    # Saved by a checkpoint that raced the device's erasure (see _save_rows).
+                    DISCARDED.labels(self.group_id).inc()
+                    log.warning(
+                        "discarding checkpoint learnt before the device's erasure",
+                        extra={"device_id": device_id},
+                    )
+                    row = None
             tp = where[device_id]
             applied = int(row["applied_offset"] or 0) if row is not None else 0
             state: S | None = None
@@ -452,6 +478,7 @@ class DeviceRuntime(Generic[S]):
                 clock=row["clock"] if row is not None else None,
                 partition=tp,
                 applied=applied,
+                since=_learnt_since(row, state),
             )
 
     # ---- outbox -------------------------------------------------------------------------------
@@ -539,3 +566,12 @@ def _deadletter(rb: ReadingBatch, m: Record, exc: BaseException) -> DeadLetter:
         payload=raw[:1024].decode("utf-8", "replace"),
         payload_size=len(raw),
     )
+
+
+def _learnt_since(row: DictRow | None, state: object) -> datetime | None:
+    """Since when a restored state learns; a row saved before that was recorded: of unknown age,
+    the oldest possible, so that any later erasure of its device keeps it from being saved."""
+    if row is None or state is None:
+        return None
+    since: datetime | None = row["learnt_since"]
+    return since if since is not None else datetime.min.replace(tzinfo=UTC)

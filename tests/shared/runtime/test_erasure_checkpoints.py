@@ -1,0 +1,172 @@
+"""An erasure is never undone by a checkpoint. A model in memory that learnt from a device's
+readings before an operator erased the device is not saved again (its row would bring back what
+the erasure removed, and a re-registered device would be scored by it: CI saw exactly that once,
+tests/services/energy/test_energy_runtime.py); a row that a save racing the erasure left behind
+is not restored. A model learnt after the erasure is saved and restored as any other. On the real
+PostgreSQL, with the API's own erasure."""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from aiokafka import TopicPartition
+from pydantic import SecretStr
+
+from services.energy.adapters.db import write_rows
+from services.energy.domain.meter import EnergyProcessor, MeterState
+from shared.db import Pool, create_pool
+from shared.erasure import erase_device
+from shared.runtime.worker import DeviceRuntime, DeviceSlot
+from shared.schemas import Reading
+from shared.topics import READINGS_TOPICS, Domain
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 3, 2, tzinfo=UTC)
+TP = TopicPartition("test.erasure-checkpoints", 0)
+
+
+def _runtime(pool: Pool, group: str) -> DeviceRuntime[MeterState]:
+    # Only the checkpoint methods are exercised: no stream, so no offsets store.
+    return DeviceRuntime(
+        processor=EnergyProcessor(),
+        sink=write_rows,
+        pool=pool,
+        offsets=None,  # type: ignore[arg-type]
+        group_id=group,
+    )
+
+
+def _learnt(runtime: DeviceRuntime[MeterState], device: str, *, since: datetime) -> None:
+    """A dirty slot whose model learnt 300 readings received at `since`."""
+    state = runtime.processor.new_state(device)
+    readings = [
+        Reading(ts=T0 + timedelta(minutes=15 * i), metric="energy_kwh", value=5.0 + i % 9)
+        for i in range(300)
+    ]
+    runtime.processor.process(state, device_id=device, readings=readings)
+    runtime.cache[device] = DeviceSlot(
+        state=state, clock=readings[-1].ts, partition=TP, applied=300, since=since
+    )
+
+
+@asynccontextmanager
+async def _pool(env: dict[str, str]) -> AsyncIterator[tuple[Pool, str, str]]:
+    pool = create_pool(SecretStr(env["DATABASE_URL"]), max_size=2)
+    await pool.open()
+    group, device = f"erase-{uuid.uuid4().hex[:8]}", f"dev-{uuid.uuid4().hex[:8]}"
+    try:
+        yield pool, group, device
+    finally:
+        async with pool.connection() as conn:
+            await conn.execute("DELETE FROM runtime_state WHERE group_id = %s", (group,))
+            await conn.execute("DELETE FROM device_erasures WHERE device_id = %s", (device,))
+        await pool.close()
+
+
+async def _save(runtime: DeviceRuntime[Any], pool: Pool, device: str) -> None:
+    async with pool.connection() as conn, conn.transaction():
+        await runtime._save_states(conn, [device])
+
+
+async def _erase(pool: Pool, device: str) -> datetime:
+    async with pool.connection() as conn, conn.transaction():
+        await erase_device(
+            conn, device_id=device, topic=READINGS_TOPICS[Domain.ENERGY], erase_aggregates=True
+        )
+        cur = await conn.execute(
+            "SELECT erased_at FROM device_erasures WHERE device_id = %s", (device,)
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    erased_at: datetime = row["erased_at"]
+    return erased_at
+
+
+async def _rows(pool: Pool, group: str, device: str) -> list[dict[str, Any]]:
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT learnt_since FROM runtime_state WHERE group_id = %s AND device_id = %s",
+            (group, device),
+        )
+        return list(await cur.fetchall())
+
+
+async def _restored(pool: Pool, group: str, device: str) -> MeterState:
+    """What a runtime that has just read the device's erasures loads for it."""
+    reader = _runtime(pool, group)
+    await reader._read_erasures({device})
+    await reader._load_missing({device: TP})
+    return reader.cache[device].state
+
+
+def test_a_model_learnt_before_the_erasure_is_not_saved_again(stack_env: dict[str, str]) -> None:
+    async def run() -> None:
+        async with _pool(stack_env) as (pool, group, device):
+            runtime = _runtime(pool, group)
+            _learnt(runtime, device, since=datetime.now(UTC) - timedelta(minutes=5))
+            await _save(runtime, pool, device)
+            assert len(await _rows(pool, group, device)) == 1  # the save works at all
+
+            await _erase(pool, device)
+            assert await _rows(pool, group, device) == []
+            # The runtime has not read the erasure yet; its interval checkpoint comes due.
+            await _save(runtime, pool, device)
+            assert await _rows(pool, group, device) == []
+            assert (await _restored(pool, group, device)).detector.seen == 0
+
+    asyncio.run(run())
+
+
+def test_a_row_that_raced_the_erasure_is_not_restored(stack_env: dict[str, str]) -> None:
+    async def run() -> None:
+        async with _pool(stack_env) as (pool, group, device):
+            erased_at = await _erase(pool, device)
+            runtime = _runtime(pool, group)
+            _learnt(runtime, device, since=erased_at - timedelta(seconds=1))
+            # What a save that started before the erasure committed would leave: the statement's
+            # own check cannot see an erasure committed after it began.
+            async with pool.connection() as conn:
+                await conn.execute(
+                    "INSERT INTO runtime_state (group_id, device_id, model_version, state, clock,"
+                    " applied_offset, learnt_since) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                    (
+                        group,
+                        device,
+                        runtime.processor.model_version,
+                        pickle.dumps(runtime.cache[device].state),
+                        runtime.cache[device].clock,
+                        300,
+                        erased_at - timedelta(seconds=1),
+                    ),
+                )
+            restored = await _restored(pool, group, device)
+            assert restored.detector.seen == 0
+            assert runtime.cache[device].state.detector.seen > 0  # it was a learnt model
+
+    asyncio.run(run())
+
+
+def test_a_model_learnt_after_the_erasure_is_saved_and_restored(
+    stack_env: dict[str, str],
+) -> None:
+    async def run() -> None:
+        async with _pool(stack_env) as (pool, group, device):
+            erased_at = await _erase(pool, device)
+            runtime = _runtime(pool, group)
+            _learnt(runtime, device, since=erased_at + timedelta(seconds=1))
+            await _save(runtime, pool, device)
+            assert [r["learnt_since"] for r in await _rows(pool, group, device)] == [
+                erased_at + timedelta(seconds=1)
+            ]
+            restored = await _restored(pool, group, device)
+            assert restored.detector.seen == runtime.cache[device].state.detector.seen > 0
+
+    asyncio.run(run())

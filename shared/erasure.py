@@ -8,14 +8,20 @@ and the device itself, so that a device registered later with the same id starts
 The hourly/daily aggregates are erased too when asked; otherwise they are kept under an
 anonymous id (`erased-<random>`) so that the town's totals still add up while nothing links
 them to the device or to a later device with the same id.
+
+What Kafka still holds about an erased device (readings, episode events) must not bring it back:
+its consumers ask `erasures()` and skip what was received, or began, before the erasure.
 """
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Collection
+from datetime import datetime
 from typing import Any, LiteralString
 
 from psycopg import AsyncConnection, sql
+from psycopg.rows import DictRow
 
 from shared import retention
 
@@ -37,6 +43,19 @@ DEVICE_TABLES: tuple[tuple[str, str], ...] = (
     ("alert_rules", "device_id"),
 )
 AGGREGATES = ("readings_hourly", "readings_daily")
+
+
+async def erasures(
+    conn: AsyncConnection[DictRow], device_ids: Collection[str]
+) -> dict[str, datetime]:
+    """When each of these devices was last erased (one indexed query; most never were)."""
+    if not device_ids:
+        return {}
+    cur = await conn.execute(
+        "SELECT device_id, erased_at FROM device_erasures WHERE device_id = ANY(%s)",
+        (list(device_ids),),
+    )
+    return {r["device_id"]: r["erased_at"] for r in await cur.fetchall()}
 
 
 async def _materialization(conn: AsyncConnection[Any], view: str) -> sql.Composable:

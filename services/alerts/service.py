@@ -19,6 +19,7 @@ from prometheus_client import Counter as PromCounter
 from services.alerts.adapters import repository as repo
 from services.alerts.domain import lifecycle, rules, webhooks
 from services.alerts.domain.lifecycle import Alert, Damping, Entry, Signal, Step
+from shared.erasure import erasures
 from shared.schemas import AlertEvent, ReadingBatch
 
 CHANGES = PromCounter(
@@ -135,6 +136,13 @@ async def process(
     event_damping: Damping,
 ) -> tuple[Applied, int]:
     """One consumed Kafka batch; returns what changed and how many events were duplicates."""
+    # An erased device's readings and episodes still in Kafka (this consumer lagging, or
+    # replaying after a failure) would bring back its activity and alerts: dropped. An episode
+    # belongs to what was erased when it began before the erasure.
+    erased = await erasures(conn, {e.device_id for e in events} | {b.device_id for b in batches})
+    if erased:
+        events = [e for e in events if not _before(erased, e.device_id, e.episode_start)]
+        batches = [b for b in batches if not _before(erased, b.device_id, b.received_at)]
     new_ids = await repo.claim_events(conn, [e.event_id for e in events])
     signals: list[tuple[Signal, Damping]] = []
     for event in events:
@@ -183,6 +191,11 @@ async def resolve_rule_alerts(conn: repo.Conn, rule_id: str, *, now: datetime) -
 
 
 # ---- internals --------------------------------------------------------------------------------
+
+
+def _before(erased: dict[str, datetime], device_id: str, at: datetime) -> bool:
+    when = erased.get(device_id)
+    return when is not None and at <= when
 
 
 def _new_alert_id() -> str:

@@ -53,6 +53,7 @@ from pydantic import ValidationError
 
 from shared.db import Pool
 from shared.deadletters import write_deadletters
+from shared.erasure import erasures
 from shared.kafka import Producer
 from shared.runtime.processor import DeviceProcessor, Effects
 from shared.schemas import DeadLetter, ReadingBatch
@@ -334,11 +335,7 @@ class DeviceRuntime(Generic[S]):
         if not device_ids:
             return
         async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT device_id, erased_at FROM device_erasures WHERE device_id = ANY(%s)",
-                (list(device_ids),),
-            )
-            erased = {r["device_id"]: r["erased_at"] for r in await cur.fetchall()}
+            erased = await erasures(conn, device_ids)
         for device_id, at in erased.items():
             if self._erased.get(device_id) != at:
                 # Its checkpoint is gone from the database; the model in memory goes too.

@@ -11,13 +11,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from aiokafka import AIOKafkaProducer
 from psycopg import AsyncConnection
 
 from shared import erasure
-from shared.schemas import Reading, ReadingBatch
+from shared.schemas import AlertEvent, Reading, ReadingBatch
 from shared.topics import READINGS_TOPICS, Domain
+from tests.alerts_support import event, produce_events, produce_readings, unique_kind
 from tests.data_rows import add_reading, add_row, connect, count_rows, refresh_aggregates
 from tests.support import Publisher, count_readings, wait_for
 from townpulse.stack import Stack
@@ -239,6 +241,55 @@ async def test_readings_still_in_kafka_stay_erased(
         cur = await conn.execute("SELECT ts FROM readings WHERE device_id = %s", (device.id,))
         # Same partition, in order: the later reading stored means the earlier one was seen.
         assert [r["ts"] for r in await cur.fetchall()] == [hour + timedelta(minutes=2)]
+
+
+def test_alerts_of_an_erased_device_still_in_kafka_stay_erased(
+    api: httpx.Client, device_factory, stack: Stack, stack_env: dict[str, str]
+) -> None:
+    """The alerts service lagging (or replaying) past an erasure: the device's readings and
+    episodes from before it do not bring back its activity or its alerts."""
+    device = device_factory("waste")
+    bootstrap = stack_env["KAFKA_BOOTSTRAP"]
+    before, erased_kind, fresh_kind = datetime.now(UTC), unique_kind(), unique_kind()
+
+    def readings(received_at: datetime) -> ReadingBatch:
+        return ReadingBatch(
+            device_id=device.id,
+            domain=Domain.WASTE,
+            received_at=received_at,
+            readings=[Reading(ts=received_at, metric="fill_pct", value=5)],
+        )
+
+    def episode(kind: str, start: datetime) -> AlertEvent:
+        return event(device.id, kind, "start", episode_start=start, ts=start, domain=Domain.WASTE)
+
+    r = api.delete(f"/v1/devices/{device.id}", params={"erase": "true"})
+    assert r.status_code == 200, r.text
+    r = api.post("/v1/devices", json={"id": device.id, "domain": "waste"})
+    assert r.status_code == 201, r.text
+    after = datetime.now(UTC)
+    # Keyed by device: each topic's later record consumed means its earlier one was.
+    produce_readings(bootstrap, [readings(before), readings(after)])
+    produce_events(bootstrap, [episode(erased_kind, before), episode(fresh_kind, after)])
+
+    def activity() -> list[tuple[Any, ...]]:
+        with psycopg.connect(stack.database_url()) as conn:
+            return conn.execute(
+                "SELECT last_at, period_s FROM alert_device_activity WHERE device_id = %s",
+                (device.id,),
+            ).fetchall()
+
+    wait_for(lambda: activity() and activity()[0][0] == after, timeout=60, what="the new reading")
+    # Counting the erased reading would have given the device a period (the gap between them).
+    assert activity() == [(after, None)]
+
+    def alerts(kind: str) -> list[dict[str, Any]]:
+        r = api.get("/v1/alerts", params={"kind": kind, "device_id": device.id})
+        assert r.status_code == 200, r.text
+        return list(r.json())
+
+    wait_for(lambda: alerts(fresh_kind), timeout=60, what="the new device's alert")
+    assert alerts(erased_kind) == []
 
 
 def test_erasure_of_a_device_deleted_earlier(api: httpx.Client, device_factory) -> None:

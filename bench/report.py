@@ -602,6 +602,36 @@ def _draw_curve(curve: list[dict[str, Any]], pct: Any, path: Path) -> None:
     plt.close(fig)
 
 
+def checkpoints_section(name: str, r: dict[str, Any]) -> list[str]:
+    """`python -m bench.checkpoints`: pickling and reloading one device's model."""
+    before = name.endswith("_before")
+    title = "Checkpoint cost per device model" + (
+        ", before the compact running means" if before else ""
+    )
+    lines = [f"## {title}", ""]
+    lines += _meta(r.get("meta"))
+    lines += [
+        "",
+        f"The simulator's devices run through each service's processor for {r['weeks']} weeks; "
+        f"each state is then pickled as a checkpoint is and loaded back, {r['repeat']} times "
+        "(best pass per state, median over the domain's devices). A service pickles every "
+        "changed state each checkpoint interval (30 s) and loads one whenever an evicted device "
+        "reports again."
+        + (
+            " Run at the commit before running means (`_Ewm`, shared/ml/forecast.py) pickled "
+            "in a compact form, with this benchmark copied in."
+            if before
+            else ""
+        ),
+        "",
+    ]
+    rows = [
+        [d, v["devices"], v["pickle_ms_median"], v["unpickle_ms_median"], v["bytes_median"]]
+        for d, v in r["domains"].items()
+    ]
+    return [*lines, *_table(["domain", "devices", "pickle ms", "load ms", "bytes"], rows), ""]
+
+
 def mosquitto_autosave_section(r: dict[str, Any]) -> list[str]:
     lines = ["## Mosquitto: what saving after every change costs", ""]
     lines += _meta(r.get("meta"))
@@ -835,31 +865,50 @@ def e2e_10k_section(r: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
-FRESH_LATENCY = {
-    "e2e_latency_fresh_before": "before energy meters refreshed their forecasts at their own "
-    "minute past the hour (all of them at the turn of the hour)",
-    "e2e_latency_fresh_after": "with each energy meter refreshing its forecasts at its own "
-    "minute past the hour (`refresh_offset` in services/energy/domain/meter.py)",
+_FRESH_PAIR = (
+    "The two runs, back to back, each on a stack of its own, differ only in that: one pair, on a "
+    "machine whose runs spread widely (another pair is in docs/performance.md)."
+)
+# Latency-only `bench.e2e` runs (`--skip baselines single senml curve profile`): the 60 s phase at
+# 1,000 msg/s without the throughput search and SenML overloads the main run puts before it.
+LATENCY_ONLY = {
+    "e2e_latency_fresh_before": (
+        "on a fresh stack: before",
+        "on a fresh local stack without the simulator, before energy meters refreshed their "
+        "forecasts at their own minute past the hour (all of them at the turn of the hour). "
+        + _FRESH_PAIR,
+    ),
+    "e2e_latency_fresh_after": (
+        "on a fresh stack: after",
+        "on a fresh local stack without the simulator, with each energy meter refreshing its "
+        "forecasts at its own minute past the hour (`refresh_offset` in "
+        "services/energy/domain/meter.py). " + _FRESH_PAIR,
+    ),
+    "e2e_latency_same_stack": (
+        "on the main run's stack, right after it",
+        "on the stack the main end-to-end run above had just used (its devices and their rows "
+        "removed by it, the services restarted), minutes after it ended. Against the main run's "
+        "own latency phase, it shows what the SenML overloads just before that phase cost it.",
+    ),
 }
 
 
-def fresh_latency_section(name: str, r: dict[str, Any]) -> list[str]:
-    """A latency-only `bench.e2e` run on a fresh stack (an A/B pair: before and after)."""
-    lines = [f"## End to end at 1,000 msg/s on a fresh stack: {name.rsplit('_', 1)[1]}", ""]
+def latency_only_section(name: str, r: dict[str, Any]) -> list[str]:
+    """A run of only the latency phase (see LATENCY_ONLY)."""
+    title, where = LATENCY_ONLY[name]
+    lines = [f"## End to end at 1,000 msg/s, latency only, {title}", ""]
     lines += _meta(r.get("meta"))
     lat = r["latency_phase"]["latency"]
     lines += [
         "",
-        f"{r['devices']} devices on a fresh local stack without the simulator, only the 60 s "
-        f"latency phase (no throughput search or SenML phases before it, unlike the main "
-        f"end-to-end run), {FRESH_LATENCY[name]}. The two runs, back to back, each on a stack "
-        "of its own, differ only in that: one pair, on a machine whose runs spread widely "
-        "(another pair is in docs/performance.md).",
+        f"{r['devices']} devices, only the 60 s latency phase (no throughput search or SenML "
+        f"phases before it, unlike the main end-to-end run), {where}",
         "",
     ]
     rows = [
         [label, lat[key]["p50_ms"], lat[key]["p95_ms"], lat[key]["p99_ms"]]
         for label, key in (
+            ("publish -> gateway", "publish_to_gateway_receipt"),
             ("publish -> stored", "publish_to_stored"),
             ("publish -> scored (energy)", "publish_to_scored_energy_scores"),
         )
@@ -914,10 +963,12 @@ def build(results_dir: Path = RESULTS, *, scoreboard: Path | None = None) -> str
             lines += e2e_section(r)
         elif path.stem == "e2e_10k":
             lines += e2e_10k_section(r)
-        elif path.stem in FRESH_LATENCY:
-            lines += fresh_latency_section(path.stem, r)
+        elif path.stem in LATENCY_ONLY:
+            lines += latency_only_section(path.stem, r)
         elif kind == "console_pages":
             lines += console_section(r)
+        elif kind == "checkpoints":
+            lines += checkpoints_section(path.stem, r)
         elif kind == "mosquitto_autosave":
             lines += mosquitto_autosave_section(r)
         elif kind == "footprint":

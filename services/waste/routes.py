@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request, status
 
 from services.waste.adapters import db
-from services.waste.domain.plan import BinStatus, Point, due_bins, plan_routes
+from services.waste.domain.plan import BinStatus, Point, best_round, due_bins, plan_routes
 from shared.http import Viewer, time_window
 from shared.ml.calendar import PARIS
 
@@ -115,6 +115,7 @@ async def collection_plan(
             detour=detour,
         ),
     )
+    plan = best_round(plan, full, home, points(served), capacity=capacity, detour=detour)
     by_id = {r["id"]: r for r in rows}
     km, all_km = plan.distance_m / 1000, full.distance_m / 1000
     co2 = settings.co2_kg_per_km

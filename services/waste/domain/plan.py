@@ -9,6 +9,7 @@ time limit. So the answer is never worse than nearest neighbour, and the time is
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import time
@@ -130,6 +131,68 @@ def plan_routes(
         nearest_neighbour_m=float(nn_m),
         solver=solver,
         seconds=round(time.perf_counter() - started, 3),
+    )
+
+
+def skipping(
+    plan: RoutePlan, depot: Point, bins: Sequence[Point], *, capacity: int | None, detour: float
+) -> RoutePlan | None:
+    """`plan`'s routes through `bins` only, the other stops skipped, each truck's order kept.
+
+    A round of more bins, skipping those not due, is a round of the due bins: never longer
+    than the round of them all (up to a metre per skipped stop, distances being whole metres),
+    and sometimes shorter than what the solver found for the due bins within its time limit.
+    None when it would not visit every bin of `bins`, or a truck would take more than
+    `capacity`.
+
+    >>> d = Point("depot", 0, 0)
+    >>> a, b, c = Point("a", 0, 0.01), Point("b", 0, 0.02), Point("c", 0, 0.03)
+    >>> m = distance_matrix([d, a, b, c])
+    >>> every = RoutePlan([["a", "b", "c"]], [0.0], 0.0, 0.0, "test", 0.0)
+    >>> due = skipping(every, d, [a, c], capacity=None, detour=DEFAULT_DETOUR)
+    >>> due.routes, due.distance_m == route_length(m, [1, 3])
+    ([['a', 'c']], True)
+    >>> skipping(every, d, [a, c], capacity=1, detour=DEFAULT_DETOUR) is None
+    True
+    """
+    index = {b.id: i for i, b in enumerate(bins, start=1)}
+    routes = [[index[s] for s in route if s in index] for route in plan.routes]
+    if sorted(i for r in routes for i in r) != list(range(1, len(bins) + 1)):
+        return None
+    if capacity is not None and any(len(r) > capacity for r in routes):
+        return None
+    matrix = distance_matrix([depot, *bins], detour=detour)
+    lengths = [float(route_length(matrix, r)) if r else 0.0 for r in routes]
+    return RoutePlan(
+        routes=[[bins[i - 1].id for i in r] for r in routes],
+        route_m=lengths,
+        distance_m=sum(lengths),
+        nearest_neighbour_m=plan.nearest_neighbour_m,
+        solver=f"{plan.solver}, on every bin, skipping those not due",
+        seconds=plan.seconds,
+    )
+
+
+def best_round(
+    plan: RoutePlan,
+    every: RoutePlan,
+    depot: Point,
+    bins: Sequence[Point],
+    *,
+    capacity: int | None,
+    detour: float,
+) -> RoutePlan:
+    """The shorter of `plan` (through `bins`) and `every` skipping the bins not in `bins`.
+
+    The two are solved side by side, sharing the time limit and the cores: the round of every
+    bin, skipping the others, is sometimes the shorter round of the due ones (CI once saw the
+    plan come out 2.1 km longer than visiting every bin).
+    """
+    shortcut = skipping(every, depot, bins, capacity=capacity, detour=detour)
+    if shortcut is None or shortcut.distance_m >= plan.distance_m:
+        return plan
+    return dataclasses.replace(
+        shortcut, nearest_neighbour_m=plan.nearest_neighbour_m, seconds=plan.seconds
     )
 
 

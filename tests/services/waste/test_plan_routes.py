@@ -9,13 +9,17 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.waste.domain.plan import (
+    DEFAULT_DETOUR,
     BinStatus,
     Point,
+    RoutePlan,
+    best_round,
     distance_matrix,
     due_bins,
     nearest_neighbour,
     plan_routes,
     route_length,
+    skipping,
 )
 from townpulse.simulator.town import Domain, build_town
 
@@ -83,3 +87,41 @@ def test_due_bins_are_those_full_before_the_next_round() -> None:
         b.id for b in bins if b.full_at is not None and b.full_at < now + timedelta(days=1)
     }
     assert [b.full_at for b in due] == sorted(b.full_at for b in due if b.full_at is not None)
+
+
+def _poor_round(depot: Point, bins: list[Point]) -> RoutePlan:
+    """A valid round of `bins` in a deliberately bad order (every other bin, then the rest)."""
+    order = [*range(1, len(bins) + 1, 2), *range(2, len(bins) + 1, 2)]
+    m = distance_matrix([depot, *bins])
+    length = float(route_length(m, order))
+    return RoutePlan([[bins[i - 1].id for i in order]], [length], length, length, "poor", 0.1)
+
+
+def test_the_round_of_every_bin_skipping_the_others_replaces_a_longer_plan() -> None:
+    depot, every = _town_bins(40, seed=5)
+    due = every[::3]
+    full = plan_routes(depot, every, time_limit_s=0.5)
+    poor = _poor_round(depot, due)
+    best = best_round(poor, full, depot, due, capacity=None, detour=DEFAULT_DETOUR)
+    assert sorted(b for r in best.routes for b in r) == sorted(b.id for b in due)
+    assert best.distance_m < poor.distance_m
+    # Never longer than every bin's round (whole metres: up to 1.5 m per skipped stop).
+    assert best.distance_m <= full.distance_m + 1.5 * (len(every) - len(due))
+    m = distance_matrix([depot, *due])
+    index = {b.id: i for i, b in enumerate(due, start=1)}
+    assert best.distance_m == sum(route_length(m, [index[b] for b in r]) for r in best.routes)
+    assert best.nearest_neighbour_m == poor.nearest_neighbour_m  # the due bins' own baseline
+
+
+def test_a_plan_already_shorter_is_kept_and_capacity_still_holds() -> None:
+    depot, every = _town_bins(30, seed=8)
+    due = every[:12]
+    plan = plan_routes(depot, due, vehicles=2, capacity=6, time_limit_s=0.5)
+    full = plan_routes(depot, every, vehicles=2, capacity=None, time_limit_s=0.5)
+    best = best_round(plan, full, depot, due, capacity=6, detour=DEFAULT_DETOUR)
+    assert best.distance_m <= plan.distance_m
+    assert all(len(r) <= 6 for r in best.routes)
+    # A round that would overload a truck is no candidate at all.
+    one_truck = RoutePlan([[b.id for b in every]], [0.0], 0.0, 0.0, "one truck", 0.0)
+    assert skipping(one_truck, depot, due, capacity=6, detour=DEFAULT_DETOUR) is None
+    assert best_round(plan, one_truck, depot, due, capacity=6, detour=DEFAULT_DETOUR) is plan

@@ -146,7 +146,11 @@ def test_the_plan_visits_every_due_bin_once_in_no_longer_a_tour_than_nearest_nei
         nn = nearest_neighbour(matrix, vehicles=2, capacity=400)
         nn_km = sum(route_length(matrix, r) for r in nn) / 1000
         assert body["km"] <= nn_km + 1e-6
-        assert body["every_bin"]["km"] >= body["km"]
+        # Never longer than the round of every bin skipping the others (distances are whole
+        # metres: a skipped stop may add up to 1.5 m of rounding).
+        skipped = body["every_bin"]["bins"] - len(body["bins"])
+        assert body["every_bin"]["km"] >= body["km"] - 0.0015 * skipped
+        assert body["saved_km"] >= -0.0015 * skipped
         assert body["co2_kg"] >= 0 and body["solver"]["seconds"] >= 0
     finally:
         for device_id in bins:

@@ -25,6 +25,7 @@ HOLIDAY = 7  # the "weekday" of a French public holiday
 def week_slot(ts: datetime, *, slot_minutes: int, calendar: TownCalendar = TOWN) -> tuple[int, int]:
     """(weekday 0-6, or 7 on a public holiday; slot of the local day).
 
+    >>> from shared.ml.calendar import PARIS
     >>> week_slot(datetime(2026, 3, 4, 9, 40, tzinfo=PARIS), slot_minutes=60)
     (2, 9)
     >>> week_slot(datetime(2026, 5, 1, 9, 40, tzinfo=PARIS), slot_minutes=60)
@@ -51,6 +52,7 @@ def slot_keys(
 ) -> tuple[tuple[int, int], tuple[str, int]]:
     """(weekday-or-holiday, slot) and (day type, slot) of `ts`.
 
+    >>> from shared.ml.calendar import PARIS
     >>> slot_keys(datetime(2026, 3, 7, 9, 40, tzinfo=PARIS), slot_minutes=60)
     ((5, 9), ('saturday', 9))
     """

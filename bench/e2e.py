@@ -86,6 +86,8 @@ from townpulse.stack.mosquitto import render_config
 T = TypeVar("T")
 PYTHON_SERVICES = tuple(spec.name for spec in SERVICES)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# Publish -> scored p99 at 1,000 msg/s (issue #13; results before it was recorded lack it).
+SCORED_P99_MS_MAX = 1000
 # Derived tables a domain service fills, one row per scored reading. Waste and traffic services
 # do not exist yet; when they do, a `<domain>_scores` table is picked up (see `scored_tables`).
 SCORED_TABLES = {"energy": "energy_scores"}
@@ -1421,6 +1423,7 @@ def summarise(out: dict[str, Any]) -> dict[str, Any]:
         "targets": {
             "sustained_msgs_per_s_min": 6000,
             "p99_ms_max": 500,
+            "scored_p99_ms_max": SCORED_P99_MS_MAX,
             "python_services_rss_mb_max_at_10000_devices": 1536,
         },
     }

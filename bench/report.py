@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import REPO, RESULTS, data_dir
+from bench.e2e import SCORED_P99_MS_MAX
 from bench.e2e_stats import domain_plan
 from townpulse.stack import SERVICES
 
@@ -457,6 +458,7 @@ def alerts_section(r: dict[str, Any]) -> list[str]:
 
 def e2e_section(r: dict[str, Any]) -> list[str]:
     t = r["targets"]
+    scored_max = t.get("scored_p99_ms_max", SCORED_P99_MS_MAX)
     lines = [
         "## End to end: MQTT -> gateway -> Kafka -> storage + domain services",
         "",
@@ -502,8 +504,8 @@ def e2e_section(r: dict[str, Any]) -> list[str]:
             "publish -> scored (energy) p50 / p99 ms",
             f"{lat['publish_to_scored_energy_scores']['p50_ms']} / "
             f"{lat['publish_to_scored_energy_scores']['p99_ms']}",
-            "",
-            "",
+            f"p99 <= {scored_max}",
+            _ok(lat["publish_to_scored_energy_scores"]["p99_ms"] <= scored_max),
         ],
         [
             "Python services' RSS, MB (2,000 devices)",

@@ -10,7 +10,11 @@ anonymous id (`erased-<random>`) so that the town's totals still add up while no
 them to the device or to a later device with the same id.
 
 What Kafka still holds about an erased device (readings, episode events) must not bring it back:
-its consumers ask `erasures()` and skip what was received, or began, before the erasure.
+its consumers ask `erasures()` and skip what was received, or began, before the erasure. A check
+cannot see an erasure that commits while the checking transaction is still writing, so every
+writer of rows naming devices first calls `exclude_erasures()`: one advisory lock, shared by the
+writers, exclusive for an erasure. An erasure waits for the writers' transactions in flight, and
+a writer arriving during an erasure waits for it and then sees it.
 """
 
 from __future__ import annotations
@@ -45,6 +49,16 @@ DEVICE_TABLES: tuple[tuple[str, str], ...] = (
 AGGREGATES = ("readings_hourly", "readings_daily")
 
 
+# Two-key advisory locks do not overlap the single-key ones the migrations take.
+_ERASURE_LOCK = (7310, 3)
+
+
+async def exclude_erasures(conn: AsyncConnection[Any]) -> None:
+    """Until this transaction ends no erasure commits, and the statements after this one see
+    any erasure committed before it. Writers share the lock: they never wait for each other."""
+    await conn.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", _ERASURE_LOCK)
+
+
 async def erasures(
     conn: AsyncConnection[DictRow], device_ids: Collection[str]
 ) -> dict[str, datetime]:
@@ -75,6 +89,8 @@ async def erase_device(
     conn: AsyncConnection[Any], *, device_id: str, topic: str, erase_aggregates: bool
 ) -> dict[str, Any]:
     """Erase what names `device_id` (the caller holds the transaction); what was removed."""
+    # First: the writers' transactions in flight end before any row is erased (see above).
+    await conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", _ERASURE_LOCK)
     counts: dict[str, int] = {}
 
     async def run(

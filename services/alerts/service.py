@@ -19,7 +19,7 @@ from prometheus_client import Counter as PromCounter
 from services.alerts.adapters import repository as repo
 from services.alerts.domain import lifecycle, rules, webhooks
 from services.alerts.domain.lifecycle import Alert, Damping, Entry, Signal, Step
-from shared.erasure import erasures
+from shared.erasure import erasures, exclude_erasures
 from shared.schemas import AlertEvent, ReadingBatch
 
 CHANGES = PromCounter(
@@ -139,6 +139,7 @@ async def process(
     # An erased device's readings and episodes still in Kafka (this consumer lagging, or
     # replaying after a failure) would bring back its activity and alerts: dropped. An episode
     # belongs to what was erased when it began before the erasure.
+    await exclude_erasures(conn)
     erased = await erasures(conn, {e.device_id for e in events} | {b.device_id for b in batches})
     if erased:
         events = [e for e in events if not _before(erased, e.device_id, e.episode_start)]

@@ -16,6 +16,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 
 from shared.deadletters import write_deadletters
+from shared.erasure import exclude_erasures
 from shared.schemas import DeadLetter, ReadingBatch
 
 CREATE_STAGING = """
@@ -98,6 +99,8 @@ class Writer:
                             (b.device_id, r.metric, r.ts, r.value, r.unit, b.received_at)
                         )
                         offered += 1
+            # Taken as late as possible: an erasure waits for this transaction to end.
+            await exclude_erasures(conn)
             if self._maintain_rollups:
                 cur = await conn.execute(INSERT_READINGS_WITH_ROLLUPS)
                 row = await cur.fetchone()

@@ -53,7 +53,7 @@ from pydantic import ValidationError
 
 from shared.db import Pool
 from shared.deadletters import write_deadletters
-from shared.erasure import erasures
+from shared.erasure import erasures, exclude_erasures
 from shared.kafka import Producer
 from shared.runtime.processor import DeviceProcessor, Effects
 from shared.schemas import DeadLetter, ReadingBatch
@@ -121,6 +121,14 @@ class Prepared:
     flushed: list[str] = field(default_factory=list)
     evicted: list[str] = field(default_factory=list)
     checkpoints: dict[TopicPartition, int] = field(default_factory=dict)
+    # The devices of the batch, whose erasures write() checks again.
+    devices: set[str] = field(default_factory=set)
+
+
+class ErasedMeanwhile(Exception):
+    """A device of the batch was erased after prepare() read its erasures: its models learnt
+    what the erasure removed. The batch fails; the stream core replays its partitions from
+    their checkpoints (discard()), and the replay knows of the erasure."""
 
 
 class DeviceRuntime(Generic[S]):
@@ -177,9 +185,10 @@ class DeviceRuntime(Generic[S]):
             except (ValidationError, ValueError):
                 # The storage service dead-letters these; here they are only skipped.
                 UNREADABLE.labels(self.group_id).inc()
-        await self._read_erasures({rb.device_id for _, _, rb in parsed})
+        devices = {rb.device_id for _, _, rb in parsed}
+        await self._read_erasures(devices)
         await self._load_missing({rb.device_id: tp for tp, _, rb in parsed})
-        out = Prepared()
+        out = Prepared(devices=devices)
         for tp, m, rb in parsed:
             self._checkpoint.setdefault(tp, batch.start[tp])
             self._one(tp, m, rb, out)
@@ -229,6 +238,10 @@ class DeviceRuntime(Generic[S]):
     async def write(
         self, conn: AsyncConnection[DictRow], batch: Batch, prepared: Prepared
     ) -> Mapping[TopicPartition, int] | None:
+        await exclude_erasures(conn)
+        erased = await erasures(conn, prepared.devices)
+        if meanwhile := sorted(d for d, at in erased.items() if self._erased.get(d) != at):
+            raise ErasedMeanwhile(meanwhile)
         await self._sink(conn, prepared.effects.rows)
         await self._enqueue(conn, prepared.effects)
         if prepared.deadletters:
@@ -406,11 +419,11 @@ class DeviceRuntime(Generic[S]):
     async def _save_rows(self, conn: AsyncConnection[DictRow], rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
+        # An operator may erase a device between two batches of it: its model in memory learnt
+        # what the erasure removed, and saving it would bring that back. The statement checks;
+        # the lock makes it see an erasure that committed meanwhile, and holds off the next.
+        await exclude_erasures(conn)
         async with conn.cursor() as cur:
-            # An operator may erase a device between two batches of it: its model in memory
-            # learnt what the erasure removed, and saving it would bring that back. The check is
-            # in the statement, not a read before it; a save racing the erasure's transaction
-            # can still slip through, which _load_missing's own check catches.
             await cur.executemany(
                 """
                 INSERT INTO runtime_state (group_id, device_id, model_version, state, clock,
@@ -446,7 +459,7 @@ class DeviceRuntime(Generic[S]):
             if row is not None and erased is not None:
                 since = row["learnt_since"]
                 if since is None or since <= erased:
-                    # Saved by a checkpoint that raced the device's erasure (see _save_rows).
+                    # Saved before the lock in _save_rows existed, or by hand: never restored.
                     DISCARDED.labels(self.group_id).inc()
                     log.warning(
                         "discarding checkpoint learnt before the device's erasure",

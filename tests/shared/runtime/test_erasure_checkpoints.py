@@ -1,9 +1,13 @@
-"""An erasure is never undone by a checkpoint. A model in memory that learnt from a device's
-readings before an operator erased the device is not saved again (its row would bring back what
-the erasure removed, and a re-registered device would be scored by it: CI saw exactly that once,
-tests/services/energy/test_energy_runtime.py); a row that a save racing the erasure left behind
-is not restored. A model learnt after the erasure is saved and restored as any other. On the real
-PostgreSQL, with the API's own erasure."""
+"""An erasure is never undone by a checkpoint, not even one in flight while it commits.
+
+A model in memory that learnt from a device's readings before an operator erased the device is
+not saved again (its row would bring back what the erasure removed, and a re-registered device
+would be scored by it: CI saw exactly that once, tests/services/energy/test_energy_runtime.py).
+An erasure waits for a checkpoint in flight and then removes it; a checkpoint during an erasure
+waits for it and then sees it; a batch whose devices were erased after its models learnt fails
+and is replayed. A row saved without those guards is not restored. A model learnt after the
+erasure is saved and restored as any other. On the real PostgreSQL, with the API's own erasure.
+"""
 
 from __future__ import annotations
 
@@ -23,8 +27,9 @@ from services.energy.adapters.db import write_rows
 from services.energy.domain.meter import EnergyProcessor, MeterState
 from shared.db import Pool, create_pool
 from shared.erasure import erase_device
-from shared.runtime.worker import DeviceRuntime, DeviceSlot
+from shared.runtime.worker import DeviceRuntime, DeviceSlot, ErasedMeanwhile, Prepared
 from shared.schemas import Reading
+from shared.stream.loop import Batch
 from shared.topics import READINGS_TOPICS, Domain
 
 pytestmark = pytest.mark.integration
@@ -59,7 +64,7 @@ def _learnt(runtime: DeviceRuntime[MeterState], device: str, *, since: datetime)
 
 @asynccontextmanager
 async def _pool(env: dict[str, str]) -> AsyncIterator[tuple[Pool, str, str]]:
-    pool = create_pool(SecretStr(env["DATABASE_URL"]), max_size=2)
+    pool = create_pool(SecretStr(env["DATABASE_URL"]), max_size=4)
     await pool.open()
     group, device = f"erase-{uuid.uuid4().hex[:8]}", f"dev-{uuid.uuid4().hex[:8]}"
     try:
@@ -168,5 +173,82 @@ def test_a_model_learnt_after_the_erasure_is_saved_and_restored(
             ]
             restored = await _restored(pool, group, device)
             assert restored.detector.seen == runtime.cache[device].state.detector.seen > 0
+
+    asyncio.run(run())
+
+
+async def _until_waiting_on_erasure_lock(pool: Pool) -> None:
+    """Until some transaction waits for the erasure lock (pg_locks says so; no sleep decides)."""
+    for _ in range(400):
+        async with pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                " AND classid = 7310 AND objid = 3"
+            )
+            row = await cur.fetchone()
+        if row is not None and row["n"] > 0:
+            return
+        await asyncio.sleep(0.025)
+    raise AssertionError("nothing ever waited for the erasure lock")
+
+
+def test_an_erasure_waits_for_a_checkpoint_in_flight_then_erases_it(
+    stack_env: dict[str, str],
+) -> None:
+    async def run() -> None:
+        async with _pool(stack_env) as (pool, group, device):
+            runtime = _runtime(pool, group)
+            _learnt(runtime, device, since=datetime.now(UTC) - timedelta(minutes=5))
+            async with pool.connection() as conn, conn.transaction():
+                await runtime._save_states(conn, [device])
+                erase = asyncio.create_task(_erase(pool, device))
+                await _until_waiting_on_erasure_lock(pool)
+                assert not erase.done()
+            await erase  # the checkpoint committed first; the erasure then removed it
+            assert await _rows(pool, group, device) == []
+
+    asyncio.run(run())
+
+
+def test_a_checkpoint_during_an_erasure_waits_for_it_and_is_not_saved(
+    stack_env: dict[str, str],
+) -> None:
+    async def run() -> None:
+        async with _pool(stack_env) as (pool, group, device):
+            runtime = _runtime(pool, group)
+            _learnt(runtime, device, since=datetime.now(UTC) - timedelta(minutes=5))
+            async with pool.connection() as conn, conn.transaction():
+                await erase_device(
+                    conn,
+                    device_id=device,
+                    topic=READINGS_TOPICS[Domain.ENERGY],
+                    erase_aggregates=True,
+                )
+                save = asyncio.create_task(_save(runtime, pool, device))
+                await _until_waiting_on_erasure_lock(pool)
+                assert not save.done()
+            await save  # it saw the erasure committed while it waited
+            assert await _rows(pool, group, device) == []
+
+    asyncio.run(run())
+
+
+def test_a_batch_that_raced_an_erasure_fails_until_the_runtime_knows_of_it(
+    stack_env: dict[str, str],
+) -> None:
+    async def run() -> None:
+        async with _pool(stack_env) as (pool, group, device):
+            runtime = _runtime(pool, group)
+            _learnt(runtime, device, since=datetime.now(UTC) - timedelta(minutes=5))
+            await _erase(pool, device)  # after the batch's prepare(), before its write()
+            prepared = Prepared(devices={device})
+            with pytest.raises(ErasedMeanwhile):
+                async with pool.connection() as conn, conn.transaction():
+                    await runtime.write(conn, Batch(), prepared)
+            # The replay's prepare() reads the erasure: its write() goes through.
+            await runtime._read_erasures({device})
+            assert device not in runtime.cache
+            async with pool.connection() as conn, conn.transaction():
+                await runtime.write(conn, Batch(), Prepared(devices={device}))
 
     asyncio.run(run())

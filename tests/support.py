@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 import uuid
 from collections.abc import Callable
@@ -35,13 +36,18 @@ async def until(
     interval: float = 0.02,
     what: str = "condition",
 ) -> Any:
-    """wait_for for async tests: the event loop keeps running while `cond` is polled."""
+    """wait_for for async tests: the event loop keeps running while `cond` is polled. `cond`
+    may be a coroutine function (a condition read from the database)."""
     deadline = time.monotonic() + within_s
-    while not (last := cond()):
+    while not (last := await _value(cond())):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {within_s} s waiting for {what}")
         await asyncio.sleep(interval)
     return last
+
+
+async def _value(result: Any) -> Any:
+    return await result if inspect.isawaitable(result) else result
 
 
 @dataclass

@@ -238,10 +238,10 @@ class DeviceRuntime(Generic[S]):
     async def write(
         self, conn: AsyncConnection[DictRow], batch: Batch, prepared: Prepared
     ) -> Mapping[TopicPartition, int] | None:
+        # Held to the commit: every row below, states included, is written under it.
         await exclude_erasures(conn)
-        erased = await erasures(conn, prepared.devices)
-        if meanwhile := sorted(d for d, at in erased.items() if self._erased.get(d) != at):
-            raise ErasedMeanwhile(meanwhile)
+        if meanwhile := self._unknown(await erasures(conn, prepared.devices)):
+            raise ErasedMeanwhile(sorted(meanwhile))
         await self._sink(conn, prepared.effects.rows)
         await self._enqueue(conn, prepared.effects)
         if prepared.deadletters:
@@ -269,7 +269,7 @@ class DeviceRuntime(Generic[S]):
                 break  # at least one per batch, so the checkpoints always move
         prepared.flushed = [r["device_id"] for r in rows]
         prepared.checkpoints = self._checkpoint_offsets(batch.end, flushed)
-        await self._save_rows(conn, rows)
+        await self._upsert_states(conn, rows)
         return prepared.checkpoints or None
 
     def committed(self, batch: Batch, prepared: Prepared) -> None:
@@ -349,12 +349,15 @@ class DeviceRuntime(Generic[S]):
             return
         async with self._pool.connection() as conn:
             erased = await erasures(conn, device_ids)
-        for device_id, at in erased.items():
-            if self._erased.get(device_id) != at:
-                # Its checkpoint is gone from the database; the model in memory goes too.
-                self.cache.pop(device_id, None)
-                self._dirty.pop(device_id, None)
-                self._erased[device_id] = at
+        for device_id, at in self._unknown(erased).items():
+            # Its checkpoint is gone from the database; the model in memory goes too.
+            self.cache.pop(device_id, None)
+            self._dirty.pop(device_id, None)
+            self._erased[device_id] = at
+
+    def _unknown(self, erased: Mapping[str, datetime]) -> dict[str, datetime]:
+        """The erasures among `erased` this runtime has not acted on yet."""
+        return {d: at for d, at in erased.items() if self._erased.get(d) != at}
 
     # ---- checkpoints --------------------------------------------------------------------------
 
@@ -414,15 +417,20 @@ class DeviceRuntime(Generic[S]):
         ]
 
     async def _save_states(self, conn: AsyncConnection[DictRow], device_ids: list[str]) -> None:
-        await self._save_rows(conn, self._state_rows(device_ids))
+        """Checkpoints outside a batch (revocation, an idle stream): under the erasure lock too."""
+        if device_ids:
+            await exclude_erasures(conn)
+            await self._upsert_states(conn, self._state_rows(device_ids))
 
-    async def _save_rows(self, conn: AsyncConnection[DictRow], rows: list[dict[str, Any]]) -> None:
+    async def _upsert_states(
+        self, conn: AsyncConnection[DictRow], rows: list[dict[str, Any]]
+    ) -> None:
+        """Save checkpoints; the caller holds the erasure lock (shared.erasure)."""
         if not rows:
             return
         # An operator may erase a device between two batches of it: its model in memory learnt
         # what the erasure removed, and saving it would bring that back. The statement checks;
         # the lock makes it see an erasure that committed meanwhile, and holds off the next.
-        await exclude_erasures(conn)
         async with conn.cursor() as cur:
             await cur.executemany(
                 """
@@ -459,7 +467,7 @@ class DeviceRuntime(Generic[S]):
             if row is not None and erased is not None:
                 since = row["learnt_since"]
                 if since is None or since <= erased:
-                    # Saved before the lock in _save_rows existed, or by hand: never restored.
+                    # Saved before the erasure lock existed, or by hand: never restored.
                     DISCARDED.labels(self.group_id).inc()
                     log.warning(
                         "discarding checkpoint learnt before the device's erasure",

@@ -51,9 +51,14 @@ def haversine_m(a: Point, b: Point) -> float:
     return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(min(1.0, h)))
 
 
+def leg_m(a: Point, b: Point, *, detour: float = DEFAULT_DETOUR) -> int:
+    """Whole metres by road from `a` to `b` (the solver works on integers)."""
+    return round(haversine_m(a, b) * detour)
+
+
 def distance_matrix(points: Sequence[Point], *, detour: float = DEFAULT_DETOUR) -> list[list[int]]:
-    """Whole metres between every pair (the solver works on integers)."""
-    return [[round(haversine_m(a, b) * detour) for b in points] for a in points]
+    """`leg_m` between every pair."""
+    return [[leg_m(a, b, detour=detour) for b in points] for a in points]
 
 
 def route_length(matrix: list[list[int]], route: Sequence[int]) -> int:
@@ -155,16 +160,19 @@ def skipping(
     >>> skipping(every, d, [a, c], capacity=1, detour=DEFAULT_DETOUR) is None
     True
     """
-    index = {b.id: i for i, b in enumerate(bins, start=1)}
-    routes = [[index[s] for s in route if s in index] for route in plan.routes]
-    if sorted(i for r in routes for i in r) != list(range(1, len(bins) + 1)):
+    kept = {b.id: b for b in bins}
+    routes = [[kept[s] for s in route if s in kept] for route in plan.routes]
+    if sorted(b.id for r in routes for b in r) != sorted(kept):
         return None
     if capacity is not None and any(len(r) > capacity for r in routes):
         return None
-    matrix = distance_matrix([depot, *bins], detour=detour)
-    lengths = [float(route_length(matrix, r)) if r else 0.0 for r in routes]
+    # Only the legs driven, not a matrix of every pair (an empty route is depot to depot: 0).
+    lengths = [
+        float(sum(leg_m(a, b, detour=detour) for a, b in itertools.pairwise([depot, *r, depot])))
+        for r in routes
+    ]
     return RoutePlan(
-        routes=[[bins[i - 1].id for i in r] for r in routes],
+        routes=[[b.id for b in r] for r in routes],
         route_m=lengths,
         distance_m=sum(lengths),
         nearest_neighbour_m=plan.nearest_neighbour_m,

@@ -14,23 +14,26 @@ from __future__ import annotations
 import asyncio
 import pickle
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
+from psycopg import AsyncConnection
+from psycopg.rows import DictRow
 from pydantic import SecretStr
 
 from services.energy.adapters.db import write_rows
 from services.energy.domain.meter import EnergyProcessor, MeterState
 from shared.db import Pool, create_pool
-from shared.erasure import erase_device
+from shared.erasure import erase_device, erasures
 from shared.runtime.worker import DeviceRuntime, DeviceSlot, ErasedMeanwhile, Prepared
 from shared.schemas import Reading
 from shared.stream.loop import Batch
 from shared.topics import READINGS_TOPICS, Domain
+from tests.support import until
 
 pytestmark = pytest.mark.integration
 
@@ -81,18 +84,16 @@ async def _save(runtime: DeviceRuntime[Any], pool: Pool, device: str) -> None:
         await runtime._save_states(conn, [device])
 
 
+async def _erase_in(conn: AsyncConnection[DictRow], device: str) -> datetime:
+    await erase_device(
+        conn, device_id=device, topic=READINGS_TOPICS[Domain.ENERGY], erase_aggregates=True
+    )
+    return (await erasures(conn, [device]))[device]
+
+
 async def _erase(pool: Pool, device: str) -> datetime:
     async with pool.connection() as conn, conn.transaction():
-        await erase_device(
-            conn, device_id=device, topic=READINGS_TOPICS[Domain.ENERGY], erase_aggregates=True
-        )
-        cur = await conn.execute(
-            "SELECT erased_at FROM device_erasures WHERE device_id = %s", (device,)
-        )
-        row = await cur.fetchone()
-    assert row is not None
-    erased_at: datetime = row["erased_at"]
-    return erased_at
+        return await _erase_in(conn, device)
 
 
 async def _rows(pool: Pool, group: str, device: str) -> list[dict[str, Any]]:
@@ -177,19 +178,29 @@ def test_a_model_learnt_after_the_erasure_is_saved_and_restored(
     asyncio.run(run())
 
 
-async def _until_waiting_on_erasure_lock(pool: Pool) -> None:
-    """Until some transaction waits for the erasure lock (pg_locks says so; no sleep decides)."""
-    for _ in range(400):
-        async with pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-                " AND classid = 7310 AND objid = 3"
-            )
-            row = await cur.fetchone()
-        if row is not None and row["n"] > 0:
-            return
-        await asyncio.sleep(0.025)
-    raise AssertionError("nothing ever waited for the erasure lock")
+async def _waiting_on_erasure_lock(pool: Pool) -> bool:
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            " AND classid = 7310 AND objid = 3"
+        )
+        row = await cur.fetchone()
+    return row is not None and row["n"] > 0
+
+
+async def _second_waits_for_first(
+    pool: Pool,
+    first: Callable[[AsyncConnection[DictRow]], Awaitable[Any]],
+    second: Callable[[], Awaitable[Any]],
+) -> None:
+    """`first` in a transaction kept open until `second`, started meanwhile, waits for the
+    erasure lock (pg_locks says so); then `first` commits and `second` goes on."""
+    async with pool.connection() as conn, conn.transaction():
+        await first(conn)
+        task = asyncio.create_task(second())
+        await until(lambda: _waiting_on_erasure_lock(pool), within_s=10, what="a lock wait")
+        assert not task.done()
+    await task
 
 
 def test_an_erasure_waits_for_a_checkpoint_in_flight_then_erases_it(
@@ -199,12 +210,12 @@ def test_an_erasure_waits_for_a_checkpoint_in_flight_then_erases_it(
         async with _pool(stack_env) as (pool, group, device):
             runtime = _runtime(pool, group)
             _learnt(runtime, device, since=datetime.now(UTC) - timedelta(minutes=5))
-            async with pool.connection() as conn, conn.transaction():
-                await runtime._save_states(conn, [device])
-                erase = asyncio.create_task(_erase(pool, device))
-                await _until_waiting_on_erasure_lock(pool)
-                assert not erase.done()
-            await erase  # the checkpoint committed first; the erasure then removed it
+            await _second_waits_for_first(
+                pool,
+                lambda conn: runtime._save_states(conn, [device]),
+                lambda: _erase(pool, device),
+            )
+            # The checkpoint committed first; the erasure then removed it.
             assert await _rows(pool, group, device) == []
 
     asyncio.run(run())
@@ -217,17 +228,10 @@ def test_a_checkpoint_during_an_erasure_waits_for_it_and_is_not_saved(
         async with _pool(stack_env) as (pool, group, device):
             runtime = _runtime(pool, group)
             _learnt(runtime, device, since=datetime.now(UTC) - timedelta(minutes=5))
-            async with pool.connection() as conn, conn.transaction():
-                await erase_device(
-                    conn,
-                    device_id=device,
-                    topic=READINGS_TOPICS[Domain.ENERGY],
-                    erase_aggregates=True,
-                )
-                save = asyncio.create_task(_save(runtime, pool, device))
-                await _until_waiting_on_erasure_lock(pool)
-                assert not save.done()
-            await save  # it saw the erasure committed while it waited
+            await _second_waits_for_first(
+                pool, lambda conn: _erase_in(conn, device), lambda: _save(runtime, pool, device)
+            )
+            # The checkpoint saw the erasure committed while it waited.
             assert await _rows(pool, group, device) == []
 
     asyncio.run(run())

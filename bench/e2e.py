@@ -468,6 +468,7 @@ class ArrivalPoller:
     ) -> None:
         self.db_url, self.table, self.ids = db_url, table, list(ids)
         self.marks = [since] * len(self.ids)
+        self.index = {d: i for i, d in enumerate(self.ids)}
         self.interval_s = interval_s
         self.seen: dict[tuple[str, datetime], float] = {}
         self.received: dict[tuple[str, datetime], datetime] = {}
@@ -477,26 +478,42 @@ class ArrivalPoller:
     def stop(self) -> None:
         self._stop.set()
 
-    async def run(self) -> None:
-        extra = ", r.received_at" if self.table == "readings" else ", NULL::timestamptz"
+    def query(self) -> tuple[str, tuple[Any, ...]]:
+        """Rows of the sampled devices above the lowest of their marks.
+
+        One range scan of the table's time index, not one look-up per device and chunk: a lateral
+        join per device took 18 ms of execution a poll, 20 polls a second, at 1,000 msg/s
+        (pg_stat_statements; this query 10 ms; idle, 5 ms against 3). A row committed late has
+        a time below other devices' marks but above its own device's, hence the lowest mark.
+        """
+        extra = ", received_at" if self.table == "readings" else ", NULL::timestamptz"
         sql = (
-            f"SELECT w.d, r.ts{extra} FROM unnest(%s::text[], %s::timestamptz[]) AS w(d, t) "  # noqa: S608
-            f"CROSS JOIN LATERAL (SELECT * FROM {self.table} x "
-            "WHERE x.device_id = w.d AND x.ts > w.t) r"
+            f"SELECT device_id, ts{extra} FROM {self.table} "  # noqa: S608 - a fixed table name
+            "WHERE ts > %s AND device_id = ANY(%s)"
         )
-        index = {d: i for i, d in enumerate(self.ids)}
+        return sql, (min(self.marks), self.ids)
+
+    def observe(self, rows: Sequence[tuple[str, datetime, datetime | None]], at: float) -> None:
+        """Note rows not seen before as first seen at `at` (the poll's start)."""
+        for d, ts, received in rows:
+            self.seen.setdefault((d, ts), at)
+            if received is not None:
+                self.received.setdefault((d, ts), received)
+            i = self.index[d]
+            if ts > self.marks[i]:
+                self.marks[i] = ts
+
+    async def poll(self, db: psycopg.AsyncConnection[Any]) -> None:
+        started = time.time()
+        self.starts.append(started)
+        sql, params = self.query()
+        self.observe(await (await db.execute(sql, params)).fetchall(), started)
+
+    async def run(self) -> None:
         async with await psycopg.AsyncConnection.connect(self.db_url, autocommit=True) as db:
             while not self._stop.is_set():
                 started = time.time()
-                self.starts.append(started)
-                cur = await db.execute(sql, (self.ids, self.marks))
-                for d, ts, received in await cur.fetchall():
-                    self.seen.setdefault((d, ts), started)
-                    if received is not None:
-                        self.received.setdefault((d, ts), received)
-                    i = index[d]
-                    if ts > self.marks[i]:
-                        self.marks[i] = ts
+                await self.poll(db)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
                         self._stop.wait(), max(0.0, self.interval_s - (time.time() - started))

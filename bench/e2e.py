@@ -65,6 +65,7 @@ from bench.e2e_load import (
 )
 from bench.e2e_stats import (
     DEFAULT_SHARES,
+    Quiet,
     StepSearch,
     bottleneck,
     domain_plan,
@@ -536,6 +537,28 @@ async def storage_lag(client: httpx.AsyncClient, url: str) -> float | None:
     return total
 
 
+async def settle(args: argparse.Namespace) -> dict[str, Any]:
+    """Before a latency measurement: wait until the machine is quiet, so the phase measures the
+    system at its rate and not its recovery from the overload before (the SenML search leaves
+    minutes of work: backlogs, checkpoints, PostgreSQL's vacuum)."""
+    if args.settle_max <= 0:
+        return {"waited_s": 0.0, "quiet": None}
+    quiet = Quiet(cores=args.settle_cores, for_s=args.settle_for)
+    cpus = os.cpu_count() or 1
+    start = time.monotonic()
+    prev = _machine_busy_ticks()
+    while True:
+        await asyncio.sleep(1.0)
+        cur = _machine_busy_ticks()
+        busy = cpus * (cur[0] - prev[0]) / max(1, cur[1] - prev[1])
+        prev = cur
+        waited = time.monotonic() - start
+        is_quiet = quiet.sample(waited, busy)
+        if is_quiet or waited >= args.settle_max:
+            log(f"waited {waited:.0f} s for a quiet machine (busy {busy:.2f} cores): {is_quiet}")
+            return {"waited_s": round(waited, 1), "quiet": is_quiet, "busy_cores": round(busy, 2)}
+
+
 # ---- one phase ----------------------------------------------------------------------------------
 
 
@@ -568,8 +591,12 @@ async def run_phase(
     sample_every: int = 0,
     profile: bool = False,
 ) -> dict[str, Any]:
-    """Offer `rate` messages/s for `duration` s; wait (grace) for the rows; report the step."""
+    """Offer `rate` messages/s for `duration` s; wait (grace) for the rows; report the step.
+
+    A phase that measures latency (`sample_every`) starts on a quiet machine (`settle`).
+    """
     args = ctx.args
+    settled = await settle(args) if sample_every else None
     workers = len(ctx.gens.pipes)
     seq_base = ctx.next_seq
     sampled = (
@@ -701,6 +728,8 @@ async def run_phase(
         "memory_peak_mb": ctx.watch.peaks(),
         "generator_cpu_s": round(gen_cpu, 2),
     }
+    if settled is not None:
+        step["settled"] = settled
     if pollers:
         step["latency"] = latency_report(ctx, results, pollers)
     if profilers:
@@ -1187,6 +1216,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--curve-duration", type=float, default=20, help="each curve point (s)")
     p.add_argument("--sample-every", type=int, default=10, help="latency: every n-th device")
     p.add_argument("--poll-interval", type=float, default=0.05)
+    p.add_argument(
+        "--settle-cores",
+        type=float,
+        default=0.5,
+        help="latency phases start once the machine is busy below this many cores ...",
+    )
+    p.add_argument("--settle-for", type=float, default=10, help="... for this long (s)")
+    p.add_argument(
+        "--settle-max", type=float, default=300, help="... or after this long (s); 0: at once"
+    )
     p.add_argument("--baseline-duration", type=float, default=20)
     p.add_argument("--baseline-connections", type=int, default=100)
     p.add_argument("--profile-duration", type=float, default=20)
@@ -1422,6 +1461,7 @@ def summarise(out: dict[str, Any]) -> dict[str, Any]:
         "p95_ms": stored.get("p95_ms"),
         "p99_ms": stored.get("p99_ms"),
         "latency_resolution_ms": stored.get("resolution_ms"),
+        "latency_settled": (out.get("latency_phase") or {}).get("settled"),
         "rss_mb": mem,
         "python_services_rss_mb_total": round(python_rss, 1),
         "keepers_rss_mb_total": round(keepers_rss, 1),

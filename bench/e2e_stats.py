@@ -106,6 +106,30 @@ class StepSearch:
         return mid
 
 
+@dataclass
+class Quiet:
+    """Whether the machine has been quiet long enough: busy below `cores` for `for_s` seconds.
+
+    >>> q = Quiet(cores=0.5, for_s=3)
+    >>> samples = [(0, 1.8), (1, 0.4), (2, 0.3), (3, 0.9), (4, 0.2), (5, 0.1), (6, 0.3), (7, 0.2)]
+    >>> [q.sample(t, busy) for t, busy in samples]
+    [False, False, False, False, False, False, False, True]
+    """
+
+    cores: float
+    for_s: float
+    since: float | None = None
+
+    def sample(self, t: float, busy_cores: float) -> bool:
+        """One measurement of the machine's busy cores at time `t` (seconds)."""
+        if busy_cores >= self.cores:
+            self.since = None
+            return False
+        if self.since is None:
+            self.since = t
+        return t - self.since >= self.for_s
+
+
 def domain_plan(n: int, shares: dict[str, float] = DEFAULT_SHARES) -> list[str]:
     """`n` domains in the given proportions (largest remainder), interleaved.
 

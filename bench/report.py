@@ -469,7 +469,11 @@ def e2e_section(r: dict[str, Any]) -> list[str]:
         f"{r['devices']} devices, each on its own MQTT connection with its own credentials, "
         'QoS 1, one reading per message (or SenML packs of 50); "sustained" = every message '
         "acknowledged, stored and (energy) scored within the grace period after a 60 s window. "
-        "The load generator and the latency poller run on the same 2 cores as the system."
+        "The load generator and the latency poller run on the same 2 cores as the system. "
+        "Each latency measurement (the 1,000 msg/s phase, the curve's points) starts once the "
+        "machine has been quiet (busy below 0.5 of a core for 10 s, at most 300 s of waiting): "
+        "it measures the system at that rate, not its recovery from the overload before it."
+        + _settled(r.get("latency_settled"))
     )
     lat = r["latency_phase"]["latency"]
     rows = [
@@ -534,6 +538,16 @@ def e2e_section(r: dict[str, Any]) -> list[str]:
         "",
     ]
     return lines
+
+
+def _settled(settled: dict[str, Any] | None) -> str:
+    if not settled:
+        return " (This run predates that: its phases started right after the one before.)"
+    state = "quiet" if settled["quiet"] else "still busy"
+    return (
+        f" Before the 1,000 msg/s phase: {settled['waited_s']:g} s of waiting, "
+        f"{state} ({settled['busy_cores']} cores busy)."
+    )
 
 
 CURVE_PNG = RESULTS / "e2e_latency_curve.png"

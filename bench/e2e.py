@@ -519,6 +519,9 @@ class ArrivalPoller:
                     await asyncio.wait_for(
                         self._stop.wait(), max(0.0, self.interval_s - (time.time() - started))
                     )
+            # The phase stops the poller once it has counted every row, possibly after this
+            # poller's last look: one more, or a row committed in between is never seen.
+            await self.poll(db)
 
     def resolution_ms(self) -> float | None:
         gaps = [b - a for a, b in zip(self.starts, self.starts[1:], strict=False)]

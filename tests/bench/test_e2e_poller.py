@@ -3,6 +3,7 @@ devices once, also one committed late with a time below other devices' marks."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -47,3 +48,23 @@ async def test_poller_sees_late_rows_once_and_nothing_before_its_start(stack: St
             assert poller.marks == [at[2], at[3]]
         finally:
             await conn.execute("DELETE FROM readings WHERE device_id = ANY(%s)", ([a, b, other],))
+
+
+async def test_poller_looks_once_more_when_stopped(stack: Stack) -> None:
+    """The phase stops it once every row is counted: a row committed after its last look is
+    still seen."""
+    device = f"poll-{uuid.uuid4().hex[:10]}"
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    url = stack.database_url()
+    async with await connect(url) as conn:
+        try:
+            poller = ArrivalPoller(url, "readings", [device], t0, interval_s=3600)
+            task = asyncio.create_task(poller.run())
+            while not poller.starts:  # noqa: ASYNC110 - its first look, then an hour's wait
+                await asyncio.sleep(0.01)
+            await add_reading(conn, device, t0 + timedelta(minutes=1))
+            poller.stop()
+            await task
+            assert set(poller.seen) == {(device, t0 + timedelta(minutes=1))}
+        finally:
+            await conn.execute("DELETE FROM readings WHERE device_id = %s", (device,))

@@ -6,7 +6,8 @@ columns; these functions take the table's name, a module constant of the calling
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any, LiteralString
 
 from psycopg import AsyncConnection, sql
 from psycopg.rows import DictRow
@@ -14,38 +15,85 @@ from psycopg.types.json import Jsonb
 
 from shared.runtime.episodes import EpisodeRow
 
+# The forecast tables (`energy_forecasts`, `traffic_forecasts`): a newer forecast of the same
+# target replaces the older one.
+FORECAST_COLUMNS: list[tuple[str, LiteralString]] = [
+    ("device_id", "text"),
+    ("target_ts", "timestamptz"),
+    ("issued_at", "timestamptz"),
+    ("expected", "float8"),
+    ("lower", "float8"),
+    ("upper", "float8"),
+]
+FORECAST_CONFLICT: LiteralString = """
+    ON CONFLICT (device_id, target_ts) DO UPDATE SET
+        issued_at = EXCLUDED.issued_at, expected = EXCLUDED.expected,
+        lower = EXCLUDED.lower, upper = EXCLUDED.upper
+"""
+
+
+async def insert_rows(
+    conn: AsyncConnection[DictRow],
+    table: str,
+    columns: Sequence[tuple[str, LiteralString]],
+    rows: Sequence[Sequence[Any]],
+    *,
+    conflict: LiteralString,
+) -> None:
+    """Insert `rows` (values in the order of `columns`, each a name and its SQL type) in one
+    statement: each column travels as one array and `unnest` turns them back into rows.
+
+    `executemany` ran one INSERT per row, 70-95 µs each into a hypertable at 1,000 msg/s
+    (pg_stat_statements), against about 25 µs a row for the storage's INSERT ... SELECT. One
+    statement cannot update the same row twice: with `DO UPDATE`, callers pass each key once.
+    """
+    if not rows:
+        return
+    query = sql.SQL("INSERT INTO {} ({}) SELECT * FROM unnest({}) {}").format(
+        sql.Identifier(table),
+        sql.SQL(", ").join(sql.Identifier(name) for name, _ in columns),
+        sql.SQL(", ").join(sql.SQL("%s::{}[]").format(sql.SQL(kind)) for _, kind in columns),
+        sql.SQL(conflict),
+    )
+    await conn.execute(query, [list(values) for values in zip(*rows, strict=True)])
+
 
 async def upsert_episodes(
     conn: AsyncConnection[DictRow], table: str, rows: Iterable[EpisodeRow]
 ) -> None:
     """Insert episodes, or update them (end, severity, peak, count) as they go on."""
-    query = sql.SQL(
-        """
-        INSERT INTO {} (device_id, kind, started_at, ended_at, severity, peak, readings,
-            explanation)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+    await insert_rows(
+        conn,
+        table,
+        [
+            ("device_id", "text"),
+            ("kind", "text"),
+            ("started_at", "timestamptz"),
+            ("ended_at", "timestamptz"),
+            ("severity", "text"),
+            ("peak", "float8"),
+            ("readings", "int4"),
+            ("explanation", "jsonb"),
+        ],
+        [
+            (
+                r.device_id,
+                r.kind,
+                r.started_at,
+                r.ended_at,
+                r.severity,
+                r.peak,
+                r.readings,
+                Jsonb(r.explanation),
+            )
+            for r in rows
+        ],
+        conflict="""
         ON CONFLICT (device_id, kind, started_at) DO UPDATE SET
             ended_at = EXCLUDED.ended_at, severity = EXCLUDED.severity,
             peak = EXCLUDED.peak, readings = EXCLUDED.readings
-        """
-    ).format(sql.Identifier(table))
-    async with conn.cursor() as cur:
-        await cur.executemany(
-            query,
-            [
-                (
-                    r.device_id,
-                    r.kind,
-                    r.started_at,
-                    r.ended_at,
-                    r.severity,
-                    r.peak,
-                    r.readings,
-                    Jsonb(r.explanation),
-                )
-                for r in rows
-            ],
-        )
+        """,
+    )
 
 
 async def latest_forecast(

@@ -9,7 +9,12 @@ from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 
 from services.energy.domain.meter import EpisodeRow, ForecastRow, ScoreRow
-from shared.runtime.tables import latest_forecast
+from shared.runtime.tables import (
+    FORECAST_COLUMNS,
+    FORECAST_CONFLICT,
+    insert_rows,
+    latest_forecast,
+)
 
 
 async def write_rows(conn: AsyncConnection[DictRow], rows: list[Any]) -> None:
@@ -17,71 +22,81 @@ async def write_rows(conn: AsyncConnection[DictRow], rows: list[Any]) -> None:
     # The last version of an episode or forecast in the batch is the one to keep.
     episodes = {(r.device_id, r.kind, r.started_at): r for r in rows if isinstance(r, EpisodeRow)}
     forecasts = {(r.device_id, r.target_ts): r for r in rows if isinstance(r, ForecastRow)}
-    async with conn.cursor() as cur:
-        if scores:
-            await cur.executemany(
-                """
-                INSERT INTO energy_scores
-                    (device_id, ts, observed, expected, lower, upper, score, is_anomaly, kind)
-                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
-                ON CONFLICT (device_id, ts) DO NOTHING
-                """,
-                [
-                    (
-                        r.device_id,
-                        r.ts,
-                        r.observed,
-                        r.expected,
-                        r.lower,
-                        r.upper,
-                        r.score,
-                        r.is_anomaly,
-                        r.kind,
-                    )
-                    for r in scores
-                ],
+    await insert_rows(
+        conn,
+        "energy_scores",
+        [
+            ("device_id", "text"),
+            ("ts", "timestamptz"),
+            ("observed", "float8"),
+            ("expected", "float8"),
+            ("lower", "float8"),
+            ("upper", "float8"),
+            ("score", "float8"),
+            ("is_anomaly", "bool"),
+            ("kind", "text"),
+        ],
+        [
+            (
+                r.device_id,
+                r.ts,
+                r.observed,
+                r.expected,
+                r.lower,
+                r.upper,
+                r.score,
+                r.is_anomaly,
+                r.kind,
             )
-        if episodes:
-            await cur.executemany(
-                """
-                INSERT INTO energy_episodes (device_id, kind, started_at, ended_at, severity,
-                    peak_score, observed_kwh, expected_kwh, readings)
-                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
-                ON CONFLICT (device_id, kind, started_at) DO UPDATE SET
-                    ended_at = EXCLUDED.ended_at, severity = EXCLUDED.severity,
-                    peak_score = EXCLUDED.peak_score, observed_kwh = EXCLUDED.observed_kwh,
-                    expected_kwh = EXCLUDED.expected_kwh, readings = EXCLUDED.readings
-                """,
-                [
-                    (
-                        r.device_id,
-                        r.kind,
-                        r.started_at,
-                        r.ended_at,
-                        r.severity,
-                        r.peak_score,
-                        r.observed_kwh,
-                        r.expected_kwh,
-                        r.readings,
-                    )
-                    for r in episodes.values()
-                ],
+            for r in scores
+        ],
+        conflict="ON CONFLICT (device_id, ts) DO NOTHING",
+    )
+    await insert_rows(
+        conn,
+        "energy_episodes",
+        [
+            ("device_id", "text"),
+            ("kind", "text"),
+            ("started_at", "timestamptz"),
+            ("ended_at", "timestamptz"),
+            ("severity", "text"),
+            ("peak_score", "float8"),
+            ("observed_kwh", "float8"),
+            ("expected_kwh", "float8"),
+            ("readings", "int4"),
+        ],
+        [
+            (
+                r.device_id,
+                r.kind,
+                r.started_at,
+                r.ended_at,
+                r.severity,
+                r.peak_score,
+                r.observed_kwh,
+                r.expected_kwh,
+                r.readings,
             )
-        if forecasts:
-            await cur.executemany(
-                """
-                INSERT INTO energy_forecasts (device_id, target_ts, issued_at, expected, lower,
-                    upper)
-                VALUES (%s, %s, %s, %s, %s, %s)
-                ON CONFLICT (device_id, target_ts) DO UPDATE SET
-                    issued_at = EXCLUDED.issued_at, expected = EXCLUDED.expected,
-                    lower = EXCLUDED.lower, upper = EXCLUDED.upper
-                """,
-                [
-                    (r.device_id, r.target_ts, r.issued_at, r.expected, r.lower, r.upper)
-                    for r in forecasts.values()
-                ],
-            )
+            for r in episodes.values()
+        ],
+        conflict="""
+        ON CONFLICT (device_id, kind, started_at) DO UPDATE SET
+            ended_at = EXCLUDED.ended_at, severity = EXCLUDED.severity,
+            peak_score = EXCLUDED.peak_score, observed_kwh = EXCLUDED.observed_kwh,
+            expected_kwh = EXCLUDED.expected_kwh, readings = EXCLUDED.readings
+        """,
+    )
+    await insert_rows(
+        conn,
+        "energy_forecasts",
+        FORECAST_COLUMNS,
+        [
+            (r.device_id, r.target_ts, r.issued_at, r.expected, r.lower, r.upper)
+            for r in forecasts.values()
+        ],
+        conflict=FORECAST_CONFLICT,
+    )
 
 
 async def anomalies(

@@ -10,7 +10,13 @@ from psycopg.rows import DictRow
 
 from services.traffic.domain.counter import FlowRow, ForecastRow
 from shared.runtime.episodes import EpisodeRow
-from shared.runtime.tables import latest_forecast, upsert_episodes
+from shared.runtime.tables import (
+    FORECAST_COLUMNS,
+    FORECAST_CONFLICT,
+    insert_rows,
+    latest_forecast,
+    upsert_episodes,
+)
 
 
 async def write_rows(conn: AsyncConnection[DictRow], rows: list[Any]) -> None:
@@ -18,47 +24,50 @@ async def write_rows(conn: AsyncConnection[DictRow], rows: list[Any]) -> None:
     # The last version of a forecast or an episode in the batch is the one to keep.
     forecasts = {(r.device_id, r.target_ts): r for r in rows if isinstance(r, ForecastRow)}
     episodes = {(r.device_id, r.kind, r.started_at): r for r in rows if isinstance(r, EpisodeRow)}
-    async with conn.cursor() as cur:
-        if flows:
-            await cur.executemany(
-                """
-                INSERT INTO traffic_flows (device_id, ts, vehicles, speed_kmh, expected, lower,
-                    upper, expected_speed, score, is_anomaly, kind)
-                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-                ON CONFLICT (device_id, ts) DO NOTHING
-                """,
-                [
-                    (
-                        r.device_id,
-                        r.ts,
-                        r.vehicles,
-                        r.speed_kmh,
-                        r.expected,
-                        r.lower,
-                        r.upper,
-                        r.expected_speed,
-                        r.score,
-                        r.is_anomaly,
-                        r.kind,
-                    )
-                    for r in flows
-                ],
+    await insert_rows(
+        conn,
+        "traffic_flows",
+        [
+            ("device_id", "text"),
+            ("ts", "timestamptz"),
+            ("vehicles", "float8"),
+            ("speed_kmh", "float8"),
+            ("expected", "float8"),
+            ("lower", "float8"),
+            ("upper", "float8"),
+            ("expected_speed", "float8"),
+            ("score", "float8"),
+            ("is_anomaly", "bool"),
+            ("kind", "text"),
+        ],
+        [
+            (
+                r.device_id,
+                r.ts,
+                r.vehicles,
+                r.speed_kmh,
+                r.expected,
+                r.lower,
+                r.upper,
+                r.expected_speed,
+                r.score,
+                r.is_anomaly,
+                r.kind,
             )
-        if forecasts:
-            await cur.executemany(
-                """
-                INSERT INTO traffic_forecasts (device_id, target_ts, issued_at, expected, lower,
-                    upper)
-                VALUES (%s, %s, %s, %s, %s, %s)
-                ON CONFLICT (device_id, target_ts) DO UPDATE SET
-                    issued_at = EXCLUDED.issued_at, expected = EXCLUDED.expected,
-                    lower = EXCLUDED.lower, upper = EXCLUDED.upper
-                """,
-                [
-                    (r.device_id, r.target_ts, r.issued_at, r.expected, r.lower, r.upper)
-                    for r in forecasts.values()
-                ],
-            )
+            for r in flows
+        ],
+        conflict="ON CONFLICT (device_id, ts) DO NOTHING",
+    )
+    await insert_rows(
+        conn,
+        "traffic_forecasts",
+        FORECAST_COLUMNS,
+        [
+            (r.device_id, r.target_ts, r.issued_at, r.expected, r.lower, r.upper)
+            for r in forecasts.values()
+        ],
+        conflict=FORECAST_CONFLICT,
+    )
     if episodes:
         await upsert_episodes(conn, "traffic_episodes", episodes.values())
 

@@ -11,7 +11,7 @@ from psycopg.types.json import Jsonb
 
 from services.waste.domain.bin import BinRow, CollectionRow, LevelRow
 from shared.runtime.episodes import EpisodeRow
-from shared.runtime.tables import upsert_episodes
+from shared.runtime.tables import insert_rows, upsert_episodes
 
 
 async def write_rows(conn: AsyncConnection[DictRow], rows: list[Any]) -> None:
@@ -22,48 +22,70 @@ async def write_rows(conn: AsyncConnection[DictRow], rows: list[Any]) -> None:
     bins = {r.device_id: r for r in rows if isinstance(r, BinRow)}
     rates = {r.device_id: r.rates for r in rows if isinstance(r, BinRow) and r.rates is not None}
     episodes = {(r.device_id, r.kind, r.started_at): r for r in rows if isinstance(r, EpisodeRow)}
-    async with conn.cursor() as cur:
-        if levels:
-            await cur.executemany(
-                "INSERT INTO waste_levels (device_id, ts, raw, level, flag) "
-                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (device_id, ts) DO NOTHING",
-                [(r.device_id, r.ts, r.raw, r.level, r.flag) for r in levels],
+    await insert_rows(
+        conn,
+        "waste_levels",
+        [
+            ("device_id", "text"),
+            ("ts", "timestamptz"),
+            ("raw", "float8"),
+            ("level", "float8"),
+            ("flag", "text"),
+        ],
+        [(r.device_id, r.ts, r.raw, r.level, r.flag) for r in levels],
+        conflict="ON CONFLICT (device_id, ts) DO NOTHING",
+    )
+    await insert_rows(
+        conn,
+        "waste_collections",
+        [
+            ("device_id", "text"),
+            ("ts", "timestamptz"),
+            ("level_before", "float8"),
+            ("level_after", "float8"),
+        ],
+        [(r.device_id, r.ts, r.level_before, r.level_after) for r in collections],
+        conflict="ON CONFLICT (device_id, ts) DO NOTHING",
+    )
+    await insert_rows(
+        conn,
+        "waste_bins",
+        [
+            ("device_id", "text"),
+            ("ts", "timestamptz"),
+            ("level", "float8"),
+            ("rate_pct_h", "float8"),
+            ("full_at", "timestamptz"),
+            ("uncertainty_h", "float8"),
+            ("crossed_at", "timestamptz"),
+            ("last_collection", "timestamptz"),
+            ("temperature_c", "float8"),
+            ("rates", "jsonb"),
+        ],
+        [
+            (
+                r.device_id,
+                r.ts,
+                r.level,
+                r.rate_pct_h,
+                r.full_at,
+                r.uncertainty_h,
+                r.crossed_at,
+                r.last_collection,
+                r.temperature_c,
+                Jsonb(rates[r.device_id]) if r.device_id in rates else None,
             )
-        if collections:
-            await cur.executemany(
-                "INSERT INTO waste_collections (device_id, ts, level_before, level_after) "
-                "VALUES (%s, %s, %s, %s) ON CONFLICT (device_id, ts) DO NOTHING",
-                [(r.device_id, r.ts, r.level_before, r.level_after) for r in collections],
-            )
-        if bins:
-            await cur.executemany(
-                """
-                INSERT INTO waste_bins (device_id, ts, level, rate_pct_h, full_at, uncertainty_h,
-                    crossed_at, last_collection, temperature_c, rates)
-                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-                ON CONFLICT (device_id) DO UPDATE SET
-                    ts = EXCLUDED.ts, level = EXCLUDED.level, rate_pct_h = EXCLUDED.rate_pct_h,
-                    full_at = EXCLUDED.full_at, uncertainty_h = EXCLUDED.uncertainty_h,
-                    crossed_at = EXCLUDED.crossed_at, last_collection = EXCLUDED.last_collection,
-                    temperature_c = EXCLUDED.temperature_c,
-                    rates = coalesce(EXCLUDED.rates, waste_bins.rates)
-                """,
-                [
-                    (
-                        r.device_id,
-                        r.ts,
-                        r.level,
-                        r.rate_pct_h,
-                        r.full_at,
-                        r.uncertainty_h,
-                        r.crossed_at,
-                        r.last_collection,
-                        r.temperature_c,
-                        Jsonb(rates[r.device_id]) if r.device_id in rates else None,
-                    )
-                    for r in bins.values()
-                ],
-            )
+            for r in bins.values()
+        ],
+        conflict="""
+        ON CONFLICT (device_id) DO UPDATE SET
+            ts = EXCLUDED.ts, level = EXCLUDED.level, rate_pct_h = EXCLUDED.rate_pct_h,
+            full_at = EXCLUDED.full_at, uncertainty_h = EXCLUDED.uncertainty_h,
+            crossed_at = EXCLUDED.crossed_at, last_collection = EXCLUDED.last_collection,
+            temperature_c = EXCLUDED.temperature_c,
+            rates = coalesce(EXCLUDED.rates, waste_bins.rates)
+        """,
+    )
     if episodes:
         await upsert_episodes(conn, "waste_episodes", episodes.values())
 

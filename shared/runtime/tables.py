@@ -55,7 +55,10 @@ async def insert_rows(
         sql.SQL(", ").join(sql.SQL("%s::{}[]").format(sql.SQL(kind)) for _, kind in columns),
         sql.SQL(conflict),
     )
-    await conn.execute(query, [list(values) for values in zip(*rows, strict=True)])
+    arrays = [list(values) for values in zip(*rows, strict=True)]
+    if len(arrays) != len(columns):
+        raise ValueError(f"{table}: rows of {len(arrays)} values for {len(columns)} columns")
+    await conn.execute(query, arrays)
 
 
 async def upsert_episodes(

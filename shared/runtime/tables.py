@@ -7,29 +7,14 @@ columns; these functions take the table's name, a module constant of the calling
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, LiteralString
+from datetime import datetime
+from typing import Any, LiteralString, Protocol
 
 from psycopg import AsyncConnection, sql
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
 from shared.runtime.episodes import EpisodeRow
-
-# The forecast tables (`energy_forecasts`, `traffic_forecasts`): a newer forecast of the same
-# target replaces the older one.
-FORECAST_COLUMNS: list[tuple[str, LiteralString]] = [
-    ("device_id", "text"),
-    ("target_ts", "timestamptz"),
-    ("issued_at", "timestamptz"),
-    ("expected", "float8"),
-    ("lower", "float8"),
-    ("upper", "float8"),
-]
-FORECAST_CONFLICT: LiteralString = """
-    ON CONFLICT (device_id, target_ts) DO UPDATE SET
-        issued_at = EXCLUDED.issued_at, expected = EXCLUDED.expected,
-        lower = EXCLUDED.lower, upper = EXCLUDED.upper
-"""
 
 
 async def insert_rows(
@@ -95,6 +80,47 @@ async def upsert_episodes(
         ON CONFLICT (device_id, kind, started_at) DO UPDATE SET
             ended_at = EXCLUDED.ended_at, severity = EXCLUDED.severity,
             peak = EXCLUDED.peak, readings = EXCLUDED.readings
+        """,
+    )
+
+
+class Forecast(Protocol):
+    """A row of a forecast table (each service's `ForecastRow`)."""
+
+    @property
+    def device_id(self) -> str: ...
+    @property
+    def target_ts(self) -> datetime: ...
+    @property
+    def issued_at(self) -> datetime: ...
+    @property
+    def expected(self) -> float: ...
+    @property
+    def lower(self) -> float: ...
+    @property
+    def upper(self) -> float: ...
+
+
+async def upsert_forecasts(
+    conn: AsyncConnection[DictRow], table: str, rows: Iterable[Forecast]
+) -> None:
+    """Insert forecasts; a newer forecast of the same target replaces the older one."""
+    await insert_rows(
+        conn,
+        table,
+        [
+            ("device_id", "text"),
+            ("target_ts", "timestamptz"),
+            ("issued_at", "timestamptz"),
+            ("expected", "float8"),
+            ("lower", "float8"),
+            ("upper", "float8"),
+        ],
+        [(r.device_id, r.target_ts, r.issued_at, r.expected, r.lower, r.upper) for r in rows],
+        conflict="""
+        ON CONFLICT (device_id, target_ts) DO UPDATE SET
+            issued_at = EXCLUDED.issued_at, expected = EXCLUDED.expected,
+            lower = EXCLUDED.lower, upper = EXCLUDED.upper
         """,
     )
 

@@ -10,10 +10,9 @@ from psycopg.rows import DictRow
 
 from services.energy.domain.meter import EpisodeRow, ForecastRow, ScoreRow
 from shared.runtime.tables import (
-    FORECAST_COLUMNS,
-    FORECAST_CONFLICT,
     insert_rows,
     latest_forecast,
+    upsert_forecasts,
 )
 
 
@@ -87,16 +86,7 @@ async def write_rows(conn: AsyncConnection[DictRow], rows: list[Any]) -> None:
             expected_kwh = EXCLUDED.expected_kwh, readings = EXCLUDED.readings
         """,
     )
-    await insert_rows(
-        conn,
-        "energy_forecasts",
-        FORECAST_COLUMNS,
-        [
-            (r.device_id, r.target_ts, r.issued_at, r.expected, r.lower, r.upper)
-            for r in forecasts.values()
-        ],
-        conflict=FORECAST_CONFLICT,
-    )
+    await upsert_forecasts(conn, "energy_forecasts", forecasts.values())
 
 
 async def anomalies(

@@ -11,11 +11,10 @@ from psycopg.rows import DictRow
 from services.traffic.domain.counter import FlowRow, ForecastRow
 from shared.runtime.episodes import EpisodeRow
 from shared.runtime.tables import (
-    FORECAST_COLUMNS,
-    FORECAST_CONFLICT,
     insert_rows,
     latest_forecast,
     upsert_episodes,
+    upsert_forecasts,
 )
 
 
@@ -58,16 +57,7 @@ async def write_rows(conn: AsyncConnection[DictRow], rows: list[Any]) -> None:
         ],
         conflict="ON CONFLICT (device_id, ts) DO NOTHING",
     )
-    await insert_rows(
-        conn,
-        "traffic_forecasts",
-        FORECAST_COLUMNS,
-        [
-            (r.device_id, r.target_ts, r.issued_at, r.expected, r.lower, r.upper)
-            for r in forecasts.values()
-        ],
-        conflict=FORECAST_CONFLICT,
-    )
+    await upsert_forecasts(conn, "traffic_forecasts", forecasts.values())
     if episodes:
         await upsert_episodes(conn, "traffic_episodes", episodes.values())
 

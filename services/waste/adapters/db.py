@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, LiteralString
 
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow
@@ -12,6 +12,19 @@ from psycopg.types.json import Jsonb
 from services.waste.domain.bin import BinRow, CollectionRow, LevelRow
 from shared.runtime.episodes import EpisodeRow
 from shared.runtime.tables import insert_rows, upsert_episodes
+
+BIN_COLUMNS: list[tuple[str, LiteralString]] = [
+    ("device_id", "text"),
+    ("ts", "timestamptz"),
+    ("level", "float8"),
+    ("rate_pct_h", "float8"),
+    ("full_at", "timestamptz"),
+    ("uncertainty_h", "float8"),
+    ("crossed_at", "timestamptz"),
+    ("last_collection", "timestamptz"),
+    ("temperature_c", "float8"),
+    ("rates", "jsonb"),
+]
 
 
 async def write_rows(conn: AsyncConnection[DictRow], rows: list[Any]) -> None:
@@ -50,18 +63,7 @@ async def write_rows(conn: AsyncConnection[DictRow], rows: list[Any]) -> None:
     await insert_rows(
         conn,
         "waste_bins",
-        [
-            ("device_id", "text"),
-            ("ts", "timestamptz"),
-            ("level", "float8"),
-            ("rate_pct_h", "float8"),
-            ("full_at", "timestamptz"),
-            ("uncertainty_h", "float8"),
-            ("crossed_at", "timestamptz"),
-            ("last_collection", "timestamptz"),
-            ("temperature_c", "float8"),
-            ("rates", "jsonb"),
-        ],
+        BIN_COLUMNS,
         [
             (
                 r.device_id,

@@ -9,24 +9,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from psycopg.types.json import Jsonb
 
+from services.waste.adapters.db import BIN_COLUMNS as BINS
 from shared.runtime.tables import insert_rows
 from tests.data_rows import connect
 from townpulse.stack import Stack
 
 pytestmark = pytest.mark.integration
 
-BINS = [
-    ("device_id", "text"),
-    ("ts", "timestamptz"),
-    ("level", "float8"),
-    ("rate_pct_h", "float8"),
-    ("full_at", "timestamptz"),
-    ("uncertainty_h", "float8"),
-    ("crossed_at", "timestamptz"),
-    ("last_collection", "timestamptz"),
-    ("temperature_c", "float8"),
-    ("rates", "jsonb"),
-]
 UPSERT = """
     ON CONFLICT (device_id) DO UPDATE SET ts = EXCLUDED.ts, level = EXCLUDED.level,
         rates = coalesce(EXCLUDED.rates, waste_bins.rates)

@@ -164,6 +164,11 @@ def _machine_busy_ticks() -> tuple[int, int]:
     return total - idle, total
 
 
+def _busy_cores(start: tuple[int, int], end: tuple[int, int]) -> float:
+    """The machine's busy cores between two `_machine_busy_ticks` samples."""
+    return (os.cpu_count() or 1) * (end[0] - start[0]) / max(1, end[1] - start[1])
+
+
 class ProcessWatch:
     """CPU seconds per component between two marks; peak memory sampled once a second.
 
@@ -251,13 +256,11 @@ class Mark:
             k: round((self.ticks.get(k, 0) - start.ticks.get(k, 0)) / CLK_TCK, 2)
             for k in self.ticks
         }
-        busy = (self.machine[0] - start.machine[0]) / max(1, self.machine[1] - start.machine[1])
-        cores = os.cpu_count() or 1
         return {
             "wall_s": round(wall, 2),
             "cpu_s": cpu,
             "cpu_cores": {k: round(v / wall, 3) if wall > 0 else None for k, v in cpu.items()},
-            "machine_busy_cores": round(busy * cores, 3),
+            "machine_busy_cores": round(_busy_cores(start.machine, self.machine), 3),
         }
 
 
@@ -545,15 +548,14 @@ async def settle(args: argparse.Namespace) -> dict[str, Any]:
     system at its rate and not its recovery from the overload before (the SenML search leaves
     minutes of work: backlogs, checkpoints, PostgreSQL's vacuum)."""
     if args.settle_max <= 0:
-        return {"waited_s": 0.0, "quiet": None}
+        return {"waited_s": 0.0, "quiet": None, "busy_cores": None}
     quiet = Quiet(cores=args.settle_cores, for_s=args.settle_for)
-    cpus = os.cpu_count() or 1
     start = time.monotonic()
     prev = _machine_busy_ticks()
     while True:
         await asyncio.sleep(1.0)
         cur = _machine_busy_ticks()
-        busy = cpus * (cur[0] - prev[0]) / max(1, cur[1] - prev[1])
+        busy = _busy_cores(prev, cur)
         prev = cur
         waited = time.monotonic() - start
         is_quiet = quiet.sample(waited, busy)

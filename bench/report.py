@@ -543,6 +543,8 @@ def e2e_section(r: dict[str, Any]) -> list[str]:
 def _settled(settled: dict[str, Any] | None) -> str:
     if not settled:
         return " (This run predates that: its phases started right after the one before.)"
+    if settled["quiet"] is None:
+        return " This run did not wait (`--settle-max 0`)."
     state = "quiet" if settled["quiet"] else "still busy"
     return (
         f" Before the 1,000 msg/s phase: {settled['waited_s']:g} s of waiting, "

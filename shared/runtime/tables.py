@@ -34,15 +34,15 @@ async def insert_rows(
     """
     if not rows:
         return
+    arrays = [list(values) for values in zip(*rows, strict=True)]
+    if len(arrays) != len(columns):
+        raise ValueError(f"{table}: rows of {len(arrays)} values for {len(columns)} columns")
     query = sql.SQL("INSERT INTO {} ({}) SELECT * FROM unnest({}) {}").format(
         sql.Identifier(table),
         sql.SQL(", ").join(sql.Identifier(name) for name, _ in columns),
         sql.SQL(", ").join(sql.SQL("%s::{}[]").format(sql.SQL(kind)) for _, kind in columns),
         sql.SQL(conflict),
     )
-    arrays = [list(values) for values in zip(*rows, strict=True)]
-    if len(arrays) != len(columns):
-        raise ValueError(f"{table}: rows of {len(arrays)} values for {len(columns)} columns")
     await conn.execute(query, arrays)
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from bench.e2e import ArrivalPoller
 from tests.data_rows import add_reading, connect
+from tests.support import until
 from townpulse.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -60,8 +61,7 @@ async def test_poller_looks_once_more_when_stopped(stack: Stack) -> None:
         try:
             poller = ArrivalPoller(url, "readings", [device], t0, interval_s=3600)
             task = asyncio.create_task(poller.run())
-            while not poller.starts:  # noqa: ASYNC110 - its first look, then an hour's wait
-                await asyncio.sleep(0.01)
+            await until(lambda: poller.starts, what="the poller's first look")
             await add_reading(conn, device, t0 + timedelta(minutes=1))
             poller.stop()
             await task

@@ -76,13 +76,12 @@ from bench.e2e_stats import (
 )
 from townpulse import tls
 from townpulse.stack import (
-    DYNSEC_PLUGIN_CANDIDATES,
     SERVICES,
     Stack,
     StackSettings,
     read_env_file,
 )
-from townpulse.stack.mosquitto import render_config
+from townpulse.stack.mosquitto import find_install, render_config
 
 T = TypeVar("T")
 PYTHON_SERVICES = tuple(spec.name for spec in SERVICES)
@@ -924,16 +923,15 @@ def private_broker() -> Iterator[tuple[int, str, str, subprocess.Popen[bytes]]]:
     """
     from shared.mqtt_admin import DynSecClient
 
-    plugin = next((p for p in DYNSEC_PLUGIN_CANDIDATES if p.exists()), None)
-    if plugin is None:
-        raise RuntimeError("mosquitto's dynamic security plugin is missing")
+    # The stack's broker: the same build, configuration and settings.
+    install = find_install(StackSettings())
     data = Path(tempfile.mkdtemp(prefix="townpulse-bench-mqtt-"))
     pw = pwd.getpwnam("mosquitto")
     os.chown(data, pw.pw_uid, pw.pw_gid)
     admin_pw, user_pw = uuid.uuid4().hex, uuid.uuid4().hex
     dynsec = data / "dynamic-security.json"
     subprocess.run(  # noqa: S603 - fixed arguments
-        ["mosquitto_ctrl", "dynsec", "init", str(dynsec), "admin", admin_pw],  # noqa: S607
+        [str(install.ctrl), "dynsec", "init", str(dynsec), "admin", admin_pw],
         check=True,
         capture_output=True,
     )
@@ -956,11 +954,11 @@ def private_broker() -> Iterator[tuple[int, str, str, subprocess.Popen[bytes]]]:
             cafile=tls_files.ca_cert,
             certfile=tls_files.server_cert,
             keyfile=tls_files.server_key,
-            dynsec_plugin=plugin,
+            dynsec_plugin=install.dynsec_plugin,
             data_dir=data,
         )
     )
-    mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    mosquitto = str(install.broker)
     logf = open(data / "mosquitto.log", "wb")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen([mosquitto, "-c", str(conf)], stdout=logf, stderr=logf)  # noqa: S603
     try:

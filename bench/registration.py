@@ -5,11 +5,12 @@
 Registers `--total` devices through the bulk endpoint in requests of `--chunk` rows and reports
 devices/s per `--step` devices, then registers `--single` devices one by one (POST /v1/devices)
 at the start (nearly empty broker) and at the end (full broker), the baseline. The broker's
-device count and the size of its dynamic-security file are recorded: Mosquitto 2.0.11 rewrites
-that whole file after every command, which is what bounds the rate as it grows.
+device count, its version and the size of its dynamic-security file are recorded: the plugin
+rewrites that whole file after every command in Mosquitto 2.0, after every command message in
+2.1, which is what bounds the rate as it grows.
 
-The devices stay registered (removing 10,000 costs two file rewrites each); run it on a stack
-of its own, e.g. a fresh TOWNPULSE_RUN_DIR. It loads the machine: run it alone.
+The devices stay registered; run it on a stack of its own, e.g. a fresh TOWNPULSE_RUN_DIR. It
+loads the machine: run it alone.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ import httpx
 
 from bench.common import run_meta, write_result
 from shared.mqtt_admin import DynSecClient
-from townpulse.stack import Stack, read_env_file
+from townpulse.stack import Stack, StackSettings, read_env_file
+from townpulse.stack.mosquitto import find_install
 
 
 def _broker_clients(env: dict[str, str], run_dir: Path) -> int:
@@ -72,6 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "benchmark": "registration",
         "meta": run_meta(),
         "chunk": args.chunk,
+        "broker_version": find_install(StackSettings()).version(),
         "broker_clients_at_start": _broker_clients(env, run_dir),
     }
     with httpx.Client(

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs what the local stack needs, skipping what is already there. Idempotent.
-# Debian packages: Mosquitto (+ clients), PostgreSQL 15, a JDK and Maven, Node.js/npm and
+# Debian packages: Mosquitto's clients, PostgreSQL 15, a JDK and Maven, Node.js/npm and
 # Chromium (+ its driver, for the console's browser tests) if missing; TimescaleDB (see below);
-# the Apache Kafka broker jars from Maven Central; the console's front-end libraries from npm;
-# the Python project into .venv.
+# the Mosquitto broker 2.1, built from Debian's source package into TOWNPULSE_MOSQUITTO_PREFIX
+# (default /opt/townpulse/mosquitto; Debian 12's binary package is 2.0.11, see
+# deploy/build-mosquitto.sh); the Apache Kafka broker jars from Maven Central; the console's
+# front-end libraries from npm; the Python project into .venv.
 #
 # TimescaleDB, in order of preference:
 #   1. the distribution's package, when apt has one (installed into the machine's PostgreSQL);
@@ -16,7 +18,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 command -v mosquitto_pub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
 [ -x /usr/lib/postgresql/15/bin/postgres ] || need_apt+=(postgresql-15)
 command -v java >/dev/null 2>&1 || need_apt+=(openjdk-17-jre-headless)
@@ -60,6 +61,10 @@ else
   echo "==> TimescaleDB: no apt package and TOWNPULSE_TIMESCALEDB_SOURCE unset:" \
        "the stack runs on plain PostgreSQL"
 fi
+
+# ---- Mosquitto ----------------------------------------------------------------------------------
+bash deploy/build-mosquitto.sh "${TOWNPULSE_MOSQUITTO_PREFIX:-/opt/townpulse/mosquitto}" \
+  ${TOWNPULSE_MOSQUITTO_SOURCE:+"$TOWNPULSE_MOSQUITTO_SOURCE"}
 
 # The stack runs PostgreSQL and Mosquitto as their own users: make sure both exist.
 id postgres >/dev/null 2>&1 || useradd --system --home /var/lib/postgresql --shell /bin/bash postgres

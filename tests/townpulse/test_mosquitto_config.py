@@ -16,7 +16,6 @@ PATHS = {
 }
 # Settings compose must share with the local broker (ports and paths differ by design).
 SHARED = (
-    "per_listener_settings",
     "tls_version",
     "allow_anonymous",
     "persistence",

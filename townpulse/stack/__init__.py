@@ -8,7 +8,6 @@ secrets and `stack.env`. One module per component (`postgres`, `kafka`, `mosquit
 
 from townpulse.stack.config import (
     DEPLOY,
-    DYNSEC_PLUGIN_CANDIDATES,
     INFRA,
     REPO,
     SERVICES,
@@ -21,7 +20,6 @@ from townpulse.stack.runner import Stack
 
 __all__ = [
     "DEPLOY",
-    "DYNSEC_PLUGIN_CANDIDATES",
     "INFRA",
     "REPO",
     "SERVICES",

@@ -13,6 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 KAFKA_LIB = DEPLOY / "kafka" / "target" / "lib"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
+# The distribution's broker: the stack's fallback when deploy/build-mosquitto.sh built none.
 DYNSEC_PLUGIN_CANDIDATES = (
     Path("/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"),
     Path("/usr/lib/aarch64-linux-gnu/mosquitto_dynamic_security.so"),
@@ -45,6 +46,9 @@ class StackSettings(BaseSettings):
     mqtt_tls_hosts: list[str] = []
     # Where deploy/build-timescaledb.sh installs TimescaleDB, in a private copy of PostgreSQL 15.
     timescaledb_prefix: Path = Path("/opt/townpulse/pg15-timescaledb")
+    # Where deploy/build-mosquitto.sh installs the broker (2.1, from Debian's source package);
+    # without it the stack runs the machine's own `mosquitto`.
+    mosquitto_prefix: Path = Path("/opt/townpulse/mosquitto")
     gateway_port: int = 18101
     storage_port: int = 18102
     api_port: int = 18000

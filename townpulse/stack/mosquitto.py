@@ -7,12 +7,53 @@ import pwd
 import shutil
 import socket
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from townpulse.stack.config import DEPLOY, DYNSEC_PLUGIN_CANDIDATES, StackError, StackSettings
 from townpulse.stack.processes import Processes, wait_port
 
 NAME = "mosquitto"
+
+
+@dataclass(frozen=True)
+class Install:
+    broker: Path
+    ctrl: Path
+    dynsec_plugin: Path
+
+    def version(self) -> str:
+        """The broker's version, e.g. "2.1.2" (its help text begins with it)."""
+        out = subprocess.run(
+            [str(self.broker), "-h"], capture_output=True, text=True, check=False
+        ).stdout
+        first = out.splitlines()[0] if out else ""
+        return first.removeprefix("mosquitto version ").strip() or "unknown"
+
+
+def find_install(settings: StackSettings) -> Install:
+    """The broker the stack runs: the one deploy/build-mosquitto.sh built, else the machine's.
+
+    The machine's (Debian 12: 2.0.11) works the same, but its dynamic-security plugin rewrites
+    its file after every command: registering devices in bulk slows down as devices add up.
+    """
+    prefix = settings.mosquitto_prefix
+    own = Install(
+        broker=prefix / "sbin" / "mosquitto",
+        ctrl=prefix / "bin" / "mosquitto_ctrl",
+        dynsec_plugin=prefix / "lib" / "mosquitto_dynamic_security.so",
+    )
+    if all(p.exists() for p in (own.broker, own.ctrl, own.dynsec_plugin)):
+        return own
+    broker = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    ctrl = shutil.which("mosquitto_ctrl")
+    plugin = next((p for p in DYNSEC_PLUGIN_CANDIDATES if p.exists()), None)
+    if not Path(broker).exists() or ctrl is None or plugin is None:
+        raise StackError(
+            f"no Mosquitto broker with its dynamic security plugin in {prefix} or on this"
+            " machine: run `make install`"
+        )
+    return Install(broker=Path(broker), ctrl=Path(ctrl), dynsec_plugin=plugin)
 
 
 def _autosave(settings: StackSettings) -> str:
@@ -50,16 +91,13 @@ class Mosquitto:
     def start(self) -> None:
         if self.p.pid(NAME):
             return
-        mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        plugin = next((p for p in DYNSEC_PLUGIN_CANDIDATES if p.exists()), None)
-        if plugin is None:
-            raise StackError("mosquitto's dynamic security plugin is missing: run `make install`")
+        install = find_install(self.s)
         data = self.p.data_dir("mosquitto", "mosquitto")
         dynsec = data / "dynamic-security.json"
         if not dynsec.exists():
             subprocess.run(
                 [
-                    "mosquitto_ctrl",
+                    str(install.ctrl),
                     "dynsec",
                     "init",
                     str(dynsec),
@@ -74,10 +112,12 @@ class Mosquitto:
             os.chmod(dynsec, 0o600)
         conf = data / "mosquitto.conf"
         conf.write_text(
-            render_config(self.s, data_dir=data, dynsec_plugin=plugin, **self._tls(data))
+            render_config(
+                self.s, data_dir=data, dynsec_plugin=install.dynsec_plugin, **self._tls(data)
+            )
         )
         # Started as root, mosquitto drops to the `mosquitto` user, which owns `data`.
-        self.p.spawn(NAME, [mosquitto, "-c", str(conf)], marker=str(conf))
+        self.p.spawn(NAME, [str(install.broker), "-c", str(conf)], marker=str(conf))
         wait_port(self.s.mqtt_port, timeout=self.s.start_timeout_s, what="mosquitto")
         wait_port(self.s.mqtts_port, timeout=self.s.start_timeout_s, what="mosquitto (TLS)")
 

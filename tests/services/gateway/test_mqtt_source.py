@@ -27,11 +27,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 from services.gateway.mqtt_source import Incoming, MqttSource
 from services.gateway.settings import GatewaySettings
 from tests.support import until
+from townpulse.stack import StackSettings
+from townpulse.stack.mosquitto import find_install
 from townpulse.stack.processes import wait_port
 
 pytestmark = pytest.mark.integration
 
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+MOSQUITTO = str(find_install(StackSettings()).broker)
 
 
 class Broker:

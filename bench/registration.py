@@ -16,7 +16,9 @@ loads the machine: run it alone.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -24,8 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.common import run_meta, write_result
+from bench.e2e_stats import percentiles
 from shared.mqtt_admin import DynSecClient
 from townpulse.stack import Stack, StackSettings, read_env_file
 from townpulse.stack.mosquitto import find_install
@@ -49,6 +54,59 @@ def _dynsec_file_kb(run_dir: Path) -> float | None:
     return round(path.stat().st_size / 1024, 1) if path.exists() else None
 
 
+class Probe:
+    """A device publishing a QoS 1 reading every `every` s and timing each PUBACK: the broker
+    answers nobody while it runs a dynamic-security message, so the longest wait is how long
+    registering held up live readings."""
+
+    def __init__(self, api: httpx.Client, *, tag: str, every: float = 0.1) -> None:
+        r = api.post("/v1/devices", json={"id": f"{tag}-probe", "domain": "waste"})
+        r.raise_for_status()
+        creds = r.json()["mqtt"]
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{tag}-probe")
+        self._client.username_pw_set(creds["username"], creds["password"])
+        self._client.connect(creds["host"], creds["port"], keepalive=60)
+        self._client.loop_start()
+        self._topic, self._every = creds["topic"], every
+        self._waits: list[float] = []
+        self._taken = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            payload = json.dumps({"ts": time.time(), "fill_pct": 50})
+            t0 = time.perf_counter()
+            info = self._client.publish(self._topic, payload, qos=1)
+            info.wait_for_publish(timeout=120)
+            if info.is_published():
+                self._waits.append(time.perf_counter() - t0)
+
+    def __enter__(self) -> Probe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._client.loop_stop()
+        self._client.disconnect()
+
+    def longest_since_last(self) -> float | None:
+        """The longest PUBACK wait (ms) since the previous call."""
+        waits, self._taken = self._waits[self._taken :], len(self._waits)
+        return round(max(waits) * 1000, 1) if waits else None
+
+    def summary(self) -> dict[str, Any]:
+        ms = [w * 1000 for w in self._waits]
+        return {
+            "publishes": len(ms),
+            "every_s": self._every,
+            **{f"{k}_ms": v for k, v in percentiles(ms).items()},
+            "max_ms": round(max(ms), 1) if ms else None,
+        }
+
+
 def _one_by_one(api: httpx.Client, *, tag: str, n: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     for i in range(n):
@@ -56,6 +114,47 @@ def _one_by_one(api: httpx.Client, *, tag: str, n: int) -> dict[str, Any]:
         r.raise_for_status()
     elapsed = time.perf_counter() - t0
     return {"devices": n, "seconds": round(elapsed, 2), "devices_per_s": round(n / elapsed, 1)}
+
+
+def _bulk(
+    api: httpx.Client,
+    args: argparse.Namespace,
+    run: str,
+    run_dir: Path,
+    steps: list[dict[str, Any]],
+    probe: Probe,
+) -> tuple[int, float]:
+    """Registers `args.total` devices in bulk requests; appends a step per `args.step` devices."""
+    done, step_started, step_seconds = 0, 0, 0.0
+    total_seconds = 0.0
+    while done < args.total:
+        n = min(args.chunk, args.total - done, step_started + args.step - done)
+        rows = [{"id": f"regb-{run}-{done + i:05d}", "domain": "waste"} for i in range(n)]
+        t0 = time.perf_counter()
+        r = api.post("/v1/devices/bulk", json=rows)
+        elapsed = time.perf_counter() - t0
+        r.raise_for_status()
+        body = r.json()
+        if body["created"] != n:
+            raise SystemExit(f"only {body['created']} of {n} created: {body['rows'][:3]}")
+        done += n
+        step_seconds += elapsed
+        total_seconds += elapsed
+        if done - step_started >= args.step or done == args.total:
+            rate = (done - step_started) / step_seconds
+            steps.append(
+                {
+                    "from": step_started,
+                    "to": done,
+                    "seconds": round(step_seconds, 2),
+                    "devices_per_s": round(rate, 1),
+                    "dynsec_file_kb": _dynsec_file_kb(run_dir),
+                    "puback_max_ms": probe.longest_since_last(),
+                }
+            )
+            print(f"{step_started:>6}-{done:<6} {rate:7.1f} devices/s", flush=True)
+            step_started, step_seconds = done, 0.0
+    return done, total_seconds
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -82,34 +181,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ) as api:
         result["one_by_one_start"] = _one_by_one(api, tag=f"reg1a-{run}", n=args.single)
         steps: list[dict[str, Any]] = []
-        done, step_started, step_seconds = 0, 0, 0.0
-        total_seconds = 0.0
-        while done < args.total:
-            n = min(args.chunk, args.total - done, step_started + args.step - done)
-            rows = [{"id": f"regb-{run}-{done + i:05d}", "domain": "waste"} for i in range(n)]
-            t0 = time.perf_counter()
-            r = api.post("/v1/devices/bulk", json=rows)
-            elapsed = time.perf_counter() - t0
-            r.raise_for_status()
-            body = r.json()
-            if body["created"] != n:
-                raise SystemExit(f"only {body['created']} of {n} created: {body['rows'][:3]}")
-            done += n
-            step_seconds += elapsed
-            total_seconds += elapsed
-            if done - step_started >= args.step or done == args.total:
-                rate = (done - step_started) / step_seconds
-                steps.append(
-                    {
-                        "from": step_started,
-                        "to": done,
-                        "seconds": round(step_seconds, 2),
-                        "devices_per_s": round(rate, 1),
-                        "dynsec_file_kb": _dynsec_file_kb(run_dir),
-                    }
-                )
-                print(f"{step_started:>6}-{done:<6} {rate:7.1f} devices/s", flush=True)
-                step_started, step_seconds = done, 0.0
+        with Probe(api, tag=f"reg-{run}") as probe:
+            done, total_seconds = _bulk(api, args, run, run_dir, steps, probe)
+        result["broker_puback_during_bulk"] = probe.summary()
         result["bulk_steps"] = steps
         result["bulk_total"] = {
             "devices": done,

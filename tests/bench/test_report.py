@@ -72,6 +72,37 @@ def test_registration_section_gives_each_step_and_the_verdict(tmp_path: Path) ->
     text = report.build(tmp_path, scoreboard=tmp_path / "none.md")
     assert "| 5000-10000 | 10.0 | 5.5 | 1.0 |" in text
     assert "5.5 devices/s over the last 5000 devices, **not met**" in text
+    assert "Mosquitto 2.0.11." in text  # results from before the version was recorded
+
+
+def test_registration_section_gives_the_broker_and_its_longest_pause(tmp_path: Path) -> None:
+    step = {"seconds": 2.0, "dynsec_file_kb": 5000.0, "puback_max_ms": 95.5}
+    result = {
+        "meta": META,
+        "benchmark": "registration",
+        "chunk": 500,
+        "broker_version": "2.1.2",
+        "broker_clients_at_start": 2,
+        "broker_clients_at_end": 10_102,
+        "bulk_total": {"devices": 10_000, "seconds": 25.0, "devices_per_s": 400.0},
+        "bulk_steps": [{**step, "from": 9000, "to": 10_000, "devices_per_s": 335.3}],
+        "one_by_one_start": {"devices": 50, "devices_per_s": 12.0},
+        "one_by_one_end": {"devices": 50, "devices_per_s": 6.0},
+        "broker_puback_during_bulk": {
+            "publishes": 200,
+            "every_s": 0.1,
+            "p50_ms": 1.2,
+            "p95_ms": 40.0,
+            "p99_ms": 80.0,
+            "max_ms": 95.5,
+        },
+    }
+    (tmp_path / "registration.json").write_text(json.dumps(result))
+    text = report.build(tmp_path, scoreboard=tmp_path / "none.md")
+    assert "Mosquitto 2.1.2." in text
+    assert "335.3 devices/s over the last 1000 devices, **met**" in text
+    assert "longest **95.5 ms**" in text
+    assert "| 9000-10000 | 2.0 | 335.3 | 5000.0 | 95.5 |" in text
 
 
 def test_ten_thousand_devices_section_gives_memory_per_device_and_verdicts(tmp_path: Path) -> None:

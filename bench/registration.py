@@ -102,7 +102,7 @@ class Probe:
         return {
             "publishes": len(ms),
             "every_s": self._every,
-            **{f"{k}_ms": v for k, v in percentiles(ms).items()},
+            **{f"{k}_ms": None if v is None else round(v, 1) for k, v in percentiles(ms).items()},
             "max_ms": round(max(ms), 1) if ms else None,
         }
 

@@ -768,6 +768,10 @@ def first_run_section(r: dict[str, Any]) -> list[str]:
     return [*lines, *_table(["check", "seconds after `townpulse up` started"], rows), ""]
 
 
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
 def registration_section(r: dict[str, Any]) -> list[str]:
     lines = ["## Device registration: bulk endpoint up to 10,000 devices", ""]
     lines += _meta(r.get("meta"))
@@ -803,7 +807,8 @@ def registration_section(r: dict[str, Any]) -> list[str]:
             f"While registering, a device published a QoS 1 reading every {probe['every_s']} s "
             "and timed each acknowledgement: the broker answers nobody while it runs a "
             f"dynamic-security message. {probe['publishes']} publishes: p50 "
-            f"{probe['p50_ms']} ms, p99 {probe['p99_ms']} ms, longest **{probe['max_ms']} ms** "
+            f"{_ms(probe['p50_ms'])} ms, p99 {_ms(probe['p99_ms'])} ms, longest "
+            f"**{_ms(probe['max_ms'])} ms** "
             "(per step below).",
             "",
         ]

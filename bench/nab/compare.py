@@ -88,6 +88,11 @@ CANDIDATES: dict[str, tuple[str, str]] = {
         "bench.nab.compare:context_calibrated_300_relearn",
         "ContextDetector, range of the first 300 readings, then memory reset and relearnt",
     ),
+    "context-cal750-overflow": (
+        "bench.nab.compare:context_calibrated_750_overflow",
+        "ContextDetector, range of the first 750 readings; a reading outside it also gets a "
+        "fact for how far out it is",
+    ),
 }
 ALL = {**DETECTORS, **CANDIDATES}
 # What each row's figures are, given how its parameters were chosen.
@@ -143,6 +148,12 @@ def context_calibrated_300_relearn() -> Detector:
     from shared.ml.context import ContextDetector
 
     return ContextDetector(calibration=300, relearn=True)
+
+
+def context_calibrated_750_overflow() -> Detector:
+    from shared.ml.context import ContextDetector
+
+    return ContextDetector(calibration=750, overflow=True)
 
 
 def context_with_file_range(values: Sequence[float]) -> Detector:

@@ -72,6 +72,11 @@ class ContextDetector(base.AnomalyDetector):
     margin
         At the end of the calibration the range is widened by this share of its span on each
         side: room for what the calibration did not see, normal readings in the middle levels.
+    overflow
+        A reading outside the fixed range also gets a fact of its own for how far out it is
+        (side, and the power of two of the distance in levels), instead of only the lowest or
+        highest level: a spike past everything the calibration saw is then a new fact, not the
+        top level that normal readings also reach.
 
     Examples
     --------
@@ -99,6 +104,7 @@ class ContextDetector(base.AnomalyDetector):
         calibration: int = 750,
         margin: float = 0.0,
         relearn: bool = False,
+        overflow: bool = False,
     ) -> None:
         self.on = on
         self.bits = bits
@@ -112,6 +118,7 @@ class ContextDetector(base.AnomalyDetector):
         self.calibration = calibration
         self.margin = margin
         self.relearn = relearn
+        self.overflow = overflow
         self._lo = math.inf if lo is None else lo
         self._hi = -math.inf if hi is None else hi
         self._forget()
@@ -159,12 +166,18 @@ class ContextDetector(base.AnomalyDetector):
 
     def _facts(self, value: float) -> tuple[int, ...]:
         top = (1 << self.bits) - 1
+        out = 0
         if math.isnan(value) or not self._lo < self._hi:
             level = 0
         else:
-            level = int((value - self._lo) / ((self._hi - self._lo) / top))
-            level = min(max(level, 0), top)
-        return tuple(2 * i + ((level >> i) & 1) for i in range(self.bits))
+            raw = (value - self._lo) / ((self._hi - self._lo) / top)
+            level = min(max(int(raw), 0), top)
+            if self.overflow and not self._lo <= value <= self._hi:
+                side = 0 if raw > top else 1
+                distance = raw - top if side == 0 else -raw
+                out = 2 * self.bits + 2 * min(int(math.log2(1.0 + distance)), 15) + side
+        facts = tuple(2 * i + ((level >> i) & 1) for i in range(self.bits))
+        return (*facts, out) if out else facts
 
     def _value(self, x: Mapping[Any, Any]) -> float:
         value = x.get(self.on)

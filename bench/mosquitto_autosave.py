@@ -39,8 +39,12 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.common import command_line, run_meta, write_result
+from townpulse.stack import StackSettings
+from townpulse.stack.mosquitto import find_install
 
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+# The stack's own broker (deploy/build-mosquitto.sh's, else the machine's).
+INSTALL = find_install(StackSettings())
+MOSQUITTO = str(INSTALL.broker)
 # (label, autosave lines): the stack's policy first.
 POLICIES = (
     ("every second (the stack's)", "autosave_on_changes false\nautosave_interval 1\n"),
@@ -126,9 +130,9 @@ def measure(policy: str, *, gateway_connected: bool, messages: int) -> float:
         shutil.rmtree(data, ignore_errors=True)
 
 
-# Mosquitto 2.0's persistence file (src/persist.h): a 15-byte magic, a CRC and a version, then
-# chunks of (type, length) big-endian; a client message chunk starts with its store id, mid,
-# client-id length, QoS, state, retain/dup and direction.
+# Mosquitto's persistence file (src/persist.h, MOSQ_DB_VERSION 6 in 2.0 and 2.1): a 15-byte
+# magic, a CRC and a version, then chunks of (type, length) big-endian; a client message chunk
+# starts with its store id, mid, client-id length, QoS, state, retain/dup and direction.
 _HEADER = 23
 _CLIENT_MSG = 3
 _WAIT_FOR_PUBACK = 3
@@ -233,6 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "ack_messages": args.ack_messages,
         "unread_pubacks": unread,
         "meta": run_meta(command=command_line("bench.mosquitto_autosave", argv)),
+        "broker_version": INSTALL.version(),
     }
     print(f"wrote {write_result('mosquitto_autosave', result)}")
     return 0

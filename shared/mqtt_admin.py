@@ -154,13 +154,20 @@ class DynSecClient:
     # ---- devices -----------------------------------------------------------------------------
 
     def add_device(self, *, device_id: str, topic: str, password: str) -> None:
-        # Idempotent: a half-done earlier attempt (crash between two commands) is repaired.
-        self.check(_delete_device_commands(device_id), ok_errors=("not found",))
-        self.check(
-            _create_device_commands(
-                DeviceIdentity(device_id=device_id, topic=topic, password=password)
-            )
+        # Idempotent: a half-done earlier attempt (crash between two commands) is repaired. One
+        # message, deletions first: the plugin runs a message's commands in order and saves its
+        # file once per message on 2.1 (twice as many saves in two messages).
+        deletes = _delete_device_commands(device_id)
+        creates = _create_device_commands(
+            DeviceIdentity(device_id=device_id, topic=topic, password=password)
         )
+        responses = self.execute([*deletes, *creates])
+        if len(responses) != len(deletes) + len(creates):
+            raise DynSecError(f"{len(responses)} answers to {len(deletes) + len(creates)} commands")
+        for i, (cmd, resp) in enumerate(zip([*deletes, *creates], responses, strict=True)):
+            err = resp.get("error")
+            if err and not (i < len(deletes) and "not found" in err):
+                raise DynSecError(f"{cmd['command']}: {err}")
 
     def add_devices(self, devices: Sequence[DeviceIdentity]) -> dict[str, str]:
         """Provision many devices in one command message; returns the refused ones' reasons.

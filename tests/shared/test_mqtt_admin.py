@@ -1,4 +1,4 @@
-"""DynSecClient.add_devices' reading of the plugin's answers (the broker itself: the API tests)."""
+"""DynSecClient's reading of the plugin's answers (the broker itself: the API tests)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from shared.mqtt_admin import DeviceIdentity, DynSecClient
+from shared.mqtt_admin import DeviceIdentity, DynSecClient, DynSecError
 
 pytestmark = pytest.mark.unit
 
@@ -70,3 +70,40 @@ def test_a_short_answer_refuses_the_unanswered_devices() -> None:
 
     client = Short({})
     assert client.add_devices(_devices("a", "b")) == {"b": "no answer from the broker"}
+
+
+def test_one_device_is_repaired_and_made_in_one_message() -> None:
+    client = ScriptedDynSec(
+        {("deleteClient", "a"): "Client not found", ("deleteRole", "device-a"): "Role not found"}
+    )
+    client.add_device(device_id="a", topic="sensors/waste/a", password="pw")
+    assert len(client.sent) == 1
+    assert [c["command"] for c in client.sent[0]] == [
+        "deleteClient",
+        "deleteRole",
+        "createRole",
+        "createClient",
+    ]
+
+
+@pytest.mark.parametrize(
+    "errors",
+    [
+        {("createRole", "device-a"): "Role not found"},  # "not found" only excuses deletions
+        {("createClient", "a"): "Invalid password"},
+        {("deleteClient", "a"): "Internal error"},
+    ],
+)
+def test_one_device_refused_is_an_error(errors: dict[tuple[str, str], str]) -> None:
+    client = ScriptedDynSec(errors)
+    with pytest.raises(DynSecError):
+        client.add_device(device_id="a", topic="sensors/waste/a", password="pw")
+
+
+def test_one_device_with_a_short_answer_is_an_error() -> None:
+    class Short(ScriptedDynSec):
+        def execute(self, commands, *, timeout=10):  # type: ignore[no-untyped-def]
+            return super().execute(commands, timeout=timeout)[:3]
+
+    with pytest.raises(DynSecError, match="3 answers to 4 commands"):
+        Short({}).add_device(device_id="a", topic="sensors/waste/a", password="pw")

@@ -135,6 +135,7 @@ def _print_status(stack: Stack) -> None:
             f"{row['port'] or '-'!s:<6} {row.get('restarts', '-')}"
         )
     typer.echo(f"\nstorage backend: {stack.storage_backend()}")
+    typer.echo(f"mqtt broker: {stack.mqtt_broker()}")
 
 
 @app.command()

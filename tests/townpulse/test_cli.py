@@ -37,3 +37,4 @@ def test_status_lists_every_component_with_pid_and_port() -> None:
         line = next(line for line in out.splitlines() if line.startswith(name + " "))
         assert " up " in line, line
         assert line.split()[2].isdigit(), line
+    assert any(line.startswith("mqtt broker: Mosquitto 2.") for line in out.splitlines()), out

@@ -42,9 +42,6 @@ from bench.common import command_line, run_meta, write_result
 from townpulse.stack import StackSettings
 from townpulse.stack.mosquitto import find_install
 
-# The stack's own broker (deploy/build-mosquitto.sh's, else the machine's).
-INSTALL = find_install(StackSettings())
-MOSQUITTO = str(INSTALL.broker)
 # (label, autosave lines): the stack's policy first.
 POLICIES = (
     ("every second (the stack's)", "autosave_on_changes false\nautosave_interval 1\n"),
@@ -77,7 +74,9 @@ def _start_broker(policy: str) -> tuple[subprocess.Popen[bytes], int, str]:
             "max_inflight_messages 1000\n"
         )
     # Our own binary and a file we just wrote.
-    broker = subprocess.Popen([MOSQUITTO, "-c", conf], stderr=subprocess.DEVNULL)  # noqa: S603
+    # The stack's own broker (deploy/build-mosquitto.sh's, else the machine's).
+    mosquitto = str(find_install(StackSettings()).broker)
+    broker = subprocess.Popen([mosquitto, "-c", conf], stderr=subprocess.DEVNULL)  # noqa: S603
     return broker, port, data
 
 
@@ -237,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "ack_messages": args.ack_messages,
         "unread_pubacks": unread,
         "meta": run_meta(command=command_line("bench.mosquitto_autosave", argv)),
-        "broker_version": INSTALL.version(),
+        "broker_version": find_install(StackSettings()).version(),
     }
     print(f"wrote {write_result('mosquitto_autosave', result)}")
     return 0

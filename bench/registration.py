@@ -121,10 +121,11 @@ def _bulk(
     args: argparse.Namespace,
     run: str,
     run_dir: Path,
-    steps: list[dict[str, Any]],
     probe: Probe,
-) -> tuple[int, float]:
-    """Registers `args.total` devices in bulk requests; appends a step per `args.step` devices."""
+) -> tuple[list[dict[str, Any]], float]:
+    """Registers `args.total` devices in bulk requests: a step per `args.step` devices, and the
+    seconds spent in the requests."""
+    steps: list[dict[str, Any]] = []
     done, step_started, step_seconds = 0, 0, 0.0
     total_seconds = 0.0
     while done < args.total:
@@ -154,7 +155,7 @@ def _bulk(
             )
             print(f"{step_started:>6}-{done:<6} {rate:7.1f} devices/s", flush=True)
             step_started, step_seconds = done, 0.0
-    return done, total_seconds
+    return steps, total_seconds
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -180,9 +181,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         base_url=env["API_URL"], headers={"Authorization": f"Bearer {key}"}, timeout=600
     ) as api:
         result["one_by_one_start"] = _one_by_one(api, tag=f"reg1a-{run}", n=args.single)
-        steps: list[dict[str, Any]] = []
         with Probe(api, tag=f"reg-{run}") as probe:
-            done, total_seconds = _bulk(api, args, run, run_dir, steps, probe)
+            steps, total_seconds = _bulk(api, args, run, run_dir, probe)
+        done = steps[-1]["to"]
         result["broker_puback_during_bulk"] = probe.summary()
         result["bulk_steps"] = steps
         result["bulk_total"] = {

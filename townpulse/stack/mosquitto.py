@@ -121,6 +121,14 @@ class Mosquitto:
         wait_port(self.s.mqtt_port, timeout=self.s.start_timeout_s, what="mosquitto")
         wait_port(self.s.mqtts_port, timeout=self.s.start_timeout_s, what="mosquitto (TLS)")
 
+    def describe(self) -> str:
+        """Which broker the stack runs (`up`, `status`): its version and where it lives."""
+        try:
+            install = find_install(self.s)
+        except StackError as exc:
+            return str(exc)
+        return f"Mosquitto {install.version()} ({install.broker})"
+
     def stop(self) -> None:
         # SIGTERM: Mosquitto saves its persistence file (queued messages, sessions) and exits.
         self.p.stop(NAME)

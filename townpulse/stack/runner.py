@@ -6,9 +6,9 @@ import os
 import sys
 from pathlib import Path
 
-from townpulse.stack.config import INFRA, SERVICES, ServiceSpec, StackError, StackSettings
+from townpulse.stack.config import INFRA, SERVICES, ServiceSpec, StackSettings
 from townpulse.stack.kafka import Kafka
-from townpulse.stack.mosquitto import Mosquitto, find_install
+from townpulse.stack.mosquitto import Mosquitto
 from townpulse.stack.postgres import Postgres
 from townpulse.stack.processes import Processes, read_env_file
 from townpulse.stack.services import Services
@@ -56,12 +56,7 @@ class Stack:
         return self.postgres.backend()
 
     def mqtt_broker(self) -> str:
-        """Which Mosquitto the stack runs (`status`): its version and where it lives."""
-        try:
-            install = find_install(self.s)
-        except StackError as exc:
-            return str(exc)
-        return f"Mosquitto {install.version()} ({install.broker})"
+        return self.mosquitto.describe()
 
     def upstreams(self) -> dict[str, str]:
         return self.services.upstreams()

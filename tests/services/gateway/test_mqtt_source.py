@@ -33,8 +33,6 @@ from townpulse.stack.processes import wait_port
 
 pytestmark = pytest.mark.integration
 
-MOSQUITTO = str(find_install(StackSettings()).broker)
-
 
 class Broker:
     def __init__(self, root: Path) -> None:
@@ -60,7 +58,8 @@ class Broker:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)])
+        broker = find_install(StackSettings()).broker
+        self.proc = subprocess.Popen([str(broker), "-c", str(self.conf)])
         wait_port(self.port, timeout=10, what="the test's mosquitto")
 
     def stop(self) -> None:

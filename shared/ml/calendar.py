@@ -62,6 +62,12 @@ class TownCalendar:
             return False
         return day in _holidays(self.country, day.year)
 
+    def preload(self) -> None:
+        """Load this year's public holidays now: the first load imports every country's module
+        (about 55 ms and 8 MB), which a service should pay when it starts, not on its first
+        reading, when every other service is busy too."""
+        self.is_holiday(datetime.now(self.tz).date())
+
     def local_parts(self, ts: datetime) -> tuple[str, int]:
         """Day type and minute of the local day, computed (`_parts` is the cached way in)."""
         local = ts.astimezone(self.tz)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import inspect
+from functools import lru_cache
 from importlib.metadata import version as _dist_version
 from typing import Any
 
@@ -42,12 +43,19 @@ class ModelSpec(BaseModel):
     def build(self, **context: Any) -> Any:
         """The model; `context` (e.g. the town's ``calendar``) is passed where it is accepted."""
         target = self.target()
-        accepted = inspect.signature(target).parameters
+        accepted = _parameters(target)
         extra = {k: v for k, v in context.items() if k in accepted and k not in self.params}
         try:
             return target(**self.params, **extra)
         except TypeError as exc:  # missing or unknown parameters: say which model
             raise ValueError(f"model {self.path!r} cannot be built: {exc}") from exc
+
+
+@lru_cache(maxsize=64)
+def _parameters(target: Any) -> frozenset[str]:
+    # Read once per model class: a signature costs more than building the model (a new
+    # device's first reading builds one; 2,000 new bins spent most of a second in it).
+    return frozenset(inspect.signature(target).parameters)
 
 
 def _name(model: Any) -> str:

@@ -163,6 +163,7 @@ class TrafficProcessor:
     ) -> None:
         self.calendar = calendar
         self.anomaly_scorer = anomaly_scorer
+        calendar.preload()
         self.forecaster = forecaster
         # Models learnt in another calendar, or another model (class, version, parameters), do
         # not fit this one: the runtime discards their checkpoints and starts afresh.

@@ -272,6 +272,7 @@ class WasteProcessor:
         self.full_pct = full_pct
         self.calendar = calendar
         self.fill_model = fill_model
+        calendar.preload()
         # Models learnt in another calendar, or another model (class, version, parameters), do
         # not fit this one: the runtime discards their checkpoints and starts afresh.
         model = describe(self._rates())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -55,3 +55,18 @@ def test_every_second_of_a_minute_shares_its_answer_around_a_dst_change() -> Non
     assert paris.key(turn - timedelta(seconds=1), slot_minutes=60) == ("sunday", 1)
     assert paris.key(turn, slot_minutes=60) == ("sunday", 3)
     assert paris.key(turn + timedelta(seconds=59), slot_minutes=60) == ("sunday", 3)
+
+
+def test_preload_loads_this_years_holidays_before_the_first_reading() -> None:
+    from shared.ml import calendar as module
+
+    town = TownCalendar("Pacific/Auckland", "NZ")
+    module._holidays.cache_clear()
+    town.preload()
+    year = datetime.now(town.tz).year
+    loaded = module._holidays.cache_info().currsize
+    town.is_holiday(date(year, 2, 6))  # Waitangi Day
+    info = module._holidays.cache_info()
+    assert (loaded, info.currsize, info.hits) == (1, 1, 1)
+    TownCalendar("Europe/Paris", "none").preload()  # a town without holidays loads none
+    assert module._holidays.cache_info().currsize == 1

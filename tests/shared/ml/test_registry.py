@@ -61,3 +61,14 @@ def test_energy_runs_with_a_swapped_in_river_scorer() -> None:
     scores = [r.score for r in effects.rows if type(r).__name__ == "ScoreRow"]
     assert len(scores) == 400 and all(0.0 <= s <= 1.0 for s in scores)
     assert type(state.detector.scorer).__name__ == "HalfSpaceTrees"
+
+
+def test_a_models_signature_is_read_once_per_class() -> None:
+    from shared.ml import registry
+
+    spec = ModelSpec(path="river.anomaly.HalfSpaceTrees", params={"seed": 1, "n_trees": 5})
+    registry._parameters.cache_clear()
+    models = [spec.build(calendar=TownCalendar()) for _ in range(3)]
+    info = registry._parameters.cache_info()
+    assert (info.misses, info.hits) == (1, 2)
+    assert len({id(m) for m in models}) == 3  # still a fresh model each time

@@ -69,6 +69,7 @@ from bench.e2e_stats import (
     StepSearch,
     bottleneck,
     domain_plan,
+    over_time,
     percentiles,
     sample_per_domain,
     split,
@@ -91,6 +92,8 @@ SCORED_P99_MS_MAX = 1000
 # Derived tables a domain service fills, one row per scored reading. Waste and traffic services
 # do not exist yet; when they do, a `<domain>_scores` table is picked up (see `scored_tables`).
 SCORED_TABLES = {"energy": "energy_scores"}
+# Latency percentiles are also reported per slice of the run, to tell a steady tail from pauses.
+LATENCY_SLICE_S = 1.0
 
 
 def log(msg: str) -> None:
@@ -785,9 +788,11 @@ def latency_report(
     out: dict[str, Any] = {"sampled_messages": len(published)}
     for p in pollers:
         ids = set(p.ids)
-        lat = [1000 * (p.seen[k] - wall) for k, wall in published.items() if k in p.seen]
+        timed = [(wall, 1000 * (p.seen[k] - wall)) for k, wall in published.items() if k in p.seen]
+        lat = [ms for _, ms in timed]
         key = "publish_to_stored" if p.table == "readings" else f"publish_to_scored_{p.table}"
         out[key] = {
+            "over_time": over_time(timed, LATENCY_SLICE_S),
             **{
                 f"{q}_ms": (round(v, 1) if v is not None else None)
                 for q, v in percentiles(lat).items()
@@ -804,6 +809,14 @@ def latency_report(
                 if k in p.received
             ]
             out["publish_to_gateway_receipt"] = {
+                "over_time": over_time(
+                    [
+                        (wall, 1000 * (p.received[k].timestamp() - wall))
+                        for k, wall in published.items()
+                        if k in p.received
+                    ],
+                    LATENCY_SLICE_S,
+                ),
                 **{
                     f"{q}_ms": (round(v, 1) if v is not None else None)
                     for q, v in percentiles(rec).items()

@@ -37,6 +37,38 @@ def percentiles(
     return out
 
 
+def over_time(
+    samples: Iterable[tuple[float, float]], slice_s: float
+) -> list[dict[str, float | int | None]]:
+    """Percentiles of (publish time, latency ms) samples per slice of the run, so a tail can be
+    told apart: spread over the run (a rate the stack cannot hold) or bunched in a few slices
+    (a pause: a checkpoint, a rebalance, a cold start).
+
+    >>> [(s["from_s"], s["n"], s["p99_ms"]) for s in over_time([(0, 10), (0.5, 30), (1.2, 500)], 1)]
+    [(0, 2, 29.8), (1, 1, 500.0)]
+    """
+    data = sorted(samples)
+    if not data:
+        return []
+    start = data[0][0]
+    slices: dict[int, list[float]] = {}
+    for t, ms in data:
+        slices.setdefault(int((t - start) // slice_s), []).append(ms)
+    out: list[dict[str, float | int | None]] = []
+    for k in sorted(slices):
+        q = percentiles(slices[k], (50, 99))
+        out.append(
+            {
+                "from_s": round(k * slice_s, 1),
+                "n": len(slices[k]),
+                "p50_ms": None if q["p50"] is None else round(q["p50"], 1),
+                "p99_ms": None if q["p99"] is None else round(q["p99"], 1),
+                "max_ms": round(max(slices[k]), 1),
+            }
+        )
+    return out
+
+
 def due(rate: float, elapsed_s: float) -> int:
     """Messages that should have been sent `elapsed_s` into a window at `rate` per second.
 

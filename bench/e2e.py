@@ -67,6 +67,7 @@ from bench.e2e_stats import (
     DEFAULT_SHARES,
     Quiet,
     StepSearch,
+    before_after,
     bottleneck,
     domain_plan,
     over_time,
@@ -94,6 +95,8 @@ SCORED_P99_MS_MAX = 1000
 SCORED_TABLES = {"energy": "energy_scores"}
 # Latency percentiles are also reported per slice of the run, to tell a steady tail from pauses.
 LATENCY_SLICE_S = 1.0
+# ... and apart for the phase's first seconds, when new devices send their first readings.
+FIRST_SECONDS_S = 5.0
 
 
 def log(msg: str) -> None:
@@ -788,42 +791,39 @@ def latency_report(
     out: dict[str, Any] = {"sampled_messages": len(published)}
     for p in pollers:
         ids = set(p.ids)
-        timed = [(wall, 1000 * (p.seen[k] - wall)) for k, wall in published.items() if k in p.seen]
-        lat = [ms for _, ms in timed]
         key = "publish_to_stored" if p.table == "readings" else f"publish_to_scored_{p.table}"
         out[key] = {
-            "over_time": over_time(timed, LATENCY_SLICE_S),
-            **{
-                f"{q}_ms": (round(v, 1) if v is not None else None)
-                for q, v in percentiles(lat).items()
-            },
-            "max_ms": round(max(lat), 1) if lat else None,
-            "n": len(lat),
+            **_series(
+                [(wall, 1000 * (p.seen[k] - wall)) for k, wall in published.items() if k in p.seen]
+            ),
             "of": sum(1 for k in published if k[0] in ids),
             "resolution_ms": p.resolution_ms(),
         }
         if p.table == "readings":
-            rec = [
-                1000 * (p.received[k].timestamp() - wall)
-                for k, wall in published.items()
-                if k in p.received
-            ]
-            out["publish_to_gateway_receipt"] = {
-                "over_time": over_time(
-                    [
-                        (wall, 1000 * (p.received[k].timestamp() - wall))
-                        for k, wall in published.items()
-                        if k in p.received
-                    ],
-                    LATENCY_SLICE_S,
-                ),
-                **{
-                    f"{q}_ms": (round(v, 1) if v is not None else None)
-                    for q, v in percentiles(rec).items()
-                },
-                "n": len(rec),
-            }
+            out["publish_to_gateway_receipt"] = _series(
+                [
+                    (wall, 1000 * (p.received[k].timestamp() - wall))
+                    for k, wall in published.items()
+                    if k in p.received
+                ]
+            )
     return out
+
+
+def _series(timed: list[tuple[float, float]]) -> dict[str, Any]:
+    """Percentiles of (publish time, latency ms) samples: over the phase, in its first seconds
+    and after them, and per second."""
+    lat = [ms for _, ms in timed]
+    return {
+        **{
+            f"{q}_ms": (round(v, 1) if v is not None else None) for q, v in percentiles(lat).items()
+        },
+        "max_ms": round(max(lat), 1) if lat else None,
+        "n": len(lat),
+        "first_seconds": FIRST_SECONDS_S,
+        **before_after(timed, FIRST_SECONDS_S),
+        "over_time": over_time(timed, LATENCY_SLICE_S),
+    }
 
 
 # ---- profiling ----------------------------------------------------------------------------------

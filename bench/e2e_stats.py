@@ -69,6 +69,32 @@ def over_time(
     return out
 
 
+def before_after(
+    samples: Iterable[tuple[float, float]], at_s: float
+) -> dict[str, dict[str, float | int | None]]:
+    """p50/p99 of (publish time, latency ms) samples published in the first `at_s` seconds of
+    the run, and after: when the devices are new, their first readings come in the first
+    seconds (every new model is built then), which a steady rate does not repeat.
+
+    >>> r = before_after([(0, 900), (1, 10), (6, 20), (7, 40)], 5)
+    >>> r["first"]["n"], r["first"]["p99_ms"], r["after"]["p99_ms"]
+    (2, 891.1, 39.8)
+    """
+    data = sorted(samples)
+    start = data[0][0] if data else 0.0
+    parts: dict[str, list[float]] = {"first": [], "after": []}
+    for t, ms in data:
+        parts["first" if t - start < at_s else "after"].append(ms)
+    out: dict[str, dict[str, float | int | None]] = {}
+    for name, values in parts.items():
+        q = percentiles(values, (50, 99))
+        out[name] = {
+            "n": len(values),
+            **{f"{k}_ms": None if v is None else round(v, 1) for k, v in q.items()},
+        }
+    return out
+
+
 def due(rate: float, elapsed_s: float) -> int:
     """Messages that should have been sent `elapsed_s` into a window at `rate` per second.
 

@@ -165,3 +165,36 @@ def test_autosave_section_says_what_its_own_run_showed(
     text = report.build(tmp_path, scoreboard=tmp_path / "none.md")
     assert "## Mosquitto 2.1.2: what saving after every change costs" in text
     assert says in text
+
+
+def test_latency_only_section_splits_the_devices_first_seconds_from_the_rest() -> None:
+    from bench.e2e import _series
+
+    # 100 readings a second for 10 s: the first second slow (new devices), then steady.
+    timed = [(t / 100, 800.0 if t < 100 else 100.0 + t % 7) for t in range(1000)]
+    series = _series(timed)
+    assert series["first"]["n"] == 500 and series["after"]["n"] == 500
+    assert series["first"]["p99_ms"] == 800.0 and series["after"]["p99_ms"] <= 106.0
+    assert [s["p50_ms"] for s in series["over_time"][:2]] == [800.0, 103.0]
+    name = next(iter(report.LATENCY_ONLY))
+    result = {
+        "meta": META,
+        "devices": 2000,
+        "latency_phase": {
+            "latency": {
+                k: series
+                for k in (
+                    "publish_to_gateway_receipt",
+                    "publish_to_stored",
+                    "publish_to_scored_energy_scores",
+                )
+            }
+        },
+    }
+    text = "\n".join(report.latency_only_section(name, result))
+    assert "split at 5 s" in text
+    first, after = series["first"], series["after"]
+    row = (
+        f"| publish -> stored | {first['p50_ms']} / 800.0 | {after['p50_ms']} / {after['p99_ms']} |"
+    )
+    assert row in text

@@ -27,10 +27,27 @@ def create_producer(bootstrap: str, *, client_id: str) -> AIOKafkaProducer:
     )
 
 
+# What a fetch held by `fill_ms` waits for: a few hundred readings, enough to make a batch worth
+# its database transaction.
+FILL_BYTES = 64 * 1024
+
+
 def create_consumer(
-    *topics: str, bootstrap: str, group_id: str, client_id: str, max_poll_records: int = 5000
+    *topics: str,
+    bootstrap: str,
+    group_id: str,
+    client_id: str,
+    max_poll_records: int = 5000,
+    fill_ms: int = 0,
 ) -> AIOKafkaConsumer:
-    """A consumer whose offsets are committed by the caller, only after its effects are durable."""
+    """A consumer whose offsets are committed by the caller, only after its effects are durable.
+
+    With `fill_ms`, the broker holds a fetch that has less than `FILL_BYTES` to return for up to
+    that long, so that a consumer of a few hundred records a second runs a few large batches
+    instead of one for every few records (each batch is a transaction and several round trips).
+    Measured at 1,000 msg/s: the platform's CPU from 1.71 to 1.13 cores with 100 ms, latency
+    unchanged (docs/performance.md).
+    """
     return AIOKafkaConsumer(
         *topics,
         bootstrap_servers=bootstrap,
@@ -39,6 +56,8 @@ def create_consumer(
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_poll_records=max_poll_records,
+        fetch_min_bytes=FILL_BYTES if fill_ms > 0 else 1,
+        fetch_max_wait_ms=fill_ms if fill_ms > 0 else 500,
         # A batch can take a while to write when PostgreSQL checkpoints: do not get kicked out of
         # the group for that (the default 5 minutes is kept for max_poll_interval_ms).
         session_timeout_ms=30000,

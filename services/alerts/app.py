@@ -35,6 +35,7 @@ def create_app(settings: AlertsSettings) -> FastAPI:
             group_id=settings.group_id,
             client_id=settings.instance,
             max_poll_records=settings.batch_max_records,
+            fill_ms=settings.batch_fill_ms,
         )
         offsets = DbOffsets(pool=pool, consumer=kafka, group_id=settings.group_id)
         loop = StreamLoop(

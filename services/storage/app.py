@@ -184,6 +184,7 @@ def create_app(settings: StorageSettings) -> FastAPI:
             group_id=settings.group_id,
             client_id=settings.instance,
             max_poll_records=settings.batch_max_records,
+            fill_ms=settings.batch_fill_ms,
         )
         handler = StorageHandler(
             consumer=consumer,

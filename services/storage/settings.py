@@ -15,6 +15,10 @@ class StorageSettings(ServiceSettings):
     batch_max_records: int = 5000
     # How long to wait for a batch to fill: bounds publish->stored latency at low rates.
     batch_wait_ms: int = 100
+    # How long the broker may hold a fetch to fill it (shared.kafka.create_consumer): fewer,
+    # larger batches at moderate rates, at most this much latency added; 0: fetch as soon as
+    # one record is there.
+    batch_fill_ms: int = Field(default=100, ge=0, le=1000)
     # How long each data class is kept (TOWNPULSE_RETENTION_*_DAYS).
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     # Retention is in days: an hourly pass keeps every class within an hour of its period.

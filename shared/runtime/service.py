@@ -46,6 +46,7 @@ def create_stream_app(
             group_id=settings.group_id,
             client_id=settings.instance,
             max_poll_records=settings.batch_max_records,
+            fill_ms=settings.batch_fill_ms,
         )
         offsets = DbOffsets(pool=pool, consumer=consumer, group_id=settings.group_id)
         relay = OutboxRelay(pool=pool, producer=producer, group_id=settings.group_id)

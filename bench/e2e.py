@@ -1275,9 +1275,11 @@ async def search(ctx: Ctx, *, label: str, ladder: list[float], senml: int = 0) -
             ctx, name=f"{label}-step-{rate:g}", rate=rate, duration=args.step_duration, senml=senml
         )
         steps.record(rate, step["sustained"])
+    # Down every rate a short step sustained until one holds for the full window: a short step
+    # can absorb a backlog a minute cannot (SenML's 800 packs/s held 15 s, not 60; nor 600, 400).
     candidates = sorted((r for r, ok in steps.history if ok), reverse=True)
     confirmed: dict[str, Any] | None = None
-    for rate in candidates[:3]:
+    for rate in candidates:
         step = await run_phase(
             ctx, name=f"{label}-confirm-{rate:g}", rate=rate, duration=args.duration, senml=senml
         )

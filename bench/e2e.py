@@ -93,6 +93,8 @@ SCORED_P99_MS_MAX = 1000
 # Derived tables a domain service fills, one row per scored reading. Waste and traffic services
 # do not exist yet; when they do, a `<domain>_scores` table is picked up (see `scored_tables`).
 SCORED_TABLES = {"energy": "energy_scores"}
+# The benchmark's own processes, watched beside the stack's: not the platform it measures.
+LOAD_GENERATOR, BENCH_PARENT = "load_generator", "bench_parent"
 # Latency percentiles are also reported per slice of the run, to tell a steady tail from pauses.
 LATENCY_SLICE_S = 1.0
 # ... and apart for the phase's first seconds, when new devices send their first readings.
@@ -1363,7 +1365,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
             "seconds": round(max(c["seconds"] for c in conn), 1),
         }
         log(f"{out['connections']['devices']} devices connected")
-        comps = {**stack_pids, "load_generator": gens.pids, "bench_parent": [os.getpid()]}
+        comps = {**stack_pids, LOAD_GENERATOR: gens.pids, BENCH_PARENT: [os.getpid()]}
         watch = ProcessWatch(comps)
         watch.start()
         # Registered and connected, not one reading yet: what the devices themselves cost is the

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import REPO, RESULTS, data_dir
-from bench.e2e import SCORED_P99_MS_MAX
+from bench.e2e import BENCH_PARENT, LOAD_GENERATOR, SCORED_P99_MS_MAX
 from bench.e2e_stats import domain_plan
 from townpulse.stack import SERVICES
 
@@ -1021,10 +1021,6 @@ LATENCY_ONLY = {
 }
 
 
-# Processes of a benchmark's own, not of the platform it measures.
-_NOT_THE_PLATFORM = {"load_generator", "bench_parent"}
-
-
 def latency_only_section(name: str, r: dict[str, Any]) -> list[str]:
     """A run of only the latency phase (see LATENCY_ONLY)."""
     title, where = LATENCY_ONLY[name]
@@ -1048,7 +1044,7 @@ def latency_only_section(name: str, r: dict[str, Any]) -> list[str]:
     lines += _table(["latency", "p50 ms", "p95 ms", "p99 ms"], rows)
     usage = r["latency_phase"].get("usage", {}).get("cpu_cores")
     if usage:
-        platform = {k: v for k, v in usage.items() if k not in _NOT_THE_PLATFORM}
+        platform = {k: v for k, v in usage.items() if k not in (LOAD_GENERATOR, BENCH_PARENT)}
         busiest = sorted(platform, key=lambda k: -platform[k])
         lines += [
             "",

@@ -56,8 +56,7 @@ def create_consumer(
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_poll_records=max_poll_records,
-        fetch_min_bytes=FILL_BYTES if fill_ms > 0 else 1,
-        fetch_max_wait_ms=fill_ms if fill_ms > 0 else 500,
+        **({"fetch_min_bytes": FILL_BYTES, "fetch_max_wait_ms": fill_ms} if fill_ms > 0 else {}),
         # A batch can take a while to write when PostgreSQL checkpoints: do not get kicked out of
         # the group for that (the default 5 minutes is kept for max_poll_interval_ms).
         session_timeout_ms=30000,

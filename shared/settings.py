@@ -69,7 +69,17 @@ def settings_summary(settings: BaseSettings) -> dict[str, Any]:
     return {k: (str(v) if isinstance(v, SecretStr) else v) for k, v in settings}
 
 
-class StreamServiceSettings(ServiceSettings):
+class ConsumerSettings(ServiceSettings):
+    """A service that consumes Kafka through the stream loop (storage, the domain services,
+    alerts): what they share in how their batches are fetched."""
+
+    # How long the broker may hold a fetch to fill it (shared.kafka.create_consumer): fewer,
+    # larger batches at moderate rates, at most this much latency added; 0: fetch as soon as
+    # one record is there.
+    batch_fill_ms: int = Field(default=100, ge=0, le=1000)
+
+
+class StreamServiceSettings(ConsumerSettings):
     """A domain service on the runtime (shared/runtime): its consumer group and checkpoints."""
 
     instance: str = "stream-1"
@@ -80,10 +90,6 @@ class StreamServiceSettings(ServiceSettings):
     # rebalance (which waits for the batch in progress) stays quick.
     batch_max_records: int = 2000
     batch_wait_ms: int = 200
-    # How long the broker may hold a fetch to fill it (shared.kafka.create_consumer): fewer,
-    # larger batches at moderate rates, at most this much latency added; 0: fetch as soon as
-    # one record is there.
-    batch_fill_ms: int = Field(default=100, ge=0, le=1000)
     # A model is checkpointed once it has changed for this long, or when its partition would
     # replay more records than this, not every batch: pickling every touched model per batch
     # was 42 % of the energy service's CPU. A crash replays about this much into the models

@@ -1,12 +1,10 @@
 from __future__ import annotations
 
-from pydantic import Field
-
 from services.alerts.domain.targets import IPNetwork
-from shared.settings import ServiceSettings
+from shared.settings import ConsumerSettings
 
 
-class AlertsSettings(ServiceSettings):
+class AlertsSettings(ConsumerSettings):
     http_port: int = 18105
     instance: str = "alerts-1"
     group_id: str = "alerts"
@@ -15,10 +13,6 @@ class AlertsSettings(ServiceSettings):
     batch_max_records: int = 1000
     # How long a poll waits for records; also how often time-based transitions get a chance.
     batch_wait_ms: int = 200
-    # How long the broker may hold a fetch to fill it (shared.kafka.create_consumer): fewer,
-    # larger batches at moderate rates, at most this much latency added; 0: fetch as soon as
-    # one record is there.
-    batch_fill_ms: int = Field(default=100, ge=0, le=1000)
     # Time-based transitions (minimum duration elapsed, cool-down over, silent devices) run when
     # the consumer is idle, so a backlog being replayed is judged by its own timestamps; under
     # constant traffic they still run at least this often.

@@ -3,10 +3,10 @@ from __future__ import annotations
 from pydantic import Field
 
 from shared.retention import RetentionSettings
-from shared.settings import ServiceSettings
+from shared.settings import ConsumerSettings
 
 
-class StorageSettings(ServiceSettings):
+class StorageSettings(ConsumerSettings):
     http_port: int = 18102
     instance: str = "storage-1"
     group_id: str = "storage"
@@ -15,10 +15,6 @@ class StorageSettings(ServiceSettings):
     batch_max_records: int = 5000
     # How long to wait for a batch to fill: bounds publish->stored latency at low rates.
     batch_wait_ms: int = 100
-    # How long the broker may hold a fetch to fill it (shared.kafka.create_consumer): fewer,
-    # larger batches at moderate rates, at most this much latency added; 0: fetch as soon as
-    # one record is there.
-    batch_fill_ms: int = Field(default=100, ge=0, le=1000)
     # How long each data class is kept (TOWNPULSE_RETENTION_*_DAYS).
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     # Retention is in days: an hourly pass keeps every class within an hour of its period.

@@ -42,7 +42,8 @@ DETECTORS: dict[str, tuple[str, str]] = {
     "context": (
         "shared.ml.context:ContextDetector",
         "ContextDetector (CAD's contexts; range learnt over the first 750 readings, then fixed; "
-        "150 readings of rest after an alarm)",
+        "after them a reading beyond every one seen so far alarms by itself; 150 readings of "
+        "rest after an alarm)",
     ),
     "hst": (
         "bench.nab.compare:half_space_trees",
@@ -93,11 +94,21 @@ CANDIDATES: dict[str, tuple[str, str]] = {
         "ContextDetector, range of the first 750 readings; a reading outside it also gets a "
         "fact for how far out it is",
     ),
+    "context-cal750-m50-b4": (
+        "bench.nab.compare:context_calibrated_750_margin_50_bits_4",
+        "ContextDetector, range of the first 750 readings widened by 50% each side, 16 levels "
+        "(the calibrated range keeps its 8 levels' resolution, with room above and below)",
+    ),
+    "context-cal750-extremes": (
+        "bench.nab.compare:context_calibrated_750_extremes",
+        "ContextDetector, range of the first 750 readings; after them, a reading beyond every "
+        "one seen so far is an alarm by itself",
+    ),
 }
 ALL = {**DETECTORS, **CANDIDATES}
 # What each row's figures are, given how its parameters were chosen.
 LABELS = {
-    "context": "calibration chosen on A: A in-sample, B out-of-sample, whole mixed",
+    "context": "calibration and records chosen on A: A in-sample, B out-of-sample, whole mixed",
     "hst": "River's defaults, fixed before looking: out-of-sample everywhere",
     "residual": "parameters chosen on the whole corpus earlier: in-sample everywhere",
     "cad-oracle": "NAB's protocol (file range known in advance), CAD OSE's parameters: no tuning",
@@ -117,43 +128,55 @@ def half_space_trees() -> Detector:
 def context_always_growing() -> Detector:
     from shared.ml.context import ContextDetector
 
-    return ContextDetector(calibration=0)
+    return ContextDetector(calibration=0, extremes=False)
 
 
 def context_headroom_50() -> Detector:
     from shared.ml.context import ContextDetector
 
-    return ContextDetector(calibration=0, headroom=0.5)
+    return ContextDetector(calibration=0, headroom=0.5, extremes=False)
 
 
 def context_calibrated_750_margin_50() -> Detector:
     from shared.ml.context import ContextDetector
 
-    return ContextDetector(calibration=750, margin=0.5)
+    return ContextDetector(calibration=750, margin=0.5, extremes=False)
 
 
 def context_calibrated_750_margin_100() -> Detector:
     from shared.ml.context import ContextDetector
 
-    return ContextDetector(calibration=750, margin=1.0)
+    return ContextDetector(calibration=750, margin=1.0, extremes=False)
 
 
 def context_calibrated_750_relearn() -> Detector:
     from shared.ml.context import ContextDetector
 
-    return ContextDetector(calibration=750, relearn=True)
+    return ContextDetector(calibration=750, relearn=True, extremes=False)
 
 
 def context_calibrated_300_relearn() -> Detector:
     from shared.ml.context import ContextDetector
 
-    return ContextDetector(calibration=300, relearn=True)
+    return ContextDetector(calibration=300, relearn=True, extremes=False)
 
 
 def context_calibrated_750_overflow() -> Detector:
     from shared.ml.context import ContextDetector
 
-    return ContextDetector(calibration=750, overflow=True)
+    return ContextDetector(calibration=750, overflow=True, extremes=False)
+
+
+def context_calibrated_750_margin_50_bits_4() -> Detector:
+    from shared.ml.context import ContextDetector
+
+    return ContextDetector(calibration=750, margin=0.5, bits=4, extremes=False)
+
+
+def context_calibrated_750_extremes() -> Detector:
+    from shared.ml.context import ContextDetector
+
+    return ContextDetector(calibration=750, extremes=True)
 
 
 def context_with_file_range(values: Sequence[float]) -> Detector:
@@ -162,7 +185,7 @@ def context_with_file_range(values: Sequence[float]) -> Detector:
     from shared.ml.nab_scoring import probationary_length
 
     rest = int(probationary_length(len(values)) / 5)
-    return ContextDetector(lo=min(values), hi=max(values), rest=rest)
+    return ContextDetector(lo=min(values), hi=max(values), rest=rest, extremes=False)
 
 
 def split_halves(corpus: Corpus) -> dict[str, list[str]]:

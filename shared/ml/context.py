@@ -21,7 +21,9 @@ How a reading is scored:
    outside it is a false positive; an operator wants the same).
 
 Unlike CAD OSE in NAB, which is given each file's minimum and maximum before it starts, the range
-grows with what has been seen, so the detector needs nothing ahead of time.
+grows with what has been seen, so the detector needs nothing ahead of time; once it is fixed, a
+reading beyond every one seen before is an alarm of its own (what a known range gives CAD OSE:
+levels that only the extremes reach).
 """
 
 from __future__ import annotations
@@ -77,6 +79,13 @@ class ContextDetector(base.AnomalyDetector):
         (side, and the power of two of the distance in levels), instead of only the lowest or
         highest level: a spike past everything the calibration saw is then a new fact, not the
         top level that normal readings also reach.
+    extremes
+        Once the range is fixed, a reading beyond every reading seen so far is an alarm by
+        itself (score 1), whatever the contexts say: past the fixed range every such reading
+        falls in the top or bottom level, where the contexts cannot tell it from the highest
+        normal readings. It has its own rest (a climb of new records is one alarm), apart from
+        the contexts' rest: neither silences the other. On by default: the best
+        of the settings tried on half A of NAB (BENCHMARKS.md).
 
     Examples
     --------
@@ -105,6 +114,7 @@ class ContextDetector(base.AnomalyDetector):
         margin: float = 0.0,
         relearn: bool = False,
         overflow: bool = False,
+        extremes: bool = True,
     ) -> None:
         self.on = on
         self.bits = bits
@@ -119,6 +129,10 @@ class ContextDetector(base.AnomalyDetector):
         self.margin = margin
         self.relearn = relearn
         self.overflow = overflow
+        self.extremes = extremes
+        # Every reading seen (the fixed range stops following them).
+        self._min, self._max = math.inf, -math.inf
+        self._extreme_at: int | None = None
         self._lo = math.inf if lo is None else lo
         self._hi = -math.inf if hi is None else hi
         self._forget()
@@ -269,12 +283,20 @@ class ContextDetector(base.AnomalyDetector):
                 if hits == len(right):
                     self._matches[cid] += 1
 
+    def _extreme(self, value: float) -> float:
+        """1 for a reading beyond every one seen, once the range is fixed (`extremes`)."""
+        fixed = 0 < self.calibration <= self._steps
+        beyond = value > self._max or value < self._min
+        resting = self._extreme_at is not None and self._steps - self._extreme_at <= self.rest
+        return 1.0 if self.extremes and fixed and beyond and not resting else 0.0
+
     def score_one(self, x: Mapping[Any, Any]) -> float:
-        facts = self._facts(self._value(x))
+        value = self._value(x)
+        facts = self._facts(value)
         raw, active, candidates = self._cross(facts, learn=False)
         # The usual call is score_one(x) then learn_one(x): learning reuses this work.
         self._scored = (self._steps, facts, raw, active, candidates)
-        return raw if max(self._recent) < self.alarm else 0.0
+        return max(raw if max(self._recent) < self.alarm else 0.0, self._extreme(value))
 
     # ---- the step, learning -------------------------------------------------------------------
 
@@ -319,6 +341,8 @@ class ContextDetector(base.AnomalyDetector):
             self._count(facts)
         else:
             raw, active, candidates = self._cross(facts, learn=True)
+        if self._extreme(value):
+            self._extreme_at = self._steps
         self._scored = None
         self._steps += 1
         self._recent.append(raw)
@@ -347,8 +371,10 @@ class ContextDetector(base.AnomalyDetector):
                 elif weight == best:
                     expected.update(self._right_facts[self._right_of[cid]])
         self._expected = frozenset(expected)
-        if not math.isnan(value) and not (0 < self.calibration <= self._steps):
-            self._grow(value)
+        if not math.isnan(value):
+            self._min, self._max = min(self._min, value), max(self._max, value)
+            if not 0 < self.calibration <= self._steps:
+                self._grow(value)
         if self._steps == self.calibration and self._lo <= self._hi:
             span = self._hi - self._lo
             self._lo, self._hi = self._lo - self.margin * span, self._hi + self.margin * span

@@ -1,6 +1,8 @@
 # TownPulse: `make up` runs the system, `make test` runs the tests. `make help` lists the rest.
 SHELL := /bin/bash
 VENV := .venv
+# What a town installs (`pip install .`, no development extras), for the footprint benchmark.
+PROD_VENV := .venv-prod
 TP := $(VENV)/bin/townpulse
 PYTEST_ARGS ?=
 
@@ -44,6 +46,9 @@ bench: install ## Run every benchmark and rebuild BENCHMARKS.md (the load tests 
 	@$(VENV)/bin/python -m bench.e2e
 	@$(VENV)/bin/python -m bench.alerts_fanout
 	@$(VENV)/bin/python -m bench.mosquitto_autosave
-	@$(TP) up
+	@$(TP) down
+	@[ -x $(PROD_VENV)/bin/townpulse ] || { python3 -m venv $(PROD_VENV) && $(PROD_VENV)/bin/pip install -q -e .; }
+	@$(PROD_VENV)/bin/townpulse up
 	@$(VENV)/bin/python -m bench.footprint --settle 600 --window 900
+	@$(PROD_VENV)/bin/townpulse down
 	@$(VENV)/bin/python -m bench

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import argparse
 import re
+import subprocess
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import httpx
 
@@ -36,6 +38,20 @@ def _gateway_messages(url: str) -> float:
     )
 
 
+def _install(pid: int) -> dict[str, object]:
+    """The interpreter a service runs on, and whether the development extras are installed there.
+
+    They weigh on the figure: River imports scikit-learn (and through it pandas) when it is
+    installed, and the development install has it for River's estimator checks; a town's
+    install (`pip install .`, the Docker image) has not.
+    """
+    python = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+    probe = "import importlib.util as u; print(u.find_spec('sklearn') is not None)"
+    # The interpreter of our own service, a fixed probe, no shell.
+    out = subprocess.run([python, "-c", probe], capture_output=True, text=True, check=True)  # noqa: S603
+    return {"python": python, "dev_extras": out.stdout.strip() == "True"}
+
+
 def measure(env: Env, *, settle_s: float, window_s: float) -> dict[str, object]:
     pids = env.stack_pids()
     if "simulator" not in pids:
@@ -43,6 +59,7 @@ def measure(env: Env, *, settle_s: float, window_s: float) -> dict[str, object]:
     # The keepers (one small process per service, the local stack's `restart:`) count as one.
     components = {k: v for k, v in pids.items() if not k.endswith(".keeper")}
     components["keepers"] = [p for k, v in pids.items() if k.endswith(".keeper") for p in v]
+    install = _install(pids["storage"][0])
     watch = ProcessWatch(components)
     api = httpx.Client(
         base_url=env.api_url, headers={"Authorization": f"Bearer {env.admin_key}"}, timeout=10
@@ -74,6 +91,7 @@ def measure(env: Env, *, settle_s: float, window_s: float) -> dict[str, object]:
     return {
         "benchmark": "footprint",
         "layout": "compact" if COMPACT_PROCESS in per_process else "separate",
+        "install": install,
         "devices": devices,
         "settle_s": settle_s,
         "window_s": round(elapsed, 1),

@@ -721,6 +721,19 @@ def footprint_section(r: dict[str, Any]) -> list[str]:
         if layout == "compact"
         else "Each service in its own process (the default layout). "
     )
+    install = r.get("install")
+    if install is None:
+        how += "The services ran from the development install (not recorded then). "
+    elif install["dev_extras"]:
+        how += (
+            f"The services ran from the development install (`{install['python']}`, "
+            "scikit-learn installed: River imports it and pandas). "
+        )
+    else:
+        how += (
+            f"The services ran from a production install (`{install['python']}`: "
+            "`pip install -e .`, no development extras, as a town installs it). "
+        )
     lines += [
         "",
         how + f"{r['devices']} registered devices, the simulator publishing {r['messages_per_s']} "

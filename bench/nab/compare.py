@@ -104,6 +104,10 @@ CANDIDATES: dict[str, tuple[str, str]] = {
         "ContextDetector, range of the first 750 readings; after them, a reading beyond every "
         "one seen so far is an alarm by itself",
     ),
+    "context-rest300": (
+        "bench.nab.compare:context_rest_300",
+        "ContextDetector (records on), 300 readings of rest after an alarm instead of 150",
+    ),
 }
 ALL = {**DETECTORS, **CANDIDATES}
 # What each row's figures are, given how its parameters were chosen.
@@ -177,6 +181,12 @@ def context_calibrated_750_extremes() -> Detector:
     from shared.ml.context import ContextDetector
 
     return ContextDetector(calibration=750, extremes=True)
+
+
+def context_rest_300() -> Detector:
+    from shared.ml.context import ContextDetector
+
+    return ContextDetector(rest=300)
 
 
 def context_with_file_range(values: Sequence[float]) -> Detector:

@@ -84,8 +84,8 @@ class ContextDetector(base.AnomalyDetector):
         itself (score 1), whatever the contexts say: past the fixed range every such reading
         falls in the top or bottom level, where the contexts cannot tell it from the highest
         normal readings. It has its own rest (a climb of new records is one alarm), apart from
-        the contexts' rest: neither silences the other. On by default: the best
-        of the settings tried on half A of NAB (BENCHMARKS.md).
+        the contexts' rest: neither silences the other. On by default: the best of the
+        settings tried on half A of NAB (BENCHMARKS.md).
 
     Examples
     --------

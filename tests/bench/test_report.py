@@ -198,3 +198,36 @@ def test_latency_only_section_splits_the_devices_first_seconds_from_the_rest() -
         f"| publish -> stored | {first['p50_ms']} / 800.0 | {after['p50_ms']} / {after['p99_ms']} |"
     )
     assert row in text
+
+
+@pytest.mark.parametrize(
+    ("install", "says"),
+    [
+        ({"python": "/srv/tp/bin/python3", "dev_extras": False}, "from a production install"),
+        ({"python": "/repo/.venv/bin/python", "dev_extras": True}, "from the development install"),
+        (None, "not recorded then"),
+    ],
+)
+def test_footprint_section_says_which_install_the_services_ran_from(
+    tmp_path: Path, install: dict[str, object] | None, says: str
+) -> None:
+    result: dict[str, object] = {
+        "meta": META,
+        "benchmark": "footprint",
+        "layout": "separate",
+        "devices": 215,
+        "settle_s": 420.0,
+        "window_s": 600.0,
+        "messages_per_s": 0.36,
+        "processes": {"kafka": {"rss_mb_mean": 225.0, "rss_mb_peak": 231.0, "cpu_cores": 0.03}},
+        "platform_rss_mb_mean": 1334.8,
+        "python_rss_mb_mean": 919.6,
+        "platform_cpu_cores": 0.083,
+        "targets": {"platform_rss_mb_max": 1200},
+    }
+    if install is not None:
+        result["install"] = install
+    (tmp_path / "footprint.json").write_text(json.dumps(result))
+    text = report.build(tmp_path, scoreboard=tmp_path / "none.md")
+    assert says in text
+    assert "**1334.8 MB** mean (target <= 1200 MB: not met)" in text

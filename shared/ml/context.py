@@ -283,12 +283,16 @@ class ContextDetector(base.AnomalyDetector):
                 if hits == len(right):
                     self._matches[cid] += 1
 
+    @property
+    def _fixed(self) -> bool:
+        """The calibration is over: the range no longer follows the readings."""
+        return 0 < self.calibration <= self._steps
+
     def _extreme(self, value: float) -> float:
         """1 for a reading beyond every one seen, once the range is fixed (`extremes`)."""
-        fixed = 0 < self.calibration <= self._steps
         beyond = value > self._max or value < self._min
         resting = self._extreme_at is not None and self._steps - self._extreme_at <= self.rest
-        return 1.0 if self.extremes and fixed and beyond and not resting else 0.0
+        return 1.0 if self.extremes and self._fixed and beyond and not resting else 0.0
 
     def score_one(self, x: Mapping[Any, Any]) -> float:
         value = self._value(x)
@@ -373,7 +377,7 @@ class ContextDetector(base.AnomalyDetector):
         self._expected = frozenset(expected)
         if not math.isnan(value):
             self._min, self._max = min(self._min, value), max(self._max, value)
-            if not 0 < self.calibration <= self._steps:
+            if not self._fixed:
                 self._grow(value)
         if self._steps == self.calibration and self._lo <= self._hi:
             span = self._hi - self._lo

@@ -14,15 +14,14 @@ pytestmark = pytest.mark.unit
 
 
 def test_install_names_a_process_interpreter_and_whether_it_has_the_dev_extras() -> None:
-    script = "import time; print('up', flush=True); time.sleep(60)"
+    # The child says when it runs its own code, then waits for its input to close: no sleep.
+    script = "import sys; print('up', flush=True); sys.stdin.read()"
     with subprocess.Popen(
-        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     ) as child:
-        try:
-            assert child.stdout is not None
-            child.stdout.readline()  # running its own code: its command line is in place
-            install = _install(child.pid)
-        finally:
-            child.kill()
+        assert child.stdout is not None
+        child.stdout.readline()  # running its own code: its command line is in place
+        install = _install(child.pid)
+        child.communicate()  # closes its input: it exits
     assert install["python"] == sys.executable
     assert install["dev_extras"] is (importlib.util.find_spec("sklearn") is not None)

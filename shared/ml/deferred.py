@@ -20,9 +20,11 @@ setting's dotted path) runs its ``__init__`` then, once, and answers as if it ha
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import sys
+import threading
 import types
 from typing import Any
 
@@ -31,26 +33,38 @@ from typing import Any
 HEAVY = ("river.time_series", "river.preprocessing")
 
 
+# One for all deferred packages: a package's __init__ may import another's names.
+_running = threading.RLock()
+
+
 class _DeferredPackage(types.ModuleType):
     # Only called for names the module does not have yet (a module's own attributes, its
     # __path__ and imported submodules among them, never reach it).
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or not self._run():
-            raise AttributeError(f"module {self.__name__!r} has no attribute {name!r}")
-        return getattr(self, name)
+        if not name.startswith("__"):
+            self._run()
+            with contextlib.suppress(KeyError):
+                return self.__dict__[name]
+        raise AttributeError(f"module {self.__name__!r} has no attribute {name!r}")
 
     def __dir__(self) -> list[str]:
         self._run()
         return list(self.__dict__)
 
-    def _run(self) -> bool:
-        """Run the package's ``__init__`` unless it has run: whether it ran now."""
+    def _run(self) -> None:
+        """Run the package's ``__init__`` once; another thread asking meanwhile waits for it."""
         state = self.__dict__
-        if state.get("_deferred_ran", True):
-            return False
-        state["_deferred_ran"] = True  # before running: its own imports look names up here
-        state["__spec__"].loader.exec_module(self)
-        return True
+        with _running:
+            # Marked before running: the __init__'s own imports look names up here (and get
+            # AttributeError, then import the submodule, as for any package being imported).
+            if state.get("_deferred_ran", True):
+                return
+            state["_deferred_ran"] = True
+            try:
+                state["__spec__"].loader.exec_module(self)
+            except BaseException:
+                state["_deferred_ran"] = False  # as a failed import: the next look-up retries
+                raise
 
 
 def defer(name: str) -> None:

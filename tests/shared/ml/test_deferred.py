@@ -91,6 +91,7 @@ def test_a_deferred_package_answers_as_if_imported_whole() -> None:
         import shared.ml
         from river.time_series.base import Forecaster
         restored = pickle.loads({full!r})
+        probed = hasattr(sys.modules["river.time_series"], "__wrapped__")  # as inspect does
         before = "river.time_series.snarimax" in sys.modules
         import river.time_series, river.preprocessing
         from river import preprocessing
@@ -105,6 +106,7 @@ def test_a_deferred_package_answers_as_if_imported_whole() -> None:
         print(json.dumps({{
             "restored": restored.forecast(horizon=2),
             "is_forecaster": isinstance(restored, Forecaster),
+            "probed": probed,
             "snarimax_before": before,
             "snarimax": SNARIMAX.__name__,
             "scaler": type(scaler).__name__,
@@ -114,8 +116,32 @@ def test_a_deferred_package_answers_as_if_imported_whole() -> None:
         }}))
         """
     )
-    assert result["snarimax_before"] is False  # unpickling needed only the submodule
+    # Unpickling needed only the submodule, and a probe for a dunder name runs nothing.
+    assert result["snarimax_before"] is False and result["probed"] is False
     assert result["is_forecaster"] is True and len(result["restored"]) == 2  # type: ignore[arg-type]
     assert result["snarimax"] == "SNARIMAX" and result["scaler"] == "StandardScaler"
     assert result["same_module"] is True and result["listed"] is True
     assert "no attribute 'no_such_name'" in str(result["missing"])
+
+
+def test_threads_asking_at_once_all_get_the_name() -> None:
+    # The first runs the package's __init__ (half a second: SciPy); the others wait for it.
+    result = _run(
+        """
+        import json, threading
+        import shared.ml
+        import river.preprocessing as pp
+        barrier, got = threading.Barrier(4), []
+        def ask():
+            barrier.wait()
+            try:
+                got.append(pp.StandardScaler.__name__)
+            except AttributeError as exc:
+                got.append(str(exc))
+        threads = [threading.Thread(target=ask) for _ in range(4)]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+        print(json.dumps({"got": got}))
+        """
+    )
+    assert result["got"] == ["StandardScaler"] * 4

@@ -20,7 +20,6 @@ setting's dotted path) runs its ``__init__`` then, once, and answers as if it ha
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import importlib.util
 import sys
@@ -43,7 +42,7 @@ class _DeferredPackage(types.ModuleType):
     def __getattr__(self, name: str) -> Any:
         if not name.startswith("__"):
             self._run()
-            with contextlib.suppress(KeyError):
+            if name in self.__dict__:
                 return self.__dict__[name]
         raise AttributeError(f"module {self.__name__!r} has no attribute {name!r}")
 
@@ -57,7 +56,7 @@ class _DeferredPackage(types.ModuleType):
         with _running:
             # Marked before running: the __init__'s own imports look names up here (and get
             # AttributeError, then import the submodule, as for any package being imported).
-            if state.get("_deferred_ran", True):
+            if state["_deferred_ran"]:
                 return
             state["_deferred_ran"] = True
             try:

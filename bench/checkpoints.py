@@ -12,7 +12,9 @@ median over a domain's devices is reported, with the pickled size.
 
 A runtime checkpoints every dirty state every `checkpoint_interval_s` (30 s), and reloads a
 state each time a device evicted from memory reports again (at most `max_devices` states stay
-resident): both costs are per device and scale with the town.
+resident): both costs are per device and scale with the town. What a state holds in memory is
+measured too: a fresh interpreter loads `--copies` copies of the domain's states, and its
+resident memory grows by that many states (the sizes of Python's objects, allocator included).
 """
 
 from __future__ import annotations
@@ -20,9 +22,13 @@ from __future__ import annotations
 import argparse
 import pickle
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from bench.common import command_line, run_meta, write_result
@@ -64,11 +70,45 @@ def _best(fn: Any, repeat: int) -> float:
     return best
 
 
-def measure(states: dict[str, Any], *, repeat: int) -> dict[str, Any]:
-    dumps, loads, sizes = [], [], []
+# Run in a fresh interpreter: memory freed by other work would otherwise be reused and hide the
+# growth. The first copy is loaded before the baseline, so importing the classes is not counted.
+_RESIDENT = """
+import gc, pickle, sys
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+blobs = pickle.load(open(sys.argv[1], "rb"))
+copies = int(sys.argv[2])
+first = [pickle.loads(b) for b in blobs]
+gc.collect()
+before = rss()
+kept = [pickle.loads(blobs[i % len(blobs)]) for i in range(copies)]
+gc.collect()
+print((rss() - before) / copies)
+"""
+
+
+def resident_bytes(blobs: list[bytes], *, copies: int) -> float:
+    """Resident memory one loaded state holds, measured over `copies` of them (Linux)."""
+    with tempfile.NamedTemporaryFile(suffix=".pkl") as f:
+        pickle.dump(blobs, f)
+        f.flush()
+        out = subprocess.run(  # noqa: S603 - fixed arguments
+            [sys.executable, "-c", _RESIDENT, f.name, str(copies)],
+            cwd=Path(__file__).resolve().parents[1],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+    return float(out.stdout)
+
+
+def measure(states: dict[str, Any], *, repeat: int, copies: int = 0) -> dict[str, Any]:
+    dumps, loads, sizes, blobs = [], [], [], []
     for state in states.values():
         blob = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
         sizes.append(len(blob))
+        blobs.append(blob)
         dumps.append(
             _best(lambda s=state: pickle.dumps(s, protocol=pickle.HIGHEST_PROTOCOL), repeat)
         )
@@ -78,6 +118,9 @@ def measure(states: dict[str, Any], *, repeat: int) -> dict[str, Any]:
         "pickle_ms_median": round(statistics.median(dumps) * 1000, 3),
         "unpickle_ms_median": round(statistics.median(loads) * 1000, 3),
         "bytes_median": int(statistics.median(sizes)),
+        **(
+            {"resident_kb": round(resident_bytes(blobs, copies=copies) / 1024, 1)} if copies else {}
+        ),
     }
 
 
@@ -87,6 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--weeks", type=int, default=2, help="weeks of readings learnt first")
     ap.add_argument("--repeat", type=int, default=7, help="passes per state (best kept)")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--copies", type=int, default=2000, help="states loaded to weigh one")
     ap.add_argument("--output", default="checkpoints")
     args = ap.parse_args(argv)
     started = time.perf_counter()
@@ -96,14 +140,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "meta": run_meta(command=command_line("bench.checkpoints", argv)),
         "weeks": args.weeks,
         "repeat": args.repeat,
-        "domains": {d: measure(s, repeat=args.repeat) for d, s in states.items()},
+        "copies": args.copies,
+        "domains": {
+            d: measure(s, repeat=args.repeat, copies=args.copies) for d, s in states.items()
+        },
         "elapsed_s": round(time.perf_counter() - started, 1),
     }
     path = write_result(args.output, result)
     for domain, r in result["domains"].items():
         print(
             f"{domain}: {r['pickle_ms_median']} ms to pickle, {r['unpickle_ms_median']} ms to "
-            f"load, {r['bytes_median']} bytes (median of {r['devices']})"
+            f"load, {r['bytes_median']} bytes (median of {r['devices']}), "
+            f"{r.get('resident_kb')} kB in memory"
         )
     print(f"wrote {path}")
     return 0

@@ -635,12 +635,10 @@ def _draw_curve(curve: list[dict[str, Any]], pct: Any, path: Path) -> None:
 
 def checkpoints_section(name: str, r: dict[str, Any]) -> list[str]:
     """`python -m bench.checkpoints`: pickling and reloading one device's model."""
-    before = name.endswith("_before")
-    title = "Checkpoint cost per device model" + (
-        ", before the compact running means" if before else ""
-    )
-    lines = [f"## {title}", ""]
+    title, before = CHECKPOINT_RUNS.get(name, ("", ""))
+    lines = [f"## Checkpoint cost per device model{title}", ""]
     lines += _meta(r.get("meta"))
+    resident = all("resident_kb" in v for v in r["domains"].values())
     lines += [
         "",
         f"The simulator's devices run through each service's processor for {r['weeks']} weeks; "
@@ -649,18 +647,38 @@ def checkpoints_section(name: str, r: dict[str, Any]) -> list[str]:
         "changed state each checkpoint interval (30 s) and loads one whenever an evicted device "
         "reports again."
         + (
-            " Run at the commit before running means (`_Ewm`, shared/ml/forecast.py) pickled "
-            "in a compact form, with this benchmark copied in."
-            if before
+            f" In memory: what one loaded state holds, from the growth of a fresh interpreter's "
+            f"resident memory over {r['copies']:,} states loaded (Python's objects and "
+            "allocator: what a service holds per device it keeps, up to `TOWNPULSE_MAX_DEVICES`)."
+            if resident
             else ""
-        ),
+        )
+        + before,
         "",
     ]
     rows = [
         [d, v["devices"], v["pickle_ms_median"], v["unpickle_ms_median"], v["bytes_median"]]
+        + ([v["resident_kb"]] if resident else [])
         for d, v in r["domains"].items()
     ]
-    return [*lines, *_table(["domain", "devices", "pickle ms", "load ms", "bytes"], rows), ""]
+    head = ["domain", "devices", "pickle ms", "load ms", "bytes"]
+    return [*lines, *_table(head + (["kB in memory"] if resident else []), rows), ""]
+
+
+# Result file -> (title's end, what the run was): runs at earlier commits, this benchmark copied in.
+CHECKPOINT_RUNS = {
+    "checkpoints_before": (
+        ", before the compact running means",
+        " Run at the commit before running means (`_Ewm`, shared/ml/forecast.py) pickled in a "
+        "compact form, with this benchmark copied in.",
+    ),
+    "checkpoints_before_grid": (
+        ", before the profiles' cells were arrays",
+        " Run at f176b63, before a profile's cells (`SeasonalProfile`, `WeeklyProfile`) were "
+        "flat arrays (`EwmGrid`, shared/ml/forecast.py) instead of a dict of `_Ewm` objects, "
+        "with this benchmark copied in.",
+    ),
+}
 
 
 def mosquitto_autosave_section(r: dict[str, Any]) -> list[str]:

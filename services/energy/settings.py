@@ -9,7 +9,8 @@ class EnergySettings(StreamServiceSettings):
     http_port: int = 18103
     instance: str = "energy-1"
     group_id: str = "energy"
-    # Device states kept in memory (each ~20-40 KB); the rest wait in their checkpoints.
+    # Device states kept in memory (each ~47 kB once its profiles are full, docs/runtime.md); the
+    # rest wait in their checkpoints.
     max_devices: int = 2000
     # A River anomaly detector that scores readings instead of the built-in anomaly likelihood
     # (JSON, e.g. {"path": "river.anomaly.HalfSpaceTrees", "params": {"seed": 1}}); the

@@ -9,8 +9,8 @@ class WasteSettings(StreamServiceSettings):
     http_port: int = 18104
     instance: str = "waste-1"
     group_id: str = "waste"
-    # Device states kept in memory (each ~30 KB: a week of hourly fill rates and a few
-    # trackers); the rest wait in their checkpoints.
+    # Device states kept in memory (each ~16 kB: a week of hourly fill rates and a few
+    # trackers, docs/runtime.md); the rest wait in their checkpoints.
     max_devices: int = 2000
     # The bins' fill-rate model, behind time to full (TOWNPULSE_WASTE_FILL_MODEL, JSON): any
     # River regressor, fed the hour's calendar features, e.g. {"path":

@@ -15,9 +15,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from typing import Any
 
 from shared.ml.calendar import SATURDAY, SUNDAY, TOWN, WORKDAY, TownCalendar
-from shared.ml.forecast import Features, _Ewm
+from shared.ml.forecast import KIND_INDEX, EwmGrid, Features, _Ewm, slots_per_day
 
 HOLIDAY = 7  # the "weekday" of a French public holiday
 
@@ -97,36 +98,64 @@ class WeeklyProfile:
     alpha: float = 0.1
     shrink_weeks: float = 3.0
     calendar: TownCalendar = TOWN
-    cells: dict[tuple[int, int], _Ewm] = field(default_factory=dict)
-    pooled: dict[tuple[str, int], _Ewm] = field(default_factory=dict)
+    # A cell per (weekday or HOLIDAY, slot of the day): index day * slots_per_day + slot; a
+    # pooled cell per (day type, slot): KIND_INDEX[kind] * slots_per_day + slot.
+    cells: EwmGrid = field(init=False, repr=False)
+    pooled: EwmGrid = field(init=False, repr=False)
     overall: _Ewm = field(default_factory=lambda: _Ewm(alpha=0.01))
+
+    def __post_init__(self) -> None:
+        per_day = slots_per_day(self.slot_minutes)
+        self.cells = EwmGrid((HOLIDAY + 1) * per_day, self.alpha)
+        self.pooled = EwmGrid(len(KIND_INDEX) * per_day, self.alpha)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        old = state.pop("cells", None), state.pop("pooled", None)
+        self.__dict__.update(state)
+        if isinstance(old[0], EwmGrid) and isinstance(old[1], EwmGrid):
+            self.cells, self.pooled = old
+            return
+        # A checkpoint from before the grids: dicts of cells by (day, slot), (day type, slot).
+        self.__post_init__()
+        per_day = slots_per_day(self.slot_minutes)
+        self.cells.load({day * per_day + slot: c for (day, slot), c in (old[0] or {}).items()})
+        self.pooled.load(
+            {KIND_INDEX[kind] * per_day + slot: c for (kind, slot), c in (old[1] or {}).items()}
+        )
 
     def _keys(self, ts: datetime) -> tuple[tuple[int, int], tuple[str, int]]:
         return slot_keys(ts, slot_minutes=self.slot_minutes, calendar=self.calendar)
 
-    def _blend(self, ts: datetime) -> tuple[float, float] | None:
-        """(mean, std) of the weekday cell shrunk towards its day type's, or None if unseen."""
-        own_key, pooled_key = self._keys(ts)
-        return self._blend_keys(own_key, pooled_key)
+    def _indices(self, own_key: tuple[int, int], pooled_key: tuple[str, int]) -> tuple[int, int]:
+        per_day = slots_per_day(self.slot_minutes)
+        return (
+            own_key[0] * per_day + own_key[1],
+            KIND_INDEX[pooled_key[0]] * per_day + pooled_key[1],
+        )
 
     def _blend_keys(
         self, own_key: tuple[int, int], pooled_key: tuple[str, int]
     ) -> tuple[float, float] | None:
+        """(mean, std) of the weekday cell shrunk towards its day type's, or None if unseen."""
         kind, slot = pooled_key
-        pooled = self.pooled.get(pooled_key)
-        if pooled is None:
+        i, j = self._indices(own_key, pooled_key)
+        pooled = self.pooled
+        if not pooled.n[j]:
             # An unseen day type borrows the same slot of another (Saturday from Sunday first).
             others = {SATURDAY: (SUNDAY, WORKDAY), SUNDAY: (SATURDAY, WORKDAY)}
             for other in others.get(kind, (SATURDAY, SUNDAY)):
-                if (pooled := self.pooled.get((other, slot))) is not None:
+                if pooled.n[j := self._indices(own_key, (other, slot))[1]]:
                     break
-        if pooled is None:
-            return None
-        own = self.cells.get(own_key)
-        if own is None:
-            return pooled.mean, pooled.std
-        w = own.n / (own.n + self.shrink_weeks)
-        return w * own.mean + (1 - w) * pooled.mean, w * own.std + (1 - w) * pooled.std
+            else:
+                return None
+        own = self.cells
+        if not own.n[i]:
+            return pooled.mean[j], pooled.std(j)
+        w = own.n[i] / (own.n[i] + self.shrink_weeks)
+        return (
+            w * own.mean[i] + (1 - w) * pooled.mean[j],
+            w * own.std(i) + (1 - w) * pooled.std(j),
+        )
 
     def table(self) -> list[list[float | None]]:
         """Expected value per weekday (Monday first; public holidays aside) and slot."""
@@ -144,15 +173,18 @@ class WeeklyProfile:
     def predict_one(self, x: Features) -> float:
         # The hot path (a bin integrates its rate over days): means only, no blend of spreads.
         own_key, pooled_key = self._keys(x["ts"])
-        pooled = self.pooled.get(pooled_key)
-        if pooled is None:
+        return self._mean(own_key, pooled_key)
+
+    def _mean(self, own_key: tuple[int, int], pooled_key: tuple[str, int]) -> float:
+        i, j = self._indices(own_key, pooled_key)
+        pooled, own = self.pooled, self.cells
+        if not pooled.n[j]:
             blend = self._blend_keys(own_key, pooled_key)
             return self.overall.mean if blend is None else blend[0]
-        own = self.cells.get(own_key)
-        if own is None:
-            return pooled.mean
-        w = own.n / (own.n + self.shrink_weeks)
-        return w * own.mean + (1 - w) * pooled.mean
+        if not (n := own.n[i]):
+            return pooled.mean[j]
+        w = n / (n + self.shrink_weeks)
+        return w * own.mean[i] + (1 - w) * pooled.mean[j]
 
     def predict_range(self, start: datetime, count: int) -> list[float]:
         """Predictions for `count` consecutive slots, the first being the one holding `start`.
@@ -180,35 +212,20 @@ class WeeklyProfile:
             return
         first = int(start.timestamp()) // (self.slot_minutes * 60)
         for index in range(first, first + count):
-            own_key, pooled_key = _slot_keys(index, self.slot_minutes, self.calendar)
-            pooled = self.pooled.get(pooled_key)
-            own = self.cells.get(own_key)
-            if pooled is not None and own is not None:
-                w = own.n / (own.n + self.shrink_weeks)
-                yield w * own.mean + (1 - w) * pooled.mean
-            elif pooled is not None:
-                yield pooled.mean
-            else:
-                blend = self._blend_keys(own_key, pooled_key)
-                yield self.overall.mean if blend is None else blend[0]
+            yield self._mean(*_slot_keys(index, self.slot_minutes, self.calendar))
 
     def spread_one(self, x: Features) -> float:
         """Standard deviation of the cell (of everything while the cell is young)."""
-        own_key, _ = self._keys(x["ts"])
-        blend = self._blend(x["ts"])
-        own = self.cells.get(own_key)
-        if blend is None or own is None or own.n < 3:
+        own_key, pooled_key = self._keys(x["ts"])
+        blend = self._blend_keys(own_key, pooled_key)
+        if blend is None or self.cells.n[self._indices(own_key, pooled_key)[0]] < 3:
             return self.overall.std
         return blend[1]
 
     def learn_one(self, x: Features, y: float) -> None:
-        own_key, pooled_key = self._keys(x["ts"])
-        if (own := self.cells.get(own_key)) is None:
-            own = self.cells[own_key] = _Ewm(alpha=self.alpha)
-        if (pooled := self.pooled.get(pooled_key)) is None:
-            pooled = self.pooled[pooled_key] = _Ewm(alpha=self.alpha)
-        own.update(y)
-        pooled.update(y)
+        i, j = self._indices(*self._keys(x["ts"]))
+        self.cells.update(i, y)
+        self.pooled.update(j, y)
         self.overall.update(y)
 
 

@@ -61,6 +61,18 @@ DETECTORS: dict[str, tuple[str, str]] = {
         "ContextDetector given each file's min/max and NAB's rest (probation/5), as NAB runs "
         "CAD OSE: looks ahead, a check of the implementation, not a product setting",
     ),
+    "artime": (
+        "shared.ml.artime:ARTimeDetector",
+        "ARTimeDetector (ARTime's adaptive resonance; the first 300 readings learnt at once, "
+        "their range then fixed; a record alarms, 300 readings of rest)",
+    ),
+    # ARTime as NAB runs it: each file's min/max, and its probation from the file's length.
+    "artime-oracle": (
+        "bench.nab.compare:artime_with_file_range",
+        "ARTimeDetector given each file's min/max and NAB's probation (15% of the file, at most "
+        "750), records off, as NAB runs ARTime: looks ahead, a check of the implementation, "
+        "not a product setting",
+    ),
 }
 # Settings tried on half A only (python -m bench.nab.compare --half A --only NAME); kept so the
 # tuning can be re-run.
@@ -108,6 +120,59 @@ CANDIDATES: dict[str, tuple[str, str]] = {
         "bench.nab.compare:context_rest_300",
         "ContextDetector (records on), 300 readings of rest after an alarm instead of 150",
     ),
+    # 2026-12-03: ARTime, in the order tried (first as a prototype outside the repository,
+    # the same algorithm: it gave the same scores, file by file, as shared.ml.artime).
+    "artime-p750-plain": (
+        "bench.nab.compare:artime_p750_plain",
+        "ARTimeDetector, 750 readings of probation (ARTime's for long files), no records",
+    ),
+    "artime-p750": (
+        "bench.nab.compare:artime_p750",
+        "ARTimeDetector, 750 readings of probation, records (150 readings of rest)",
+    ),
+    "artime-range-p750": (
+        "bench.nab.compare:artime_range_p750",
+        "ARTimeDetector given each file's min/max, 750 readings of probation: looks ahead "
+        "(diagnostic, not a candidate)",
+    ),
+    "artime-length": (
+        "bench.nab.compare:artime_length",
+        "ARTimeDetector, probation from the file's length as NAB's, range learnt over it: looks "
+        "ahead (diagnostic, not a candidate)",
+    ),
+    "artime-length-records": (
+        "bench.nab.compare:artime_length_records",
+        "ARTimeDetector, probation from the file's length as NAB's, range learnt over it, "
+        "records: looks ahead (diagnostic, not a candidate)",
+    ),
+    **{
+        f"artime-p{p}": (
+            f"bench.nab.compare:artime_p{p}",
+            f"ARTimeDetector, {p} readings of probation, records (150 readings of rest)",
+        )
+        for p in (200, 300, 400, 500, 600, 250, 350)
+    },
+    "artime-p300-rest75": (
+        "bench.nab.compare:artime_p300_rest75",
+        "ARTimeDetector, 300 readings of probation, records with 75 readings of rest",
+    ),
+    "artime-p300-rest300": (
+        "bench.nab.compare:artime_p300_rest300",
+        "ARTimeDetector, 300 readings of probation, records with 300 readings of rest (chosen)",
+    ),
+    "artime-p750-rest300": (
+        "bench.nab.compare:artime_p750_rest300",
+        "ARTimeDetector, 750 readings of probation, records with 300 readings of rest",
+    ),
+    "artime-context-p300": (
+        "bench.nab.compare:artime_context_p300",
+        "The higher of ARTimeDetector (as chosen) and ContextDetector's scores",
+    ),
+    "artime-context-p750": (
+        "bench.nab.compare:artime_context_p750",
+        "The higher of ARTimeDetector (750 readings of probation, records) and "
+        "ContextDetector's scores",
+    ),
 }
 ALL = {**DETECTORS, **CANDIDATES}
 # What each row's figures are, given how its parameters were chosen.
@@ -116,6 +181,9 @@ LABELS = {
     "hst": "River's defaults, fixed before looking: out-of-sample everywhere",
     "residual": "parameters chosen on the whole corpus earlier: in-sample everywhere",
     "cad-oracle": "NAB's protocol (file range known in advance), CAD OSE's parameters: no tuning",
+    "artime": "probation and rest chosen on A: A in-sample, B out-of-sample, whole mixed",
+    "artime-oracle": "NAB's protocol (file range and length known in advance), ARTime's "
+    "parameters: no tuning",
 }
 # The benchmark machine has 2 cores shared with others: one worker process besides this one.
 DEFAULT_WORKERS = 1
@@ -196,6 +264,108 @@ def context_with_file_range(values: Sequence[float]) -> Detector:
 
     rest = int(probationary_length(len(values)) / 5)
     return ContextDetector(lo=min(values), hi=max(values), rest=rest, extremes=False)
+
+
+def _artime(**params: Any) -> Detector:
+    from shared.ml.artime import ARTimeDetector
+
+    return ARTimeDetector(**params)
+
+
+def _nab_probation(values: Sequence[float]) -> int:
+    """ARTime's probation in NAB: 15% of the file, at most 750 readings."""
+    return int(0.15 * len(values)) if len(values) < 5000 else 750
+
+
+def artime_with_file_range(values: Sequence[float]) -> Detector:
+    """ARTime's NAB setting: the file's range and length known before the first reading."""
+    return _artime(probation=_nab_probation(values), lo=min(values), hi=max(values), records=False)
+
+
+def artime_p750_plain() -> Detector:
+    return _artime(probation=750, records=False)
+
+
+def artime_p750() -> Detector:
+    return _artime(probation=750, record_rest=150)
+
+
+def artime_range_p750(values: Sequence[float]) -> Detector:
+    return _artime(probation=750, lo=min(values), hi=max(values), records=False)
+
+
+def artime_length(values: Sequence[float]) -> Detector:
+    return _artime(probation=_nab_probation(values), records=False)
+
+
+def artime_length_records(values: Sequence[float]) -> Detector:
+    return _artime(probation=_nab_probation(values), record_rest=150)
+
+
+def artime_p200() -> Detector:
+    return _artime(probation=200, record_rest=150)
+
+
+def artime_p250() -> Detector:
+    return _artime(probation=250, record_rest=150)
+
+
+def artime_p300() -> Detector:
+    return _artime(probation=300, record_rest=150)
+
+
+def artime_p350() -> Detector:
+    return _artime(probation=350, record_rest=150)
+
+
+def artime_p400() -> Detector:
+    return _artime(probation=400, record_rest=150)
+
+
+def artime_p500() -> Detector:
+    return _artime(probation=500, record_rest=150)
+
+
+def artime_p600() -> Detector:
+    return _artime(probation=600, record_rest=150)
+
+
+def artime_p300_rest75() -> Detector:
+    return _artime(probation=300, record_rest=75)
+
+
+def artime_p300_rest300() -> Detector:
+    return _artime(probation=300, record_rest=300)
+
+
+def artime_p750_rest300() -> Detector:
+    return _artime(probation=750, record_rest=300)
+
+
+class _Highest:
+    """Several detectors on one stream; the score is the highest of theirs."""
+
+    def __init__(self, *detectors: Detector) -> None:
+        self.detectors = detectors
+
+    def score_one(self, x: dict[str, Any]) -> float:
+        return max(float(d.score_one(x)) for d in self.detectors)
+
+    def learn_one(self, x: dict[str, Any]) -> None:
+        for d in self.detectors:
+            d.learn_one(x)
+
+
+def artime_context_p300() -> Detector:
+    from shared.ml.context import ContextDetector
+
+    return _Highest(_artime(), ContextDetector())
+
+
+def artime_context_p750() -> Detector:
+    from shared.ml.context import ContextDetector
+
+    return _Highest(_artime(probation=750, record_rest=150), ContextDetector())
 
 
 def split_halves(corpus: Corpus) -> dict[str, list[str]]:

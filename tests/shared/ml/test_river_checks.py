@@ -18,6 +18,7 @@ import pytest
 from river import anomaly, base, checks, linear_model, time_series
 
 from shared.ml.anomaly import ResidualDetector, make_detector
+from shared.ml.artime import ARTimeDetector
 from shared.ml.calendar import TownCalendar
 from shared.ml.context import ContextDetector
 from shared.ml.forecast import CalendarForecaster, make_forecaster
@@ -52,6 +53,7 @@ def _local_datasets(original: Callable[..., Iterator[Any]]) -> Callable[..., Ite
 
 
 MODELS: dict[str, Callable[[], base.Estimator]] = {
+    "artime-detector": ARTimeDetector,
     "context-detector": ContextDetector,
     "residual-detector": ResidualDetector,
     "residual-detector-energy": lambda: make_detector("energy", slot_minutes=15),

@@ -64,7 +64,7 @@ DETECTORS: dict[str, tuple[str, str]] = {
     "artime": (
         "shared.ml.artime:ARTimeDetector",
         "ARTimeDetector (ARTime's adaptive resonance; the first 300 readings learnt at once, "
-        "their range then fixed; a record alarms, 300 readings of rest)",
+        "their range then fixed; a record alarms, 150 readings of rest)",
     ),
     # ARTime as NAB runs it: each file's min/max, and its probation from the file's length.
     "artime-oracle": (
@@ -158,7 +158,7 @@ CANDIDATES: dict[str, tuple[str, str]] = {
     ),
     "artime-p300-rest300": (
         "bench.nab.compare:artime_p300_rest300",
-        "ARTimeDetector, 300 readings of probation, records with 300 readings of rest (chosen)",
+        "ARTimeDetector, 300 readings of probation, records with 300 readings of rest",
     ),
     "artime-p750-rest300": (
         "bench.nab.compare:artime_p750_rest300",

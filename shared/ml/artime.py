@@ -27,8 +27,9 @@ Changes: ARTime learns its first readings (NAB's probation, 15 % of the file) at
 file's range; here the first ``probation`` readings are learnt at once when the last of them
 arrives, in the range they span (or a known ``lo``/``hi``). After them a reading beyond every
 one seen so far is an alarm of its own (``records``, as in `ContextDetector`), which the fixed
-range could not otherwise see. ``probation`` (300) and ``record_rest`` (300) were chosen on half
-A of NAB (BENCHMARKS.md, with the out-of-sample half B).
+range could not otherwise see. ``probation`` (300) was chosen on half A of NAB, ``record_rest``
+(150) kept from `ContextDetector` after two others tried there (BENCHMARKS.md, with the
+out-of-sample half B).
 """
 
 from __future__ import annotations
@@ -176,7 +177,8 @@ class ARTimeDetector(base.AnomalyDetector):
     records
         After the probation, a reading beyond every one seen so far is an alarm (score 1).
     record_rest
-        Readings after a record alarm during which another record does not alarm.
+        Readings after a record alarm during which another record does not alarm (150:
+        `ContextDetector`'s rest; 75 and 300 did no better on half A of NAB).
     lo, hi
         The sensor's range when it is known; else the probation's.
     max_categories
@@ -208,7 +210,7 @@ class ARTimeDetector(base.AnomalyDetector):
         chomp: float = 0.075,
         initial_vigilance: float = 0.8,
         records: bool = True,
-        record_rest: int = 300,
+        record_rest: int = 150,
         lo: float | None = None,
         hi: float | None = None,
         max_categories: int = 1024,

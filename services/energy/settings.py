@@ -9,7 +9,7 @@ class EnergySettings(StreamServiceSettings):
     http_port: int = 18103
     instance: str = "energy-1"
     group_id: str = "energy"
-    # Device states kept in memory (each ~47 kB once its profiles are full, docs/runtime.md); the
+    # Device states kept in memory (each ~51 kB once its profiles are full, docs/runtime.md); the
     # rest wait in their checkpoints.
     max_devices: int = 2000
     # A River anomaly detector that scores readings instead of the built-in anomaly likelihood

@@ -140,20 +140,20 @@ class WeeklyProfile:
         kind, slot = pooled_key
         i, j = self._indices(own_key, pooled_key)
         pooled = self.pooled
-        if not pooled.n[j]:
+        if not pooled.count(j):
             # An unseen day type borrows the same slot of another (Saturday from Sunday first).
             others = {SATURDAY: (SUNDAY, WORKDAY), SUNDAY: (SATURDAY, WORKDAY)}
             for other in others.get(kind, (SATURDAY, SUNDAY)):
-                if pooled.n[j := self._indices(own_key, (other, slot))[1]]:
+                if pooled.count(j := self._indices(own_key, (other, slot))[1]):
                     break
             else:
                 return None
         own = self.cells
-        if not own.n[i]:
-            return pooled.mean[j], pooled.std(j)
-        w = own.n[i] / (own.n[i] + self.shrink_weeks)
+        if not own.count(i):
+            return pooled.value(j), pooled.std(j)
+        w = own.count(i) / (own.count(i) + self.shrink_weeks)
         return (
-            w * own.mean[i] + (1 - w) * pooled.mean[j],
+            w * own.value(i) + (1 - w) * pooled.value(j),
             w * own.std(i) + (1 - w) * pooled.std(j),
         )
 
@@ -178,13 +178,13 @@ class WeeklyProfile:
     def _mean(self, own_key: tuple[int, int], pooled_key: tuple[str, int]) -> float:
         i, j = self._indices(own_key, pooled_key)
         pooled, own = self.pooled, self.cells
-        if not pooled.n[j]:
+        if not pooled.count(j):
             blend = self._blend_keys(own_key, pooled_key)
             return self.overall.mean if blend is None else blend[0]
-        if not (n := own.n[i]):
-            return pooled.mean[j]
+        if not (n := own.count(i)):
+            return pooled.value(j)
         w = n / (n + self.shrink_weeks)
-        return w * own.mean[i] + (1 - w) * pooled.mean[j]
+        return w * own.value(i) + (1 - w) * pooled.value(j)
 
     def predict_range(self, start: datetime, count: int) -> list[float]:
         """Predictions for `count` consecutive slots, the first being the one holding `start`.
@@ -218,7 +218,7 @@ class WeeklyProfile:
         """Standard deviation of the cell (of everything while the cell is young)."""
         own_key, pooled_key = self._keys(x["ts"])
         blend = self._blend_keys(own_key, pooled_key)
-        if blend is None or self.cells.n[self._indices(own_key, pooled_key)[0]] < 3:
+        if blend is None or self.cells.count(self._indices(own_key, pooled_key)[0]) < 3:
             return self.overall.std
         return blend[1]
 

@@ -135,7 +135,15 @@ def test_register_a_device_publish_with_mosquitto_pub_and_see_the_reading(
                 return False  # the list was redrawn under us: look again
 
         wait_for(shown, timeout=60, interval=1, what="the reading in the devices list")
-        console.one(f"tr[data-device='{device_id}'] a").click()
+
+        def opened() -> bool:
+            try:
+                console.one(f"tr[data-device='{device_id}'] a").click()
+                return True
+            except StaleElementReferenceException:
+                return False  # the list was redrawn between finding the link and the click
+
+        wait_for(opened, timeout=10, interval=0.2, what="the device's link")
         wait_for(
             lambda: "fill_pct" in console.text("#device-readings"), what="the reading's detail"
         )

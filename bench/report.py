@@ -20,6 +20,7 @@ from typing import Any
 from bench.common import REPO, RESULTS, data_dir
 from bench.e2e import BENCH_PARENT, LOAD_GENERATOR, SCORED_P99_MS_MAX
 from bench.e2e_stats import domain_plan
+from shared.settings import StreamServiceSettings
 from townpulse.stack import SERVICES
 
 _PYTHON_SERVICES = {spec.name for spec in SERVICES}
@@ -887,7 +888,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 # Device states a domain service keeps in memory by default (TOWNPULSE_MAX_DEVICES).
-MAX_DEVICES = 2000
+MAX_DEVICES: int = StreamServiceSettings.model_fields["max_devices"].default
 
 
 def _steady_state_row(

@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from datetime import UTC
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -282,12 +283,19 @@ def artime_with_file_range(values: Sequence[float]) -> Detector:
     return _artime(probation=_nab_probation(values), lo=min(values), hi=max(values), records=False)
 
 
-def artime_p750_plain() -> Detector:
-    return _artime(probation=750, records=False)
-
-
-def artime_p750() -> Detector:
-    return _artime(probation=750, record_rest=150)
+# Candidates with fixed parameters (the tuning log's; `load_factory` finds them by name).
+artime_p750_plain = partial(_artime, probation=750, records=False)
+artime_p750 = partial(_artime, probation=750, record_rest=150)
+artime_p200 = partial(_artime, probation=200, record_rest=150)
+artime_p250 = partial(_artime, probation=250, record_rest=150)
+artime_p300 = partial(_artime, probation=300, record_rest=150)
+artime_p350 = partial(_artime, probation=350, record_rest=150)
+artime_p400 = partial(_artime, probation=400, record_rest=150)
+artime_p500 = partial(_artime, probation=500, record_rest=150)
+artime_p600 = partial(_artime, probation=600, record_rest=150)
+artime_p300_rest75 = partial(_artime, probation=300, record_rest=75)
+artime_p300_rest300 = partial(_artime, probation=300, record_rest=300)
+artime_p750_rest300 = partial(_artime, probation=750, record_rest=300)
 
 
 def artime_range_p750(values: Sequence[float]) -> Detector:
@@ -300,46 +308,6 @@ def artime_length(values: Sequence[float]) -> Detector:
 
 def artime_length_records(values: Sequence[float]) -> Detector:
     return _artime(probation=_nab_probation(values), record_rest=150)
-
-
-def artime_p200() -> Detector:
-    return _artime(probation=200, record_rest=150)
-
-
-def artime_p250() -> Detector:
-    return _artime(probation=250, record_rest=150)
-
-
-def artime_p300() -> Detector:
-    return _artime(probation=300, record_rest=150)
-
-
-def artime_p350() -> Detector:
-    return _artime(probation=350, record_rest=150)
-
-
-def artime_p400() -> Detector:
-    return _artime(probation=400, record_rest=150)
-
-
-def artime_p500() -> Detector:
-    return _artime(probation=500, record_rest=150)
-
-
-def artime_p600() -> Detector:
-    return _artime(probation=600, record_rest=150)
-
-
-def artime_p300_rest75() -> Detector:
-    return _artime(probation=300, record_rest=75)
-
-
-def artime_p300_rest300() -> Detector:
-    return _artime(probation=300, record_rest=300)
-
-
-def artime_p750_rest300() -> Detector:
-    return _artime(probation=750, record_rest=300)
 
 
 class _Highest:

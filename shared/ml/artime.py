@@ -148,7 +148,7 @@ class _Step:
     mean: float
     bins: list[int]
     median: tuple[int, int, int]
-    level: float
+    ds: float  # the step's value as the features see it (scaled, quantised, snapped)
     features: np.ndarray
     matched: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None
 
@@ -330,7 +330,7 @@ class ARTimeDetector(base.AnomalyDetector):
             self._ds_mean = step.mean
             self._bins = step.bins
             self._median = step.median
-            self._f_window.append(step.level)
+            self._f_window.append(step.ds)
             self._features(step)
             self._dsi += 1
         else:

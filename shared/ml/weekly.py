@@ -110,18 +110,12 @@ class WeeklyProfile:
         self.pooled = EwmGrid(len(KIND_INDEX) * per_day, self.alpha)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        old = state.pop("cells", None), state.pop("pooled", None)
         self.__dict__.update(state)
-        if isinstance(old[0], EwmGrid) and isinstance(old[1], EwmGrid):
-            self.cells, self.pooled = old
-            return
-        # A checkpoint from before the grids: dicts of cells by (day, slot), (day type, slot).
-        self.__post_init__()
-        per_day = slots_per_day(self.slot_minutes)
-        self.cells.load({day * per_day + slot: c for (day, slot), c in (old[0] or {}).items()})
-        self.pooled.load(
-            {KIND_INDEX[kind] * per_day + slot: c for (kind, slot), c in (old[1] or {}).items()}
-        )
+        cells, pooled = state["cells"], state["pooled"]
+        if isinstance(cells, dict):  # a checkpoint from before the grids: cells by their keys
+            self.__post_init__()
+            self.cells.load({self._indices(k, (WORKDAY, 0))[0]: c for k, c in cells.items()})
+            self.pooled.load({self._indices((0, 0), k)[1]: c for k, c in pooled.items()})
 
     def _keys(self, ts: datetime) -> tuple[tuple[int, int], tuple[str, int]]:
         return slot_keys(ts, slot_minutes=self.slot_minutes, calendar=self.calendar)
@@ -149,9 +143,9 @@ class WeeklyProfile:
             else:
                 return None
         own = self.cells
-        if not own.count(i):
+        if not (n := own.count(i)):
             return pooled.value(j), pooled.std(j)
-        w = own.count(i) / (own.count(i) + self.shrink_weeks)
+        w = n / (n + self.shrink_weeks)
         return (
             w * own.value(i) + (1 - w) * pooled.value(j),
             w * own.std(i) + (1 - w) * pooled.std(j),

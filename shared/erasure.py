@@ -3,7 +3,8 @@
 Readings, every row derived from them (scores, levels, flows, forecasts, episodes, collections,
 bin state), its alerts with their timelines and the webhook messages about them (bodies and
 attempts), dead letters, model state, queued events, processed-event ids, rules aimed at it,
-and the device itself, so that a device registered later with the same id starts empty.
+its uplinks' link health and its HTTP push tokens, and the device itself, so that a device
+registered later with the same id starts empty.
 
 The hourly/daily aggregates are erased too when asked; otherwise they are kept under an
 anonymous id (`erased-<random>`) so that the town's totals still add up while nothing links
@@ -45,6 +46,8 @@ DEVICE_TABLES: tuple[tuple[str, str], ...] = (
     ("runtime_state", "device_id"),
     ("alert_device_activity", "device_id"),
     ("alert_rules", "device_id"),
+    ("device_uplinks", "device_id"),
+    ("ingest_tokens", "device_id"),
 )
 AGGREGATES = ("readings_hourly", "readings_daily")
 

@@ -38,6 +38,23 @@ class DeviceIdentity:
     password: str
 
 
+# Below its own topic, a device that publishes its own JSON (Tasmota's `tele/SENSOR` with its
+# FullTopic set to the device's topic, Shelly Gen2's `status/switch:0` with its topic prefix set
+# to it) may use these, which the gateway subscribes to and maps with the device's profile
+# (services/gateway/ingest/mapped.py). Nothing else: Tasmota's STATE and LWT, Shelly's events
+# are dropped by the broker.
+OWN_FORMAT_SUBTOPICS = ("tele/SENSOR", "status/+")
+
+
+def device_topics(topic: str) -> list[str]:
+    """The topics a device may publish on: its own, and its own JSON's below it.
+
+    >>> device_topics("sensors/energy/plug-1")
+    ['sensors/energy/plug-1', 'sensors/energy/plug-1/tele/SENSOR', 'sensors/energy/plug-1/status/+']
+    """
+    return [topic, *(f"{topic}/{sub}" for sub in OWN_FORMAT_SUBTOPICS)]
+
+
 def _create_device_commands(device: DeviceIdentity) -> list[dict[str, Any]]:
     # A role per device, not one shared role with a `%u` ACL: Mosquitto 2.0's dynamic security
     # plugin does not substitute %u/%c (https://github.com/eclipse-mosquitto/mosquitto/issues/2222,
@@ -50,12 +67,8 @@ def _create_device_commands(device: DeviceIdentity) -> list[dict[str, Any]]:
             "command": "createRole",
             "rolename": role,
             "acls": [
-                {
-                    "acltype": "publishClientSend",
-                    "topic": device.topic,
-                    "priority": 0,
-                    "allow": True,
-                },
+                {"acltype": "publishClientSend", "topic": topic, "priority": 0, "allow": True}
+                for topic in device_topics(device.topic)
             ],
         },
         {

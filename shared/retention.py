@@ -53,8 +53,9 @@ class DataClass:
 CLASSES: tuple[DataClass, ...] = (
     DataClass(
         "readings",
-        "Raw sensor readings, as received.",
-        (Target("readings", "ts", policy=True),),
+        "Raw sensor readings, as received, and each uplink's radio link (RSSI, SNR, gateways, "
+        "frame counter, codec version).",
+        (Target("readings", "ts", policy=True), Target("device_uplinks", "ts")),
     ),
     DataClass(
         "aggregates_hourly",
@@ -98,8 +99,9 @@ CLASSES: tuple[DataClass, ...] = (
     ),
     DataClass(
         "deadletters",
-        "Rejected messages with their (truncated) payloads.",
-        (Target("deadletters", "received_at"),),
+        "Rejected messages with their (truncated) payloads, and the devices heard but not "
+        "registered (with their last payload), by when they were last heard.",
+        (Target("deadletters", "received_at"), Target("heard_devices", "last_heard")),
     ),
     DataClass(
         "webhook_deliveries",
@@ -322,6 +324,21 @@ async def enforce(
     return deleted
 
 
+def _enforcer(by_policy: list[bool]) -> str:
+    """Who prunes a class whose tables are (True) or are not (False) pruned by a policy.
+
+    >>> _enforcer([True]), _enforcer([False])
+    ('timescaledb retention policy', 'storage service job')
+    >>> _enforcer([True, False])
+    'timescaledb retention policy and storage service job'
+    """
+    if all(by_policy):
+        return "timescaledb retention policy"
+    if any(by_policy):
+        return "timescaledb retention policy and storage service job"
+    return "storage service job"
+
+
 async def report(conn: AsyncConnection[Any], settings: RetentionSettings) -> list[dict[str, Any]]:
     """Each class: its period, how it is enforced, and the oldest row kept in each table."""
     backend_name = await backend(conn)
@@ -340,15 +357,13 @@ async def report(conn: AsyncConnection[Any], settings: RetentionSettings) -> lis
             tables.append({"table": target.table, "oldest": oldest})
         oldest_all = [t["oldest"] for t in tables if t["oldest"] is not None]
         days = settings.days(data_class.name)
-        policy = all(_by_policy(t, backend_name) for t in data_class.targets)
+        by_policy = [_by_policy(t, backend_name) for t in data_class.targets]
         out.append(
             {
                 "name": data_class.name,
                 "description": data_class.description,
                 "days": days or None,
-                "enforced_by": "kept"
-                if not days
-                else ("timescaledb retention policy" if policy else "storage service job"),
+                "enforced_by": "kept" if not days else _enforcer(by_policy),
                 "oldest": min(oldest_all) if oldest_all else None,
                 "tables": tables,
             }

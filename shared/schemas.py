@@ -26,6 +26,24 @@ class Reading(BaseModel):
     unit: str | None = Field(default=None, max_length=32, pattern=r"^[^\x00-\x1f]*$")
 
 
+class UplinkMeta(BaseModel):
+    """Where a batch came from when a network server or a device's own format brought it:
+    its frame counter, which codec version decoded it, and the radio link (the device's link
+    health). Storage keeps one row per uplink (`device_uplinks`)."""
+
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
+
+    ts: AwareDatetime
+    source: str = Field(max_length=32)
+    f_port: int | None = Field(default=None, ge=0, le=255)
+    f_cnt: int | None = Field(default=None, ge=0, le=2**32 - 1)
+    codec: str | None = Field(default=None, max_length=64)
+    codec_version: int | None = Field(default=None, ge=1)
+    rssi: float | None = Field(default=None, ge=-200, le=50)
+    snr: float | None = Field(default=None, ge=-50, le=50)
+    gateways: int | None = Field(default=None, ge=0, le=1000)
+
+
 class ReadingBatch(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -33,6 +51,7 @@ class ReadingBatch(BaseModel):
     domain: Domain
     received_at: AwareDatetime
     readings: list[Reading]
+    uplink: UplinkMeta | None = None
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json(exclude_none=True).encode()

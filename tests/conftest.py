@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tests.alerts_support import subscribe
+from tests.broker_support import Broker
 from tests.support import Publisher, RegisteredDevice
 from townpulse.stack import REPO, SERVICES, Stack, read_env_file
 
@@ -32,6 +33,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return 1
 
     items.sort(key=tier)
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    """A Mosquitto of the test's own (a network server's broker), removed afterwards."""
+    b = Broker(tmp_path)
+    b.start()
+    yield b
+    b.remove()
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 import typer
@@ -18,6 +18,16 @@ from townpulse.stack import Stack, StackError, read_env_file
 app = typer.Typer(help="TownPulse: a small town's sensor platform.", no_args_is_help=True)
 devices = typer.Typer(help="Register, list and remove devices (through the operator API).")
 app.add_typer(devices, name="devices")
+integrations = typer.Typer(
+    help="Network servers (ChirpStack, The Things Stack) and brokers TownPulse hears sensors "
+    "through.",
+    no_args_is_help=True,
+)
+app.add_typer(integrations, name="integrations")
+codecs = typer.Typer(help="Vendors' payload decoders (TTN codec format).", no_args_is_help=True)
+app.add_typer(codecs, name="codecs")
+profiles = typer.Typer(help="Device profiles: decoded fields to metrics.", no_args_is_help=True)
+app.add_typer(profiles, name="profiles")
 
 
 def _load_stack_env() -> dict[str, str]:
@@ -37,6 +47,21 @@ def _api(*, timeout: float = 30) -> httpx.Client:
     return httpx.Client(
         base_url=env["API_URL"], headers={"Authorization": f"Bearer {key}"}, timeout=timeout
     )
+
+
+def _call(method: str, path: str, *, ok: tuple[int, ...] = (200,), **kwargs: Any) -> Any:
+    """One request to the operator API: its JSON body (None for 204), or exit 1 with the
+    API's answer on stderr."""
+    with _api() as api:
+        r = api.request(method, path, **kwargs)
+    if r.status_code not in ok:
+        typer.echo(f"error {r.status_code}: {r.text}", err=True)
+        raise typer.Exit(1)
+    return None if r.status_code == 204 else r.json()
+
+
+def _echo_json(body: Any) -> None:
+    typer.echo(json.dumps(body, indent=2))
 
 
 @app.callback()
@@ -175,22 +200,49 @@ def tls_files(
 
 @devices.command("add")
 def devices_add(
-    device_id: Annotated[str, typer.Argument(help="Unique id, e.g. bin-017")],
-    domain: Annotated[str, typer.Option(help="energy, waste or traffic")],
+    device_id: Annotated[
+        str | None,
+        typer.Argument(help="Unique id, e.g. bin-017 (default: eui-<DevEUI> or the external id)"),
+    ] = None,
+    domain: Annotated[
+        str | None, typer.Option(help="energy, waste or traffic (default: the profile's)")
+    ] = None,
     name: Annotated[str | None, typer.Option()] = None,
     lat: Annotated[float | None, typer.Option()] = None,
     lon: Annotated[float | None, typer.Option()] = None,
+    dev_eui: Annotated[
+        str | None, typer.Option(help="LoRaWAN DevEUI (16 hex digits): heard via a network server")
+    ] = None,
+    external_id: Annotated[
+        str | None, typer.Option(help="The id its vendor's cloud or its own JSON names it by")
+    ] = None,
+    profile: Annotated[
+        str | None, typer.Option(help="Device profile (`townpulse profiles list`)")
+    ] = None,
 ) -> None:
-    """Register a device and print its MQTT credentials (shown once)."""
-    body: dict[str, object] = {"id": device_id, "domain": domain, "name": name}
+    """Register a device and print its MQTT credentials (shown once; none with a DevEUI)."""
+    given = {
+        "id": device_id,
+        "domain": domain,
+        "name": name,
+        "dev_eui": dev_eui,
+        "external_id": external_id,
+        "profile": profile,
+    }
+    body: dict[str, object] = {k: v for k, v in given.items() if v is not None}
     if lat is not None and lon is not None:
         body["location"] = {"lat": lat, "lon": lon}
-    with _api() as api:
-        r = api.post("/v1/devices", json=body)
-    if r.status_code != 201:
-        typer.echo(f"error {r.status_code}: {r.text}", err=True)
-        raise typer.Exit(1)
-    typer.echo(json.dumps(r.json(), indent=2))
+    _echo_json(_call("POST", "/v1/devices", ok=(201,), json=body))
+
+
+@devices.command("ingest-token")
+def devices_ingest_token(device_id: str) -> None:
+    """Issue a token for HTTP push (shown once); the device's earlier token stops working."""
+    token = _call("POST", f"/v1/devices/{device_id}/ingest-token", ok=(201,))
+    typer.echo(token["token"])
+    typer.echo(
+        f"POST it to /v1/ingest/devices/{device_id} as `Authorization: Bearer <token>`", err=True
+    )
 
 
 @devices.command("list")
@@ -204,7 +256,11 @@ def devices_list() -> None:
             r.raise_for_status()
             body = r.json()
             for d in body["items"]:
-                typer.echo(f"{d['id']:<24} {d['domain']:<8} {d.get('name') or ''}")
+                heard_as = d.get("dev_eui") or d.get("external_id") or ""
+                typer.echo(
+                    f"{d['id']:<24} {d['domain']:<8} {d.get('profile') or '':<24} "
+                    f"{heard_as:<20} {d.get('name') or ''}"
+                )
             total, offset = body["total"], offset + page
 
 
@@ -230,7 +286,11 @@ def devices_remove(
 @devices.command("import")
 def devices_import(
     csv_file: Annotated[
-        Path, typer.Argument(help="CSV with a header row: id,domain,name,lat,lon[,metadata]")
+        Path,
+        typer.Argument(
+            help="CSV with a header row: id,domain,name,lat,lon[,metadata,dev_eui,external_id,"
+            "profile] (id may be left out with a dev_eui, domain with a profile)"
+        ),
     ],
     out: Annotated[
         Path | None,
@@ -260,8 +320,160 @@ def devices_import(
         f"{summary.created} created, {summary.exists} already registered, "
         f"{len(summary.errors)} errors; new credentials in {out}"
     )
+    if summary.without_credentials:
+        typer.echo(
+            f"{summary.without_credentials} devices with a DevEUI need none "
+            "(their network server forwards their uplinks)"
+        )
     if summary.errors:
         raise typer.Exit(1)
+
+
+@integrations.command("add")
+def integrations_add(
+    integration_id: Annotated[str, typer.Argument(help="Lower-case id, e.g. town-chirpstack")],
+    kind: Annotated[str, typer.Option(help="chirpstack, tts or mqtt_json")],
+    transport: Annotated[
+        str, typer.Option(help="mqtt (TownPulse subscribes) or http (the server posts)")
+    ] = "mqtt",
+    name: Annotated[str | None, typer.Option()] = None,
+    mqtt_host: Annotated[str | None, typer.Option(help="The network server's broker")] = None,
+    mqtt_port: Annotated[int | None, typer.Option()] = None,
+    mqtt_tls: Annotated[bool, typer.Option(help="Connect with TLS")] = False,
+    mqtt_username: Annotated[str | None, typer.Option()] = None,
+    mqtt_password: Annotated[
+        str | None,
+        typer.Option(
+            envvar="TOWNPULSE_INTEGRATION_MQTT_PASSWORD",
+            help="Better from the environment than on the command line",
+        ),
+    ] = None,
+    ca_file: Annotated[
+        Path | None, typer.Option(help="PEM CA certificate of the broker's TLS certificate")
+    ] = None,
+    topic: Annotated[str | None, typer.Option(help="Topic filter (default: the kind's)")] = None,
+    application: Annotated[
+        str | None,
+        typer.Option(help="ChirpStack application id, or TTS app@tenant: others are refused"),
+    ] = None,
+    profile: Annotated[str | None, typer.Option(help="mqtt_json: the devices' profile")] = None,
+) -> None:
+    """Add an integration; with --transport http, print the secret the server must send."""
+    given: dict[str, object | None] = {
+        "id": integration_id,
+        "kind": kind,
+        "transport": transport,
+        "name": name,
+        "mqtt_host": mqtt_host,
+        "mqtt_port": mqtt_port,
+        "mqtt_tls": mqtt_tls,
+        "mqtt_username": mqtt_username,
+        "mqtt_password": mqtt_password,
+        "ca_certificate": ca_file.read_text() if ca_file is not None else None,
+        "topic": topic,
+        "application": application,
+        "profile": profile,
+    }
+    body = {k: v for k, v in given.items() if v is not None}
+    _echo_json(_call("POST", "/v1/integrations", ok=(201,), json=body))
+
+
+@integrations.command("list")
+def integrations_list() -> None:
+    """Each integration: kind, transport, state, last uplink, uplinks and errors this hour."""
+    typer.echo(
+        f"{'id':<24} {'kind':<11} {'transport':<9} {'state':<12} {'last uplink':<25} "
+        "uplinks/h errors/h"
+    )
+    for i in _call("GET", "/v1/integrations"):
+        st = i.get("status") or {}
+        state = _integration_state(i)
+        typer.echo(
+            f"{i['id']:<24} {i['kind']:<11} {i['transport']:<9} {state:<12} "
+            f"{st.get('last_uplink_at') or '-':<25} {st.get('uplinks_last_hour', 0):>9} "
+            f"{st.get('errors_last_hour', 0):>8}"
+        )
+        if st.get("last_error"):
+            typer.echo(f"  last error ({st.get('last_error_at')}): {st['last_error']}")
+        if i.get("ingest_path"):
+            typer.echo(f"  the network server posts to: <API_URL>{i['ingest_path']}")
+
+
+def _integration_state(integration: dict[str, Any]) -> str:
+    if not integration.get("enabled", True):
+        return "disabled"
+    if integration["transport"] == "http":
+        return "http push"  # nothing to connect to: the server posts
+    connected = (integration.get("status") or {}).get("connected")
+    return "connected" if connected else "disconnected"
+
+
+@integrations.command("remove")
+def integrations_remove(integration_id: str) -> None:
+    """Remove an integration (TownPulse stops listening to it at once)."""
+    _call("DELETE", f"/v1/integrations/{integration_id}", ok=(204,))
+
+
+@integrations.command("test")
+def integrations_test(integration_id: str) -> None:
+    """Connect to the integration's broker with its settings (exit 1 if that fails)."""
+    result = _call("POST", f"/v1/integrations/{integration_id}/test")
+    typer.echo(f"{'ok' if result['ok'] else 'failed'}: {result['detail']}")
+    if not result["ok"]:
+        raise typer.Exit(1)
+
+
+@codecs.command("import")
+def codecs_import(
+    path: Annotated[
+        str,
+        typer.Argument(
+            help="A path in the Device Repository (vendor/device, e.g. milesight-iot/em310-udl), "
+            "or a local .js file with decodeUplink()"
+        ),
+    ],
+    name: Annotated[
+        str | None, typer.Option(help="A .js file's codec name (default: the file's name)")
+    ] = None,
+    examples: Annotated[
+        Path | None,
+        typer.Option(help="A .js file's test vectors: JSON [{f_port, bytes, output}, ...]"),
+    ] = None,
+) -> None:
+    """Add a codec (a new version if its name exists) and print it."""
+    script = Path(path)
+    if path.endswith(".js") and script.is_file():
+        body: dict[str, object] = {
+            "name": name or script.stem.lower(),
+            "script": script.read_text(encoding="utf-8"),
+        }
+        if examples is not None:
+            body["examples"] = json.loads(examples.read_text(encoding="utf-8"))
+        _echo_json(_call("POST", "/v1/codecs", ok=(201,), json=body))
+    else:
+        _echo_json(_call("POST", "/v1/codecs/import", ok=(201,), json={"path": path}))
+
+
+@codecs.command("list")
+def codecs_list() -> None:
+    """Every codec version: name, version, where it came from, test vectors, SHA-256."""
+    typer.echo(f"{'name':<32} {'version':>7} {'source':<36} {'examples':>8}  sha256")
+    for c in _call("GET", "/v1/codecs"):
+        typer.echo(
+            f"{c['name']:<32} {c['version']:>7} {c.get('source') or '':<36} "
+            f"{c.get('examples', 0):>8}  {c['sha256'][:16]}"
+        )
+
+
+@profiles.command("list")
+def profiles_list() -> None:
+    """Every device profile: its domain, its codec, whether TownPulse ships it."""
+    typer.echo(f"{'name':<32} {'domain':<8} {'codec':<32} shipped")
+    for p in _call("GET", "/v1/profiles"):
+        typer.echo(
+            f"{p['name']:<32} {p['domain']:<8} {p.get('codec') or '-':<32} "
+            f"{'yes' if p.get('shipped') else 'no'}"
+        )
 
 
 def _mount_commands() -> None:

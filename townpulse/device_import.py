@@ -28,6 +28,9 @@ class ImportSummary:
     created: int = 0
     exists: int = 0
     errors: list[str] = field(default_factory=list)
+    # Created without MQTT credentials: devices with a DevEUI, heard through their network
+    # server.
+    without_credentials: int = 0
 
 
 def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
@@ -35,7 +38,9 @@ def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
     with path.open(newline="", encoding="utf-8-sig") as f:
         records = list(csv.reader(f))
     if not records:
-        raise ValueError(f"{path} is empty: expected a header row id,domain,name,lat,lon")
+        raise ValueError(
+            f"{path} is empty: expected a header row id,domain,name,lat,lon (or dev_eui,profile)"
+        )
     return records[0], [r for r in records[1:] if any(cell.strip() for cell in r)]
 
 
@@ -91,7 +96,10 @@ def import_rows(
                 number = start + row["row"] + 1  # data rows from 1, blank lines skipped
                 if row["status"] == "created":
                     m = row["mqtt"]
-                    writer.writerow([row["id"], *(m[c] for c in CREDENTIAL_COLUMNS[1:])])
+                    if m is None:
+                        summary.without_credentials += 1
+                    else:
+                        writer.writerow([row["id"], *(m[c] for c in CREDENTIAL_COLUMNS[1:])])
                     summary.created += 1
                 elif row["status"] == "exists":
                     summary.exists += 1

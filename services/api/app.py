@@ -84,5 +84,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     console_paths = console.install(app, settings)
     # Last: it matches any /v1/<domain>/... that no route above claimed.
     app.include_router(proxy.router)
-    secure(app, settings=settings, public=(opendata.public_router.prefix, *console_paths))
+    # HTTP push carries its senders' own secrets, which the gateway checks (services/api/proxy.py).
+    public = (opendata.public_router.prefix, "/v1/ingest/", *console_paths)
+    secure(app, settings=settings, public=public)
     return app

@@ -3,6 +3,12 @@
 The operator's Authorization header is passed on unchanged: each domain service checks the key
 (and the role its route needs) against the same api_keys table.
 
+`/v1/ingest/...` (HTTP push from network servers, vendors' clouds and devices) is forwarded to
+the gateway without an API key: senders hold no key, the gateway checks their own secrets (an
+integration's, a device's ingest token) in the Authorization header passed on. Its bodies are
+capped lower than the operators', and its answers (202, 503 with Retry-After) go back as they
+are.
+
 Only paths that stay under `/v1/<segment>/` are forwarded: a dot segment (`..`, `%2e%2e`), a
 backslash or an encoded slash could make the upstream resolve a path outside it (its
 unauthenticated /metrics, say), so they are refused with 400 before anything is sent.
@@ -60,10 +66,53 @@ def unsafe_path(raw_path: str) -> str | None:
     return None
 
 
+INGEST = "ingest"
+
+
+@router.post("/v1/ingest/{path:path}")
+async def forward_ingest(request: Request, path: str) -> Response:
+    """Forward an HTTP push to the gateway (no API key: public in app.py)."""
+    settings = request.app.state.settings
+    body = await request.body()
+    if len(body) > settings.ingest_max_body_bytes:
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            detail=f"body over {settings.ingest_max_body_bytes} bytes",
+        )
+    client = request.client
+    # The sender's address for the gateway's log of refused secrets.
+    forwarded = ", ".join(
+        a for a in (request.headers.get("x-forwarded-for"), client.host if client else None) if a
+    )
+    try:
+        return await _forward(
+            request, segment=INGEST, body=body, extra={"x-forwarded-for": forwarded}
+        )
+    except HTTPException as exc:
+        if exc.status_code != status.HTTP_502_BAD_GATEWAY:
+            raise
+        # A sender retries a 503 after Retry-After, as when the gateway's Kafka is down.
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail="gateway unreachable",
+            headers={"Retry-After": str(INGEST_RETRY_AFTER_S)},
+        ) from exc
+
+
+# A gateway restarting (the keeper's back-off) is back within seconds.
+INGEST_RETRY_AFTER_S = 5
+
+
 @router.api_route("/v1/{segment}", methods=METHODS)
 @router.api_route("/v1/{segment}/{path:path}", methods=METHODS)
 async def forward(segment: str, request: Request, _: Viewer, path: str = "") -> Response:
     """Forward to the domain service; any key passes here, the upstream checks its role."""
+    return await _forward(request, segment=segment, body=await request.body())
+
+
+async def _forward(
+    request: Request, *, segment: str, body: bytes, extra: dict[str, str] | None = None
+) -> Response:
     reason = unsafe_path(request.scope.get("raw_path", b"").decode("latin-1"))
     if reason is not None:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=reason)
@@ -73,13 +122,14 @@ async def forward(segment: str, request: Request, _: Viewer, path: str = "") -> 
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="Not Found")
     client: httpx.AsyncClient = request.app.state.http
     headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+    headers |= extra or {}
     try:
         upstream = await client.request(
             request.method,
             f"{base.rstrip('/')}{request.url.path}",
             params=request.query_params,
             headers=headers,
-            content=await request.body(),
+            content=body,
         )
     except httpx.HTTPError as exc:
         raise HTTPException(

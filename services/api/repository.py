@@ -13,7 +13,19 @@ from services.api.buckets import Bucket, Source
 # date_bin needs an origin; Paris midnight keeps hour bins aligned on local hours too.
 ORIGIN = "2000-01-01 00:00:00+01"
 
-DEVICE_COLUMNS = "id, domain, name, lat, lon, metadata, created_at"
+DEVICE_COLUMNS = "id, domain, name, lat, lon, metadata, created_at, dev_eui, external_id, profile"
+# A device's newest uplink (the primary key (device_id, ts) finds it in one index probe): its
+# radio link as the device page shows it. Columns prefixed `link_`, NULL without uplinks.
+_WITH_LINK = f"""
+    SELECT d.*, u.ts AS link_last_uplink_at, u.rssi AS link_rssi, u.snr AS link_snr,
+           u.gateways AS link_gateways, u.f_cnt AS link_f_cnt, u.codec AS link_codec,
+           u.codec_version AS link_codec_version
+    FROM (SELECT {DEVICE_COLUMNS} FROM devices WHERE {{where}} {{tail}}) d
+    LEFT JOIN LATERAL (
+        SELECT ts, rssi, snr, gateways, f_cnt, codec, codec_version FROM device_uplinks
+        WHERE device_id = d.id ORDER BY ts DESC LIMIT 1
+    ) u ON true
+"""
 
 
 async def insert_device(
@@ -27,12 +39,51 @@ async def insert_device(
 async def lock_devices(
     conn: AsyncConnection[Any], device_ids: list[str]
 ) -> dict[str, dict[str, Any]]:
-    """id -> {domain, deleted_at} of those that exist (live or deleted), locked till commit."""
+    """id -> {domain, dev_eui, external_id, profile, deleted_at} of those that exist (live or
+    deleted), locked till commit."""
     cur = await conn.execute(
-        "SELECT id, domain, deleted_at FROM devices WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
+        "SELECT id, domain, dev_eui, external_id, profile, deleted_at FROM devices"
+        " WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
         (device_ids,),
     )
     return {row["id"]: row for row in await cur.fetchall()}
+
+
+# Two-key advisory lock (shared.erasure uses (7310, 3)): registrations naming devices by DevEUI
+# or external id run one at a time, so the check below cannot miss a concurrent one. A unique
+# index would catch it too, but a violation aborts the whole bulk statement, not one row.
+_NAMES_LOCK = (7310, 4)
+
+
+async def names_taken(
+    conn: AsyncConnection[Any], *, dev_euis: list[str], external_ids: list[str]
+) -> dict[tuple[str, str], str]:
+    """(`dev_eui` | `external_id`, value) -> id of the live device already named so."""
+    if not dev_euis and not external_ids:
+        return {}
+    await conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", _NAMES_LOCK)
+    cur = await conn.execute(
+        "SELECT id, dev_eui, external_id FROM devices WHERE deleted_at IS NULL"
+        " AND (dev_eui = ANY(%s) OR external_id = ANY(%s))",
+        (dev_euis, external_ids),
+    )
+    taken: dict[tuple[str, str], str] = {}
+    for row in await cur.fetchall():
+        if row["dev_eui"] in dev_euis:
+            taken[("dev_eui", row["dev_eui"])] = row["id"]
+        if row["external_id"] in external_ids:
+            taken[("external_id", row["external_id"])] = row["id"]
+    return taken
+
+
+async def profile_domains(conn: AsyncConnection[Any], names: list[str]) -> dict[str, str]:
+    """Profile name -> its domain, for those that exist."""
+    if not names:
+        return {}
+    cur = await conn.execute(
+        "SELECT name, domain FROM device_profiles WHERE name = ANY(%s)", (names,)
+    )
+    return {row["name"]: row["domain"] for row in await cur.fetchall()}
 
 
 async def insert_devices(
@@ -45,13 +96,15 @@ async def insert_devices(
     devices = sorted(devices, key=lambda d: d["id"])
     cur = await conn.execute(
         f"""
-        INSERT INTO devices (id, domain, name, lat, lon, metadata)
+        INSERT INTO devices (id, domain, name, lat, lon, metadata, dev_eui, external_id, profile)
         SELECT * FROM unnest(
             %(id)s::text[], %(domain)s::text[], %(name)s::text[], %(lat)s::float8[],
-            %(lon)s::float8[], %(metadata)s::jsonb[])
+            %(lon)s::float8[], %(metadata)s::jsonb[], %(dev_eui)s::text[],
+            %(external_id)s::text[], %(profile)s::text[])
         ON CONFLICT (id) DO UPDATE SET
             domain = EXCLUDED.domain, name = EXCLUDED.name, lat = EXCLUDED.lat,
-            lon = EXCLUDED.lon, metadata = EXCLUDED.metadata, created_at = now(),
+            lon = EXCLUDED.lon, metadata = EXCLUDED.metadata, dev_eui = EXCLUDED.dev_eui,
+            external_id = EXCLUDED.external_id, profile = EXCLUDED.profile, created_at = now(),
             deleted_at = NULL
         WHERE devices.deleted_at IS NOT NULL
         RETURNING {DEVICE_COLUMNS}
@@ -63,6 +116,7 @@ async def insert_devices(
             "lat": [d["lat"] for d in devices],
             "lon": [d["lon"] for d in devices],
             "metadata": [Jsonb(d["metadata"]) for d in devices],
+            **{k: [d[k] for d in devices] for k in ("dev_eui", "external_id", "profile")},
         },
     )
     return await cur.fetchall()
@@ -80,10 +134,17 @@ async def undo_insert_devices(
         )
 
 
-async def get_device(conn: AsyncConnection[Any], device_id: str) -> dict[str, Any] | None:
-    cur = await conn.execute(
-        f"SELECT {DEVICE_COLUMNS} FROM devices WHERE id = %s AND deleted_at IS NULL", (device_id,)
+async def get_device(
+    conn: AsyncConnection[Any], device_id: str, *, link: bool = False
+) -> dict[str, Any] | None:
+    """The live device; with `link`, its newest uplink's `link_*` columns too."""
+    where = "id = %(id)s AND deleted_at IS NULL"
+    query = (
+        _WITH_LINK.format(where=where, tail="")
+        if link
+        else (f"SELECT {DEVICE_COLUMNS} FROM devices WHERE {where}")
     )
+    cur = await conn.execute(query, {"id": device_id})
     return await cur.fetchone()
 
 
@@ -100,11 +161,8 @@ async def list_devices(
 ) -> tuple[list[dict[str, Any]], int]:
     where = "deleted_at IS NULL" + (" AND domain = %(domain)s" if domain else "")
     params = {"domain": domain, "limit": limit, "offset": offset}
-    cur = await conn.execute(
-        f"SELECT {DEVICE_COLUMNS} FROM devices WHERE {where} ORDER BY id "
-        "LIMIT %(limit)s OFFSET %(offset)s",
-        params,
-    )
+    page = _WITH_LINK.format(where=where, tail="ORDER BY id LIMIT %(limit)s OFFSET %(offset)s")
+    cur = await conn.execute(page + " ORDER BY d.id", params)
     rows = await cur.fetchall()
     cur = await conn.execute(f"SELECT count(*) AS n FROM devices WHERE {where}", params)
     total = (await cur.fetchone() or {"n": 0})["n"]
@@ -115,7 +173,47 @@ async def delete_device(conn: AsyncConnection[Any], device_id: str) -> bool:
     cur = await conn.execute(
         "UPDATE devices SET deleted_at = now() WHERE id = %s AND deleted_at IS NULL", (device_id,)
     )
-    return cur.rowcount == 1
+    if cur.rowcount != 1:
+        return False
+    await revoke_ingest_tokens(conn, device_id)
+    return True
+
+
+async def uplinks(
+    conn: AsyncConnection[Any], *, device_id: str, limit: int
+) -> list[dict[str, Any]]:
+    """A device's newest uplinks first."""
+    cur = await conn.execute(
+        """
+        SELECT ts, source, f_port, f_cnt, codec, codec_version, rssi, snr, gateways, received_at
+        FROM device_uplinks WHERE device_id = %s ORDER BY ts DESC LIMIT %s
+        """,
+        (device_id, limit),
+    )
+    return await cur.fetchall()
+
+
+async def revoke_ingest_tokens(conn: AsyncConnection[Any], device_id: str) -> int:
+    cur = await conn.execute(
+        "UPDATE ingest_tokens SET revoked_at = now() WHERE device_id = %s AND revoked_at IS NULL",
+        (device_id,),
+    )
+    return cur.rowcount
+
+
+async def replace_ingest_token(
+    conn: AsyncConnection[Any], *, token_id: str, device_id: str, token_hash: bytes
+) -> dict[str, Any]:
+    """Store a new token's hash and revoke the device's others (call inside a transaction)."""
+    await revoke_ingest_tokens(conn, device_id)
+    cur = await conn.execute(
+        "INSERT INTO ingest_tokens (id, device_id, token_hash) VALUES (%s, %s, %s)"
+        " RETURNING device_id, created_at",
+        (token_id, device_id, token_hash),
+    )
+    row: dict[str, Any] | None = await cur.fetchone()
+    assert row is not None
+    return row
 
 
 async def raw_readings(

@@ -2,15 +2,35 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field, field_validator, model_validator
 
 from shared.auth import Role
 from shared.topics import Domain
 
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+# As the devices and device_profiles tables check them (migration 0008).
+EXTERNAL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+PROFILE_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+
+
+def normalise_dev_eui(value: str) -> str:
+    """16 lower-case hex digits, from what labels and network servers' consoles print.
+
+    >>> normalise_dev_eui("24-E1-24:12 6B31 6584")
+    '24e124126b316584'
+    >>> normalise_dev_eui("24e1")
+    Traceback (most recent call last):
+    ...
+    ValueError: a DevEUI is 16 hex digits (bytes may be separated by ':', '-' or spaces)
+    """
+    digits = re.sub(r"[\s:-]", "", value).lower()
+    if not re.fullmatch(r"[0-9a-f]{16}", digits):
+        raise ValueError("a DevEUI is 16 hex digits (bytes may be separated by ':', '-' or spaces)")
+    return digits
 
 
 class Location(BaseModel):
@@ -19,11 +39,76 @@ class Location(BaseModel):
 
 
 class DeviceIn(BaseModel):
-    id: str = Field(pattern=DEVICE_ID_PATTERN)
-    domain: Domain
+    """A registration. A LoRaWAN device is named by its DevEUI, a device pushing over HTTP or
+    through a vendor's cloud by its own id (`external_id`): either stands for `id` when it is
+    omitted, and a `profile` for `domain` (the profile's)."""
+
+    id: str | None = Field(
+        default=None,
+        pattern=DEVICE_ID_PATTERN,
+        description="Default: `eui-<dev_eui>`, else the external_id (when valid as an id).",
+    )
+    domain: Domain | None = Field(default=None, description="Default: the profile's domain.")
     name: str | None = Field(default=None, max_length=200)
     location: Location | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+    dev_eui: str | None = Field(
+        default=None,
+        description="LoRaWAN DevEUI: 16 hex digits, any case, bytes optionally separated by "
+        "`:`, `-` or spaces; stored as 16 lower-case digits. Such a device gets no MQTT "
+        "credentials: its network server forwards its uplinks.",
+        examples=["24e124126b316584"],
+    )
+    external_id: str | None = Field(
+        default=None,
+        pattern=EXTERNAL_ID_PATTERN,
+        description="The id a vendor's cloud or the device itself sends (HTTP push, mapped JSON).",
+    )
+    profile: str | None = Field(
+        default=None,
+        pattern=PROFILE_PATTERN,
+        description="The device profile mapping its decoded fields to metrics (GET /v1/profiles).",
+    )
+
+    @field_validator("dev_eui")
+    @classmethod
+    def _dev_eui(cls, value: str | None) -> str | None:
+        return None if value is None else normalise_dev_eui(value)
+
+    @model_validator(mode="after")
+    def _identified(self) -> DeviceIn:
+        if self.id is None:
+            if self.dev_eui is not None:
+                self.id = f"eui-{self.dev_eui}"
+            elif self.external_id is not None and re.match(DEVICE_ID_PATTERN, self.external_id):
+                self.id = self.external_id
+            elif self.external_id is not None:
+                raise ValueError(
+                    f"id: required, external_id {self.external_id!r} is not a valid device id"
+                )
+            else:
+                raise ValueError("id: required, or a dev_eui or external_id to make it from")
+        if self.domain is None and self.profile is None:
+            raise ValueError("domain: required unless a profile is given")
+        return self
+
+    @property
+    def device_id(self) -> str:
+        """`id`, always set once validated (given, or made from dev_eui or external_id)."""
+        assert self.id is not None
+        return self.id
+
+
+class Link(BaseModel):
+    """A device's radio link as of its newest uplink (network-server devices)."""
+
+    last_uplink_at: datetime
+    rssi: float | None
+    snr: float | None
+    gateways: int | None
+    f_cnt: int | None
+    codec: str | None
+    codec_version: int | None
 
 
 class Device(BaseModel):
@@ -34,6 +119,34 @@ class Device(BaseModel):
     metadata: dict[str, Any]
     created_at: datetime
     topic: str
+    dev_eui: str | None = None
+    external_id: str | None = None
+    profile: str | None = None
+    link: Link | None = Field(default=None, description="From the newest uplink; null if none.")
+
+
+class Uplink(BaseModel):
+    """One stored uplink of a device (its link health history)."""
+
+    ts: datetime
+    source: str
+    f_port: int | None
+    f_cnt: int | None
+    codec: str | None
+    codec_version: int | None
+    rssi: float | None
+    snr: float | None
+    gateways: int | None
+    received_at: datetime
+
+
+class IngestToken(BaseModel):
+    device_id: str
+    created_at: datetime
+    token: str = Field(
+        description="shown once: sent as `Authorization: Bearer <token>` to "
+        "POST /v1/ingest/devices/{device_id}; a new token revokes the previous ones"
+    )
 
 
 class MqttCredentials(BaseModel):
@@ -51,7 +164,9 @@ class MqttCredentials(BaseModel):
 
 class DeviceCreated(BaseModel):
     device: Device
-    mqtt: MqttCredentials
+    # None for a device with a DevEUI: its network server forwards its uplinks, it never
+    # connects to the broker.
+    mqtt: MqttCredentials | None
 
 
 class BulkRow(BaseModel):

@@ -26,6 +26,10 @@ class ApiSettings(ServiceSettings):
     # Domain services whose routes are served under this API: {"energy": "http://..."} makes
     # /v1/energy/... reach the energy service, so operators need only API_URL.
     upstreams: dict[str, str] = Field(default_factory=dict)
+    # HTTP push forwarded to the gateway (upstream "ingest") without an API key: bodies above
+    # this are refused (413) before they reach it. A network server's uplink event is a few kB;
+    # a device's batch at the gateway's own limit (64 KiB of payload) fits with room to spare.
+    ingest_max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
     # What GET /v1/admin/retention reports (the storage service enforces the same settings).
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     # POST /v1/devices/bulk: rows per request, a few seconds of broker work at most at

@@ -10,22 +10,39 @@ from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 
 from aiokafka.errors import KafkaError
 from fastapi import FastAPI
 from prometheus_client import Counter, Gauge, Histogram
 
+from services.gateway import routes
+from services.gateway.adapters.db import (
+    DbCatalogue,
+    HeardDevices,
+    IntegrationRow,
+    StoredCounters,
+    install_shipped_profiles,
+)
+from services.gateway.ingest.codec import CodecPool
+from services.gateway.ingest.dispatch import Ignored, parse_integration_message, parse_mapped
+from services.gateway.ingest.native import parse_payload, parse_topic
+from services.gateway.ingest.rejection import Limits, Reason, Rejection
+from services.gateway.ingest.uplink import Uplink
+from services.gateway.integrations import Integrations
 from services.gateway.mqtt_source import Incoming, MqttSource
 from services.gateway.registry import DeviceRegistry
 from services.gateway.settings import GatewaySettings
-from shared.db import create_pool
-from shared.http import check_pool, observability_router
+from services.gateway.uplinks import DUPLICATES as UPLINK_DUPLICATES
+from services.gateway.uplinks import Duplicate, Undo, UplinkMapper
+from shared.db import Pool, create_pool
+from shared.http import check_pool, observability_router, secure
 from shared.kafka import Producer
-from shared.payloads import Limits, Reason, Rejection, parse_payload, parse_topic
-from shared.schemas import DeadLetter
+from shared.mqtt_admin import OWN_FORMAT_SUBTOPICS
+from shared.schemas import DeadLetter, ReadingBatch
 from shared.stream.retry import DEFAULT_BACKOFF, retry_forever
 from shared.supervise import Supervisor
-from shared.topics import DEADLETTER_TOPIC, READINGS_TOPICS, Domain
+from shared.topics import DEADLETTER_TOPIC, MQTT_SUBSCRIPTION, READINGS_TOPICS, Domain
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +61,37 @@ ACK_LATENCY = Histogram(
 )
 INFLIGHT = Gauge("townpulse_gateway_inflight", "Messages received, not yet acknowledged")
 PRODUCE_RETRIES = Counter("townpulse_gateway_produce_retries_total", "Kafka sends retried")
+IGNORED = Counter(
+    "townpulse_gateway_ignored_total", "Status messages of devices' own formats with no reading"
+)
 ROUTE_RETRIES = Counter(
     "townpulse_gateway_route_retries_total", "Messages whose routing failed and was retried"
 )
 
 DEADLETTER_PAYLOAD_CHARS = 1024
+
+# Devices on TownPulse's broker that publish their own JSON (Tasmota, Shelly) do so below their
+# own topic, which their credentials allow (shared/mqtt_admin.py).
+MQTT_SUBSCRIPTIONS = (
+    MQTT_SUBSCRIPTION,
+    *(f"{MQTT_SUBSCRIPTION}/{t}" for t in OWN_FORMAT_SUBTOPICS),
+)
+
+
+def same_application(configured: str | None, sent: str | None) -> bool:
+    """The Things Stack names an application `app@tenant` on MQTT and, on a webhook of a
+    tenant without a name, just `app`: both are the same application.
+
+    >>> same_application("bins@town", "bins"), same_application("bins", "parking@town")
+    (True, False)
+    """
+    if not configured or not sent:
+        return True
+    return configured == sent or (
+        configured.split("@")[0] == sent.split("@")[0]
+        and ("@" not in configured or "@" not in sent)
+    )
+
 
 # Looked up once: `labels()` per message takes a lock and a dict look-up each time.
 ACCEPTED = MESSAGES.labels("accepted")
@@ -65,74 +108,181 @@ class Outgoing:
 @dataclass(slots=True)
 class Pending:
     msg: Incoming
-    out: Outgoing
+    out: Outgoing | None
     fut: asyncio.Future[object]
 
 
 class Gateway:
     """Routes each MQTT message to a Kafka topic and acknowledges messages in arrival order."""
 
-    def __init__(self, *, producer: Producer, registry: DeviceRegistry, limits: Limits) -> None:
+    def __init__(
+        self,
+        *,
+        producer: Producer,
+        registry: DeviceRegistry,
+        limits: Limits,
+        mapper: UplinkMapper,
+    ) -> None:
         self._producer = producer
         self._registry = registry
         self._limits = limits
+        self.mapper = mapper
+        self.integrations: Integrations | None = None
+        self.pool: Pool | None = None
         self._queue: asyncio.Queue[Incoming] = asyncio.Queue()
         self._pending: deque[Pending] = deque()
         self._send_lock = asyncio.Lock()
         self._pending_added = asyncio.Event()
         self.source: MqttSource | None = None
 
+    @property
+    def limits(self) -> Limits:
+        return self._limits
+
+    @property
+    def registry(self) -> DeviceRegistry:
+        return self._registry
+
     def offer(self, msg: Incoming) -> None:
         """Called on the event loop for each MQTT message."""
         INFLIGHT.inc()
         self._queue.put_nowait(msg)
 
-    async def route(self, msg: Incoming) -> Outgoing:
-        """Decide where a message goes: its domain's readings topic, or the dead letters."""
+    async def route(self, msg: Incoming) -> Outgoing | None:
+        """Where a message goes: its domain's readings topic, the dead letters, or nowhere (an
+        uplink delivered again: acknowledged, not produced twice)."""
         device_id: str | None = None
         try:
-            topic = parse_topic(msg.topic)
-            device_id = topic.device_id
-            domain = await self._registry.domain_of(topic.device_id)
-            if domain is None:
-                raise Rejection(Reason.UNKNOWN_DEVICE, f"{topic.device_id!r} is not registered")
-            if domain != topic.domain:
-                raise Rejection(Reason.DOMAIN_MISMATCH, f"device is registered in {domain.value!r}")
-            batch = parse_payload(
-                topic, msg.payload, received_at=msg.received_at, limits=self._limits
-            )
+            if msg.integration is not None:
+                batch = await self._route_integration(msg)
+            elif msg.topic.count("/") > 2:
+                # A device's own JSON (Tasmota, Shelly) below its TownPulse topic.
+                topic = parse_topic("/".join(msg.topic.split("/", 3)[:3]))
+                device_id = topic.device_id
+                device = await self._registry.device(topic.device_id)
+                if device is None:
+                    raise Rejection(Reason.UNKNOWN_DEVICE, f"{topic.device_id!r} is not registered")
+                if device.domain != topic.domain:
+                    raise Rejection(
+                        Reason.DOMAIN_MISMATCH, f"device is registered in {device.domain.value!r}"
+                    )
+                uplink = parse_mapped(
+                    msg.topic, msg.payload, received_at=msg.received_at, limits=self._limits
+                )
+                batch, _ = await self.mapper.to_batch(
+                    uplink, source="mqtt", received_at=msg.received_at, device=device
+                )
+            else:
+                topic = parse_topic(msg.topic)
+                device_id = topic.device_id
+                domain = await self._registry.domain_of(topic.device_id)
+                if domain is None:
+                    raise Rejection(Reason.UNKNOWN_DEVICE, f"{topic.device_id!r} is not registered")
+                if domain != topic.domain:
+                    raise Rejection(
+                        Reason.DOMAIN_MISMATCH, f"device is registered in {domain.value!r}"
+                    )
+                batch = parse_payload(
+                    topic, msg.payload, received_at=msg.received_at, limits=self._limits
+                )
+        except Duplicate:
+            UPLINK_DUPLICATES.labels(msg.integration or "mqtt").inc()
+            return None
+        except Ignored:
+            # A Shelly publishes many status components (sys, wifi...) beside its switch's.
+            IGNORED.inc()
+            return None
         except Rejection as rej:
-            MESSAGES.labels("rejected").inc()
-            REJECTED.labels(rej.reason.value).inc()
-            log.info(
-                "rejected",
-                extra={
-                    "reason": rej.reason.value,
-                    "device_id": device_id,
-                    "detail": rej.detail[:200],
-                },
-            )
-            letter = DeadLetter(
+            if msg.integration is not None and self.integrations is not None:
+                self.integrations.counted(msg.integration, ok=False, error=rej.reason.value)
+            return self.reject(
+                rej,
+                topic=msg.topic,
+                device_id=rej.device_id or device_id,
+                payload=msg.payload,
                 received_at=msg.received_at,
-                topic=msg.topic[:256],
-                device_id=device_id,
-                reason=rej.reason.value,
-                detail=rej.detail[:500],
-                payload=msg.payload[:DEADLETTER_PAYLOAD_CHARS].decode("utf-8", "replace"),
-                payload_size=len(msg.payload),
             )
-            key = device_id.encode() if device_id else None
-            return Outgoing(DEADLETTER_TOPIC, key, letter.to_bytes())
+        if msg.integration is not None and self.integrations is not None:
+            self.integrations.counted(msg.integration, ok=True)
+        return self.accept(batch)
+
+    async def _route_integration(self, msg: Incoming) -> ReadingBatch:
+        assert msg.integration is not None and self.integrations is not None
+        row = self.integrations.row(msg.integration)
+        if row is None:
+            raise Rejection(Reason.BAD_TOPIC, f"integration {msg.integration!r} was removed")
+        uplink = parse_integration_message(
+            row.kind,
+            msg.topic,
+            msg.payload,
+            received_at=msg.received_at,
+            limits=self._limits,
+            default_topic=not row.topic,
+        )
+        return await self.map_uplink(uplink, row=row, received_at=msg.received_at)
+
+    async def map_uplink(
+        self, uplink: Uplink, *, row: IntegrationRow, received_at: datetime
+    ) -> ReadingBatch:
+        batch, _ = await self.map_uplink_undoable(uplink, row=row, received_at=received_at)
+        return batch
+
+    async def map_uplink_undoable(
+        self, uplink: Uplink, *, row: IntegrationRow, received_at: datetime
+    ) -> tuple[ReadingBatch, Undo]:
+        if not same_application(row.application, uplink.application):
+            raise Rejection(
+                Reason.WRONG_APPLICATION,
+                f"{uplink.device_key} belongs to application {uplink.application!r},"
+                f" not {row.application!r}",
+            )
+        return await self.mapper.to_batch(
+            uplink, source=row.id, received_at=received_at, profile_name=row.profile
+        )
+
+    def reject(
+        self,
+        rej: Rejection,
+        *,
+        topic: str,
+        device_id: str | None,
+        payload: bytes,
+        received_at: datetime,
+    ) -> Outgoing:
+        MESSAGES.labels("rejected").inc()
+        REJECTED.labels(rej.reason.value).inc()
+        log.info(
+            "rejected",
+            extra={"reason": rej.reason.value, "device_id": device_id, "detail": rej.detail[:200]},
+        )
+        letter = DeadLetter(
+            received_at=received_at,
+            topic=topic[:256],
+            device_id=device_id,
+            reason=rej.reason.value,
+            detail=rej.detail[:500],
+            payload=payload[:DEADLETTER_PAYLOAD_CHARS].decode("utf-8", "replace"),
+            payload_size=len(payload),
+        )
+        key = device_id.encode() if device_id else None
+        return Outgoing(DEADLETTER_TOPIC, key, letter.to_bytes())
+
+    def accept(self, batch: ReadingBatch) -> Outgoing:
         ACCEPTED.inc()
         READINGS_BY_DOMAIN[batch.domain].inc(len(batch.readings))
         PER_MESSAGE.observe(len(batch.readings))
         # Keyed by device: one device's readings stay in order within one partition.
         return Outgoing(READINGS_TOPICS[batch.domain], batch.device_id.encode(), batch.to_bytes())
 
+    async def send(self, out: Outgoing) -> asyncio.Future[object]:
+        """Hand a record to the producer behind the records being re-sent (HTTP ingest)."""
+        async with self._send_lock:
+            return await self._send(out)
+
     async def _send(self, out: Outgoing) -> asyncio.Future[object]:
         return await self._producer.send(out.topic, out.value, key=out.key)
 
-    async def _route_retrying(self, msg: Incoming) -> Outgoing:
+    async def _route_retrying(self, msg: Incoming) -> Outgoing | None:
         """Route a message; an outage of the device registry is waited out, never acked."""
         return await retry_forever(
             lambda: self.route(msg), what="routing (device registry)", retried=ROUTE_RETRIES.inc
@@ -153,7 +303,12 @@ class Gateway:
             out = await self._route_retrying(msg)
             # The acker holds this lock while it re-sends: nothing overtakes a re-sent record.
             async with self._send_lock:
-                fut = await self._send_retrying(out)
+                if out is None:
+                    # Nothing to produce, but acknowledged in its turn like every message.
+                    fut: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+                    fut.set_result(None)
+                else:
+                    fut = await self._send_retrying(out)
                 self._pending.append(Pending(msg, out, fut))
             self._pending_added.set()
 
@@ -192,6 +347,8 @@ class Gateway:
                         log.warning("Kafka producer not replaced yet: %r", reset_exc)
                         continue
                     for p in self._pending:
+                        if p.out is None:
+                            continue
                         # Retrieve the old outcome so that asyncio does not warn about it.
                         if p.fut.done() and not p.fut.cancelled():
                             p.fut.exception()
@@ -200,8 +357,9 @@ class Gateway:
             attempt = 0
             self._pending.popleft()
             INFLIGHT.dec()
-            if self.source is not None:
-                self.source.ack(head.msg)
+            origin = head.msg.origin or self.source
+            if origin is not None:
+                origin.ack(head.msg)
             ACK_LATENCY.observe(time.monotonic() - head.msg.received_mono)
 
     async def drain(self, *, within_s: float) -> None:
@@ -216,16 +374,41 @@ class Gateway:
 def create_app(settings: GatewaySettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = create_pool(settings.database_url, min_size=1, max_size=2)
+        # Two for routing, the rest for the operators' routes and the HTTP ingest.
+        pool = create_pool(settings.database_url, min_size=1, max_size=settings.db_pool_size)
         await pool.open()
         producer = Producer(settings.kafka_bootstrap, client_id=settings.instance)
         await producer.start()
+        conninfo = settings.database_url.get_secret_value()
         registry = DeviceRegistry(
-            pool,
-            conninfo=settings.database_url.get_secret_value(),
-            unknown_ttl_s=settings.unknown_device_ttl_s,
+            pool, conninfo=conninfo, unknown_ttl_s=settings.unknown_device_ttl_s
         )
-        gateway = Gateway(producer=producer, registry=registry, limits=settings.limits())
+        catalogue = DbCatalogue(pool)
+        await retry_forever(lambda: install_shipped_profiles(pool), what="installing profiles")
+        mapper = UplinkMapper(
+            registry=registry,
+            catalogue=catalogue,
+            codecs=CodecPool(
+                time_limit_s=settings.codec_time_limit_s,
+                memory_limit_bytes=settings.codec_memory_limit_bytes,
+            ),
+            counters=StoredCounters(pool),
+            heard=HeardDevices(pool),
+        )
+        gateway = Gateway(
+            producer=producer, registry=registry, limits=settings.limits(), mapper=mapper
+        )
+        loop = asyncio.get_running_loop()
+        integrations = Integrations(
+            pool=pool,
+            conninfo=conninfo,
+            instance=settings.instance,
+            keepalive_s=settings.mqtt_keepalive_s,
+            on_message=gateway.offer,
+            loop=loop,
+        )
+        gateway.integrations = integrations
+        gateway.pool = pool
         source = MqttSource(
             host=settings.mqtt_host,
             port=settings.mqtt_port,
@@ -235,7 +418,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             share_group=settings.share_group,
             keepalive_s=settings.mqtt_keepalive_s,
             on_message=gateway.offer,
-            loop=asyncio.get_running_loop(),
+            loop=loop,
+            subscriptions=MQTT_SUBSCRIPTIONS,
         )
         gateway.source = source
         supervisor = Supervisor(on_fatal=getattr(app.state, "on_fatal", None))
@@ -243,22 +427,38 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         supervisor.start("kafka-acker", gateway.acker())
         # Waits out database outages itself; look-ups ask the database meanwhile.
         supervisor.start("device-registry", registry.follow())
+        if settings.integrations:
+            supervisor.start("integrations", integrations.follow())
+        else:
+            supervisor.start("integrations", integrations.follow_http_only())
+        supervisor.start("integration-status", integrations.report())
         source.start()
         app.state.pool, app.state.producer, app.state.source = pool, producer, source
         app.state.registry = registry
         app.state.supervisor = supervisor
+        app.state.ingest = routes.Ingest(
+            gateway=gateway,
+            integrations=integrations,
+            catalogue=catalogue,
+            codecs=mapper.codecs,
+            settings=settings,
+        )
         try:
             yield
         finally:
             # Stop taking messages, let the ones in flight reach Kafka and be acknowledged;
             # whatever is still unacknowledged is redelivered by the broker next time.
             await gateway.drain(within_s=5)
+            integrations.stop()
             source.stop()
             await supervisor.stop()
             await producer.stop()
             await pool.close()
 
     app = FastAPI(title="TownPulse gateway", lifespan=lifespan)
+    app.state.settings = settings
+    app.include_router(routes.router)
+    app.include_router(routes.ingest_router)
 
     async def mqtt_connected() -> None:
         if not app.state.source.connected:
@@ -277,4 +477,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             }
         )
     )
+    # The network servers and devices that push over HTTP bring their own secrets.
+    secure(app, settings=settings, public=("/v1/ingest/",))
     return app

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import threading
 import time
 from collections import deque
@@ -36,6 +37,10 @@ class Incoming:
     generation: int
     received_at: datetime
     received_mono: float = field(default_factory=time.monotonic)
+    # The connection it came on, to acknowledge it there: TownPulse's broker or a network
+    # server's (then `integration` names the integration).
+    origin: MqttSource | None = None
+    integration: str | None = None
 
 
 class MqttSource:
@@ -51,14 +56,25 @@ class MqttSource:
         keepalive_s: int,
         on_message: Callable[[Incoming], None],
         loop: asyncio.AbstractEventLoop,
+        subscriptions: tuple[str, ...] = (MQTT_SUBSCRIPTION,),
+        integration: str | None = None,
+        tls_ca: str | None = None,
+        tls: bool = False,
+        on_state: Callable[[bool, str | None], None] | None = None,
+        persistent: bool = True,
     ) -> None:
         self._host, self._port = host, port
         self._keepalive_s = keepalive_s
-        shared = f"$share/{share_group or 'gateways'}/{MQTT_SUBSCRIPTION}"
-        self._subscription = shared if share_group else MQTT_SUBSCRIPTION
+        self.integration = integration
+        self._on_state = on_state
+
+        def share(topic: str) -> str:
+            return f"$share/{share_group or 'gateways'}/{topic}"
+
+        self._subscriptions = [share(t) if share_group else t for t in subscriptions]
         # The session is persistent: a subscription of the other kind, left by an earlier
         # configuration, would deliver every message a second time.
-        self._stale_subscription = MQTT_SUBSCRIPTION if share_group else shared
+        self._stale_subscriptions = [t if share_group else share(t) for t in subscriptions]
         self._deliver = on_message
         self._loop = loop
         # Messages cross from paho's thread in bursts: one wake-up of the event loop per burst,
@@ -75,11 +91,17 @@ class MqttSource:
             client_id=client_id,
             # A persistent session: QoS 1 messages that arrive while this gateway is down (or
             # that it received but never acknowledged) wait for it at the broker.
-            clean_session=False,
+            clean_session=not persistent,
             protocol=mqtt.MQTTv311,
             manual_ack=True,
         )
-        self._client.username_pw_set(username, password)
+        if username:
+            self._client.username_pw_set(username, password)
+        if tls or tls_ca:
+            # The network server's broker: its CA as the town pasted it (PEM), or the system's.
+            context = ssl.create_default_context(cadata=tls_ca or None)
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
+            self._client.tls_set_context(context)
         self._client.reconnect_delay_set(min_delay=1, max_delay=10)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
@@ -105,17 +127,25 @@ class MqttSource:
         self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any
     ) -> None:
         if rc.is_failure:
-            log.error("MQTT connection refused: %s", rc)
+            log.error("MQTT connection refused: %s", rc, extra={"integration": self.integration})
+            if self._on_state is not None:
+                self._on_state(False, f"connection refused: {rc}")
             return
         with self._lock:
             self._generation += 1
             self.connected = True
-        client.subscribe(self._subscription, qos=1)
+        client.subscribe([(t, 1) for t in self._subscriptions])
         if flags.session_present:
-            client.unsubscribe(self._stale_subscription)
+            client.unsubscribe(self._stale_subscriptions)
+        if self._on_state is not None:
+            self._on_state(True, None)
         log.info(
             "MQTT connected",
-            extra={"subscription": self._subscription, "session_present": flags.session_present},
+            extra={
+                "subscription": self._subscriptions,
+                "session_present": flags.session_present,
+                "integration": self.integration,
+            },
         )
 
     def _on_disconnect(
@@ -123,7 +153,9 @@ class MqttSource:
     ) -> None:
         with self._lock:
             self.connected = False
-        log.warning("MQTT disconnected: %s", rc)
+        if self._on_state is not None:
+            self._on_state(False, f"disconnected: {rc}")
+        log.warning("MQTT disconnected: %s", rc, extra={"integration": self.integration})
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         incoming = Incoming(
@@ -133,6 +165,8 @@ class MqttSource:
             qos=msg.qos,
             generation=self._generation,
             received_at=datetime.now(UTC),
+            origin=self,
+            integration=self.integration,
         )
         self._inbox.append(incoming)
         with self._wake_lock:

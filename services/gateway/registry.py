@@ -7,15 +7,22 @@ device it does not know asks the database (a device registered a moment ago whos
 is still on its way), and that answer is cached briefly so that a misconfigured device cannot
 hammer the database. While the registry's own connection is down, every look-up asks the
 database, as before.
+
+Devices behind a network server or a vendor's cloud are named by their DevEUI or external id,
+not by their TownPulse id: the registry answers those keys too, with what the gateway needs to
+map their uplinks (profile and per-device settings such as a bin's depth).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import Counter, Gauge
 from psycopg import AsyncConnection
+from psycopg.rows import dict_row
 
 from shared.db import Pool
 from shared.stream.retry import retry_forever
@@ -31,12 +38,47 @@ LOOKUPS = Counter(
 HELD = Gauge("townpulse_gateway_registry_devices", "Devices held in memory (0 while not following)")
 
 
+COLUMNS = "id, domain, profile, dev_eui, external_id, metadata"
+LOOKUP: dict[str, str] = {
+    "id": f"SELECT {COLUMNS} FROM devices WHERE id = %(k)s AND deleted_at IS NULL",  # noqa: S608
+    "key": f"SELECT {COLUMNS} FROM devices"  # noqa: S608
+    " WHERE (dev_eui = %(k)s OR external_id = %(k)s) AND deleted_at IS NULL",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    id: str
+    domain: Domain
+    profile: str | None = None
+    dev_eui: str | None = None
+    external_id: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, row: Any) -> DeviceInfo:
+        return cls(
+            id=str(row["id"]),
+            domain=Domain(row["domain"]),
+            profile=row["profile"],
+            dev_eui=row["dev_eui"],
+            external_id=row["external_id"],
+            metadata=row["metadata"] if isinstance(row["metadata"], dict) else {},
+        )
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """How senders other than TownPulse's own topics name this device."""
+        return tuple(k for k in (self.dev_eui, self.external_id) if k)
+
+
 class DeviceRegistry:
     def __init__(self, pool: Pool, *, conninfo: str, unknown_ttl_s: float) -> None:
         self._pool = pool
         self._conninfo = conninfo  # LISTEN holds a connection of its own, outside the pool
         self._unknown_ttl_s = unknown_ttl_s
-        self._known: dict[str, Domain] = {}
+        self._known: dict[str, DeviceInfo] = {}
+        self._by_key: dict[str, str] = {}  # DevEUI or external id -> device id
         self._unknown: dict[str, float] = {}
         self._following = False
         HELD.set_function(lambda: len(self._known) if self._following else 0)
@@ -48,30 +90,46 @@ class DeviceRegistry:
 
     def held(self, device_id: str) -> Domain | None:
         """What memory says of a device, without asking the database."""
-        return self._known.get(device_id) if self._following else None
+        info = self._known.get(device_id) if self._following else None
+        return info.domain if info is not None else None
 
     async def domain_of(self, device_id: str) -> Domain | None:
         """The device's domain, or None if it is not registered (or was deleted)."""
+        info = await self.device(device_id)
+        return info.domain if info is not None else None
+
+    async def device(self, device_id: str) -> DeviceInfo | None:
+        """The device by its TownPulse id, or None if it is not registered (or was deleted)."""
         if self._following:
-            domain = self._known.get(device_id)
-            if domain is not None:
-                return domain
+            info = self._known.get(device_id)
+            if info is not None:
+                return info
+        return await self._ask("id", device_id)
+
+    async def by_key(self, key: str) -> DeviceInfo | None:
+        """The device a network server or a vendor names `key` (DevEUI or external id)."""
+        if self._following:
+            device_id = self._by_key.get(key)
+            if device_id is not None and (info := self._known.get(device_id)) is not None:
+                return info
+        return await self._ask("key", key)
+
+    async def _ask(self, kind: str, value: str) -> DeviceInfo | None:
         now = time.monotonic()
-        if self._unknown.get(device_id, 0.0) > now:
+        cache_key = f"{kind}|{value}"
+        if self._unknown.get(cache_key, 0.0) > now:
             return None
         LOOKUPS.inc()
         async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT domain FROM devices WHERE id = %s AND deleted_at IS NULL", (device_id,)
-            )
+            cur = await conn.execute(LOOKUP[kind], {"k": value})
             row = await cur.fetchone()
         if row is None:
             if len(self._unknown) > 100_000:  # bounded: ids come from the network
                 self._unknown.clear()
-            self._unknown[device_id] = now + self._unknown_ttl_s
+            self._unknown[cache_key] = now + self._unknown_ttl_s
             return None
         # Not added to the registry: its notification does that, in order with a deletion.
-        return Domain(row["domain"])
+        return DeviceInfo.of(row)
 
     async def follow(self) -> None:
         """Load every device, then apply each change; start again after a lost connection."""
@@ -90,8 +148,12 @@ class DeviceRegistry:
         try:
             # LISTEN before loading: a change made while loading is applied afterwards.
             await conn.execute(f"LISTEN {CHANNEL}")
-            cur = await conn.execute("SELECT id, domain FROM devices WHERE deleted_at IS NULL")
-            self._known = {str(r[0]): Domain(r[1]) for r in await cur.fetchall()}
+            cur = await conn.cursor(row_factory=dict_row).execute(
+                f"SELECT {COLUMNS} FROM devices WHERE deleted_at IS NULL"  # noqa: S608
+            )
+            infos = [DeviceInfo.of(r) for r in await cur.fetchall()]
+            self._known = {i.id: i for i in infos}
+            self._by_key = {k: i.id for i in infos for k in i.keys}
             self._unknown.clear()
             self._following = True
             log.info("device registry loaded", extra={"devices": len(self._known)})
@@ -104,12 +166,14 @@ class DeviceRegistry:
 
     async def _apply(self, device_id: str) -> None:
         async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT domain FROM devices WHERE id = %s AND deleted_at IS NULL", (device_id,)
-            )
+            cur = await conn.execute(LOOKUP["id"], {"k": device_id})
             row = await cur.fetchone()
-        if row is None:
-            self._known.pop(device_id, None)
-        else:
-            self._known[device_id] = Domain(row["domain"])
-            self._unknown.pop(device_id, None)
+        old = self._known.pop(device_id, None)
+        for key in old.keys if old is not None else ():
+            self._by_key.pop(key, None)
+        if row is not None:
+            info = DeviceInfo.of(row)
+            self._known[device_id] = info
+            self._by_key.update(dict.fromkeys(info.keys, device_id))
+            for key in ("id|" + device_id, *("key|" + k for k in info.keys)):
+                self._unknown.pop(key, None)

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 from pydantic import Field, SecretStr
 
-from shared.payloads import Limits
+from services.gateway.ingest.rejection import Limits
 from shared.settings import ServiceSettings
 
 
@@ -37,6 +38,22 @@ class GatewaySettings(ServiceSettings):
     # Unknown ids are cached briefly, so a misconfigured device cannot hammer the database, while
     # a device registered just now is accepted within seconds.
     unknown_device_ttl_s: float = 5.0
+    # Operators' routes (integrations, codecs, profiles) and the HTTP ingest share the pool with
+    # routing; routing holds at most two connections at a time.
+    db_pool_size: int = Field(default=6, ge=2, le=50)
+    # A vendor's codec runs in QuickJS with these limits per call: one EM310-UDL decode takes
+    # about 7 us, so 50 ms is thousands of times what an honest codec needs, and short enough
+    # that a looping one holds the gateway's loop for no longer than a slow database answer.
+    codec_time_limit_s: float = Field(default=0.05, gt=0, le=1)
+    codec_memory_limit_bytes: int = Field(default=16 * 2**20, ge=2**20, le=256 * 2**20)
+    # A local copy of The Things Network's Device Repository (vendor/<vendor>/<codec>.js and
+    # their codec yaml), from which an admin imports codecs by name.
+    device_repository: Path | None = None
+    # Whether this instance subscribes to the network servers' brokers. With several gateways
+    # exactly one must (each would take every uplink otherwise); all serve the HTTP ingest.
+    integrations: bool = True
+    # How long an HTTP push waits for Kafka before answering 503 (the sender retries).
+    ingest_kafka_timeout_s: float = Field(default=10, gt=0, le=120)
 
     def limits(self) -> Limits:
         return Limits(

@@ -63,6 +63,16 @@ SELECT (SELECT count(*) FROM ins) AS inserted
 """
 
 
+# One row per uplink that came through a network server or a device's own format.
+INSERT_UPLINKS = """
+INSERT INTO device_uplinks (device_id, ts, source, f_port, f_cnt, codec, codec_version, rssi, snr,
+                            gateways, received_at)
+SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::text[], %s::int[], %s::bigint[], %s::text[],
+                     %s::int[], %s::float8[], %s::float8[], %s::int[], %s::timestamptz[])
+ON CONFLICT DO NOTHING
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class WriteResult:
     offered: int
@@ -108,6 +118,24 @@ class Writer:
             else:
                 cur = await conn.execute(INSERT_READINGS)
                 inserted = cur.rowcount
+            uplinks = [(b, b.uplink) for b in batches if b.uplink is not None]
+            if uplinks:
+                await conn.execute(
+                    INSERT_UPLINKS,
+                    [
+                        [b.device_id for b, _ in uplinks],
+                        [u.ts for _, u in uplinks],
+                        [u.source for _, u in uplinks],
+                        [u.f_port for _, u in uplinks],
+                        [u.f_cnt for _, u in uplinks],
+                        [u.codec for _, u in uplinks],
+                        [u.codec_version for _, u in uplinks],
+                        [u.rssi for _, u in uplinks],
+                        [u.snr for _, u in uplinks],
+                        [u.gateways for _, u in uplinks],
+                        [b.received_at for b, _ in uplinks],
+                    ],
+                )
         if deadletters:
             await write_deadletters(conn, deadletters)
         return WriteResult(offered=offered, inserted=inserted, deadletters=len(deadletters))

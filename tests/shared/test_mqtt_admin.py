@@ -107,3 +107,15 @@ def test_one_device_with_a_short_answer_is_an_error() -> None:
 
     with pytest.raises(DynSecError, match="3 answers to 4 commands"):
         Short({}).add_device(device_id="a", topic="sensors/waste/a", password="pw")
+
+
+def test_a_device_may_publish_on_its_topic_and_its_own_jsons_below_it_only() -> None:
+    client = ScriptedDynSec({})
+    client.add_devices(_devices("plug-1"))
+    (role,) = [c for c in client.sent[0] if c["command"] == "createRole"]
+    assert {(a["acltype"], a["topic"], a["allow"]) for a in role["acls"]} == {
+        ("publishClientSend", "sensors/waste/plug-1", True),
+        # Tasmota (FullTopic set to the device's topic) and Shelly Gen2 (topic prefix).
+        ("publishClientSend", "sensors/waste/plug-1/tele/SENSOR", True),
+        ("publishClientSend", "sensors/waste/plug-1/status/+", True),
+    }

@@ -14,13 +14,43 @@ import pytest
 from psycopg import AsyncConnection
 
 from shared import retention
-from tests.data_rows import add_row, connect, count_rows, plain_database
+from tests.data_rows import add_row as add_any_row
+from tests.data_rows import connect, plain_database
+from tests.data_rows import count_rows as count_any_rows
 from townpulse.stack import Stack
 
 pytestmark = pytest.mark.integration
 
 SETTINGS = retention.RetentionSettings()
 CHUNK_DAYS = 71
+
+# The sensors' tables (migration 0008), which name a device by id (device_uplinks) or by the
+# key it was heard under (heard_devices: nobody registered it).
+_SENSOR_ROWS = {
+    "device_uplinks": "INSERT INTO device_uplinks (device_id, ts, source, f_port, f_cnt, rssi,"
+    " snr, gateways, received_at) VALUES (%(d)s, %(at)s, 'chirpstack', 85, 1, -90, 7.5, 2,"
+    " %(at)s)",
+    "heard_devices": "INSERT INTO heard_devices (device_key, source, first_heard, last_heard)"
+    " VALUES (%(d)s, 'chirpstack', %(at)s, %(at)s)",
+}
+
+
+async def add_row(conn: AsyncConnection[Any], table: str, device_id: str, at: datetime) -> None:
+    if table in _SENSOR_ROWS:
+        await conn.execute(_SENSOR_ROWS[table], {"d": device_id, "at": at})
+    else:
+        await add_any_row(conn, table, device_id, at)
+
+
+async def count_rows(conn: AsyncConnection[Any], table: str, device_id: str) -> int:
+    if table == "heard_devices":
+        cur = await conn.execute(
+            "SELECT count(*) AS n FROM heard_devices WHERE device_key = %s", (device_id,)
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        return int(row["n"])
+    return await count_any_rows(conn, table, device_id)
 
 
 @pytest.fixture(params=["stack", "plain"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import secrets
 import stat
 import subprocess
 import sys
@@ -11,7 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
+from psycopg.types.json import Jsonb
+
+from townpulse.stack import Stack
 
 pytestmark = pytest.mark.integration
 
@@ -67,3 +72,38 @@ def test_import_refuses_a_file_the_api_cannot_read(tmp_path: Path) -> None:
     done = _import(str(source), "--out", str(tmp_path / "c.csv"))
     assert done.returncode == 1
     assert "HTTP 422" in done.stderr and "CSV header" in done.stderr
+
+
+def test_lorawan_rows_need_no_credentials(tmp_path: Path, api: httpx.Client, stack: Stack) -> None:
+    profile = f"imp-{uuid.uuid4().hex[:10]}"
+    euis = [secrets.token_hex(8) for _ in range(3)]
+    with psycopg.connect(stack.database_url(), autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO device_profiles (name, domain, definition) VALUES (%s, 'waste', %s)",
+            (
+                profile,
+                Jsonb(
+                    {
+                        "name": profile,
+                        "domain": "waste",
+                        "readings": [{"metric": "fill_pct", "field": "d"}],
+                    }
+                ),
+            ),
+        )
+    try:
+        source = tmp_path / "bins.csv"
+        source.write_text("dev_eui,profile,name\n" + "".join(f"{e},{profile},Bin\n" for e in euis))
+        out = tmp_path / "creds.csv"
+        done = _import(str(source), "--out", str(out))
+        assert done.returncode == 0, done.stderr
+        assert "3 created, 0 already registered, 0 errors" in done.stdout
+        assert "3 devices with a DevEUI need none" in done.stdout
+        assert out.read_text().count("\n") == 1  # the header only: nothing secret to keep
+        got = api.get(f"/v1/devices/eui-{euis[0]}").json()
+        assert (got["dev_eui"], got["profile"], got["domain"]) == (euis[0], profile, "waste")
+    finally:
+        for eui in euis:
+            api.delete(f"/v1/devices/eui-{eui}")
+        with psycopg.connect(stack.database_url(), autocommit=True) as conn:
+            conn.execute("DELETE FROM device_profiles WHERE name = %s", (profile,))

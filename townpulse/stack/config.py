@@ -25,6 +25,11 @@ class StackError(RuntimeError):
     pass
 
 
+def _beside_repo() -> Path | None:
+    path = REPO.parent / "shared" / "data" / "lorawan-devices"
+    return path if path.is_dir() else None
+
+
 class StackSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TOWNPULSE_", frozen=True, extra="ignore")
 
@@ -90,6 +95,10 @@ class StackSettings(BaseSettings):
     # machine; "separate" (each its own process) scales further (townpulse/together.py).
     layout: Literal["separate", "compact"] = "separate"
     start_timeout_s: float = 120.0
+    # A local copy of The Things Network's Device Repository, from which an admin imports
+    # vendors' codecs by name (the gateway's TOWNPULSE_DEVICE_REPOSITORY, the same variable).
+    # Default: the copy beside the repository, when there is one.
+    device_repository: Path | None = Field(default_factory=_beside_repo)
 
 
 @dataclass(frozen=True)
@@ -106,7 +115,15 @@ class ServiceSpec:
 # The one list of services: the local runner starts these, the operator API forwards their
 # routes (TOWNPULSE_UPSTREAMS, made from it) and docker-compose.yml has the same (tested).
 SERVICES = (
-    ServiceSpec("gateway", "services.gateway", "gateway_port", mqtt_user="gateway"),
+    ServiceSpec(
+        "gateway",
+        "services.gateway",
+        "gateway_port",
+        mqtt_user="gateway",
+        # Network-server integrations, codecs, profiles, and HTTP push (`ingest`: forwarded
+        # without an API key, services/api/proxy.py).
+        routes=("integrations", "heard-devices", "codecs", "profiles", "ingest"),
+    ),
     ServiceSpec("storage", "services.storage", "storage_port"),
     ServiceSpec("api", "services.api", "api_port", mqtt_user="admin"),
     ServiceSpec("energy", "services.energy", "energy_port", routes=("energy",)),

@@ -53,6 +53,12 @@ class Services:
             # Several gateways split the messages; one keeps a plain subscription, which
             # survives a restart of Mosquitto (services/gateway/settings.py says why).
             env["TOWNPULSE_SHARE_GROUP"] = "gateways"
+        if spec.name == "gateway":
+            if self.s.device_repository is not None:
+                env["TOWNPULSE_DEVICE_REPOSITORY"] = str(self.s.device_repository)
+            # One gateway subscribes to the network servers' brokers: two would each take
+            # every uplink (those brokers' subscriptions are not shared).
+            env["TOWNPULSE_INTEGRATIONS"] = "true" if instance == 1 else "false"
         if spec.name == "api":
             env["TOWNPULSE_UPSTREAMS"] = json.dumps(self.upstreams())
             env["TOWNPULSE_MQTT_TLS_PORT"] = str(self.s.mqtts_port)

@@ -1,16 +1,23 @@
-"""Device registry: registration issues MQTT credentials once; deletion revokes them."""
+"""Device registry: registration issues MQTT credentials once; deletion revokes them.
+
+A device named by its DevEUI reaches TownPulse through its network server, never through the
+broker: it gets no MQTT credentials. A device pushing over HTTP gets an ingest token instead.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import secrets
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from psycopg import AsyncConnection
 
 from services.api import repository as repo
 from services.api.buckets import BadBucket, parse_bucket
-from services.api.bulk import BulkBodyError, ParsedRow, mark_duplicates, parse_csv, parse_json
+from services.api.bulk import BulkBodyError, mark_duplicates, parse_csv, parse_json
 from services.api.schemas import (
     BucketReading,
     BulkResult,
@@ -19,15 +26,18 @@ from services.api.schemas import (
     DeviceCreated,
     DeviceIn,
     Erasure,
+    IngestToken,
+    Link,
     Location,
     MqttCredentials,
     Page,
     RawReading,
     Readings,
+    Uplink,
 )
 from services.api.settings import ApiSettings
 from shared import audit, erasure
-from shared.auth import new_device_password
+from shared.auth import hash_key, new_device_password
 from shared.http import Admin, Viewer, time_window
 from shared.mqtt_admin import DeviceIdentity, DynSecClient, DynSecError
 from shared.topics import Domain, mqtt_topic
@@ -35,8 +45,24 @@ from shared.topics import Domain, mqtt_topic
 router = APIRouter(prefix="/v1/devices", tags=["devices"])
 
 
+# An HTTP push token: `tpi_<id>_<secret>`, only SHA-256 of the whole token stored, as API keys
+# (shared.auth): 192 random bits need no slow hash, the id finds the row. Its prefix differs
+# from an API key's, so neither is ever taken for the other.
+INGEST_TOKEN_PREFIX = "tpi"  # noqa: S105 -- a prefix, not a secret
+
+
+def new_ingest_token() -> tuple[str, str, bytes]:
+    """(token id, token, hash of the token)."""
+    token_id = secrets.token_hex(6)
+    token = f"{INGEST_TOKEN_PREFIX}_{token_id}_{secrets.token_urlsafe(24)}"
+    return token_id, token, hash_key(token)
+
+
 def _device(row: dict[str, Any]) -> Device:
     location = Location(lat=row["lat"], lon=row["lon"]) if row["lat"] is not None else None
+    link = None
+    if row.get("link_last_uplink_at") is not None:
+        link = Link(**{f: row[f"link_{f}"] for f in Link.model_fields})
     return Device(
         id=row["id"],
         domain=Domain(row["domain"]),
@@ -45,6 +71,10 @@ def _device(row: dict[str, Any]) -> Device:
         metadata=row["metadata"],
         created_at=row["created_at"],
         topic=mqtt_topic(Domain(row["domain"]), row["id"]),
+        dev_eui=row["dev_eui"],
+        external_id=row["external_id"],
+        profile=row["profile"],
+        link=link,
     )
 
 
@@ -73,21 +103,73 @@ def _dynsec(request: Request) -> DynSecClient:
     return client
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=DeviceCreated)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DeviceCreated,
+    responses={409: {"description": "The id, DevEUI or external id is registered already"}},
+)
 async def register_device(body: DeviceIn, request: Request, _: Admin) -> DeviceCreated:
-    """Register a device; its MQTT password is in this response only."""
-    request.state.audit_target = body.id
+    """Register a device; its MQTT password (none with a DevEUI) is in this response only."""
+    device_id = body.device_id
+    request.state.audit_target = device_id
     password = new_device_password()
     async with request.app.state.pool.connection() as conn, conn.transaction():
-        row = await repo.insert_device(conn, device=_device_values(body))
+        domains = await repo.profile_domains(conn, [body.profile] if body.profile else [])
+        try:
+            domain = _domain(body, domains)
+        except NoDomain as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)) from exc
+        taken = await repo.names_taken(conn, **_names([body]))
+        for name in _names_of(body):
+            # Taken by a device of this id: the insert below says it exists.
+            if taken.get(name, device_id) != device_id:
+                raise HTTPException(
+                    status.HTTP_409_CONFLICT,
+                    detail=f"{name[0]} {name[1]!r} is registered to device {taken[name]!r}",
+                )
+        row = await repo.insert_device(conn, device=_device_values(body, domain))
         if row is None:
-            raise HTTPException(status.HTTP_409_CONFLICT, detail=f"device {body.id!r} exists")
+            raise HTTPException(status.HTTP_409_CONFLICT, detail=f"device {device_id!r} exists")
         device = _device(row)
+        if body.dev_eui is not None:
+            return DeviceCreated(device=device, mqtt=None)
         # Inside the transaction: if the broker refuses, the device is not registered either.
         await _provision(request, device, password)
     return DeviceCreated(
         device=device, mqtt=_credentials(request.app.state.settings, device, password)
     )
+
+
+def _names_of(body: DeviceIn) -> list[tuple[str, str]]:
+    """What else than its id names a device: ("dev_eui", ...), ("external_id", ...)."""
+    return [(f, v) for f in ("dev_eui", "external_id") if (v := getattr(body, f)) is not None]
+
+
+def _names(bodies: list[DeviceIn]) -> dict[str, list[str]]:
+    return {
+        "dev_euis": [b.dev_eui for b in bodies if b.dev_eui is not None],
+        "external_ids": [b.external_id for b in bodies if b.external_id is not None],
+    }
+
+
+class NoDomain(ValueError):
+    """A registration's profile does not exist, or is for another domain than it says."""
+
+
+def _domain(body: DeviceIn, profile_domains: dict[str, str]) -> Domain:
+    """The device's domain: given, or its profile's (`profile_domains`: name -> domain)."""
+    if body.profile is None:
+        assert body.domain is not None  # DeviceIn needs one or the other
+        return body.domain
+    of_profile = profile_domains.get(body.profile)
+    if of_profile is None:
+        raise NoDomain(f"unknown profile {body.profile!r}")
+    if body.domain is not None and body.domain.value != of_profile:
+        raise NoDomain(
+            f"profile {body.profile!r} is for domain {of_profile!r}, not {body.domain.value!r}"
+        )
+    return Domain(of_profile)
 
 
 _BULK_BODY = {
@@ -102,7 +184,9 @@ _BULK_BODY = {
         },
         "text/csv": {
             "schema": {"type": "string"},
-            "example": "id,domain,name,lat,lon\nbin-001,waste,Market square,48.85,2.35\n",
+            "example": "id,domain,name,lat,lon,dev_eui,profile\n"
+            "bin-001,waste,Market square,48.85,2.35,,\n"
+            ",,Rue Haute,48.86,2.35,24e124126b316584,milesight-iot-em310-udl\n",
         },
     },
 }
@@ -140,45 +224,47 @@ async def register_devices(request: Request, _: Admin) -> BulkResult:
         BulkRow(row=i, id=p.id, status="error", error=p.error) if p.error else None
         for i, p in enumerate(parsed)
     ]
-    todo = {p.device.id: (i, p) for i, p in enumerate(parsed) if p.device is not None}
+    valid = [(i, p.device) for i, p in enumerate(parsed) if p.device is not None]
     ca = _ca_certificate(settings)
     async with request.app.state.pool.connection() as conn, conn.transaction():
-        known = await repo.lock_devices(conn, list(todo))
-        fresh: list[tuple[int, ParsedRow]] = []
-        for device_id, (i, p) in todo.items():
-            assert p.device is not None
-            had = known.get(device_id)
-            if had is None or had["deleted_at"] is not None:
-                fresh.append((i, p))
-            elif had["domain"] == p.device.domain.value:
+        todo = await _bulk_todo(conn, valid, results)
+        fresh: list[tuple[int, DeviceIn, Domain]] = []
+        for device_id, (i, row_in, domain) in todo.rows.items():
+            error = _bulk_exists(row_in, domain, todo.had.get(device_id), todo.taken)
+            if error == "exists":
                 results[i] = BulkRow(row=i, id=device_id, status="exists")
+            elif error is not None:
+                results[i] = BulkRow(row=i, id=device_id, status="error", error=error)
             else:
-                results[i] = BulkRow(
-                    row=i,
-                    id=device_id,
-                    status="error",
-                    error=f"already registered with domain {had['domain']!r}",
-                )
-        rows = await repo.insert_devices(conn, [_row_values(p) for _, p in fresh])
+                fresh.append((i, row_in, domain))
+        rows = await repo.insert_devices(conn, [_device_values(b, d) for _, b, d in fresh])
         inserted = {row["id"]: _device(row) for row in rows}
-        passwords = {device_id: new_device_password() for device_id in inserted}
+        # Devices with a DevEUI never connect to the broker: nothing to provision.
+        mqtt_ids = {b.device_id for _, b, _ in fresh if b.dev_eui is None}
+        passwords = {d: new_device_password() for d in inserted if d in mqtt_ids}
         refused = await _provision_many(
-            request, inserted, passwords=passwords, batch=settings.bulk_broker_batch
+            request,
+            {d: device for d, device in inserted.items() if d in passwords},
+            passwords=passwords,
+            batch=settings.bulk_broker_batch,
         )
         await repo.undo_insert_devices(
             conn,
-            new=[d for d in refused if known.get(d) is None],
-            revived={d: known[d]["deleted_at"] for d in refused if d in known},
+            new=[d for d in refused if todo.had.get(d) is None],
+            revived={d: had["deleted_at"] for d in refused if (had := todo.had.get(d))},
         )
-        for i, p in fresh:
-            assert p.device is not None
-            device_id = p.device.id
+        for i, row_in, _dom in fresh:
+            device_id = row_in.device_id
             if device_id in refused:
                 reason = f"MQTT broker refused: {refused[device_id]}"
                 results[i] = BulkRow(row=i, id=device_id, status="error", error=reason)
             elif device_id in inserted:
                 device = inserted[device_id]
-                mqtt = _credentials(settings, device, passwords[device_id], ca=ca)
+                mqtt = (
+                    _credentials(settings, device, passwords[device_id], ca=ca)
+                    if device_id in passwords
+                    else None
+                )
                 results[i] = BulkRow(
                     row=i, id=device_id, status="created", device=device, mqtt=mqtt
                 )
@@ -200,20 +286,76 @@ async def register_devices(request: Request, _: Admin) -> BulkResult:
     )
 
 
-def _row_values(p: ParsedRow) -> dict[str, Any]:
-    assert p.device is not None
-    return _device_values(p.device)
+@dataclass
+class _Todo:
+    """Bulk rows left to register, by device id, with what the database holds about them."""
+
+    rows: dict[str, tuple[int, DeviceIn, Domain]] = field(default_factory=dict)
+    # Devices with those ids, live or deleted (locked until commit).
+    had: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # (name, value) -> id of the live device already named so.
+    taken: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
-def _device_values(body: DeviceIn) -> dict[str, Any]:
+async def _bulk_todo(
+    conn: AsyncConnection[Any],
+    valid: list[tuple[int, DeviceIn]],
+    results: list[BulkRow | None],
+) -> _Todo:
+    """Rows whose profile gives a domain, with the existing devices of those ids (locked) and
+    the live devices already named by their DevEUIs or external ids; the others' errors go
+    in `results`."""
+    profiles = sorted({b.profile for _, b in valid if b.profile is not None})
+    domains = await repo.profile_domains(conn, profiles)
+    todo = _Todo()
+    for i, body in valid:
+        try:
+            todo.rows[body.device_id] = (i, body, _domain(body, domains))
+        except NoDomain as exc:
+            results[i] = BulkRow(row=i, id=body.device_id, status="error", error=str(exc))
+    bodies = [b for _, b, _ in todo.rows.values()]
+    # The names' lock first, then the rows': the order every registration takes them in.
+    todo.taken = await repo.names_taken(conn, **_names(bodies))
+    todo.had = await repo.lock_devices(conn, list(todo.rows))
+    return todo
+
+
+def _bulk_exists(
+    body: DeviceIn,
+    domain: Domain,
+    had: dict[str, Any] | None,
+    taken: dict[tuple[str, str], str],
+) -> str | None:
+    """None for a device to register; "exists" for one registered as this row says (a re-run);
+    else why the row conflicts with a registered device."""
+    if had is not None and had["deleted_at"] is None:
+        if had["domain"] != domain.value:
+            return f"already registered with domain {had['domain']!r}"
+        for column in ("dev_eui", "external_id", "profile"):
+            given = getattr(body, column)
+            if given is not None and had[column] != given:
+                if had[column] is None:
+                    return f"already registered without a {column}"
+                return f"already registered with {column} {had[column]!r}"
+        return "exists"
+    for name in _names_of(body):
+        if name in taken:
+            return f"{name[0]} {name[1]!r} is registered to device {taken[name]!r}"
+    return None
+
+
+def _device_values(body: DeviceIn, domain: Domain) -> dict[str, Any]:
     """A registration's row in the devices table."""
     return {
-        "id": body.id,
-        "domain": body.domain.value,
+        "id": body.device_id,
+        "domain": domain.value,
         "name": body.name,
         "lat": body.location.lat if body.location else None,
         "lon": body.location.lon if body.location else None,
         "metadata": body.metadata,
+        "dev_eui": body.dev_eui,
+        "external_id": body.external_id,
+        "profile": body.profile,
     }
 
 
@@ -257,6 +399,12 @@ async def rotate_credentials(device_id: str, request: Request, _: Admin) -> Devi
         row = await repo.get_device(conn, device_id)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such device")
+    if row["dev_eui"] is not None:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            detail="a device with a DevEUI has no MQTT credentials: its network server "
+            "forwards its uplinks",
+        )
     device = _device(row)
     password = new_device_password()
     # add_device recreates client and role: also repairs a device the broker lost.
@@ -284,12 +432,45 @@ async def list_devices(
 
 @router.get("/{device_id}", response_model=Device)
 async def get_device(device_id: str, request: Request, _: Viewer) -> Device:
-    """One device."""
+    """One device, with its radio link as of its newest uplink."""
     async with request.app.state.pool.connection() as conn:
-        row = await repo.get_device(conn, device_id)
+        row = await repo.get_device(conn, device_id, link=True)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such device")
     return _device(row)
+
+
+@router.get("/{device_id}/uplinks", response_model=list[Uplink])
+async def device_uplinks(
+    device_id: str,
+    request: Request,
+    _: Viewer,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[Uplink]:
+    """Its stored uplinks, newest first: frame counter, codec version, RSSI, SNR, gateways."""
+    async with request.app.state.pool.connection() as conn:
+        if await repo.get_device(conn, device_id) is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such device")
+        rows = await repo.uplinks(conn, device_id=device_id, limit=limit)
+    return [Uplink(**r) for r in rows]
+
+
+@router.post(
+    "/{device_id}/ingest-token", status_code=status.HTTP_201_CREATED, response_model=IngestToken
+)
+async def create_ingest_token(device_id: str, request: Request, _: Admin) -> IngestToken:
+    """A token for HTTP push (shown once); the device's earlier tokens stop working at once."""
+    token_id, token, token_hash = new_ingest_token()
+    request.state.audit_detail = {"token_id": token_id}
+    async with request.app.state.pool.connection() as conn, conn.transaction():
+        # Locked: a deletion (which revokes its tokens) cannot slip in before this one is stored.
+        had = (await repo.lock_devices(conn, [device_id])).get(device_id)
+        if had is None or had["deleted_at"] is not None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such device")
+        row = await repo.replace_ingest_token(
+            conn, token_id=token_id, device_id=device_id, token_hash=token_hash
+        )
+    return IngestToken(**row, token=token)
 
 
 @router.delete(

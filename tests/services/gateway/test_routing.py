@@ -9,8 +9,8 @@ from typing import Any, cast
 import pytest
 
 from services.gateway.app import Gateway
+from services.gateway.ingest.rejection import Limits
 from services.gateway.mqtt_source import Incoming
-from shared.payloads import Limits
 from shared.schemas import DeadLetter, ReadingBatch
 from shared.topics import DEADLETTER_TOPIC, Domain
 
@@ -27,7 +27,10 @@ class FakeRegistry:
 
 def _gateway(devices: dict[str, Domain]) -> Gateway:
     return Gateway(
-        producer=cast(Any, None), registry=cast(Any, FakeRegistry(devices)), limits=Limits()
+        producer=cast(Any, None),
+        registry=cast(Any, FakeRegistry(devices)),
+        limits=Limits(),
+        mapper=cast(Any, None),
     )
 
 

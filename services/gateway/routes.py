@@ -35,7 +35,7 @@ from services.gateway.ingest.profile import (
 from services.gateway.ingest.rejection import Rejection
 from services.gateway.integrations import Integrations, check_connection, subscription
 from services.gateway.settings import GatewaySettings
-from services.gateway.uplinks import DUPLICATES, Duplicate
+from services.gateway.uplinks import DUPLICATES, Duplicate, Undo
 from shared.http import Admin, Operator, Viewer
 from shared.schemas import ReadingBatch
 
@@ -57,6 +57,8 @@ class Ingest:
     catalogue: DbCatalogue
     codecs: CodecPool
     settings: GatewaySettings
+    # Uplinks answered 503 whose record may still reach Kafka, by dedup key.
+    in_flight: dict[str, asyncio.Future[object]] = dataclasses.field(default_factory=dict)
 
 
 def _ingest(request: Request) -> Ingest:
@@ -172,10 +174,8 @@ async def _check_integration(ingest: Ingest, row: IntegrationRow) -> None:
     """What the table's constraints cannot say, as a reason a person can act on."""
     if row.transport == "mqtt" and not row.mqtt_host:
         raise HTTPException(422, detail="an MQTT integration needs mqtt_host")
-    if row.kind == "mqtt_json" and (row.transport != "mqtt" or not row.profile or not row.topic):
-        raise HTTPException(
-            422, detail="mqtt_json integrations need transport mqtt, a topic and a profile"
-        )
+    if row.kind == "mqtt_json" and (row.transport != "mqtt" or not row.profile):
+        raise HTTPException(422, detail="mqtt_json integrations need transport mqtt and a profile")
     if row.transport == "mqtt":
         try:
             subscription(row)
@@ -521,24 +521,67 @@ def _bearer(authorization: str | None) -> str:
     return token.strip()
 
 
-async def _produce(ingest: Ingest, batch_or_letter: Any, *, undo: Any = None) -> Response:
+def _unavailable() -> Response:
+    return Response(
+        '{"detail":"not stored yet: Kafka is unavailable, retry later"}',
+        status_code=503,
+        media_type="application/json",
+        headers={"Retry-After": "5"},
+    )
+
+
+async def _produce(ingest: Ingest, out: Any) -> Response:
     """202 once Kafka has the record; 503 with Retry-After when it does not take it in time."""
+    timeout = ingest.settings.ingest_kafka_timeout_s
     try:
-        fut = await asyncio.wait_for(
-            ingest.gateway.send(batch_or_letter), ingest.settings.ingest_kafka_timeout_s
-        )
-        await asyncio.wait_for(fut, ingest.settings.ingest_kafka_timeout_s)
+        fut = await asyncio.wait_for(ingest.gateway.send(out), timeout)
+        await asyncio.wait_for(asyncio.shield(fut), timeout)
     except Exception as exc:
-        if undo is not None:
-            undo()
         log.warning("HTTP ingest: Kafka did not take the record: %r", exc)
-        return Response(
-            '{"detail":"not stored: Kafka is unavailable, retry later"}',
-            status_code=503,
-            media_type="application/json",
-            headers={"Retry-After": "5"},
-        )
+        return _unavailable()
     return Response('{"status":"accepted"}', status_code=202, media_type="application/json")
+
+
+async def _produce_uplink(ingest: Ingest, batch: ReadingBatch, undo: Undo) -> Response:
+    """Like `_produce`, for an uplink the sender will retry after a 503: its record may still
+    reach Kafka after the answer (the producer keeps it until its own timeout), so the retry
+    waits for that record instead of sending a second one, and sends again only if it failed."""
+    timeout = ingest.settings.ingest_kafka_timeout_s
+    key = undo.uplink.dedup_key
+    try:
+        fut = await asyncio.wait_for(ingest.gateway.send(ingest.gateway.accept(batch)), timeout)
+    except Exception as exc:
+        undo()
+        log.warning("HTTP ingest: Kafka did not take the record: %r", exc)
+        return _unavailable()
+    ingest.in_flight[key] = fut
+
+    def settled(done: asyncio.Future[object]) -> None:
+        ingest.in_flight.pop(key, None)
+        if done.cancelled() or done.exception() is not None:
+            undo()  # never reached Kafka: the sender's retry is taken as new
+
+    fut.add_done_callback(settled)
+    try:
+        await asyncio.wait_for(asyncio.shield(fut), timeout)
+    except Exception:
+        return _unavailable()
+    return Response('{"status":"accepted"}', status_code=202, media_type="application/json")
+
+
+async def _taken_before(ingest: Ingest, key: str) -> Response | None:
+    """A second delivery: 200 if the first is in Kafka, 503 while it is still on its way, None
+    when the first failed after all (then this one is taken as new)."""
+    fut = ingest.in_flight.get(key)
+    if fut is None:
+        return Response('{"status":"duplicate"}', status_code=200, media_type="application/json")
+    try:
+        await asyncio.wait_for(asyncio.shield(fut), ingest.settings.ingest_kafka_timeout_s)
+    except TimeoutError:
+        return _unavailable()
+    except Exception:
+        return None
+    return Response('{"status":"duplicate"}', status_code=200, media_type="application/json")
 
 
 async def _dead_letter(
@@ -577,28 +620,29 @@ async def _network_server(
     if not row.enabled:
         raise HTTPException(409, detail="integration disabled")
     body = await request.body()
-    received_at = datetime.now(UTC)
     topic = f"http:{kind}/{integration_id}"
-    device_id: str | None = None
-    try:
-        uplink = parse_http_uplink(
-            kind, body, received_at=received_at, limits=ingest.gateway.limits
-        )
-        batch, undo = await ingest.gateway.map_uplink_undoable(
-            uplink, row=row, received_at=received_at
-        )
-        device_id = batch.device_id
-    except Rejection as rej:
-        ingest.integrations.counted(integration_id, ok=False, error=rej.reason.value)
-        return await _dead_letter(
-            ingest, rej, topic=topic, device_id=rej.device_id or device_id, body=body
-        )
-    except Duplicate:
-        DUPLICATES.labels(integration_id).inc()
-        # Already taken (a retry after a lost answer, two deliveries): stored once.
-        return Response('{"status":"duplicate"}', status_code=200, media_type="application/json")
-    ingest.integrations.counted(integration_id, ok=True)
-    return await _produce(ingest, ingest.gateway.accept(batch), undo=undo)
+    # Twice at most: a retry whose first attempt failed after all is then taken as new.
+    for _ in range(2):
+        received_at = datetime.now(UTC)
+        try:
+            uplink = parse_http_uplink(
+                kind, body, received_at=received_at, limits=ingest.gateway.limits
+            )
+            batch, undo = await ingest.gateway.map_uplink_undoable(
+                uplink, row=row, received_at=received_at
+            )
+        except Rejection as rej:
+            ingest.integrations.counted(integration_id, ok=False, error=rej.reason.value)
+            return await _dead_letter(ingest, rej, topic=topic, device_id=rej.device_id, body=body)
+        except Duplicate:
+            DUPLICATES.labels(integration_id).inc()
+            answer = await _taken_before(ingest, uplink.dedup_key)
+            if answer is not None:
+                return answer
+            continue
+        ingest.integrations.counted(integration_id, ok=True)
+        return await _produce_uplink(ingest, batch, undo)
+    return _unavailable()
 
 
 @ingest_router.post("/chirpstack/{integration_id}", status_code=202)

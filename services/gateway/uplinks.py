@@ -122,9 +122,10 @@ class Undo:
     uplink: Uplink
     device_id: str
     before: dict[str, float | None]
+    after: dict[str, float | None]
 
     def __call__(self) -> None:
-        self.mapper.undo(self.uplink, self.device_id, self.before)
+        self.mapper.undo(self)
 
 
 class UplinkMapper:
@@ -215,7 +216,8 @@ class UplinkMapper:
         if not readings:
             raise Rejection(Reason.NO_METRICS, "the uplink holds no reading the profile maps")
         self.seen.remember(uplink)
-        undo = Undo(self, uplink, device.id, before)
+        after = {m: self._counters.previous(device.id, m) for m in profile.counter_metrics}
+        undo = Undo(self, uplink, device.id, before, after)
         batch = ReadingBatch(
             device_id=device.id,
             domain=device.domain,
@@ -235,10 +237,12 @@ class UplinkMapper:
         )
         return batch, undo
 
-    def undo(self, uplink: Uplink, device_id: str, before: dict[str, float | None]) -> None:
-        self.seen.forget(uplink)
-        for metric, value in before.items():
-            self._counters.restore(device_id, metric, value)
+    def undo(self, undo: Undo) -> None:
+        self.seen.forget(undo.uplink)
+        for metric, value in undo.before.items():
+            # Only if no later uplink of the device has moved the total on since.
+            if self._counters.previous(undo.device_id, metric) == undo.after[metric]:
+                self._counters.restore(undo.device_id, metric, value)
 
     async def _decode(
         self, uplink: Uplink, profile: Profile

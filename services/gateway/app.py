@@ -10,7 +10,8 @@ from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
+from zoneinfo import ZoneInfo
 
 from aiokafka.errors import KafkaError
 from fastapi import FastAPI
@@ -129,6 +130,7 @@ class Gateway:
         self.mapper = mapper
         self.integrations: Integrations | None = None
         self.pool: Pool | None = None
+        self.zone: tzinfo | None = None
         self._queue: asyncio.Queue[Incoming] = asyncio.Queue()
         self._pending: deque[Pending] = deque()
         self._send_lock = asyncio.Lock()
@@ -167,7 +169,11 @@ class Gateway:
                         Reason.DOMAIN_MISMATCH, f"device is registered in {device.domain.value!r}"
                     )
                 uplink = parse_mapped(
-                    msg.topic, msg.payload, received_at=msg.received_at, limits=self._limits
+                    msg.topic,
+                    msg.payload,
+                    received_at=msg.received_at,
+                    limits=self._limits,
+                    zone=self.zone,
                 )
                 batch, _ = await self.mapper.to_batch(
                     uplink, source="mqtt", received_at=msg.received_at, device=device
@@ -218,6 +224,7 @@ class Gateway:
             received_at=msg.received_at,
             limits=self._limits,
             default_topic=not row.topic,
+            zone=self.zone,
         )
         return await self.map_uplink(uplink, row=row, received_at=msg.received_at)
 
@@ -409,6 +416,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         )
         gateway.integrations = integrations
         gateway.pool = pool
+        gateway.zone = ZoneInfo(settings.timezone)
         source = MqttSource(
             host=settings.mqtt_host,
             port=settings.mqtt_port,

@@ -137,8 +137,7 @@ class Integration(BaseModel):
 def _ingest_path(row: IntegrationRow) -> str | None:
     if row.transport != "http":
         return None
-    if row.kind == "chirpstack":
-        return f"/v1/ingest/chirpstack/{row.id}?event=up"
+    # ChirpStack adds `?event=up` (join, status...) to the URL it is given: not part of it.
     return f"/v1/ingest/{row.kind}/{row.id}"
 
 

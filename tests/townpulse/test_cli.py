@@ -92,7 +92,7 @@ def test_an_http_integration_is_added_listed_tested_and_removed() -> None:
     )
     assert added.returncode == 0, added.stderr
     created = json.loads(added.stdout)
-    assert created["http_secret"] and created["ingest_path"].endswith("?event=up")
+    assert created["http_secret"] and created["ingest_path"].startswith("/v1/ingest/chirpstack/")
     try:
         listed = _cli("integrations", "list")
         assert listed.returncode == 0, listed.stderr

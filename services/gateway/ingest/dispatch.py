@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, tzinfo
 
 from services.gateway.ingest import chirpstack, mapped, tts
 from services.gateway.ingest.rejection import Limits, Reason, Rejection
@@ -17,6 +17,7 @@ def parse_integration_message(
     received_at: datetime,
     limits: Limits,
     default_topic: bool = True,
+    zone: tzinfo | None = None,
 ) -> Uplink:
     """A message from an integration's broker (ChirpStack, TTS, or devices' own JSON).
 
@@ -30,7 +31,7 @@ def parse_integration_message(
     if kind == "tts":
         return tts.parse_uplink(payload, received_at=received_at, limits=limits, topic=checked)
     if kind == "mqtt_json":
-        return parse_mapped(topic, payload, received_at=received_at, limits=limits)
+        return parse_mapped(topic, payload, received_at=received_at, limits=limits, zone=zone)
     raise Rejection(Reason.BAD_TOPIC, f"no format for integrations of kind {kind!r}")
 
 
@@ -47,8 +48,16 @@ class Ignored(Exception):
     """A message with nothing to read in it: acknowledged, neither produced nor dead-lettered."""
 
 
-def parse_mapped(topic: str, payload: bytes, *, received_at: datetime, limits: Limits) -> Uplink:
-    """A device's own JSON (Tasmota, Shelly), recognised by its topic."""
+def parse_mapped(
+    topic: str,
+    payload: bytes,
+    *,
+    received_at: datetime,
+    limits: Limits,
+    zone: tzinfo | None = None,
+) -> Uplink:
+    """A device's own JSON (Tasmota, Shelly), recognised by its topic. Tasmota's `Time` has no
+    offset: it is read in `zone`, the town's (Tasmota's clock is set to local time)."""
     found = mapped.topic_device(topic)
     if found is None and "/status/" in topic:
         # The subscriptions take every status component (a wildcard cannot say `switch:<n>`).
@@ -56,5 +65,8 @@ def parse_mapped(topic: str, payload: bytes, *, received_at: datetime, limits: L
     if found is None:
         raise Rejection(Reason.BAD_TOPIC, "neither tele/<name>/SENSOR nor <id>/status/switch:<n>")
     fmt, name = found
-    parse = mapped.parse_tasmota if fmt == "tasmota" else mapped.parse_shelly
-    return parse(name, payload, received_at=received_at, limits=limits)
+    if fmt == "tasmota":
+        return mapped.parse_tasmota(
+            name, payload, received_at=received_at, limits=limits, zone=zone
+        )
+    return mapped.parse_shelly(name, payload, received_at=received_at, limits=limits)

@@ -370,7 +370,7 @@ def test_chirpstack_http_secret_checked_retry_stored_once(
     app_id = str(uuid.uuid4())
     device = lorawan_device()
     it = integration(kind="chirpstack", transport="http", application=app_id)
-    assert it["http_secret"] and it["ingest_path"].endswith("?event=up")
+    assert it["http_secret"] and it["ingest_path"] == f"/v1/ingest/chirpstack/{it['id']}"
     f_port, data = example_bytes(EM310)
     body = chirpstack_uplink(
         dev_eui=device["dev_eui"],
@@ -517,3 +517,53 @@ def test_misbehaving_codec_is_cut_off_and_the_gateway_keeps_ingesting(
         timeout=30,
         what="the good codec's reading",
     )
+
+
+def test_a_degrading_link_raises_an_alert(
+    api: httpx.Client,
+    lorawan_device: Callable[..., dict[str, Any]],
+    integration: Callable[..., dict[str, Any]],
+) -> None:
+    device = lorawan_device()
+    rule = api.post(
+        "/v1/alert-rules",
+        json={
+            "name": "weak link",
+            "domain": "waste",
+            "device_id": device["id"],
+            "metric": "rssi_dbm",
+            "op": "<=",
+            "threshold": -118,
+            "cooldown_s": 0,
+        },
+    )
+    assert rule.status_code == 201, rule.text
+    try:
+        it = integration(kind="chirpstack", transport="http")
+        headers = {"Authorization": f"Bearer {it['http_secret']}"}
+        app_id = str(uuid.uuid4())
+        for f_cnt, rssi in ((1, -95), (2, -121)):
+            r = api.post(
+                it["ingest_path"],
+                headers=headers,
+                content=chirpstack_uplink(
+                    dev_eui=device["dev_eui"],
+                    application_id=app_id,
+                    f_cnt=f_cnt,
+                    time=_at(600 - f_cnt * 60),
+                    decoded={"distance": 800},
+                    rssi=rssi,
+                ),
+            )
+            assert r.status_code == 202, r.text
+
+        def alerted() -> bool:
+            r = api.get("/v1/alerts", params={"device_id": device["id"]})
+            assert r.status_code == 200, r.text
+            return any(a["kind"] == "waste.rssi_dbm_low" for a in r.json())
+
+        wait_for(alerted, timeout=30, what="the weak link's alert")
+        link = api.get(f"/v1/devices/{device['id']}").json()["link"]
+        assert link["rssi"] == -121 and link["gateways"] == 1
+    finally:
+        api.delete(f"/v1/alert-rules/{rule.json()['id']}")

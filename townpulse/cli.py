@@ -219,6 +219,10 @@ def devices_add(
     profile: Annotated[
         str | None, typer.Option(help="Device profile (`townpulse profiles list`)")
     ] = None,
+    metadata: Annotated[
+        str | None,
+        typer.Option(help="Its settings as JSON, e.g. '{\"bin_depth_mm\": 1200}'"),
+    ] = None,
 ) -> None:
     """Register a device and print its MQTT credentials (shown once; none with a DevEUI)."""
     given = {
@@ -232,7 +236,42 @@ def devices_add(
     body: dict[str, object] = {k: v for k, v in given.items() if v is not None}
     if lat is not None and lon is not None:
         body["location"] = {"lat": lat, "lon": lon}
+    if metadata is not None:
+        body["metadata"] = _json_object(metadata, "--metadata")
     _echo_json(_call("POST", "/v1/devices", ok=(201,), json=body))
+
+
+@devices.command("set")
+def devices_set(
+    device_id: str,
+    name: Annotated[str | None, typer.Option()] = None,
+    metadata: Annotated[
+        str | None,
+        typer.Option(help="Its settings as JSON, replacing the old: '{\"bin_depth_mm\": 1200}'"),
+    ] = None,
+    profile: Annotated[str | None, typer.Option(help="Another profile of its domain")] = None,
+) -> None:
+    """Change a device's name, settings or profile; the gateway applies them to its next uplink."""
+    body: dict[str, object] = {}
+    if name is not None:
+        body["name"] = name
+    if metadata is not None:
+        body["metadata"] = _json_object(metadata, "--metadata")
+    if profile is not None:
+        body["profile"] = profile
+    if not body:
+        raise typer.BadParameter("nothing to change: give --name, --metadata or --profile")
+    _echo_json(_call("PATCH", f"/v1/devices/{device_id}", json=body))
+
+
+def _json_object(text: str, option: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"{option}: not JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise typer.BadParameter(f"{option}: a JSON object, e.g. '{{\"bin_depth_mm\": 1200}}'")
+    return value
 
 
 @devices.command("ingest-token")

@@ -148,6 +148,16 @@ async def get_device(
     return await cur.fetchone()
 
 
+async def update_device(conn: AsyncConnection[Any], device_id: str, values: dict[str, Any]) -> bool:
+    """Change a live device's columns (names from DevicePatch only); False if there is none."""
+    sets = ", ".join(f"{column} = %({column})s" for column in values)
+    cur = await conn.execute(
+        f"UPDATE devices SET {sets} WHERE id = %(id_)s AND deleted_at IS NULL",
+        {**{k: Jsonb(v) if k == "metadata" else v for k, v in values.items()}, "id_": device_id},
+    )
+    return cur.rowcount > 0
+
+
 async def lock_device(conn: AsyncConnection[Any], device_id: str) -> dict[str, Any] | None:
     """The device, live or deleted, locked until the transaction ends (erasure)."""
     cur = await conn.execute(

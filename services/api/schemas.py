@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, Field, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.auth import Role
 from shared.topics import Domain
@@ -36,6 +36,20 @@ def normalise_dev_eui(value: str) -> str:
 class Location(BaseModel):
     lat: float = Field(ge=-90, le=90)
     lon: float = Field(ge=-180, le=180)
+
+
+class DevicePatch(BaseModel):
+    """What a technician changes after installation: a name, where it stands, its settings
+    (a bin's depth, a meter's kWh per pulse), its profile (of the same domain)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, max_length=200)
+    location: Location | None = None
+    metadata: dict[str, Any] | None = Field(
+        default=None, description="Replaces the device's settings (e.g. bin_depth_mm)."
+    )
+    profile: str | None = Field(default=None, pattern=PROFILE_PATTERN)
 
 
 class DeviceIn(BaseModel):

@@ -81,6 +81,9 @@ def test_a_lorawan_device_is_added_by_deveui_and_profile(profile_name: str) -> N
     line = next(li for li in _cli("devices", "list").stdout.splitlines() if f"eui-{eui}" in li)
     assert profile_name in line and eui in line
     assert profile_name in _cli("profiles", "list").stdout
+    changed = _cli("devices", "set", f"eui-{eui}", "--metadata", '{"bin_depth_mm": 1200}')
+    assert changed.returncode == 0, changed.stderr
+    assert json.loads(changed.stdout)["metadata"] == {"bin_depth_mm": 1200}
     assert _cli("devices", "remove", f"eui-{eui}", "--erase").returncode == 0
 
 
@@ -176,6 +179,15 @@ def test_devices_add_sends_only_what_was_given(fake_api: FakeApi, run: Run) -> N
     assert result.exit_code == 0, result.output
     assert fake_api.sent() == {"dev_eui": "24E124126B316584", "profile": "em310"}
     assert json.loads(result.output) == device
+
+
+@pytest.mark.unit
+def test_devices_set_refuses_metadata_that_is_not_a_json_object(
+    fake_api: FakeApi, run: Run
+) -> None:
+    result = run("devices", "set", "bin-1", "--metadata", "[1, 2]")
+    assert result.exit_code != 0 and "JSON object" in result.output
+    assert run("devices", "set", "bin-1").exit_code != 0  # nothing to change
 
 
 @pytest.mark.unit

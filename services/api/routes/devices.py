@@ -25,6 +25,7 @@ from services.api.schemas import (
     Device,
     DeviceCreated,
     DeviceIn,
+    DevicePatch,
     Erasure,
     IngestToken,
     Link,
@@ -471,6 +472,44 @@ async def create_ingest_token(device_id: str, request: Request, _: Admin) -> Ing
             conn, token_id=token_id, device_id=device_id, token_hash=token_hash
         )
     return IngestToken(**row, token=token)
+
+
+@router.patch("/{device_id}", response_model=Device)
+async def change_device(device_id: str, body: DevicePatch, request: Request, _: Admin) -> Device:
+    """Change a device's name, location, settings or profile (the gateway follows at once)."""
+    changes = body.model_dump(exclude_unset=True)
+    values: dict[str, Any] = {}
+    if "name" in changes:
+        values["name"] = body.name
+    if "location" in changes:
+        values["lat"] = body.location.lat if body.location else None
+        values["lon"] = body.location.lon if body.location else None
+    if "metadata" in changes:
+        values["metadata"] = body.metadata or {}
+    async with request.app.state.pool.connection() as conn, conn.transaction():
+        row = await repo.get_device(conn, device_id)
+        if row is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such device")
+        if "profile" in changes:
+            if body.profile is not None:
+                domains = await repo.profile_domains(conn, [body.profile])
+                if body.profile not in domains:
+                    raise HTTPException(
+                        status.HTTP_422_UNPROCESSABLE_ENTITY,
+                        detail=f"unknown profile {body.profile!r}",
+                    )
+                if domains[body.profile] != row["domain"]:
+                    raise HTTPException(
+                        status.HTTP_422_UNPROCESSABLE_ENTITY,
+                        detail=f"profile {body.profile!r} is for {domains[body.profile]!r},"
+                        f" the device is in {row['domain']!r}",
+                    )
+            values["profile"] = body.profile
+        if values:
+            await repo.update_device(conn, device_id, values)
+        updated = await repo.get_device(conn, device_id, link=True)
+    assert updated is not None
+    return _device(updated)
 
 
 @router.delete(

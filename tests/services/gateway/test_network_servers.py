@@ -567,3 +567,51 @@ def test_a_degrading_link_raises_an_alert(
         assert link["rssi"] == -121 and link["gateways"] == 1
     finally:
         api.delete(f"/v1/alert-rules/{rule.json()['id']}")
+
+
+def test_a_changed_device_setting_applies_to_the_next_uplink(
+    api: httpx.Client,
+    lorawan_device: Callable[..., dict[str, Any]],
+    integration: Callable[..., dict[str, Any]],
+) -> None:
+    device = lorawan_device()
+    it = integration(kind="chirpstack", transport="http")
+    headers = {"Authorization": f"Bearer {it['http_secret']}"}
+    app_id = str(uuid.uuid4())
+
+    def send(f_cnt: int) -> None:
+        r = api.post(
+            it["ingest_path"],
+            headers=headers,
+            content=chirpstack_uplink(
+                dev_eui=device["dev_eui"],
+                application_id=app_id,
+                f_cnt=f_cnt,
+                time=_at(900 - 60 * f_cnt),
+                decoded={"distance": 500},
+            ),
+        )
+        assert r.status_code == 202, r.text
+
+    send(1)  # the profile's default depth: 1000 mm
+    wrong = api.patch(f"/v1/devices/{device['id']}", json={"profile": "milesight-iot-em300-di"})
+    assert wrong.status_code == 422 and "energy" in wrong.text
+    changed = api.patch(f"/v1/devices/{device['id']}", json={"metadata": {"bin_depth_mm": 2000}})
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["metadata"] == {"bin_depth_mm": 2000}
+    # The gateway hears of the change from the database's notification.
+    deadline_fill = (2000 - 500) / 2000 * 100
+    for attempt in range(2, 40):
+        send(attempt)
+        fills = [r["value"] for r in _readings(api, device["id"], "fill_pct")]
+        if fills and fills[-1] == pytest.approx(deadline_fill):
+            break
+        wait_for(
+            lambda n=attempt: len(_readings(api, device["id"], "fill_pct")) >= n,
+            timeout=30,
+            what="the uplink stored",
+        )
+    fills = [
+        r["value"] for r in sorted(_readings(api, device["id"], "fill_pct"), key=lambda r: r["ts"])
+    ]
+    assert fills[0] == pytest.approx(50.0) and fills[-1] == pytest.approx(deadline_fill)

@@ -45,6 +45,8 @@ def pages() -> dict[str, str]:
         "alerts": "/alerts?state=",
         "devices": "/devices",
         "webhooks": "/webhooks",
+        "integrations": "/integrations",
+        "profiles": "/profiles?profile=milesight-iot-em310-udl",
         "public": "/public",
         "signin": "/signin",
     }

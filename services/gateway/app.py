@@ -391,7 +391,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             pool, conninfo=conninfo, unknown_ttl_s=settings.unknown_device_ttl_s
         )
         catalogue = DbCatalogue(pool)
-        await retry_forever(lambda: install_shipped_profiles(pool), what="installing profiles")
+        await retry_forever(
+            lambda: install_shipped_profiles(pool, repository=settings.device_repository),
+            what="installing the shipped profiles",
+        )
         mapper = UplinkMapper(
             registry=registry,
             catalogue=catalogue,

@@ -354,13 +354,23 @@ async def import_codec(body: CodecImport, ingest: IngestDep, _: Admin) -> Codec:
         ingest.gateway.pool,
         name=found.name,
         script=found.script,
-        examples=[
-            {"f_port": e.f_port, "bytes": list(e.bytes), "output": e.output} for e in found.examples
-        ],
+        examples=[e.to_doc() for e in found.examples],
         source=f"repository:{body.path}",
     )
     ingest.catalogue.forget()
     return Codec(**{k: v for k, v in row.items() if k != "created"})
+
+
+@router.delete("/codecs/{name}", status_code=204, tags=["codecs"])
+async def remove_codec(name: str, ingest: IngestDep, _: Admin) -> Response:
+    """Remove every version of a codec no profile names any more."""
+    deleted, users = await db.delete_codec(ingest.gateway.pool, name)
+    if users:
+        raise HTTPException(409, detail=f"profiles still use it: {', '.join(users[:20])}")
+    if not deleted:
+        raise HTTPException(404, detail="no such codec")
+    ingest.catalogue.forget()
+    return Response(status_code=204)
 
 
 # ---- profiles ----------------------------------------------------------------------------------
@@ -423,6 +433,19 @@ async def save_profile(
     row = await db.profile_row(ingest.gateway.pool, name)
     assert row is not None
     return ProfileOut(**row)
+
+
+@router.delete("/profiles/{name}", status_code=204, tags=["profiles"])
+async def remove_profile(name: str, ingest: IngestDep, _: Admin) -> Response:
+    """Remove a profile no device or integration uses (a shipped one returns at the gateway's
+    next start)."""
+    deleted, users = await db.delete_profile(ingest.gateway.pool, name)
+    if users:
+        raise HTTPException(409, detail=f"{users} devices or integrations still use it")
+    if not deleted:
+        raise HTTPException(404, detail="no such profile")
+    ingest.catalogue.forget()
+    return Response(status_code=204)
 
 
 class TryIn(BaseModel):

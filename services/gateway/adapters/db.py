@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from services.gateway.ingest.codec import (
+    RepositoryCodec,
+    list_repository_codecs,
+    load_repository_codec,
+    repository_codec_name,
+)
 from services.gateway.ingest.profile import Profile, ProfileError, parse_profile, shipped_profiles
 from services.gateway.ingest.uplink import Uplink
 from services.gateway.uplinks import StoredCodec
@@ -398,10 +406,34 @@ async def add_codec(
     return {**row, "examples": len(examples), "created": True}
 
 
-async def install_shipped_profiles(pool: Pool) -> None:
-    """The profiles TownPulse ships, up to date in the database (a town's own edits win)."""
-    for definition in shipped_profiles():
-        await save_profile(pool, parse_profile(definition), definition, shipped=True)
+async def install_shipped_profiles(pool: Pool, *, repository: Path | None = None) -> None:
+    """The profiles TownPulse ships, up to date in the database (a town's own edits win), and,
+    with a local Device Repository copy, the codecs they name that are not installed yet."""
+    definitions = shipped_profiles()
+    profiles = [parse_profile(d) for d in definitions]
+    for profile, definition in zip(profiles, definitions, strict=True):
+        await save_profile(pool, profile, definition, shipped=True)
+    if repository is None:
+        return
+    wanted = {p.codec for p in profiles if p.codec}
+    missing = [name for name in sorted(wanted) if await codec_examples(pool, name) is None]
+    # A town's own upload, or an earlier import, is never replaced.
+    for found in await asyncio.to_thread(_repository_codecs, repository, missing):
+        await add_codec(
+            pool,
+            name=found.name,
+            script=found.script,
+            examples=[e.to_doc() for e in found.examples],
+            source=f"repository:{found.path}",
+        )
+        log.info("codec installed from the Device Repository", extra={"codec": found.name})
+
+
+def _repository_codecs(root: Path, names: list[str]) -> list[RepositoryCodec]:
+    if not root.is_dir():
+        return []
+    available = {repository_codec_name(p): p for p in list_repository_codecs(root)}
+    return [load_repository_codec(root, available[n]) for n in names if n in available]
 
 
 async def profiles(pool: Pool) -> list[dict[str, Any]]:
@@ -443,3 +475,31 @@ async def save_profile(
         )
         row = await cur.fetchone()
     return bool(row and row["inserted"])
+
+
+async def delete_profile(pool: Pool, name: str) -> tuple[bool, int]:
+    """(deleted, devices using it): a profile some device still uses is kept."""
+    async with pool.connection() as conn, conn.transaction():
+        cur = await conn.execute(
+            "SELECT count(*) AS n FROM devices WHERE profile = %s AND deleted_at IS NULL"
+            " UNION ALL SELECT count(*) FROM integrations WHERE profile = %s",
+            (name, name),
+        )
+        users = sum(int(r["n"]) for r in await cur.fetchall())
+        if users:
+            return False, users
+        cur = await conn.execute("DELETE FROM device_profiles WHERE name = %s", (name,))
+        return cur.rowcount > 0, 0
+
+
+async def delete_codec(pool: Pool, name: str) -> tuple[bool, list[str]]:
+    """(deleted, profiles naming it): every version, unless a profile still names the codec."""
+    async with pool.connection() as conn, conn.transaction():
+        cur = await conn.execute(
+            "SELECT name FROM device_profiles WHERE codec = %s ORDER BY name", (name,)
+        )
+        users = [r["name"] for r in await cur.fetchall()]
+        if users:
+            return False, users
+        cur = await conn.execute("DELETE FROM codecs WHERE name = %s", (name,))
+        return cur.rowcount > 0, []

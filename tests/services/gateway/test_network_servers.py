@@ -453,6 +453,15 @@ def test_tts_webhook_and_mqtt(
     )
 
 
+def _remove_profiles_and_codecs(api: httpx.Client, devices: list[str], *names: str) -> None:
+    # Runs before the devices' fixture ends: they go first, then the profiles, then the codecs.
+    for device_id in devices:
+        api.delete(f"/v1/devices/{device_id}", params={"erase": "true"})
+    for name in names:
+        assert api.delete(f"/v1/profiles/{name}").status_code == 204
+        assert api.delete(f"/v1/codecs/{name}").status_code == 204
+
+
 LOOPING = "function decodeUplink(input) { while (true) {} }"
 HUNGRY = "function decodeUplink(input) { var a = []; while (true) { a.push(new Array(1e5)); } }"
 THROWING = "function decodeUplink(input) { throw new Error('bad frame'); }"
@@ -469,6 +478,7 @@ def test_misbehaving_codec_is_cut_off_and_the_gateway_keeps_ingesting(
     integration: Callable[..., dict[str, Any]],
     script: str,
     reason: str,
+    request: pytest.FixtureRequest,
 ) -> None:
     name = f"bad-{uuid.uuid4().hex[:8]}"
     r = api.post("/v1/codecs", json={"name": name, "script": script})
@@ -488,6 +498,11 @@ def test_misbehaving_codec_is_cut_off_and_the_gateway_keeps_ingesting(
         )
         assert r.status_code in (200, 201), r.text
     bad_device, good_device = lorawan_device(profile=name), lorawan_device(profile=good_name)
+    request.addfinalizer(
+        lambda: _remove_profiles_and_codecs(
+            api, [bad_device["id"], good_device["id"]], name, good_name
+        )
+    )
     it = integration(kind="chirpstack", transport="http")
     headers = {"Authorization": f"Bearer {it['http_secret']}"}
     app_id = str(uuid.uuid4())

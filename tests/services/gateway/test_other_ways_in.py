@@ -239,3 +239,7 @@ def test_profiles_are_validated_when_saved_and_can_be_tried(api: httpx.Client) -
     assert b64.json()["readings"] == out["readings"]
     refused = api.post(f"/v1/profiles/{name}/try", json={"payload": "zz", "f_port": 85})
     assert refused.status_code == 422
+    # A codec a profile names stays; the profile goes, then nothing holds the codec.
+    assert api.delete("/v1/codecs/milesight-iot-em310-udl").status_code == 409
+    assert api.delete(f"/v1/profiles/{name}").status_code == 204
+    assert api.get(f"/v1/profiles/{name}").status_code == 404

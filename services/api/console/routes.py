@@ -34,6 +34,8 @@ PAGES: tuple[tuple[str, str, str], ...] = (
     ("/traffic", "traffic", "Traffic"),
     ("/alerts", "alerts", "Alerts"),
     ("/devices", "devices", "Devices"),
+    ("/integrations", "integrations", "Integrations"),
+    ("/profiles", "profiles", "Profiles"),
     ("/webhooks", "webhooks", "Webhooks"),
 )
 

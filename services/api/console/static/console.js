@@ -212,5 +212,13 @@ window.TP = (() => {
     ready();
   }
 
-  return { t, api, ApiError, when, clock, ago, num, townDate, h, $, fill, status, fail, can, applyRoles, actionButton, copy, chart, page, KEY, lang, tz };
+  // Every part of a page loads even when another fails; the first failure is then reported.
+  async function settle(...promises) {
+    const results = await Promise.allSettled(promises);
+    const failed = results.find((r) => r.status === "rejected");
+    if (failed) throw failed.reason;
+    return results.map((r) => r.value);
+  }
+
+  return { t, api, ApiError, settle, when, clock, ago, num, townDate, h, $, fill, status, fail, can, applyRoles, actionButton, copy, chart, page, KEY, lang, tz };
 })();

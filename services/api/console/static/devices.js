@@ -1,6 +1,7 @@
 "use strict";
 TP.page(async () => {
   const { t, api, h, fill, when, ago, num } = TP;
+  let profiles = [];
   const PAGE = 100;
   let offset = 0;
   let rows = [];
@@ -23,14 +24,41 @@ TP.page(async () => {
       h("td", {}, TP.actionButton(t("Remove"), "admin", () => remove(d.id), "danger")))), t("No device matches."));
   }
 
+  function figures(pairs) {
+    return pairs.filter(([, v]) => v !== null && v !== undefined && v !== "").flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]);
+  }
+
+  // What the device's newest uplink said about its radio link (LoRaWAN devices only).
+  function showLink(link) {
+    TP.$("#device-link").hidden = !link;
+    if (!link) return;
+    fill("#device-link-figures", figures([
+      [t("Last uplink"), link.last_uplink_at ? `${when(link.last_uplink_at)} (${ago(link.last_uplink_at)})` : null],
+      ["RSSI", link.rssi === null || link.rssi === undefined ? null : `${num(link.rssi, 0)} dBm`],
+      ["SNR", link.snr === null || link.snr === undefined ? null : `${num(link.snr, 1)} dB`],
+      [t("Gateways"), link.gateways === null || link.gateways === undefined ? null : String(link.gateways)],
+      [t("Frame counter"), link.f_cnt === null || link.f_cnt === undefined ? null : String(link.f_cnt)],
+      ["Codec", link.codec ? `${link.codec}${link.codec_version ? ` v${link.codec_version}` : ""}` : t("none (decoded by the network server)")],
+    ]));
+  }
+
   async function detail(id) {
     const since = new Date(Date.now() - 7 * 86400e3).toISOString();
-    const [readings, dead] = await Promise.all([
+    const [device, readings, dead] = await Promise.all([
+      api(`/v1/devices/${encodeURIComponent(id)}`),
       api(`/v1/devices/${encodeURIComponent(id)}/readings?start=${encodeURIComponent(since)}&bucket=15m&limit=20000`),
       api(`/v1/deadletters?device_id=${encodeURIComponent(id)}&limit=20`),
     ]);
     TP.$("#device-detail").hidden = false;
-    TP.$("#h-dev").textContent = id;
+    TP.$("#h-dev").textContent = device.name ? `${id} · ${device.name}` : id;
+    fill("#device-figures", figures([
+      [t("Domain"), t(device.domain)],
+      ["DevEUI", device.dev_eui],
+      [t("External id"), device.external_id],
+      [t("Profile"), device.profile ? h("a", { href: `/profiles?profile=${encodeURIComponent(device.profile)}` }, device.profile) : null],
+      [t("Registered"), when(device.created_at)],
+    ]));
+    showLink(device.link);
     // The newest buckets first: what the device said last.
     const last = readings.items.slice(-10).reverse();
     fill("#device-readings", last.map((r) => h("tr", {}, h("td", {}, when(r.bucket)), h("td", {}, r.metric), h("td", {}, num(r.avg, 3)))), t("No reading in the last 7 days."));
@@ -49,8 +77,18 @@ TP.page(async () => {
     }
   }
 
+  // DevEUIs are written many ways (colons, dashes, capitals); the API takes 16 hex digits.
+  function devEui(text) {
+    return String(text || "").replace(/[^0-9A-Fa-f]/g, "").toLowerCase();
+  }
+
   function body(fields) {
-    const out = { id: fields.id, domain: fields.domain };
+    const out = { id: fields.id };
+    // With a profile the domain is the profile's: sending another would only be refused.
+    if (fields.profile) out.profile = fields.profile;
+    else out.domain = fields.domain;
+    if (fields.dev_eui) out.dev_eui = devEui(fields.dev_eui);
+    if (fields.external_id) out.external_id = fields.external_id;
     if (fields.name) out.name = fields.name;
     if (fields.lat !== "" && fields.lat !== undefined && fields.lon !== "" && fields.lon !== undefined) {
       out.location = { lat: Number(fields.lat), lon: Number(fields.lon) };
@@ -77,6 +115,14 @@ TP.page(async () => {
     try {
       const created = await api("/v1/devices", { method: "POST", body: body(fields) });
       const m = created.mqtt;
+      if (!m) {
+        // Heard through its network server: there is nothing to configure on the device.
+        TP.$("#credentials").hidden = true;
+        TP.status(t("Device {id} registered: its uplinks are stored from now on.", { id: created.device.id }));
+        ev.target.reset();
+        await load();
+        return;
+      }
       fill("#creds", [
         h("dt", {}, t("Host")), h("dd", {}, `${m.host}:${m.port}`),
         h("dt", {}, t("User name")), h("dd", {}, m.username),
@@ -133,7 +179,7 @@ TP.page(async () => {
       try {
         const c = await api("/v1/devices", { method: "POST", body: body(rec) });
         results.push(h("li", {}, `${rec.id}: ${t("registered")}`));
-        creds.push([c.device.id, c.mqtt.host, c.mqtt.port, c.mqtt.username, c.mqtt.password, c.mqtt.topic].join(","));
+        if (c.mqtt) creds.push([c.device.id, c.mqtt.host, c.mqtt.port, c.mqtt.username, c.mqtt.password, c.mqtt.topic].join(","));
       } catch (err) {
         results.push(h("li", { class: "sev-critical" }, `${rec.id || "?"}: ${err.message}`));
       }
@@ -143,15 +189,118 @@ TP.page(async () => {
       const url = URL.createObjectURL(new Blob([creds.join("\n") + "\n"], { type: "text/csv" }));
       TP.$("#csv-result").append(h("li", {}, h("a", { href: url, download: "townpulse-credentials.csv" }, t("Download the credentials (once)"))));
     }
-    TP.status(t("{ok} of {n} devices registered.", { ok: creds.length - 1, n: records.length }));
+    const ok = results.filter((li) => !li.classList.contains("sev-critical")).length;
+    TP.status(t("{ok} of {n} devices registered.", { ok, n: records.length }));
     await load();
   });
+
+  // ---- heard, not registered ----
+  const HEX16 = /^[0-9a-f]{16}$/;
+  const registered = new Map(); // device key -> device id, registered from this page
+
+  async function loadHeard() {
+    const heard = await api("/v1/heard-devices");
+    // Registered from this page but gone from the list: still shown, with the device's link.
+    for (const key of registered.keys()) {
+      if (!heard.some((d) => d.device_key === key)) heard.push({ device_key: key, source: "", last_heard: null, uplinks: null, last_f_port: null });
+    }
+    fill("#heard", heard.map((d) => {
+      const done = registered.get(d.device_key);
+      return h("tr", { "data-heard": d.device_key },
+        h("td", {}, h("code", {}, d.device_key)), h("td", {}, d.source || ""),
+        h("td", {}, d.last_heard ? `${when(d.last_heard)} (${ago(d.last_heard)})` : "—"), h("td", {}, d.uplinks === null ? "—" : String(d.uplinks)),
+        h("td", {}, d.last_f_port === null || d.last_f_port === undefined ? "—" : String(d.last_f_port)),
+        h("td", { class: "heard-action" }, done
+          ? registeredLink(done)
+          : TP.actionButton(t("Register"), "admin", () => openHeard(d), "register")));
+    }), t("Every device heard is registered."));
+  }
+
+  function registeredLink(id) {
+    return h("span", {}, `${t("Registered")}: `, h("a", { href: `#${id}`, class: "device-link", onclick: (ev) => { ev.preventDefault(); detail(id).catch(TP.fail); } }, id));
+  }
+
+  // A DevEUI gives `eui-<dev_eui>`, the id the API would choose; another key (an NB-IoT
+  // device's or a vendor cloud's own id) is kept as the device id where it is one.
+  function suggestedId(key) {
+    if (HEX16.test(key)) return `eui-${key}`;
+    return key.replace(/[^A-Za-z0-9_.-]/g, "-").replace(/^[^A-Za-z0-9]+/, "").slice(0, 64);
+  }
+
+  function openHeard(d) {
+    const form = TP.$("#heard-form");
+    form.hidden = false;
+    TP.$("#hr-key").value = d.device_key;
+    TP.$("#hr-id").value = suggestedId(d.device_key);
+    TP.$("#hr-name").value = "";
+    TP.$("#hr-metadata").value = "";
+    profileChanged();
+    TP.$("#h-heard-form").textContent = t("Register {key}", { key: d.device_key });
+    TP.$("#h-heard-form").focus();
+  }
+
+  // The per-device settings a profile's arithmetic reads ({"device": key, "default": x}), such
+  // as a bin's depth: named under the settings box, with their defaults.
+  function settingsOf(definition, out = new Map()) {
+    if (Array.isArray(definition)) definition.forEach((x) => settingsOf(x, out));
+    else if (definition && typeof definition === "object") {
+      if (typeof definition.device === "string") out.set(definition.device, definition.default);
+      else Object.values(definition).forEach((x) => settingsOf(x, out));
+    }
+    return out;
+  }
+
+  function profileChanged() {
+    const p = profiles.find((x) => x.name === TP.$("#hr-profile").value);
+    const settings = p ? [...settingsOf(p.definition)] : [];
+    const named = settings.map(([k, v]) => t("{key} (default {value})", { key: k, value: v })).join(", ");
+    TP.$("#hr-metadata-help").textContent = settings.length
+      ? t("This profile reads: {settings}.", { settings: named })
+      : t("This profile reads no device setting.");
+  }
+
+  TP.$("#hr-profile").addEventListener("change", profileChanged);
+  TP.$("#hr-cancel").addEventListener("click", () => { TP.$("#heard-form").hidden = true; });
+  TP.$("#heard-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const f = Object.fromEntries(new FormData(ev.target));
+    const key = f.key;
+    const out = { id: f.id, profile: f.profile };
+    if (HEX16.test(key)) out.dev_eui = key;
+    else out.external_id = key;
+    if (f.name) out.name = f.name;
+    if (f.metadata && f.metadata.trim()) {
+      try {
+        out.metadata = JSON.parse(f.metadata);
+      } catch (err) {
+        TP.status(t("The settings are not valid JSON: {why}", { why: err.message }), "error");
+        TP.$("#hr-metadata").focus();
+        return;
+      }
+    }
+    try {
+      const created = await api("/v1/devices", { method: "POST", body: out });
+      registered.set(key, created.device.id);
+      ev.target.hidden = true;
+      TP.status(t("Device {id} registered: its uplinks are stored from now on.", { id: created.device.id }));
+      await TP.settle(loadHeard(), load());
+    } catch (err) {
+      TP.fail(err);
+    }
+  });
+
+  async function loadProfiles() {
+    profiles = await api("/v1/profiles");
+    const options = () => profiles.map((p) => h("option", { value: p.name }, `${p.name} (${t(p.domain)})`));
+    fill("#hr-profile", options());
+    TP.$("#r-profile").replaceChildren(TP.$("#r-profile").options[0], ...options());
+  }
 
   TP.$("#device-search").addEventListener("submit", (ev) => {
     ev.preventDefault();
     load().catch(TP.fail);
   });
   TP.$("#more").addEventListener("click", () => load(false).catch(TP.fail));
-  await load();
+  await TP.settle(load(), loadHeard(), loadProfiles());
   if (location.hash.length > 1) await detail(decodeURIComponent(location.hash.slice(1)));
 });

@@ -38,6 +38,7 @@ UNDO = {
     "create_rule": "/v1/alert-rules/{}",
     "create_webhook": "/v1/webhooks/{}",
     "publish_dataset": "/v1/open-data/datasets/{}",
+    "save_profile": "/v1/profiles/{}",
 }
 
 

@@ -1,7 +1,9 @@
 """Town simulator: energy meters, waste bins and traffic counters of a small French town.
 
-The model (`town`, `energy`, `waste`, `traffic`, `events`, `readings`) is pure and
-deterministic; `runner` registers the devices and publishes their readings over MQTT.
+The model (`town`, `energy`, `waste`, `traffic`, `events`, `readings`, and `lorawan` for the
+devices behind a LoRaWAN network server) is pure and deterministic; `runner` registers the
+devices and publishes their readings over MQTT, or as ChirpStack uplink events over HTTP
+(`chirpstack_link`) for the LoRaWAN ones.
 """
 
 from __future__ import annotations

@@ -13,7 +13,14 @@ import typer
 
 from townpulse.simulator.durations import parse_duration
 from townpulse.simulator.events import EVENT_KINDS, parse_kinds
-from townpulse.simulator.runner import RunnerConfig, run
+from townpulse.simulator.runner import (
+    LORAWAN_BINS,
+    LORAWAN_INTEGRATION,
+    LORAWAN_METERS,
+    RunnerConfig,
+    run,
+)
+from townpulse.simulator.town import ID_PREFIX_RE
 
 # What `townpulse up` runs: a town with two days of history published in about four minutes
 # (speed 720: a simulated day per two wall-clock minutes), labelled events in that history, and
@@ -39,6 +46,12 @@ def _kinds(value: str) -> str:
         parse_kinds(value)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+    return value
+
+
+def _id_prefix(value: str) -> str:
+    if not ID_PREFIX_RE.match(value):
+        raise typer.BadParameter("letters, digits, '_', '.' and '-' only (at most 40)")
     return value
 
 
@@ -117,8 +130,47 @@ def simulate(
             envvar="TOWNPULSE_RUN_DIR", help="Stack run directory (credentials are kept there)."
         ),
     ] = (Path(".run")),
+    lorawan_bins: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Share of the bins that are Milesight EM310-UDL sensors behind a LoRaWAN "
+            "network server, pushed as ChirpStack uplinks to the API's HTTP ingest (0: none).",
+        ),
+    ] = LORAWAN_BINS,
+    lorawan_meters: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Share of the energy meters read by Milesight EM300-DI pulse counters behind "
+            "that network server (0: none).",
+        ),
+    ] = LORAWAN_METERS,
+    lorawan_raw: Annotated[
+        bool,
+        typer.Option(
+            "--lorawan-raw/--lorawan-decoded",
+            help="Send only the frames' bytes, for TownPulse to decode with the codecs it "
+            "imports from the Device Repository (default: the network server adds its own "
+            "decoded object).",
+        ),
+    ] = False,
+    lorawan_integration: Annotated[
+        str,
+        typer.Option(help="Id of the ChirpStack HTTP integration the network server pushes to."),
+    ] = LORAWAN_INTEGRATION,
+    id_prefix: Annotated[
+        str,
+        typer.Option(
+            callback=_id_prefix,
+            help="Put before every device id: a second town beside the first.",
+        ),
+    ] = "",
 ) -> None:
-    """Simulate the town's sensors and publish their readings over MQTT."""
+    """Simulate the town's sensors and publish their readings over MQTT (and, for its LoRaWAN
+    devices, as a ChirpStack network server's HTTP integration)."""
     if admin_api_key_file is None:
         raise typer.BadParameter("set ADMIN_API_KEY_FILE or pass --admin-api-key-file")
     _configure_logging()
@@ -138,11 +190,17 @@ def simulate(
         inject=tuple(parse_kinds(inject)),
         events_out=events_out,
         resume=resume,
+        lorawan_bins=lorawan_bins,
+        lorawan_meters=lorawan_meters,
+        lorawan_raw=lorawan_raw,
+        lorawan_integration=lorawan_integration,
+        id_prefix=id_prefix,
     )
     stats = run(config)
     typer.echo(
         f"published {stats.published} readings in {stats.steps} steps "
-        f"({stats.dropped} dropped, {stats.unacked} unacknowledged)"
+        f"({stats.dropped} dropped, {stats.unacked} unacknowledged; "
+        f"{stats.uplinks} as LoRaWAN uplinks, {stats.refused} refused)"
     )
 
 

@@ -168,6 +168,10 @@ def _candidates(town: Town, kind: str) -> list[Device]:
             if isinstance(d.spec, MeterSpec) and d.spec.building is not BuildingKind.HOUSING
         ]
         return others or devices
+    if kind == "bin_fire":
+        # An EM310-UDL measures distance only: a fire in its bin would show on no reading.
+        with_temperature = [d for d in devices if d.lorawan is None]
+        return with_temperature or devices
     return devices
 
 

@@ -3,6 +3,10 @@
 Simulated time starts `backfill` before now, runs `speed` times faster than the wall clock
 until it catches up, then follows the wall clock; a timestamp is never published before the
 wall clock has reached it.
+
+The town's LoRaWAN devices (a share of the bins and meters) send through a simulated network
+server instead: each reading becomes the frame the device would send, pushed as a ChirpStack
+uplink event to TownPulse's HTTP ingest, in the same step as the MQTT devices' readings.
 """
 
 from __future__ import annotations
@@ -20,16 +24,23 @@ from itertools import groupby
 from pathlib import Path
 from types import FrameType
 
+import httpx
+
+from townpulse.simulator.chirpstack_link import DEFAULT_WORKERS, ChirpStackLink
 from townpulse.simulator.events import STEP, LabelledEvent, floor_to_step, schedule_events
+from townpulse.simulator.lorawan import LoRaWanDevice, event_body
 from townpulse.simulator.mqtt_link import DeviceLink, LinkState
 from townpulse.simulator.provision import (
     CredentialStore,
     DeviceRegistry,
     MqttCredentials,
+    NetworkServer,
     api_client,
+    import_codecs,
     provision,
+    provision_lorawan,
 )
-from townpulse.simulator.readings import iter_readings, to_payload
+from townpulse.simulator.readings import Reading, iter_readings, to_payload
 from townpulse.simulator.town import Device, Town, build_town
 
 log = logging.getLogger(__name__)
@@ -41,6 +52,11 @@ ACK_TIMEOUT_S = 30.0
 PROGRESS_EVERY_S = 10.0
 # Without a fixed duration, injected events are spread over at least this much simulated time.
 MIN_INJECTION_WINDOW = timedelta(days=1)
+# A third of the bins and one meter in ten go through the LoRaWAN network server by default:
+# enough to see that path in every part of the console, while most of the town stays on MQTT.
+LORAWAN_BINS = 1 / 3
+LORAWAN_METERS = 0.1
+LORAWAN_INTEGRATION = "simulated-chirpstack"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +81,16 @@ class RunnerConfig:
     # Start after the last step a previous run published (within `backfill`), so restarting the
     # stack does not publish the same history again.
     resume: bool = False
+    # Shares of the bins (EM310-UDL) and meters (EM300-DI) sent through the LoRaWAN server.
+    lorawan_bins: float = LORAWAN_BINS
+    lorawan_meters: float = LORAWAN_METERS
+    # True: the server forwards the frames' bytes only, and TownPulse decodes them with the
+    # codecs imported from the Device Repository. False: it adds its own decoding (`object`).
+    lorawan_raw: bool = False
+    lorawan_integration: str = LORAWAN_INTEGRATION
+    lorawan_workers: int = DEFAULT_WORKERS
+    # Put before every device id: a second town beside `make up`'s (tests, measurements).
+    id_prefix: str = ""
 
     @property
     def credentials_path(self) -> Path:
@@ -105,12 +131,19 @@ class SimClock:
 
 @dataclass(slots=True)
 class RunStats:
-    """Counters reported at the end of a run."""
+    """Counters reported at the end of a run.
+
+    `published` counts the MQTT messages queued and the LoRaWAN uplinks TownPulse took
+    (`uplinks` of them; `refused` were answered 422/404, `duplicates` 200).
+    """
 
     steps: int = 0
     published: int = 0
     dropped: int = 0
     unacked: int = 0
+    uplinks: int = 0
+    refused: int = 0
+    duplicates: int = 0
     last_ts: datetime | None = None
 
 
@@ -228,14 +261,14 @@ class _Fleet:
 
     def __init__(
         self,
-        town: Town,
+        devices: list[Device],
         creds: dict[str, MqttCredentials],
         *,
         registry: DeviceRegistry,
         store: CredentialStore,
         config: RunnerConfig,
     ) -> None:
-        self._devices = {d.id: d for d in town}
+        self._devices = {d.id: d for d in devices}
         self._creds = creds
         self._registry = registry
         self._store = store
@@ -295,6 +328,52 @@ class _Fleet:
             link.stop()
 
 
+class _NetworkServer:
+    """The simulated LoRaWAN network server: the devices' frames, pushed as ChirpStack events."""
+
+    def __init__(
+        self,
+        devices: dict[str, LoRaWanDevice],
+        link: ChirpStackLink | None,
+        *,
+        with_object: bool,
+    ) -> None:
+        self.devices = devices
+        self._link = link
+        self._with_object = with_object
+        self._pending: list[tuple[str, bytes]] = []
+
+    def take(self, reading: Reading) -> bool:
+        """Queue the reading's uplink if its device is behind the server; False if it is not."""
+        device = self.devices.get(reading.device.id)
+        if device is None:
+            return False
+        event = device.uplink(reading.ts, reading.metrics, with_object=self._with_object)
+        if event is not None:
+            self._pending.append((reading.device.id, event_body(event)))
+        return True
+
+    def flush(self, stats: RunStats) -> None:
+        """Push the queued uplinks; back once each is taken or refused (or the run stops)."""
+        if self._link is None:
+            return
+        before = (self._link.stats.accepted, self._link.stats.duplicates)
+        self._link.push(self._pending)
+        self._pending = []
+        pushed = self._link.stats
+        stats.published += pushed.accepted - before[0]
+        stats.uplinks, stats.refused, stats.duplicates = (
+            pushed.accepted,
+            pushed.refused,
+            pushed.duplicates,
+        )
+
+    def close(self) -> None:
+        """Close the integration's connections."""
+        if self._link is not None:
+            self._link.close()
+
+
 def run(config: RunnerConfig, *, stop: threading.Event | None = None) -> RunStats:
     """Register the town, then publish its readings until the end or until `stop` is set.
 
@@ -302,7 +381,13 @@ def run(config: RunnerConfig, *, stop: threading.Event | None = None) -> RunStat
     """
     stop = stop or threading.Event()
     town = build_town(
-        energy=config.energy, waste=config.waste, traffic=config.traffic, seed=config.seed
+        energy=config.energy,
+        waste=config.waste,
+        traffic=config.traffic,
+        seed=config.seed,
+        lorawan_bins=config.lorawan_bins,
+        lorawan_meters=config.lorawan_meters,
+        id_prefix=config.id_prefix,
     )
     now = datetime.now(UTC)
     start, end = plan_window(
@@ -325,22 +410,78 @@ def run(config: RunnerConfig, *, stop: threading.Event | None = None) -> RunStat
         log.info("scheduled %d labelled event(s), written to %s", len(events), config.events_path)
 
     store = CredentialStore(config.credentials_path)
+    mqtt_devices = [d for d in town if d.lorawan is None]
     with stop_on_signals(stop), api_client(config.api_url, config.api_key) as http:
         registry = DeviceRegistry(http)
-        creds = provision(registry, town, store)
-        fleet = _Fleet(town, creds, registry=registry, store=store, config=config)
+        creds = provision(registry, mqtt_devices, store)
+        server = _network_server(town, config=config, http=http, store=store, stop=stop)
+        fleet = _Fleet(mqtt_devices, creds, registry=registry, store=store, config=config)
         try:
             fleet.connect()
             return _publish(
-                town, fleet, config=config, start=start, end=end, events=events, stop=stop
+                town,
+                fleet,
+                server,
+                config=config,
+                start=start,
+                end=end,
+                events=events,
+                stop=stop,
             )
         finally:
             fleet.close()
+            server.close()
+
+
+def _network_server(
+    town: Town,
+    *,
+    config: RunnerConfig,
+    http: httpx.Client,
+    store: CredentialStore,
+    stop: threading.Event,
+) -> _NetworkServer:
+    """Set up the LoRaWAN side: codecs, the HTTP integration, the devices and their cursors."""
+    radios = town.lorawan
+    if not radios:
+        return _NetworkServer({}, None, with_object=True)
+    models = {d.lorawan.model for d in radios if d.lorawan is not None}
+    decodable = import_codecs(http, models)
+    with_object = not config.lorawan_raw
+    if config.lorawan_raw and decodable != models:
+        # Bytes TownPulse cannot decode would all be refused: the server decodes instead.
+        log.warning(
+            "TownPulse has no codec for %s: the network server sends its decoded object too",
+            ", ".join(sorted(m.value for m in models - decodable)),
+        )
+        with_object = True
+    integration = NetworkServer(http, store, integration_id=config.lorawan_integration)
+    access = integration.ensure()
+    cursors = provision_lorawan(DeviceRegistry(http), radios)
+    devices = {
+        d.id: LoRaWanDevice(d, seed=config.seed, cursor=cursors[d.id], step=config.step)
+        for d in radios
+    }
+    link = ChirpStackLink(
+        api_url=config.api_url,
+        access=access,
+        renew=integration.renew,
+        stop=stop,
+        workers=config.lorawan_workers,
+    )
+    log.info(
+        "%d devices send through ChirpStack HTTP integration %s (%s)",
+        len(devices),
+        access.integration_id,
+        "decoded by the network server" if with_object else "bytes decoded by TownPulse",
+    )
+    return _NetworkServer(devices, link, with_object=with_object)
 
 
 def _publish(
     town: Town,
     fleet: _Fleet,
+    server: _NetworkServer,
     *,
     config: RunnerConfig,
     start: datetime,
@@ -364,10 +505,17 @@ def _publish(
             break
         fleet.heal()
         for reading in group:
+            if server.take(reading):
+                continue
             if fleet.links[reading.device.id].publish(to_payload(reading.ts, reading.metrics)):
                 stats.published += 1
             else:
                 stats.dropped += 1
+        # The uplinks go while the broker acknowledges the MQTT messages; each device's in
+        # order, since the next step starts only once this one's are taken.
+        server.flush(stats)
+        if stop.is_set():
+            break
         # Bounded in-flight: the next step waits until the broker has taken this one.
         stats.unacked = fleet.wait_acked(ACK_TIMEOUT_S)
         if stats.unacked:
@@ -393,10 +541,13 @@ def _lag(ts: datetime) -> timedelta:
 def _log_progress(stats: RunStats, lag: timedelta) -> None:
     log.info(
         "simulated up to %s (%s behind the wall clock): %d published, %d dropped, "
-        "%d unacknowledged",
+        "%d unacknowledged; LoRaWAN: %d uplinks taken, %d refused, %d duplicates",
         stats.last_ts.isoformat() if stats.last_ts else "-",
         str(lag).split(".")[0],
         stats.published,
         stats.dropped,
         stats.unacked,
+        stats.uplinks,
+        stats.refused,
+        stats.duplicates,
     )

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import math
 import random
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
+
+T = TypeVar("T")
 
 DEFAULT_CENTRE = (45.9000, 6.1200)
 METRES_PER_DEG_LAT = 111_320.0
@@ -123,9 +128,64 @@ class CounterSpec:
 Spec = MeterSpec | BinSpec | CounterSpec
 
 
+class LoRaModel(StrEnum):
+    """LoRaWAN devices the town owns, by their path in the TTN Device Repository."""
+
+    EM310_UDL = "milesight-iot/em310-udl"  # ultrasonic distance sensor in a bin's lid
+    EM300_DI = "milesight-iot/em300-di"  # pulse counter on a meter's S0 output
+
+    @property
+    def profile(self) -> str:
+        """Name of TownPulse's shipped profile for it, and of the codec imported for it.
+
+        >>> LoRaModel.EM310_UDL.profile
+        'milesight-iot-em310-udl'
+        """
+        return self.value.replace("/", "-")
+
+
+@dataclass(frozen=True, slots=True)
+class LoRaWan:
+    """How a device reaches TownPulse through a LoRaWAN network server instead of MQTT.
+
+    Parameters
+    ----------
+    model
+        What it is; its profile maps the decoded fields to metrics.
+    dev_eui
+        16 lower-case hex digits, stable for the device's id.
+    bin_depth_mm
+        EM310-UDL: depth from the bin's full line to its bottom (the profile's device setting).
+    kwh_per_pulse
+        EM300-DI: energy per pulse of the meter's pulse output (the profile's device setting).
+    initial_pulses
+        EM300-DI: its count when the simulation first hears it (a uint32, counting since the
+        counter was fitted).
+    """
+
+    model: LoRaModel
+    dev_eui: str
+    bin_depth_mm: int | None = None
+    kwh_per_pulse: float | None = None
+    initial_pulses: int = 0
+
+    @property
+    def settings(self) -> dict[str, float]:
+        """The per-device settings its profile reads from the registration's metadata."""
+        out: dict[str, float] = {}
+        if self.bin_depth_mm is not None:
+            out["bin_depth_mm"] = self.bin_depth_mm
+        if self.kwh_per_pulse is not None:
+            out["kwh_per_pulse"] = self.kwh_per_pulse
+        return out
+
+
 @dataclass(frozen=True, slots=True)
 class Device:
-    """One sensor of the town, as registered with the platform."""
+    """One sensor of the town, as registered with the platform.
+
+    `lorawan` is None for a device publishing TownPulse JSON on its own MQTT topic.
+    """
 
     id: str
     domain: Domain
@@ -133,6 +193,7 @@ class Device:
     lat: float
     lon: float
     spec: Spec
+    lorawan: LoRaWan | None = None
 
     @property
     def location(self) -> dict[str, float]:
@@ -141,8 +202,9 @@ class Device:
 
     @property
     def metadata(self) -> dict[str, Any]:
-        """JSON-ready description of the device's spec."""
-        return spec_metadata(self.spec)
+        """JSON-ready description of the device's spec (and its LoRaWAN profile's settings)."""
+        settings = self.lorawan.settings if self.lorawan is not None else {}
+        return {**spec_metadata(self.spec), **settings}
 
     @property
     def topic(self) -> str:
@@ -151,13 +213,16 @@ class Device:
 
     def registration(self) -> dict[str, Any]:
         """Body of `POST /v1/devices` for this device."""
-        return {
+        body = {
             "id": self.id,
             "domain": self.domain.value,
             "name": self.name,
             "location": self.location,
             "metadata": self.metadata,
         }
+        if self.lorawan is not None:
+            body |= {"dev_eui": self.lorawan.dev_eui, "profile": self.lorawan.model.profile}
+        return body
 
 
 _WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -219,12 +284,20 @@ class Town:
         """Devices of one domain, in id order."""
         return tuple(d for d in self.devices if d.domain is domain)
 
+    @property
+    def lorawan(self) -> tuple[Device, ...]:
+        """Devices sending through a LoRaWAN network server, in town order."""
+        return tuple(d for d in self.devices if d.lorawan is not None)
+
     def get(self, device_id: str) -> Device:
         """The device with this id; raises KeyError if absent."""
         for device in self.devices:
             if device.id == device_id:
                 return device
         raise KeyError(device_id)
+
+
+ID_PREFIX_RE = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]{0,39})?$")
 
 
 def build_town(
@@ -234,6 +307,9 @@ def build_town(
     traffic: int = 25,
     seed: int = 42,
     centre: tuple[float, float] = DEFAULT_CENTRE,
+    lorawan_bins: float = 0.0,
+    lorawan_meters: float = 0.0,
+    id_prefix: str = "",
 ) -> Town:
     """Lay out a town of meters, bins and traffic counters.
 
@@ -245,6 +321,12 @@ def build_town(
         The same seed and sizes always give the same town.
     centre
         Latitude and longitude of the town hall.
+    lorawan_bins, lorawan_meters
+        Share (0 to 1) of the bins that are Milesight EM310-UDL distance sensors and of the
+        meters read by Milesight EM300-DI pulse counters, both behind a LoRaWAN network server;
+        spread evenly through the numbering. Everything else about the town stays the same.
+    id_prefix
+        Put before every device id (a second town beside the first, as tests need).
 
     Returns
     -------
@@ -258,17 +340,110 @@ def build_town(
     ['meter-001', 'meter-002', 'bin-001', 'bin-002', 'bin-003', 'counter-001']
     >>> town == build_town(energy=2, waste=3, traffic=1, seed=7)
     True
+    >>> radio = build_town(energy=10, waste=6, traffic=0, lorawan_bins=1 / 3, lorawan_meters=0.1)
+    >>> [(d.id, d.lorawan.model.name) for d in radio.lorawan]
+    [('meter-010', 'EM300_DI'), ('bin-003', 'EM310_UDL'), ('bin-006', 'EM310_UDL')]
     """
     if min(energy, waste, traffic) < 0:
         raise ValueError("device counts must be >= 0")
+    if not (0.0 <= lorawan_bins <= 1.0 and 0.0 <= lorawan_meters <= 1.0):
+        raise ValueError("LoRaWAN shares must be between 0 and 1")
+    if not ID_PREFIX_RE.match(id_prefix):
+        raise ValueError(f"id prefix {id_prefix!r}: letters, digits, '_', '.', '-' (<= 40)")
     rng = random.Random(f"town:{seed}")
     place = _Placer(rng, centre)
     devices = [
-        *_meters(energy, rng, place),
-        *_bins(waste, rng, place),
-        *_counters(traffic, rng, place),
+        *_meters(energy, rng, place, id_prefix),
+        *_bins(waste, rng, place, id_prefix),
+        *_counters(traffic, rng, place, id_prefix),
     ]
+    # Chosen after the layout, without the layout's generator: the same seed lays out the same
+    # town whatever the shares.
+    chosen = {
+        d.id
+        for domain, share in ((Domain.ENERGY, lorawan_meters), (Domain.WASTE, lorawan_bins))
+        for d in _spread([d for d in devices if d.domain is domain], share)
+    }
+    meters_seen = 0
+    for i, device in enumerate(devices):
+        if device.id not in chosen:
+            continue
+        if isinstance(device.spec, BinSpec):
+            radio = LoRaWan(
+                LoRaModel.EM310_UDL,
+                dev_eui(device.id),
+                bin_depth_mm=bin_depth_mm(device.spec.capacity_litres),
+            )
+        else:
+            # Most S0 outputs give 1,000 pulses per kWh; every other meter here gives 2,000, so
+            # a profile that ignored the device's own setting would show doubled kWh. The first
+            # counter is a few thousand pulses short of 2**32: its count wraps within the first
+            # hours of any run, as counters on old meters do.
+            radio = LoRaWan(
+                LoRaModel.EM300_DI,
+                dev_eui(device.id),
+                kwh_per_pulse=0.001 if meters_seen % 2 == 0 else 0.0005,
+                initial_pulses=(
+                    U32 - WRAP_SOON_PULSES
+                    if meters_seen == 0
+                    else 1_000_000 + stable_int(f"pulses:{device.id}") % (U32 - 2_000_000)
+                ),
+            )
+            meters_seen += 1
+        devices[i] = dataclasses.replace(device, lorawan=radio)
     return Town(seed=seed, centre=centre, devices=tuple(devices))
+
+
+def _spread(items: Sequence[T], share: float) -> list[T]:
+    """About `share` of `items`, evenly through the numbering.
+
+    >>> _spread(range(1, 10), 1 / 3), _spread(range(1, 41), 0.1), _spread(range(5), 0.0)
+    ([3, 6, 9], [10, 20, 30, 40], [])
+    """
+    # The small epsilon keeps a share like 1/3 from losing an item to rounding (3 * (1/3) < 1).
+    return [
+        item
+        for i, item in enumerate(items, start=1)
+        if math.floor(i * share + 1e-9) > math.floor((i - 1) * share + 1e-9)
+    ]
+
+
+U32 = 2**32
+WRAP_SOON_PULSES = 5_000
+
+
+def stable_int(text: str) -> int:
+    """A number made from `text`, the same in every interpreter (hash() of a str is not)."""
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+
+
+# Milesight's IEEE OUI: the first three bytes of its devices' DevEUIs.
+MILESIGHT_OUI = "24e124"
+
+
+def dev_eui(device_id: str) -> str:
+    """A stable DevEUI for a simulated device: Milesight's prefix and a hash of its id.
+
+    >>> dev_eui("bin-003")
+    '24e1240ed1ac0347'
+    >>> dev_eui("bin-003") == dev_eui("bin-003") != dev_eui("bin-004")
+    True
+    """
+    return MILESIGHT_OUI + hashlib.sha256(device_id.encode()).hexdigest()[:10]
+
+
+# Depth (mm) from the full line to the bottom of the containers the town uses, by volume: a
+# 240 l wheelie bin is about a metre deep; four-wheel containers and glass igloos are deeper.
+_BIN_DEPTHS_MM = {240: 1000, 360: 1080, 660: 1150, 770: 1200, 1100: 1300, 1500: 1500, 3000: 1800}
+
+
+def bin_depth_mm(capacity_litres: int) -> int:
+    """How deep a bin of this volume is, as its distance sensor is configured.
+
+    >>> bin_depth_mm(240), bin_depth_mm(3000), bin_depth_mm(500)
+    (1000, 1800, 1000)
+    """
+    return _BIN_DEPTHS_MM.get(capacity_litres, 1000)
 
 
 def offset(origin: tuple[float, float], *, east_m: float, north_m: float) -> tuple[float, float]:
@@ -279,8 +454,8 @@ def offset(origin: tuple[float, float], *, east_m: float, north_m: float) -> tup
     return round(lat, 6), round(lon, 6)
 
 
-def _device_id(prefix: str, index: int, total: int) -> str:
-    return f"{prefix}-{index:0{max(3, len(str(total)))}d}"
+def _device_id(prefix: str, index: int, total: int, id_prefix: str = "") -> str:
+    return f"{id_prefix}{prefix}-{index:0{max(3, len(str(total)))}d}"
 
 
 class _Placer:
@@ -355,7 +530,7 @@ def _building_name(kind: BuildingKind, ordinal: int) -> str:
     return base if ordinal < len(names) else f"{base} {ordinal // len(names) + 1}"
 
 
-def _meters(count: int, rng: random.Random, place: _Placer) -> Iterator[Device]:
+def _meters(count: int, rng: random.Random, place: _Placer, id_prefix: str) -> Iterator[Device]:
     kinds = list(_ARCHETYPES)
     weights = [a.weight for a in _ARCHETYPES.values()]
     seen: dict[BuildingKind, int] = {}
@@ -375,7 +550,8 @@ def _meters(count: int, rng: random.Random, place: _Placer) -> Iterator[Device]:
             floor_area_m2=rng.randint(*arch.floor_area_m2),
         )
         name = _building_name(kind, ordinal)
-        yield Device(_device_id("meter", i, count), Domain.ENERGY, name, lat, lon, spec)
+        device_id = _device_id("meter", i, count, id_prefix)
+        yield Device(device_id, Domain.ENERGY, name, lat, lon, spec)
 
 
 _ZONE_WEIGHTS = {Zone.RESIDENTIAL: 0.55, Zone.CENTRE: 0.2, Zone.TOURIST: 0.15, Zone.MARKET: 0.1}
@@ -404,7 +580,7 @@ def _collection_days(fill_days: float, rng: random.Random) -> tuple[int, ...]:
     return (rng.randrange(0, 5),)
 
 
-def _bins(count: int, rng: random.Random, place: _Placer) -> Iterator[Device]:
+def _bins(count: int, rng: random.Random, place: _Placer, id_prefix: str) -> Iterator[Device]:
     zones = list(_ZONE_WEIGHTS)
     for i in range(1, count + 1):
         zone = rng.choices(zones, [_ZONE_WEIGHTS[z] for z in zones])[0]
@@ -420,7 +596,7 @@ def _bins(count: int, rng: random.Random, place: _Placer) -> Iterator[Device]:
             collection_hour=rng.choice((5.5, 6.0, 6.5, 7.0, 7.5, 8.0)),
         )
         yield Device(
-            _device_id("bin", i, count),
+            _device_id("bin", i, count, id_prefix),
             Domain.WASTE,
             f"Conteneur {stream} {_ZONE_LABEL[zone]} n°{i}",
             lat,
@@ -445,7 +621,7 @@ _ROADS: tuple[tuple[str, Zone, tuple[int, int], float], ...] = (
 _DIRECTIONS = ("nord", "sud", "est", "ouest")
 
 
-def _counters(count: int, rng: random.Random, place: _Placer) -> Iterator[Device]:
+def _counters(count: int, rng: random.Random, place: _Placer, id_prefix: str) -> Iterator[Device]:
     for i in range(1, count + 1):
         road, zone, capacity, speed = _ROADS[(i - 1) % len(_ROADS)]
         direction = _DIRECTIONS[(i - 1) // len(_ROADS) % len(_DIRECTIONS)]
@@ -457,7 +633,7 @@ def _counters(count: int, rng: random.Random, place: _Placer) -> Iterator[Device
             free_speed_kmh=round(speed * rng.uniform(0.93, 1.07), 1),
         )
         yield Device(
-            _device_id("counter", i, count),
+            _device_id("counter", i, count, id_prefix),
             Domain.TRAFFIC,
             f"Compteur {road} ({direction})",
             lat,

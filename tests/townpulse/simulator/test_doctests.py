@@ -14,6 +14,7 @@ MODULES = [
     "durations",
     "energy",
     "events",
+    "lorawan",
     "noise",
     "profiles",
     "readings",

@@ -221,3 +221,12 @@ def test_schedule_events_clips_to_a_short_window() -> None:
     events = schedule_events(town, kinds=EVENT_KINDS, start=start, end=end, seed=1)
     assert len(events) == len(EVENT_KINDS)
     assert all(start <= e.start < e.end <= end for e in events)
+
+
+def test_no_fire_in_a_bin_whose_sensor_measures_no_temperature() -> None:
+    town = build_town(energy=0, waste=6, traffic=0, seed=3, lorawan_bins=2 / 3)
+    start = datetime(2026, 3, 2, tzinfo=UTC)
+    events = schedule_events(
+        town, kinds=["bin_fire"] * 6, start=start, end=start + timedelta(days=2), seed=1
+    )
+    assert {e.device_id for e in events} == {"bin-001", "bin-004"}  # the two on MQTT

@@ -338,7 +338,12 @@ def test_the_living_town_preset_parses_and_resumes(
     key_file = tmp_path / "admin.key"
     key_file.write_text(API_KEY)
     seen: list[RunnerConfig] = []
-    monkeypatch.setattr(cli_module, "run", lambda config: seen.append(config) or RunStats())
+
+    def fake_run(config: RunnerConfig) -> RunStats:
+        seen.append(config)
+        return RunStats()
+
+    monkeypatch.setattr(cli_module, "run", fake_run)
     result = CliRunner().invoke(
         _app(),
         ["simulate", *cli_module.LIVING_TOWN_ARGS],
@@ -349,6 +354,45 @@ def test_the_living_town_preset_parses_and_resumes(
     assert config.resume and config.backfill == timedelta(days=2) and config.speed == 720
     assert set(config.inject) == set(EVENT_KINDS)
     assert config.progress_path == tmp_path / "simulator" / "last-published"
+    # A third of the bins and some meters through the LoRaWAN server, decoded by the server.
+    assert (config.lorawan_bins, config.lorawan_meters) == (1 / 3, 0.1)
+    assert not config.lorawan_raw and config.lorawan_integration == "simulated-chirpstack"
+    assert config.id_prefix == ""
+
+
+def test_cli_lorawan_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    key_file = tmp_path / "admin.key"
+    key_file.write_text(API_KEY)
+    seen: list[RunnerConfig] = []
+
+    def fake_run(config: RunnerConfig) -> RunStats:
+        seen.append(config)
+        return RunStats(published=5, uplinks=3, refused=1)
+
+    monkeypatch.setattr(cli_module, "run", fake_run)
+    args = [
+        "simulate",
+        "--lorawan-bins",
+        "0.5",
+        "--lorawan-meters",
+        "0",
+        "--lorawan-raw",
+        "--lorawan-integration",
+        "test-cs",
+        "--id-prefix",
+        "t-1-",
+    ]
+    result = CliRunner().invoke(_app(), args, env={"ADMIN_API_KEY_FILE": str(key_file)})
+    assert result.exit_code == 0, result.output
+    assert "3 as LoRaWAN uplinks, 1 refused" in result.output
+    (config,) = seen
+    assert (config.lorawan_bins, config.lorawan_meters, config.lorawan_raw) == (0.5, 0.0, True)
+    assert (config.lorawan_integration, config.id_prefix) == ("test-cs", "t-1-")
+    for bad, message in (("--lorawan-bins=1.5", "lorawan-bins"), ("--id-prefix=a/b", "prefix")):
+        refused = CliRunner().invoke(
+            _app(), ["simulate", bad], env={"ADMIN_API_KEY_FILE": str(key_file)}
+        )
+        assert refused.exit_code == 2 and message in refused.output
 
 
 def test_resume_starts_after_the_last_published_step(tmp_path: Path) -> None:

@@ -128,3 +128,48 @@ def test_naive_times_are_refused(town: Town) -> None:
     naive = datetime(2026, 3, 2)  # noqa: DTZ001 - the point of the test
     with pytest.raises(ValueError, match="timezone-aware"):
         next(iter_readings(town, start=naive, end=None))
+
+
+def test_lorawan_devices_are_a_spread_share_and_change_nothing_else() -> None:
+    plain = build_town(seed=4)
+    radio = build_town(seed=4, lorawan_bins=1 / 3, lorawan_meters=0.1)
+    assert [(d.id, d.spec, d.lat, d.lon, d.name) for d in plain] == [
+        (d.id, d.spec, d.lat, d.lon, d.name) for d in radio
+    ]
+    bins = [d for d in radio.lorawan if d.domain is Domain.WASTE]
+    meters = [d for d in radio.lorawan if d.domain is Domain.ENERGY]
+    assert len(bins) == 50 and [d.id for d in bins[:3]] == ["bin-003", "bin-006", "bin-009"]
+    assert [d.id for d in meters] == ["meter-010", "meter-020", "meter-030", "meter-040"]
+    euis = [d.lorawan.dev_eui for d in radio.lorawan if d.lorawan]
+    assert len(set(euis)) == len(euis) and all(re.fullmatch(r"24e124[0-9a-f]{10}", e) for e in euis)
+    # The same device has the same DevEUI whatever the seed: a restart finds it registered.
+    other = build_town(seed=5, lorawan_bins=1 / 3).get("bin-003").lorawan
+    assert other is not None and bins[0].lorawan is not None
+    assert other.dev_eui == bins[0].lorawan.dev_eui
+
+
+def test_lorawan_registration_names_the_dev_eui_profile_and_settings() -> None:
+    town = build_town(energy=1, waste=1, traffic=1, lorawan_bins=1.0, lorawan_meters=1.0)
+    bin_, meter, counter = (
+        town.get(i).registration() for i in ("bin-001", "meter-001", "counter-001")
+    )
+    assert bin_["profile"] == "milesight-iot-em310-udl" and bin_["domain"] == "waste"
+    assert bin_["dev_eui"] == town.get("bin-001").lorawan.dev_eui  # type: ignore[union-attr]
+    assert bin_["metadata"]["bin_depth_mm"] in (1000, 1080, 1150, 1200, 1300, 1500, 1800)
+    assert (
+        meter["profile"] == "milesight-iot-em300-di" and meter["metadata"]["kwh_per_pulse"] == 0.001
+    )
+    assert "dev_eui" not in counter and "profile" not in counter
+
+
+def test_id_prefix_makes_a_second_town_beside_the_first() -> None:
+    town = build_town(energy=1, waste=1, traffic=1, id_prefix="t-abc-", lorawan_bins=1.0)
+    assert [d.id for d in town] == ["t-abc-meter-001", "t-abc-bin-001", "t-abc-counter-001"]
+    assert (
+        town.get("t-abc-bin-001").lorawan
+        != build_town(waste=1, lorawan_bins=1.0).get("bin-001").lorawan
+    )
+    with pytest.raises(ValueError, match="id prefix"):
+        build_town(id_prefix="a/b")
+    with pytest.raises(ValueError, match="shares"):
+        build_town(lorawan_bins=1.5)

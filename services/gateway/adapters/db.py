@@ -87,20 +87,36 @@ class DbCatalogue:
 class HeardDevices:
     """Uplinks from devices nobody registered, for the console's "heard, not registered".
 
-    Written at most once per key every `every_s`: an unregistered device that talks a lot, or a
-    flood of invented DevEUIs, must not turn into a write per message.
+    Written at most once per key every `every_s`, and at most `per_second` keys a second: an
+    unregistered device that talks a lot, or a flood of invented DevEUIs, must not turn into a
+    write per message (each is still dead-lettered).
     """
 
-    def __init__(self, pool: Pool, *, every_s: float = 30.0, max_keys: int = 10_000) -> None:
+    def __init__(
+        self,
+        pool: Pool,
+        *,
+        every_s: float = 30.0,
+        max_keys: int = 10_000,
+        per_second: int = 20,
+    ) -> None:
         self._pool = pool
         self._every_s = every_s
         self._max_keys = max_keys
+        self._per_second = per_second
+        self._second = 0
+        self._this_second = 0
         self._written: OrderedDict[str, float] = OrderedDict()
 
     async def heard(self, uplink: Uplink, *, source: str) -> None:
         now = time.monotonic()
         if self._written.get(uplink.device_key, 0.0) > now:
             return
+        if int(now) != self._second:
+            self._second, self._this_second = int(now), 0
+        if self._this_second >= self._per_second:
+            return
+        self._this_second += 1
         self._written[uplink.device_key] = now + self._every_s
         self._written.move_to_end(uplink.device_key)
         if len(self._written) > self._max_keys:

@@ -1152,6 +1152,203 @@ def latency_only_section(name: str, r: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def codec_section(r: dict[str, Any]) -> list[str]:
+    """`bench.codec`: what one codec call costs in the QuickJS sandbox."""
+    lines = [f"## One codec call: {r['codec']} in QuickJS", "", *_meta(r.get("meta")), ""]
+    limits = r["limits"]
+    lines.append(
+        f"One uplink of {r['payload_bytes']} bytes (the Device Repository's example) decoded by "
+        f"`decodeUplink`, {r['quickjs']}. The sandbox's limits per call: "
+        f"{1000 * limits['time_limit_s']:g} ms of CPU, {limits['memory_limit_bytes'] // 2**20} "
+        f"MiB, {limits['max_output_bytes'] // 1024} KiB of output; a kept context holds "
+        f"{r['context_memory_bytes'] / 1024:.0f} KiB. Wall times per call; CPU time over all "
+        "calls. The machine is shared: p99 carries whatever else ran."
+    )
+    labels = {
+        "kept": "sandbox, one context kept per codec version (the gateway's way)",
+        "fresh": "sandbox, a fresh context per call",
+        "bare": "the `quickjs` binding alone, context kept, no guards",
+    }
+    rows = [
+        [label, row["calls"], row["mean_us"], row["p50_us"], row["p99_us"], row["cpu_mean_us"]]
+        for key, label in labels.items()
+        if (row := r["rows"].get(key))
+    ]
+    head = ["way", "calls", "mean us", "p50 us", "p99 us", "CPU us"]
+    return [*lines, "", *_table(head, rows), ""]
+
+
+def _us(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def _pct_points(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.1f}%"
+
+
+def lorawan_section(r: dict[str, Any]) -> list[str]:
+    """`bench.lorawan`: uplinks/s through ChirpStack's MQTT path, decoded by TownPulse's codec
+    or by the network server, and what decoding costs per uplink."""
+    s = r.get("settings", {})
+    broker = r.get("network_server_broker", {})
+    t = r["targets"]
+    lines = [
+        "## LoRaWAN: uplinks through ChirpStack's MQTT path, decoded by TownPulse or the server",
+        "",
+        *_meta(r.get("meta")),
+        "",
+        f"{s.get('devices')} Milesight EM310-UDL bins registered by DevEUI with the shipped "
+        f"profile `{r['codec']['profile']}` (codec `{r['codec']['name']}` version "
+        f"{r['codec']['version']}), one ChirpStack MQTT integration subscribed on a Mosquitto "
+        f"{broker.get('mosquitto')} of the benchmark's own playing the network server's broker "
+        f"(max_inflight_messages {broker.get('max_inflight_messages')}). "
+        f"{s.get('workers')} publisher processes send ChirpStack v4 `UplinkEvent`s (built with "
+        "`chirpstack-api`, protobuf's JSON mapping) at QoS 1, each unique (fresh deduplication "
+        "id, frame counter and time going up); each uplink makes 6 readings (fill %, distance, "
+        "tilt, battery, RSSI, SNR) and one `device_uplinks` row, counted as stored. CPU per "
+        "uplink is every stack process's CPU (from /proc) from the first publish until the "
+        "platform is back at its idle rate, less that idle rate, over the uplinks stored; the "
+        "publishers, the network server's broker and the benchmark itself run on the same "
+        "cores and are counted apart. Sustained = the rate offered (95 %), every uplink "
+        f"acknowledged and stored within {s.get('grace')} s of the window's end"
+        + (
+            f", and stored at {s['keep_up']:.0%} of the rate or more over the window's second half."
+            if s.get("keep_up")
+            else "."
+        ),
+    ]
+    ramp = r.get("ramp") or {}
+    compare = r.get("compare") or {}
+    extra = compare.get("decode_extra_cpu_pct") or {}
+    best = r.get("max_sustained_decoded_uplinks_per_s")
+    rows: list[list[Any]] = [
+        [
+            f"codec-decoded uplinks/s sustained for {s.get('duration'):g} s",
+            best,
+            f">= {t['decoded_uplinks_per_s_min']:,}",
+            _ok(r["meets"].get("decoded_uplinks_per_s")),
+        ],
+        [
+            f"extra CPU per uplink for decoding, whole platform (at {compare.get('rate'):g}/s)",
+            _pct_points(extra.get("platform")),
+            f"<= {t['decode_extra_cpu_pct_max']:g}%",
+            _ok(r["meets"].get("decode_extra_cpu_pct_platform")),
+        ],
+        [
+            "extra CPU per uplink for decoding, the gateway alone",
+            _pct_points(extra.get("gateway")),
+            f"<= {t['decode_extra_cpu_pct_max']:g}%",
+            _ok(r["meets"].get("decode_extra_cpu_pct_gateway")),
+        ],
+    ]
+    share = compare.get("profile") or {}
+    if share:
+        by_profile = share["decode_extra_cpu_pct"]
+        rows.append(
+            [
+                "the same from the gateway's profile (decoding's share of its samples: "
+                f"{share['decode_pct_of_gateway']}%, {share['decode_us_per_uplink']} us an "
+                "uplink), platform / gateway",
+                f"{_pct_points(by_profile.get('platform'))} / "
+                f"{_pct_points(by_profile.get('gateway'))}",
+                f"<= {t['decode_extra_cpu_pct_max']:g}%",
+                "",
+            ]
+        )
+    if ramp.get("first_failed_step"):
+        rows.append(
+            [
+                f"stored/s at the first rate not sustained ({ramp['first_failed_step']}), "
+                "window's second half",
+                ramp.get("stored_per_s_at_first_failed_step"),
+                "",
+                "",
+            ]
+        )
+    lines += ["", *_table(["measure", "value", "target", ""], rows), ""]
+    if compare:
+        lines.append(
+            f"The same rate both ways, {compare['rate']:g} uplinks/s offered, "
+            f"{s.get('compare_duration'):g} s a phase, alternated A B B A; medians of "
+            f"{compare['data']['phases']} phases each (net of idle; gross in brackets; a phase "
+            "during which a stack process restarted has no CPU figures):"
+        )
+        lines.append("")
+        compare_rows = []
+        for mode, label in (("data", "TownPulse decodes `data`"), ("object", "server's `object`")):
+            row = compare[mode]
+            net, gross = row["cpu_us_per_uplink"], row["cpu_us_per_uplink_gross"]
+            compare_rows.append(
+                [
+                    label,
+                    row["stored_per_s"],
+                    f"{_us(net['gateway'])} ({_us(gross['gateway'])})",
+                    f"{_us(net['platform'])} ({_us(gross['platform'])})",
+                    {True: "yes", False: "**no**"}.get(row["all_sustained"], "n/a"),
+                ]
+            )
+        lines += _table(
+            ["way", "stored/s", "gateway us/uplink", "platform us/uplink", "sustained"],
+            compare_rows,
+        )
+        lines.append("")
+    ramp_rows = [
+        [
+            p["name"],
+            p["achieved_per_s"],
+            p.get("stored_per_s_second_half"),
+            p["complete_after_window_s"],
+            _us(p["cpu_us_per_uplink"]["gateway"]),
+            _us(p["cpu_us_per_uplink"]["platform"]),
+            _us(p["cpu_us_per_uplink"].get("publisher")),
+            "yes" if p["sustained"] else "**no**",
+        ]
+        for p in r.get("phases", [])
+        if p["name"].startswith("ramp-")
+    ]
+    if ramp_rows:
+        lines += [
+            "The ramp, TownPulse decoding every uplink:",
+            "",
+            *_table(
+                [
+                    "step",
+                    "offered/s",
+                    "stored/s (2nd half)",
+                    "all stored after (s)",
+                    "gateway us/uplink",
+                    "platform us/uplink",
+                    "publisher us/uplink",
+                    "sustained",
+                ],
+                ramp_rows,
+            ),
+            "",
+        ]
+    bound = ramp.get("bound")
+    if bound:
+        cores = bound["cpu_cores"]
+        top = sorted(cores, key=lambda k: -cores[k])[:8]
+        lines.append(
+            f"Where the CPU goes in {bound['step']} (cores used while the uplinks came in; "
+            f"{bound['machine_busy_cores']} of {bound['cores']} busy): "
+            + ", ".join(f"{k} {cores[k]}" for k in top)
+            + f". Bound: {bound['bound']}."
+        )
+        lines.append("")
+    profiled = next(
+        (p for p in r.get("phases", []) if (p.get("gateway_profile") or {}).get("top_self")), None
+    )
+    if profiled is not None:
+        lines += [
+            f"The gateway's own time in {profiled['name']} (py-spy, 50 Hz, share of samples): "
+            + "; ".join(f"`{f}`" for f in profiled["gateway_profile"]["top_self"][:6])
+            + ".",
+            "",
+        ]
+    return lines
+
+
 def generic_section(name: str, r: dict[str, Any]) -> list[str]:
     lines = [f"## {name}", ""]
     lines += _meta(r.get("meta"))
@@ -1213,6 +1410,10 @@ def build(results_dir: Path = RESULTS, *, scoreboard: Path | None = None) -> str
             lines += first_run_section(r)
         elif kind == "registration":
             lines += registration_section(r)
+        elif kind == "codec":
+            lines += codec_section(r)
+        elif kind == "lorawan":
+            lines += lorawan_section(r)
         else:
             lines += generic_section(path.stem, r)
     return "\n".join(lines).rstrip() + "\n"

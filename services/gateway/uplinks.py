@@ -208,13 +208,15 @@ class UplinkMapper:
                 counters=self._counters,
             )
         except Rejection as exc:
-            # A frame with no field the profile maps (a heartbeat) still says how the link is.
-            if exc.reason is not Reason.NO_METRICS:
-                raise
-            readings = []
+            if exc.reason is Reason.NO_METRICS:
+                # Bytes the codec made nothing of (or another frame type): say what it made.
+                shown = ", ".join(sorted(data)[:20]) or "nothing"
+                raise Rejection(
+                    Reason.NO_METRICS,
+                    f"profile {profile.name!r} maps no field of the decoded {{{shown}}}",
+                ) from None
+            raise
         readings += _link_readings(uplink)
-        if not readings:
-            raise Rejection(Reason.NO_METRICS, "the uplink holds no reading the profile maps")
         self.seen.remember(uplink)
         after = {m: self._counters.previous(device.id, m) for m in profile.counter_metrics}
         undo = Undo(self, uplink, device.id, before, after)

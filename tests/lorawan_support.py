@@ -135,9 +135,31 @@ def example_bytes(path: str, index: int = 0) -> tuple[int, bytes]:
     return int(example["fPort"]), bytes(example["bytes"])
 
 
-def records_for(bootstrap: str, topic: str, key: str, *, within_s: float = 5.0) -> list[bytes]:
-    """Every record with this key on a readings topic, from its first offset: what a consumer
-    sees before any database key could hide a double."""
+def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """Where each partition of a readings topic ends now: what a test reads from afterwards."""
+
+    async def run() -> dict[int, int]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            tps = [TopicPartition(topic, p) for p in range(READINGS_PARTITIONS)]
+            return {tp.partition: o for tp, o in (await consumer.end_offsets(tps)).items()}
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(run())
+
+
+def records_for(
+    bootstrap: str,
+    topic: str,
+    key: str,
+    *,
+    since: dict[int, int] | None = None,
+    within_s: float = 60.0,
+) -> list[bytes]:
+    """Every record with this key on a readings topic (from `since`, else from the start): what
+    a consumer sees before any database key could hide a double."""
 
     async def run() -> list[bytes]:
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
@@ -147,18 +169,22 @@ def records_for(bootstrap: str, topic: str, key: str, *, within_s: float = 5.0) 
             # The readings topics are made with this many partitions (townpulse bootstrap).
             tps = [TopicPartition(topic, p) for p in range(READINGS_PARTITIONS)]
             consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
+            for tp in tps:
+                if since is None:
+                    await consumer.seek_to_beginning(tp)
+                else:
+                    consumer.seek(tp, since.get(tp.partition, 0))
             ends = await consumer.end_offsets(tps)
             deadline = asyncio.get_running_loop().time() + within_s
             while asyncio.get_running_loop().time() < deadline:
                 if all([await consumer.position(tp) >= end for tp, end in ends.items()]):
-                    break
-                batch = await consumer.getmany(timeout_ms=200)
+                    return found
+                batch = await consumer.getmany(timeout_ms=200, max_records=5000)
                 for records in batch.values():
                     found += [r.value for r in records if r.key == key.encode() and r.value]
         finally:
             await consumer.stop()
-        return found
+        raise AssertionError(f"{topic} not read to its end within {within_s} s")
 
     return asyncio.run(run())
 

@@ -34,7 +34,7 @@ from services.waste.domain.bin import LevelRow, WasteProcessor
 from shared.schemas import Reading, ReadingBatch
 from shared.topics import Domain
 from tests.broker_support import Broker
-from tests.lorawan_support import chirpstack_topic, chirpstack_uplink, records_for
+from tests.lorawan_support import chirpstack_topic, chirpstack_uplink, end_offsets, records_for
 from tests.runtime_support import oracle, stored
 from tests.support import wait_for
 from townpulse.stack import SERVICES, Stack
@@ -310,6 +310,7 @@ def test_http_push_answers_503_while_kafka_is_down_and_stores_everything_once(
                 else:
                     raise AssertionError(f"uplink {i} of {d['id']} never accepted")
 
+    offsets = end_offsets(stack_env["KAFKA_BOOTSTRAP"], "readings.waste")
     pusher = threading.Thread(target=push_all, daemon=True)
     try:
         pusher.start()
@@ -337,7 +338,9 @@ def test_http_push_answers_503_while_kafka_is_down_and_stores_everything_once(
         for d in lorawan_devices:
             counters = [
                 b.uplink.f_cnt
-                for v in records_for(stack_env["KAFKA_BOOTSTRAP"], "readings.waste", d["id"])
+                for v in records_for(
+                    stack_env["KAFKA_BOOTSTRAP"], "readings.waste", d["id"], since=offsets
+                )
                 if (b := ReadingBatch.from_bytes(v)).uplink is not None
             ]
             assert sorted(counters) == list(range(40)), f"{d['id']}: {sorted(counters)}"

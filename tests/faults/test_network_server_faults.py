@@ -210,14 +210,12 @@ def test_uplinks_from_a_network_server_survive_a_gateway_kill_and_its_broker_dow
         ns.start()
         wait_for(lambda: ns.sent > 200, timeout=30, what="uplinks flowing")
         stack.kill("gateway")
-        killed = time.monotonic()
         wait_for(
             lambda: _ready(stack_env),
             timeout=READY_WITHIN_S,
             interval=0.5,
             what="every service ready after the gateway's kill",
         )
-        recovered_gateway = time.monotonic() - killed
         wait_for(lambda: ns.sent > 600, timeout=60, what="uplinks flowing again")
         broker.stop()
         time.sleep(DOWN_S)  # the network server's broker is away: the outage itself
@@ -256,7 +254,6 @@ def test_uplinks_from_a_network_server_survive_a_gateway_kill_and_its_broker_dow
             i["id"] == integration_id and i["status"]["connected"]
             for i in api.get("/v1/integrations").json()
         )
-        assert recovered_gateway < READY_WITHIN_S
     finally:
         api.delete(f"/v1/integrations/{integration_id}")
 

@@ -416,6 +416,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             keepalive_s=settings.mqtt_keepalive_s,
             on_message=gateway.offer,
             loop=loop,
+            subscribe=settings.integrations,
         )
         gateway.integrations = integrations
         gateway.pool = pool
@@ -438,10 +439,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         supervisor.start("kafka-acker", gateway.acker())
         # Waits out database outages itself; look-ups ask the database meanwhile.
         supervisor.start("device-registry", registry.follow())
-        if settings.integrations:
-            supervisor.start("integrations", integrations.follow())
-        else:
-            supervisor.start("integrations", integrations.follow_http_only())
+        supervisor.start("integrations", integrations.follow())
         supervisor.start("integration-status", integrations.report())
         source.start()
         app.state.pool, app.state.producer, app.state.source = pool, producer, source

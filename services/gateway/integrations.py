@@ -19,7 +19,7 @@ from typing import Any
 from psycopg import AsyncConnection
 
 from services.gateway.adapters import db
-from services.gateway.adapters.db import IntegrationRow
+from services.gateway.adapters.db import IntegrationRow, Status
 from services.gateway.ingest import chirpstack, mapped, tts
 from services.gateway.mqtt_source import Incoming, MqttSource
 from shared.db import Pool
@@ -30,6 +30,36 @@ log = logging.getLogger(__name__)
 CHANNEL = "townpulse_integrations"
 # How often the console's figures are saved: fresh enough for a person looking at the page.
 STATUS_EVERY_S = 5.0
+
+
+def source_for(
+    row: IntegrationRow,
+    *,
+    client_id: str,
+    keepalive_s: int,
+    on_message: Callable[[Incoming], None],
+    on_state: Callable[[bool, str | None], None],
+    loop: asyncio.AbstractEventLoop,
+    persistent: bool = True,
+) -> MqttSource:
+    """An MQTT client for the integration's broker (ValueError: no topic to subscribe to)."""
+    return MqttSource(
+        host=row.mqtt_host or "",
+        port=row.mqtt_port or (8883 if row.mqtt_tls else 1883),
+        client_id=client_id,
+        persistent=persistent,
+        username=row.mqtt_username or "",
+        password=row.mqtt_password or "",
+        share_group="",
+        keepalive_s=keepalive_s,
+        on_message=on_message,
+        loop=loop,
+        subscriptions=subscription(row),
+        integration=row.id,
+        tls=row.mqtt_tls,
+        tls_ca=row.ca_certificate,
+        on_state=on_state,
+    )
 
 
 def subscription(row: IntegrationRow) -> tuple[str, ...]:
@@ -53,6 +83,7 @@ class Integrations:
         keepalive_s: int,
         on_message: Callable[[Incoming], None],
         loop: asyncio.AbstractEventLoop,
+        subscribe: bool = True,
     ) -> None:
         self._pool = pool
         self._conninfo = conninfo
@@ -60,10 +91,11 @@ class Integrations:
         self._keepalive_s = keepalive_s
         self._on_message = on_message
         self._loop = loop
+        # False: know the integrations (the HTTP ingest checks their secrets), subscribe to none.
+        self._subscribe = subscribe
         self.rows: dict[str, IntegrationRow] = {}
-        self._subscribe = True
         self._sources: dict[str, tuple[tuple[Any, ...], MqttSource]] = {}
-        self._states: dict[str, tuple[bool, datetime | None, str | None, datetime | None]] = {}
+        self._states: dict[str, Status] = {}
         self._counts: dict[tuple[str, datetime], tuple[int, int]] = {}
 
     def row(self, integration_id: str) -> IntegrationRow | None:
@@ -80,25 +112,20 @@ class Integrations:
         hour = now.replace(minute=0, second=0, microsecond=0)
         uplinks, errors = self._counts.get((integration_id, hour), (0, 0))
         self._counts[(integration_id, hour)] = (uplinks + 1, errors + (not ok))
-        connected = self.connected(integration_id)
-        _, last, last_error, error_at = self._states.get(
-            integration_id, (connected, None, None, None)
-        )
+        state = self._states.setdefault(integration_id, Status())
+        state.connected = self.connected(integration_id)
         if ok:
-            last = now
+            state.last_uplink_at = now
         else:
-            last_error, error_at = error, now
-        self._states[integration_id] = (connected, last, last_error, error_at)
+            state.last_error, state.last_error_at = error, now
 
     def _state_changed(self, integration_id: str, connected: bool, error: str | None) -> None:
         # Called from paho's thread: hand it to the event loop.
         def apply() -> None:
-            _, last, last_error, error_at = self._states.get(
-                integration_id, (False, None, None, None)
-            )
+            state = self._states.setdefault(integration_id, Status())
+            state.connected = connected
             if error and not connected:
-                last_error, error_at = error, datetime.now(UTC)
-            self._states[integration_id] = (connected, last, last_error, error_at)
+                state.last_error, state.last_error_at = error, datetime.now(UTC)
 
         self._loop.call_soon_threadsafe(apply)
 
@@ -141,50 +168,36 @@ class Integrations:
         finally:
             await conn.close()
 
-    async def follow_http_only(self) -> None:
-        """Know the integrations (the HTTP ingest checks their secrets), subscribe to none."""
-        self._subscribe = False
-        await self.follow()
-
     async def reload(self) -> None:
         rows = {r.id: r for r in await db.integrations(self._pool)}
         self.rows = rows
         if not self._subscribe:
             return
-        for integration_id in list(self._sources):
-            row = rows.get(integration_id)
-            wanted = row is not None and row.enabled and row.transport == "mqtt"
-            if not wanted or self._sources[integration_id][0] != row.connection:  # type: ignore[union-attr]
+        wanted = {r.id: r for r in rows.values() if r.enabled and r.transport == "mqtt"}
+        for integration_id, (connection, _) in list(self._sources.items()):
+            row = wanted.get(integration_id)
+            if row is None or row.connection != connection:
                 self._stop(integration_id)
-        for row in rows.values():
-            if row.enabled and row.transport == "mqtt" and row.id not in self._sources:
+        for row in wanted.values():
+            if row.id not in self._sources:
                 self._start(row)
 
     def _start(self, row: IntegrationRow) -> None:
         try:
-            topic = subscription(row)
+            source = source_for(
+                row,
+                client_id=f"townpulse-{self._instance}-{row.id}",
+                keepalive_s=self._keepalive_s,
+                on_message=self._on_message,
+                on_state=lambda up, error: self._state_changed(row.id, up, error),
+                loop=self._loop,
+            )
         except ValueError as exc:
             self._state_changed(row.id, False, str(exc))
             return
-        source = MqttSource(
-            host=row.mqtt_host or "",
-            port=row.mqtt_port or (8883 if row.mqtt_tls else 1883),
-            client_id=f"townpulse-{self._instance}-{row.id}",
-            username=row.mqtt_username or "",
-            password=row.mqtt_password or "",
-            share_group="",
-            keepalive_s=self._keepalive_s,
-            on_message=self._on_message,
-            loop=self._loop,
-            subscriptions=topic,
-            integration=row.id,
-            tls=row.mqtt_tls,
-            tls_ca=row.ca_certificate,
-            on_state=lambda up, error: self._state_changed(row.id, up, error),
-        )
         source.start()
         self._sources[row.id] = (row.connection, source)
-        log.info("integration started", extra={"integration": row.id, "topic": topic})
+        log.info("integration started", extra={"integration": row.id})
 
     def _stop(self, integration_id: str) -> None:
         _, source = self._sources.pop(integration_id)
@@ -212,28 +225,16 @@ async def check_connection(row: IntegrationRow, *, timeout_s: float = 5.0) -> tu
         loop.call_soon_threadsafe(settle)
 
     try:
-        topic = subscription(row)
-    except ValueError as exc:
-        return False, str(exc)
-    try:
-        source = MqttSource(
-            host=row.mqtt_host or "",
-            port=row.mqtt_port or (8883 if row.mqtt_tls else 1883),
+        source = source_for(
+            row,
             client_id=f"townpulse-test-{row.id}",
             persistent=False,
-            username=row.mqtt_username or "",
-            password=row.mqtt_password or "",
-            share_group="",
             keepalive_s=30,
             on_message=lambda _: None,
-            loop=loop,
-            subscriptions=topic,
-            integration=row.id,
-            tls=row.mqtt_tls,
-            tls_ca=row.ca_certificate,
             on_state=state,
+            loop=loop,
         )
-    except Exception as exc:  # a CA that is not PEM, for instance
+    except Exception as exc:  # no topic, or a CA that is not PEM
         return False, f"invalid settings: {exc}"
     source.start()
     try:

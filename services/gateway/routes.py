@@ -8,8 +8,6 @@ import asyncio
 import base64
 import binascii
 import dataclasses
-import hmac
-import json
 import logging
 import re
 import secrets
@@ -18,10 +16,11 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.gateway.adapters import db
-from services.gateway.adapters.db import DbCatalogue, IntegrationRow, secret_hash
+from services.gateway.adapters.db import DbCatalogue, IntegrationRow
 from services.gateway.ingest.codec import CodecPool, list_repository_codecs, load_repository_codec
 from services.gateway.ingest.dispatch import parse_http_uplink
 from services.gateway.ingest.native import DeviceTopic, parse_payload
@@ -32,10 +31,11 @@ from services.gateway.ingest.profile import (
     map_fields,
     parse_profile,
 )
-from services.gateway.ingest.rejection import Rejection
+from services.gateway.ingest.rejection import Reason, Rejection
 from services.gateway.integrations import Integrations, check_connection, subscription
 from services.gateway.settings import GatewaySettings
 from services.gateway.uplinks import DUPLICATES, Duplicate, Undo
+from shared.auth import hash_key, key_matches
 from shared.http import Admin, Operator, Viewer
 from shared.schemas import ReadingBatch
 
@@ -202,7 +202,7 @@ async def add_integration(body: IntegrationIn, ingest: IngestDep, _: Admin) -> I
     secret: str | None = None
     if body.transport == "http":
         secret = secrets.token_urlsafe(32)
-        values["http_secret_hash"] = secret_hash(secret)
+        values["http_secret_hash"] = hash_key(secret)
     candidate = IntegrationRow(
         **{"http_secret_hash": None, **values, "enabled": True, "created_at": datetime.now(UTC)}
     )
@@ -544,38 +544,59 @@ def _bearer(authorization: str | None) -> str:
 
 
 def _unavailable() -> Response:
-    return Response(
-        '{"detail":"not stored yet: Kafka is unavailable, retry later"}',
+    return JSONResponse(
+        {"detail": "not stored yet: Kafka is unavailable, retry later"},
         status_code=503,
-        media_type="application/json",
         headers={"Retry-After": "5"},
     )
 
 
-async def _produce(ingest: Ingest, out: Any) -> Response:
-    """202 once Kafka has the record; 503 with Retry-After when it does not take it in time."""
-    timeout = ingest.settings.ingest_kafka_timeout_s
+def _accepted() -> Response:
+    return JSONResponse({"status": "accepted"}, status_code=202)
+
+
+def _duplicate() -> Response:
+    return JSONResponse({"status": "duplicate"}, status_code=200)
+
+
+async def _send(ingest: Ingest, out: Any) -> asyncio.Future[object] | None:
+    """The record handed to the producer (its future), or None if the producer did not take it
+    within the push's time."""
     try:
-        fut = await asyncio.wait_for(ingest.gateway.send(out), timeout)
-        await asyncio.wait_for(asyncio.shield(fut), timeout)
+        fut: asyncio.Future[object] = await asyncio.wait_for(
+            ingest.gateway.send(out), ingest.settings.ingest_kafka_timeout_s
+        )
     except Exception as exc:
         log.warning("HTTP ingest: Kafka did not take the record: %r", exc)
+        return None
+    return fut
+
+
+async def _acknowledged(ingest: Ingest, fut: asyncio.Future[object]) -> Response:
+    """202 once Kafka has the record; 503 with Retry-After when it does not in time. Shielded:
+    the record goes on to Kafka after a 503 (the producer keeps it until its own timeout)."""
+    try:
+        await asyncio.wait_for(asyncio.shield(fut), ingest.settings.ingest_kafka_timeout_s)
+    except Exception as exc:
+        log.warning("HTTP ingest: Kafka did not acknowledge the record: %r", exc)
         return _unavailable()
-    return Response('{"status":"accepted"}', status_code=202, media_type="application/json")
+    return _accepted()
+
+
+async def _produce(ingest: Ingest, out: Any) -> Response:
+    fut = await _send(ingest, out)
+    return _unavailable() if fut is None else await _acknowledged(ingest, fut)
 
 
 async def _produce_uplink(ingest: Ingest, batch: ReadingBatch, undo: Undo) -> Response:
-    """Like `_produce`, for an uplink the sender will retry after a 503: its record may still
-    reach Kafka after the answer (the producer keeps it until its own timeout), so the retry
-    waits for that record instead of sending a second one, and sends again only if it failed."""
-    timeout = ingest.settings.ingest_kafka_timeout_s
-    key = undo.uplink.dedup_key
-    try:
-        fut = await asyncio.wait_for(ingest.gateway.send(ingest.gateway.accept(batch)), timeout)
-    except Exception as exc:
+    """Like `_produce`, for an uplink the sender will retry after a 503: as its record may still
+    reach Kafka after the answer, the retry waits for that record instead of sending a second
+    one, and is taken as new only if it failed."""
+    fut = await _send(ingest, ingest.gateway.accept(batch))
+    if fut is None:
         undo()
-        log.warning("HTTP ingest: Kafka did not take the record: %r", exc)
         return _unavailable()
+    key = undo.uplink.dedup_key
     ingest.in_flight[key] = fut
 
     def settled(done: asyncio.Future[object]) -> None:
@@ -584,11 +605,7 @@ async def _produce_uplink(ingest: Ingest, batch: ReadingBatch, undo: Undo) -> Re
             undo()  # never reached Kafka: the sender's retry is taken as new
 
     fut.add_done_callback(settled)
-    try:
-        await asyncio.wait_for(asyncio.shield(fut), timeout)
-    except Exception:
-        return _unavailable()
-    return Response('{"status":"accepted"}', status_code=202, media_type="application/json")
+    return await _acknowledged(ingest, fut)
 
 
 async def _taken_before(ingest: Ingest, key: str) -> Response | None:
@@ -596,14 +613,14 @@ async def _taken_before(ingest: Ingest, key: str) -> Response | None:
     when the first failed after all (then this one is taken as new)."""
     fut = ingest.in_flight.get(key)
     if fut is None:
-        return Response('{"status":"duplicate"}', status_code=200, media_type="application/json")
+        return _duplicate()
     try:
         await asyncio.wait_for(asyncio.shield(fut), ingest.settings.ingest_kafka_timeout_s)
     except TimeoutError:
         return _unavailable()
     except Exception:
         return None
-    return Response('{"status":"duplicate"}', status_code=200, media_type="application/json")
+    return _duplicate()
 
 
 async def _dead_letter(
@@ -615,16 +632,8 @@ async def _dead_letter(
     stored = await _produce(ingest, out)
     if stored.status_code != 202:
         return stored
-    code = 404 if rej.reason.value == "unknown_device" else 422
-    return Response(
-        f'{{"detail":{_json_str(f"{rej.reason.value}: {rej.detail}")}}}',
-        status_code=code,
-        media_type="application/json",
-    )
-
-
-def _json_str(text: str) -> str:
-    return json.dumps(text[:500])
+    code = 404 if rej.reason is Reason.UNKNOWN_DEVICE else 422
+    return JSONResponse({"detail": f"{rej.reason.value}: {rej.detail}"[:500]}, status_code=code)
 
 
 async def _network_server(
@@ -636,7 +645,7 @@ async def _network_server(
     token = _bearer(authorization)
     expected = row.http_secret_hash if row is not None and row.kind == kind else None
     # Compared in constant time, and the same answer for a wrong id as for a wrong secret.
-    if expected is None or not hmac.compare_digest(secret_hash(token), expected):
+    if expected is None or not key_matches(token, expected):
         raise HTTPException(401, detail="invalid secret", headers={"WWW-Authenticate": "Bearer"})
     assert row is not None
     if not row.enabled:
@@ -704,15 +713,8 @@ async def device_http(
     """A device or a vendor's cloud pushes TownPulse JSON or SenML, as it would over MQTT,
     with the device's ingest token."""
     token = _bearer(authorization)
-    pool = ingest.gateway.pool
-    async with pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT token_hash FROM ingest_tokens WHERE device_id = %s AND revoked_at IS NULL",
-            (device_id[:64],),
-        )
-        hashes = [bytes(r["token_hash"]) for r in await cur.fetchall()]
-    digest = secret_hash(token)
-    if not any(hmac.compare_digest(digest, h) for h in hashes):
+    hashes = await db.ingest_token_hashes(ingest.gateway.pool, device_id[:64])
+    if not any([key_matches(token, h) for h in hashes]):
         raise HTTPException(401, detail="invalid token", headers={"WWW-Authenticate": "Bearer"})
     device = await ingest.gateway.registry.device(device_id)
     body = await request.body()

@@ -216,7 +216,13 @@ class UplinkMapper:
                     f"profile {profile.name!r} maps no field of the decoded {{{shown}}}",
                 ) from None
             raise
-        readings += _link_readings(uplink)
+        rssi = _within(uplink.link.rssi, *RSSI_RANGE)
+        snr = _within(uplink.link.snr, *SNR_RANGE)
+        # The radio link as readings too, so a threshold rule can alert on a degrading link.
+        if rssi is not None:
+            readings.append(Reading(ts=uplink.time, metric="rssi_dbm", value=rssi, unit="dBm"))
+        if snr is not None:
+            readings.append(Reading(ts=uplink.time, metric="snr_db", value=snr, unit="dB"))
         self.seen.remember(uplink)
         after = {m: self._counters.previous(device.id, m) for m in profile.counter_metrics}
         undo = Undo(self, uplink, device.id, before, after)
@@ -232,8 +238,8 @@ class UplinkMapper:
                 f_cnt=uplink.f_cnt,
                 codec=codec.name if codec else None,
                 codec_version=codec.version if codec else None,
-                rssi=_within(uplink.link.rssi, *RSSI_RANGE),
-                snr=_within(uplink.link.snr, *SNR_RANGE),
+                rssi=rssi,
+                snr=snr,
                 gateways=g if (g := uplink.link.gateways) is not None and 0 <= g <= 1000 else None,
             ),
         )
@@ -271,13 +277,3 @@ class UplinkMapper:
 def _within(value: float | None, lo: float, hi: float) -> float | None:
     # A network server's odd radio figure is not worth refusing the uplink's readings for.
     return value if value is not None and math.isfinite(value) and lo <= value <= hi else None
-
-
-def _link_readings(uplink: Uplink) -> list[Reading]:
-    """The radio link as readings too, so a threshold rule can alert on a degrading link."""
-    out = []
-    if (rssi := _within(uplink.link.rssi, *RSSI_RANGE)) is not None:
-        out.append(Reading(ts=uplink.time, metric="rssi_dbm", value=rssi, unit="dBm"))
-    if (snr := _within(uplink.link.snr, *SNR_RANGE)) is not None:
-        out.append(Reading(ts=uplink.time, metric="snr_db", value=snr, unit="dB"))
-    return out

@@ -7,10 +7,11 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from psycopg.types.json import Jsonb
 
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 # cached copy at once; other gateway instances see a change within this many seconds.
 CATALOGUE_TTL_S = 10.0
 
+T = TypeVar("T")
+
 
 class DbCatalogue:
     def __init__(self, pool: Pool, *, ttl_s: float = CATALOGUE_TTL_S) -> None:
@@ -44,32 +47,43 @@ class DbCatalogue:
         self._codecs.clear()
 
     async def profile(self, name: str) -> Profile | None:
+        return await self._cached(self._profiles, name, self._load_profile)
+
+    async def codec(self, name: str) -> StoredCodec | None:
+        return await self._cached(self._codecs, name, self._load_codec)
+
+    async def _cached(
+        self,
+        cache: dict[str, tuple[float, T | None]],
+        name: str,
+        load: Callable[[str], Awaitable[T | None]],
+    ) -> T | None:
         now = time.monotonic()
-        cached = self._profiles.get(name)
+        cached = cache.get(name)
         if cached is not None and cached[0] > now:
             return cached[1]
+        found = await load(name)
+        if len(cache) > 10_000:  # names come from devices' rows and requests: bounded
+            cache.clear()
+        cache[name] = (now + self._ttl_s, found)
+        return found
+
+    async def _load_profile(self, name: str) -> Profile | None:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT definition FROM device_profiles WHERE name = %s", (name,)
             )
             row = await cur.fetchone()
-        profile: Profile | None = None
-        if row is not None:
-            try:
-                profile = parse_profile(row["definition"])
-            except ProfileError as exc:
-                # Saved through the routes, which validate: only a hand edit gets here.
-                log.error("profile %r in the database is invalid: %s", name, exc)
-        if len(self._profiles) > 10_000:
-            self._profiles.clear()
-        self._profiles[name] = (now + self._ttl_s, profile)
-        return profile
+        if row is None:
+            return None
+        try:
+            return parse_profile(row["definition"])
+        except ProfileError as exc:
+            # Saved through the routes, which validate: only a hand edit gets here.
+            log.error("profile %r in the database is invalid: %s", name, exc)
+            return None
 
-    async def codec(self, name: str) -> StoredCodec | None:
-        now = time.monotonic()
-        cached = self._codecs.get(name)
-        if cached is not None and cached[0] > now:
-            return cached[1]
+    async def _load_codec(self, name: str) -> StoredCodec | None:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT name, version, script FROM codecs WHERE name = %s"
@@ -77,11 +91,7 @@ class DbCatalogue:
                 (name,),
             )
             row = await cur.fetchone()
-        codec = StoredCodec(row["name"], row["version"], row["script"]) if row else None
-        if len(self._codecs) > 10_000:
-            self._codecs.clear()
-        self._codecs[name] = (now + self._ttl_s, codec)
-        return codec
+        return StoredCodec(row["name"], row["version"], row["script"]) if row else None
 
 
 class HeardDevices:
@@ -245,9 +255,14 @@ class IntegrationRow:
         )
 
 
-def secret_hash(secret: str) -> bytes:
-    # The secret is 32 random bytes: a plain hash is enough (no dictionary to guess from).
-    return hashlib.sha256(secret.encode()).digest()
+@dataclass(slots=True)
+class Status:
+    """One integration's figures for the console, as saved by `db.save_status`."""
+
+    connected: bool = False
+    last_uplink_at: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
 
 
 async def integrations(pool: Pool) -> list[IntegrationRow]:
@@ -321,12 +336,12 @@ async def statuses(pool: Pool) -> dict[str, dict[str, Any]]:
 async def save_status(
     pool: Pool,
     *,
-    states: dict[str, tuple[bool, datetime | None, str | None, datetime | None]],
+    states: dict[str, Status],
     counts: dict[tuple[str, datetime], tuple[int, int]],
 ) -> None:
     """Each integration's state and the uplinks and errors counted since the last save."""
     async with pool.connection() as conn, conn.transaction():
-        for integration_id, (connected, last_uplink, error, error_at) in states.items():
+        for integration_id, state in states.items():
             await conn.execute(
                 """
                 INSERT INTO integration_status AS s
@@ -340,7 +355,13 @@ async def save_status(
                     last_error_at = coalesce(excluded.last_error_at, s.last_error_at),
                     updated_at = now()
                 """,
-                {"i": integration_id, "c": connected, "u": last_uplink, "e": error, "ea": error_at},
+                {
+                    "i": integration_id,
+                    "c": state.connected,
+                    "u": state.last_uplink_at,
+                    "e": state.last_error,
+                    "ea": state.last_error_at,
+                },
             )
         for (integration_id, hour), (uplinks, errors) in counts.items():
             await conn.execute(
@@ -353,6 +374,16 @@ async def save_status(
                 """,
                 {"i": integration_id, "h": hour, "u": uplinks, "e": errors},
             )
+
+
+async def ingest_token_hashes(pool: Pool, device_id: str) -> list[bytes]:
+    """The hashes of a device's live HTTP push tokens (services/api issues them)."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT token_hash FROM ingest_tokens WHERE device_id = %s AND revoked_at IS NULL",
+            (device_id,),
+        )
+        return [bytes(r["token_hash"]) for r in await cur.fetchall()]
 
 
 async def heard_devices(pool: Pool, *, limit: int) -> list[dict[str, Any]]:

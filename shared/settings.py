@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import AfterValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.ml.calendar import TownCalendar
+from shared.ml.calendar import TownCalendar, check_holidays
 
 # Values that people copy from examples. Outside dev mode a secret equal to one of these (or
 # shorter than MIN_SECRET_LEN) is refused, so a forgotten example value never reaches production.
@@ -30,7 +30,8 @@ class ServiceSettings(BaseSettings):
     kafka_bootstrap: str = "127.0.0.1:9092"
     # The town's clock and public holidays: what "a Sunday at 3 am" means to the models.
     timezone: str = "Europe/Paris"
-    holidays_country: str = "FR"
+    # Any country of the `holidays` package, with a subdivision after a hyphen (FR-57), or none.
+    holidays_country: Annotated[str, AfterValidator(check_holidays)] = "FR"
     # Request bodies above this are refused (413) before they are read: the largest legitimate
     # body (a device with its metadata, a webhook with its filters) is a few kB.
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)

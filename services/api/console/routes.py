@@ -121,6 +121,11 @@ def create_router(settings: ApiSettings) -> APIRouter:
         """Open data for citizens: no key, only what the town published."""
         return renderer.page(request, "public", public=True)
 
+    @router.get("/favicon.ico", response_class=RedirectResponse)
+    async def favicon() -> RedirectResponse:
+        """Browsers ask for it on every page, key or not: the console's icon (not a 401)."""
+        return RedirectResponse("/static/favicon.svg", status_code=301)
+
     @router.get("/console", response_class=RedirectResponse)
     async def console() -> RedirectResponse:
         """Old habit: the console is at /."""

@@ -5,7 +5,7 @@ holds a plain device id. A line about a device names it in the `device_id` field
 `Pseudonyms` replaces, together with every other occurrence of the id in the line, by an HMAC
 of it under a key the logs do not hold. With the key (TOWNPULSE_LOG_PSEUDONYM_KEY, shared by the
 services so that one device has one pseudonym in every log) an operator can find a given device's
-lines (`townpulse log-pseudonym ID`); without it, nothing links a line to a device.
+lines (`pseudonym(id, key)` below); without it, nothing links a line to a device.
 """
 
 from __future__ import annotations

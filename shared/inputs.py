@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -124,9 +125,11 @@ def _check_host(host: str, *, bracketed: bool) -> None:
             raise ValueError(f"the host is not a valid IPv6 address: {host}") from None
         return
     if _NUMERIC_LAST_LABEL.search(host):
+        # The forms resolvers accept too (0x7f000001, 2130706433, 127.1): they are addresses,
+        # and where they point is the target check's business.
         try:
-            ipaddress.IPv4Address(host)
-        except ValueError:
+            socket.inet_aton(host)
+        except OSError:
             raise ValueError(f"the host is not a valid IPv4 address: {host}") from None
         return
     try:

@@ -35,6 +35,10 @@ class ServiceSettings(BaseSettings):
     # Request bodies above this are refused (413) before they are read: the largest legitimate
     # body (a device with its metadata, a webhook with its filters) is a few kB.
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    # The key of the device pseudonyms in the logs (shared.logging): the same for every service,
+    # so that one device has one pseudonym everywhere. Unset: a key of each process's own, and
+    # nobody can tell which device a line is about.
+    log_pseudonym_key: SecretStr | None = None
 
     def calendar(self) -> TownCalendar:
         return TownCalendar(self.timezone, self.holidays_country)

@@ -9,6 +9,7 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.auth import Role
+from shared.inputs import Finite
 from shared.topics import Domain
 
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -34,8 +35,8 @@ def normalise_dev_eui(value: str) -> str:
 
 
 class Location(BaseModel):
-    lat: float = Field(ge=-90, le=90)
-    lon: float = Field(ge=-180, le=180)
+    lat: Finite = Field(ge=-90, le=90)
+    lon: Finite = Field(ge=-180, le=180)
 
 
 class DevicePatch(BaseModel):

@@ -12,6 +12,8 @@ from townpulse.stack.config import PG_BIN, StackError, StackSettings
 from townpulse.stack.processes import Processes, base_env, can_connect, wait_port, wait_until
 
 NAME = "postgres"
+# Written by deploy/install.sh when it could neither install nor build TimescaleDB: the reason.
+FALLBACK_FILE = "timescaledb-fallback"
 
 
 class Postgres:
@@ -58,11 +60,20 @@ class Postgres:
             if row and row[0] == "timescaledb":
                 return f"TimescaleDB {row[1]}"
             if row and row[0] == "postgres":
-                why = "database created without it" if available else "not installed"
-                return f"plain PostgreSQL (TimescaleDB {why})"
+                why = "database created without it" if available else self._why_not()
+                return f"WARNING: plain PostgreSQL (TimescaleDB {why})"
         if available:
             return f"TimescaleDB {available} (installed)"
-        return "plain PostgreSQL (TimescaleDB not installed: see deploy/install.sh)"
+        return f"WARNING: plain PostgreSQL (TimescaleDB {self._why_not()})"
+
+    def _why_not(self) -> str:
+        """Why TimescaleDB is missing: what deploy/install.sh could not do, as it recorded it.
+        `up` and `status` say it each time, as a warning: the design's storage is TimescaleDB."""
+        try:
+            reason = (self.p.run / FALLBACK_FILE).read_text(encoding="utf-8").strip()
+        except OSError:
+            reason = ""
+        return f"not installed: {reason or 'see deploy/install.sh'}"
 
     def start(self) -> None:
         if self.p.pid(NAME):
@@ -95,6 +106,12 @@ class Postgres:
                 f"port={self.s.postgres_port}",
                 "-c",
                 "listen_addresses=127.0.0.1",
+                # An error's DETAIL ("Key (device_id)=(meter-12) already exists") and the
+                # statement would keep device ids in the log after their erasure.
+                "-c",
+                "log_error_verbosity=terse",
+                "-c",
+                "log_min_error_statement=panic",
                 # TCP only: no socket files in a shared /var/run/postgresql.
                 "-c",
                 "unix_socket_directories=",

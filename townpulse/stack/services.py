@@ -45,6 +45,7 @@ class Services:
             "TOWNPULSE_HTTP_HOST": "127.0.0.1",
             "TOWNPULSE_HTTP_PORT": str(self.port(spec, instance)),
             "TOWNPULSE_INSTANCE": f"{spec.name}-{instance}",
+            "TOWNPULSE_LOG_PSEUDONYM_KEY": self.p.secret("log-pseudonym-key"),
         }
         if spec.mqtt_user:
             env["TOWNPULSE_MQTT_USERNAME"] = spec.mqtt_user

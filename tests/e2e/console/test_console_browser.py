@@ -309,3 +309,9 @@ def test_webhook_created_with_its_secret_once_then_tested_and_rotated(
         receiver.close()
         if sub_id:
             api.delete(f"/v1/webhooks/{sub_id}")
+
+
+def test_sign_in_never_leads_off_site(console: Console, admin_key: str) -> None:
+    """`/\\evil.example` is `//evil.example` to a browser: the key would follow the user there."""
+    console.sign_in(admin_key, "/%5Cevil.example")
+    assert console.driver.current_url.rstrip("/") == console.base.rstrip("/")

@@ -36,7 +36,7 @@ def registered(api: httpx.Client) -> Iterator[dict]:
 def _tls_client(creds: dict, ca_file: Path) -> mqtt.Client:
     client = mqtt.Client(
         mqtt.CallbackAPIVersion.VERSION2,
-        client_id=f"{creds['username']}-tls",
+        client_id=creds["username"],
         protocol=mqtt.MQTTv311,
     )
     client.username_pw_set(creds["username"], creds["password"])

@@ -176,6 +176,7 @@ def _acl_repair(rolename: str, have: list[dict[str, Any]]) -> list[dict[str, Any
 _TIMEOUT_BASE_S = 30.0
 _TIMEOUT_PER_COMMAND_S = 1.0
 _REPAIR_BATCH = 500
+_PAGE = 1000
 
 
 class DynSecClient:
@@ -354,9 +355,8 @@ class DynSecClient:
             self.check([{"command": "createRole", "rolename": GATEWAY_ROLE, "acls": GATEWAY_ACLS}])
         else:
             self.check(_acl_repair(GATEWAY_ROLE, role.get("role", {}).get("acls", [])))
-        listing = self._get("listClients", verbose=True) or {}
         fixes: list[dict[str, Any]] = []
-        for client in listing.get("clients", []):
+        for client in self._clients():
             username = client["username"]
             if username == ADMIN_USERNAME:
                 # Left unbound: it may rewrite every binding anyway, and the stack's tools
@@ -401,6 +401,17 @@ class DynSecClient:
             errors = [a["error"] for a in answers if a.get("error")]
             if errors or len(answers) != len(batch):
                 raise DynSecError(f"repairing identities: {errors[:3] or 'answers missing'}")
+
+    def _clients(self) -> list[dict[str, Any]]:
+        """Every client, with its client id, roles and groups, a page at a time (one answer
+        for ten thousand devices would be megabytes)."""
+        clients: list[dict[str, Any]] = []
+        while True:
+            page = self._get("listClients", verbose=True, count=_PAGE, offset=len(clients)) or {}
+            got = page.get("clients", [])
+            clients += got
+            if len(got) < _PAGE:
+                return clients
 
     def _get(self, command: str, **args: Any) -> dict[str, Any] | None:
         """A read command's `data`, or None when what it names does not exist."""

@@ -108,6 +108,8 @@ class BootstrapSettings(BaseSettings):
     mqtt_admin_password: SecretStr
     mqtt_gateway_password: SecretStr
     admin_api_key_file: Path
+    # How many gateway instances get an MQTT identity (`gateway-1`...).
+    gateways: int = 1
 
 
 @app.command()
@@ -124,6 +126,7 @@ def bootstrap() -> None:
         mqtt_admin_password=s.mqtt_admin_password.get_secret_value(),
         mqtt_gateway_password=s.mqtt_gateway_password.get_secret_value(),
         admin_key_file=s.admin_api_key_file,
+        gateways=s.gateways,
     )
     if created:
         typer.echo(f"Admin API key created: {s.admin_api_key_file} (mode 0600)")

@@ -41,10 +41,11 @@ class Kafka:
             return
         if not KAFKA_LIB.is_dir():
             raise StackError(f"Kafka jars missing in {KAFKA_LIB}: run `make install`")
-        data = self.p.run / "data" / "kafka"
-        data.mkdir(parents=True, exist_ok=True)
-        props = self.p.run / "kafka" / "server.properties"
-        props.parent.mkdir(parents=True, exist_ok=True)
+        # Kafka runs as the stack's own user: its data (every reading) and its configuration
+        # are nobody else's to read.
+        (self.p.run / "data").mkdir(parents=True, exist_ok=True)
+        data = self.p.private_dir(self.p.run / "data" / "kafka")
+        props = self.p.private_dir(self.p.run / "kafka") / "server.properties"
         props.write_text(
             (DEPLOY / "kafka" / "server.properties.tmpl")
             .read_text()

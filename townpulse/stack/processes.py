@@ -47,6 +47,13 @@ class Processes:
                 f.write(secrets.token_urlsafe(24))
         return path.read_text().strip()
 
+    def private_dir(self, path: Path) -> Path:
+        """A directory only the stack's own user may read (0700), made so if it exists already:
+        logs carry device ids, Kafka's data readings, pid files which processes are ours."""
+        path.mkdir(parents=True, exist_ok=True)
+        os.chmod(path, 0o700)
+        return path
+
     def data_dir(self, name: str, owner: str) -> Path:
         """A data directory owned by `owner`, who must be able to reach it.
 
@@ -54,6 +61,9 @@ class Processes:
         below a folder that user cannot enter, fall back to a private folder in /var/lib.
         """
         preferred = self.run / "data" / name
+        # Others (the daemons' users) traverse it to their own directory; nobody lists it.
+        preferred.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(preferred.parent, 0o711)  # noqa: S103 - execute only: see above
         user = pwd.getpwnam(owner)
         if reachable_by(preferred.parent, user):
             path = preferred
@@ -96,9 +106,15 @@ class Processes:
         cwd: Path | None = None,
         log_name: str | None = None,
     ) -> int:
-        self.pids.mkdir(parents=True, exist_ok=True)
-        self.logs.mkdir(parents=True, exist_ok=True)
-        logf = open(self.logs / f"{log_name or name}.log", "ab")  # noqa: SIM115 - to the child
+        self.private_dir(self.pids)
+        self.private_dir(self.logs)
+        # 0600, also a log an older version made world-readable: what the services log names
+        # devices, and a daemon's log may show its configuration.
+        fd = os.open(
+            self.logs / f"{log_name or name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600
+        )
+        os.fchmod(fd, 0o600)
+        logf = os.fdopen(fd, "ab")
         kwargs: dict[str, object] = {}
         if user:
             pw = pwd.getpwnam(user)

@@ -128,6 +128,7 @@ class Stack:
             mqtt_admin_password=self.procs.secret("mqtt-admin"),
             mqtt_gateway_password=self.procs.secret("mqtt-gateway"),
             admin_key_file=self.admin_key_file,
+            gateways=self.s.gateways,
         )
         if created:
             print(f"Admin API key created: {self.admin_key_file} (mode 0600, shown nowhere else)")

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from shared.mqtt_admin import gateway_username
 from townpulse.stack.config import (
     COMPACT_MEMBERS,
     COMPACT_PROCESS,
@@ -48,7 +49,10 @@ class Services:
             "TOWNPULSE_LOG_PSEUDONYM_KEY": self.p.secret("log-pseudonym-key"),
         }
         if spec.mqtt_user:
-            env["TOWNPULSE_MQTT_USERNAME"] = spec.mqtt_user
+            # Each gateway instance has its own identity, bound to its client id (its instance
+            # name); they share one password (shared/mqtt_admin.py).
+            user = gateway_username(instance) if spec.name == "gateway" else spec.mqtt_user
+            env["TOWNPULSE_MQTT_USERNAME"] = user
             env["TOWNPULSE_MQTT_PASSWORD"] = self.p.secret(f"mqtt-{spec.mqtt_user}")
         if spec.name == "gateway" and self.s.gateways > 1:
             # Several gateways split the messages; one keeps a plain subscription, which

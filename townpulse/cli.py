@@ -517,8 +517,10 @@ def profiles_list() -> None:
 
 def _mount_commands() -> None:
     from townpulse.evaluate import evaluate
+    from townpulse.service.commands import app as service
     from townpulse.simulator.cli import simulate
 
+    app.add_typer(service, name="service")
     app.command("simulate", help="Register and run a simulated town's devices.")(simulate)
     app.command("evaluate", help="Check the models on a town's own history (a CSV).")(evaluate)
 

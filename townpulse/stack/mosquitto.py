@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from townpulse.stack.config import DEPLOY, DYNSEC_PLUGIN_CANDIDATES, StackError, StackSettings
-from townpulse.stack.processes import Processes, wait_port
+from townpulse.stack.processes import Launch, Processes, wait_port
 
 NAME = "mosquitto"
 
@@ -88,9 +88,8 @@ class Mosquitto:
     def ca_cert_file(self) -> Path:
         return self.p.run / "tls" / "ca.crt"
 
-    def start(self) -> None:
-        if self.p.pid(NAME):
-            return
+    def prepare(self) -> None:
+        """Its dynamic-security file (once), its configuration and its TLS files."""
         install = find_install(self.s)
         data = self.p.data_dir("mosquitto", "mosquitto")
         dynsec = data / "dynamic-security.json"
@@ -110,16 +109,32 @@ class Mosquitto:
             pw = pwd.getpwnam("mosquitto")
             os.chown(dynsec, pw.pw_uid, pw.pw_gid)
             os.chmod(dynsec, 0o600)
-        conf = data / "mosquitto.conf"
-        conf.write_text(
+        self._conf(data).write_text(
             render_config(
                 self.s, data_dir=data, dynsec_plugin=install.dynsec_plugin, **self._tls(data)
             )
         )
-        # Started as root, mosquitto drops to the `mosquitto` user, which owns `data`.
-        self.p.spawn(NAME, [str(install.broker), "-c", str(conf)], marker=str(conf))
+
+    def launch(self) -> Launch:
+        """The broker's command line. Started as root (the local stack), mosquitto drops to the
+        `mosquitto` user, which owns its data; the systemd unit starts it as that user."""
+        conf = self._conf(self.p.data_dir("mosquitto", "mosquitto", create=False))
+        return Launch(argv=[str(find_install(self.s).broker), "-c", str(conf)], marker=str(conf))
+
+    def start(self) -> None:
+        if self.p.pid(NAME):
+            return
+        self.prepare()
+        self.p.spawn_launch(self.launch(), name=NAME)
+        self.wait_ready()
+
+    def wait_ready(self) -> None:
         wait_port(self.s.mqtt_port, timeout=self.s.start_timeout_s, what="mosquitto")
         wait_port(self.s.mqtts_port, timeout=self.s.start_timeout_s, what="mosquitto (TLS)")
+
+    @staticmethod
+    def _conf(data: Path) -> Path:
+        return data / "mosquitto.conf"
 
     def describe(self) -> str:
         """Which broker the stack runs (`up`, `status`): its version and where it lives."""

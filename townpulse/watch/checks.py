@@ -183,8 +183,8 @@ def restarts_within(
     >>> restarts_within([(t - timedelta(minutes=30), 7), (t, 2)], now=t, window=h)
     2
     """
-    recent = [(at, n) for at, n in samples if at >= now - window]
-    before = [(at, n) for at, n in samples if at < now - window]
+    recent = [(at, n) for at, n in samples if at > now - window]
+    before = [(at, n) for at, n in samples if at <= now - window]
     base = before[-1:] + recent
     if not base:
         return 0

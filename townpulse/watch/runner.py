@@ -150,8 +150,8 @@ def check(machine: Machine, state: State, *, now: datetime) -> list[Condition]:
         samples = state.restarts.setdefault(name, [])
         samples.append((now, count))
         # One sample older than the window is the baseline of what happened within it.
-        older = [x for x in samples if x[0] < now - RESTART_WINDOW]
-        samples[:] = older[-1:] + [x for x in samples if x[0] >= now - RESTART_WINDOW]
+        older = [x for x in samples if x[0] <= now - RESTART_WINDOW]
+        samples[:] = older[-1:] + [x for x in samples if x[0] > now - RESTART_WINDOW]
         n = checks.restarts_within(samples, now=now, window=RESTART_WINDOW)
         c = checks.restarts(name=name, count=n, s=s)
         found += [c] if c else []

@@ -209,6 +209,9 @@ def test_the_simulator_on_request_gets_the_admin_key_as_a_credential(tmp_path: P
     service = _read(unit_dir / units.unit_name("simulator"))["Service"]
     assert service["User"] == ["townpulse"]
     assert service["LoadCredential"] == [f"admin-api-key:{Stack().admin_key_file}"]
+    assert service["Environment"] == ["ADMIN_API_KEY_FILE=%d/admin-api-key"]
+    # Not also in its environment file, which would win over `Environment=`.
+    assert "ADMIN_API_KEY_FILE" not in (tmp_path / "env" / "simulator.env").read_text()
 
 
 def test_install_says_it_cannot_enable_without_systemd(tmp_path: Path) -> None:
@@ -244,3 +247,36 @@ def test_uninstall_removes_exactly_what_install_wrote(tmp_path: Path) -> None:
     assert sorted(p.name for p in env_dir.iterdir()) == ["other.conf"]
     again = runner.invoke(app, ["service", "uninstall", "--env-dir", str(env_dir)])
     assert again.exit_code == 1
+
+
+def _env_file(path: Path) -> dict[str, str]:
+    """An EnvironmentFile as systemd reads the lines `install` writes (one quoted value each)."""
+    out = {}
+    for line in path.read_text().splitlines():
+        key, _, value = line.partition("=")
+        (out[key],) = shlex.split(value)
+    return out
+
+
+@pytest.mark.parametrize("name", ["postgres", "kafka", "mosquitto"])
+def test_each_servers_readiness_step_runs_with_its_units_environment(
+    installed: tuple[Path, Path], name: str
+) -> None:
+    """The unit's ExecStartPost, run as written with the unit's environment files, against the
+    running stack: it finds the stack's server ready."""
+    unit_dir, _ = installed
+    service = _read(unit_dir / units.unit_name(name))["Service"]
+    env: dict[str, str] = {}
+    for path in service["EnvironmentFile"]:
+        env |= _env_file(Path(path))
+    assert env["TOWNPULSE_RUN_DIR"] == str(Stack().run)
+    result = subprocess.run(
+        shlex.split(_one({"Service": service}, "Service", "ExecStartPost")),
+        env=env,
+        cwd=_one({"Service": service}, "Service", "WorkingDirectory"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr

@@ -299,9 +299,12 @@ class Writer:
         )
         if simulator:
             sim = s.simulator_launch()
+            # The key's path is the credential's, set below: an EnvironmentFile would win over
+            # `Environment=` (systemd.exec(5)).
+            sim_env = {k: v for k, v in sim.env.items() if k != "ADMIN_API_KEY_FILE"}
             long_running(
                 SIMULATOR,
-                Launch(argv=sim.argv, marker=sim.marker, env=sim.env),
+                Launch(argv=sim.argv, marker=sim.marker, env=sim_env),
                 description="TownPulse simulated town (a demonstration)",
                 after=[unit_name(p) for p in services],
                 wants=[unit_name(p) for p in services],

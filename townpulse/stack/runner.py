@@ -107,9 +107,12 @@ class Stack:
         self.services.wait_healthy(spec, instance=instance)
 
     def restart(self, name: str) -> None:
-        """Stop a running service gracefully and start it again."""
+        """Stop a running service (or the watch) gracefully and start it again."""
         self.services.stop(name)
-        self.restart_service(name)
+        if name == WATCH:
+            self.start_watch()
+        else:
+            self.restart_service(name)
 
     def restart_service(self, name: str) -> None:
         """Start a service (or an extra instance, `energy-2`) and wait until it is ready."""

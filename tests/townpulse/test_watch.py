@@ -3,7 +3,8 @@ platform alerts through Kafka and the alerts service, webhooks included, and the
 the condition clears.
 
 The watch is restarted with a check every second (TOWNPULSE_WATCH_INTERVAL_S) for this module,
-and once with a lowered disk threshold; it is restarted with the stack's settings at the end.
+and with a lowered disk threshold or restart limit where a test needs one; it is restarted with
+the stack's settings at the end.
 Resolution takes the alerts service's episode cooldown (TOWNPULSE_EVENT_COOLDOWN_S, 60 s).
 """
 
@@ -25,7 +26,7 @@ from cryptography.x509.oid import NameOID
 
 from tests.support import wait_for
 from tests.webhook_receiver import WebhookReceiver
-from townpulse.stack import Stack
+from townpulse.stack import SERVICES, Stack
 from townpulse.stack.runner import WATCH
 from townpulse.watch import checks
 
@@ -193,3 +194,31 @@ def test_a_lowered_disk_threshold_raises_an_alert_per_data_directory(
             timeout=RESOLVE_WITHIN_S,
             what="resolution",
         )
+
+
+def test_a_service_restarting_more_than_allowed_raises_an_alert(
+    fast_watch: Stack,
+    api: httpx.Client,
+    receiver: WebhookReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # No restart allowed within the hour: the keeper's next restart of the service is one too
+    # many (the count comes from its keeper, as `townpulse status` shows it).
+    _restart_watch(
+        fast_watch, monkeypatch, TOWNPULSE_WATCH_INTERVAL_S="1", TOWNPULSE_RESTARTS_PER_HOUR="0"
+    )
+    spec = next(s for s in SERVICES if s.name == "storage")
+    process = fast_watch.services.process("storage")
+    try:
+        fast_watch.kill("storage")
+        fast_watch.wait_healthy(spec)
+        alert = wait_for(
+            lambda: _current(api, device_id=f"service-{process}", kind=checks.RESTARTS),
+            timeout=60,
+            what="the restarts alert",
+        )
+        assert alert["explanation"]["observed"] >= 1
+        wait_for(lambda: "alert.opened" in _webhooks(receiver, alert["id"]), what="the webhook")
+    finally:
+        _restart_watch(fast_watch, monkeypatch, TOWNPULSE_WATCH_INTERVAL_S="1")
+    wait_for(lambda: _resolved(api, alert["id"]), timeout=RESOLVE_WITHIN_S, what="resolution")

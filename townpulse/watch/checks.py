@@ -232,12 +232,29 @@ def transitions(
         after[c.key] = Open(
             episode_start=start, severity=c.severity, subject=c.subject, kind=c.kind
         )
-        events.append(_event(c.subject, c.kind, "start", c.severity, start, now, _explain(c)))
+        events.append(
+            _event(
+                subject=c.subject,
+                kind=c.kind,
+                phase="start",
+                severity=c.severity,
+                start=start,
+                at=now,
+                explanation=_explain(c),
+            )
+        )
     for key, was in open_.items():
         if key not in after:
-            message = {"message": "cleared"}
             events.append(
-                _event(was.subject, was.kind, "end", was.severity, was.episode_start, now, message)
+                _event(
+                    subject=was.subject,
+                    kind=was.kind,
+                    phase="end",
+                    severity=was.severity,
+                    start=was.episode_start,
+                    at=now,
+                    explanation={"message": "cleared"},
+                )
             )
     return events, after
 
@@ -247,6 +264,7 @@ def _explain(c: Condition) -> dict[str, Any]:
 
 
 def _event(
+    *,
     subject: str,
     kind: str,
     phase: str,

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the local stack needs, skipping what is already there. Idempotent.
 # Debian packages: Mosquitto's clients, PostgreSQL 15, a JDK and Maven, Node.js/npm and
-# Chromium (+ its driver, for the console's browser tests) if missing; TimescaleDB (see below);
+# Chromium (+ its driver, for the console's browser tests) and systemd (systemd-analyze) if
+# missing; TimescaleDB (see below);
 # the Mosquitto broker 2.1, built from Debian's source package into TOWNPULSE_MOSQUITTO_PREFIX
 # (default /opt/townpulse/mosquitto; Debian 12's binary package is 2.0.11, see
 # deploy/build-mosquitto.sh); the Apache Kafka broker jars from Maven Central; the console's
@@ -29,6 +30,9 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
+# systemd-analyze: `townpulse service install`'s units are verified with it (tests), and the
+# town's machine runs them with systemd.
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing packages: ${need_apt[*]} (run as root, or install them with apt-get)" >&2

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from shared.inputs import Finite, OutboundUrl
 from shared.schemas import Severity
-from shared.topics import Domain
+from shared.topics import AlertDomain, Domain
 
 EventType = Literal["opened", "updated", "acknowledged", "resolved"]
 METRIC_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
@@ -99,7 +99,8 @@ def _all_event_types() -> list[EventType]:
 class WebhookPatch(BaseModel):
     url: OutboundUrl | None = None
     description: str | None = Field(default=None, max_length=500)
-    domains: list[Domain] | None = None
+    # "platform": the stack's own early warnings (disk, backups, certificates, restarts).
+    domains: list[AlertDomain] | None = None
     kinds: list[str] | None = None
     min_severity: Severity | None = None
     event_types: list[EventType] | None = Field(default=None, min_length=1)

@@ -21,7 +21,7 @@ from townpulse.stack.config import (
     StackSettings,
     is_loopback,
 )
-from townpulse.stack.processes import Processes, wait_port, wait_until
+from townpulse.stack.processes import Launch, Processes, wait_port, wait_until
 
 NAME = "mosquitto"
 # Written once the retained messages of an older broker are cleared (Mosquitto._sweep_retained).
@@ -150,9 +150,8 @@ class Mosquitto:
     def ca_cert_file(self) -> Path:
         return self.p.run / "tls" / "ca.crt"
 
-    def start(self) -> None:
-        if self.p.pid(NAME):
-            return
+    def prepare(self) -> None:
+        """Its dynamic-security file (once), its configuration and its TLS files."""
         install = find_install(self.s)
         data = self.p.data_dir("mosquitto", "mosquitto")
         dynsec = data / "dynamic-security.json"
@@ -180,14 +179,26 @@ class Mosquitto:
                 " cross that network in clear",
                 self.s.mqtt_plain_bind,
             )
-        conf = data / "mosquitto.conf"
-        conf.write_text(
+        self._conf(data).write_text(
             render_config(
                 self.s, data_dir=data, dynsec_plugin=install.dynsec_plugin, **self._tls(data)
             )
         )
-        # Started as root, mosquitto drops to the `mosquitto` user, which owns `data`.
-        self.p.spawn(NAME, [str(install.broker), "-c", str(conf)], marker=str(conf))
+
+    def launch(self) -> Launch:
+        """The broker's command line. Started as root (the local stack), mosquitto drops to the
+        `mosquitto` user, which owns its data; the systemd unit starts it as that user."""
+        conf = self._conf(self.p.data_dir("mosquitto", "mosquitto", create=False))
+        return Launch(argv=[str(find_install(self.s).broker), "-c", str(conf)], marker=str(conf))
+
+    def start(self) -> None:
+        if self.p.pid(NAME):
+            return
+        self.prepare()
+        self.p.spawn_launch(self.launch(), name=NAME)
+        self.wait_ready()
+
+    def wait_ready(self) -> None:
         wait_port(self.s.mqtt_port, timeout=self.s.start_timeout_s, what="mosquitto")
         wait_port(self.s.mqtts_port, timeout=self.s.start_timeout_s, what="mosquitto (TLS)")
 

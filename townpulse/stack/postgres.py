@@ -9,7 +9,14 @@ import subprocess
 from pathlib import Path
 
 from townpulse.stack.config import PG_BIN, StackError, StackSettings
-from townpulse.stack.processes import Processes, base_env, can_connect, wait_port, wait_until
+from townpulse.stack.processes import (
+    Launch,
+    Processes,
+    base_env,
+    can_connect,
+    wait_port,
+    wait_until,
+)
 
 NAME = "postgres"
 # Written by deploy/install.sh when it could neither install nor build TimescaleDB: the reason.
@@ -75,12 +82,15 @@ class Postgres:
             reason = ""
         return f"not installed: {reason or 'see deploy/install.sh'}"
 
-    def start(self) -> None:
-        if self.p.pid(NAME):
-            return
+    def prepare(self) -> None:
+        """Its data directory, initialised once (as root: the directory goes to `postgres`)."""
         data = self.p.data_dir("postgres", "postgres")
         if not (data / "PG_VERSION").exists():
             self._initdb(data)
+
+    def launch(self) -> Launch:
+        """The server's command line, run as the `postgres` user (local stack and systemd)."""
+        data = self.p.data_dir("postgres", "postgres", create=False)
         bin_dir, timescaledb = self.install()
         extra: list[str] = []
         if timescaledb:
@@ -95,9 +105,8 @@ class Postgres:
                 "-c",
                 "timescaledb.max_background_workers=4",
             ]
-        self.p.spawn(
-            NAME,
-            [
+        return Launch(
+            argv=[
                 str(bin_dir / "postgres"),
                 *extra,
                 "-D",
@@ -126,8 +135,17 @@ class Postgres:
             marker=str(data),
             user="postgres",
         )
+
+    def start(self) -> None:
+        if self.p.pid(NAME):
+            return
+        self.prepare()
+        self.p.spawn_launch(self.launch(), name=NAME)
+        self.wait_ready()
+        self.ensure_database()
+
+    def wait_ready(self) -> None:
         wait_port(self.s.postgres_port, timeout=self.s.start_timeout_s, what="postgres")
-        self._ensure_database()
 
     def stop(self) -> None:
         # SIGINT, the "fast" shutdown (it still checkpoints): SIGTERM would wait for every
@@ -166,7 +184,8 @@ class Postgres:
         finally:
             pwfile.unlink(missing_ok=True)
 
-    def _ensure_database(self) -> None:
+    def ensure_database(self) -> None:
+        """The application's role and database, made once the server runs."""
         import psycopg
         from psycopg import sql
 

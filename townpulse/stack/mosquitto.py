@@ -233,6 +233,10 @@ class Mosquitto:
                 log.warning("cleared %d retained messages left by an older broker", cleared)
         (data / RETAIN_SWEPT).touch()
 
+    @staticmethod
+    def _conf(data: Path) -> Path:
+        return data / "mosquitto.conf"
+
     def describe(self) -> str:
         """Which broker the stack runs (`up`, `status`): its version and where it lives."""
         try:

@@ -80,6 +80,8 @@ STABLE_S = 10.0
 # dead infrastructure component itself (an operator would) and goes on with the next fault.
 GIVE_UP_S = 120.0
 FILL_FILE = "chaos-disk-fill"
+# Readings published this long before a fault began were still in flight when it began.
+IN_FLIGHT_S = 5.0
 
 
 @dataclass
@@ -91,6 +93,8 @@ class Readiness:
     samples: list[tuple[float, bool]] = field(default_factory=list)
     not_ready: list[tuple[float, list[str]]] = field(default_factory=list)
     duplicates: CounterDelta = field(default_factory=CounterDelta)
+    # (time, what the counter added since the previous sample), when it added something.
+    duplicate_steps: list[tuple[float, int]] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
@@ -110,6 +114,7 @@ class Readiness:
                     self.not_ready.append((t, down))
                 with contextlib.suppress(httpx.HTTPError):
                     text = client.get(f"{self.storage_url}/metrics").text
+                    before = self.duplicates.total
                     self.duplicates.feed(
                         metric_value(
                             text,
@@ -118,6 +123,8 @@ class Readiness:
                             outcome="duplicate",
                         )
                     )
+                    if self.duplicates.total > before:
+                        self.duplicate_steps.append((t, int(self.duplicates.total - before)))
 
     def recovery(self, end: float) -> float | None:
         return recovery_s(list(self.samples), end=end, stable_s=STABLE_S)
@@ -296,8 +303,10 @@ async def run_faults(
                 await asyncio.sleep(1.0)
                 after = ready.recovery(again)
             rec["recovery_after_harness_restart_s"] = after
+            log(f"fault {k}: every service ready {after} s after the harness's restart")
+        else:
+            log(f"fault {k}: every service ready {recovered} s after its end")
         rec["not_ready_services"] = ready.not_ready_between(began, time.monotonic())
-        log(f"fault {k}: every service ready {recovered} s after its end")
         done.append(rec)
     return done
 
@@ -325,9 +334,10 @@ async def end_offsets(bootstrap: str) -> dict[str, list[int]]:
 
 async def count_kafka(
     bootstrap: str, since: dict[str, list[int]], prefix: str
-) -> tuple[Counter[Key], int]:
+) -> tuple[Counter[Key], dict[Key, float], int]:
     """Committed records per (device, ts) on the readings topics after `since`, for devices
-    whose id starts with `prefix`; and how many records were read."""
+    whose id starts with `prefix`; when each key's second record was produced (Unix seconds: the
+    fault it followed); and how many records were read."""
     until = await end_offsets(bootstrap)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
@@ -337,6 +347,7 @@ async def count_kafka(
     )
     await consumer.start()
     counts: Counter[Key] = Counter()
+    again: dict[Key, float] = {}
     read = 0
     try:
         todo = {}
@@ -358,6 +369,8 @@ async def count_kafka(
                         for r in doc["readings"]:
                             ts = int(datetime.fromisoformat(r["ts"]).timestamp())
                             counts[(device, ts)] += 1
+                            if counts[(device, ts)] == 2:
+                                again[(device, ts)] = m.timestamp / 1000
                 if msgs and msgs[-1].offset + 1 >= todo.get(tp, 0):
                     todo.pop(tp, None)
             if not batch:
@@ -367,7 +380,7 @@ async def count_kafka(
                         todo.pop(tp)
     finally:
         await consumer.stop()
-    return counts, read
+    return counts, again, read
 
 
 # ---- the run ------------------------------------------------------------------------------------
@@ -436,6 +449,12 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
         name: read_env_file(stack.stack_env_file)[f"{name.upper()}_URL"] for name in SERVICE_NAMES
     }
     run = uuid.uuid4().hex[:6]
+    if args.kafka_disk_mb and os.geteuid() != 0:
+        # Mounting the tmpfs needs root: without it, no disk to fill safely.
+        log("not root: Kafka's log directory stays where it is, and no disk faults")
+        args.kafka_disk_mb = 0
+    if not args.kafka_disk_mb:
+        args.faults = [k for k in args.faults if k != "disk"]
     faults = plan_faults(
         seed=args.seed,
         duration_s=args.duration,
@@ -521,6 +540,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
             ack_grace_s=args.ack_grace,
         )
         parent.send(phase)
+        out["ts0"] = ts0
         start = time.monotonic()
         fault_task = asyncio.create_task(
             run_faults(
@@ -649,21 +669,31 @@ async def settle_and_count(
         ).fetchall()
     stored = {(r[0], int(r[1])) for r in rows}
     log("counting the run's records on Kafka")
-    counts, read = await count_kafka(env.kafka, since, f"bench-{run}-")
+    counts, again, read = await count_kafka(env.kafka, since, f"bench-{run}-")
     acc = account(
         published=published, acked=acked, stored=stored, kafka_counts=counts, resent=resent
     )
     windows = [(f"#{f['n']} {f['label']}", f["started_s"]) for f in faults]
     lost_keys = acc.pop("lost_keys")
     doubled_keys = acc.pop("doubled_sent_once_keys")
-    acc["lost_by_fault"] = attribute((sent_at[k] for k in lost_keys), windows)
-    acc["doubled_sent_once_by_fault"] = attribute((sent_at[k] for k in doubled_keys), windows)
-    doubled_all = [k for k, n in counts.items() if n > 1 and k in sent_at]
-    acc["doubled_by_fault"] = attribute((sent_at[k] for k in doubled_all), windows)
+    # A reading lost to a fault may have been published a moment before it (in flight then).
+    lead = [(label, at - IN_FLIGHT_S) for label, at in windows]
+    acc["lost_by_fault"] = attribute((sent_at[k] for k in lost_keys), lead)
+    # A doubled reading's second record is produced after the fault began (a redelivery), while
+    # the reading itself may have been published just before it: attributed by the former.
+    acc["doubled_by_fault"] = attribute(
+        (t - res.start_wall for k, t in again.items() if k in sent_at), windows
+    )
+    acc["doubled_sent_once_by_fault"] = attribute(
+        (again[k] - res.start_wall for k in doubled_keys if k in again), windows
+    )
     acc["lost_examples"] = [list(k) for k in lost_keys[:10]]
     acc["doubled_sent_once_examples"] = [list(k) for k in doubled_keys[:10]]
     acc["kafka_records_read"] = read
     acc["storage_duplicates_counted"] = int(ready.duplicates.total)
+    acc["storage_duplicates_by_fault"] = attribute(
+        (t - start for t, n in ready.duplicate_steps for _ in range(n)), windows
+    )
     acc["achieved_msgs_per_s"] = round(len(published) / res.window_s, 1) if res.window_s else 0
     acc["acked_at_end_of_grace_pending"] = res.pending_at_end
     return {"readings": acc}

@@ -142,3 +142,29 @@ def test_energy_meters_send_low_then_fine_battery_levels() -> None:
     # Only meters: a bin's 4th message is a fill level like the others.
     assert b"fill_pct" in payload(bin_, 3, phase)
     assert battery_message(3, 0) is None
+
+
+def test_report_section_flags_a_fault_not_recovered() -> None:
+    from bench.report import chaos_section
+
+    faults = [
+        {"n": 1, "started_s": 60.0, "label": "SIGKILL gateway", "recovery_s": 7.0,
+         "recovered_within_target": True, "not_ready_services": ["gateway"]},
+        {"n": 2, "started_s": 200.0, "label": "kafka disk full 60 s", "recovery_s": None,
+         "recovered_within_target": False, "not_ready_services": ["storage"],
+         "kafka_alive_at_end": False, "restarted_by_harness": "kafka"},
+    ]  # fmt: skip
+    result = {
+        "settings": {"devices": 3, "rate": 10, "duration": 300, "alert_every": 20, "seed": 1},
+        "targets": {"lost_acked": 0, "doubled": 0, "recovery_s_max": 60.0},
+        "readings": {"published": 10, "lost_acked": 0, "doubled": 1,
+                     "doubled_by_fault": {"#1 SIGKILL gateway": 1}},
+        "alerts": {"expected": 2, "received": 2},
+        "webhooks": {"expected": 4, "received": 4, "received_more_than_once": 0},
+        "faults": faults,
+    }  # fmt: skip
+    text = "\n".join(chaos_section(result))
+    assert "not recovered by itself: fault 2" in text
+    assert "| 1 | 60.0 | SIGKILL gateway | 7.0 | met | gateway | 0 | 1 |" in text
+    assert "| 2 | 200.0 | kafka disk full 60 s |  | **not met** |" in text
+    assert "restarted_by_harness: kafka" in text

@@ -45,6 +45,7 @@ bench: install ## Run every benchmark and rebuild BENCHMARKS.md (the load tests 
 	@$(TP) up --no-sim
 	@$(VENV)/bin/python -m bench.e2e
 	@$(VENV)/bin/python -m bench.alerts_fanout
+	@$(VENV)/bin/python -m bench.chaos
 	@$(VENV)/bin/python -m bench.mosquitto_autosave
 	@$(TP) down
 	@[ -x $(PROD_VENV)/bin/townpulse ] || { python3 -m venv $(PROD_VENV) && $(PROD_VENV)/bin/pip install -q -e .; }

@@ -1349,6 +1349,123 @@ def lorawan_section(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def chaos_section(r: dict[str, Any]) -> list[str]:
+    """`bench.chaos`: faults under load (issue 27)."""
+    s = r.get("settings", {})
+    g = r.get("readings") or {}
+    t = r.get("targets", {})
+    lines = [
+        "## Faults under load: a steady stream while components fail",
+        "",
+        *_meta(r.get("meta")),
+        "",
+        f"{s.get('devices')} devices (20% energy, 70% waste, 10% traffic), each on its own MQTT "
+        f"connection at QoS 1, offered {s.get('rate'):g} msg/s in total for "
+        f"{s.get('duration'):g} s (achieved {g.get('achieved_msgs_per_s')} msg/s); "
+        f"every {s.get('alert_every')}th message "
+        "of a meter is a battery level, alternately low and fine, which a threshold rule of the "
+        "run turns into alerts, delivered to a webhook receiver. Devices reconnect once a second "
+        "and paho sends unacknowledged messages again. One fault at a time (seed "
+        f"{s.get('seed')}): SIGKILL of a service (its keeper restarts it), PostgreSQL, Kafka or "
+        "Mosquitto stopped and started again by the stack's code, or Kafka's log directory (a "
+        f"{s.get('kafka_disk_mb')} MB tmpfs for the run) filled to its limit for a minute. Lost = "
+        "acknowledged (PUBACK) and never stored; doubled = more than one record for one (device, "
+        "ts) on Kafka's readings topics, before the database's unique key; a device's own resend "
+        "of a message in flight when its connection dropped is counted apart (QoS 1 is at least "
+        "once). Recovery = from the fault's end until every service's /readyz held for 10 s. "
+        "The generator, the receiver and the stack share the machine's cores with other work.",
+        "",
+    ]
+    rec = [f.get("recovery_s") for f in r.get("faults", [])]
+    rows: list[list[Any]] = [
+        ["readings published", g.get("published"), ""],
+        ["acknowledged (PUBACK)", g.get("acknowledged"), ""],
+        ["stored", g.get("stored"), ""],
+        ["lost (acknowledged, not stored)", g.get("lost_acked"), f"{t.get('lost_acked')}"],
+        ["not acknowledged, not stored", g.get("not_acked_not_stored"), ""],
+        ["doubled on Kafka: every cause", g.get("doubled"), f"{t.get('doubled')}"],
+        ["... sent once by the device", g.get("doubled_sent_once"), "0"],
+        [
+            "... resent by the device after a dropped connection",
+            g.get("doubled_resent_by_device"),
+            "",
+        ],
+        [
+            "storage's duplicate counter (rows its unique key refused)",
+            g.get("storage_duplicates_counted"),
+            "",
+        ],
+        ["alerts expected / opened", f"{r['alerts']['expected']} / {r['alerts']['received']}", ""],
+        [
+            "webhook deliveries expected / received (more than once)",
+            f"{r['webhooks']['expected']} / {r['webhooks']['received']} "
+            f"({r['webhooks']['received_more_than_once']})",
+            "",
+        ],
+        [
+            "worst recovery (s)",
+            max((x for x in rec if x is not None), default=None)
+            if None not in rec
+            else "not recovered by itself: fault "
+            + ", ".join(str(f["n"]) for f in r.get("faults", []) if f.get("recovery_s") is None),
+            f"<= {t.get('recovery_s_max'):g}",
+        ],
+    ]
+    lines += _table(["measure", "value", "target"], rows)
+    lines.append("")
+    frows = [
+        [
+            f["n"],
+            f["started_s"],
+            f["label"],
+            f.get("recovery_s"),
+            _ok(f.get("recovered_within_target")),
+            ", ".join(f.get("not_ready_services") or []),
+            (g.get("lost_by_fault") or {}).get(f"#{f['n']} {f['label']}", 0),
+            (g.get("doubled_by_fault") or {}).get(f"#{f['n']} {f['label']}", 0),
+            (g.get("storage_duplicates_by_fault") or {}).get(f"#{f['n']} {f['label']}", "n/a"),
+            "; ".join(
+                f"{k}: {f[k]}"
+                for k in (
+                    "error",
+                    "kafka_alive_at_end",
+                    "restarted_by_harness",
+                    "recovery_after_harness_restart_s",
+                )
+                if f.get(k) is not None
+            ),
+        ]
+        for f in r.get("faults", [])
+    ]
+    head = [
+        "#",
+        "at (s)",
+        "fault",
+        "recovery (s)",
+        "<= 60 s",
+        "not ready meanwhile",
+        "lost",
+        "doubled",
+        "storage duplicates",
+        "notes",
+    ]
+    after = [
+        "Per fault: readings lost that were published from 5 s before it began to 5 s before the "
+        "next; doubled readings whose second Kafka record was produced from its start to the "
+        "next's; rows the storage's unique key refused meanwhile (not recorded before "
+        "the duplicate-steps field existed: n/a)."
+    ]
+    if g.get("doubled_by_fault_note"):
+        after.append(f"Doubled per fault: {g['doubled_by_fault_note']}.")
+    before = {
+        k: (g.get(k) or {}).get("before any fault")
+        for k in ("lost_by_fault", "doubled_by_fault", "storage_duplicates_by_fault")
+    }
+    if any(before.values()):
+        after.append(f"Before the first fault: {before}.")
+    return [*lines, *_table(head, frows), "", *(p for a in after for p in (a, ""))]
+
+
 def generic_section(name: str, r: dict[str, Any]) -> list[str]:
     lines = [f"## {name}", ""]
     lines += _meta(r.get("meta"))
@@ -1414,6 +1531,8 @@ def build(results_dir: Path = RESULTS, *, scoreboard: Path | None = None) -> str
             lines += codec_section(r)
         elif kind == "lorawan":
             lines += lorawan_section(r)
+        elif kind == "chaos":
+            lines += chaos_section(r)
         else:
             lines += generic_section(path.stem, r)
     return "\n".join(lines).rstrip() + "\n"

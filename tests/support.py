@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 
 def wait_for(
@@ -65,7 +66,7 @@ class Publisher:
 
     def __init__(self, device: RegisteredDevice) -> None:
         self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
+            CallbackAPIVersion.VERSION2,
             # The broker binds a device's credentials to one client id, its id (README).
             client_id=device.id,
             protocol=mqtt.MQTTv311,

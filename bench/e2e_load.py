@@ -174,7 +174,8 @@ class DeviceLoad:
         for d in devices:
             c = LoopClient(
                 loop,
-                client_id=f"{d.id}-{uuid.uuid4().hex[:6]}",
+                # The broker accepts a device's credentials under its own id only.
+                client_id=d.id,
                 username=d.username,
                 password=d.password,
             )

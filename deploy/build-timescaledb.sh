@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Builds TimescaleDB from a source tarball (a path or a URL) into a private copy of PostgreSQL 15.
 #   usage: deploy/build-timescaledb.sh SOURCE PREFIX
+# The tarball must have the pinned release's SHA-256 (deploy/timescaledb-release.sh), or the one
+# given in TOWNPULSE_TIMESCALEDB_SHA256 for another release: nothing else is built, since what is
+# built runs inside the database server. Exit status: 0 built (or already there), 3 the source
+# could not be fetched, 4 the checksum did not match (refused), other: the build failed.
 # The copy (PREFIX/lib/postgresql/15, PREFIX/share/postgresql/15) is the machine's PostgreSQL 15,
 # relocated: its binaries find their share and lib directories relative to themselves, so the
 # extension can be installed there without touching the machine's PostgreSQL. Skips the build
@@ -11,12 +15,21 @@ prefix="$2"
 pg_lib=/usr/lib/postgresql/15
 pg_share=/usr/share/postgresql/15
 
+# shellcheck source=deploy/timescaledb-release.sh
+source "$(dirname "$0")/timescaledb-release.sh"
+expected="${TOWNPULSE_TIMESCALEDB_SHA256:-$TIMESCALEDB_SHA256}"
+
 work="$(mktemp -d "${TMPDIR:-/tmp}/townpulse-timescaledb.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 case "$source" in
-  http://*|https://*) curl -fsSL --retry 3 -o "$work/src.tar.gz" "$source" ;;
-  *) cp "$source" "$work/src.tar.gz" ;;
+  http://*|https://*) curl -fsSL --retry 3 -o "$work/src.tar.gz" "$source" || exit 3 ;;
+  *) cp "$source" "$work/src.tar.gz" || exit 3 ;;
 esac
+actual="$(sha256sum "$work/src.tar.gz" | cut -d' ' -f1)"
+if [ "$actual" != "$expected" ]; then
+  echo "$source: SHA-256 $actual, expected $expected: refusing to build it" >&2
+  exit 4
+fi
 version="$(tar xzf "$work/src.tar.gz" --wildcards -O '*/version.config' | sed -n 's/^version = //p')"
 if [ -z "$version" ]; then
   echo "$source: no version.config, not a TimescaleDB source tarball" >&2

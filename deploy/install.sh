@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the local stack needs, skipping what is already there. Idempotent.
 # Debian packages: Mosquitto's clients, PostgreSQL 15, a JDK and Maven, Node.js/npm and
-# Chromium (+ its driver, for the console's browser tests) if missing; TimescaleDB (see below);
+# Chromium (+ its driver, for the console's browser tests) and systemd (systemd-analyze) if
+# missing; TimescaleDB (see below);
 # the Mosquitto broker 2.1, built from Debian's source package into TOWNPULSE_MOSQUITTO_PREFIX
 # (default /opt/townpulse/mosquitto; Debian 12's binary package is 2.0.11, see
 # deploy/build-mosquitto.sh); the Apache Kafka broker jars from Maven Central; the console's
@@ -9,11 +10,14 @@
 #
 # TimescaleDB, in order of preference:
 #   1. the distribution's package, when apt has one (installed into the machine's PostgreSQL);
-#   2. a build from the source tarball named by TOWNPULSE_TIMESCALEDB_SOURCE (a path or a URL),
-#      installed into a private copy of PostgreSQL 15 under TOWNPULSE_TIMESCALEDB_PREFIX
-#      (default /opt/townpulse/pg15-timescaledb): the machine's own PostgreSQL stays unchanged,
-#      so other clusters on the machine that do not preload the library are not affected;
-#   3. neither: plain PostgreSQL, and `make up` / `make status` say so.
+#   2. a build of the pinned release (deploy/timescaledb-release.sh) into a private copy of
+#      PostgreSQL 15 under TOWNPULSE_TIMESCALEDB_PREFIX (default /opt/townpulse/pg15-timescaledb):
+#      the machine's own PostgreSQL stays unchanged, so other clusters on the machine that do not
+#      preload the library are not affected. The source is TOWNPULSE_TIMESCALEDB_SOURCE (a local
+#      tarball when offline, or a URL), else the release's GitHub URL; either way its SHA-256
+#      must be the checked-in one, or the install stops;
+#   3. neither could be had (offline without a tarball, no compiler): plain PostgreSQL, with a
+#      warning that `make status` repeats (the reason is kept in the run dir).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +30,9 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
+# systemd-analyze: `townpulse service install`'s units are verified with it (tests), and the
+# town's machine runs them with systemd.
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing packages: ${need_apt[*]} (run as root, or install them with apt-get)" >&2
@@ -39,7 +46,13 @@ fi
 
 # ---- TimescaleDB --------------------------------------------------------------------------------
 ts_prefix="${TOWNPULSE_TIMESCALEDB_PREFIX:-/opt/townpulse/pg15-timescaledb}"
-ts_source="${TOWNPULSE_TIMESCALEDB_SOURCE:-}"
+# shellcheck source=deploy/timescaledb-release.sh
+source deploy/timescaledb-release.sh
+ts_source="${TOWNPULSE_TIMESCALEDB_SOURCE:-$TIMESCALEDB_URL}"
+# Why the stack runs on plain PostgreSQL, for `townpulse status` (townpulse/stack/postgres.py).
+ts_fallback="${TOWNPULSE_RUN_DIR:-.run}/timescaledb-fallback"
+mkdir -p "$(dirname "$ts_fallback")"
+rm -f "$ts_fallback"
 ts_apt_pkg=""
 for candidate in timescaledb-2-postgresql-15 postgresql-15-timescaledb; do
   if apt-cache policy "$candidate" 2>/dev/null | grep -q 'Candidate: [0-9]'; then
@@ -53,13 +66,26 @@ if [ -f /usr/share/postgresql/15/extension/timescaledb.control ]; then
 elif [ -n "$ts_apt_pkg" ]; then
   echo "==> apt-get install $ts_apt_pkg"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$ts_apt_pkg" >/dev/null
-elif [ -n "$ts_source" ]; then
-  bash deploy/build-timescaledb.sh "$ts_source" "$ts_prefix"
-elif [ -f "$ts_prefix/share/postgresql/15/extension/timescaledb.control" ]; then
-  echo "==> TimescaleDB: already built in $ts_prefix"
+elif [ -z "${TOWNPULSE_TIMESCALEDB_SOURCE:-}" ] &&
+     [ -f "$ts_prefix/share/postgresql/15/extension/timescaledb--$TIMESCALEDB_VERSION.sql" ]; then
+  # Checked when it was built; build-timescaledb.sh rebuilds it after a PostgreSQL upgrade when
+  # given the source again.
+  echo "==> TimescaleDB $TIMESCALEDB_VERSION: already built in $ts_prefix"
 else
-  echo "==> TimescaleDB: no apt package and TOWNPULSE_TIMESCALEDB_SOURCE unset:" \
-       "the stack runs on plain PostgreSQL"
+  status=0
+  bash deploy/build-timescaledb.sh "$ts_source" "$ts_prefix" || status=$?
+  if [ "$status" -eq 4 ]; then
+    echo "==> TimescaleDB: the source's checksum does not match: install stopped" >&2
+    exit 1
+  elif [ "$status" -ne 0 ]; then
+    if [ "$status" -eq 3 ]; then
+      why="could not fetch $ts_source (offline? set TOWNPULSE_TIMESCALEDB_SOURCE to a local tarball of $TIMESCALEDB_VERSION)"
+    else
+      why="the build from $ts_source failed (exit $status)"
+    fi
+    echo "$why" >"$ts_fallback"
+    echo "==> WARNING: TimescaleDB: $why: the stack runs on plain PostgreSQL" >&2
+  fi
 fi
 
 # ---- Mosquitto ----------------------------------------------------------------------------------

@@ -7,10 +7,11 @@ import contextlib
 import contextvars
 import json
 import logging
+import math
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import fastapi.routing
@@ -18,6 +19,8 @@ import psycopg
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response, status
 from fastapi.dependencies.models import Dependant
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -25,11 +28,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from psycopg_pool import PoolTimeout
 from pydantic import BaseModel
 from starlette.datastructures import Headers
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import audit
 from shared.auth import Role, key_id_of, key_matches
 from shared.db import Pool
+from shared.inputs import check_instant, utcnow
 from shared.keyring import KeyRing
 from shared.logging import SERVICE, configure_logging
 from shared.settings import ServiceSettings
@@ -197,6 +202,7 @@ def secure(app: FastAPI, *, settings: ServiceSettings, public: tuple[str, ...] =
         return app.openapi_schema or generate()
 
     app.openapi = openapi  # type: ignore[method-assign]
+    app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(psycopg.DataError, _unstorable)
     app.add_exception_handler(psycopg.errors.QueryCanceled, _too_slow)
     app.add_exception_handler(PoolTimeout, _busy)
@@ -244,6 +250,29 @@ def _document_reasons(schema: dict[str, Any]) -> None:
         }
 
 
+def _json_safe(value: Any) -> Any:
+    """`value` with NaN and infinities as strings: JSON has no such numbers.
+
+    >>> _json_safe({"input": float("nan"), "ctx": [float("-inf"), 1.5]})
+    {'input': 'nan', 'ctx': ['-inf', 1.5]}
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+async def _invalid(request: Request, exc: Exception) -> Response:
+    # FastAPI's own handler, except that it echoes the input: a NaN it refused made the 422
+    # itself unrenderable, a 500.
+    assert isinstance(exc, RequestValidationError)
+    errors = _json_safe(jsonable_encoder(exc.errors()))
+    return JSONResponse({"detail": errors}, status_code=422)
+
+
 async def _unstorable(request: Request, exc: Exception) -> Response:
     # A value the route let through but PostgreSQL cannot hold (a NUL byte in a string, an
     # integer past bigint): the client's input, so a 4xx, never a 500.
@@ -254,7 +283,7 @@ async def _unstorable(request: Request, exc: Exception) -> Response:
 
 
 async def _too_slow(request: Request, exc: Exception) -> Response:
-    log.warning("statement timeout on %s %s", request.method, request.url.path)
+    log.warning("statement timeout on %s %s", request.method, _route_template(request.scope))
     return JSONResponse(
         {"detail": "the query took too long; ask for a shorter range"}, status_code=503
     )
@@ -287,6 +316,19 @@ async def _send_json(
         }
     )
     await send({"type": "http.response.body", "body": content})
+
+
+def _route_template(scope: Scope) -> str:
+    """The path as its route declares it (`/v1/devices/{device_id}`): what a log may say."""
+    route = scope.get("route")
+    if isinstance(route, APIRoute):
+        return route.path
+    app = scope.get("app")
+    if isinstance(app, FastAPI):
+        for path, _ in _api_routes(app):
+            if compile_path(path)[0].match(scope["path"]):
+                return path
+    return "(no route)"
 
 
 class Gate:
@@ -395,8 +437,11 @@ class Gate:
         # Only a key that was tried counts: a request with none guesses nothing (and a probe of
         # every route without a key is how tests/test_roles.py checks them).
         crossed = bool(token) and self.throttle.failed(source=source, key_id=key_id)
-        # The source and the reason; never the key, not even in part.
-        log.warning("401 %s %s from %s: %s", scope["method"], scope["path"], source, reason)
+        # The source and the reason; never the key, not even in part. The route, not the path:
+        # a path names devices, and logs keep no plain device id.
+        log.warning(
+            "401 %s %s from %s: %s", scope["method"], _route_template(scope), source, reason
+        )
         if crossed:
             log.warning("too many failed API keys from %s (or for key id %s)", source, key_id)
         AUTH_REFUSED.labels("401").inc()
@@ -473,10 +518,6 @@ class Gate:
             log.exception("audit record of %s %s failed", route.name, target)
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 def serve(app: FastAPI, settings: ServiceSettings, *, service: str) -> None:
     """Run a service's app with uvicorn, logging as JSON.
 
@@ -500,8 +541,11 @@ def serve_together(members: Sequence[tuple[FastAPI, ServiceSettings, str]]) -> N
     town's layout, TOWNPULSE_LAYOUT=compact). They share the interpreter and its imported
     libraries, and fail together: a task that dies in one, or one that cannot start, stops them
     all and the process exits non-zero for its process manager to start it again."""
+    key = members[0][1].log_pseudonym_key
     configure_logging(
-        service="+".join(name for _, _, name in members), level=members[0][1].log_level
+        service="+".join(name for _, _, name in members),
+        level=members[0][1].log_level,
+        pseudonym_key=key.get_secret_value().encode() if key else None,
     )
     if not asyncio.run(_serve_together(members)):
         sys.exit(EXIT_TASK_DIED)
@@ -648,10 +692,6 @@ async def _serve_together(members: Sequence[tuple[FastAPI, ServiceSettings, str]
     return not failed and all(server.started for server in servers)
 
 
-# Before any sensor of ours existed, and far enough ahead for a clock set wrong by a year: past
-# those, a time is a typo (or a probe for an overflow), never a question about the town.
-EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
-FUTURE_SLACK = timedelta(days=366)
 # A year and a month: enough for a year-on-year comparison, small enough to bound a query.
 MAX_TIME_RANGE = timedelta(days=400)
 
@@ -662,18 +702,14 @@ def _unprocessable(detail: str) -> HTTPException:
 
 
 def check_time(value: datetime | None, name: str) -> datetime | None:
-    """A query-string time, refused (422) if naive or outside [2000, a year from now]."""
+    """A query-string time, refused (422) if naive or outside [2000, a year from now]
+    (shared.inputs.Instant, for a time that did not come through its type)."""
     if value is None:
         return None
-    if value.tzinfo is None:
-        raise _unprocessable(f"{name} needs a UTC offset (e.g. Z)")
     try:
-        value = value.astimezone(UTC)
-    except OverflowError as exc:
-        raise _unprocessable(f"{name} is out of range") from exc
-    if not EARLIEST <= value <= utcnow() + FUTURE_SLACK:
-        raise _unprocessable(f"{name} must be between 2000 and a year from now")
-    return value
+        return check_instant(value)
+    except ValueError as exc:
+        raise _unprocessable(f"{name} {exc}") from exc
 
 
 def time_window(

@@ -1,8 +1,19 @@
-"""Structured JSON logs on stderr, one object per line."""
+"""Structured JSON logs on stderr, one object per line; device ids only as keyed pseudonyms.
+
+Erasure removes a device from the database, but not from lines already written: so no line ever
+holds a plain device id. A line about a device names it in the `device_id` field (`extra`), which
+`Pseudonyms` replaces, together with every other occurrence of the id in the line, by an HMAC
+of it under a key the logs do not hold. With the key (TOWNPULSE_LOG_PSEUDONYM_KEY, shared by the
+services so that one device has one pseudonym in every log) an operator can find a given device's
+lines (`pseudonym(id, key)` below); without it, nothing links a line to a device.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+import secrets
 import sys
 import time
 from contextvars import ContextVar
@@ -26,7 +37,53 @@ class ServiceFilter(logging.Filter):
         return True
 
 
-def configure_logging(*, service: str, level: str = "INFO") -> None:
+def pseudonym(device_id: str, key: bytes) -> str:
+    """The name a device has in the logs.
+
+    >>> pseudonym("meter-12", b"k" * 32)
+    'dev~de64c2adec0daeb1'
+    """
+    return "dev~" + hmac.new(key, device_id.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+class Pseudonyms(logging.Filter):
+    """Replaces a record's `device_id` by its pseudonym, wherever the id shows in the line.
+
+    >>> f = Pseudonyms(b"k" * 32)
+    >>> rec = logging.LogRecord("gw", logging.INFO, "", 0, "rejected %s", ("meter-12",), None)
+    >>> rec.device_id, rec.detail = "meter-12", "unknown device meter-12"
+    >>> f.filter(rec), rec.getMessage(), rec.device_id
+    (True, 'rejected dev~de64c2adec0daeb1', 'dev~de64c2adec0daeb1')
+    >>> rec.detail
+    'unknown device dev~de64c2adec0daeb1'
+    """
+
+    def __init__(self, key: bytes | None = None) -> None:
+        super().__init__()
+        # No key configured: one of the process's own, so lines are never linkable to a device,
+        # not even by an operator (nor across the services' logs).
+        self._key = key or secrets.token_bytes(32)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        device_id = getattr(record, "device_id", None)
+        if not isinstance(device_id, str) or not device_id:
+            return True
+        alias = pseudonym(device_id, self._key)
+        record.msg = record.getMessage().replace(device_id, alias)
+        record.args = None
+        for name, value in list(vars(record).items()):
+            if name not in _STANDARD and isinstance(value, str) and device_id in value:
+                setattr(record, name, value.replace(device_id, alias))
+        return True
+
+
+# A LogRecord's own attributes (everything else came through `extra`).
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}
+
+
+def configure_logging(
+    *, service: str, level: str = "INFO", pseudonym_key: bytes | None = None
+) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         JsonFormatter(
@@ -35,6 +92,7 @@ def configure_logging(*, service: str, level: str = "INFO") -> None:
         )
     )
     handler.addFilter(ServiceFilter(service))
+    handler.addFilter(Pseudonyms(pseudonym_key))
     handler.addFilter(RepeatFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -42,6 +100,9 @@ def configure_logging(*, service: str, level: str = "INFO") -> None:
     # aiokafka logs every rebalance step at INFO; keep them, but not the per-request chatter.
     logging.getLogger("aiokafka").setLevel(max(logging.INFO, root.level))
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # httpx logs every request's URL at INFO: the API's proxy would write each device id asked
+    # about (/v1/energy/meters/<id>/...) in clear.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
 
 
 class RepeatFilter(logging.Filter):

@@ -3,12 +3,17 @@
 The plugin is driven by MQTT messages on `$CONTROL/dynamic-security/v1`, so the operator API can
 add and revoke devices at run time, also when the broker runs in another container.
 Each device gets its own client (username = device id) and its own role that allows publishing
-to its own topic only.
+to its own topic only. Every client but the admin is bound to one MQTT client id, its username
+(`client_id_of`): a device's credentials, taken from a sensor in the street, cannot connect
+under the gateway's client id (which would disconnect the gateway: Mosquitto keeps one
+connection per client id) or another device's. The stack's own names are reserved
+(`reserved_reason`): no device may be registered under them.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import uuid
 from collections.abc import Sequence
@@ -21,6 +26,45 @@ from paho.mqtt.enums import CallbackAPIVersion
 CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
 RESPONSE_TOPIC = f"{CONTROL_TOPIC}/response"
 GATEWAY_ROLE = "gateway"
+# `mosquitto_ctrl dynsec init` names the admin client and its role so.
+ADMIN_USERNAME = "admin"
+
+# Names the broker's service identities use or may use (usernames, client ids, roles): the
+# operator API's admin, the gateways (`gateway-1`, `gateway-2`... one identity each), the
+# stack's own tools (`townpulse-dynsec-...`, `townpulse-<instance>-...`), the broker itself.
+# A device id equal to one of them, or made of one and a separator and anything, is refused
+# at registration; compared without case, so that `Gateway-1` does not pass for another name
+# in a listing either.
+RESERVED_NAMES = ("admin", "gateway", "townpulse", "mosquitto", "dynsec", "system", "root")
+_RESERVED = re.compile(rf"^(?:{'|'.join(RESERVED_NAMES)})(?:[-_.].*)?$", re.IGNORECASE | re.DOTALL)
+# The gateways' usernames and client ids: `gateway-<n>`, which their instance names are.
+_GATEWAY_IDENTITY = re.compile(r"^gateway-[0-9]+$")
+
+
+def reserved_reason(name: str) -> str | None:
+    """Why a device may not be called `name` (a name the stack's MQTT identities use), or None.
+
+    >>> reserved_reason("gateway-1")
+    "'gateway-1' is reserved for the stack's own MQTT identities (admin, gateway, townpulse, ...)"
+    >>> reserved_reason("gateways-bin-3") is None, reserved_reason("bin-admin") is None
+    (True, True)
+    """
+    if _RESERVED.match(name):
+        return (
+            f"{name!r} is reserved for the stack's own MQTT identities"
+            f" ({', '.join(RESERVED_NAMES[:3])}, ...)"
+        )
+    return None
+
+
+def client_id_of(username: str) -> str:
+    """The one MQTT client id a client may connect with: its username (a device's id)."""
+    return username
+
+
+def gateway_username(instance: int) -> str:
+    """The MQTT identity of gateway instance `instance` (1, 2...), also its client id."""
+    return f"gateway-{instance}"
 
 
 class DynSecError(RuntimeError):
@@ -74,6 +118,7 @@ def _create_device_commands(device: DeviceIdentity) -> list[dict[str, Any]]:
         {
             "command": "createClient",
             "username": device.device_id,
+            "clientid": client_id_of(device.device_id),
             "password": device.password,
             "roles": [{"rolename": role}],
         },
@@ -88,6 +133,41 @@ def _delete_device_commands(device_id: str) -> list[dict[str, Any]]:
     ]
 
 
+GATEWAY_ACLS: list[dict[str, Any]] = [
+    {"acltype": "subscribePattern", "topic": "sensors/#", "priority": 0, "allow": True},
+    {"acltype": "subscribePattern", "topic": "$share/+/sensors/#", "priority": 0, "allow": True},
+    {"acltype": "publishClientReceive", "topic": "sensors/#", "priority": 0, "allow": True},
+]
+
+
+def _acl_key(acl: dict[str, Any]) -> tuple[str, str, int, bool]:
+    return (acl["acltype"], acl["topic"], int(acl.get("priority", 0)), bool(acl.get("allow")))
+
+
+def _acl_repair(rolename: str, have: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Commands that make a role's ACLs exactly the gateway's (removeRoleACL and addRoleACL,
+    which Mosquitto 2.0's plugin has too; 2.1's modifyRole could replace them at once).
+
+    >>> _acl_repair("gateway", GATEWAY_ACLS)
+    []
+    >>> [c["command"] for c in _acl_repair("gateway", [{"acltype": "publishClientSend",
+    ...     "topic": "#", "allow": True}])]
+    ['removeRoleACL', 'addRoleACL', 'addRoleACL', 'addRoleACL']
+    """
+    want = {_acl_key(a) for a in GATEWAY_ACLS}
+    got = {_acl_key(a) for a in have}
+    remove = [
+        {"command": "removeRoleACL", "rolename": rolename, "acltype": t, "topic": topic}
+        for (t, topic, _, _) in sorted(got - want)
+    ]
+    add = [
+        {"command": "addRoleACL", "rolename": rolename, **a}
+        for a in GATEWAY_ACLS
+        if _acl_key(a) not in got
+    ]
+    return remove + add
+
+
 # Mosquitto 2.0.11's plugin rewrites its whole JSON file after every command, so one command
 # costs time proportional to the number of clients and roles (about 8 ms per 1,000 devices on
 # 2 cores); 2.1 saves once per message. The broker serves nobody else while it runs one
@@ -95,6 +175,8 @@ def _delete_device_commands(device_id: str) -> list[dict[str, Any]]:
 # late answer would then be taken for the next request's).
 _TIMEOUT_BASE_S = 30.0
 _TIMEOUT_PER_COMMAND_S = 1.0
+_REPAIR_BATCH = 500
+_PAGE = 1000
 
 
 class DynSecClient:
@@ -236,49 +318,110 @@ class DynSecClient:
 
     # ---- service identities --------------------------------------------------------------------
 
-    def ensure_gateway(self, *, username: str, password: str) -> None:
+    def ensure_gateways(self, *, instances: int, password: str) -> None:
+        """The gateways' identities (`gateway-1`... each bound to its own client id, one role
+        and one password between them), created or repaired; the bindings of every client
+        re-asserted (`repair`)."""
+        for n in range(1, instances + 1):
+            username = gateway_username(n)
+            self.check(
+                [
+                    {
+                        "command": "createClient",
+                        "username": username,
+                        "clientid": client_id_of(username),
+                        "password": password,
+                        "roles": [{"rolename": GATEWAY_ROLE}],
+                    }
+                ],
+                ok_errors=("already exists",),
+            )
+            # The password may have been regenerated (secrets dir wiped): make it current.
+            self.set_password(username=username, password=password)
+        # The single unbound `gateway` identity of earlier versions: the instances' own replace
+        # it, and its name stays reserved.
         self.check(
-            [
-                {
-                    "command": "createRole",
-                    "rolename": GATEWAY_ROLE,
-                    "acls": [
-                        {
-                            "acltype": "subscribePattern",
-                            "topic": "sensors/#",
-                            "priority": 0,
-                            "allow": True,
-                        },
-                        {
-                            "acltype": "subscribePattern",
-                            "topic": "$share/+/sensors/#",
-                            "priority": 0,
-                            "allow": True,
-                        },
-                        {
-                            "acltype": "publishClientReceive",
-                            "topic": "sensors/#",
-                            "priority": 0,
-                            "allow": True,
-                        },
-                    ],
-                },
-            ],
-            ok_errors=("already exists",),
+            [{"command": "deleteClient", "username": GATEWAY_ROLE}], ok_errors=("not found",)
         )
-        self.check(
-            [
-                {
-                    "command": "createClient",
-                    "username": username,
-                    "password": password,
-                    "roles": [{"rolename": GATEWAY_ROLE}],
-                }
-            ],
-            ok_errors=("already exists",),
-        )
-        # The password may have been regenerated (secrets dir wiped): make it current.
-        self.set_password(username=username, password=password)
+        self.repair()
+
+    def repair(self) -> None:
+        """Re-assert what a tampered or older broker may have lost: the gateway role's ACLs,
+        the gateways' role, and every client's binding to its own client id (devices
+        registered before bindings existed are bound here). Changes only what differs: each
+        change disconnects that client."""
+        role = self._get("getRole", rolename=GATEWAY_ROLE)
+        if role is None:
+            self.check([{"command": "createRole", "rolename": GATEWAY_ROLE, "acls": GATEWAY_ACLS}])
+        else:
+            self.check(_acl_repair(GATEWAY_ROLE, role.get("role", {}).get("acls", [])))
+        fixes: list[dict[str, Any]] = []
+        for client in self._clients():
+            username = client["username"]
+            if username == ADMIN_USERNAME:
+                # Left unbound: it may rewrite every binding anyway, and the stack's tools
+                # (the API, `townpulse bootstrap`, benchmarks) hold admin connections at the
+                # same time, which one bound client id would make disconnect each other.
+                continue
+            if client.get("clientid") != client_id_of(username):
+                fixes.append(
+                    {
+                        "command": "setClientId",
+                        "username": username,
+                        "clientid": client_id_of(username),
+                    }
+                )
+            roles = [r["rolename"] for r in client.get("roles", [])]
+            if not _GATEWAY_IDENTITY.match(username):
+                # A device holding a service's role would read the whole town's messages.
+                fixes += [
+                    {"command": "removeClientRole", "username": username, "rolename": r}
+                    for r in roles
+                    if r in (GATEWAY_ROLE, ADMIN_USERNAME)
+                ]
+            else:
+                fixes += [
+                    {"command": "removeClientRole", "username": username, "rolename": r}
+                    for r in roles
+                    if r != GATEWAY_ROLE
+                ]
+                if GATEWAY_ROLE not in roles:
+                    fixes.append(
+                        {"command": "addClientRole", "username": username, "rolename": GATEWAY_ROLE}
+                    )
+                fixes += [
+                    {"command": "removeClientGroup", "username": username, "groupname": g}
+                    for g in (g["groupname"] for g in client.get("groups", []))
+                ]
+        # In messages of a few hundred commands: an upgrade binds every device registered
+        # before, and the broker serves nobody else while it runs one message.
+        for start in range(0, len(fixes), _REPAIR_BATCH):
+            batch = fixes[start : start + _REPAIR_BATCH]
+            answers = self._execute_scaled(batch)
+            errors = [a["error"] for a in answers if a.get("error")]
+            if errors or len(answers) != len(batch):
+                raise DynSecError(f"repairing identities: {errors[:3] or 'answers missing'}")
+
+    def _clients(self) -> list[dict[str, Any]]:
+        """Every client, with its client id, roles and groups, a page at a time (one answer
+        for ten thousand devices would be megabytes)."""
+        clients: list[dict[str, Any]] = []
+        while True:
+            page = self._get("listClients", verbose=True, count=_PAGE, offset=len(clients)) or {}
+            got = page.get("clients", [])
+            clients += got
+            if len(got) < _PAGE:
+                return clients
+
+    def _get(self, command: str, **args: Any) -> dict[str, Any] | None:
+        """A read command's `data`, or None when what it names does not exist."""
+        (answer,) = self.execute([{"command": command, **args}])
+        if err := answer.get("error"):
+            if "not found" in err:
+                return None
+            raise DynSecError(f"{command}: {err}")
+        data: dict[str, Any] = answer.get("data", {})
+        return data
 
     def set_password(self, *, username: str, password: str) -> None:
         self.check([{"command": "setClientPassword", "username": username, "password": password}])

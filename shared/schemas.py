@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from shared.topics import DEVICE_ID_RE, Domain
+from shared.topics import DEVICE_ID_RE, AlertDomain, Domain
 
 
 class Reading(BaseModel):
@@ -108,8 +108,8 @@ class AlertEvent(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     event_id: str
-    device_id: str
-    domain: Domain
+    device_id: str = Field(description="the device, or what the platform watches ('disk-kafka')")
+    domain: AlertDomain
     kind: str = Field(description="what went wrong, e.g. 'energy.consumption_high'")
     phase: Literal["start", "end"]
     severity: Severity

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import AfterValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.ml.calendar import TownCalendar
+from shared.ml.calendar import TownCalendar, check_holidays
 
 # Values that people copy from examples. Outside dev mode a secret equal to one of these (or
 # shorter than MIN_SECRET_LEN) is refused, so a forgotten example value never reaches production.
@@ -38,10 +38,15 @@ class ServiceSettings(BaseSettings):
     kafka_bootstrap: str = "127.0.0.1:9092"
     # The town's clock and public holidays: what "a Sunday at 3 am" means to the models.
     timezone: str = "Europe/Paris"
-    holidays_country: str = "FR"
+    # Any country of the `holidays` package, with a subdivision after a hyphen (FR-57), or none.
+    holidays_country: Annotated[str, AfterValidator(check_holidays)] = "FR"
     # Request bodies above this are refused (413) before they are read: the largest legitimate
     # body (a device with its metadata, a webhook with its filters) is a few kB.
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    # The key of the device pseudonyms in the logs (shared.logging): the same for every service,
+    # so that one device has one pseudonym everywhere. Unset: a key of each process's own, and
+    # nobody can tell which device a line is about.
+    log_pseudonym_key: SecretStr | None = None
     # Failed API-key checks allowed per source address, and per key id, in a moving window;
     # past that, 429 with Retry-After (shared/throttle.py). 20 a minute is far beyond a person
     # retyping a key or a script with a stale one, and far below a guessing or flooding client.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
+from typing import Literal, TypeAlias
 
 
 class Domain(StrEnum):
@@ -11,6 +12,11 @@ class Domain(StrEnum):
     WASTE = "waste"
     TRAFFIC = "traffic"
 
+
+# Alerts come from the domains' devices and from the platform itself (a filling disk, a stale
+# backup, an expiring certificate, a service that keeps restarting: townpulse/watch/).
+PLATFORM: Literal["platform"] = "platform"
+AlertDomain: TypeAlias = Domain | Literal["platform"]
 
 READINGS_TOPICS: dict[Domain, str] = {d: f"readings.{d.value}" for d in Domain}
 DEADLETTER_TOPIC = "readings.deadletter"

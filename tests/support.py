@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -67,7 +66,8 @@ class Publisher:
     def __init__(self, device: RegisteredDevice) -> None:
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
-            client_id=f"{device.id}-{uuid.uuid4().hex[:6]}",
+            # The broker binds a device's credentials to one client id, its id (README).
+            client_id=device.id,
             protocol=mqtt.MQTTv311,
         )
         self.client.username_pw_set(device.username, device.password)

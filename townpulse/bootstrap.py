@@ -45,13 +45,15 @@ async def _ensure_topics(bootstrap: str) -> None:
 
 
 def ensure_mqtt_identities(
-    *, host: str, port: int, admin_password: str, gateway_password: str
+    *, host: str, port: int, admin_password: str, gateway_password: str, gateways: int = 1
 ) -> None:
+    """Deny by default, the gateways' identities, and every client bound to its client id
+    (also repairs identities tampered with, and binds devices registered by older versions)."""
     client = DynSecClient(host=host, port=port, username="admin", password=admin_password)
     client.connect()
     try:
         client.lock_down_defaults()
-        client.ensure_gateway(username="gateway", password=gateway_password)
+        client.ensure_gateways(instances=gateways, password=gateway_password)
     finally:
         client.close()
 
@@ -94,6 +96,7 @@ def run_all(
     mqtt_admin_password: str,
     mqtt_gateway_password: str,
     admin_key_file: Path,
+    gateways: int = 1,
 ) -> bool:
     """Every step, in order; returns True if a new admin API key was written."""
     migrate(database_url)
@@ -103,5 +106,6 @@ def run_all(
         port=mqtt_port,
         admin_password=mqtt_admin_password,
         gateway_password=mqtt_gateway_password,
+        gateways=gateways,
     )
     return ensure_admin_key(database_url, admin_key_file)

@@ -33,7 +33,12 @@ app.add_typer(profiles, name="profiles")
 def _load_stack_env() -> dict[str, str]:
     """Values from `.run/stack.env`; the process environment wins."""
     run_dir = Path(os.environ.get("TOWNPULSE_RUN_DIR", Stack().run))
-    env = read_env_file(run_dir / "stack.env")
+    try:
+        env = read_env_file(run_dir / "stack.env")
+    except PermissionError:
+        # A systemd unit's unprivileged user (the simulator's): its unit's environment holds
+        # what it needs, the file (root's, 0600) is not for it.
+        env = {}
     for k, v in env.items():
         os.environ.setdefault(k, v)
     return {**env, **{k: os.environ[k] for k in env if k in os.environ}}
@@ -111,6 +116,8 @@ class BootstrapSettings(BaseSettings):
     mqtt_admin_password: SecretStr
     mqtt_gateway_password: SecretStr
     admin_api_key_file: Path
+    # How many gateway instances get an MQTT identity (`gateway-1`...).
+    gateways: int = 1
 
 
 @app.command()
@@ -127,6 +134,7 @@ def bootstrap() -> None:
         mqtt_admin_password=s.mqtt_admin_password.get_secret_value(),
         mqtt_gateway_password=s.mqtt_gateway_password.get_secret_value(),
         admin_key_file=s.admin_api_key_file,
+        gateways=s.gateways,
     )
     if created:
         typer.echo(f"Admin API key created: {s.admin_api_key_file} (mode 0600)")
@@ -525,8 +533,10 @@ def profiles_list() -> None:
 
 def _mount_commands() -> None:
     from townpulse.evaluate import evaluate
+    from townpulse.service.commands import app as service
     from townpulse.simulator.cli import simulate
 
+    app.add_typer(service, name="service")
     app.command("simulate", help="Register and run a simulated town's devices.")(simulate)
     app.command("evaluate", help="Check the models on a town's own history (a CSV).")(evaluate)
 

@@ -40,7 +40,10 @@ def evaluate(
     ] = "UTC",
     holidays: Annotated[
         str,
-        typer.Option(help="whose public holidays the models know: FR, GB, US or none"),
+        typer.Option(
+            help="whose public holidays the models know: any country of the holidays package "
+            "(FR, DE, US...), with a subdivision after a hyphen (FR-57, DE-BY), or none"
+        ),
     ] = "none",
     score_from: Annotated[
         str | None,
@@ -48,7 +51,10 @@ def evaluate(
     ] = None,
     threshold: Annotated[
         float | None,
-        typer.Option(help="anomaly threshold fixed beforehand (labelled files): a fair score"),
+        typer.Option(
+            help="anomaly threshold fixed beforehand (labelled files), e.g. the NAB run's: "
+            "scored as given, a fair figure beside the file-optimised one"
+        ),
     ] = None,
     plot: Annotated[
         Path | None,
@@ -66,6 +72,14 @@ def evaluate(
     """Forecast and anomaly metrics of the project's models on a CSV (see docs/evaluate.md)."""
     start = _date(score_from, "--score-from")
     week = _date(plot_week, "--plot-week")
+    if plot is None and (plot_week or plot_horizon):
+        raise typer.BadParameter("--plot-week and --plot-horizon need --plot FILE.png")
+    if plot is not None:
+        # Checked now: the run may take minutes, and its result would be lost at the end.
+        if plot.suffix.lower() != ".png":
+            raise typer.BadParameter(f"--plot: a .png file, not {plot}")
+        if not plot.resolve().parent.is_dir():
+            raise typer.BadParameter(f"--plot: no directory {plot.resolve().parent}")
     try:
         result: dict[str, Any] = evaluation.evaluate(
             domain,
@@ -74,8 +88,10 @@ def evaluate(
             tz=tz,
             holidays=holidays,
             score_from=start,
-            corpus_threshold=threshold,
+            fixed_threshold=threshold,
             keep=plot is not None,
+            plot_horizon=plot_horizon,
+            plot_week=week,
         )
         if plot is not None:
             evaluation.plot(result, plot, week_of=week, horizon=plot_horizon)
@@ -84,5 +100,5 @@ def evaluate(
         raise typer.Exit(2) from exc
     result.pop("_series", None)
     if plot is not None:
-        result["plot"] = str(plot)
+        result["plot"] = str(plot.resolve())
     typer.echo(json.dumps(result, indent=2) if as_json else evaluation.render(result))

@@ -13,7 +13,8 @@ What it reports, with the same code and metrics as the benchmarks:
   CV(RMSE)); readings are placed on a regular grid whose step is the median interval;
 - with labels, anomaly detection scored the NAB way (standard profile): each run of 1-labels is an
   anomaly window, the threshold is optimised on this file (so it is optimistic) and, when one is
-  given, also at a threshold fixed beforehand (a fair figure).
+  given, also at a threshold fixed beforehand (``--threshold``: a fair figure, whatever its
+  origin).
 
 The models run in the town's calendar (time zone and public holidays): local hours, weekdays and
 holidays are what the profiles learn.
@@ -37,7 +38,7 @@ from zoneinfo import ZoneInfo
 from rich.progress import Progress
 
 from shared.ml.baselines import LastValue, TimeOfWeekMean, previous_day, previous_week
-from shared.ml.calendar import NO_HOLIDAYS, TownCalendar
+from shared.ml.calendar import NO_HOLIDAYS, TownCalendar, check_holidays
 from shared.ml.nab_scoring import (
     CostMatrix,
     FileLabels,
@@ -50,9 +51,9 @@ from shared.ml.nab_scoring import (
 from shared.ml.online import MODEL, HorizonResult, Predictor, Step, evaluate_online, ratio
 
 DOMAINS = ("energy", "traffic", "generic")
-HOLIDAY_COUNTRIES = ("FR", "GB", "US", NO_HOLIDAYS)
 # Version of the JSON layout (docs/evaluate.md): bumped when a field changes meaning or goes.
-SCHEMA = 2
+# 3: the threshold given with --threshold is "fixed", not "nab corpus" (it may come from anywhere).
+SCHEMA = 3
 # NAB's standard profile (config/profiles.json).
 STANDARD = CostMatrix(tp_weight=1.0, fp_weight=0.11, fn_weight=1.0)
 DAY = timedelta(days=1)
@@ -235,7 +236,7 @@ def evaluate_anomalies(
     detector_factory: Callable[[], Detector],
     *,
     on_row: Callable[[int], None] | None = None,
-    corpus_threshold: float | None = None,
+    fixed_threshold: float | None = None,
     score_from: datetime | None = None,
 ) -> dict[str, Any]:
     """Score every measured reading, one at a time, then NAB-score against the labels.
@@ -258,8 +259,8 @@ def evaluate_anomalies(
     labels = FileLabels("input", len(rows), label_windows([r.label or 0 for r in rows]))
     f = labels.scored(scores, STANDARD)
     out: dict[str, Any] = {"readings": len(rows), "windows": len(labels.windows)}
-    if corpus_threshold is not None:
-        out["at_nab_corpus_threshold"] = _at_threshold(f, corpus_threshold)
+    if fixed_threshold is not None:
+        out["at_fixed_threshold"] = _at_threshold(f, fixed_threshold)
     if not labels.windows:
         out["note"] = "no label=1 readings: only false positives can be counted"
         return out
@@ -268,9 +269,9 @@ def evaluate_anomalies(
     perfect = len(labels.windows) * STANDARD.tp_weight
     out["at_file_optimised_threshold"] = _at_threshold(f, best.threshold)
     out["nab_standard_file_optimised"] = round(normalise(best.score, null=null, perfect=perfect), 2)
-    if corpus_threshold is not None:
-        raw = score_file(f, corpus_threshold).score
-        out["nab_standard_at_corpus_threshold"] = round(
+    if fixed_threshold is not None:
+        raw = score_file(f, fixed_threshold).score
+        out["nab_standard_at_fixed_threshold"] = round(
             normalise(raw, null=null, perfect=perfect), 2
         )
     return out
@@ -284,22 +285,25 @@ def evaluate(
     tz: str = "UTC",
     holidays: str = NO_HOLIDAYS,
     score_from: datetime | None = None,
-    corpus_threshold: float | None = None,
+    fixed_threshold: float | None = None,
     forecaster_factory: Callable[[], Predictor] | None = None,
     detector_factory: Callable[[], Detector] | None = None,
     keep: bool = False,
+    plot_horizon: str | None = None,
+    plot_week: datetime | None = None,
 ) -> dict[str, Any]:
     """Forecast (and, with labels, anomaly) metrics of the project's models on one CSV.
 
     ``tz`` and ``holidays`` are the town's calendar: how timestamps without an offset are read
     and what the models' local hours, weekdays and public holidays are. Every reading is learnt;
     forecasts and anomaly scores are judged from ``score_from`` on (all of them by default).
-    With ``keep``, the per-target forecasts are returned under ``"_series"`` (for ``plot``).
+    With ``keep``, the per-target forecasts are returned under ``"_series"`` (for ``plot``);
+    ``plot_horizon`` and ``plot_week`` (what ``plot`` will be asked for) are checked against the
+    file before the run, which may take minutes, rather than after it.
     """
     if domain not in DOMAINS:
         raise ValueError(f"domain must be one of {', '.join(DOMAINS)}")
-    if holidays not in HOLIDAY_COUNTRIES:
-        raise ValueError(f"holidays must be one of {', '.join(HOLIDAY_COUNTRIES)}")
+    check_holidays(holidays)
     try:
         zone = ZoneInfo(tz)
     except (ValueError, KeyError) as exc:  # ZoneInfoNotFoundError is a KeyError
@@ -313,6 +317,15 @@ def evaluate(
         raise ValueError(f"--score-from {score_from.isoformat()} is after the last reading")
     steps = [Step(s.ts.astimezone(zone), s.value) for s in to_grid(readings, step)]
     horizons = horizons_for(domain, step)
+    if plot_horizon is not None and plot_horizon not in horizons:
+        raise ValueError(f"--plot-horizon must be one of {', '.join(horizons)}")
+    if plot_week is not None:
+        week = plot_week if plot_week.tzinfo else plot_week.replace(tzinfo=zone)
+        if not readings[0].ts - 7 * DAY < week <= readings[-1].ts:
+            raise ValueError(
+                f"--plot-week {week.isoformat()} is outside the file "
+                f"({readings[0].ts.isoformat()} .. {readings[-1].ts.isoformat()})"
+            )
     has_labels = any(r.label is not None for r in readings)
     measured = sum(r.value is not None for r in readings)
     out: dict[str, Any] = {
@@ -364,7 +377,7 @@ def evaluate(
                 readings,
                 detector_factory or _default_detector(domain, calendar=calendar, step=step),
                 on_row=lambda i: bar.update(atask, completed=i + 1) if i % 500 == 0 else None,
-                corpus_threshold=corpus_threshold,
+                fixed_threshold=fixed_threshold,
                 score_from=score_from,
             )
             bar.update(atask, completed=measured)
@@ -406,16 +419,22 @@ def plot(
     if not idx:
         raise ValueError(f"no scored forecast in the week from {start.isoformat()}")
     baseline = result["forecast"][label]["strongest_baseline"]
-    ts = matplotlib.dates.date2num([res.targets[i] for i in idx])  # type: ignore[no-untyped-call]
+    # A missing reading is a break in the lines, not a straight segment across it.
+    step = timedelta(minutes=result["step_minutes"])
+    times: list[datetime] = []
+    rows: list[tuple[float, float, float]] = []
+    for i in idx:
+        if times and res.targets[i] - times[-1] > step:
+            times.append(times[-1] + step)
+            rows.append((math.nan, math.nan, math.nan))
+        times.append(res.targets[i])
+        rows.append((res.actual[i], res.predictions[MODEL][i], res.predictions[baseline][i]))
+    ts = matplotlib.dates.date2num(times)  # type: ignore[no-untyped-call]
+    actual, model, base = zip(*rows, strict=True)
     fig, ax = plt.subplots(figsize=(12, 4), dpi=100)
-    ax.plot(ts, [res.actual[i] for i in idx], label="actual", color="black", linewidth=1.2)
-    ax.plot(ts, [res.predictions[MODEL][i] for i in idx], label=f"model ({label} ahead)")
-    ax.plot(
-        ts,
-        [res.predictions[baseline][i] for i in idx],
-        label=f"{baseline} ({label} ahead)",
-        linestyle="--",
-    )
+    ax.plot(ts, actual, label="actual", color="black", linewidth=1.2)
+    ax.plot(ts, model, label=f"model ({label} ahead)")
+    ax.plot(ts, base, label=baseline_label(baseline, label), linestyle="--")
     ax.xaxis_date(tz=start.tzinfo)
     ax.set_title(f"{Path(result['path']).name}: week from {start:%Y-%m-%d}")
     ax.legend(loc="upper right")
@@ -424,6 +443,24 @@ def plot(
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def baseline_label(name: str, horizon: str) -> str:
+    """What a baseline predicts at a horizon, in words: at 24 h ahead, the last value known is
+    the value of the same time the day before, not "the last value".
+
+    >>> baseline_label("last_value", "24h")
+    'last value known (24h before)'
+    >>> baseline_label("previous_week", "1h")
+    'same time the week before'
+    """
+    words = {
+        "last_value": f"last value known ({horizon} before)",
+        "previous_day": "same time the day before",
+        "previous_week": "same time the week before",
+        "time_of_week_mean": "mean of this time of the week",
+    }
+    return words.get(name, name)
 
 
 def render(result: dict[str, Any]) -> str:
@@ -438,20 +475,21 @@ def render(result: dict[str, Any]) -> str:
             lines.append(f"{label} ahead: {fc['note']}")
             continue
         lines.append(f"{label} ahead ({fc['n']} forecasts; model/this = ratio of MAEs)")
-        lines.append(f"  {'method':<20}{'MAE':>12}{'RMSE':>12}{'CV(RMSE)':>10}{'model/this':>12}")
+        lines.append(f"  {'method':<34}{'MAE':>12}{'RMSE':>12}{'CV(RMSE)':>10}{'model/this':>12}")
         for name, m in fc["metrics"].items():
             rel = "" if name == MODEL else f"{fc['mae_ratio'][name]:>12}"
+            shown = name if name == MODEL else baseline_label(name, label)
             lines.append(
-                f"  {name:<20}{m['mae']:>12.4g}{m['rmse']:>12.4g}{m['cv_rmse']:>10.1%}{rel}"
+                f"  {shown:<34}{m['mae']:>12.4g}{m['rmse']:>12.4g}{m['cv_rmse']:>10.1%}{rel}"
             )
     anomaly = result.get("anomaly")
     if anomaly:
         lines.append("")
         lines.append(f"anomalies: {anomaly['windows']} labelled windows")
-        for key in ("nab_standard_file_optimised", "nab_standard_at_corpus_threshold"):
+        for key in ("nab_standard_file_optimised", "nab_standard_at_fixed_threshold"):
             if key in anomaly:
                 lines.append(f"  {key.replace('_', ' ')}: {anomaly[key]}")
-        for key in ("at_file_optimised_threshold", "at_nab_corpus_threshold"):
+        for key in ("at_file_optimised_threshold", "at_fixed_threshold"):
             if key in anomaly:
                 a = anomaly[key]
                 lines.append(
@@ -461,4 +499,7 @@ def render(result: dict[str, Any]) -> str:
                 )
         if "note" in anomaly:
             lines.append(f"  {anomaly['note']}")
+    if "plot" in result:
+        lines.append("")
+        lines.append(f"plot: {result['plot']}")
     return "\n".join(lines)

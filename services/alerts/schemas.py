@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from shared.inputs import Finite, OutboundUrl
 from shared.schemas import Severity
-from shared.topics import Domain
+from shared.topics import AlertDomain, Domain
 
 EventType = Literal["opened", "updated", "acknowledged", "resolved"]
 METRIC_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
@@ -59,12 +59,12 @@ class RuleIn(BaseModel):
     device_id: str | None = None
     metric: str = Field(pattern=METRIC_PATTERN, description="for op 'silent', any placeholder")
     op: Literal[">=", ">", "<=", "<", "silent"]
-    threshold: float = Field(description="for op 'silent': how many usual periods of silence")
-    hysteresis: float = Field(default=0.0, ge=0)
+    threshold: Finite = Field(description="for op 'silent': how many usual periods of silence")
+    hysteresis: Finite = Field(default=0.0, ge=0)
     severity: Severity = Severity.WARNING
     kind: str | None = Field(default=None, pattern=KIND_PATTERN)
-    min_duration_s: float = Field(default=0.0, ge=0, le=7 * 86400)
-    cooldown_s: float = Field(default=60.0, ge=0, le=7 * 86400)
+    min_duration_s: Finite = Field(default=0.0, ge=0, le=7 * 86400)
+    cooldown_s: Finite = Field(default=60.0, ge=0, le=7 * 86400)
     enabled: bool = True
 
     @model_validator(mode="after")
@@ -96,27 +96,16 @@ def _all_event_types() -> list[EventType]:
     return ["opened", "updated", "acknowledged", "resolved"]
 
 
-def _check_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("the URL must be http:// or https:// with a host")
-    return url
-
-
 class WebhookPatch(BaseModel):
-    url: str | None = Field(default=None, max_length=2000)
+    url: OutboundUrl | None = None
     description: str | None = Field(default=None, max_length=500)
-    domains: list[Domain] | None = None
+    # "platform": the stack's own early warnings (disk, backups, certificates, restarts).
+    domains: list[AlertDomain] | None = None
     kinds: list[str] | None = None
     min_severity: Severity | None = None
     event_types: list[EventType] | None = Field(default=None, min_length=1)
     retry_schedule_s: list[int] | None = Field(default=None, min_length=1, max_length=20)
     enabled: bool | None = None
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, v: str | None) -> str | None:
-        return None if v is None else _check_url(v)
 
     @field_validator("retry_schedule_s")
     @classmethod
@@ -127,7 +116,7 @@ class WebhookPatch(BaseModel):
 
 
 class WebhookIn(WebhookPatch):
-    url: str = Field(max_length=2000)
+    url: OutboundUrl
     description: str = Field(default="", max_length=500)
     min_severity: Severity = Severity.INFO
     event_types: list[EventType] = Field(default_factory=_all_event_types, min_length=1)
@@ -155,7 +144,7 @@ class WebhookCreated(WebhookOut):
 
 
 class RotateIn(BaseModel):
-    overlap_s: float | None = Field(
+    overlap_s: Finite | None = Field(
         default=None, ge=0, le=7 * 86400, description="how long the old secret still signs"
     )
 

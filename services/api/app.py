@@ -78,6 +78,10 @@ def create_app(settings: ApiSettings) -> FastAPI:
         pool = create_pool(settings.database_url, min_size=2, max_size=10)
         await pool.open()
         dynsec = await _connect_dynsec(settings)
+        # The broker's service identities as they must be, whatever happened to them while the
+        # API was down (a device registered as `gateway-1` by an older version, a role edited
+        # by hand), and every device bound to its own client id.
+        await asyncio.to_thread(dynsec.repair)
         # Domain services answer from memory or one query: 30 s is a generous ceiling.
         http = httpx.AsyncClient(timeout=30)
         app.state.pool, app.state.dynsec, app.state.http = pool, dynsec, http

@@ -9,6 +9,8 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.auth import Role
+from shared.inputs import Finite
+from shared.mqtt_admin import reserved_reason
 from shared.topics import Domain
 
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -34,8 +36,8 @@ def normalise_dev_eui(value: str) -> str:
 
 
 class Location(BaseModel):
-    lat: float = Field(ge=-90, le=90)
-    lon: float = Field(ge=-180, le=180)
+    lat: Finite = Field(ge=-90, le=90)
+    lon: Finite = Field(ge=-180, le=180)
 
 
 class DevicePatch(BaseModel):
@@ -104,6 +106,10 @@ class DeviceIn(BaseModel):
                 raise ValueError("id: required, or a dev_eui or external_id to make it from")
         if self.domain is None and self.profile is None:
             raise ValueError("domain: required unless a profile is given")
+        # A device's id is its MQTT username and client id: it must not be one of the broker's
+        # service identities (the gateway's, the admin's), which it would replace.
+        if reason := reserved_reason(self.id):
+            raise ValueError(f"id: {reason}")
         return self
 
     @property
@@ -172,6 +178,8 @@ class MqttCredentials(BaseModel):
     ca_certificate: str | None = None
     username: str
     password: str
+    # The only MQTT client id the broker accepts these credentials with: the device's id.
+    client_id: str
     topic: str
     qos: int = 1
 

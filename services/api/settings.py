@@ -4,6 +4,7 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr
 
+from shared.inputs import OutboundUrl
 from shared.retention import RetentionSettings
 from shared.settings import ServiceSettings
 
@@ -48,10 +49,13 @@ class ApiSettings(ServiceSettings):
     open_data_min_vehicles: int = Field(default=10, ge=1)
     # Building types (device metadata `building_type`) that count as public buildings.
     open_data_public_building_types: tuple[str, ...] = ("school", "town_hall", "gym", "library")
-    # The town's name in the catalogue, and the catalogue's public address when the API sits
-    # behind a reverse proxy (else the address the request came in on).
+    # The town's name in the catalogue.
     open_data_publisher: str = "TownPulse"
-    open_data_base_url: str | None = None
+    # The API's public address (TOWNPULSE_PUBLIC_BASE_URL, e.g. https://data.town.example),
+    # what the open-data catalogue's links start with. Unset: the links are relative (to the
+    # catalogue's own address). Never the request's Host header, which the client chooses: a
+    # cache in front of the API would otherwise serve a catalogue pointing at any site.
+    public_base_url: OutboundUrl | None = None
     open_data_max_rows: int = Field(default=100_000, ge=1)
     # Requests of each route class in flight at once (shared/throttle.py); one more is answered
     # 503 with Retry-After. Open data and exports each take a pool connection for their query:

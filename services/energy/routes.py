@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 
 from services.energy.adapters import db
 from shared.http import Viewer, time_window
+from shared.inputs import Day
 from shared.ml.calendar import PARIS
 
 router = APIRouter(prefix="/v1/energy", tags=["energy"])
@@ -69,7 +70,7 @@ async def meter_consumption(
 
 
 @router.get("/summary")
-async def town_summary(request: Request, _: Viewer, day: date | None = None) -> dict[str, Any]:
+async def town_summary(request: Request, _: Viewer, day: Day | None = None) -> dict[str, Any]:
     """A day (Europe/Paris) for the whole town: total, top anomalies, kWh wasted by anomalies."""
     day = day or datetime.now(PARIS).date()
     start = datetime.combine(day, time(), PARIS)

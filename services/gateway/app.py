@@ -49,6 +49,12 @@ from shared.topics import DEADLETTER_TOPIC, MQTT_SUBSCRIPTION, READINGS_TOPICS, 
 log = logging.getLogger(__name__)
 
 MESSAGES = Counter("townpulse_gateway_messages_total", "MQTT messages handled", ["outcome"])
+# Connections to the town's broker, and losses of them: a loss with no broker restart is worth
+# a look (another client under the gateway's client id would show as losses, were the broker
+# not binding client ids to identities).
+MQTT_CONNECTIONS = Counter(
+    "townpulse_gateway_mqtt_connections_total", "Connections to the town's broker", ["event"]
+)
 REJECTED = Counter("townpulse_gateway_rejected_total", "Messages dead-lettered", ["reason"])
 READINGS = Counter("townpulse_gateway_readings_total", "Readings produced to Kafka", ["domain"])
 PER_MESSAGE = Histogram(
@@ -441,13 +447,14 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             host=settings.mqtt_host,
             port=settings.mqtt_port,
             client_id=settings.instance,
-            username=settings.mqtt_username,
+            username=settings.mqtt_username or settings.instance,
             password=settings.mqtt_password.get_secret_value(),
             share_group=settings.share_group,
             keepalive_s=settings.mqtt_keepalive_s,
             on_message=gateway.offer,
             loop=loop,
             subscriptions=MQTT_SUBSCRIPTIONS,
+            on_state=lambda up, _why: MQTT_CONNECTIONS.labels("connected" if up else "lost").inc(),
         )
         gateway.source = source
         supervisor = Supervisor(on_fatal=getattr(app.state, "on_fatal", None))

@@ -158,6 +158,13 @@ class MqttSource:
         log.warning("MQTT disconnected: %s", rc, extra={"integration": self.integration})
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if msg.retain and self.integration is None:
+            # From the town's broker's retained store, not from a device just now: the broker
+            # refuses retained publishes (retain_available false), so this one is left from
+            # before, and ingesting it would count a reading again at every reconnect.
+            client.ack(msg.mid, msg.qos)
+            log.warning("a retained message was dropped (left from before retain was refused)")
+            return
         incoming = Incoming(
             topic=msg.topic,
             payload=bytes(msg.payload),

@@ -14,7 +14,9 @@ class GatewaySettings(ServiceSettings):
     instance: str = "gateway-1"
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883
-    mqtt_username: str = "gateway"
+    # Empty: the instance name (gateway-1...), which is also its client id: the broker binds
+    # each gateway's identity to its own client id (shared/mqtt_admin.py).
+    mqtt_username: str = ""
     mqtt_password: SecretStr = SecretStr("")
     # Empty: one gateway with a plain subscription. A group name: gateways of that group split the
     # devices' messages ($share/<group>/...). Mosquitto (2.0.11 and 2.1.2 alike) does not

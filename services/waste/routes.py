@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
@@ -11,6 +11,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from services.waste.adapters import db
 from services.waste.domain.plan import BinStatus, Point, best_round, due_bins, plan_routes
 from shared.http import Viewer, time_window
+from shared.inputs import Day
 from shared.ml.calendar import PARIS
 
 router = APIRouter(prefix="/v1/waste", tags=["waste"])
@@ -65,7 +66,7 @@ async def bin_detail(
 async def collection_plan(
     request: Request,
     _: Viewer,
-    date_: Annotated[date | None, Query(alias="date")] = None,
+    date_: Annotated[Day | None, Query(alias="date")] = None,
     depot: str | None = None,
     vehicles: Annotated[int, Query(ge=1, le=50)] = 1,
     capacity: Annotated[int | None, Query(ge=1, le=5000)] = None,

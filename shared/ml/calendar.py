@@ -1,8 +1,10 @@
 """Calendar features in the town's time zone: slot of day, day type (public holidays).
 
 A `TownCalendar` names the town's time zone and the country whose public holidays it keeps
-(settings `TOWNPULSE_TIMEZONE`, `TOWNPULSE_HOLIDAYS_COUNTRY`; a French town by default). The
-module-level functions use the default calendar.
+(settings `TOWNPULSE_TIMEZONE`, `TOWNPULSE_HOLIDAYS_COUNTRY`; a French town by default): any
+country the `holidays` package knows, optionally with one of its subdivisions after a hyphen
+(`FR-57`, Moselle's extra holidays; `DE-BY`, Bavaria). The module-level functions use the
+default calendar.
 """
 
 from __future__ import annotations
@@ -24,9 +26,46 @@ def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
+def holiday_region(code: str) -> tuple[str, str | None]:
+    """The country and subdivision a holidays code names, checked against the `holidays`
+    package, or ValueError saying what is accepted.
+
+    >>> holiday_region("FR-57")
+    ('FR', '57')
+    >>> holiday_region("XX")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown holidays country 'XX': ...
+    """
+    country, _, subdiv = code.strip().partition("-")
+    country = country.upper()
+    supported = holidays.list_supported_countries()
+    if country not in supported:
+        raise ValueError(
+            f"unknown holidays country {code!r}: an ISO 3166 code the holidays package knows "
+            "(e.g. FR, DE, US), optionally with a subdivision (FR-57, DE-BY), or 'none'"
+        )
+    if not subdiv:
+        return country, None
+    known = {s.upper(): s for s in supported[country]}
+    if subdiv.upper() not in known:
+        raise ValueError(
+            f"unknown subdivision {subdiv!r} of {country}: one of {', '.join(supported[country])}"
+        )
+    return country, known[subdiv.upper()]
+
+
+def check_holidays(code: str) -> str:
+    """``code`` if it names a holidays calendar (or is 'none'), else ValueError."""
+    if code.lower() != NO_HOLIDAYS:
+        holiday_region(code)
+    return code
+
+
 @lru_cache(maxsize=256)
-def _holidays(country: str, year: int) -> holidays.HolidayBase:
-    return holidays.country_holidays(country, years=year)
+def _holidays(code: str, year: int) -> holidays.HolidayBase:
+    country, subdiv = holiday_region(code)
+    return holidays.country_holidays(country, subdiv=subdiv, years=year)
 
 
 # Every time-zone offset in use since 1980 is a whole number of minutes, so every second of a UTC

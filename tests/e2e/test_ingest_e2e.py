@@ -65,6 +65,8 @@ def _mosquitto_pub(device: RegisteredDevice, *args: str, input: bytes | None = N
             device.host,
             "-p",
             str(device.port),
+            "-i",
+            device.username,
             "-u",
             device.username,
             "-P",

@@ -119,3 +119,72 @@ def test_a_device_may_publish_on_its_topic_and_its_own_jsons_below_it_only() -> 
         ("publishClientSend", "sensors/waste/plug-1/tele/SENSOR", True),
         ("publishClientSend", "sensors/waste/plug-1/status/+", True),
     }
+
+
+def test_a_device_is_created_bound_to_its_own_client_id() -> None:
+    client = ScriptedDynSec({})
+    client.add_devices(_devices("bin-1"))
+    (create,) = [c for c in client.sent[0] if c["command"] == "createClient"]
+    assert (create["username"], create["clientid"]) == ("bin-1", "bin-1")
+
+
+class BrokerState(ScriptedDynSec):
+    """A broker holding `clients` (listed a page at a time) and the gateway role's ACLs."""
+
+    def __init__(self, clients: list[dict[str, Any]], acls: list[dict[str, Any]]) -> None:
+        super().__init__({})
+        self.clients, self.acls = clients, acls
+
+    def execute(
+        self, commands: list[dict[str, Any]], *, timeout: float = 10
+    ) -> list[dict[str, Any]]:
+        (first,) = commands[:1]
+        if first["command"] == "listClients":
+            page = self.clients[first["offset"] : first["offset"] + first["count"]]
+            return [{"command": "listClients", "data": {"clients": page}}]
+        if first["command"] == "getRole":
+            return [{"command": "getRole", "data": {"role": {"acls": self.acls}}}]
+        return super().execute(commands, timeout=timeout)
+
+
+def _client(username: str, clientid: str | None, *roles: str) -> dict[str, Any]:
+    return {
+        "username": username,
+        **({"clientid": clientid} if clientid else {}),
+        "roles": [{"rolename": r} for r in roles],
+        "groups": [],
+    }
+
+
+def test_repair_binds_every_client_and_puts_service_roles_back() -> None:
+    from shared.mqtt_admin import GATEWAY_ACLS
+
+    devices = [_client(f"bin-{i}", None, f"device-bin-{i}") for i in range(1500)]
+    broker = BrokerState(
+        [
+            _client("admin", None, "admin"),
+            _client("gateway-1", "gateway-1", "device-gateway-1"),
+            _client("bin-x", "bin-x", "device-bin-x", "gateway"),
+            *devices,
+        ],
+        [{"acltype": "publishClientSend", "topic": "#", "allow": True}, *GATEWAY_ACLS],
+    )
+    broker.repair()
+    sent = [c for message in broker.sent for c in message]
+    assert {"command": "removeRoleACL", "rolename": "gateway", "acltype": "publishClientSend",
+            "topic": "#"} in sent  # fmt: skip
+    bound = {c["username"] for c in sent if c["command"] == "setClientId"}
+    # Every device of every page, not the admin; the already bound ones left alone.
+    assert bound == {d["username"] for d in devices}
+    assert all(c["clientid"] == c["username"] for c in sent if c["command"] == "setClientId")
+    role_changes = {
+        (c["command"], c["username"], c["rolename"]) for c in sent if "rolename" in c and
+        "username" in c
+    }  # fmt: skip
+    assert role_changes == {
+        ("removeClientRole", "gateway-1", "device-gateway-1"),
+        ("addClientRole", "gateway-1", "gateway"),
+        ("removeClientRole", "bin-x", "gateway"),
+    }
+    # In messages of at most 500 commands.
+    assert max(len(m) for m in broker.sent) <= 500

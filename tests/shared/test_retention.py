@@ -53,7 +53,7 @@ async def count_rows(conn: AsyncConnection[Any], table: str, device_id: str) -> 
     return await count_any_rows(conn, table, device_id)
 
 
-@pytest.fixture(params=["stack", "plain"])
+@pytest.fixture(params=["stack", pytest.param("plain", marks=pytest.mark.plain_postgres)])
 async def db(request: pytest.FixtureRequest, stack: Stack) -> AsyncIterator[AsyncConnection[Any]]:
     if request.param == "stack":
         async with await connect(stack.database_url()) as conn:

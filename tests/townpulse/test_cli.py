@@ -43,6 +43,27 @@ def test_devices_add_list_remove() -> None:
 
 
 @pytest.mark.integration
+def test_devices_add_refuses_a_reserved_id_with_the_reason() -> None:
+    added = _cli("devices", "add", "gateway-1", "--domain", "waste")
+    assert added.returncode == 1
+    assert "422" in added.stderr and "reserved" in added.stderr
+
+
+@pytest.mark.integration
+def test_devices_import_reports_a_reserved_id_as_that_rows_error(tmp_path: Path) -> None:
+    good = f"cli-{uuid.uuid4().hex[:8]}"
+    csv_file = tmp_path / "bins.csv"
+    csv_file.write_text(f"id,domain\nadmin,waste\n{good},waste\n")
+    try:
+        imported = _cli("devices", "import", str(csv_file))
+        assert imported.returncode == 1
+        assert "reserved" in imported.stdout + imported.stderr
+        assert good in _cli("devices", "list").stdout
+    finally:
+        _cli("devices", "remove", good)
+
+
+@pytest.mark.integration
 def test_status_lists_every_component_with_pid_and_port() -> None:
     out = _cli("status").stdout
     for name in ("postgres", "kafka", "mosquitto", "gateway", "storage", "api", "energy"):

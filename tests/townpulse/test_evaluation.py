@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -132,9 +132,12 @@ def test_evaluate_forecasts_and_anomalies(tmp_path: Path) -> None:
     # caught at the first reading of the window, and one false positive when it drops back
     assert anomaly["at_file_optimised_threshold"]["windows_detected"] == 1
     assert 0 < anomaly["nab_standard_file_optimised"] <= 100
-    assert "at_nab_corpus_threshold" not in anomaly  # no threshold given
+    assert "at_fixed_threshold" not in anomaly  # no threshold given
     text = render(out)
-    assert "24h ahead" in text and "previous_week" in text and "labelled windows" in text
+    assert "24h ahead" in text and "same time the week before" in text
+    assert "labelled windows" in text
+    # at 24 h ahead the last value known is yesterday's: said so, not "last_value"
+    assert "last value known (24h before)" in text and "last_value" not in text
 
 
 def test_evaluate_uses_a_threshold_fixed_beforehand(tmp_path: Path) -> None:
@@ -145,10 +148,11 @@ def test_evaluate_uses_a_threshold_fixed_beforehand(tmp_path: Path) -> None:
         progress=False,
         forecaster_factory=LastValue,
         detector_factory=Jumpy,
-        corpus_threshold=nab_corpus_threshold(tmp_path / "nab.json"),
+        fixed_threshold=nab_corpus_threshold(tmp_path / "nab.json"),
     )
-    assert out["anomaly"]["at_nab_corpus_threshold"]["threshold"] == 0.5
-    assert "nab_standard_at_corpus_threshold" in out["anomaly"]
+    assert out["anomaly"]["at_fixed_threshold"]["threshold"] == 0.5
+    assert "nab_standard_at_fixed_threshold" in out["anomaly"]
+    assert "at fixed threshold (0.5)" in render(out) and "corpus" not in render(out)
 
 
 def test_evaluate_without_labels_reports_forecasts_only(tmp_path: Path) -> None:
@@ -220,10 +224,25 @@ def test_score_from_judges_only_the_later_period(tmp_path: Path) -> None:
         evaluate("energy", path, progress=False, score_from=datetime(2030, 1, 1, tzinfo=UTC))
 
 
+def test_any_country_and_subdivision_the_holidays_package_knows(tmp_path: Path) -> None:
+    path = _history(tmp_path, labels=False)
+    for code in ("DE-BY", "FR-57", "JP", "none"):
+        out = evaluate("energy", path, progress=False, holidays=code, forecaster_factory=LastValue)
+        assert out["calendar"]["holidays"] == code
+    # Moselle keeps Good Friday and St Stephen's day; the rest of France does not.
+    from shared.ml.calendar import TownCalendar
+
+    good_friday = date(2026, 4, 3)
+    assert TownCalendar("Europe/Paris", "FR-57").is_holiday(good_friday)
+    assert not TownCalendar("Europe/Paris", "FR").is_holiday(good_friday)
+
+
 def test_evaluate_refuses_unknown_calendars(tmp_path: Path) -> None:
     path = _history(tmp_path, labels=False)
     with pytest.raises(ValueError, match="holidays"):
         evaluate("energy", path, progress=False, holidays="XX")
+    with pytest.raises(ValueError, match="subdivision 'ZZ' of DE"):
+        evaluate("energy", path, progress=False, holidays="DE-ZZ")
     with pytest.raises(ValueError, match="time zone"):
         evaluate("energy", path, progress=False, tz="Mars/Olympus")
 
@@ -234,6 +253,49 @@ def test_plot_writes_a_png_of_one_week(tmp_path: Path) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="horizon"):
         plot(out, tmp_path / "x.png", horizon="3h")
+
+
+def test_plot_options_are_checked_before_the_run(tmp_path: Path) -> None:
+    path = _history(tmp_path, labels=False)
+
+    def refuse(**kwargs: Any) -> Any:
+        return evaluate("energy", path, progress=False, forecaster_factory=Exploding, **kwargs)
+
+    with pytest.raises(ValueError, match="--plot-horizon must be one of 1h, 24h"):
+        refuse(keep=True, plot_horizon="3h")
+    with pytest.raises(ValueError, match=r"--plot-week .* is outside the file"):
+        refuse(keep=True, plot_week=datetime(2030, 1, 1, tzinfo=UTC))
+
+
+class Exploding(LastValue):
+    """A model that fails if the run starts: options must be refused before it."""
+
+    def learn_one(self, x: Any, y: float) -> None:
+        raise AssertionError("the run started before the options were checked")
+
+
+def test_plot_leaves_gaps_as_gaps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A day without readings is a break in every line (NaN points), not a straight segment."""
+    import matplotlib.axes
+
+    lines = ["timestamp,value"]
+    for i in range(24 * 21):
+        if 24 * 17 <= i < 24 * 18:
+            continue  # day 18 is missing
+        lines.append(f"{(T0 + timedelta(hours=i)).isoformat()},{50 + 40 * math.sin(i / 3.8)}")
+    out = evaluate("energy", _csv(tmp_path, "\n".join(lines) + "\n"), progress=False, keep=True)
+    drawn: list[list[float]] = []
+    real = matplotlib.axes.Axes.plot
+
+    def spy(self: Any, x: Any, y: Any, *args: Any, **kwargs: Any) -> Any:
+        drawn.append(list(y))
+        return real(self, x, y, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", spy)
+    plot(out, tmp_path / "week.png", horizon="1h", week_of=T0 + timedelta(days=14))
+    assert len(drawn) == 3
+    for y in drawn:
+        assert sum(math.isnan(v) for v in y) == 1
 
 
 # --- the `townpulse evaluate` command ---------------------------------------------------------
@@ -256,7 +318,38 @@ def test_cli_prints_the_report_with_the_projects_models(tmp_path: Path) -> None:
         _cli(), [str(_history(tmp_path, labels=False)), "--domain", "energy", "--no-progress"]
     )
     assert result.exit_code == 0, result.output
-    assert "1h ahead" in result.output and "previous_day" in result.output
+    assert "1h ahead" in result.output and "same time the day before" in result.output
+
+
+def test_cli_prints_where_the_plot_is(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    png = tmp_path / "week.png"
+    args = [str(_history(tmp_path, labels=False)), "--no-progress", "--plot", str(png)]
+    result = CliRunner().invoke(_cli(), args)
+    assert result.exit_code == 0, result.output
+    assert f"plot: {png.resolve()}" in result.output and png.is_file()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--plot", "{tmp}/nowhere/week.png"], "no directory"),
+        (["--plot", "{tmp}/week.svg"], "a .png file"),
+        (["--plot-horizon", "1h"], "need --plot"),
+        (["--plot", "{tmp}/w.png", "--plot-horizon", "3h"], "--plot-horizon must be one of"),
+    ],
+)
+def test_cli_refuses_bad_plot_options_before_the_run(
+    tmp_path: Path, extra: list[str], message: str
+) -> None:
+    from typer.testing import CliRunner
+
+    args = [str(_history(tmp_path, labels=False)), "--no-progress"]
+    args += [a.format(tmp=tmp_path) for a in extra]
+    result = CliRunner().invoke(_cli(), args)
+    assert result.exit_code == 2
+    assert message in result.output
 
 
 def test_cli_json_is_the_documented_layout(tmp_path: Path) -> None:
@@ -285,7 +378,7 @@ def test_cli_json_is_the_documented_layout(tmp_path: Path) -> None:
         "plot",
     }
     assert set(out) == documented
-    assert out["schema"] == 2 and out["plot"] == str(png) and png.is_file()
+    assert out["schema"] == 3 and out["plot"] == str(png.resolve()) and png.is_file()
     one = out["forecast"]["1h"]
     assert set(one) == {"n", "metrics", "mae_ratio", "cv_rmse_ratio", "strongest_baseline"}
     assert set(one["mae_ratio"]) == BASELINES

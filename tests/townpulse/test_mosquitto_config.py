@@ -17,6 +17,9 @@ PATHS = {
 # Settings compose must share with the local broker (ports and paths differ by design).
 SHARED = (
     "tls_version",
+    "ciphers",
+    "ciphers_tls1.3",
+    "retain_available",
     "allow_anonymous",
     "persistence",
     "autosave_on_changes",
@@ -38,8 +41,13 @@ def _settings(text: str) -> dict[str, str]:
 
 
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("TOWNPULSE_MQTT_AUTOSAVE_S", raising=False)
-    monkeypatch.delenv("TOWNPULSE_MQTT_AUTOSAVE_CHANGES", raising=False)
+    for name in (
+        "TOWNPULSE_MQTT_AUTOSAVE_S",
+        "TOWNPULSE_MQTT_AUTOSAVE_CHANGES",
+        "TOWNPULSE_MQTT_PLAIN_BIND",
+        "TOWNPULSE_MQTT_PLAIN_OFF_LOOPBACK",
+    ):
+        monkeypatch.delenv(name, raising=False)
 
 
 def test_by_default_the_broker_saves_every_second(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -80,3 +88,54 @@ def test_compose_broker_has_the_local_settings(monkeypatch: pytest.MonkeyPatch) 
     compose = _settings((DEPLOY / "mosquitto" / "docker.conf").read_text())
     assert set(local) == set(SHARED)
     assert compose == local
+
+
+def test_the_broker_refuses_retained_messages(monkeypatch: pytest.MonkeyPatch) -> None:
+    _clean_env(monkeypatch)
+    assert _settings(render_config(StackSettings(), **PATHS))["retain_available"] == "false"
+
+
+def test_tls_1_2_offers_only_forward_secret_aead_suites(monkeypatch: pytest.MonkeyPatch) -> None:
+    _clean_env(monkeypatch)
+    conf = _settings(render_config(StackSettings(), **PATHS))
+    assert conf["tls_version"] == "tlsv1.2"
+    for suite in conf["ciphers"].split(":"):
+        assert suite.startswith("ECDHE-"), suite
+        assert suite.endswith(("-GCM-SHA256", "-GCM-SHA384", "-CHACHA20-POLY1305")), suite
+    assert conf["ciphers_tls1.3"].split(":") == [
+        "TLS_AES_128_GCM_SHA256",
+        "TLS_AES_256_GCM_SHA384",
+        "TLS_CHACHA20_POLY1305_SHA256",
+    ]
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["0.0.0.0", "192.168.1.10", "::", "mqtt.town.example"],  # noqa: S104 - refused, not bound
+)
+def test_plain_mqtt_off_loopback_is_refused(monkeypatch: pytest.MonkeyPatch, address: str) -> None:
+    _clean_env(monkeypatch)
+    monkeypatch.setenv("TOWNPULSE_MQTT_PLAIN_BIND", address)
+    with pytest.raises(ValidationError, match="TOWNPULSE_MQTT_PLAIN_OFF_LOOPBACK"):
+        StackSettings()
+
+
+def test_plain_mqtt_off_loopback_when_the_town_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    _clean_env(monkeypatch)
+    monkeypatch.setenv("TOWNPULSE_MQTT_PLAIN_BIND", "10.0.0.2")
+    monkeypatch.setenv("TOWNPULSE_MQTT_PLAIN_OFF_LOOPBACK", "true")
+    listeners = [
+        line
+        for line in render_config(StackSettings(), **PATHS).splitlines()
+        if line.startswith("listener ")
+    ]
+    assert listeners[0].split()[2] == "10.0.0.2"
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "::1", "localhost", "127.0.0.53"])
+def test_plain_mqtt_on_loopback_needs_nothing(
+    monkeypatch: pytest.MonkeyPatch, address: str
+) -> None:
+    _clean_env(monkeypatch)
+    monkeypatch.setenv("TOWNPULSE_MQTT_PLAIN_BIND", address)
+    assert StackSettings().mqtt_plain_bind == address

@@ -1,4 +1,5 @@
-"""MQTT over TLS with the stack's own CA, end to end; plain MQTT only on loopback."""
+"""MQTT over TLS with the stack's own CA, end to end (TLS 1.2+, ECDHE AEAD suites only); plain MQTT
+only on loopback."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def registered(api: httpx.Client) -> Iterator[dict]:
 def _tls_client(creds: dict, ca_file: Path) -> mqtt.Client:
     client = mqtt.Client(
         mqtt.CallbackAPIVersion.VERSION2,
-        client_id=f"{creds['username']}-tls",
+        client_id=creds["username"],
         protocol=mqtt.MQTTv311,
     )
     client.username_pw_set(creds["username"], creds["password"])
@@ -119,3 +120,56 @@ def test_plain_mqtt_is_refused_off_loopback(stack_env: dict[str, str]) -> None:
     # ...and on nothing else.
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection((address, port), timeout=5).close()
+
+
+def _handshake(stack_env: dict[str, str], context: ssl.SSLContext) -> ssl.SSLSocket:
+    ca = Path(stack_env["MQTT_CA_FILE"])
+    context.load_verify_locations(cafile=str(ca))
+    raw = socket.create_connection(("127.0.0.1", int(stack_env["MQTTS_PORT"])), timeout=5)
+    try:
+        return context.wrap_socket(raw, server_hostname="localhost")
+    except BaseException:
+        raw.close()
+        raise
+
+
+def _tls12(ciphers: str) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = context.maximum_version = ssl.TLSVersion.TLSv1_2
+    # OpenSSL's security level 0: the client offers what it is told to, old suites too.
+    context.set_ciphers(f"{ciphers}:@SECLEVEL=0")
+    return context
+
+
+@pytest.mark.parametrize(
+    "suite",
+    [
+        "ECDHE-ECDSA-AES128-SHA",  # CBC with SHA-1
+        "ECDHE-ECDSA-AES256-SHA384",  # CBC
+        "AES128-GCM-SHA256",  # no forward secrecy
+    ],
+)
+def test_tls_1_2_suites_without_aead_or_forward_secrecy_are_refused(
+    stack_env: dict[str, str], suite: str
+) -> None:
+    with pytest.raises(ssl.SSLError):
+        _handshake(stack_env, _tls12(suite)).close()
+
+
+@pytest.mark.parametrize(
+    "suite", ["ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-CHACHA20-POLY1305"]
+)
+def test_tls_1_2_ecdhe_aead_suites_are_accepted(stack_env: dict[str, str], suite: str) -> None:
+    with _handshake(stack_env, _tls12(suite)) as tls_socket:
+        assert tls_socket.version() == "TLSv1.2"
+        assert tls_socket.cipher()[0] == suite
+
+
+def test_tls_1_3_is_what_a_modern_client_gets(stack_env: dict[str, str]) -> None:
+    with _handshake(stack_env, ssl.create_default_context()) as tls_socket:
+        assert tls_socket.version() == "TLSv1.3"
+        assert tls_socket.cipher()[0] in (
+            "TLS_AES_128_GCM_SHA256",
+            "TLS_AES_256_GCM_SHA384",
+            "TLS_CHACHA20_POLY1305_SHA256",
+        )

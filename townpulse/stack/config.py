@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,9 +45,11 @@ class StackSettings(BaseSettings):
     # Sensors reach the broker (TLS) over the network in a real town: set 0.0.0.0 there. The
     # local stack stays private.
     mqtt_bind: str = "127.0.0.1"
-    # Plain MQTT carries device passwords in clear: loopback only (the services) unless a town
-    # decides otherwise.
+    # Plain MQTT carries device passwords in clear: loopback only (the services). Another
+    # address is refused unless `mqtt_plain_off_loopback` says the town means it (a private
+    # network it trusts, e.g. a container network; README "MQTT security").
     mqtt_plain_bind: str = "127.0.0.1"
+    mqtt_plain_off_loopback: bool = False
     # Extra names (DNS or IP) the broker's certificate is valid for, e.g. the town's host name.
     mqtt_tls_hosts: list[str] = []
     # Where deploy/build-timescaledb.sh installs TimescaleDB, in a private copy of PostgreSQL 15.
@@ -111,6 +114,32 @@ class StackSettings(BaseSettings):
     @property
     def api_tls_port(self) -> int:
         return self.api_https_port or self.api_port + 443
+
+    @model_validator(mode="after")
+    def _plain_mqtt_on_loopback(self) -> StackSettings:
+        if not self.mqtt_plain_off_loopback and not is_loopback(self.mqtt_plain_bind):
+            raise ValueError(
+                f"TOWNPULSE_MQTT_PLAIN_BIND={self.mqtt_plain_bind!r} would carry device passwords"
+                " in clear off this machine: devices use the TLS listener (TOWNPULSE_MQTT_BIND);"
+                " set TOWNPULSE_MQTT_PLAIN_OFF_LOOPBACK=true to open plain MQTT anyway"
+            )
+        return self
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a bind address is this machine's loopback only.
+
+    >>> is_loopback("127.0.0.1"), is_loopback("::1"), is_loopback("localhost")
+    (True, True, True)
+    >>> is_loopback("0.0.0.0"), is_loopback("192.168.1.2"), is_loopback("example.org")
+    (False, False, False)
+    """
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
 
 
 @dataclass(frozen=True)

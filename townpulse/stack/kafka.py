@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import base64
 import os
+import pwd
 import shutil
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 from townpulse.stack.config import DEPLOY, KAFKA_LIB, StackError, StackSettings
-from townpulse.stack.processes import Processes, wait_port
+from townpulse.stack.processes import Launch, Processes, wait_port
 
 NAME = "kafka"
+_CLASSPATH = f"{KAFKA_LIB}/*"
+
+
+def _java() -> str:
+    return shutil.which("java") or "java"
+
+
+def _log4j() -> str:
+    return f"-Dlog4j2.configurationFile={DEPLOY / 'kafka' / 'log4j2.yaml'}"
 
 
 def new_cluster_id(random_bytes: Callable[[int], bytes] = os.urandom) -> str:
@@ -36,15 +47,26 @@ class Kafka:
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.s.kafka_port}"
 
-    def start(self) -> None:
-        if self.p.pid(NAME):
-            return
+    @property
+    def data_dir(self) -> Path:
+        return self.p.run / "data" / "kafka"
+
+    @property
+    def properties(self) -> Path:
+        return self.p.run / "kafka" / "server.properties"
+
+    def prepare(self, *, owner: str | None = None) -> None:
+        """Its configuration and, once, its formatted log directory; `owner` (the systemd
+        units' `townpulse` user) gets the directory, which the local stack's Kafka, run by the
+        stack's own user, does not need."""
         if not KAFKA_LIB.is_dir():
             raise StackError(f"Kafka jars missing in {KAFKA_LIB}: run `make install`")
-        data = self.p.run / "data" / "kafka"
-        data.mkdir(parents=True, exist_ok=True)
-        props = self.p.run / "kafka" / "server.properties"
-        props.parent.mkdir(parents=True, exist_ok=True)
+        # Kafka runs as the stack's own user (or the units' `townpulse`): its data (every
+        # reading) and its configuration are nobody else's to read.
+        (self.p.run / "data").mkdir(parents=True, exist_ok=True)
+        data = self.p.private_dir(self.data_dir)
+        props = self.properties
+        self.p.private_dir(props.parent)
         props.write_text(
             (DEPLOY / "kafka" / "server.properties.tmpl")
             .read_text()
@@ -55,17 +77,14 @@ class Kafka:
                 data_dir=data,
             )
         )
-        java = shutil.which("java") or "java"
-        classpath = f"{KAFKA_LIB}/*"
-        log4j = f"-Dlog4j2.configurationFile={DEPLOY / 'kafka' / 'log4j2.yaml'}"
         if not (data / "meta.properties").exists():
             cluster_id = new_cluster_id()
             subprocess.run(
                 [
-                    java,
-                    log4j,
+                    _java(),
+                    _log4j(),
                     "-cp",
-                    classpath,
+                    _CLASSPATH,
                     "kafka.tools.StorageTool",
                     "format",
                     "-t",
@@ -76,21 +95,38 @@ class Kafka:
                 check=True,
                 capture_output=True,
             )
-        self.p.spawn(
-            NAME,
-            [
-                java,
+        if owner is not None:
+            pw = pwd.getpwnam(owner)
+            for path in (data, *data.rglob("*"), props.parent, props):
+                os.chown(path, pw.pw_uid, pw.pw_gid)
+            os.chmod(data, 0o700)
+
+    def launch(self) -> Launch:
+        """The broker's command line (local stack and systemd)."""
+        props = self.properties
+        return Launch(
+            argv=[
+                _java(),
                 f"-Xmx{self.s.kafka_heap}",
                 *self.s.kafka_jvm_options.split(),
                 "-Djava.awt.headless=true",
-                log4j,
+                _log4j(),
                 "-cp",
-                classpath,
+                _CLASSPATH,
                 "kafka.Kafka",
                 str(props),
             ],
             marker=str(props),
         )
+
+    def start(self) -> None:
+        if self.p.pid(NAME):
+            return
+        self.prepare()
+        self.p.spawn_launch(self.launch(), name=NAME)
+        self.wait_ready()
+
+    def wait_ready(self) -> None:
         wait_port(self.s.kafka_port, timeout=self.s.start_timeout_s, what="kafka")
 
     def stop(self) -> None:

@@ -2,18 +2,80 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import pwd
 import shutil
 import socket
 import subprocess
+import threading
+import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from townpulse.stack.config import DEPLOY, DYNSEC_PLUGIN_CANDIDATES, StackError, StackSettings
-from townpulse.stack.processes import Processes, wait_port
+from townpulse.stack.config import (
+    DEPLOY,
+    DYNSEC_PLUGIN_CANDIDATES,
+    StackError,
+    StackSettings,
+    is_loopback,
+)
+from townpulse.stack.processes import Launch, Processes, wait_port, wait_until
 
 NAME = "mosquitto"
+# Written once the retained messages of an older broker are cleared (Mosquitto._sweep_retained).
+RETAIN_SWEPT = "retained-swept"
+# How long the empty messages that clear retained ones may wait in a stored session.
+_SWEEP_EXPIRY_S = 1
+log = logging.getLogger("townpulse.stack")
+
+
+def clear_retained(sock: Path) -> int:
+    """Delete every retained message of the broker listening on `sock` (anonymous, all
+    allowed); returns how many there were."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    retained: list[str] = []
+    marker = f"townpulse/sweep/{uuid.uuid4().hex}"
+    done = threading.Event()
+
+    def on_message(client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic == marker:
+            done.set()
+        elif msg.retain and msg.payload:
+            retained.append(msg.topic)
+
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"townpulse-sweep-{uuid.uuid4().hex[:8]}",
+        protocol=mqtt.MQTTv5,
+        transport="unix",
+    )
+    client.on_message = on_message
+    client.connect(str(sock))
+    client.loop_start()
+    try:
+        # The broker queues the stored retained messages when it takes the subscription,
+        # before it reads the marker published after it: the marker comes back last.
+        client.subscribe("#", qos=1)
+        client.publish(marker, b"1", qos=1).wait_for_publish(30)
+        if not done.wait(60):
+            raise StackError("the broker did not hand over its retained messages")
+        expiry = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        expiry.MessageExpiryInterval = _SWEEP_EXPIRY_S
+        for topic in retained:
+            client.publish(topic, b"", qos=1, retain=True, properties=expiry).wait_for_publish(30)
+        if retained:
+            # The stored sessions' copies of the empty messages expire meanwhile.
+            time.sleep(_SWEEP_EXPIRY_S + 0.5)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    return len(retained)
 
 
 @dataclass(frozen=True)
@@ -88,9 +150,8 @@ class Mosquitto:
     def ca_cert_file(self) -> Path:
         return self.p.run / "tls" / "ca.crt"
 
-    def start(self) -> None:
-        if self.p.pid(NAME):
-            return
+    def prepare(self) -> None:
+        """Its dynamic-security file (once), its configuration and its TLS files."""
         install = find_install(self.s)
         data = self.p.data_dir("mosquitto", "mosquitto")
         dynsec = data / "dynamic-security.json"
@@ -110,16 +171,71 @@ class Mosquitto:
             pw = pwd.getpwnam("mosquitto")
             os.chown(dynsec, pw.pw_uid, pw.pw_gid)
             os.chmod(dynsec, 0o600)
-        conf = data / "mosquitto.conf"
-        conf.write_text(
+        if not (data / RETAIN_SWEPT).exists():
+            self._sweep_retained(install, data)
+        if not is_loopback(self.s.mqtt_plain_bind):
+            log.warning(
+                "plain MQTT listens on %s (TOWNPULSE_MQTT_PLAIN_OFF_LOOPBACK): device passwords"
+                " cross that network in clear",
+                self.s.mqtt_plain_bind,
+            )
+        self._conf(data).write_text(
             render_config(
                 self.s, data_dir=data, dynsec_plugin=install.dynsec_plugin, **self._tls(data)
             )
         )
-        # Started as root, mosquitto drops to the `mosquitto` user, which owns `data`.
-        self.p.spawn(NAME, [str(install.broker), "-c", str(conf)], marker=str(conf))
+
+    def launch(self) -> Launch:
+        """The broker's command line. Started as root (the local stack), mosquitto drops to the
+        `mosquitto` user, which owns its data; the systemd unit starts it as that user."""
+        conf = self._conf(self.p.data_dir("mosquitto", "mosquitto", create=False))
+        return Launch(argv=[str(find_install(self.s).broker), "-c", str(conf)], marker=str(conf))
+
+    def start(self) -> None:
+        if self.p.pid(NAME):
+            return
+        self.prepare()
+        self.p.spawn_launch(self.launch(), name=NAME)
+        self.wait_ready()
+
+    def wait_ready(self) -> None:
         wait_port(self.s.mqtt_port, timeout=self.s.start_timeout_s, what="mosquitto")
         wait_port(self.s.mqtts_port, timeout=self.s.start_timeout_s, what="mosquitto (TLS)")
+
+    def _sweep_retained(self, install: Install, data: Path) -> None:
+        """Clear the retained messages an older broker kept (before `retain_available false`),
+        once: the broker keeps delivering those it has stored to every new subscription.
+
+        It runs the broker on its persistence alone, reachable through a socket in its own
+        directory only, and publishes an empty retained message on every retained topic:
+        the one way MQTT has to delete one. Those empty messages also queue for the
+        gateway's stored session, as ordinary messages: they expire after a second, and the
+        sweep outlives them before the real broker starts.
+        """
+        if (data / "mosquitto.db").exists():
+            sock = data / "sweep.sock"
+            conf = data / "sweep.conf"
+            conf.write_text(
+                f"listener 0 {sock}\nallow_anonymous true\npersistence true\n"
+                f"persistence_location {data}/\nmax_queued_messages 0\nlog_dest stdout\n"
+            )
+            self.p.spawn(
+                "mosquitto-sweep", [str(install.broker), "-c", str(conf)], marker=str(conf)
+            )
+            try:
+                wait_until(sock.exists, timeout=self.s.start_timeout_s, what="mosquitto (sweep)")
+                cleared = clear_retained(sock)
+            finally:
+                # SIGTERM: the broker saves its state, without the cleared messages.
+                self.p.stop("mosquitto-sweep")
+                conf.unlink(missing_ok=True)
+            if cleared:
+                log.warning("cleared %d retained messages left by an older broker", cleared)
+        (data / RETAIN_SWEPT).touch()
+
+    @staticmethod
+    def _conf(data: Path) -> Path:
+        return data / "mosquitto.conf"
 
     def describe(self) -> str:
         """Which broker the stack runs (`up`, `status`): its version and where it lives."""

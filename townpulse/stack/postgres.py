@@ -9,9 +9,18 @@ import subprocess
 from pathlib import Path
 
 from townpulse.stack.config import PG_BIN, StackError, StackSettings
-from townpulse.stack.processes import Processes, base_env, can_connect, wait_port, wait_until
+from townpulse.stack.processes import (
+    Launch,
+    Processes,
+    base_env,
+    can_connect,
+    wait_port,
+    wait_until,
+)
 
 NAME = "postgres"
+# Written by deploy/install.sh when it could neither install nor build TimescaleDB: the reason.
+FALLBACK_FILE = "timescaledb-fallback"
 
 
 class Postgres:
@@ -58,18 +67,30 @@ class Postgres:
             if row and row[0] == "timescaledb":
                 return f"TimescaleDB {row[1]}"
             if row and row[0] == "postgres":
-                why = "database created without it" if available else "not installed"
-                return f"plain PostgreSQL (TimescaleDB {why})"
+                why = "database created without it" if available else self._why_not()
+                return f"WARNING: plain PostgreSQL (TimescaleDB {why})"
         if available:
             return f"TimescaleDB {available} (installed)"
-        return "plain PostgreSQL (TimescaleDB not installed: see deploy/install.sh)"
+        return f"WARNING: plain PostgreSQL (TimescaleDB {self._why_not()})"
 
-    def start(self) -> None:
-        if self.p.pid(NAME):
-            return
+    def _why_not(self) -> str:
+        """Why TimescaleDB is missing: what deploy/install.sh could not do, as it recorded it.
+        `up` and `status` say it each time, as a warning: the design's storage is TimescaleDB."""
+        try:
+            reason = (self.p.run / FALLBACK_FILE).read_text(encoding="utf-8").strip()
+        except OSError:
+            reason = ""
+        return f"not installed: {reason or 'see deploy/install.sh'}"
+
+    def prepare(self) -> None:
+        """Its data directory, initialised once (as root: the directory goes to `postgres`)."""
         data = self.p.data_dir("postgres", "postgres")
         if not (data / "PG_VERSION").exists():
             self._initdb(data)
+
+    def launch(self) -> Launch:
+        """The server's command line, run as the `postgres` user (local stack and systemd)."""
+        data = self.p.data_dir("postgres", "postgres", create=False)
         bin_dir, timescaledb = self.install()
         extra: list[str] = []
         if timescaledb:
@@ -84,9 +105,8 @@ class Postgres:
                 "-c",
                 "timescaledb.max_background_workers=4",
             ]
-        self.p.spawn(
-            NAME,
-            [
+        return Launch(
+            argv=[
                 str(bin_dir / "postgres"),
                 *extra,
                 "-D",
@@ -95,6 +115,12 @@ class Postgres:
                 f"port={self.s.postgres_port}",
                 "-c",
                 "listen_addresses=127.0.0.1",
+                # An error's DETAIL ("Key (device_id)=(meter-12) already exists") and the
+                # statement would keep device ids in the log after their erasure.
+                "-c",
+                "log_error_verbosity=terse",
+                "-c",
+                "log_min_error_statement=panic",
                 # TCP only: no socket files in a shared /var/run/postgresql.
                 "-c",
                 "unix_socket_directories=",
@@ -109,8 +135,17 @@ class Postgres:
             marker=str(data),
             user="postgres",
         )
+
+    def start(self) -> None:
+        if self.p.pid(NAME):
+            return
+        self.prepare()
+        self.p.spawn_launch(self.launch(), name=NAME)
+        self.wait_ready()
+        self.ensure_database()
+
+    def wait_ready(self) -> None:
         wait_port(self.s.postgres_port, timeout=self.s.start_timeout_s, what="postgres")
-        self._ensure_database()
 
     def stop(self) -> None:
         # SIGINT, the "fast" shutdown (it still checkpoints): SIGTERM would wait for every
@@ -149,7 +184,8 @@ class Postgres:
         finally:
             pwfile.unlink(missing_ok=True)
 
-    def _ensure_database(self) -> None:
+    def ensure_database(self) -> None:
+        """The application's role and database, made once the server runs."""
         import psycopg
         from psycopg import sql
 

@@ -18,6 +18,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from townpulse.stack.config import REPO, StackError
@@ -25,6 +26,21 @@ from townpulse.stack.config import REPO, StackError
 log = logging.getLogger("townpulse.stack")
 
 _CHILDREN: list[subprocess.Popen[bytes]] = []
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How a component starts: its command line, its own environment (over `base_env()`), the OS
+    user it runs as, and the marker its pid file holds.
+
+    The one description of a component's process: the local runner spawns it
+    (`Processes.spawn_launch`) and `townpulse service install` writes it into a systemd unit.
+    """
+
+    argv: list[str]
+    marker: str
+    env: dict[str, str] = field(default_factory=dict)
+    user: str | None = None
 
 
 class Processes:
@@ -47,20 +63,33 @@ class Processes:
                 f.write(secrets.token_urlsafe(24))
         return path.read_text().strip()
 
-    def data_dir(self, name: str, owner: str) -> Path:
+    def private_dir(self, path: Path) -> Path:
+        """A directory only the stack's own user may read (0700), made so if it exists already:
+        logs carry device ids, Kafka's data readings, pid files which processes are ours."""
+        path.mkdir(parents=True, exist_ok=True)
+        os.chmod(path, 0o700)
+        return path
+
+    def data_dir(self, name: str, owner: str, *, create: bool = True) -> Path:
         """A data directory owned by `owner`, who must be able to reach it.
 
         Daemons refuse to run as root, so they run as their own user; if the run directory sits
-        below a folder that user cannot enter, fall back to a private folder in /var/lib.
+        below a folder that user cannot enter, fall back to a private folder in /var/lib. With
+        `create=False`, only where it is (the systemd units name it before it exists).
         """
         preferred = self.run / "data" / name
+        # Others (the daemons' users) traverse it to their own directory; nobody lists it.
+        preferred.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(preferred.parent, 0o711)  # noqa: S103 - execute only: see above
         user = pwd.getpwnam(owner)
-        if reachable_by(preferred.parent, user):
+        if reachable_by(preferred.parent, user, fix=create):
             path = preferred
         else:
             tag = uuid.uuid5(uuid.NAMESPACE_URL, str(self.run)).hex[:12]
             path = Path("/var/lib/townpulse") / tag / name
             log.info("%s cannot reach %s; using %s", owner, preferred, path)
+        if not create:
+            return path
         path.mkdir(parents=True, exist_ok=True)
         os.chown(path, user.pw_uid, user.pw_gid)
         os.chmod(path, 0o700)
@@ -96,9 +125,15 @@ class Processes:
         cwd: Path | None = None,
         log_name: str | None = None,
     ) -> int:
-        self.pids.mkdir(parents=True, exist_ok=True)
-        self.logs.mkdir(parents=True, exist_ok=True)
-        logf = open(self.logs / f"{log_name or name}.log", "ab")  # noqa: SIM115 - to the child
+        self.private_dir(self.pids)
+        self.private_dir(self.logs)
+        # 0600, also a log an older version made world-readable: what the services log names
+        # devices, and a daemon's log may show its configuration.
+        fd = os.open(
+            self.logs / f"{log_name or name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600
+        )
+        os.fchmod(fd, 0o600)
+        logf = os.fdopen(fd, "ab")
         kwargs: dict[str, object] = {}
         if user:
             pw = pwd.getpwnam(user)
@@ -120,6 +155,16 @@ class Processes:
         _CHILDREN.append(proc)
         self.pid_file(name).write_text(f"{proc.pid} {marker}\n")
         return int(proc.pid)
+
+    def spawn_launch(self, launch: Launch, *, name: str, log_name: str | None = None) -> int:
+        return self.spawn(
+            name,
+            launch.argv,
+            marker=launch.marker,
+            env=launch.env,
+            user=launch.user,
+            log_name=log_name,
+        )
 
     def stop(self, name: str, *, sig: signal.Signals = signal.SIGTERM, timeout: float = 30) -> None:
         """Signal a component and wait for it to exit (SIGKILL after `timeout`)."""
@@ -167,16 +212,23 @@ def read_env_file(path: Path) -> dict[str, str]:
     return out
 
 
-def reachable_by(path: Path, user: pwd.struct_passwd) -> bool:
-    """Whether `user` can traverse every directory down to `path` (others' execute bit)."""
-    path.mkdir(parents=True, exist_ok=True)
+def reachable_by(path: Path, user: pwd.struct_passwd, *, fix: bool = True) -> bool:
+    """Whether `user` can traverse every directory down to `path` (others' execute bit).
+
+    With `fix`, `path` is created and opened to traversal; without, only its parents count
+    (what `fix` would do to `path` itself is taken for done)."""
+    if fix:
+        path.mkdir(parents=True, exist_ok=True)
     for p in [path, *path.parents]:
+        if not p.exists():
+            continue
         st = p.stat()
         if st.st_uid == user.pw_uid:
             continue
         if not st.st_mode & 0o001:
             if p == path:
-                os.chmod(p, st.st_mode | 0o001)
+                if fix:
+                    os.chmod(p, st.st_mode | 0o001)
                 continue
             return False
     return True

@@ -10,8 +10,11 @@ from townpulse.stack.config import INFRA, SERVICES, ServiceSpec, StackSettings
 from townpulse.stack.kafka import Kafka
 from townpulse.stack.mosquitto import Mosquitto
 from townpulse.stack.postgres import Postgres
-from townpulse.stack.processes import Processes, read_env_file
-from townpulse.stack.services import Services
+from townpulse.stack.processes import Launch, Processes, read_env_file
+from townpulse.stack.services import Services, keeper
+
+# The early warnings' process (townpulse/watch/): kept like a service, but serves no HTTP.
+WATCH = "watch"
 
 
 class Stack:
@@ -85,7 +88,7 @@ class Stack:
         }
         if name in infra:
             infra[name].stop()
-        elif name.partition("-")[0] in {s.name for s in SERVICES}:
+        elif name == WATCH or name.partition("-")[0] in {s.name for s in SERVICES}:
             self.services.stop(name)
         else:
             self.procs.stop(name)
@@ -104,9 +107,12 @@ class Stack:
         self.services.wait_healthy(spec, instance=instance)
 
     def restart(self, name: str) -> None:
-        """Stop a running service gracefully and start it again."""
+        """Stop a running service (or the watch) gracefully and start it again."""
         self.services.stop(name)
-        self.restart_service(name)
+        if name == WATCH:
+            self.start_watch()
+        else:
+            self.restart_service(name)
 
     def restart_service(self, name: str) -> None:
         """Start a service (or an extra instance, `energy-2`) and wait until it is ready."""
@@ -128,6 +134,7 @@ class Stack:
             mqtt_admin_password=self.procs.secret("mqtt-admin"),
             mqtt_gateway_password=self.procs.secret("mqtt-gateway"),
             admin_key_file=self.admin_key_file,
+            gateways=self.s.gateways,
         )
         if created:
             print(f"Admin API key created: {self.admin_key_file} (mode 0600, shown nowhere else)")
@@ -147,10 +154,27 @@ class Stack:
             for i in range(1, self.services.counts(spec) + 1):
                 self.services.wait_healthy(spec, instance=i)
         self.write_stack_env()
+        self.start_watch()
+
+    def watch_launch(self) -> Launch:
+        """The early warnings' process (local stack and systemd)."""
+        return Launch(
+            argv=[sys.executable, "-m", "townpulse.watch"],
+            marker="townpulse.watch",
+            env={
+                "TOWNPULSE_RUN_DIR": str(self.run),
+                "TOWNPULSE_KAFKA_BOOTSTRAP": self.kafka.bootstrap,
+                "TOWNPULSE_MQTTS_PORT": str(self.s.mqtts_port),
+            },
+        )
+
+    def start_watch(self) -> None:
+        self.services.keep(WATCH, self.watch_launch())
 
     def down(self) -> None:
         # Producers of data first, so that nothing is left half-way when the broker goes.
         self.procs.stop("simulator")
+        self.services.stop(WATCH)
         for spec in SERVICES:
             for name in reversed(self.services.instances(spec)):
                 self.services.stop(name)
@@ -194,20 +218,34 @@ class Stack:
                 {"name": name, "state": "up" if pid else "down", "pid": pid, "port": ports[name]}
             )
         rows += self.services.status()
+        pid = self.pid(WATCH)
+        kept = self.services.restarts(WATCH) if self.pid(keeper(WATCH)) else {}
+        rows.append(
+            {
+                "name": WATCH,
+                "state": "up" if pid else "down",
+                "pid": pid,
+                "port": None,
+                "restarts": kept.get("restarts", 0),
+            }
+        )
         pid = self.pid("simulator")
         rows.append(
             {"name": "simulator", "state": "up" if pid else "down", "pid": pid, "port": None}
         )
         return rows
 
-    def start_simulator(self) -> None:
+    def simulator_launch(self) -> Launch:
+        """The living town's simulator (local stack, and systemd with `--sim`)."""
         from townpulse.simulator.cli import LIVING_TOWN_ARGS
 
-        if self.pid("simulator"):
-            return
-        self.procs.spawn(
-            "simulator",
-            [sys.executable, "-m", "townpulse", "simulate", *LIVING_TOWN_ARGS],
+        return Launch(
+            argv=[sys.executable, "-m", "townpulse", "simulate", *LIVING_TOWN_ARGS],
             marker="townpulse simulate",
             env=read_env_file(self.stack_env_file),
         )
+
+    def start_simulator(self) -> None:
+        if self.pid("simulator"):
+            return
+        self.procs.spawn_launch(self.simulator_launch(), name="simulator")

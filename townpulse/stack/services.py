@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from shared.mqtt_admin import gateway_username
 from townpulse.stack.config import (
     COMPACT_MEMBERS,
     COMPACT_PROCESS,
@@ -16,7 +17,7 @@ from townpulse.stack.config import (
     ServiceSpec,
     StackSettings,
 )
-from townpulse.stack.processes import Processes, alive, http_ok, wait_until
+from townpulse.stack.processes import Launch, Processes, alive, http_ok, wait_until
 
 if TYPE_CHECKING:
     from townpulse.tls import TlsFiles
@@ -50,9 +51,13 @@ class Services:
             "TOWNPULSE_HTTP_HOST": "127.0.0.1",
             "TOWNPULSE_HTTP_PORT": str(self.port(spec, instance)),
             "TOWNPULSE_INSTANCE": f"{spec.name}-{instance}",
+            "TOWNPULSE_LOG_PSEUDONYM_KEY": self.p.secret("log-pseudonym-key"),
         }
         if spec.mqtt_user:
-            env["TOWNPULSE_MQTT_USERNAME"] = spec.mqtt_user
+            # Each gateway instance has its own identity, bound to its client id (its instance
+            # name); they share one password (shared/mqtt_admin.py).
+            user = gateway_username(instance) if spec.name == "gateway" else spec.mqtt_user
+            env["TOWNPULSE_MQTT_USERNAME"] = user
             env["TOWNPULSE_MQTT_PASSWORD"] = self.p.secret(f"mqtt-{spec.mqtt_user}")
         if spec.name == "gateway" and self.s.gateways > 1:
             # Several gateways split the messages; one keeps a plain subscription, which
@@ -137,26 +142,40 @@ class Services:
     def start(self, spec: ServiceSpec, *, instance: int = 1) -> None:
         """Start a service under its keeper, which restarts it whenever it exits."""
         name = spec.name if instance == 1 else f"{spec.name}-{instance}"
-        if self.process(name) != name:
-            self._start_compact()
-            return
-        self._keep(name, [spec.module], env=self.env(spec, instance=instance))
+        process = self.process(name)
+        self.keep(process, self.launch(process))
 
-    def _start_compact(self) -> None:
-        from townpulse.together import member_env_var
+    def processes(self) -> list[str]:
+        """Every process the services run in (one per service and instance, or the compact
+        layout's shared one): what the stack and the systemd units start."""
+        names = [
+            self.process(spec.name if i == 1 else f"{spec.name}-{i}")
+            for spec in SERVICES
+            for i in range(1, self.counts(spec) + 1)
+        ]
+        return list(dict.fromkeys(names))
 
-        specs = [s for s in SERVICES if s.name in COMPACT_MEMBERS]
-        env = self.env(specs[0])
-        # Each member's own settings (its port, its instance name) over the common ones.
-        env |= {member_env_var(s.name): json.dumps(self.env(s)) for s in specs}
-        self._keep(COMPACT_PROCESS, ["townpulse.together", *(s.name for s in specs)], env=env)
+    def launch(self, process: str) -> Launch:
+        """`python -m MODULE ...` of a service's process, with its environment."""
+        if process == COMPACT_PROCESS:
+            from townpulse.together import member_env_var
 
-    def _keep(self, name: str, module_args: list[str], *, env: dict[str, str]) -> None:
-        """`python -m MODULE ARGS...` under a keeper, unless it (or its keeper) runs already."""
+            specs = [s for s in SERVICES if s.name in COMPACT_MEMBERS]
+            env = self.env(specs[0])
+            # Each member's own settings (its port, its instance name) over the common ones.
+            env |= {member_env_var(s.name): json.dumps(self.env(s)) for s in specs}
+            module_args = ["townpulse.together", *(s.name for s in specs)]
+        else:
+            spec, instance = self.resolve(process)
+            env = self.env(spec, instance=instance)
+            module_args = [spec.module]
+        return Launch(argv=[sys.executable, "-m", *module_args], marker=module_args[0], env=env)
+
+    def keep(self, name: str, launch: Launch) -> None:
+        """A process under a keeper, unless it (or its keeper) runs already."""
         if self.p.pid(keeper(name)) or self.p.pid(name):
             return
         self.p.pids.mkdir(parents=True, exist_ok=True)
-        module = module_args[0]
         self.p.spawn(
             keeper(name),
             [
@@ -165,14 +184,12 @@ class Services:
                 "townpulse.keeper",
                 name,
                 str(self.p.pids),
-                module,
+                launch.marker,
                 "--",
-                sys.executable,
-                "-m",
-                *module_args,
+                *launch.argv,
             ],
             marker=f"townpulse.keeper {name}",
-            env=env,
+            env=launch.env,
             log_name=name,
         )
         # Until the child has exec'd, its command line is ours and `pid()` does not know it:

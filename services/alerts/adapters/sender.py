@@ -105,6 +105,10 @@ async def send(
         error = f"timeout after {timeout_s:g} s"
     except httpx.HTTPError as exc:
         error = f"{type(exc).__name__}: {exc}"[:300] if status is None else None
+    except (httpx.InvalidURL, ValueError, UnicodeError) as exc:
+        # A URL stored before shared.inputs.OutboundUrl checked it: a failed attempt (which the
+        # delivery log shows), not a crash of the dispatcher or a 500 on a test-send.
+        error = f"invalid URL: {exc}"[:300]
     return AttemptResult(
         started_at=started_at,
         latency_s=time.perf_counter() - t0,

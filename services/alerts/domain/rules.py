@@ -182,7 +182,7 @@ def episode_signal(event: AlertEvent) -> Signal:
     observed = event.explanation.get("observed")
     return Signal(
         device_id=event.device_id,
-        domain=event.domain.value,
+        domain=str(event.domain),
         kind=event.kind,
         active=event.phase == "start",
         at=event.ts,

@@ -22,7 +22,7 @@ from services.alerts.schemas import (
 )
 from shared.http import Admin, Operator, Viewer, check_time
 from shared.schemas import Severity
-from shared.topics import Domain
+from shared.topics import AlertDomain
 
 router = APIRouter(prefix="/v1", tags=["alerts"])
 
@@ -44,7 +44,7 @@ async def list_alerts(
     request: Request,
     _: Viewer,
     state: State = None,
-    domain: Domain | None = None,
+    domain: AlertDomain | None = None,
     severity: Severity | None = None,
     device_id: str | None = None,
     kind: str | None = None,
@@ -57,7 +57,7 @@ async def list_alerts(
         alerts = await repo.list_alerts(
             conn,
             state=state,
-            domain=domain.value if domain else None,
+            domain=str(domain) if domain else None,
             severity=severity.value if severity else None,
             device_id=device_id,
             kind=kind,

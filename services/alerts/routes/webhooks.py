@@ -32,6 +32,7 @@ from services.alerts.schemas import (
 )
 from services.alerts.settings import AlertsSettings
 from shared.http import Admin
+from shared.inputs import Instant
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 
@@ -305,7 +306,7 @@ async def redeliver_failed(
     sub_id: str,
     request: Request,
     _: Admin,
-    since: Annotated[datetime | None, Query(description="only deliveries created since")] = None,
+    since: Annotated[Instant | None, Query(description="only deliveries created since")] = None,
 ) -> BulkRedeliverOut:
     """Queue every failed delivery again (same webhook-ids), e.g. after a receiver came back;
     re-enables the subscription."""

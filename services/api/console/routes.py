@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import parse_qsl, urlencode
 
 import jinja2
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
@@ -51,6 +52,26 @@ SECURITY_HEADERS = {
 }
 
 Operator = Annotated[Principal, Depends(authenticate)]
+CONSOLE_PATHS = frozenset(path for path, _, _ in PAGES) | {"/public"}
+
+
+def after_signin(next_: str | None) -> str:
+    """Where sign-in leads: one of the console's own pages (with its query), else the overview.
+
+    Browsers read `/\\evil.example` as `//evil.example`, another site: so the path must be one
+    of ours exactly, not merely start with a slash.
+
+    >>> after_signin("/energy?meter=m-1"), after_signin("/%5Cevil.example")
+    ('/energy?meter=m-1', '/')
+    >>> after_signin("//evil.example"), after_signin("https://evil.example/"), after_signin(None)
+    ('/', '/', '/')
+    """
+    path, _, query = (next_ or "").partition("#")[0].partition("?")
+    if path not in CONSOLE_PATHS:
+        return "/"
+    # Re-encoded: the query cannot smuggle anything past the path, which is ours.
+    query = urlencode(parse_qsl(query, keep_blank_values=True))
+    return f"{path}?{query}" if query else path
 
 
 class Renderer:
@@ -73,7 +94,14 @@ class Renderer:
             self.envs[lang] = env
             self.messages[lang] = i18n.messages(tr)
 
-    def page(self, request: Request, template: str, *, public: bool = False) -> HTMLResponse:
+    def page(
+        self,
+        request: Request,
+        template: str,
+        *,
+        public: bool = False,
+        context: dict[str, Any] | None = None,
+    ) -> HTMLResponse:
         query_lang = request.query_params.get("lang")
         lang = i18n.pick_language(
             query=query_lang,
@@ -90,6 +118,7 @@ class Renderer:
                 public=public,
                 tz=self.settings.timezone,
                 messages=self.messages[lang],
+                **(context or {}),
             )
         )
         response = HTMLResponse(html, headers=SECURITY_HEADERS)
@@ -114,12 +143,22 @@ def create_router(settings: ApiSettings) -> APIRouter:
 
     for path, template, _ in PAGES:
         add_page(path, template)
-    add_page("/signin", "signin")
+
+    @router.get("/signin", response_class=HTMLResponse)
+    async def signin(request: Request) -> HTMLResponse:
+        """The sign-in page; where it leads once the key is accepted is checked here."""
+        target = after_signin(request.query_params.get("next"))
+        return renderer.page(request, "signin", context={"next": target})
 
     @router.get("/public", response_class=HTMLResponse)
     async def public_page(request: Request) -> HTMLResponse:
         """Open data for citizens: no key, only what the town published."""
         return renderer.page(request, "public", public=True)
+
+    @router.get("/favicon.ico", response_class=RedirectResponse)
+    async def favicon() -> RedirectResponse:
+        """Browsers ask for it on every page, key or not: the console's icon (not a 401)."""
+        return RedirectResponse("/static/favicon.svg", status_code=301)
 
     @router.get("/console", response_class=RedirectResponse)
     async def console() -> RedirectResponse:

@@ -40,7 +40,13 @@ from services.api.settings import ApiSettings
 from shared import audit, erasure
 from shared.auth import hash_key, new_device_password
 from shared.http import Admin, Viewer, time_window
-from shared.mqtt_admin import DeviceIdentity, DynSecClient, DynSecError
+from shared.mqtt_admin import (
+    DeviceIdentity,
+    DynSecClient,
+    DynSecError,
+    client_id_of,
+    reserved_reason,
+)
 from shared.topics import Domain, mqtt_topic
 
 router = APIRouter(prefix="/v1/devices", tags=["devices"])
@@ -95,6 +101,7 @@ def _credentials(
         ca_certificate=ca if ca is not None else _ca_certificate(settings),
         username=device.id,
         password=password,
+        client_id=client_id_of(device.id),
         topic=device.topic,
     )
 
@@ -406,6 +413,13 @@ async def rotate_credentials(device_id: str, request: Request, _: Admin) -> Devi
             detail="a device with a DevEUI has no MQTT credentials: its network server "
             "forwards its uplinks",
         )
+    if reason := reserved_reason(device_id):
+        # Registered by a version that did not reserve the name: new credentials would replace
+        # the service identity of that name.
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            detail=f"{reason}: register the device again under another id",
+        )
     device = _device(row)
     password = new_device_password()
     # add_device recreates client and role: also repairs a device the broker lost.
@@ -558,9 +572,12 @@ async def delete_device(
         elif not await repo.delete_device(conn, device_id):
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such device")
         # In the transaction: if the broker refuses, nothing is deleted either. Removing a
-        # device the broker no longer knows (deleted earlier) is not an error.
+        # device the broker no longer knows (deleted earlier) is not an error. A device an
+        # older version registered under a reserved name has no identity of its own: the one
+        # of that name is the service's.
         try:
-            await asyncio.to_thread(_dynsec(request).remove_device, device_id)
+            if reserved_reason(device_id) is None:
+                await asyncio.to_thread(_dynsec(request).remove_device, device_id)
         except DynSecError as exc:
             raise HTTPException(
                 status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"MQTT broker refused: {exc}"

@@ -98,9 +98,16 @@ async def unpublish_dataset(dataset: DatasetId, request: Request, _: Admin) -> R
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-def _base_url(request: Request) -> str:
-    settings: ApiSettings = request.app.state.settings
-    return settings.open_data_base_url or str(request.url_for("catalog"))
+def catalogue_base(settings: ApiSettings) -> str:
+    """What the catalogue's links start with: the configured public address, else a path.
+
+    >>> catalogue_base(ApiSettings(dev_mode=True))
+    '/open-data/'
+    >>> catalogue_base(ApiSettings(dev_mode=True, public_base_url="https://data.town.example/"))
+    'https://data.town.example/open-data/'
+    """
+    base = (settings.public_base_url or "").rstrip("/")
+    return f"{base}{public_router.prefix}/"
 
 
 def _floors(settings: ApiSettings) -> dict[Floor, int]:
@@ -117,7 +124,7 @@ async def catalog(request: Request) -> JSONResponse:
     async with request.app.state.pool.connection() as conn:
         published = await repo.publications(conn)
     doc = opendata.catalog_jsonld(
-        base_url=_base_url(request),
+        base_url=catalogue_base(settings),
         publisher=settings.open_data_publisher,
         published=published,
         floors=_floors(settings),

@@ -16,7 +16,7 @@ from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
-from shared.schemas import Severity
+from shared.schemas import AlertEvent, Severity
 from shared.topics import Domain
 from tests.alerts_support import event, produce_events, unique_kind
 from tests.e2e.console.conftest import Console, mosquitto_pub
@@ -309,3 +309,52 @@ def test_webhook_created_with_its_secret_once_then_tested_and_rotated(
         receiver.close()
         if sub_id:
             api.delete(f"/v1/webhooks/{sub_id}")
+
+
+def test_sign_in_never_leads_off_site(console: Console, admin_key: str) -> None:
+    """`/\\evil.example` is `//evil.example` to a browser: the key would follow the user there."""
+    console.sign_in(admin_key, "/%5Cevil.example")
+    assert console.driver.current_url.rstrip("/") == console.base.rstrip("/")
+
+
+def test_the_admin_sees_the_platform_warnings_on_the_overview_and_a_viewer_does_not(
+    console: Console,
+    api: httpx.Client,
+    admin_key: str,
+    stack_env: dict[str, str],
+    key_factory: Callable[[str], str | None],
+) -> None:
+    # The event the watch (townpulse/watch/) sends for a filling disk, on the same topic.
+    subject = f"disk-test{uuid.uuid4().hex[:8]}"
+    now = datetime.now(UTC)
+
+    def episode(phase: str) -> AlertEvent:
+        return AlertEvent(
+            event_id=AlertEvent.make_id(
+                device_id=subject, kind="platform.disk_high", episode_start=now, phase=phase
+            ),
+            device_id=subject,
+            domain="platform",
+            kind="platform.disk_high",
+            phase=phase,  # type: ignore[arg-type]
+            severity=Severity.WARNING,
+            episode_start=now,
+            ts=now,
+            explanation={"expected": 85.0, "observed": 91.5, "days_left": 4.0, "message": "test"},
+        )
+
+    produce_events(stack_env["KAFKA_BOOTSTRAP"], [episode("start")])
+    try:
+        wait_for(
+            lambda: api.get("/v1/alerts", params={"device_id": subject}).json(), what="the alert"
+        )
+        console.sign_in(admin_key, "/")
+        text = console.text("#platform-list")
+        assert subject in text
+        assert "Disque qui se remplit" in text and "plein dans 4 jours" in text
+        viewer = key_factory("viewer")
+        assert viewer is not None
+        console.sign_in(viewer, "/")
+        assert not console.one("#platform-card").is_displayed()
+    finally:
+        produce_events(stack_env["KAFKA_BOOTSTRAP"], [episode("end")])

@@ -82,7 +82,8 @@ def test_odd_encodings_decode_as_libc_does() -> None:
 def test_the_api_refuses_forbidden_targets_with_422(api: httpx.Client, url: str) -> None:
     r = api.post("/v1/webhooks", json={"url": url})
     assert r.status_code == 422, r.text
-    assert "webhook target refused" in r.text
+    # 0177.0.0.2 (octal) is refused before the target check: httpx, which sends, cannot parse it.
+    assert "webhook target refused" in r.text or "Invalid IPv4 address" in r.text
 
 
 @pytest.mark.integration

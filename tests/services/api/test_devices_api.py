@@ -25,6 +25,8 @@ def _pub(
             device.host,
             "-p",
             str(device.port),
+            "-i",
+            device.username,
             "-u",
             device.username,
             "-P",

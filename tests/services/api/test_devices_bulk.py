@@ -52,6 +52,8 @@ def _pub(creds: dict, payload: str, *, topic: str | None = None) -> int:
             creds["host"],
             "-p",
             str(creds["port"]),
+            "-i",
+            creds["username"],
             "-u",
             creds["username"],
             "-P",

@@ -165,7 +165,7 @@ def _pub(creds: dict[str, Any], topic: str, payload: str) -> int:
     return subprocess.run(
         [
             *("mosquitto_pub", "-h", creds["host"], "-p", str(creds["port"])),
-            *("-u", creds["username"], "-P", creds["password"]),
+            *("-i", creds["username"], "-u", creds["username"], "-P", creds["password"]),
             *("-t", topic, "-q", "1", "-m", payload),
         ],
         capture_output=True,

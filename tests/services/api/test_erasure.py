@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,11 +17,18 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from psycopg import AsyncConnection
 
-from shared import erasure
+from shared import erasure, retention
 from shared.schemas import AlertEvent, Reading, ReadingBatch
 from shared.topics import READINGS_TOPICS, Domain
 from tests.alerts_support import event, produce_events, produce_readings, unique_kind
-from tests.data_rows import add_reading, add_row, connect, count_rows, refresh_aggregates
+from tests.data_rows import (
+    add_reading,
+    add_row,
+    connect,
+    count_rows,
+    plain_database,
+    refresh_aggregates,
+)
 from tests.support import Publisher, count_readings, wait_for
 from townpulse.stack import Stack
 
@@ -321,14 +329,38 @@ def test_erasure_input_and_access(
     assert api.get(f"/v1/devices/{device.id}").status_code == 200
 
 
-async def test_every_table_naming_devices_is_erased(stack: Stack) -> None:
+@pytest.fixture(params=["stack", pytest.param("plain", marks=pytest.mark.plain_postgres)])
+async def database(request: pytest.FixtureRequest, stack: Stack) -> AsyncIterator[str]:
+    """The stack's database, and one kept on plain PostgreSQL (monthly partitions instead of
+    hypertables), whatever the stack runs: the fallback must not rot where CI has TimescaleDB."""
+    if request.param == "stack":
+        yield stack.database_url()
+    else:
+        async with plain_database(stack) as url:
+            async with await connect(url) as conn:
+                # A reading makes its month's partition (readings_2026m11...).
+                await add_reading(conn, f"probe-{uuid.uuid4().hex[:8]}", datetime.now(UTC))
+            yield url
+
+
+async def test_every_table_naming_devices_is_erased(database: str) -> None:
     """A table added later with a device_id column must be added to the erasure too."""
-    async with await connect(stack.database_url()) as conn:
+    async with await connect(database) as conn:
+        # A month of a partitioned table (plain PostgreSQL's readings_2026m11...) is erased
+        # through its parent, like a hypertable's chunks: only tables of their own count.
         cur = await conn.execute(
-            "SELECT table_name FROM information_schema.columns"
-            " WHERE table_schema = 'public' AND column_name = 'device_id'"
+            "SELECT c.table_name FROM information_schema.columns c"
+            " JOIN pg_class k ON k.relname = c.table_name"
+            " JOIN pg_namespace n ON n.oid = k.relnamespace AND n.nspname = c.table_schema"
+            " WHERE c.table_schema = 'public' AND c.column_name = 'device_id'"
+            " AND NOT k.relispartition"
         )
         tables = {r["table_name"] for r in await cur.fetchall()}
+        cur = await conn.execute(
+            "SELECT count(*) AS n FROM pg_class WHERE relispartition AND relname LIKE 'readings%%'"
+        )
+        partitions = (await cur.fetchone())["n"]  # type: ignore[index]
+        assert partitions > 0 or await retention.backend(conn) == "timescaledb"
     covered = {t for t, _ in erasure.DEVICE_TABLES} | {
         "alerts",
         "deadletters",
@@ -337,3 +369,27 @@ async def test_every_table_naming_devices_is_erased(stack: Stack) -> None:
         "device_erasures",
     }
     assert tables - covered == set()
+
+
+@pytest.mark.plain_postgres
+async def test_erasure_on_plain_postgresql_leaves_nothing(stack: Stack) -> None:
+    """The same footprint erased on plain PostgreSQL: the monthly partitions through their
+    parent, the hourly/daily rollup tables anonymised."""
+    device_id = f"plain-{uuid.uuid4().hex[:8]}"
+    async with plain_database(stack) as url, await connect(url) as conn:
+        assert await retention.backend(conn) == "postgres"
+        await _footprint(conn, device_id)
+        assert await count_rows(conn, "readings", device_id) >= 1
+        async with conn.transaction():
+            result = await erasure.erase_device(
+                conn,
+                device_id=device_id,
+                topic=f"townpulse/waste/{device_id}",
+                erase_aggregates=False,
+            )
+        assert result["rows"]["readings"] >= 1
+        left = {t: n for t in ERASED if (n := await count_rows(conn, t, device_id))}
+        assert not left, f"rows still naming the erased device: {left}"
+        for view in erasure.AGGREGATES:
+            assert await count_rows(conn, view, device_id) == 0
+            assert await count_rows(conn, view, result["anonymous_id"]) >= 1

@@ -159,3 +159,50 @@ async def test_a_burst_from_pahos_thread_arrives_whole_and_in_order_with_few_wak
     assert received == list(range(n))
     # One wake-up per message is what this replaced; a burst must share them.
     assert wakeups < n / 2, wakeups
+
+
+def _publish(port: int, payload: bytes, *, retain: bool) -> None:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        client.publish("sensors/waste/bin-1", payload, qos=1, retain=retain).wait_for_publish(10)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
+async def test_a_message_from_the_brokers_retained_store_is_dropped(broker: Broker) -> None:
+    # The stack's broker refuses retained publishes; one an older broker kept must still not
+    # be ingested (again at every reconnect).
+    _publish(broker.port, b"retained", retain=True)
+    received: list[bytes] = []
+
+    def on_message(msg: Incoming) -> None:
+        received.append(msg.payload)
+        source.ack(msg)
+
+    source = MqttSource(
+        host="127.0.0.1",
+        port=broker.port,
+        client_id="gateway-test",
+        username="",
+        password="",
+        share_group="",
+        keepalive_s=GatewaySettings(dev_mode=True).mqtt_keepalive_s,
+        on_message=on_message,
+        loop=asyncio.get_running_loop(),
+    )
+    source.start()
+    try:
+        await until(lambda: source.connected, within_s=10, what="the gateway's connection")
+        # Published once subscribed: it arrives after the retained one would have.
+        await until(
+            lambda: _publish(broker.port, b"live", retain=False) or received,
+            within_s=10,
+            what="the live message",
+        )
+        assert received[0] == b"live"
+        assert b"retained" not in received
+    finally:
+        source.stop()

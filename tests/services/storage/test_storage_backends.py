@@ -22,7 +22,7 @@ from townpulse.stack import Stack
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(params=["stack", "plain"])
+@pytest.fixture(params=["stack", pytest.param("plain", marks=pytest.mark.plain_postgres)])
 async def db(request: pytest.FixtureRequest, stack: Stack) -> AsyncIterator[AsyncConnection[Any]]:
     if request.param == "stack":
         url = stack.database_url()

@@ -68,6 +68,7 @@ window.TP = (() => {
   const dtFormat = new Intl.DateTimeFormat(lang, { timeZone: tz, dateStyle: "short", timeStyle: "short" });
   const timeFormat = new Intl.DateTimeFormat(lang, { timeZone: tz, hour: "2-digit", minute: "2-digit" });
   const tickFormat = new Intl.DateTimeFormat(lang, { timeZone: tz, weekday: "short", hour: "2-digit", minute: "2-digit" });
+  const dayTickFormat = new Intl.DateTimeFormat(lang, { timeZone: tz, weekday: "short", day: "numeric", month: "short" });
   const relFormat = new Intl.RelativeTimeFormat(lang, { numeric: "auto" });
   function when(iso) {
     return iso ? dtFormat.format(new Date(iso)) : "—";
@@ -176,7 +177,16 @@ window.TP = (() => {
       series: [{ label: t("Time") }, ...series.map((s) => ({ label: s.label, stroke: s.stroke, width: s.width || 2, dash: s.dash, fill: s.fill, points: { show: false } }))],
       bands: bands || (band ? [band] : []),
       // Tick labels in the town's time and the user's language (uPlot's own are US English).
-      axes: [{ values: (u, splits) => splits.map((v) => tickFormat.format(new Date(v * 1000))) }, { size: 60 }],
+      // Ticks at least a label's width apart (uPlot's default 50 px let "Mon 14:00" labels
+      // overlap over three days), and days rather than hours once ticks are a day or more apart.
+      axes: [
+        {
+          space: 90,
+          values: (u, splits, axis, space, incr) =>
+            splits.map((v) => (incr >= 86400 ? dayTickFormat : tickFormat).format(new Date(v * 1000))),
+        },
+        { size: 60 },
+      ],
       legend: { live: true },
     };
     return new uPlot(opts, [x, ...series.map((s) => s.data)], el);

@@ -101,7 +101,7 @@ TP.page(async () => {
   function example(m, domain) {
     const [metric, value] = METRIC[domain] || ["value", 1];
     const payload = `{"ts":"'"$(date -u +%Y-%m-%dT%H:%M:%SZ)"'","${metric}":${value}}`;
-    return `mosquitto_pub -h ${m.host} -p ${m.port} -q ${m.qos} -u '${m.username}' -P '${m.password}' \\\n  -t '${m.topic}' -m '${payload}'`;
+    return `mosquitto_pub -h ${m.host} -p ${m.port} -q ${m.qos} -i '${m.client_id}' -u '${m.username}' -P '${m.password}' \\\n  -t '${m.topic}' -m '${payload}'`;
   }
   // Devices on the town's network use the TLS listener, verified with the stack's own CA.
   function exampleTls(m, domain) {

@@ -32,8 +32,10 @@ TP.page(async () => {
     const x = cons.items.map((r) => new Date(r.bucket).getTime() / 1000);
     const observed = cons.items.map((r) => r.observed_kwh);
     const expected = cons.items.map((r) => r.expected_kwh);
-    const lower = cons.items.map((r) => r.lower_kwh);
-    const upper = cons.items.map((r) => r.upper_kwh);
+    // A meter cannot use less than nothing: the model's band is drawn from 0 kWh up.
+    const floor0 = (v) => (v == null ? null : Math.max(0, v));
+    const lower = cons.items.map((r) => floor0(r.lower_kwh));
+    const upper = cons.items.map((r) => floor0(r.upper_kwh));
     const fc = forecast ? forecast.hours : [];
     const fx = fc.map((r) => new Date(r.target_ts).getTime() / 1000);
     const pad = (arr, n) => [...arr, ...Array(n).fill(null)];
@@ -44,12 +46,12 @@ TP.page(async () => {
         { label: t("Observed"), stroke: "#0b5cad", data: pad(observed, fx.length) },
         { label: t("Expected"), stroke: "#6b6b6b", dash: [6, 4], data: pad(expected, fx.length) },
         { label: t("Forecast"), stroke: "#8a5300", data: [...before(x.length), ...fc.map((r) => r.expected)] },
-        { label: t("Forecast upper"), stroke: "rgba(138,83,0,.35)", width: 1, data: [...before(x.length), ...fc.map((r) => r.upper)] },
-        { label: t("Forecast lower"), stroke: "rgba(138,83,0,.35)", width: 1, data: [...before(x.length), ...fc.map((r) => r.lower)] },
+        { label: t("Forecast upper"), stroke: "rgba(138,83,0,.35)", width: 1, data: [...before(x.length), ...fc.map((r) => floor0(r.upper))] },
+        { label: t("Forecast lower"), stroke: "rgba(138,83,0,.35)", width: 1, data: [...before(x.length), ...fc.map((r) => floor0(r.lower))] },
         { label: t("Expected upper"), stroke: "rgba(107,107,107,.45)", width: 1, data: pad(upper, fx.length) },
         { label: t("Expected lower"), stroke: "rgba(107,107,107,.45)", width: 1, data: pad(lower, fx.length) },
       ],
-      // The expected band (what the model considers normal) and the forecast's interval.
+      // Grey: the expected band (what the model considers normal); brown: the forecast's interval.
       bands: [
         { series: [6, 7], fill: "rgba(107,107,107,.15)" },
         { series: [4, 5], fill: "rgba(208,138,0,.15)" },

@@ -51,6 +51,37 @@ TP.page(async () => {
         ` — ${ago(a.last_seen)}`)), t("No open alert."));
   } else fill("#alerts-list", [unavailable(alerts)]);
 
+  // The platform's own early warnings (townpulse/watch/): for the admin, who looks after the
+  // machine. The watch's message is English; the console says the same from its figures.
+  if (TP.can("admin")) {
+    TP.$("#platform-card").hidden = false;
+    const label = {
+      "platform.disk_high": t("Disk filling up"),
+      "platform.backup_stale": t("Backup too old"),
+      "platform.certificate_expiring": t("Certificate expiring"),
+      "platform.restarts_high": t("Service restarting often"),
+    };
+    const detail = (a) => {
+      const x = a.explanation || {};
+      if (a.kind === "platform.disk_high") {
+        const used = t("{pct} % used", { pct: num(x.observed, 1) });
+        return x.days_left == null ? used : `${used}, ${t("full in {n} days", { n: num(x.days_left, 1) })}`;
+      }
+      if (a.kind === "platform.backup_stale") return t("last successful backup {n} h ago", { n: num(x.observed, 0) });
+      if (a.kind === "platform.certificate_expiring") return t("{n} days left", { n: num(x.observed, 1) });
+      if (a.kind === "platform.restarts_high") return t("{n} restarts in the last hour", { n: num(x.observed, 0) });
+      return x.message || "";
+    };
+    const platform = await settle(api("/v1/alerts?domain=platform&limit=200"));
+    if (platform.ok) {
+      const current = platform.v.filter((a) => a.state !== "resolved");
+      fill("#platform-list", current.map((a) =>
+        h("li", {}, h("span", { class: `sev-${a.severity}` }, t(a.severity)), " ",
+          h("a", { href: `/alerts?id=${encodeURIComponent(a.id)}` }, `${label[a.kind] || a.kind} · ${a.device_id}`),
+          ` — ${detail(a)}, ${t("since")} ${ago(a.first_seen)}`)), t("No warning: disks, backups, certificates and restarts are fine."));
+    } else fill("#platform-list", [unavailable(platform)]);
+  }
+
   if (fresh.ok) {
     fill("#freshness", fresh.v.items.map((f) => h("tr", {},
       h("td", {}, t(f.domain)), h("td", {}, num(f.devices, 0)), h("td", {}, num(f.reporting, 0)),

@@ -8,9 +8,10 @@ TP.page(async () => {
     try {
       const r = await fetch("/v1/me", { headers: { Authorization: `Bearer ${key}` } });
       if (!r.ok) throw new Error(TP.t("This key was refused."));
-      const next = new URLSearchParams(location.search).get("next") || "/";
-      // Only paths of this console: never an open redirect to another site.
-      location.assign(next.startsWith("/") && !next.startsWith("//") ? next : "/");
+      // Where to go was checked by the server (one of the console's own pages, else "/"):
+      // the page's own query string is never followed, so no open redirect to another site.
+      const next = form.dataset.next || "/";
+      location.assign(next.startsWith("/") && !/^\/[\/\\]/.test(next) ? next : "/");
     } catch (err) {
       sessionStorage.removeItem(TP.KEY);
       TP.status(err.message, "error");

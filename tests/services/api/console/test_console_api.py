@@ -19,6 +19,13 @@ def test_me_names_the_key_and_its_role(api: httpx.Client, admin_key: str) -> Non
     assert httpx.get(api.base_url.join("/v1/me")).status_code == 401
 
 
+def test_the_browsers_icon_request_is_answered_without_a_key(api: httpx.Client) -> None:
+    """Browsers ask every page's /favicon.ico, signed in or not: an icon, not a 401."""
+    r = httpx.get(api.base_url.join("/favicon.ico"), follow_redirects=True)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("image/svg+xml") and b"<svg" in r.content
+
+
 def test_device_search_shows_the_newest_reading(
     api: httpx.Client,
     device_factory: Callable[..., RegisteredDevice],

@@ -12,7 +12,7 @@ import pytest
 from fastapi import FastAPI
 
 from services.api.console import i18n
-from services.api.console.routes import HERE, PAGES, SECURITY_HEADERS, create_router
+from services.api.console.routes import HERE, PAGES, SECURITY_HEADERS, after_signin, create_router
 from services.api.settings import ApiSettings
 
 pytestmark = pytest.mark.unit
@@ -103,5 +103,31 @@ def test_the_console_reaches_no_outside_host() -> None:
 
 def test_signin_redirect_stays_on_this_site() -> None:
     script = (HERE / "static" / "signin.js").read_text()
-    # An attacker's ?next=//evil.example must not take the user (and the fresh key) away.
-    assert 'next.startsWith("/") && !next.startsWith("//")' in script
+    # An attacker's ?next=//evil.example must not take the user (and the fresh key) away: the
+    # script follows what the server checked (services/api/console/routes.after_signin), never
+    # the page's own query string.
+    assert "form.dataset.next" in script
+    assert "location.search" not in script
+
+
+@pytest.mark.parametrize(
+    "next_",
+    [
+        "/%5Cevil.example",
+        "/\\evil.example",
+        "//evil.example",
+        "https://evil.example/",
+        "/\tevil",
+        "javascript:alert(1)",
+        "/nowhere",
+        "",
+        None,
+    ],
+)
+def test_signin_leads_elsewhere_only_to_the_overview(next_: str | None) -> None:
+    assert after_signin(next_) == "/"
+
+
+def test_signin_leads_back_to_a_console_page() -> None:
+    assert after_signin("/alerts?state=open#top") == "/alerts?state=open"
+    assert after_signin("/public") == "/public"

@@ -1,0 +1,3 @@
+from townpulse.watch.runner import main
+
+main()

@@ -206,11 +206,7 @@ def secure(app: FastAPI, *, settings: ServiceSettings, public: tuple[str, ...] =
     app.add_exception_handler(psycopg.DataError, _unstorable)
     app.add_exception_handler(psycopg.errors.QueryCanceled, _too_slow)
     app.add_exception_handler(PoolTimeout, _busy)
-    keyring = KeyRing(
-        settings.database_url,
-        ttl_s=settings.key_cache_ttl_s,
-        miss_refresh_s=settings.key_miss_refresh_s,
-    )
+    keyring = KeyRing(settings.database_url, ttl_s=settings.key_cache_ttl_s)
     app.state.keyring = keyring
     inner = app.router.lifespan_context
 

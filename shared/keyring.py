@@ -3,14 +3,14 @@
 Looking a key up per request gave each request with a well-formed key one of the service's pool
 connections before the key was known to be good: a flood of made-up keys held them all and the
 genuine requests got 500s (issue 27). Here the whole `api_keys` table (a town has tens of keys)
-is read by one query on a connection of its own, at most every `ttl_s` seconds, and again when
-an unknown key id comes in, at most every `miss_refresh_s`: a key made a moment ago works at
-once, and a flood of unknown ids costs one query per `miss_refresh_s`, never a connection of the
-service's pool. Concurrent refreshes are one query (the others wait for it).
+is read by one query on a connection of its own: when the copy is older than `ttl_s`, and when
+a key id comes in that the copy does not hold. Requests that miss at the same time share one
+read (each waits for a read that began after it arrived, so a key made a moment ago anywhere
+works at once), and a flood of made-up ids costs at most one query at a time, on that
+connection, never one of the pool the routes use.
 
-Revocation: the operator API forgets a key the moment it revokes it (`forget`), and knows a key
-it made at once (`remember`); a service that only reads the table sees a revocation within
-`ttl_s`. Operators reach the domain services
+Revocation: the operator API forgets a key the moment it revokes it (`forget`); a service that
+only reads the table sees a revocation within `ttl_s`. Operators reach the domain services
 through the API, which refuses the revoked key at once.
 """
 
@@ -36,13 +36,13 @@ class StoredKey:
 
 
 class KeyRing:
-    def __init__(self, database_url: SecretStr, *, ttl_s: float, miss_refresh_s: float) -> None:
+    def __init__(self, database_url: SecretStr, *, ttl_s: float) -> None:
         # One connection: a refresh is one short query, and nothing else uses it.
         self._pool = create_pool(database_url, min_size=1, max_size=1)
         self._ttl_s = ttl_s
-        self._miss_refresh_s = miss_refresh_s
         self._keys: dict[str, StoredKey] = {}
-        self._loaded_at = -float("inf")
+        # When the read behind the copy began: what it holds was committed before then.
+        self._read_at = -float("inf")
         self._lock = asyncio.Lock()
         # This process's own changes (a key made: its entry; revoked: None) since a refresh
         # began: that refresh may have read the table before they were committed, and must
@@ -57,11 +57,12 @@ class KeyRing:
 
     async def lookup(self, key_id: str) -> StoredKey | None:
         """The key's hash and role if it is active; raises if the database cannot be asked."""
-        if time.monotonic() - self._loaded_at > self._ttl_s:
-            await self._refresh(older_than=self._ttl_s)
+        arrived = time.monotonic()
+        if arrived - self._read_at > self._ttl_s:
+            await self._refresh(unless_read_since=arrived - self._ttl_s)
         found = self._keys.get(key_id)
         if found is None:
-            await self._refresh(older_than=self._miss_refresh_s)
+            await self._refresh(unless_read_since=arrived)
             found = self._keys.get(key_id)
         return found
 
@@ -75,10 +76,11 @@ class KeyRing:
         self._keys.pop(key_id, None)
         self._changes[key_id] = (time.monotonic(), None)
 
-    async def _refresh(self, *, older_than: float) -> None:
+    async def _refresh(self, *, unless_read_since: float) -> None:
         async with self._lock:
-            # Whoever held the lock before may have refreshed already.
-            if time.monotonic() - self._loaded_at <= older_than:
+            # A read that began after `unless_read_since` has completed while this one waited
+            # for the lock: it already holds whatever was committed before then.
+            if self._read_at >= unless_read_since:
                 return
             started = time.monotonic()
             async with self._pool.connection() as conn:
@@ -97,4 +99,4 @@ class KeyRing:
                 else:
                     keys[key_id] = change
             self._keys = keys
-            self._loaded_at = time.monotonic()
+            self._read_at = started

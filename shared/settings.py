@@ -54,10 +54,8 @@ class ServiceSettings(BaseSettings):
     auth_failures_per_key: int = Field(default=20, ge=1)
     auth_failure_window_s: int = Field(default=60, ge=1, le=86_400)
     # How long a service trusts its copy of the active API keys (shared/keyring.py): another
-    # service's revocation reaches it within this time (the operator API's own at once). An
-    # unknown key id re-reads the table at most every `key_miss_refresh_s`.
+    # service's revocation reaches it within this time (the operator API's own at once).
     key_cache_ttl_s: float = Field(default=5.0, gt=0, le=300)
-    key_miss_refresh_s: float = Field(default=1.0, gt=0, le=60)
 
     @model_validator(mode="after")
     def _https_needs_a_certificate(self) -> ServiceSettings:

@@ -146,3 +146,21 @@ def test_an_open_data_flood_is_capped_without_blocking_operator_routes(
     assert {code for code, _ in answers} <= {200, 503}
     # A capped download is told when to come back.
     assert all(wait is not None for code, wait in answers if code == 503)
+
+
+def test_a_new_key_works_at_once_on_the_forwarded_routes(api: httpx.Client, stack_env) -> None:
+    """The domain services hold a copy of the keys too: one made a moment ago is read on its
+    first use, however recently their copy was read."""
+    made = []
+    try:
+        with httpx.Client(base_url=stack_env["API_URL"], timeout=30) as client:
+            for _ in range(5):
+                r = api.post("/v1/api-keys", json={"name": "limits-new", "role": "viewer"})
+                assert r.status_code == 201, r.text
+                made.append(r.json()["id"])
+                headers = {"Authorization": f"Bearer {r.json()['key']}"}
+                assert client.get("/v1/waste/bins", headers=headers).status_code == 200
+                assert client.get("/v1/alerts", headers=headers).status_code == 200
+    finally:
+        for key_id in made:
+            api.delete(f"/v1/api-keys/{key_id}")

@@ -24,7 +24,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+from psycopg_pool import PoolTimeout
 from pydantic import BaseModel
 from starlette.datastructures import Headers
 from starlette.routing import compile_path
@@ -34,11 +35,21 @@ from shared import audit
 from shared.auth import Role, key_id_of, key_matches
 from shared.db import Pool
 from shared.inputs import check_instant, utcnow
+from shared.keyring import KeyRing
 from shared.logging import SERVICE, configure_logging
 from shared.settings import ServiceSettings
 from shared.supervise import EXIT_TASK_DIED
+from shared.throttle import FailureThrottle
 
 log = logging.getLogger(__name__)
+
+AUTH_REFUSED = Counter(
+    "townpulse_http_auth_refused_total",
+    "Requests refused for their API key: 401 (no or wrong key) or 429 (too many wrong ones)",
+    ["status"],
+)
+# When the key table cannot be read (the database restarting): a few seconds, as /readyz.
+KEYS_UNAVAILABLE_RETRY_AFTER_S = 5
 
 ReadyCheck = Callable[[], Awaitable[None]]
 # A dependency that does not answer in this time is reported as not ready, so /readyz itself
@@ -194,7 +205,33 @@ def secure(app: FastAPI, *, settings: ServiceSettings, public: tuple[str, ...] =
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(psycopg.DataError, _unstorable)
     app.add_exception_handler(psycopg.errors.QueryCanceled, _too_slow)
-    app.add_middleware(Gate, max_body_bytes=settings.max_body_bytes, public=public)
+    app.add_exception_handler(PoolTimeout, _busy)
+    keyring = KeyRing(settings.database_url, ttl_s=settings.key_cache_ttl_s)
+    app.state.keyring = keyring
+    inner = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> Any:
+        # The key table's own connection, beside whatever the service opens.
+        await keyring.open()
+        try:
+            async with inner(app) as state:
+                yield state
+        finally:
+            await keyring.close()
+
+    app.router.lifespan_context = lifespan
+    app.add_middleware(
+        Gate,
+        max_body_bytes=settings.max_body_bytes,
+        public=public,
+        keyring=keyring,
+        throttle=FailureThrottle(
+            per_source=settings.auth_failures_per_source,
+            per_key=settings.auth_failures_per_key,
+            window_s=settings.auth_failure_window_s,
+        ),
+    )
 
 
 def _document_reasons(schema: dict[str, Any]) -> None:
@@ -248,6 +285,17 @@ async def _too_slow(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _busy(request: Request, exc: Exception) -> Response:
+    # Every pool connection stayed taken for the pool's whole time-out: the service is
+    # overloaded, not broken; the client may come back.
+    log.warning("no database connection free for %s %s", request.method, request.url.path)
+    return JSONResponse(
+        {"detail": "the service is busy; retry shortly"},
+        status_code=503,
+        headers={"Retry-After": str(KEYS_UNAVAILABLE_RETRY_AFTER_S)},
+    )
+
+
 async def _send_json(
     send: Send, code: int, body: dict[str, Any], headers: Iterable[tuple[bytes, bytes]] = ()
 ) -> None:
@@ -285,15 +333,28 @@ class Gate:
     1. A declared body above the limit: 413, before anything else.
     2. The API key (unless the path is public): 401, logged with the source address, before a
        byte of the body is read, so an anonymous client cannot make the service parse anything.
+       Checked against the keys in memory (shared/keyring.py): no request takes a connection
+       of the service's pool before its key is verified. A source, or a key id, with too many
+       failures in the window is answered 429 with Retry-After (shared/throttle.py).
     3. The body, read up to the limit (413 past it, for bodies sent without a length).
     4. After the route: changes (any method but GET/HEAD/OPTIONS) and refusals (403) go to the
        audit log, with the key, its role and the outcome, before the response leaves.
     """
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, public: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        public: tuple[str, ...],
+        keyring: KeyRing,
+        throttle: FailureThrottle,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.public = public
+        self.keyring = keyring
+        self.throttle = throttle
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -313,19 +374,8 @@ class Gate:
             return
         principal: Principal | None = None
         if not _is_public(scope["path"], self.public):
-            principal, reason = await self._authenticate(scope, headers.get("authorization"))
+            principal = await self._gate(scope, headers.get("authorization"), send)
             if principal is None:
-                client = scope.get("client")
-                # The source and the reason; never the key, not even in part. The route, not
-                # the path: a path names devices, and logs keep no plain device id.
-                log.warning(
-                    "401 %s %s from %s: %s",
-                    scope["method"],
-                    _route_template(scope),
-                    client[0] if client else "?",
-                    reason,
-                )
-                await _send_json(send, 401, {"detail": reason}, [(b"www-authenticate", b"Bearer")])
                 return
             scope.setdefault("state", {})["principal"] = principal
         body = await self._read_body(receive)
@@ -348,26 +398,72 @@ class Gate:
 
         await self.app(scope, replay, send_audited)
 
-    async def _authenticate(
-        self, scope: Scope, authorization: str | None
-    ) -> tuple[Principal | None, str]:
-        if not authorization:
-            return None, "missing API key"
-        scheme, _, token = authorization.partition(" ")
+    async def _gate(self, scope: Scope, authorization: str | None, send: Send) -> Principal | None:
+        """The request's principal, or None once a refusal (401, 429, 503) has been sent."""
+        client = scope.get("client")
+        # The peer, or with a proxy in front (on loopback, uvicorn's forwarded_allow_ips), the
+        # address it forwarded for.
+        source = client[0] if client else "?"
+        wait = self.throttle.source_retry_after(source)
+        if wait is not None:
+            await self._too_many(send, wait)
+            return None
+        scheme, _, token = (authorization or "").partition(" ")
         token = token.strip()
         key_id = key_id_of(token) if scheme.lower() == "bearer" else None
+        try:
+            principal, reason = await self._authenticate(token, key_id)
+        except (psycopg.Error, PoolTimeout) as exc:
+            log.warning("cannot read the API keys: %r", exc)
+            await _send_json(
+                send,
+                503,
+                {"detail": "cannot check API keys now; retry shortly"},
+                [(b"retry-after", str(KEYS_UNAVAILABLE_RETRY_AFTER_S).encode())],
+            )
+            return None
+        if principal is not None:
+            return principal
+        if key_id is not None and (wait := self.throttle.key_retry_after(key_id)) is not None:
+            # A wrong secret for a key id under attack. The right secret still passes (above):
+            # it is 144 random bits no one guesses, and refusing it would hand whoever knows a
+            # key id (it is in the audit log) a way to lock its owner out.
+            await self._too_many(send, wait)
+            return None
+        # Only a key that was tried counts: a request with none guesses nothing (and a probe of
+        # every route without a key is how tests/test_roles.py checks them).
+        crossed = bool(token) and self.throttle.failed(source=source, key_id=key_id)
+        # The source and the reason; never the key, not even in part. The route, not the path:
+        # a path names devices, and logs keep no plain device id.
+        log.warning(
+            "401 %s %s from %s: %s", scope["method"], _route_template(scope), source, reason
+        )
+        if crossed:
+            log.warning("too many failed API keys from %s (or for key id %s)", source, key_id)
+        AUTH_REFUSED.labels("401").inc()
+        await _send_json(send, 401, {"detail": reason}, [(b"www-authenticate", b"Bearer")])
+        return None
+
+    @staticmethod
+    async def _too_many(send: Send, wait: int) -> None:
+        # Not logged one by one: a flood would fill the log; the crossing was logged once.
+        AUTH_REFUSED.labels("429").inc()
+        await _send_json(
+            send,
+            429,
+            {"detail": "too many failed API keys; retry later"},
+            [(b"retry-after", str(wait).encode())],
+        )
+
+    async def _authenticate(self, token: str, key_id: str | None) -> tuple[Principal | None, str]:
+        if not token:
+            return None, "missing API key"
         if key_id is None:
             return None, "malformed API key"
-        pool: Pool = scope["app"].state.pool
-        async with pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT role, key_hash FROM api_keys WHERE id = %s AND revoked_at IS NULL",
-                (key_id,),
-            )
-            row = await cur.fetchone()
-        if row is None or not key_matches(token, bytes(row["key_hash"])):
+        stored = await self.keyring.lookup(key_id)
+        if stored is None or not key_matches(token, stored.key_hash):
             return None, f"invalid API key (id {key_id})"
-        return Principal(key_id=key_id, role=Role(row["role"])), ""
+        return Principal(key_id=key_id, role=stored.role), ""
 
     async def _read_body(self, receive: Receive) -> bytes | None:
         chunks: list[bytes] = []
@@ -461,6 +557,59 @@ async def _member(server: uvicorn.Server) -> None:
         await server.serve()
 
 
+# TLS 1.2 with forward secrecy and AEAD only (TLS 1.3's suites are all such): no CBC or SHA-1
+# suites, which also rules out TLS 1.0 and 1.1.
+TLS_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+
+
+def _https_config(app: FastAPI, s: ServiceSettings) -> uvicorn.Config:
+    assert s.https_port is not None and s.tls_certfile is not None and s.tls_keyfile is not None
+    return uvicorn.Config(
+        app,
+        host=s.https_host,
+        port=s.https_port,
+        log_config=None,
+        timeout_keep_alive=30,
+        lifespan="off",
+        ssl_certfile=s.tls_certfile,
+        ssl_keyfile=s.tls_keyfile,
+        ssl_ciphers=TLS_CIPHERS,
+    )
+
+
+async def _after(plain: uvicorn.Server, https: uvicorn.Server) -> None:
+    """Serve `https` once `plain` has started (its lifespan opened the app's pools)."""
+    while not plain.started:
+        if plain.should_exit:
+            return
+        # Start-up only: a short poll is simpler than hooking uvicorn's start-up.
+        await asyncio.sleep(0.05)
+    await _member(https)
+
+
+class StrictTransport:
+    """HSTS on every answer given over HTTPS (directly, or through a proxy on loopback that
+    says so in X-Forwarded-Proto): a browser that once reached the console over HTTPS never
+    tries plain HTTP for it again, so no one on the path can strip the TLS."""
+
+    HEADER = (b"strict-transport-security", b"max-age=31536000")
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("scheme") != "https":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_hsts(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), self.HEADER]}
+            await send(message)
+
+        await self.app(scope, receive, send_hsts)
+
+
 async def _serve_together(members: Sequence[tuple[FastAPI, ServiceSettings, str]]) -> bool:
     servers = [
         _Server(
@@ -476,6 +625,14 @@ async def _serve_together(members: Sequence[tuple[FastAPI, ServiceSettings, str]
         )
         for app, s, _ in members
     ]
+    # HTTPS listeners serve the same app (whose lifespan the plain listener runs), once it
+    # has started.
+    secured = [
+        (plain, _Server(_https_config(app, s)))
+        for (app, s, _), plain in zip(members, servers, strict=True)
+        if s.https_port is not None
+    ]
+    servers += [server for _, server in secured]
     failed: list[str] = []
     stopping: list[bool] = []
 
@@ -499,12 +656,19 @@ async def _serve_together(members: Sequence[tuple[FastAPI, ServiceSettings, str]
         loop.add_signal_handler(sig, on_signal)
     try:
         tasks = []
-        for (_, _, name), server in zip(members, servers, strict=True):
+        for (_, _, name), server in zip(members, servers[: len(members)], strict=True):
             # Each server in a context of its own: its lifespan's tasks and its requests
             # inherit the service's name, which every log line carries.
             context = contextvars.copy_context()
             context.run(SERVICE.set, name)
             tasks.append(asyncio.create_task(_member(server), name=name, context=context))
+            for plain, https in secured:
+                if plain is server:
+                    tasks.append(
+                        asyncio.create_task(
+                            _after(plain, https), name=f"{name} (https)", context=context
+                        )
+                    )
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         # One server ending on its own (its start-up failed) stops the others: the process is
         # restarted whole.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, SecretStr, model_validator
@@ -26,6 +27,13 @@ class ServiceSettings(BaseSettings):
     log_level: str = "INFO"
     http_host: str = "127.0.0.1"
     http_port: int = 8000
+    # An HTTPS listener beside the plain one, with this certificate and key (the operator API's,
+    # for operators on other machines; the plain listener stays for the services on this one).
+    # Modern ciphers only (shared/http.py); HSTS on its answers.
+    https_host: str = "127.0.0.1"
+    https_port: int | None = None
+    tls_certfile: Path | None = None
+    tls_keyfile: Path | None = None
     database_url: SecretStr = SecretStr("postgresql://townpulse@127.0.0.1:5433/townpulse")
     kafka_bootstrap: str = "127.0.0.1:9092"
     # The town's clock and public holidays: what "a Sunday at 3 am" means to the models.
@@ -39,6 +47,21 @@ class ServiceSettings(BaseSettings):
     # so that one device has one pseudonym everywhere. Unset: a key of each process's own, and
     # nobody can tell which device a line is about.
     log_pseudonym_key: SecretStr | None = None
+    # Failed API-key checks allowed per source address, and per key id, in a moving window;
+    # past that, 429 with Retry-After (shared/throttle.py). 20 a minute is far beyond a person
+    # retyping a key or a script with a stale one, and far below a guessing or flooding client.
+    auth_failures_per_source: int = Field(default=20, ge=1)
+    auth_failures_per_key: int = Field(default=20, ge=1)
+    auth_failure_window_s: int = Field(default=60, ge=1, le=86_400)
+    # How long a service trusts its copy of the active API keys (shared/keyring.py): another
+    # service's revocation reaches it within this time (the operator API's own at once).
+    key_cache_ttl_s: float = Field(default=5.0, gt=0, le=300)
+
+    @model_validator(mode="after")
+    def _https_needs_a_certificate(self) -> ServiceSettings:
+        if self.https_port is not None and (self.tls_certfile is None or self.tls_keyfile is None):
+            raise ValueError("https_port needs tls_certfile and tls_keyfile")
+        return self
 
     def calendar(self) -> TownCalendar:
         return TownCalendar(self.timezone, self.holidays_country)

@@ -89,6 +89,33 @@ def test_devices_reach_mosquitto_over_tls_only(compose: dict) -> None:
     assert api_env["TOWNPULSE_MQTT_CA_FILE"] == "/tls/ca.crt"
 
 
+def test_operators_reach_the_api_over_https_with_the_stacks_ca(compose: dict) -> None:
+    """As the local stack: HTTPS for everyone, plain HTTP on the host's loopback only."""
+    import re
+
+    services = compose["services"]
+    api = services["api"]
+    assert api["ports"] == ["127.0.0.1:8000:8000", "8443:8443"]
+    env = api["environment"]
+    assert (env["TOWNPULSE_HTTPS_HOST"], env["TOWNPULSE_HTTPS_PORT"]) == ("0.0.0.0", "8443")  # noqa: S104
+    assert "tls:/tls:ro" in api["volumes"]
+    init = services["api-tls-init"]
+    command = init["command"]
+    out_dir = command[command.index("tls") + 1]
+    assert env["TOWNPULSE_TLS_CERTFILE"] == f"{out_dir}/server.crt"
+    assert env["TOWNPULSE_TLS_KEYFILE"] == f"{out_dir}/server.key"
+    # Signed by the broker's CA (the one devices and operators already have), not a new one.
+    broker = services["tls-init"]["command"]
+    assert command[command.index("--ca-cert") + 1] == f"{broker[broker.index('tls') + 1]}/ca.crt"
+    assert command[command.index("--ca-key") + 1] == broker[broker.index("--ca-key") + 1]
+    # The key belongs to the image's user, which the API runs as.
+    dockerfile = (COMPOSE.parent / "deploy" / "Dockerfile").read_text()
+    uid = re.search(r"useradd --system --uid (\d+) townpulse", dockerfile)
+    assert uid and command[command.index("--owner-uid") + 1] == uid.group(1)
+    assert api["depends_on"]["api-tls-init"] == {"condition": "service_completed_successfully"}
+    assert init["depends_on"]["tls-init"] == {"condition": "service_completed_successfully"}
+
+
 def test_every_long_running_component_is_restarted(compose: dict) -> None:
     """The keeper's part in compose: a process that exits (a task died) starts again."""
     services = compose["services"]

@@ -99,6 +99,9 @@ def up(
     typer.echo(f"\nEverything is listed in {stack.stack_env_file}")
     typer.echo(f"Admin API key: {stack.admin_key_file}")
     typer.echo(f"Console: http://127.0.0.1:{stack.s.api_port}/ (sign in with the admin API key)")
+    typer.echo(
+        f"Over HTTPS: {stack.services.api_url(https=True)}/ (the stack's CA: {stack.ca_cert_file})"
+    )
 
 
 class BootstrapSettings(BaseSettings):
@@ -189,16 +192,21 @@ def logs(
 def tls_files(
     out_dir: Annotated[Path, typer.Argument(help="Where ca.crt, server.crt, server.key go.")],
     ca_key: Annotated[Path, typer.Option(help="The CA's private key (made if missing).")],
-    host: Annotated[list[str], typer.Option(help="A name devices dial (repeatable).")],
+    host: Annotated[list[str], typer.Option(help="A name clients dial (repeatable).")],
     owner_uid: Annotated[
-        int | None, typer.Option(help="Give server.key to this uid (the broker's user).")
+        int | None, typer.Option(help="Give server.key to this uid (the server's user).")
+    ] = None,
+    ca_cert: Annotated[
+        Path | None,
+        typer.Option(help="The CA's certificate, if not OUT_DIR/ca.crt (a second server's)."),
     ] = None,
 ) -> None:
-    """Make the MQTT broker's CA (once) and server certificate (docker-compose's tls-init)."""
+    """Make the stack's CA (once) and a server certificate signed by it: the MQTT broker's and
+    the operator API's (docker-compose's tls-init and api-tls-init)."""
     from townpulse import tls
 
     files = tls.ensure_server_cert(
-        ca_cert_path=out_dir / "ca.crt", ca_key_path=ca_key, out_dir=out_dir, hosts=host
+        ca_cert_path=ca_cert or out_dir / "ca.crt", ca_key_path=ca_key, out_dir=out_dir, hosts=host
     )
     if owner_uid is not None:
         for path in (files.server_cert, files.server_key):

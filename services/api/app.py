@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,8 +15,9 @@ from services.api import console, proxy
 from services.api.routes import admin, devices, opendata, retention
 from services.api.settings import ApiSettings
 from shared.db import create_pool
-from shared.http import check_pool, observability_router, secure
+from shared.http import PUBLIC_PATHS, StrictTransport, check_pool, observability_router, secure
 from shared.mqtt_admin import DynSecClient, DynSecError
+from shared.throttle import ConcurrencyCaps, RouteClass
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,36 @@ async def _connect_dynsec(settings: ApiSettings) -> DynSecClient:
             log.warning("MQTT admin connection failed (attempt %d): %s", attempt + 1, exc)
             await asyncio.sleep(1)
     raise DynSecError("could not reach the MQTT broker as its dynsec admin")
+
+
+# A device's raw readings: up to max_raw_readings rows in one answer.
+EXPORTS = re.compile(r"^/v1/devices/[^/]+/readings$")
+
+
+def route_classes(settings: ApiSettings) -> tuple[list[RouteClass], RouteClass]:
+    """The classes of routes that may not starve each other, and the class of the rest.
+
+    >>> classes, rest = route_classes(ApiSettings(dev_mode=True))
+    >>> [c.name for c in classes if c.matches("/v1/waste/plan")], rest.name
+    (['solver'], 'other')
+    """
+    prefix = opendata.public_router.prefix
+    return [
+        RouteClass(
+            "open-data",
+            settings.max_concurrent_open_data,
+            lambda p: p == prefix or p.startswith(prefix + "/"),
+        ),
+        RouteClass("solver", settings.max_concurrent_solver, lambda p: p == "/v1/waste/plan"),
+        RouteClass(
+            "exports", settings.max_concurrent_exports, lambda p: EXPORTS.match(p) is not None
+        ),
+        # HTTP push needs no key: without a class of its own, a flood of it would take the
+        # operators' slots.
+        RouteClass(
+            "ingest", settings.max_concurrent_ingest, lambda p: p.startswith(proxy.INGEST_PATH)
+        ),
+    ], RouteClass("other", settings.max_concurrent_other, lambda p: True)
 
 
 def create_app(settings: ApiSettings) -> FastAPI:
@@ -89,6 +121,16 @@ def create_app(settings: ApiSettings) -> FastAPI:
     # Last: it matches any /v1/<domain>/... that no route above claimed.
     app.include_router(proxy.router)
     # HTTP push carries its senders' own secrets, which the gateway checks (services/api/proxy.py).
-    public = (opendata.public_router.prefix, "/v1/ingest/", *console_paths)
+    public = (opendata.public_router.prefix, proxy.INGEST_PATH, *console_paths)
+    classes, rest = route_classes(settings)
+    # Added before the Gate, so inside it: a request holds a slot only once its key is good.
+    app.add_middleware(
+        ConcurrencyCaps,
+        classes=classes,
+        default=rest,
+        exempt=PUBLIC_PATHS,
+        retry_after_s=settings.capped_retry_after_s,
+    )
     secure(app, settings=settings, public=public)
+    app.add_middleware(StrictTransport)
     return app

@@ -67,6 +67,7 @@ def unsafe_path(raw_path: str) -> str | None:
 
 
 INGEST = "ingest"
+INGEST_PATH = f"/v1/{INGEST}/"
 
 
 @router.post("/v1/ingest/{path:path}")
@@ -79,15 +80,8 @@ async def forward_ingest(request: Request, path: str) -> Response:
             status.HTTP_413_CONTENT_TOO_LARGE,
             detail=f"body over {settings.ingest_max_body_bytes} bytes",
         )
-    client = request.client
-    # The sender's address for the gateway's log of refused secrets.
-    forwarded = ", ".join(
-        a for a in (request.headers.get("x-forwarded-for"), client.host if client else None) if a
-    )
     try:
-        return await _forward(
-            request, segment=INGEST, body=body, extra={"x-forwarded-for": forwarded}
-        )
+        return await _forward(request, segment=INGEST, body=body)
     except HTTPException as exc:
         if exc.status_code != status.HTTP_502_BAD_GATEWAY:
             raise
@@ -110,9 +104,7 @@ async def forward(segment: str, request: Request, _: Viewer, path: str = "") -> 
     return await _forward(request, segment=segment, body=await request.body())
 
 
-async def _forward(
-    request: Request, *, segment: str, body: bytes, extra: dict[str, str] | None = None
-) -> Response:
+async def _forward(request: Request, *, segment: str, body: bytes) -> Response:
     reason = unsafe_path(request.scope.get("raw_path", b"").decode("latin-1"))
     if reason is not None:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=reason)
@@ -122,7 +114,10 @@ async def _forward(
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="Not Found")
     client: httpx.AsyncClient = request.app.state.http
     headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
-    headers |= extra or {}
+    # The client's address (as uvicorn resolved it, a trusted proxy's X-Forwarded-For
+    # included), for the upstream's log of refusals and its throttling per source
+    # (shared/throttle.py): otherwise every client would be this API's own address there.
+    headers["x-forwarded-for"] = request.client.host if request.client else "?"
     try:
         upstream = await client.request(
             request.method,

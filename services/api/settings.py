@@ -57,3 +57,15 @@ class ApiSettings(ServiceSettings):
     # cache in front of the API would otherwise serve a catalogue pointing at any site.
     public_base_url: OutboundUrl | None = None
     open_data_max_rows: int = Field(default=100_000, ge=1)
+    # Requests of each route class in flight at once (shared/throttle.py); one more is answered
+    # 503 with Retry-After. Open data and exports each take a pool connection for their query:
+    # together (7) they leave 3 of the pool's 10 to the operators' other routes. The solver runs
+    # in the waste service (a CPU-bound search): two at once keep a core for the rest there.
+    max_concurrent_open_data: int = Field(default=4, ge=1)
+    max_concurrent_solver: int = Field(default=2, ge=1)
+    max_concurrent_exports: int = Field(default=3, ge=1)
+    max_concurrent_other: int = Field(default=64, ge=1)
+    # HTTP push forwarded to the gateway, which answers within its Kafka time-out (4 s).
+    max_concurrent_ingest: int = Field(default=32, ge=1)
+    # What a refused client is told to wait: a download or a plan takes seconds.
+    capped_retry_after_s: int = Field(default=2, ge=1, le=300)

@@ -30,6 +30,7 @@ from services.gateway.ingest.dispatch import Ignored, parse_integration_message,
 from services.gateway.ingest.native import parse_payload, parse_topic
 from services.gateway.ingest.rejection import Limits, Reason, Rejection
 from services.gateway.ingest.uplink import Uplink
+from services.gateway.intake import IntakeBound
 from services.gateway.integrations import Integrations
 from services.gateway.mqtt_source import Incoming, MqttSource
 from services.gateway.registry import DeviceRegistry
@@ -70,6 +71,10 @@ INFLIGHT = Gauge("townpulse_gateway_inflight", "Messages received, not yet ackno
 PRODUCE_RETRIES = Counter("townpulse_gateway_produce_retries_total", "Kafka sends retried")
 IGNORED = Counter(
     "townpulse_gateway_ignored_total", "Status messages of devices' own formats with no reading"
+)
+QOS0_DROPPED = Counter(
+    "townpulse_gateway_qos0_dropped_total",
+    "QoS 0 messages dropped on arrival: the intake queue held its bound of them",
 )
 ROUTE_RETRIES = Counter(
     "townpulse_gateway_route_retries_total", "Messages whose routing failed and was retried"
@@ -129,8 +134,10 @@ class Gateway:
         registry: DeviceRegistry,
         limits: Limits,
         mapper: UplinkMapper,
+        intake: IntakeBound,
     ) -> None:
         self._producer = producer
+        self._intake = intake
         self._registry = registry
         self._limits = limits
         self.mapper = mapper
@@ -153,6 +160,10 @@ class Gateway:
 
     def offer(self, msg: Incoming) -> None:
         """Called on the event loop for each MQTT message."""
+        if not self._intake.admit(msg.qos):
+            QOS0_DROPPED.inc()
+            MESSAGES.labels("dropped").inc()
+            return
         INFLIGHT.inc()
         self._queue.put_nowait(msg)
 
@@ -313,6 +324,7 @@ class Gateway:
         """Route messages and hand them to the producer, in arrival order."""
         while True:
             msg = await self._queue.get()
+            self._intake.taken(msg.qos)
             out = await self._route_retrying(msg)
             # The acker holds this lock while it re-sends: nothing overtakes a re-sent record.
             async with self._send_lock:
@@ -412,7 +424,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             heard=HeardDevices(pool),
         )
         gateway = Gateway(
-            producer=producer, registry=registry, limits=settings.limits(), mapper=mapper
+            producer=producer,
+            registry=registry,
+            limits=settings.limits(),
+            mapper=mapper,
+            intake=IntakeBound(qos0_max=settings.qos0_queue_max),
         )
         loop = asyncio.get_running_loop()
         integrations = Integrations(

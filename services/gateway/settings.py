@@ -32,6 +32,11 @@ class GatewaySettings(ServiceSettings):
     # the connection and with it every PUBACK not yet read, and the broker sends the whole
     # backlog again (docs/performance.md). A dead broker is still noticed by the socket.
     mqtt_keepalive_s: int = Field(default=120, ge=10, le=3600)
+    # QoS 0 messages waiting to be routed, at most; more are dropped and counted
+    # (townpulse_gateway_qos0_dropped_total; services/gateway/intake.py says why only QoS 0).
+    # A couple of seconds of the gateway's rate (docs/performance.md): a burst passes, a flood
+    # while Kafka or the database is away does not eat the memory (up to 64 KiB each).
+    qos0_queue_max: int = Field(default=5000, ge=1, le=1_000_000)
     # Limits on what a device may send (documented in the README).
     max_payload_bytes: int = 64 * 1024
     max_records: int = 1000

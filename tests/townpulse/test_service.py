@@ -280,3 +280,18 @@ def test_each_servers_readiness_step_runs_with_its_units_environment(
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_the_api_unit_serves_https_with_a_key_prepared_for_its_user(
+    installed: tuple[Path, Path],
+) -> None:
+    unit_dir, env_dir = installed
+    service = _read(unit_dir / units.unit_name("api"))["Service"]
+    pre = _one({"Service": service}, "Service", "ExecStartPre")
+    # As root ("+"): it gives the API's user its HTTPS key (commands.prepare).
+    assert pre.startswith("+") and shlex.split(pre[1:])[-2:] == ["prepare", "api"]
+    text = (env_dir / "api.env").read_text()
+    env = {k: shlex.split(v)[0] for k, _, v in (ln.partition("=") for ln in text.splitlines()) if v}
+    stack = Stack()
+    assert env["TOWNPULSE_HTTPS_PORT"] == str(stack.s.api_tls_port)
+    assert env["TOWNPULSE_TLS_KEYFILE"] == str(stack.run / "api-tls" / "server.key")

@@ -42,3 +42,25 @@ def test_the_ca_is_kept_and_the_server_certificate_follows_the_names(tmp_path: P
     ca = x509.load_pem_x509_certificate(ca_pem)
     server = x509.load_pem_x509_certificate(renamed.server_cert.read_bytes())
     server.verify_directly_issued_by(ca)
+
+
+def test_the_cli_issues_a_second_servers_certificate_from_the_same_ca(tmp_path: Path) -> None:
+    """docker-compose's api-tls-init: the API's certificate, signed by the broker's CA."""
+    from typer.testing import CliRunner
+
+    from townpulse.cli import app
+
+    key = tmp_path / "secrets" / "ca.key"
+    runner = CliRunner()
+    broker = runner.invoke(app, ["tls", str(tmp_path), "--ca-key", str(key), "--host", "mqtt"])
+    assert broker.exit_code == 0, broker.output
+    ca_pem, key_pem = (tmp_path / "ca.crt").read_bytes(), key.read_bytes()
+    args = ["tls", str(tmp_path / "api"), "--ca-cert", str(tmp_path / "ca.crt")]
+    api = runner.invoke(app, [*args, "--ca-key", str(key), "--host", "api.town.example"])
+    assert api.exit_code == 0, api.output
+    assert (tmp_path / "ca.crt").read_bytes() == ca_pem
+    assert key.read_bytes() == key_pem
+    assert not (tmp_path / "api" / "ca.crt").exists()
+    issued = x509.load_pem_x509_certificate((tmp_path / "api" / "server.crt").read_bytes())
+    issued.verify_directly_issued_by(x509.load_pem_x509_certificate(ca_pem))
+    assert _names(tmp_path / "api" / "server.crt") == {"api.town.example"}

@@ -211,6 +211,13 @@ def prepare(component: str) -> None:
             stack.postgres.ensure_database()
             stack.bootstrap()
             stack.write_stack_env()
+        elif component == "api":
+            # Its HTTPS certificate, made by root at install from the stack's CA: the key is
+            # the API's user's to read, nobody else's (mode 0600).
+            files = stack.services.api_tls()
+            pw = pwd.getpwnam(units.SERVICE_USER)
+            for p in (files.server_cert.parent, files.server_cert, files.server_key):
+                os.chown(p, pw.pw_uid, pw.pw_gid)
         elif component == "watch":
             path = stack.run / "watch"
             path.mkdir(exist_ok=True)

@@ -282,6 +282,8 @@ class Writer:
                 description=f"TownPulse {process}",
                 after=ready,
                 requires=[unit_name(BOOTSTRAP)],
+                # The API's HTTPS key, readable by its user (commands.prepare).
+                pre=f"+{self._step('prepare', process)}" if process == "api" else None,
             )
         watch = s.watch_launch()
         long_running(

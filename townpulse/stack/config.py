@@ -57,6 +57,14 @@ class StackSettings(BaseSettings):
     # Where deploy/build-mosquitto.sh installs the broker (2.1, from Debian's source package);
     # without it the stack runs the machine's own `mosquitto`.
     mosquitto_prefix: Path = Path("/opt/townpulse/mosquitto")
+    # The operator API over HTTPS, with a certificate from the stack's CA (townpulse/tls.py):
+    # the listener for operators on other machines (set api_bind to 0.0.0.0, or the town's
+    # address, and list the names they dial in api_tls_hosts). Its plain HTTP port stays on
+    # loopback, for the services, the CLI and a reverse proxy on this host. Default port:
+    # api_port + 443.
+    api_bind: str = "127.0.0.1"
+    api_https_port: int | None = None
+    api_tls_hosts: list[str] = []
     gateway_port: int = 18101
     storage_port: int = 18102
     api_port: int = 18000
@@ -102,6 +110,10 @@ class StackSettings(BaseSettings):
     # vendors' codecs by name (the gateway's TOWNPULSE_DEVICE_REPOSITORY, the same variable).
     # Default: the copy beside the repository, when there is one.
     device_repository: Path | None = Field(default_factory=_beside_repo)
+
+    @property
+    def api_tls_port(self) -> int:
+        return self.api_https_port or self.api_port + 443
 
     @model_validator(mode="after")
     def _plain_mqtt_on_loopback(self) -> StackSettings:

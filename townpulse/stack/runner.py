@@ -190,7 +190,11 @@ class Stack:
             "MQTT_CA_FILE": str(self.ca_cert_file),
             "KAFKA_BOOTSTRAP": self.kafka.bootstrap,
             "DATABASE_URL": self.database_url(),
-            "API_URL": f"http://127.0.0.1:{self.s.api_port}",
+            "API_URL": self.services.api_url(),
+            # The same API over HTTPS (what operators on other machines use), and the CA that
+            # verifies it: the stack's own, as for MQTT.
+            "API_HTTPS_URL": self.services.api_url(https=True),
+            "API_CA_FILE": str(self.ca_cert_file),
             "ADMIN_API_KEY_FILE": str(self.admin_key_file),
             "TOWNPULSE_RUN_DIR": str(self.run),
         }

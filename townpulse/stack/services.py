@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from shared.mqtt_admin import gateway_username
 from townpulse.stack.config import (
@@ -16,6 +18,9 @@ from townpulse.stack.config import (
     StackSettings,
 )
 from townpulse.stack.processes import Launch, Processes, alive, http_ok, wait_until
+
+if TYPE_CHECKING:
+    from townpulse.tls import TlsFiles
 
 
 def keeper(name: str) -> str:
@@ -68,7 +73,34 @@ class Services:
             env["TOWNPULSE_UPSTREAMS"] = json.dumps(self.upstreams())
             env["TOWNPULSE_MQTT_TLS_PORT"] = str(self.s.mqtts_port)
             env["TOWNPULSE_MQTT_CA_FILE"] = str(self._ca_cert_file)
+            tls = self.api_tls()
+            env["TOWNPULSE_HTTPS_HOST"] = self.s.api_bind
+            env["TOWNPULSE_HTTPS_PORT"] = str(self.s.api_tls_port)
+            env["TOWNPULSE_TLS_CERTFILE"] = str(tls.server_cert)
+            env["TOWNPULSE_TLS_KEYFILE"] = str(tls.server_key)
         return env
+
+    def api_tls(self) -> TlsFiles:
+        """The API's certificate, from the stack's CA (the broker's), for the names operators
+        may dial; re-issued when they change."""
+        from townpulse.tls import ensure_server_cert
+
+        hosts = ["localhost", "127.0.0.1", socket.gethostname(), *self.s.api_tls_hosts]
+        if self.s.api_bind not in ("0.0.0.0", "::"):  # noqa: S104 - comparing, not binding
+            hosts.append(self.s.api_bind)
+        return ensure_server_cert(
+            ca_cert_path=self._ca_cert_file,
+            ca_key_path=self.p.secrets_dir / "mqtt-ca.key",
+            out_dir=self.p.run / "api-tls",
+            hosts=hosts,
+        )
+
+    def api_url(self, *, https: bool = False) -> str:
+        """Where operators reach the API: plain on loopback, or its HTTPS listener."""
+        if not https:
+            return f"http://127.0.0.1:{self.s.api_port}"
+        host = "127.0.0.1" if self.s.api_bind in ("0.0.0.0", "::") else self.s.api_bind  # noqa: S104
+        return f"https://{host}:{self.s.api_tls_port}"
 
     def upstreams(self) -> dict[str, str]:
         """Services whose routes the operator API forwards (`/v1/<segment>/...`)."""

@@ -79,8 +79,8 @@ class Machine:
         return status if isinstance(status, dict) else None
 
     def certificates(self) -> dict[str, tuple[Path, datetime]]:
-        """Each certificate of the stack and its end: the CA(s) under the run dir's tls/, and
-        the broker's server certificate (its file, else its TLS handshake)."""
+        """Each certificate of the stack and its end: the CA(s) under the run dir's tls/, the
+        broker's server certificate (its file, else its TLS handshake) and the API's."""
         out: dict[str, tuple[Path, datetime]] = {}
         for path in sorted((self.s.run_dir / "tls").glob("*.crt")):
             cert = _load(path.read_bytes() if _readable(path) else None)
@@ -91,6 +91,12 @@ class Machine:
         cert = _load(server.read_bytes() if _readable(server) else self._handshake())
         if cert is not None:
             out["mqtt-server"] = (server, cert.not_valid_after_utc)
+        # The operator API's HTTPS certificate (townpulse/stack/services.py), re-issued when
+        # the API starts within 30 days of its end: one that is not means the API has not.
+        api = self.s.run_dir / "api-tls" / "server.crt"
+        cert = _load(api.read_bytes() if _readable(api) else None)
+        if cert is not None:
+            out["api-server"] = (api, cert.not_valid_after_utc)
         return out
 
     def _handshake(self) -> bytes | None:

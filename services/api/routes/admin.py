@@ -12,6 +12,7 @@ from services.api.schemas import ApiKeyCreated, ApiKeyIn, ApiKeyOut, AuditEntry,
 from shared import audit
 from shared.auth import new_api_key
 from shared.http import Admin, Viewer, check_time
+from shared.keyring import StoredKey
 
 router = APIRouter(prefix="/v1", tags=["operations"])
 
@@ -43,6 +44,8 @@ async def create_api_key(body: ApiKeyIn, request: Request, _: Admin) -> ApiKeyCr
             (key.key_id, body.name, body.role.value, key.key_hash),
         )
         row = await cur.fetchone()
+    # Committed above: usable at once, even on the next request (shared/keyring.py).
+    request.app.state.keyring.remember(key.key_id, StoredKey(body.role, key.key_hash))
     return ApiKeyCreated(**row, key=key.token)
 
 
@@ -68,6 +71,8 @@ async def revoke_api_key(key_id: str, request: Request, principal: Admin) -> Res
         )
     if cur.rowcount != 1:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such active key")
+    # Committed above: this process's copy of the keys drops it now (shared/keyring.py).
+    request.app.state.keyring.forget(key_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from services.gateway.app import Gateway
 from services.gateway.ingest.rejection import Limits
+from services.gateway.intake import IntakeBound
 from services.gateway.mqtt_source import Incoming
 from shared.schemas import DeadLetter, ReadingBatch
 from shared.topics import DEADLETTER_TOPIC, Domain
@@ -31,6 +32,7 @@ def _gateway(devices: dict[str, Domain]) -> Gateway:
         registry=cast(Any, FakeRegistry(devices)),
         limits=Limits(),
         mapper=cast(Any, None),
+        intake=IntakeBound(qos0_max=1000),
     )
 
 

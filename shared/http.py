@@ -27,7 +27,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import audit
-from shared.auth import Role, key_id_of, key_matches
+from shared.auth import Role, hash_key, key_id_of
 from shared.db import Pool
 from shared.logging import SERVICE, configure_logging
 from shared.settings import ServiceSettings
@@ -317,12 +317,13 @@ class Gate:
             return None, "malformed API key"
         pool: Pool = scope["app"].state.pool
         async with pool.connection() as conn:
+            # Only the API's database role reads the hashes; every service asks the database
+            # whether this key's hash is the stored one (shared/migrations 0009).
             cur = await conn.execute(
-                "SELECT role, key_hash FROM api_keys WHERE id = %s AND revoked_at IS NULL",
-                (key_id,),
+                "SELECT townpulse_api_key_role(%s, %s) AS role", (key_id, hash_key(token))
             )
             row = await cur.fetchone()
-        if row is None or not key_matches(token, bytes(row["key_hash"])):
+        if row is None or row["role"] is None:
             return None, f"invalid API key (id {key_id})"
         return Principal(key_id=key_id, role=Role(row["role"])), ""
 

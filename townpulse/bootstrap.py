@@ -56,6 +56,20 @@ def ensure_mqtt_identities(
         client.close()
 
 
+def ensure_role_passwords(database_url: str, passwords: dict[str, str]) -> None:
+    """Give each service's role (created without a password by migration 0009) its password."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for role, password in passwords.items():
+            conn.execute(
+                sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                    sql.Identifier(role), sql.Literal(password)
+                )
+            )
+
+
 def ensure_admin_key(database_url: str, key_file: Path) -> bool:
     """Create an admin API key unless the file holds one that is valid; returns True if created."""
     import psycopg
@@ -94,9 +108,11 @@ def run_all(
     mqtt_admin_password: str,
     mqtt_gateway_password: str,
     admin_key_file: Path,
+    role_passwords: dict[str, str],
 ) -> bool:
     """Every step, in order; returns True if a new admin API key was written."""
     migrate(database_url)
+    ensure_role_passwords(database_url, role_passwords)
     ensure_topics(kafka_bootstrap)
     ensure_mqtt_identities(
         host=mqtt_host,

@@ -108,6 +108,9 @@ class BootstrapSettings(BaseSettings):
     mqtt_admin_password: SecretStr
     mqtt_gateway_password: SecretStr
     admin_api_key_file: Path
+    # Each service role's password (docker-compose: one .env variable each), as JSON:
+    # {"townpulse_api": "...", ...}.
+    role_passwords: dict[str, SecretStr] = {}
 
 
 @app.command()
@@ -124,6 +127,7 @@ def bootstrap() -> None:
         mqtt_admin_password=s.mqtt_admin_password.get_secret_value(),
         mqtt_gateway_password=s.mqtt_gateway_password.get_secret_value(),
         admin_key_file=s.admin_api_key_file,
+        role_passwords={k: v.get_secret_value() for k, v in s.role_passwords.items()},
     )
     if created:
         typer.echo(f"Admin API key created: {s.admin_api_key_file} (mode 0600)")

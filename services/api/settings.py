@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 from pydantic import Field, SecretStr
@@ -7,9 +8,16 @@ from pydantic import Field, SecretStr
 from shared.retention import RetentionSettings
 from shared.settings import ServiceSettings
 
+# Without a configured key (a test's own settings), erased ids still leave the audit log, under
+# pseudonyms nobody can link back: a key made at start-up and never kept.
+_EPHEMERAL_KEY = secrets.token_bytes(32)
+
 
 class ApiSettings(ServiceSettings):
     http_port: int = 18000
+    # The key of the audit log's pseudonyms of erased devices (shared/erasure.py): outside the
+    # database, so that the database alone cannot tell which id an entry was about.
+    audit_pseudonym_key: SecretStr | None = None
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883
     # Where devices should connect (returned with their credentials): in a real town the
@@ -53,3 +61,8 @@ class ApiSettings(ServiceSettings):
     open_data_publisher: str = "TownPulse"
     open_data_base_url: str | None = None
     open_data_max_rows: int = Field(default=100_000, ge=1)
+
+    def audit_pseudonym_key_bytes(self) -> bytes:
+        if self.audit_pseudonym_key is None:
+            return _EPHEMERAL_KEY
+        return self.audit_pseudonym_key.get_secret_value().encode()

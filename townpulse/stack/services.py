@@ -10,6 +10,8 @@ from pathlib import Path
 from townpulse.stack.config import (
     COMPACT_MEMBERS,
     COMPACT_PROCESS,
+    KEYS,
+    MAINTENANCE_ROLE,
     SERVICES,
     ServiceSpec,
     StackSettings,
@@ -28,7 +30,7 @@ class Services:
         procs: Processes,
         settings: StackSettings,
         *,
-        database_url: Callable[[], str],
+        database_url: Callable[[str], str],
         ca_cert_file: Path,
     ) -> None:
         self.p = procs
@@ -38,7 +40,7 @@ class Services:
 
     def env(self, spec: ServiceSpec, *, instance: int = 1) -> dict[str, str]:
         env = {
-            "TOWNPULSE_DATABASE_URL": self._database_url(),
+            "TOWNPULSE_DATABASE_URL": self._database_url(f"townpulse_{spec.name}"),
             "TOWNPULSE_KAFKA_BOOTSTRAP": f"127.0.0.1:{self.s.kafka_port}",
             "TOWNPULSE_MQTT_HOST": "127.0.0.1",
             "TOWNPULSE_MQTT_PORT": str(self.s.mqtt_port),
@@ -46,6 +48,12 @@ class Services:
             "TOWNPULSE_HTTP_PORT": str(self.port(spec, instance)),
             "TOWNPULSE_INSTANCE": f"{spec.name}-{instance}",
         }
+        for secret, (var, users) in KEYS.items():
+            if spec.name in users:
+                env[var] = self.p.secret(secret)
+        if spec.name == "storage":
+            # Retention deletes what every service wrote: its own role, its own connection.
+            env["TOWNPULSE_MAINTENANCE_DATABASE_URL"] = self._database_url(MAINTENANCE_ROLE)
         if spec.mqtt_user:
             env["TOWNPULSE_MQTT_USERNAME"] = spec.mqtt_user
             env["TOWNPULSE_MQTT_PASSWORD"] = self.p.secret(f"mqtt-{spec.mqtt_user}")

@@ -273,15 +273,15 @@ BEGIN
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END $$;
--- Handing a function to another role needs membership in it and its CREATE on the schema:
--- both only for this statement.
+REVOKE ALL ON FUNCTION townpulse_pseudonymise_audit(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION townpulse_pseudonymise_audit(text, text) TO townpulse_api;
+-- Its privileges go with it to its new owner. Handing a function to another role needs
+-- membership in it and its CREATE on the schema: both only for this statement.
 GRANT {MAINTENANCE} TO CURRENT_USER;
 GRANT CREATE ON SCHEMA public TO {MAINTENANCE};
 ALTER FUNCTION townpulse_pseudonymise_audit(text, text) OWNER TO {MAINTENANCE};
 REVOKE CREATE ON SCHEMA public FROM {MAINTENANCE};
 REVOKE {MAINTENANCE} FROM CURRENT_USER;
-REVOKE ALL ON FUNCTION townpulse_pseudonymise_audit(text, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION townpulse_pseudonymise_audit(text, text) TO townpulse_api;
 """
 
 TIMESCALE_FUNCTIONS = f"""

@@ -57,12 +57,24 @@ def ensure_mqtt_identities(
 
 
 def ensure_role_passwords(database_url: str, passwords: dict[str, str]) -> None:
-    """Give each service's role (created without a password by migration 0009) its password."""
+    """Give each service's role (created without a password by migration 0009) its password.
+
+    A role missing from the cluster is created as the migration creates it: roles live in the
+    cluster, not in a database, so a database restored from a dump (which holds the grants, not
+    the roles) into a new cluster needs them before its grants can be restored.
+    """
     import psycopg
     from psycopg import sql
 
     with psycopg.connect(database_url, autocommit=True) as conn:
         for role, password in passwords.items():
+            if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+                conn.execute(
+                    sql.SQL(
+                        "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT"
+                        " NOREPLICATION NOBYPASSRLS"
+                    ).format(sql.Identifier(role))
+                )
             conn.execute(
                 sql.SQL("ALTER ROLE {} PASSWORD {}").format(
                     sql.Identifier(role), sql.Literal(password)

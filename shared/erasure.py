@@ -20,6 +20,8 @@ a writer arriving during an erasure waits for it and then sees it.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 from collections.abc import Collection
 from datetime import datetime
@@ -162,3 +164,29 @@ async def erase_device(
         "aggregates": "erased" if anonymous is None else "anonymised",
         "anonymous_id": anonymous,
     }
+
+
+def pseudonym(key: bytes, device_id: str) -> str:
+    """The audit log's name for an erased device: keyed, so that nobody without the key (not
+    the database, which never holds it) can tell which id it was by trying ids.
+
+    >>> pseudonym(b"k" * 32, "meter-1")
+    'erased-efb3d401c6650f3f7323d617'
+    """
+    digest = hmac.new(key, device_id.encode(), hashlib.sha256).hexdigest()
+    return f"erased-{digest[:24]}"
+
+
+async def pseudonymise_audit(conn: AsyncConnection[Any], *, device_id: str, key: bytes) -> int:
+    """Replace the device's id by its pseudonym in every audit entry (targets, paths, created
+    ids, details), in the caller's transaction; the entries are kept. Entries naming it.
+
+    The audit log refuses UPDATE to every role but the maintenance role; a function that runs
+    as that role does this and nothing else (shared/migrations/versions/0009_roles.py).
+    """
+    cur = await conn.execute(
+        "SELECT townpulse_pseudonymise_audit(%s, %s) AS n", (device_id, pseudonym(key, device_id))
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return int(next(iter(row.values())) if isinstance(row, dict) else row[0])

@@ -32,7 +32,7 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import audit
-from shared.auth import Role, key_id_of, key_matches
+from shared.auth import Role, hash_key, key_id_of
 from shared.db import Pool
 from shared.inputs import check_instant, utcnow
 from shared.keyring import KeyRing
@@ -333,8 +333,9 @@ class Gate:
     1. A declared body above the limit: 413, before anything else.
     2. The API key (unless the path is public): 401, logged with the source address, before a
        byte of the body is read, so an anonymous client cannot make the service parse anything.
-       Checked against the keys in memory (shared/keyring.py): no request takes a connection
-       of the service's pool before its key is verified. A source, or a key id, with too many
+       Checked on the keyring's own connection, good keys then kept in memory a while
+       (shared/keyring.py): no request takes a connection of the service's pool before its
+       key is verified. A source, or a key id, with too many
        failures in the window is answered 429 with Retry-After (shared/throttle.py).
     3. The body, read up to the limit (413 past it, for bodies sent without a length).
     4. After the route: changes (any method but GET/HEAD/OPTIONS) and refusals (403) go to the
@@ -460,10 +461,13 @@ class Gate:
             return None, "missing API key"
         if key_id is None:
             return None, "malformed API key"
-        stored = await self.keyring.lookup(key_id)
-        if stored is None or not key_matches(token, stored.key_hash):
+        # Only the API's database role reads the hashes; every service asks the database
+        # whether this key's hash is the stored one (migration 0009), on the keyring's own
+        # connection, never the routes' pool.
+        role = await self.keyring.role_of(key_id, hash_key(token))
+        if role is None:
             return None, f"invalid API key (id {key_id})"
-        return Principal(key_id=key_id, role=stored.role), ""
+        return Principal(key_id=key_id, role=role), ""
 
     async def _read_body(self, receive: Receive) -> bytes | None:
         chunks: list[bytes] = []

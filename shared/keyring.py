@@ -1,25 +1,26 @@
-"""Every active API key's hash and role, held in memory and checked without a database round trip.
+"""API keys checked on a connection of their own, and the keys found good kept in memory a while.
 
 Looking a key up per request gave each request with a well-formed key one of the service's pool
 connections before the key was known to be good: a flood of made-up keys held them all and the
-genuine requests got 500s (issue 27). Here the whole `api_keys` table (a town has tens of keys)
-is read by one query on a connection of its own: when the copy is older than `ttl_s`, and when
-a key id comes in that the copy does not hold. Requests that miss at the same time share one
-read (each waits for a read that began after it arrived, so a key made a moment ago anywhere
-works at once), and a flood of made-up ids costs at most one query at a time, on that
-connection, never one of the pool the routes use.
+genuine requests got 500s (issue 27). Here a key is checked by one query on a connection that
+nothing else uses, and a key found good is trusted for `ttl_s` without asking again: the
+routes' pool is never touched before a key is verified, and a flood of made-up keys costs at
+most one query at a time, on that connection (and is throttled by the Gate).
 
-Revocation: the operator API forgets a key the moment it revokes it (`forget`); a service that
-only reads the table sees a revocation within `ttl_s`. Operators reach the domain services
-through the API, which refuses the revoked key at once.
+The check is the database's `townpulse_api_key_role(id, hash)` (migration 0009): only the API's
+role reads the table of hashes; every other service asks whether the hash it computed is the
+stored one. So the memory holds (key id, hash of the presented key) -> role for keys that were
+good, never the table.
+
+Revocation: the operator API forgets a key the moment it revokes it (`forget`); another service
+stops trusting it within `ttl_s`. Operators reach the domain services through the API, which
+refuses the revoked key at once.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from dataclasses import dataclass
 
 from pydantic import SecretStr
 
@@ -27,27 +28,21 @@ from shared.auth import Role
 from shared.db import create_pool
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class StoredKey:
-    role: Role
-    key_hash: bytes
+# Good keys remembered at most: a town has tens; a bound all the same (one entry per key id, the
+# newest hash presented with it).
+MAX_KEYS = 10_000
 
 
 class KeyRing:
     def __init__(self, database_url: SecretStr, *, ttl_s: float) -> None:
-        # One connection: a refresh is one short query, and nothing else uses it.
+        # One connection: a check is one short query, and nothing else uses it.
         self._pool = create_pool(database_url, min_size=1, max_size=1)
         self._ttl_s = ttl_s
-        self._keys: dict[str, StoredKey] = {}
-        # When the read behind the copy began: what it holds was committed before then.
-        self._read_at = -float("inf")
-        self._lock = asyncio.Lock()
-        # This process's own changes (a key made: its entry; revoked: None) since a refresh
-        # began: that refresh may have read the table before they were committed, and must
-        # neither lose a new key nor bring a revoked one back.
-        self._changes: dict[str, tuple[float, StoredKey | None]] = {}
+        # key id -> (hash of the key found good, its role, when the check began)
+        self._good: dict[str, tuple[bytes, Role, float]] = {}
+        # key id -> when this process revoked it: a check that began before must not bring the
+        # key back.
+        self._revoked: dict[str, float] = {}
 
     async def open(self) -> None:
         await self._pool.open()
@@ -55,48 +50,35 @@ class KeyRing:
     async def close(self) -> None:
         await self._pool.close()
 
-    async def lookup(self, key_id: str) -> StoredKey | None:
-        """The key's hash and role if it is active; raises if the database cannot be asked."""
-        arrived = time.monotonic()
-        if arrived - self._read_at > self._ttl_s:
-            await self._refresh(unless_read_since=arrived - self._ttl_s)
-        found = self._keys.get(key_id)
-        if found is None:
-            await self._refresh(unless_read_since=arrived)
-            found = self._keys.get(key_id)
-        return found
+    async def role_of(self, key_id: str, presented: bytes) -> Role | None:
+        """The key's role if `presented` (the hash of the key given) is an active key's hash;
+        raises if the database cannot be asked."""
+        now = time.monotonic()
+        known = self._good.get(key_id)
+        if known is not None and known[0] == presented and now - known[2] <= self._ttl_s:
+            return known[1]
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT townpulse_api_key_role(%s, %s) AS role", (key_id, presented)
+            )
+            row = await cur.fetchone()
+        role = None if row is None or row["role"] is None else Role(row["role"])
+        if role is None:
+            return None
+        if self._revoked.get(key_id, -float("inf")) < now:
+            if len(self._good) >= MAX_KEYS:
+                self._good.pop(next(iter(self._good)))
+            self._good[key_id] = (presented, role, now)
+        return role
 
-    def remember(self, key_id: str, key: StoredKey) -> None:
-        """A key this process just made works here at once, not after the next refresh."""
-        self._keys[key_id] = key
-        self._changes[key_id] = (time.monotonic(), key)
+    def remember(self, key_id: str, key_hash: bytes, role: Role) -> None:
+        """A key this process just made: trusted here at once."""
+        self._revoked.pop(key_id, None)
+        self._good[key_id] = (key_hash, role, time.monotonic())
 
     def forget(self, key_id: str) -> None:
-        """A key this process just revoked stops working here now, not at the next refresh."""
-        self._keys.pop(key_id, None)
-        self._changes[key_id] = (time.monotonic(), None)
-
-    async def _refresh(self, *, unless_read_since: float) -> None:
-        async with self._lock:
-            # A read that began after `unless_read_since` has completed while this one waited
-            # for the lock: it already holds whatever was committed before then.
-            if self._read_at >= unless_read_since:
-                return
-            started = time.monotonic()
-            async with self._pool.connection() as conn:
-                cur = await conn.execute(
-                    "SELECT id, role, key_hash FROM api_keys WHERE revoked_at IS NULL"
-                )
-                rows = await cur.fetchall()
-            keys = {
-                r["id"]: StoredKey(role=Role(r["role"]), key_hash=bytes(r["key_hash"]))
-                for r in rows
-            }
-            self._changes = {k: c for k, c in self._changes.items() if c[0] >= started}
-            for key_id, (_, change) in self._changes.items():
-                if change is None:
-                    keys.pop(key_id, None)
-                else:
-                    keys[key_id] = change
-            self._keys = keys
-            self._read_at = started
+        """A key this process just revoked stops working here now, not after `ttl_s`."""
+        self._good.pop(key_id, None)
+        self._revoked[key_id] = time.monotonic()
+        if len(self._revoked) > MAX_KEYS:
+            self._revoked.pop(next(iter(self._revoked)))

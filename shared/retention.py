@@ -234,14 +234,11 @@ async def ensure_policies(conn: AsyncConnection[Any], settings: RetentionSetting
             if current == (days or None):
                 continue
             log.info("retention policy of %s: %s -> %s days", target.table, current, days)
+            # Policies are the owner's: the maintenance role asks a function that does only
+            # this (shared/migrations/versions/0009_roles.py).
             await conn.execute(
-                "SELECT remove_retention_policy(%s::regclass, if_exists => true)", (target.table,)
+                "SELECT townpulse_set_retention_policy(%s::regclass, %s)", (target.table, days)
             )
-            if days:
-                await conn.execute(
-                    "SELECT add_retention_policy(%s::regclass, drop_after => %s::interval)",
-                    (target.table, f"{days} days"),
-                )
 
 
 async def _drop_old_partitions(conn: AsyncConnection[Any], cutoff: datetime) -> int:
@@ -262,7 +259,8 @@ async def _drop_old_partitions(conn: AsyncConnection[Any], cutoff: datetime) -> 
         end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
         if end <= cutoff:
             log.info("dropping partition %s (retention)", name)
-            await conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(name)))
+            # Dropping is the owner's: a function that drops partitions of readings only.
+            await conn.execute("SELECT townpulse_drop_readings_partition(%s)", (name,))
             dropped += 1
     return dropped
 

@@ -9,6 +9,7 @@ from pydantic import AfterValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.ml.calendar import TownCalendar, check_holidays
+from shared.runtime.checkpoints import CheckpointKey
 
 # Values that people copy from examples. Outside dev mode a secret equal to one of these (or
 # shorter than MIN_SECRET_LEN) is refused, so a forgotten example value never reaches production.
@@ -127,3 +128,15 @@ class StreamServiceSettings(ConsumerSettings):
     # Pickling time per batch for the models that are due (oldest first; the rest wait for the
     # next batch): all of them at once held the stream for seconds (docs/performance.md).
     checkpoint_budget_s: float = Field(default=0.05, gt=0, le=10)
+    # The HMAC key of the checkpoints (shared/runtime/checkpoints.py), which the database never
+    # holds. Unset: a key made at start-up, so no checkpoint outlives a restart.
+    checkpoint_key: SecretStr | None = None
+    # The first start after the upgrade that introduced the HMACs: load checkpoints that have
+    # none (and sign them at their next save) instead of refusing them. Only when nobody but
+    # the services could have written to the database until then.
+    checkpoint_accept_unsigned: bool = False
+
+    def checkpoint_key_value(self) -> CheckpointKey | None:
+        if self.checkpoint_key is None:
+            return None
+        return CheckpointKey(self.checkpoint_key.get_secret_value().encode())

@@ -15,6 +15,7 @@ import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from shared.db import Pool
+from shared.runtime.checkpoints import CheckpointKey
 from shared.runtime.processor import DeviceProcessor
 from shared.runtime.worker import DeviceRuntime, RowSink
 from shared.schemas import AlertEvent, Reading, ReadingBatch
@@ -23,6 +24,9 @@ from shared.stream.offsets import DbOffsets
 
 Key = tuple[str, datetime]
 Series = dict[str, list[ReadingBatch]]
+
+# One key for every runtime of a test, as the domain services share theirs across restarts.
+TEST_CHECKPOINT_KEY = CheckpointKey(b"test-checkpoint-key-of-32-bytes!")
 
 
 def produce(bootstrap: str, topic: str, batches: list[ReadingBatch]) -> None:
@@ -126,6 +130,7 @@ def runtime_loop(
     """A domain worker on the stream core, as shared/runtime/service.py wires it, subscribed to
     `topic`; `runtime` are DeviceRuntime's own settings (max_devices, checkpoint_*...)."""
     offsets = DbOffsets(pool=pool, consumer=consumer, group_id=group)
+    runtime.setdefault("checkpoint_key", TEST_CHECKPOINT_KEY)
     worker: DeviceRuntime[Any] = DeviceRuntime(
         processor=processor, sink=sink, pool=pool, offsets=offsets, group_id=group, **runtime
     )

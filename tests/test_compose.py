@@ -178,3 +178,39 @@ def test_the_compact_override_runs_the_domain_services_in_one_container(compose:
                 else separate[route]
             )
             assert upstreams[route] == want, route
+
+
+def test_each_service_connects_with_its_own_database_role(compose: dict) -> None:
+    """As the local stack (townpulse/stack/services.py): its own role, never the owner; the
+    keys outside the database only where the local stack gives them."""
+    import json
+
+    from sqlalchemy.engine import make_url
+
+    from townpulse.stack.config import DATABASE_ROLES, KEYS, MAINTENANCE_ROLE
+
+    services = compose["services"]
+    for spec in SERVICES:
+        env = services[spec.name]["environment"]
+        assert make_url(env["TOWNPULSE_DATABASE_URL"]).username == f"townpulse_{spec.name}"
+        for var, users in KEYS.values():
+            assert (var in env) == (spec.name in users), (spec.name, var)
+    storage = services["storage"]["environment"]
+    assert make_url(storage["TOWNPULSE_MAINTENANCE_DATABASE_URL"]).username == MAINTENANCE_ROLE
+    passwords = json.loads(services["bootstrap"]["environment"]["TOWNPULSE_ROLE_PASSWORDS"])
+    assert sorted(passwords) == sorted(DATABASE_ROLES)
+
+
+def test_the_compact_members_keep_their_own_database_roles() -> None:
+    import json
+
+    from sqlalchemy.engine import make_url
+
+    from townpulse.stack.config import COMPACT_MEMBERS
+    from townpulse.together import member_env_var
+
+    compact = yaml.safe_load(COMPOSE.with_name("docker-compose.compact.yml").read_text())
+    env = compact["services"]["domains"]["environment"]
+    for name in COMPACT_MEMBERS:
+        member = json.loads(env[member_env_var(name)])
+        assert make_url(member["TOWNPULSE_DATABASE_URL"]).username == f"townpulse_{name}"

@@ -58,6 +58,32 @@ def ensure_mqtt_identities(
         client.close()
 
 
+def ensure_role_passwords(database_url: str, passwords: dict[str, str]) -> None:
+    """Give each service's role (created without a password by migration 0009) its password.
+
+    A role missing from the cluster is created as the migration creates it: roles live in the
+    cluster, not in a database, so a database restored from a dump (which holds the grants, not
+    the roles) into a new cluster needs them before its grants can be restored.
+    """
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for role, password in passwords.items():
+            if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+                conn.execute(
+                    sql.SQL(
+                        "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT"
+                        " NOREPLICATION NOBYPASSRLS"
+                    ).format(sql.Identifier(role))
+                )
+            conn.execute(
+                sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                    sql.Identifier(role), sql.Literal(password)
+                )
+            )
+
+
 def ensure_admin_key(database_url: str, key_file: Path) -> bool:
     """Create an admin API key unless the file holds one that is valid; returns True if created."""
     import psycopg
@@ -97,9 +123,11 @@ def run_all(
     mqtt_gateway_password: str,
     admin_key_file: Path,
     gateways: int = 1,
+    role_passwords: dict[str, str],
 ) -> bool:
     """Every step, in order; returns True if a new admin API key was written."""
     migrate(database_url)
+    ensure_role_passwords(database_url, role_passwords)
     ensure_topics(kafka_bootstrap)
     ensure_mqtt_identities(
         host=mqtt_host,

@@ -118,6 +118,9 @@ class BootstrapSettings(BaseSettings):
     admin_api_key_file: Path
     # How many gateway instances get an MQTT identity (`gateway-1`...).
     gateways: int = 1
+    # Each service role's password (docker-compose: one .env variable each), as JSON:
+    # {"townpulse_api": "...", ...}.
+    role_passwords: dict[str, SecretStr] = {}
 
 
 @app.command()
@@ -135,6 +138,7 @@ def bootstrap() -> None:
         mqtt_gateway_password=s.mqtt_gateway_password.get_secret_value(),
         admin_key_file=s.admin_api_key_file,
         gateways=s.gateways,
+        role_passwords={k: v.get_secret_value() for k, v in s.role_passwords.items()},
     )
     if created:
         typer.echo(f"Admin API key created: {s.admin_api_key_file} (mode 0600)")

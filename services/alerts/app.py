@@ -30,6 +30,10 @@ def create_app(settings: AlertsSettings) -> FastAPI:
         pool = create_pool(settings.database_url, min_size=2, max_size=8)
         await pool.open()
         dispatcher = Dispatcher(pool=pool, settings=settings)
+        # Secrets stored in clear (before the key existed) are encrypted before any is used.
+        async with pool.connection() as conn, conn.transaction():
+            await dispatcher.secrets.seal_clear_rows(conn)
+        app.state.webhook_secrets = dispatcher.secrets
         kafka = create_consumer(
             bootstrap=settings.kafka_bootstrap,
             group_id=settings.group_id,

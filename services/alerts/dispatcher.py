@@ -22,6 +22,7 @@ import httpx
 from prometheus_client import Counter, Gauge, Histogram
 
 from services.alerts.adapters import sender
+from services.alerts.adapters.secrets import WebhookSecrets
 from services.alerts.domain import webhooks
 from services.alerts.domain.webhooks import Outcome
 from services.alerts.settings import AlertsSettings
@@ -118,6 +119,7 @@ class Dispatcher:
         # pool on every request).
         self._clients: dict[str, httpx.AsyncClient] = {}
         self._s = settings
+        self.secrets = WebhookSecrets(settings.webhook_secrets_key)
         self._wake = asyncio.Event()
         self._done: asyncio.Queue[Done] = asyncio.Queue()
         self._in_flight: dict[str, int] = {}
@@ -223,10 +225,10 @@ class Dispatcher:
     async def _attempt(self, row: dict[str, Any]) -> None:
         started_at = datetime.now(UTC)
         try:
-            secrets = [row["secret"]]
+            secrets = [self.secrets.open(row["secret"])]
             expires = row["previous_secret_expires_at"]
             if row["previous_secret"] and expires and expires > datetime.now(UTC):
-                secrets.append(row["previous_secret"])
+                secrets.append(self.secrets.open(row["previous_secret"]))
             result = await sender.send(
                 self._client(row["subscription_id"]),
                 url=row["url"],

@@ -1,11 +1,16 @@
 from __future__ import annotations
 
+from pydantic import SecretStr
+
 from services.alerts.domain.targets import IPNetwork
 from shared.settings import ConsumerSettings
 
 
 class AlertsSettings(ConsumerSettings):
     http_port: int = 18105
+    # The key webhook secrets are encrypted with in the database (adapters/secrets.py), given
+    # to this service only. Unset: secrets are stored in clear, as before.
+    webhook_secrets_key: SecretStr | None = None
     instance: str = "alerts-1"
     group_id: str = "alerts"
     # Records per database transaction: alert work per record is small, and a smaller batch

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 from pydantic import Field, SecretStr
@@ -8,9 +9,16 @@ from shared.inputs import OutboundUrl
 from shared.retention import RetentionSettings
 from shared.settings import ServiceSettings
 
+# Without a configured key (a test's own settings), erased ids still leave the audit log, under
+# pseudonyms nobody can link back: a key made at start-up and never kept.
+_EPHEMERAL_KEY = secrets.token_bytes(32)
+
 
 class ApiSettings(ServiceSettings):
     http_port: int = 18000
+    # The key of the audit log's pseudonyms of erased devices (shared/erasure.py): outside the
+    # database, so that the database alone cannot tell which id an entry was about.
+    audit_pseudonym_key: SecretStr | None = None
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883
     # Where devices should connect (returned with their credentials): in a real town the
@@ -69,3 +77,8 @@ class ApiSettings(ServiceSettings):
     max_concurrent_ingest: int = Field(default=32, ge=1)
     # What a refused client is told to wait: a download or a plan takes seconds.
     capped_retry_after_s: int = Field(default=2, ge=1, le=300)
+
+    def audit_pseudonym_key_bytes(self) -> bytes:
+        if self.audit_pseudonym_key is None:
+            return _EPHEMERAL_KEY
+        return self.audit_pseudonym_key.get_secret_value().encode()

@@ -206,7 +206,18 @@ def create_app(settings: StorageSettings) -> FastAPI:
         supervisor = Supervisor(on_fatal=getattr(app.state, "on_fatal", None))
         supervisor.start("consumer", loop.run())
         # Retention runs on both backends: TimescaleDB's policies cover the hypertables only.
-        supervisor.start("retention", RetentionMaintenance(pool=pool, settings=settings).run())
+        # On its own role's pool (one connection: an hourly job) when there is one.
+        maintenance = (
+            create_pool(settings.maintenance_database_url, min_size=1, max_size=1)
+            if settings.maintenance_database_url is not None
+            else None
+        )
+        if maintenance is not None:
+            await maintenance.open()
+        supervisor.start(
+            "retention",
+            RetentionMaintenance(pool=maintenance or pool, settings=settings).run(),
+        )
         app.state.pool, app.state.consumer, app.state.supervisor = pool, consumer, supervisor
         log.info("storage started", extra={"backend": backend})
         try:
@@ -214,6 +225,8 @@ def create_app(settings: StorageSettings) -> FastAPI:
         finally:
             await supervisor.stop()
             await consumer.stop()
+            if maintenance is not None:
+                await maintenance.close()
             await pool.close()
 
     app = FastAPI(title="TownPulse storage", lifespan=lifespan)

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from shared.retention import RetentionSettings
 from shared.settings import ConsumerSettings
@@ -17,5 +17,8 @@ class StorageSettings(ConsumerSettings):
     batch_wait_ms: int = 100
     # How long each data class is kept (TOWNPULSE_RETENTION_*_DAYS).
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    # Retention's own database role (townpulse_maintenance): the one allowed to delete what
+    # every service wrote. Unset: the service's own connection (a single-role database).
+    maintenance_database_url: SecretStr | None = None
     # Retention is in days: an hourly pass keeps every class within an hour of its period.
     maintenance_interval_s: float = 3600.0

@@ -61,6 +61,9 @@ def create_stream_app(
             checkpoint_interval_records=settings.checkpoint_interval_records,
             checkpoint_budget_s=settings.checkpoint_budget_s,
             on_events=relay.wake,
+            checkpoint_key=settings.checkpoint_key_value(),
+            accept_unsigned=settings.checkpoint_accept_unsigned,
+            domain=domain,
         )
         loop = StreamLoop(
             consumer=consumer,

@@ -55,16 +55,20 @@ from shared.db import Pool
 from shared.deadletters import write_deadletters
 from shared.erasure import erasures, exclude_erasures
 from shared.kafka import Producer
+from shared.runtime.checkpoints import CheckpointKey, Verdict
 from shared.runtime.processor import DeviceProcessor, Effects
-from shared.schemas import DeadLetter, ReadingBatch
+from shared.schemas import AlertEvent, DeadLetter, ReadingBatch, Severity
 from shared.stream.loop import Batch, Record, Start
 from shared.stream.offsets import DbOffsets, Position
 from shared.stream.retry import DEFAULT_BACKOFF
-from shared.topics import ALERTS_TOPIC
+from shared.topics import ALERTS_TOPIC, Domain
 
 log = logging.getLogger(__name__)
 
 S = TypeVar("S")
+
+# The alert kind of a refused checkpoint (shared/runtime/checkpoints.py).
+CHECKPOINT_REFUSED = "runtime.checkpoint_refused"
 
 # What the relay sends from the outbox: the events the runtime writes there.
 RELAYED_TOPICS = (ALERTS_TOPIC,)
@@ -88,6 +92,11 @@ DISCARDED = Counter(
     "townpulse_runtime_discarded_checkpoints_total",
     "Checkpoints of another model version, discarded",
     ["group"],
+)
+REFUSED = Counter(
+    "townpulse_runtime_refused_checkpoints_total",
+    "Checkpoints refused by their HMAC (unsigned or tampered), never unpickled",
+    ["group", "verdict"],
 )
 CHECKPOINTS = Counter(
     "townpulse_runtime_checkpointed_states_total", "Device states checkpointed", ["group"]
@@ -149,8 +158,14 @@ class DeviceRuntime(Generic[S]):
         checkpoint_interval_records: int = 50_000,
         checkpoint_budget_s: float = 0.05,
         on_events: Callable[[], None] = lambda: None,
+        checkpoint_key: CheckpointKey | None = None,
+        accept_unsigned: bool = False,
+        domain: Domain | None = None,
     ) -> None:
         self.processor = processor
+        self._key = checkpoint_key or CheckpointKey.ephemeral()
+        self._accept_unsigned = accept_unsigned
+        self._domain = domain
         self._sink = sink
         self._pool = pool
         self._offsets = offsets
@@ -403,18 +418,30 @@ class DeviceRuntime(Generic[S]):
         CACHED.labels(self.group_id).set(len(self.cache))
 
     def _state_rows(self, device_ids: list[str]) -> list[dict[str, Any]]:
-        return [
-            {
-                "group_id": self.group_id,
-                "device_id": d,
-                "model_version": self.processor.model_version,
-                "state": pickle.dumps(self.cache[d].state, protocol=pickle.HIGHEST_PROTOCOL),
-                "clock": self.cache[d].clock,
-                "applied": self.cache[d].applied,
-                "since": self.cache[d].since,
-            }
-            for d in device_ids
-        ]
+        rows = []
+        for d in device_ids:
+            slot = self.cache[d]
+            state = pickle.dumps(slot.state, protocol=pickle.HIGHEST_PROTOCOL)
+            mac = self._key.sign(
+                group_id=self.group_id,
+                device_id=d,
+                model_version=self.processor.model_version,
+                applied=slot.applied,
+                state=state,
+            )
+            rows.append(
+                {
+                    "group_id": self.group_id,
+                    "device_id": d,
+                    "model_version": self.processor.model_version,
+                    "state": state,
+                    "mac": mac,
+                    "clock": slot.clock,
+                    "applied": slot.applied,
+                    "since": slot.since,
+                }
+            )
+        return rows
 
     async def _save_states(self, conn: AsyncConnection[DictRow], device_ids: list[str]) -> None:
         """Checkpoints outside a batch (revocation, an idle stream): under the erasure lock too."""
@@ -434,9 +461,9 @@ class DeviceRuntime(Generic[S]):
         async with conn.cursor() as cur:
             await cur.executemany(
                 """
-                INSERT INTO runtime_state (group_id, device_id, model_version, state, clock,
-                                           applied_offset, learnt_since)
-                SELECT %(group_id)s, %(device_id)s, %(model_version)s, %(state)s,
+                INSERT INTO runtime_state (group_id, device_id, model_version, state, state_mac,
+                                           clock, applied_offset, learnt_since)
+                SELECT %(group_id)s, %(device_id)s, %(model_version)s, %(state)s, %(mac)s,
                        %(clock)s::timestamptz, %(applied)s::bigint, %(since)s::timestamptz
                 WHERE NOT EXISTS (
                     SELECT 1 FROM device_erasures e WHERE e.device_id = %(device_id)s
@@ -444,6 +471,7 @@ class DeviceRuntime(Generic[S]):
                 )
                 ON CONFLICT (group_id, device_id) DO UPDATE SET
                     model_version = EXCLUDED.model_version, state = EXCLUDED.state,
+                    state_mac = EXCLUDED.state_mac,
                     clock = EXCLUDED.clock, applied_offset = EXCLUDED.applied_offset,
                     learnt_since = EXCLUDED.learnt_since, updated_at = now()
                 """,
@@ -456,8 +484,9 @@ class DeviceRuntime(Generic[S]):
             return
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT device_id, model_version, state, clock, applied_offset, learnt_since "
-                "FROM runtime_state WHERE group_id = %s AND device_id = ANY(%s)",
+                "SELECT device_id, model_version, state, state_mac, clock, applied_offset,"
+                " learnt_since, updated_at"
+                " FROM runtime_state WHERE group_id = %s AND device_id = ANY(%s)",
                 (self.group_id, missing),
             )
             stored = {r["device_id"]: r for r in await cur.fetchall()}
@@ -474,12 +503,14 @@ class DeviceRuntime(Generic[S]):
                         extra={"device_id": device_id},
                     )
                     row = None
+            if row is not None and not await self._trusted(row):
+                row = None
             tp = where[device_id]
             applied = int(row["applied_offset"] or 0) if row is not None else 0
             state: S | None = None
             if row is not None:
                 if row["model_version"] == self.processor.model_version:
-                    # Checkpoints are written only by this service into its own table.
+                    # Only after its HMAC said this service wrote it (_trusted).
                     state = pickle.loads(bytes(row["state"]))  # noqa: S301
                 else:
                     DISCARDED.labels(self.group_id).inc()
@@ -498,6 +529,62 @@ class DeviceRuntime(Generic[S]):
                 applied=applied,
                 since=_learnt_since(row, state),
             )
+
+    async def _trusted(self, row: DictRow) -> bool:
+        """Whether a checkpoint may be unpickled: its HMAC is ours (shared/runtime/checkpoints.py).
+        A refused one is never loaded: the model starts fresh and an alert says so."""
+        device_id = row["device_id"]
+        verdict = self._key.verify(
+            group_id=self.group_id,
+            device_id=device_id,
+            model_version=row["model_version"],
+            applied=int(row["applied_offset"] or 0),
+            state=bytes(row["state"]),
+            mac=None if row["state_mac"] is None else bytes(row["state_mac"]),
+        )
+        if verdict is Verdict.SIGNED:
+            return True
+        if verdict is Verdict.UNSIGNED and self._accept_unsigned:
+            # The upgrade's one-off (TOWNPULSE_CHECKPOINT_ACCEPT_UNSIGNED): signed at next save.
+            log.warning("loading an unsigned checkpoint", extra={"device_id": device_id})
+            return True
+        REFUSED.labels(self.group_id, verdict.value).inc()
+        log.error(
+            "refusing a checkpoint that this service did not sign: the model starts fresh",
+            extra={"device_id": device_id, "verdict": verdict.value},
+        )
+        await self._raise_refused(device_id, verdict, since=row["updated_at"])
+        return False
+
+    async def _raise_refused(self, device_id: str, verdict: Verdict, *, since: datetime) -> None:
+        """An alert through the outbox, like the episodes' (the alerts service opens it). Its id
+        comes from the refused row's time: refusing the same row again raises no second one."""
+        if self._domain is None:
+            return
+        kind = CHECKPOINT_REFUSED
+        event = AlertEvent(
+            event_id=AlertEvent.make_id(
+                device_id=device_id, kind=kind, episode_start=since, phase="start"
+            ),
+            device_id=device_id,
+            domain=self._domain,
+            kind=kind,
+            phase="start",
+            severity=Severity.CRITICAL,
+            episode_start=since,
+            ts=datetime.now(UTC),
+            explanation={
+                "message": f"model checkpoint {verdict.value}: refused, the model starts fresh;"
+                " someone may have written to runtime_state",
+                "verdict": verdict.value,
+            },
+        )
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO runtime_outbox (topic, key, value) VALUES (%s, %s, %s)",
+                (ALERTS_TOPIC, device_id.encode(), event.to_bytes()),
+            )
+        self._on_events()
 
     # ---- outbox -------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from tests.data_rows import add_row as add_any_row
 from tests.data_rows import connect, plain_database
 from tests.data_rows import count_rows as count_any_rows
 from townpulse.stack import Stack
+from townpulse.stack.config import MAINTENANCE_ROLE
 
 pytestmark = pytest.mark.integration
 
@@ -65,15 +66,19 @@ async def db(request: pytest.FixtureRequest, stack: Stack) -> AsyncIterator[Asyn
 
 
 async def _prune(conn: AsyncConnection[Any]) -> None:
-    """What the storage service's schedule and TimescaleDB's scheduler do, run now."""
-    await retention.ensure_policies(conn, SETTINGS)
+    """What the storage service's schedule (as the maintenance role, like the service) and
+    TimescaleDB's scheduler do, run now."""
+    url = Stack().postgres.role_url(MAINTENANCE_ROLE).rsplit("/", 1)[0] + "/" + conn.info.dbname
+    async with await connect(url) as maintenance:
+        await retention.ensure_policies(maintenance, SETTINGS)
     if await retention.backend(conn) == "timescaledb":
         cur = await conn.execute(
             "SELECT job_id FROM timescaledb_information.jobs WHERE proc_name = 'policy_retention'"
         )
         for row in await cur.fetchall():
             await conn.execute("CALL run_job(%s)", (row["job_id"],))
-    await retention.enforce(conn, SETTINGS)
+    async with await connect(url) as maintenance:
+        await retention.enforce(maintenance, SETTINGS)
 
 
 async def test_every_class_is_pruned_and_aggregates_are_kept(db: AsyncConnection[Any]) -> None:

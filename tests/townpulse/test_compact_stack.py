@@ -48,7 +48,7 @@ def test_three_starts_make_one_shared_process_under_one_keeper(tmp_path: Path) -
     services = Services(
         procs,
         settings,
-        database_url=lambda: "postgresql://nobody:nothing@127.0.0.1:1/none",
+        database_url=lambda role: "postgresql://nobody:nothing@127.0.0.1:1/none",
         ca_cert_file=tmp_path / "ca.crt",
     )
     members = [s for s in SERVICES if s.name in COMPACT_MEMBERS]

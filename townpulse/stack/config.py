@@ -175,6 +175,17 @@ SERVICES = (
     ),
 )
 INFRA = ("postgres", "kafka", "mosquitto")
+# Each service's own database role, and retention's (shared/migrations/versions/0009_roles.py).
+MAINTENANCE_ROLE = "townpulse_maintenance"
+DATABASE_ROLES = (*(f"townpulse_{s.name}" for s in SERVICES), MAINTENANCE_ROLE)
+# Keys the database never sees, each given only to the services that use it: checkpoints'
+# HMAC (domain services), webhook secrets' encryption (alerts), the audit log's pseudonyms at
+# erasure (api). Files under .run/secrets, like the passwords.
+KEYS = {
+    "checkpoint-key": ("TOWNPULSE_CHECKPOINT_KEY", ("energy", "waste", "traffic")),
+    "webhook-secrets-key": ("TOWNPULSE_WEBHOOK_SECRETS_KEY", ("alerts",)),
+    "audit-pseudonym-key": ("TOWNPULSE_AUDIT_PSEUDONYM_KEY", ("api",)),
+}
 # The services that share a process in the compact layout, and that process's name.
 COMPACT_MEMBERS = ("energy", "waste", "traffic")
 COMPACT_PROCESS = "domains"

@@ -8,7 +8,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from townpulse.stack.config import PG_BIN, StackError, StackSettings
+from townpulse.stack.config import DATABASE_ROLES, PG_BIN, StackError, StackSettings
 from townpulse.stack.processes import (
     Launch,
     Processes,
@@ -33,6 +33,17 @@ class Postgres:
             f"postgresql://townpulse:{self.p.secret('postgres-townpulse')}"
             f"@127.0.0.1:{self.s.postgres_port}/townpulse"
         )
+
+    def role_url(self, role: str) -> str:
+        """A service's own role (shared/migrations/versions/0009_roles.py), its own password."""
+        return (
+            f"postgresql://{role}:{self.p.secret(f'postgres-{role}')}"
+            f"@127.0.0.1:{self.s.postgres_port}/townpulse"
+        )
+
+    def role_passwords(self) -> dict[str, str]:
+        """Every service role's password (generated once under .run/secrets)."""
+        return {role: self.p.secret(f"postgres-{role}") for role in DATABASE_ROLES}
 
     def superuser_url(self, database: str = "postgres") -> str:
         """PostgreSQL's superuser: creating databases (the stack, tests of a plain database)."""
@@ -197,6 +208,9 @@ class Postgres:
                 conn.execute(
                     sql.SQL("CREATE ROLE townpulse LOGIN PASSWORD {}").format(sql.Literal(app_pw))
                 )
+            # The owner's migrations create the services' roles (0009); it is used by nothing
+            # else than migrations, the bootstrap and the operator's own tools.
+            conn.execute("ALTER ROLE townpulse CREATEROLE")
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'townpulse'").fetchone():
                 conn.execute("CREATE DATABASE townpulse OWNER townpulse")
 

@@ -31,7 +31,7 @@ class Stack:
         self.services = Services(
             self.procs,
             self.s,
-            database_url=self.postgres.database_url,
+            database_url=self.postgres.role_url,
             ca_cert_file=self.mosquitto.ca_cert_file,
         )
 
@@ -135,6 +135,7 @@ class Stack:
             mqtt_gateway_password=self.procs.secret("mqtt-gateway"),
             admin_key_file=self.admin_key_file,
             gateways=self.s.gateways,
+            role_passwords=self.postgres.role_passwords(),
         )
         if created:
             print(f"Admin API key created: {self.admin_key_file} (mode 0600, shown nowhere else)")

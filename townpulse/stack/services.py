@@ -13,6 +13,8 @@ from shared.mqtt_admin import gateway_username
 from townpulse.stack.config import (
     COMPACT_MEMBERS,
     COMPACT_PROCESS,
+    KEYS,
+    MAINTENANCE_ROLE,
     SERVICES,
     ServiceSpec,
     StackSettings,
@@ -34,7 +36,7 @@ class Services:
         procs: Processes,
         settings: StackSettings,
         *,
-        database_url: Callable[[], str],
+        database_url: Callable[[str], str],
         ca_cert_file: Path,
     ) -> None:
         self.p = procs
@@ -44,7 +46,7 @@ class Services:
 
     def env(self, spec: ServiceSpec, *, instance: int = 1) -> dict[str, str]:
         env = {
-            "TOWNPULSE_DATABASE_URL": self._database_url(),
+            "TOWNPULSE_DATABASE_URL": self._database_url(f"townpulse_{spec.name}"),
             "TOWNPULSE_KAFKA_BOOTSTRAP": f"127.0.0.1:{self.s.kafka_port}",
             "TOWNPULSE_MQTT_HOST": "127.0.0.1",
             "TOWNPULSE_MQTT_PORT": str(self.s.mqtt_port),
@@ -53,6 +55,12 @@ class Services:
             "TOWNPULSE_INSTANCE": f"{spec.name}-{instance}",
             "TOWNPULSE_LOG_PSEUDONYM_KEY": self.p.secret("log-pseudonym-key"),
         }
+        for secret, (var, users) in KEYS.items():
+            if spec.name in users:
+                env[var] = self.p.secret(secret)
+        if spec.name == "storage":
+            # Retention deletes what every service wrote: its own role, its own connection.
+            env["TOWNPULSE_MAINTENANCE_DATABASE_URL"] = self._database_url(MAINTENANCE_ROLE)
         if spec.mqtt_user:
             # Each gateway instance has its own identity, bound to its client id (its instance
             # name); they share one password (shared/mqtt_admin.py).

@@ -17,6 +17,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from pydantic import BaseModel
 
 from services.alerts.adapters import sender
+from services.alerts.adapters.secrets import SecretUnavailable, WebhookSecrets
 from services.alerts.domain.targets import ForbiddenTarget, check_literal
 from services.alerts.domain.webhooks import new_secret
 from services.alerts.schemas import (
@@ -79,6 +80,11 @@ async def _one(request: Request, sub_id: str) -> dict[str, Any]:
     return row
 
 
+def _secrets(request: Request) -> WebhookSecrets:
+    secrets: WebhookSecrets = request.app.state.webhook_secrets
+    return secrets
+
+
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=WebhookCreated)
 async def create_webhook(body: WebhookIn, request: Request, _: Admin) -> WebhookCreated:
     """Subscribe a URL; the signing secret is in this response only."""
@@ -96,7 +102,7 @@ async def create_webhook(body: WebhookIn, request: Request, _: Admin) -> Webhook
                     %(min_severity)s, %(event_types)s, %(retry_schedule_s)s, %(enabled)s)
             RETURNING {COLUMNS}
             """,
-            {**values, "id": sub_id, "secret": secret},
+            {**values, "id": sub_id, "secret": _secrets(request).seal(secret)},
         )
         row = await cur.fetchone()
     return WebhookCreated(**row, secret=secret)
@@ -166,7 +172,7 @@ async def rotate_secret(
         cur = await conn.execute(
             "UPDATE webhook_subscriptions SET previous_secret = secret, secret = %s, "
             "previous_secret_expires_at = %s, updated_at = now() WHERE id = %s",
-            (secret, expires, sub_id),
+            (_secrets(request).seal(secret), expires, sub_id),
         )
     if cur.rowcount != 1:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such webhook")
@@ -184,6 +190,12 @@ async def send_test(sub_id: str, request: Request, _: Admin) -> TestSendOut:
         row = await cur.fetchone()
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such webhook")
+    try:
+        signing = _secrets(request).open(row["secret"])
+    except SecretUnavailable as exc:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, detail=f"the webhook's secret cannot be used: {exc}"
+        ) from exc
     msg_id = f"msg_test_{uuid.uuid4().hex}"
     body = json.dumps(
         {
@@ -200,7 +212,7 @@ async def send_test(sub_id: str, request: Request, _: Admin) -> TestSendOut:
             url=row["url"],
             msg_id=msg_id,
             body=body,
-            secrets=[row["secret"]],
+            secrets=[signing],
             timeout_s=settings.webhook_timeout_s,
             max_response_bytes=settings.webhook_max_response_bytes,
             # The same target rules as real deliveries, checked at connect time.

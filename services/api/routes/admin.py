@@ -12,7 +12,6 @@ from services.api.schemas import ApiKeyCreated, ApiKeyIn, ApiKeyOut, AuditEntry,
 from shared import audit
 from shared.auth import new_api_key
 from shared.http import Admin, Viewer, check_time
-from shared.keyring import StoredKey
 
 router = APIRouter(prefix="/v1", tags=["operations"])
 
@@ -45,7 +44,7 @@ async def create_api_key(body: ApiKeyIn, request: Request, _: Admin) -> ApiKeyCr
         )
         row = await cur.fetchone()
     # Committed above: usable at once, even on the next request (shared/keyring.py).
-    request.app.state.keyring.remember(key.key_id, StoredKey(body.role, key.key_hash))
+    request.app.state.keyring.remember(key.key_id, key.key_hash, body.role)
     return ApiKeyCreated(**row, key=key.token)
 
 

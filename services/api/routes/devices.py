@@ -569,6 +569,11 @@ async def delete_device(
             )
             # Recorded here, in the erasure's transaction: the Gate must not add a second one.
             request.state.audited = True
+            # Then every entry naming it, this one included, names its pseudonym instead.
+            settings: ApiSettings = request.app.state.settings
+            await erasure.pseudonymise_audit(
+                conn, device_id=device_id, key=settings.audit_pseudonym_key_bytes()
+            )
         elif not await repo.delete_device(conn, device_id):
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such device")
         # In the transaction: if the broker refuses, nothing is deleted either. Removing a

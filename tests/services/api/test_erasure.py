@@ -166,10 +166,11 @@ async def test_erasure_leaves_nothing_and_a_new_device_starts_empty(
             # The town's totals keep the 30-day-old reading, under an id that links to no one.
             assert await count_rows(conn, view, anonymous) >= 1
 
+        # The audit entry names the device by its pseudonym (see the test below).
         cur = await conn.execute(
             "SELECT key_id, role, outcome, detail FROM audit_log"
             " WHERE action = 'device.erase' AND target = %s",
-            (f"device:{device.id}",),
+            (f"device:{erasure.pseudonym(_pseudonym_key(stack), device.id)}",),
         )
         audits = await cur.fetchall()
         assert len(audits) == 1
@@ -192,6 +193,66 @@ async def test_erasure_leaves_nothing_and_a_new_device_starts_empty(
     assert count_readings(api, device.id, bucket="1d") == 0
     r = await asyncio.to_thread(api.get, "/v1/deadletters", params={"device_id": device.id})
     assert r.json() == []
+
+
+def _pseudonym_key(stack: Stack) -> bytes:
+    return (stack.secrets_dir / "audit-pseudonym-key").read_text().strip().encode()
+
+
+# Every text or JSON column of the audit log, as text: where an id could hide.
+AUDIT_TEXT = "concat_ws(' ', key_id, role, action, target, outcome, detail::text)"
+
+
+async def test_erasure_leaves_no_plain_device_id_in_the_audit_log(
+    api: httpx.Client, device_factory, stack: Stack
+) -> None:
+    device = device_factory("energy")
+    # Entries naming it as a target, in a path, in a query string and as a created id.
+    neighbour = f"{device.id}0"
+    for patch in ({"name": "town hall meter"}, {"name": "renamed"}):
+        r = await asyncio.to_thread(api.patch, f"/v1/devices/{device.id}", json=patch)
+        assert r.status_code == 200, r.text
+    r = await asyncio.to_thread(api.post, f"/v1/devices/{device.id}/ingest-token")
+    assert r.status_code == 201, r.text
+    r = await asyncio.to_thread(api.patch, f"/v1/devices/{neighbour}", json={"name": "x"})
+    assert r.status_code == 404
+    key = _pseudonym_key(stack)
+    alias = erasure.pseudonym(key, device.id)
+    async with await connect(stack.database_url()) as conn:
+        cur = await conn.execute(
+            f"SELECT id FROM audit_log WHERE position(%s IN {AUDIT_TEXT}) > 0",
+            (device.id,),
+        )
+        named = {row["id"] for row in await cur.fetchall()}
+        cur = await conn.execute(
+            f"SELECT id FROM audit_log WHERE position(%s IN {AUDIT_TEXT}) > 0",
+            (neighbour,),
+        )
+        neighbours = {row["id"] for row in await cur.fetchall()}
+        # Creation, the two changes and the token; the neighbour's 404 names another id.
+        assert len(named - neighbours) >= 4 and len(neighbours) == 1
+        cur = await conn.execute("SELECT count(*) AS n FROM audit_log")
+        total = (await cur.fetchone())["n"]  # type: ignore[index]
+
+        r = await asyncio.to_thread(api.delete, f"/v1/devices/{device.id}", params={"erase": "1"})
+        assert r.status_code == 200, r.text
+
+        cur = await conn.execute(
+            f"SELECT id FROM audit_log WHERE position(%s IN {AUDIT_TEXT}) > 0",
+            (device.id,),
+        )
+        # Only the neighbour's entry, whose id merely starts with the erased one, still has it:
+        # the erased id is nowhere as a whole.
+        assert {row["id"] for row in await cur.fetchall()} == neighbours
+        # Every entry is kept, now under the pseudonym, and the erasure's own is added.
+        cur = await conn.execute("SELECT count(*) AS n FROM audit_log")
+        assert (await cur.fetchone())["n"] == total + 1  # type: ignore[index]
+        cur = await conn.execute(
+            f"SELECT id FROM audit_log WHERE position(%s IN {AUDIT_TEXT}) > 0",
+            (alias,),
+        )
+        renamed = {row["id"] for row in await cur.fetchall()}
+        assert named - neighbours < renamed and len(renamed) == len(named - neighbours) + 1
 
 
 async def test_erasure_with_aggregates_erases_them(

@@ -24,6 +24,7 @@ from shared.ml.timed import TimedForecaster
 from shared.ml.weekly import WeeklyProfile
 from shared.runtime.worker import DeviceRuntime, DeviceSlot
 from shared.schemas import Reading
+from tests.runtime_support import TEST_CHECKPOINT_KEY
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +36,14 @@ TREE = ModelSpec(path="river.tree.HoeffdingTreeRegressor", params={"leaf_predict
 
 def _runtime(processor: Any, *, pool: Any, group: str, sink: Any) -> DeviceRuntime[Any]:
     # Only the checkpoint methods are exercised: no stream, so no offsets store.
-    return DeviceRuntime(processor=processor, sink=sink, pool=pool, offsets=None, group_id=group)  # type: ignore[arg-type]
+    return DeviceRuntime(
+        processor=processor,
+        sink=sink,
+        pool=pool,
+        offsets=None,  # type: ignore[arg-type]
+        group_id=group,
+        checkpoint_key=TEST_CHECKPOINT_KEY,
+    )
 
 
 async def _restored(

@@ -33,6 +33,7 @@ from shared.runtime.worker import DeviceRuntime, DeviceSlot, ErasedMeanwhile, Pr
 from shared.schemas import Reading
 from shared.stream.loop import Batch
 from shared.topics import READINGS_TOPICS, Domain
+from tests.runtime_support import TEST_CHECKPOINT_KEY
 from tests.support import until
 
 pytestmark = pytest.mark.integration
@@ -49,6 +50,7 @@ def _runtime(pool: Pool, group: str) -> DeviceRuntime[MeterState]:
         pool=pool,
         offsets=None,  # type: ignore[arg-type]
         group_id=group,
+        checkpoint_key=TEST_CHECKPOINT_KEY,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import pwd
 import signal
@@ -9,7 +10,10 @@ import subprocess
 from pathlib import Path
 
 from townpulse.stack.config import PG_BIN, StackError, StackSettings
+from townpulse.stack.pgbackrest import PgBackRest
 from townpulse.stack.processes import Processes, base_env, can_connect, wait_port, wait_until
+
+log = logging.getLogger("townpulse.stack")
 
 NAME = "postgres"
 
@@ -18,6 +22,16 @@ class Postgres:
     def __init__(self, procs: Processes, settings: StackSettings) -> None:
         self.p = procs
         self.s = settings
+        # Set by `start` when it generated the backup passphrase: `up` shows it once.
+        self.new_backup_passphrase: str | None = None
+
+    @property
+    def data(self) -> Path:
+        return self.p.data_dir("postgres", "postgres")
+
+    @property
+    def backrest(self) -> PgBackRest:
+        return PgBackRest(self.p, self.s, pg_data=self.data)
 
     def database_url(self) -> str:
         return (
@@ -67,9 +81,12 @@ class Postgres:
     def start(self) -> None:
         if self.p.pid(NAME):
             return
-        data = self.p.data_dir("postgres", "postgres")
+        data = self.data
         if not (data / "PG_VERSION").exists():
             self._initdb(data)
+        backrest = self.backrest
+        passphrase, created = backrest.passphrase()
+        backrest.write_config()
         bin_dir, timescaledb = self.install()
         extra: list[str] = []
         if timescaledb:
@@ -105,12 +122,40 @@ class Postgres:
                 "synchronous_commit=on",
                 "-c",
                 "max_connections=200",
+                # Continuous archiving (pgBackRest): backups by default, docs/operations.md.
+                *backrest.archive_options(),
             ],
             marker=str(data),
             user="postgres",
         )
         wait_port(self.s.postgres_port, timeout=self.s.start_timeout_s, what="postgres")
+        if (data / "recovery.signal").exists():
+            # Restored by pgBackRest: the stanza is checked against a cluster that writes.
+            self.wait_promoted()
         self._ensure_database()
+        try:
+            backrest.ensure_stanza()
+        except StackError as exc:
+            # The stack still starts (its data matters more than its backup), loudly: WAL
+            # piles up in pg_wal until archiving works again.
+            log.warning("backups are not working: %s", exc)
+            print(f"WARNING: backups are not working: {exc}")
+        if created:
+            self.new_backup_passphrase = passphrase
+
+    def wait_promoted(self) -> None:
+        """Wait until a restored cluster has replayed its WAL and accepts writes."""
+        import psycopg
+
+        def promoted() -> bool:
+            try:
+                with psycopg.connect(self.superuser_url(), connect_timeout=3) as conn:
+                    row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+            except psycopg.OperationalError:
+                return False
+            return row is not None and not row[0]
+
+        wait_until(promoted, timeout=self.s.start_timeout_s * 5, what="postgres recovery")
 
     def stop(self) -> None:
         # SIGINT, the "fast" shutdown (it still checkpoints): SIGTERM would wait for every

@@ -544,12 +544,18 @@ def backup_list(
     from_dir: Annotated[
         Path | None, typer.Option("--from", help="Another backup directory (default: the stack's)")
     ] = None,
+    passphrase_file: Annotated[
+        Path | None,
+        typer.Option(help="With --from: the file holding that backup's passphrase"),
+    ] = None,
 ) -> None:
     """Every backup: label, kind, when, database and repository sizes, files archive."""
     from townpulse.backup import operations
 
+    stack = Stack()
+    passphrase = _passphrase(passphrase_file, stack) if from_dir is not None else None
     try:
-        rows = operations.list_backups(Stack(), backup_dir=from_dir)
+        rows = operations.list_backups(stack, backup_dir=from_dir, passphrase=passphrase)
     except StackError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
@@ -579,6 +585,7 @@ def _passphrase(passphrase_file: Path | None, stack: Stack) -> str:
     if os.environ.get("TOWNPULSE_BACKUP_PASSPHRASE"):
         return os.environ["TOWNPULSE_BACKUP_PASSPHRASE"]
     own = stack.secrets_dir / "backup-passphrase"
+    # A restored run directory's own is the backup's: what `restore --force` needs again.
     if own.exists():
         return own.read_text().strip()
     value: str = typer.prompt("Backup passphrase", hide_input=True)
@@ -611,6 +618,12 @@ def restore(
     force: Annotated[
         bool, typer.Option(help="Replace the stack (stopped first) and data of this run directory")
     ] = False,
+    start: Annotated[
+        bool,
+        typer.Option(
+            help="Start the whole stack afterwards (--no-start: PostgreSQL only, to look)"
+        ),
+    ] = True,
 ) -> None:
     """Restore a backup into this run directory (TOWNPULSE_RUN_DIR) and start the stack."""
     from townpulse.backup import operations
@@ -625,6 +638,7 @@ def restore(
             passphrase=_passphrase(passphrase_file, stack),
             to_time=to_time,
             force=force,
+            start=start,
         )
     except (operations.BackupError, StackError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)

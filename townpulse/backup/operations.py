@@ -226,14 +226,19 @@ def _prune_files(layout: Layout, kept: set[str]) -> list[str]:
     return gone
 
 
-def list_backups(stack: Stack, *, backup_dir: Path | None = None) -> list[dict[str, Any]]:
-    """Every backup in the repository, oldest first: label, kind, times, sizes, files archive."""
+def list_backups(
+    stack: Stack, *, backup_dir: Path | None = None, passphrase: str | None = None
+) -> list[dict[str, Any]]:
+    """Every backup in the repository, oldest first: label, kind, times, sizes, files archive.
+    Another machine's backup directory needs its passphrase."""
     layout = Layout(backup_dir or stack.s.backup_dir)
     backrest = stack.postgres.backrest
     config = None
     if backup_dir is not None:
         config = backrest.write_config(
-            backup_dir=backup_dir, path=backrest.home / "pgbackrest-restore.conf"
+            backup_dir=backup_dir,
+            path=backrest.home / "pgbackrest-restore.conf",
+            passphrase=passphrase,
         )
     rows = []
     for b in backrest.info(config=config):
@@ -372,7 +377,7 @@ def restore(
     # Files first: the database passwords in the secrets are the restored cluster's.
     stack.secrets_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(stack.secrets_dir, 0o700)
-    _write_secret(stack.secrets_dir / PASSPHRASE, passphrase.encode())
+    _write_secret(stack.secrets_dir / PASSPHRASE, passphrase.encode() + b"\n")
     (stack.ca_cert_file.parent).mkdir(parents=True, exist_ok=True)
     mosquitto = stack.procs.data_dir("mosquitto", "mosquitto")
     _empty_dir(mosquitto)
@@ -394,7 +399,7 @@ def restore(
     _empty_dir(pg_data)
     backrest = stack.postgres.backrest
     conf = backrest.write_config(
-        backup_dir=from_dir, path=backrest.home / "pgbackrest-restore.conf"
+        backup_dir=from_dir, path=backrest.home / "pgbackrest-restore.conf", passphrase=passphrase
     )
     fetch = f'pgbackrest --config={conf} --stanza=townpulse archive-get %f "%p"'
     args = ["restore", f"--recovery-option=restore_command={fetch}"]

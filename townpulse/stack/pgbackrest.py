@@ -73,8 +73,16 @@ class PgBackRest:
 
     # ---- configuration -------------------------------------------------------------------
 
-    def write_config(self, *, backup_dir: Path | None = None, path: Path | None = None) -> Path:
-        """pgBackRest's configuration (repository in `backup_dir`, default the settings')."""
+    def write_config(
+        self,
+        *,
+        backup_dir: Path | None = None,
+        path: Path | None = None,
+        passphrase: str | None = None,
+    ) -> Path:
+        """pgBackRest's configuration (repository in `backup_dir`, default the settings'; the
+        run directory's passphrase unless another is given, as for a backup of another
+        machine)."""
         repo = self.repo_path(backup_dir)
         self._own_dir(repo.parent, mode=0o711)
         if not reachable_by(repo.parent, pwd.getpwnam("postgres")):
@@ -85,7 +93,8 @@ class PgBackRest:
             )
         self._own_dir(repo, mode=0o700, owner="postgres")
         home = self.home
-        passphrase, _ = self.passphrase()
+        if passphrase is None:
+            passphrase, _ = self.passphrase()
         conf = f"""[global]
 repo1-path={repo}
 repo1-cipher-type=aes-256-cbc

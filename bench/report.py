@@ -851,7 +851,7 @@ def backup_section(r: dict[str, Any]) -> list[str]:
                 b["wall_s"],
                 _mb(b["database_size_bytes"]),
                 _mb(b["repository_bytes"]),
-                _mb(b["files_bytes"]),
+                f"{b['files_bytes'] / 1e3:,.1f} kB",
                 "yes" if b["verified"] else "no",
             ]
         )
@@ -867,7 +867,8 @@ def backup_section(r: dict[str, Any]) -> list[str]:
     lines += _table(head, table)
     lines += [
         "",
-        f"Backup directory after both: {_mb(r['backup_dir_bytes'])} MB (WAL included). Restore "
+        f"Backup directory after both: {_mb(r['backup_dir_bytes'])} MB (with the WAL of the "
+        "month's bulk copy, which a town's steady stream does not make in one go). Restore "
         f"into a fresh run directory (`townpulse restore --no-start`: PostgreSQL restored and "
         f"its WAL replayed, the files, the audit entry): **{r['restore_s']} s**; then "
         f"`townpulse up` of the restored stack: {r['restored_up_s']} s. Readings: "

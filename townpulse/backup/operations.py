@@ -473,6 +473,7 @@ def upgrade(stack: Stack) -> dict[str, Any]:
     before = _revisions(stack.superuser_url("townpulse"))
     report = run_backup(stack, kind="diff")
     if not report["ok"]:
+        stack.up()  # nothing changed: the services come back as they were
         raise BackupError(f"no upgrade without a backup: {report.get('error')}")
     state = {
         "label": report["label"],

@@ -86,7 +86,14 @@ class Postgres:
             self._initdb(data)
         backrest = self.backrest
         passphrase, created = backrest.passphrase()
-        backrest.write_config()
+        try:
+            backrest.write_config()
+            backup_problem = None
+        except (StackError, OSError) as exc:
+            # A NAS not mounted yet at boot: PostgreSQL starts all the same and keeps the WAL
+            # it cannot archive (archive_command fails and is retried) until the repository is
+            # back. Loudly.
+            backup_problem = str(exc)
         bin_dir, timescaledb = self.install()
         extra: list[str] = []
         if timescaledb:
@@ -134,12 +141,15 @@ class Postgres:
             self.wait_promoted()
         self._ensure_database()
         try:
-            backrest.ensure_stanza()
+            if backup_problem is None:
+                backrest.ensure_stanza()
         except StackError as exc:
+            backup_problem = str(exc)
+        if backup_problem is not None:
             # The stack still starts (its data matters more than its backup), loudly: WAL
             # piles up in pg_wal until archiving works again.
-            log.warning("backups are not working: %s", exc)
-            print(f"WARNING: backups are not working: {exc}")
+            log.warning("backups are not working: %s", backup_problem)
+            print(f"WARNING: backups are not working: {backup_problem}")
         if created:
             self.new_backup_passphrase = passphrase
 

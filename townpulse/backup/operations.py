@@ -164,6 +164,8 @@ def run_backup(stack: Stack, *, kind: Kind | None = None) -> dict[str, Any]:
         backrest.run("backup", f"--type={chosen}")
         newest = backrest.info()[-1]
         label = newest["label"]
+        # pgBackRest makes a full backup of a differential asked with no full to refer to.
+        chosen = KINDS.get(newest.get("type", chosen), chosen)
         layout.files.mkdir(parents=True, exist_ok=True)
         os.chmod(layout.files, 0o700)
         manifest = {

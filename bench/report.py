@@ -821,6 +821,63 @@ def first_run_section(r: dict[str, Any]) -> list[str]:
     return [*lines, *_table(["check", "seconds after `townpulse up` started"], rows), ""]
 
 
+def _mb(value: float | None) -> str:
+    return "-" if value is None else f"{value / 1e6:,.1f}"
+
+
+def backup_section(r: dict[str, Any]) -> list[str]:
+    """bench.backup: backup and restore of the simulated town after a month of data."""
+    lines = [f"## Backup and restore after {r['days']} days of the simulated town", ""]
+    lines += _meta(r.get("meta"))
+    rows = r["rows"]
+    lines += [
+        "",
+        f"A stack of its own; the town simulator's backfill for {r.get('sim_days', 1)} day(s) "
+        "through the whole pipeline, copied to every earlier day up to the month (the backfill "
+        f"cannot go back more than a week): {rows['readings']:,} readings, "
+        f"{rows['energy_scores']:,} energy scores, {rows['waste_levels']:,} waste levels, "
+        f"{rows['traffic_flows']:,} traffic flows; database {_mb(rows['database_bytes'])} MB. "
+        "pgBackRest with zstd and aes-256-cbc, one process (the machine's 2 cores are shared); "
+        "the files archive (secrets, CA, Mosquitto's identities) beside it. Sizes in MB.",
+        "",
+    ]
+    table = []
+    for name in ("full", "diff"):
+        b = r[name]
+        table.append(
+            [
+                name,
+                b["duration_s"],
+                b["wall_s"],
+                _mb(b["database_size_bytes"]),
+                _mb(b["repository_bytes"]),
+                f"{b['files_bytes'] / 1e3:,.1f} kB",
+                "yes" if b["verified"] else "no",
+            ]
+        )
+    head = [
+        "backup",
+        "run s (incl. verify)",
+        "command s",
+        "database",
+        "stored",
+        "files archive",
+        "verified",
+    ]
+    lines += _table(head, table)
+    lines += [
+        "",
+        f"Backup directory after both: {_mb(r['backup_dir_bytes'])} MB (with the WAL of the "
+        "month's bulk copy, which a town's steady stream does not make in one go). Restore "
+        f"into a fresh run directory (`townpulse restore --no-start`: PostgreSQL restored and "
+        f"its WAL replayed, the files, the audit entry): **{r['restore_s']} s**; then "
+        f"`townpulse up` of the restored stack: {r['restored_up_s']} s. Readings: "
+        f"{r['restored_readings']:,} restored of {r['source_readings']:,}.",
+        "",
+    ]
+    return lines
+
+
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
@@ -1525,6 +1582,8 @@ def build(results_dir: Path = RESULTS, *, scoreboard: Path | None = None) -> str
             lines += footprint_section(r)
         elif kind == "first_run":
             lines += first_run_section(r)
+        elif kind == "backup":
+            lines += backup_section(r)
         elif kind == "registration":
             lines += registration_section(r)
         elif kind == "codec":

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the local stack needs, skipping what is already there. Idempotent.
 # Debian packages: Mosquitto's clients, PostgreSQL 15, a JDK and Maven, Node.js/npm and
-# Chromium (+ its driver, for the console's browser tests) and systemd (systemd-analyze) if
-# missing; TimescaleDB (see below);
+# Chromium (+ its driver, for the console's browser tests), pgBackRest (backups) and systemd
+# (systemd-analyze) if missing; TimescaleDB (see below);
 # the Mosquitto broker 2.1, built from Debian's source package into TOWNPULSE_MOSQUITTO_PREFIX
 # (default /opt/townpulse/mosquitto; Debian 12's binary package is 2.0.11, see
 # deploy/build-mosquitto.sh); the Apache Kafka broker jars from Maven Central; the console's
@@ -33,6 +33,8 @@ command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 # systemd-analyze: `townpulse service install`'s units are verified with it (tests), and the
 # town's machine runs them with systemd.
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+# Continuous archiving and backups of PostgreSQL (docs/operations.md); Debian 12: 2.45.
+command -v pgbackrest >/dev/null 2>&1 || need_apt+=(pgbackrest)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing packages: ${need_apt[*]} (run as root, or install them with apt-get)" >&2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -28,6 +29,11 @@ codecs = typer.Typer(help="Vendors' payload decoders (TTN codec format).", no_ar
 app.add_typer(codecs, name="codecs")
 profiles = typer.Typer(help="Device profiles: decoded fields to metrics.", no_args_is_help=True)
 app.add_typer(profiles, name="profiles")
+backup = typer.Typer(
+    help="Encrypted backups of the database and the stack's files (docs/operations.md).",
+    no_args_is_help=True,
+)
+app.add_typer(backup, name="backup")
 
 
 def _load_stack_env() -> dict[str, str]:
@@ -533,6 +539,153 @@ def profiles_list() -> None:
             f"{p['name']:<32} {p['domain']:<8} {p.get('codec') or '-':<32} "
             f"{'yes' if p.get('shipped') else 'no'}"
         )
+
+
+@backup.command("run")
+def backup_run(
+    kind: Annotated[
+        str | None,
+        typer.Option(help="full, diff or incr (default: full once a week, else diff)"),
+    ] = None,
+) -> None:
+    """Back up now: the database (pgBackRest) and the files; verify; print the report."""
+    from townpulse.backup import operations
+
+    if kind is not None and kind not in operations.KINDS:
+        raise typer.BadParameter("--kind: full, diff or incr")
+    report = operations.run_backup(Stack(), kind=operations.KINDS[kind] if kind else None)
+    _echo_json(report)
+    if not report["ok"] or not report["verified"]:
+        raise typer.Exit(1)
+
+
+@backup.command("list")
+def backup_list(
+    from_dir: Annotated[
+        Path | None, typer.Option("--from", help="Another backup directory (default: the stack's)")
+    ] = None,
+    passphrase_file: Annotated[
+        Path | None,
+        typer.Option(help="With --from: the file holding that backup's passphrase"),
+    ] = None,
+) -> None:
+    """Every backup: label, kind, when, database and repository sizes, files archive."""
+    from townpulse.backup import operations
+
+    stack = Stack()
+    passphrase = _passphrase(passphrase_file, stack) if from_dir is not None else None
+    try:
+        rows = operations.list_backups(stack, backup_dir=from_dir, passphrase=passphrase)
+    except StackError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"{'label':<36} {'kind':<5} {'finished (UTC)':<26} {'db MB':>9} {'stored MB':>10}")
+    for r in rows:
+        typer.echo(
+            f"{r['label']:<36} {r['kind']:<5} {r['finished_at']:<26} "
+            f"{r['database_bytes'] / 1e6:>9.1f} {r['repository_bytes'] / 1e6:>10.1f}"
+            f"{'' if r['files_archive'] else '  (no files archive)'}"
+        )
+
+
+@backup.command("verify")
+def backup_verify() -> None:
+    """Check that WAL reaches the repository, every stored file's checksum, every files archive."""
+    from townpulse.backup import operations
+
+    result = operations.verify(Stack())
+    _echo_json(result)
+    if not result["ok"]:
+        raise typer.Exit(1)
+
+
+def _passphrase(passphrase_file: Path | None, stack: Stack) -> str:
+    if passphrase_file is not None:
+        return passphrase_file.read_text().strip()
+    if os.environ.get("TOWNPULSE_BACKUP_PASSPHRASE"):
+        return os.environ["TOWNPULSE_BACKUP_PASSPHRASE"]
+    own = stack.secrets_dir / "backup-passphrase"
+    # A restored run directory's own is the backup's: what `restore --force` needs again.
+    if own.exists():
+        return own.read_text().strip()
+    value: str = typer.prompt("Backup passphrase", hide_input=True)
+    return value.strip()
+
+
+@app.command()
+def restore(
+    from_dir: Annotated[Path, typer.Option("--from", help="The backup directory")],
+    to_time: Annotated[
+        datetime | None,
+        typer.Option(
+            "--to-time",
+            formats=[
+                "%Y-%m-%dT%H:%M:%S.%f%z",
+                "%Y-%m-%dT%H:%M:%S%z",
+                "%Y-%m-%d %H:%M:%S%z",
+                "%Y-%m-%dT%H:%M:%S",
+            ],
+            help="Restore the database as it was at this moment (ISO 8601; UTC if no offset)",
+        ),
+    ] = None,
+    passphrase_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="File holding the backup passphrase (else TOWNPULSE_BACKUP_PASSPHRASE,"
+            " the run directory's own, or a prompt)"
+        ),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option(help="Replace the stack (stopped first) and data of this run directory")
+    ] = False,
+    start: Annotated[
+        bool,
+        typer.Option(
+            help="Start the whole stack afterwards (--no-start: PostgreSQL only, to look)"
+        ),
+    ] = True,
+) -> None:
+    """Restore a backup into this run directory (TOWNPULSE_RUN_DIR) and start the stack."""
+    from townpulse.backup import operations
+
+    stack = Stack()
+    if to_time is not None and to_time.tzinfo is None:
+        to_time = to_time.replace(tzinfo=UTC)
+    try:
+        result = operations.restore(
+            stack,
+            from_dir=from_dir,
+            passphrase=_passphrase(passphrase_file, stack),
+            to_time=to_time,
+            force=force,
+            start=start,
+        )
+    except (operations.BackupError, StackError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    _echo_json(result)
+
+
+@app.command()
+def upgrade(
+    rollback: Annotated[
+        bool,
+        typer.Option(
+            help="Restore the backup the last upgrade took (after reinstalling the"
+            " previous release)"
+        ),
+    ] = False,
+) -> None:
+    """Back up, apply the migrations and restart in order; roll back by itself on a failure."""
+    from townpulse.backup import operations
+
+    stack = Stack()
+    try:
+        result = operations.rollback(stack) if rollback else operations.upgrade(stack)
+    except (operations.BackupError, StackError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    _echo_json(result)
 
 
 def _mount_commands() -> None:

@@ -209,6 +209,7 @@ def prepare(component: str) -> None:
             stack.mosquitto.prepare()
         elif component == units.BOOTSTRAP:
             stack.postgres.ensure_database()
+            stack.postgres.ensure_backups()
             stack.bootstrap()
             stack.write_stack_env()
         elif component == "api":

@@ -171,6 +171,7 @@ class Writer:
             pre: str | None = None,
             post: str | None = None,
             extra: Mapping[str, str | Sequence[str]] | None = None,
+            unit_extra: Mapping[str, str] | None = None,
         ) -> None:
             env[name] = {**base_env(), **launch.env}
             user = launch.user or OWN_USERS.get(name, SERVICE_USER)
@@ -201,9 +202,12 @@ class Writer:
                     unit_name(name),
                     render(
                         {
-                            "Unit": _unit_section(
-                                description, after=after, requires=requires, wants=wants
-                            ),
+                            "Unit": {
+                                **_unit_section(
+                                    description, after=after, requires=requires, wants=wants
+                                ),
+                                **(unit_extra or {}),
+                            },
                             "Service": service,
                             "Install": {"WantedBy": TARGET},
                         }
@@ -216,11 +220,20 @@ class Writer:
             s.postgres.launch(),
             description="TownPulse PostgreSQL",
             after=["network.target"],
-            writable=[procs.data_dir("postgres", "postgres", create=False)],
+            # Its archive_command (pgBackRest) writes WAL to the backup repository and keeps its
+            # logs and locks in its own directory.
+            writable=[
+                procs.data_dir("postgres", "postgres", create=False),
+                procs.data_dir("pgbackrest", "postgres", create=False),
+                s.postgres.backrest.repo_path(),
+            ],
             pre=f"+{self._step('prepare', 'postgres')}",
             post=self._step("wait", "postgres"),
-            # The "fast" shutdown, as the local stack's stop (postgres.py says why).
+            # The "fast" shutdown, as the local stack's stop (postgres.py says why). A backup
+            # directory on a NAS or a second disk is mounted first: else WAL would be archived
+            # into the empty mount point, on the disk it is meant to outlive.
             extra={"KillSignal": "SIGINT", "TimeoutStopSec": "60"},
+            unit_extra={"RequiresMountsFor": str(s.s.backup_dir)},
         )
         long_running(
             "kafka",

@@ -35,6 +35,10 @@ class StackSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TOWNPULSE_", frozen=True, extra="ignore")
 
     run_dir: Path = REPO / ".run"
+    # Where backups go (pgBackRest's repository, the files archive, the reports): another disk
+    # or a NAS mount in a real town, never the disk the run directory is on (a dead disk would
+    # take both). /var/backups is where Debian keeps its own; docs/operations.md.
+    backup_dir: Path = Path("/var/backups/townpulse")
     # Unusual ports: the machine may already run a PostgreSQL, a broker or a web app.
     postgres_port: int = 15432
     kafka_port: int = 19092

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import pwd
 import signal
@@ -9,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 from townpulse.stack.config import DATABASE_ROLES, PG_BIN, StackError, StackSettings
+from townpulse.stack.pgbackrest import PgBackRest
 from townpulse.stack.processes import (
     Launch,
     Processes,
@@ -17,6 +19,8 @@ from townpulse.stack.processes import (
     wait_port,
     wait_until,
 )
+
+log = logging.getLogger("townpulse.stack")
 
 NAME = "postgres"
 # Written by deploy/install.sh when it could neither install nor build TimescaleDB: the reason.
@@ -27,6 +31,18 @@ class Postgres:
     def __init__(self, procs: Processes, settings: StackSettings) -> None:
         self.p = procs
         self.s = settings
+        # Set by `start` when it generated the backup passphrase: `up` shows it once.
+        self.new_backup_passphrase: str | None = None
+        # Why pgBackRest could not be configured by `prepare` (warned at start), if so.
+        self.backup_problem: str | None = None
+
+    @property
+    def data(self) -> Path:
+        return self.p.data_dir("postgres", "postgres")
+
+    @property
+    def backrest(self) -> PgBackRest:
+        return PgBackRest(self.p, self.s, pg_data=self.data)
 
     def database_url(self) -> str:
         return (
@@ -94,10 +110,23 @@ class Postgres:
         return f"not installed: {reason or 'see deploy/install.sh'}"
 
     def prepare(self) -> None:
-        """Its data directory, initialised once (as root: the directory goes to `postgres`)."""
+        """Its data directory, initialised once (as root: the directory goes to `postgres`),
+        and pgBackRest's configuration (continuous archiving: docs/operations.md)."""
         data = self.p.data_dir("postgres", "postgres")
         if not (data / "PG_VERSION").exists():
             self._initdb(data)
+        backrest = self.backrest
+        passphrase, created = backrest.passphrase()
+        if created:
+            self.new_backup_passphrase = passphrase
+        try:
+            backrest.write_config()
+            self.backup_problem = None
+        except (StackError, OSError) as exc:
+            # A NAS not mounted yet at boot: PostgreSQL starts all the same and keeps the WAL
+            # it cannot archive (archive_command fails and is retried) until the repository is
+            # back. Loudly.
+            self.backup_problem = str(exc)
 
     def launch(self) -> Launch:
         """The server's command line, run as the `postgres` user (local stack and systemd)."""
@@ -142,6 +171,8 @@ class Postgres:
                 "synchronous_commit=on",
                 "-c",
                 "max_connections=200",
+                # Continuous archiving (pgBackRest): backups by default, docs/operations.md.
+                *self.backrest.archive_options(),
             ],
             marker=str(data),
             user="postgres",
@@ -154,9 +185,40 @@ class Postgres:
         self.p.spawn_launch(self.launch(), name=NAME)
         self.wait_ready()
         self.ensure_database()
+        self.ensure_backups()
 
     def wait_ready(self) -> None:
         wait_port(self.s.postgres_port, timeout=self.s.start_timeout_s, what="postgres")
+        if (self.data / "recovery.signal").exists():
+            # Restored by pgBackRest: the stanza is checked against a cluster that writes.
+            self.wait_promoted()
+
+    def ensure_backups(self) -> None:
+        """pgBackRest's stanza, once the cluster writes; a problem is a warning, not a stop:
+        the town's data matters more than its backup, and WAL waits in pg_wal meanwhile."""
+        problem = self.backup_problem
+        if problem is None:
+            try:
+                self.backrest.ensure_stanza()
+            except StackError as exc:
+                problem = str(exc)
+        if problem is not None:
+            log.warning("backups are not working: %s", problem)
+            print(f"WARNING: backups are not working: {problem}")
+
+    def wait_promoted(self) -> None:
+        """Wait until a restored cluster has replayed its WAL and accepts writes."""
+        import psycopg
+
+        def promoted() -> bool:
+            try:
+                with psycopg.connect(self.superuser_url(), connect_timeout=3) as conn:
+                    row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+            except psycopg.OperationalError:
+                return False
+            return row is not None and not row[0]
+
+        wait_until(promoted, timeout=self.s.start_timeout_s * 5, what="postgres recovery")
 
     def stop(self) -> None:
         # SIGINT, the "fast" shutdown (it still checkpoints): SIGTERM would wait for every

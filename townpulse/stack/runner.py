@@ -139,6 +139,16 @@ class Stack:
         )
         if created:
             print(f"Admin API key created: {self.admin_key_file} (mode 0600, shown nowhere else)")
+        passphrase = self.postgres.new_backup_passphrase
+        if passphrase:
+            self.postgres.new_backup_passphrase = None
+            print(
+                f"Backup passphrase (shown once): {passphrase}\n"
+                "  Backups are encrypted with it and cannot be restored without it. Keep a copy"
+                " away from this machine (a password manager, a sealed envelope).\n"
+                f"  Backups go to {self.s.backup_dir} (TOWNPULSE_BACKUP_DIR): another disk or"
+                " a NAS, never this machine's own disk."
+            )
 
     def up(self) -> None:
         self.run.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,1 @@
+"""Backups, restore and upgrades of the stack (docs/operations.md)."""

@@ -26,6 +26,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from shared.topics import MQTT_SUBSCRIPTION
 
 log = logging.getLogger(__name__)
+# How soon a refused subscription is asked for again.
+RESUBSCRIBE_S = 5.0
 
 
 @dataclass(slots=True)
@@ -106,12 +108,16 @@ class MqttSource:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
+        self._resubscribe: threading.Timer | None = None
 
     def start(self) -> None:
         self._client.connect_async(self._host, self._port, keepalive=self._keepalive_s)
         self._client.loop_start()
 
     def stop(self) -> None:
+        if self._resubscribe is not None:
+            self._resubscribe.cancel()
         self._client.disconnect()
         self._client.loop_stop()
 
@@ -134,7 +140,7 @@ class MqttSource:
         with self._lock:
             self._generation += 1
             self.connected = True
-        client.subscribe([(t, 1) for t in self._subscriptions])
+        self._subscribe()
         if flags.session_present:
             client.unsubscribe(self._stale_subscriptions)
         if self._on_state is not None:
@@ -147,6 +153,36 @@ class MqttSource:
                 "integration": self.integration,
             },
         )
+
+    def _subscribe(self) -> None:
+        with self._lock:
+            if not self.connected:
+                return  # the next connection subscribes
+        self._client.subscribe([(t, 1) for t in self._subscriptions])
+
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, codes: list[Any], props: Any
+    ) -> None:
+        refused = [str(c) for c in codes if c.is_failure]
+        if not refused:
+            if self._on_state is not None:
+                self._on_state(True, None)
+            return
+        # The broker refused a subscription (its ACL said no when this connection subscribed:
+        # a role being repaired, a hand edit). Connected but deaf, the gateway would hear
+        # nothing until its next reconnect, which may never come: ask again until it is let.
+        log.error(
+            "MQTT subscription refused (%s): asking again in %.0f s",
+            ", ".join(refused),
+            RESUBSCRIBE_S,
+            extra={"integration": self.integration},
+        )
+        if self._on_state is not None:
+            self._on_state(False, f"subscription refused: {', '.join(refused)}")
+        timer = threading.Timer(RESUBSCRIBE_S, self._subscribe)
+        timer.daemon = True
+        self._resubscribe = timer
+        timer.start()
 
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any

@@ -233,7 +233,12 @@ def test_a_retained_publish_is_refused_and_never_delivered(
 
 @pytest.mark.e2e
 def test_tampered_service_identities_are_repaired_when_the_api_starts(
-    stack: Stack, dynsec: DynSecClient, device_factory, service_urls: dict[str, str]
+    api: httpx.Client,
+    stack: Stack,
+    dynsec: DynSecClient,
+    device_factory,
+    publisher_factory,
+    service_urls: dict[str, str],
 ) -> None:
     device = device_factory("waste")
     # What a device registered as `gateway-1` by an older version, or a hand edit, leaves.
@@ -273,6 +278,10 @@ def test_tampered_service_identities_are_repaired_when_the_api_starts(
         assert attempt.accepted
     finally:
         attempt.close()
+    # The gateway, kicked by the broker when its role changed, may have subscribed while its
+    # ACL was missing: it keeps asking, so it hears devices again without a restart.
+    publisher_factory(device).publish(_reading(5)).wait_for_publish(10)
+    wait_for(lambda: count_readings(api, device.id) == 1, timeout=60, what="the reading")
 
 
 @pytest.mark.e2e

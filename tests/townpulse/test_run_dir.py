@@ -1,5 +1,5 @@
 """What other users of the machine may read in the running stack's run directory: its public
-CA certificate, nothing else (logs name devices, Kafka's data holds every reading)."""
+CA and API certificates, nothing else (logs name devices, Kafka's data holds every reading)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import pytest
 
 pytestmark = pytest.mark.integration
 
-# The stack's CA certificate: handed to every device, public by design.
-PUBLIC = {Path("tls"), Path("tls/ca.crt")}
+# The stack's CA certificate: handed to every device, public by design; the API's certificate,
+# which its HTTPS listener shows every client (its key stays 0600).
+PUBLIC = {Path("tls"), Path("tls/ca.crt"), Path("api-tls"), Path("api-tls/server.crt")}
 
 
 def _readable_by_others(run: Path) -> list[str]:

@@ -144,7 +144,9 @@ def test_units_start_the_same_command_lines_as_the_local_stack(
     }
     for name, launch in launches.items():
         unit = _read(unit_dir / units.unit_name(name))
-        assert shlex.split(_one(unit, "Service", "ExecStart")) == launch.argv, name
+        # systemd reads % as a specifier: a literal one (pgBackRest's %p) is written %%.
+        exec_start = _one(unit, "Service", "ExecStart").replace("%%", "%")
+        assert shlex.split(exec_start) == launch.argv, name
         # Its environment: the stack's settings, then its own (secrets there, root only).
         env_files = unit["Service"]["EnvironmentFile"]
         assert env_files == [str(env_dir / "stack.env"), str(env_dir / f"{name}.env")]
@@ -170,11 +172,16 @@ def test_unprivileged_users_restart_policy_journal_and_hardening(
     stack = Stack()
     users = {"postgres": "postgres", "mosquitto": "mosquitto", "kafka": "townpulse"}
     users |= {p: "townpulse" for p in [*stack.services.processes(), "watch"]}
-    writable = {
-        "postgres": stack.procs.data_dir("postgres", "postgres", create=False),
-        "kafka": stack.kafka.data_dir,
-        "mosquitto": stack.procs.data_dir("mosquitto", "mosquitto", create=False),
-        "watch": stack.run / "watch",
+    writable: dict[str, list[Path]] = {
+        # Its archive_command (pgBackRest) writes the backup repository and its own directory.
+        "postgres": [
+            stack.procs.data_dir("postgres", "postgres", create=False),
+            stack.procs.data_dir("pgbackrest", "postgres", create=False),
+            stack.postgres.backrest.repo_path(),
+        ],
+        "kafka": [stack.kafka.data_dir],
+        "mosquitto": [stack.procs.data_dir("mosquitto", "mosquitto", create=False)],
+        "watch": [stack.run / "watch"],
     }
     for name, user in users.items():
         service = _read(unit_dir / units.unit_name(name))["Service"]
@@ -185,7 +192,7 @@ def test_unprivileged_users_restart_policy_journal_and_hardening(
             assert service[key] == [value], (name, key)
         # Each writes to its own data only; the services write nowhere.
         paths = service.get("ReadWritePaths", [""])[0].split()
-        assert paths == ([str(writable[name])] if name in writable else []), name
+        assert paths == [str(p) for p in writable.get(name, [])], name
         # What needs root before a start runs as root for that step only.
         for pre in service.get("ExecStartPre", []):
             assert pre.startswith("+"), pre

@@ -17,7 +17,7 @@ def _services(tmp_path: Path, gateways: int) -> Services:
     return Services(
         Processes(tmp_path),
         StackSettings(run_dir=tmp_path, gateways=gateways),
-        database_url=lambda: "postgresql://nobody@127.0.0.1:1/none",
+        database_url=lambda role: f"postgresql://{role}@127.0.0.1:1/none",
         ca_cert_file=tmp_path / "ca.crt",
     )
 

@@ -88,9 +88,12 @@ class State:
                 self.last_backup_ok_at.isoformat() if self.last_backup_ok_at else None
             ),
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # The watch's own: which disks fill and how fast is nobody else's to read.
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.path.parent, 0o700)
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(raw))
+        os.chmod(tmp, 0o600)
         tmp.replace(self.path)
 
 

@@ -435,6 +435,49 @@ def restore(
     }
 
 
+def _resign_without_offsets(conn: Any, stack: Stack) -> None:
+    """Checkpoints resume from offset 0 of the new Kafka: their HMAC covers the offset, so they
+    are signed again here with the restored key (the run directory's, which the restore has
+    just put back), or the domain services would refuse every model as tampered."""
+    from shared.runtime.checkpoints import CheckpointKey, Verdict
+
+    key = CheckpointKey(stack.procs.secret("checkpoint-key").encode())
+    rows = conn.execute(
+        "SELECT group_id, device_id, model_version, state, state_mac, applied_offset"
+        " FROM runtime_state"
+    ).fetchall()
+    for group_id, device_id, version, state, mac, applied in rows:
+        verdict = key.verify(
+            group_id=group_id,
+            device_id=device_id,
+            model_version=version,
+            applied=int(applied or 0),
+            state=bytes(state),
+            mac=bytes(mac) if mac is not None else None,
+        )
+        if verdict is not Verdict.SIGNED:
+            # Unsigned or tampered: signing it now would launder it. Its offset is reset all
+            # the same; the services refuse it (with an alert), as they would have.
+            conn.execute(
+                "UPDATE runtime_state SET applied_offset = NULL"
+                " WHERE group_id = %s AND device_id = %s",
+                (group_id, device_id),
+            )
+            continue
+        new_mac = key.sign(
+            group_id=group_id,
+            device_id=device_id,
+            model_version=version,
+            applied=0,
+            state=bytes(state),
+        )
+        conn.execute(
+            "UPDATE runtime_state SET applied_offset = NULL, state_mac = %s"
+            " WHERE group_id = %s AND device_id = %s",
+            (new_mac, group_id, device_id),
+        )
+
+
 def _after_restore(stack: Stack, *, detail: dict[str, Any], reset_offsets: bool) -> None:
     import psycopg
     from psycopg.types.json import Jsonb
@@ -444,7 +487,7 @@ def _after_restore(stack: Stack, *, detail: dict[str, Any], reset_offsets: bool)
             # The models' checkpoints stay (they resume from them); the offsets they name were
             # in the old Kafka's log, and the new one starts at 0.
             conn.execute("DELETE FROM stream_offsets")
-            conn.execute("UPDATE runtime_state SET applied_offset = NULL")
+            _resign_without_offsets(conn, stack)
         conn.execute(
             "INSERT INTO audit_log (key_id, role, action, target, outcome, detail)"
             " VALUES (NULL, 'cli', %s, %s, 'ok', %s)",

@@ -322,6 +322,9 @@ class DynSecClient:
         """The gateways' identities (`gateway-1`... each bound to its own client id, one role
         and one password between them), created or repaired; the bindings of every client
         re-asserted (`repair`)."""
+        # The role first: on a fresh broker, a client naming a role that does not exist yet is
+        # refused ("Role not found").
+        self._ensure_gateway_role()
         for n in range(1, instances + 1):
             username = gateway_username(n)
             self.check(
@@ -345,16 +348,19 @@ class DynSecClient:
         )
         self.repair()
 
-    def repair(self) -> None:
-        """Re-assert what a tampered or older broker may have lost: the gateway role's ACLs,
-        the gateways' role, and every client's binding to its own client id (devices
-        registered before bindings existed are bound here). Changes only what differs: each
-        change disconnects that client."""
+    def _ensure_gateway_role(self) -> None:
         role = self._get("getRole", rolename=GATEWAY_ROLE)
         if role is None:
             self.check([{"command": "createRole", "rolename": GATEWAY_ROLE, "acls": GATEWAY_ACLS}])
         else:
             self.check(_acl_repair(GATEWAY_ROLE, role.get("role", {}).get("acls", [])))
+
+    def repair(self) -> None:
+        """Re-assert what a tampered or older broker may have lost: the gateway role's ACLs,
+        the gateways' role, and every client's binding to its own client id (devices
+        registered before bindings existed are bound here). Changes only what differs: each
+        change disconnects that client."""
+        self._ensure_gateway_role()
         fixes: list[dict[str, Any]] = []
         for client in self._clients():
             username = client["username"]

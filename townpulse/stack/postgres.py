@@ -10,6 +10,7 @@ from pathlib import Path
 
 from townpulse.stack.config import PG_BIN, StackError, StackSettings
 from townpulse.stack.processes import (
+    Keeping,
     Launch,
     Processes,
     base_env,
@@ -19,6 +20,10 @@ from townpulse.stack.processes import (
 )
 
 NAME = "postgres"
+# Kept running like the services (townpulse/keeper.py). Stopped by SIGINT, the "fast" shutdown
+# (it still checkpoints): SIGTERM would wait for every client (the services' pools) to
+# disconnect by itself.
+KEEPING = Keeping(stop_signal=signal.SIGINT, stop_timeout_s=60, max_delay_s=10)
 # Written by deploy/install.sh when it could neither install nor build TimescaleDB: the reason.
 FALLBACK_FILE = "timescaledb-fallback"
 
@@ -140,7 +145,7 @@ class Postgres:
         if self.p.pid(NAME):
             return
         self.prepare()
-        self.p.spawn_launch(self.launch(), name=NAME)
+        self.p.keep(NAME, self.launch(), KEEPING)
         self.wait_ready()
         self.ensure_database()
 
@@ -148,9 +153,7 @@ class Postgres:
         wait_port(self.s.postgres_port, timeout=self.s.start_timeout_s, what="postgres")
 
     def stop(self) -> None:
-        # SIGINT, the "fast" shutdown (it still checkpoints): SIGTERM would wait for every
-        # client (the services' pools) to disconnect by itself.
-        self.p.stop(NAME, sig=signal.SIGINT, timeout=60)
+        self.p.stop_kept(NAME, KEEPING)
 
     def _initdb(self, data: Path) -> None:
         superuser_pw = self.p.secret("postgres-superuser")

@@ -95,9 +95,8 @@ class Devices:
         self.resent: list[set[int]] = [set() for _ in devices]
         self.disconnects = self.reconnects = 0
         for i, d in enumerate(devices):
-            c = LoopClient(
-                loop, client_id=f"{d.id}-chaos", username=d.username, password=d.password
-            )
+            # The broker binds each device's credentials to its own id as client id (README).
+            c = LoopClient(loop, client_id=d.id, username=d.username, password=d.password)
             c.client.max_inflight_messages_set(MAX_INFLIGHT)
             c.client.user_data_set(i)
             c.client.on_publish = self._on_publish

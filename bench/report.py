@@ -1480,7 +1480,12 @@ def chaos_section(r: dict[str, Any]) -> list[str]:
             ", ".join(f.get("not_ready_services") or []),
             (g.get("lost_by_fault") or {}).get(f"#{f['n']} {f['label']}", 0),
             (g.get("doubled_by_fault") or {}).get(f"#{f['n']} {f['label']}", 0),
-            (g.get("storage_duplicates_by_fault") or {}).get(f"#{f['n']} {f['label']}", "n/a"),
+            # Absent from runs before the harness recorded the counter's steps: n/a; else 0.
+            (
+                g["storage_duplicates_by_fault"].get(f"#{f['n']} {f['label']}", 0)
+                if "storage_duplicates_by_fault" in g
+                else "n/a"
+            ),
             "; ".join(
                 f"{k}: {f[k]}"
                 for k in (

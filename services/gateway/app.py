@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from prometheus_client import Counter, Gauge, Histogram
 
 from services.gateway import routes
+from services.gateway.adapters.confirmed import seed_confirmed
 from services.gateway.adapters.db import (
     DbCatalogue,
     HeardDevices,
@@ -36,7 +37,7 @@ from services.gateway.mqtt_source import Incoming, MqttSource
 from services.gateway.registry import DeviceRegistry
 from services.gateway.settings import GatewaySettings
 from services.gateway.uplinks import DUPLICATES as UPLINK_DUPLICATES
-from services.gateway.uplinks import Duplicate, Undo, UplinkMapper
+from services.gateway.uplinks import Duplicate, Recent, Undo, UplinkMapper, readings_key
 from shared.db import Pool, create_pool
 from shared.http import check_pool, observability_router, secure
 from shared.kafka import Producer
@@ -115,6 +116,8 @@ class Outgoing:
     topic: str
     key: bytes | None
     value: bytes
+    # A readings record's `readings_key`, remembered once Kafka confirms the record.
+    readings: bytes | None = None
 
 
 @dataclass(slots=True)
@@ -135,12 +138,20 @@ class Gateway:
         limits: Limits,
         mapper: UplinkMapper,
         intake: IntakeBound,
+        confirmed: Recent[bytes] | None = None,
     ) -> None:
         self._producer = producer
         self._intake = intake
         self._registry = registry
         self._limits = limits
         self.mapper = mapper
+        # The messages whose readings Kafka confirmed lately (`readings_key`): a broker
+        # redelivers a message whose PUBACK it never got (the gateway's connection dropped, or
+        # the broker stopped, after Kafka took the record), and a device re-sends what its own
+        # broker did not acknowledge. Producing those again would double the readings on Kafka.
+        self.confirmed: Recent[bytes] = (
+            confirmed if confirmed is not None else Recent(max_keys=300_000, max_age_s=600)
+        )
         self.integrations: Integrations | None = None
         self.pool: Pool | None = None
         self.zone: tzinfo | None = None
@@ -227,7 +238,17 @@ class Gateway:
             )
         if msg.integration is not None and self.integrations is not None:
             self.integrations.counted(msg.integration, ok=True)
-        return self.accept(batch)
+        key = readings_key(batch)
+        # Only readings Kafka CONFIRMED are dropped. A copy still on its way is not enough: its
+        # produce may yet fail, and were this second copy acknowledged without a record, a
+        # gateway dying before the first is re-sent would lose the readings (the broker has
+        # nothing left to redeliver). So a redelivery arriving while its first copy waits for
+        # Kafka (a reconnect within the milliseconds of a produce) is produced again: storage's
+        # unique key stores it once.
+        if key in self.confirmed:
+            UPLINK_DUPLICATES.labels(msg.integration or "mqtt").inc()
+            return None
+        return self.accept(batch, readings=key)
 
     async def _route_integration(self, msg: Incoming) -> ReadingBatch:
         assert msg.integration is not None and self.integrations is not None
@@ -291,12 +312,17 @@ class Gateway:
         key = device_id.encode() if device_id else None
         return Outgoing(DEADLETTER_TOPIC, key, letter.to_bytes())
 
-    def accept(self, batch: ReadingBatch) -> Outgoing:
+    def accept(self, batch: ReadingBatch, *, readings: bytes | None = None) -> Outgoing:
         ACCEPTED.inc()
         READINGS_BY_DOMAIN[batch.domain].inc(len(batch.readings))
         PER_MESSAGE.observe(len(batch.readings))
         # Keyed by device: one device's readings stay in order within one partition.
-        return Outgoing(READINGS_TOPICS[batch.domain], batch.device_id.encode(), batch.to_bytes())
+        return Outgoing(
+            READINGS_TOPICS[batch.domain],
+            batch.device_id.encode(),
+            batch.to_bytes(),
+            readings=readings,
+        )
 
     async def send(self, out: Outgoing) -> asyncio.Future[object]:
         """Hand a record to the producer behind the records being re-sent (HTTP ingest)."""
@@ -382,6 +408,8 @@ class Gateway:
             attempt = 0
             self._pending.popleft()
             INFLIGHT.dec()
+            if head.out is not None and head.out.readings is not None:
+                self.confirmed.add(head.out.readings)
             origin = head.msg.origin or self.source
             if origin is not None:
                 origin.ack(head.msg)
@@ -429,6 +457,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             limits=settings.limits(),
             mapper=mapper,
             intake=IntakeBound(qos0_max=settings.qos0_queue_max),
+            confirmed=Recent(
+                max_keys=settings.dedup_max_messages, max_age_s=settings.dedup_window_s
+            ),
         )
         loop = asyncio.get_running_loop()
         integrations = Integrations(
@@ -457,6 +488,18 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             on_state=lambda up, _why: MQTT_CONNECTIONS.labels("connected" if up else "lost").inc(),
         )
         gateway.source = source
+        # Before the subscription: a message redelivered because a killed gateway never sent
+        # its PUBACK is then known as confirmed (adapters/confirmed.py).
+        seeded = await seed_confirmed(
+            gateway.confirmed,
+            bootstrap=settings.kafka_bootstrap,
+            client_id=f"{settings.instance}-seed",
+            topics=READINGS_TOPICS.values(),
+            partitions_for=producer.partitions_for,
+            window_s=settings.dedup_seed_s,
+            within_s=settings.dedup_seed_timeout_s,
+        )
+        log.info("remembered %d readings records confirmed before this start", seeded)
         supervisor = Supervisor(on_fatal=getattr(app.state, "on_fatal", None))
         supervisor.start("mqtt-pump", gateway.pump())
         supervisor.start("kafka-acker", gateway.acker())

@@ -59,6 +59,22 @@ class GatewaySettings(ServiceSettings):
     # Whether this instance subscribes to the network servers' brokers. With several gateways
     # exactly one must (each would take every uplink otherwise); all serve the HTTP ingest.
     integrations: bool = True
+    # How long, and for how many messages, the gateway remembers the readings Kafka confirmed,
+    # to drop a broker's redelivery or a device's resend of them (services/gateway/app.py).
+    # Redeliveries come when a connection is back: ten minutes covers a broker or gateway
+    # outage of that long; 300,000 is ten minutes at 500 msg/s, the rate of the benchmarks
+    # (about 50 MB). Past either bound a redelivery is produced again, and stored once.
+    dedup_window_s: float = Field(default=600, ge=0, le=24 * 3600)
+    dedup_max_messages: int = Field(default=300_000, ge=0, le=10_000_000)
+    # At start, the records of the last `dedup_seed_s` on the readings topics are remembered as
+    # confirmed: a gateway killed before its PUBACKs reached the broker gets those messages
+    # again. They were produced just before it died, so three minutes covers a restart by the
+    # keeper or systemd (at most 30 s of back-off) with room to spare, for about 2 s of
+    # reading at 500 msg/s; a gateway down for longer produces such a redelivery again
+    # (stored once). Seeding gives up after `dedup_seed_timeout_s` rather than keep the
+    # gateway from starting.
+    dedup_seed_s: float = Field(default=180, ge=0, le=3600)
+    dedup_seed_timeout_s: float = Field(default=30, gt=0, le=600)
     # How long an HTTP push waits for Kafka before answering 503. Under ChirpStack's HTTP
     # integration's own 5 s timeout, so that it sees and logs the 503 rather than a time-out.
     ingest_kafka_timeout_s: float = Field(default=4, gt=0, le=120)

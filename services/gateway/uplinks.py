@@ -9,12 +9,15 @@ the profile turns the decoded fields into readings.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
+import time
 from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from prometheus_client import Counter
 
@@ -27,8 +30,13 @@ from shared.schemas import Reading, ReadingBatch, UplinkMeta
 
 log = logging.getLogger(__name__)
 
+# Both kinds of second delivery the gateway drops: an uplink it took already (SeenUplinks), and
+# a message whose readings Kafka already confirmed (`readings_key`); `source` is "mqtt" (the
+# town's broker) or the network server's integration.
 DUPLICATES = Counter(
-    "townpulse_gateway_duplicate_uplinks_total", "Uplinks delivered again and dropped", ["source"]
+    "townpulse_gateway_duplicate_uplinks_total",
+    "Messages delivered again and dropped, their uplink or readings already taken",
+    ["source"],
 )
 DECODED = Counter(
     "townpulse_gateway_codec_decodes_total", "Uplinks decoded by TownPulse's codec sandbox"
@@ -70,6 +78,79 @@ class Counters(CounterStore, Protocol):
         """Put a total back as it was (None: unknown again)."""
 
 
+K = TypeVar("K", bound=Hashable)
+
+
+class Recent(Generic[K]):
+    """Keys taken lately, bounded by count and by age: the oldest are forgotten first.
+
+    The one memory behind the duplicates the gateway drops: the uplinks it took (SeenUplinks)
+    and the messages whose readings Kafka confirmed (the gateway's `confirmed`).
+
+    >>> now = [0.0]
+    >>> recent = Recent(max_keys=2, max_age_s=10, clock=lambda: now[0])
+    >>> recent.add("a"); recent.add("b"); recent.add("c")
+    >>> "a" in recent, "c" in recent
+    (False, True)
+    >>> now[0] = 11.0
+    >>> "c" in recent, len(recent)
+    (False, 0)
+    """
+
+    def __init__(
+        self,
+        *,
+        max_keys: int,
+        max_age_s: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._keys: OrderedDict[K, float] = OrderedDict()
+        self._max = max_keys
+        self._max_age = max_age_s
+        self._clock = clock
+
+    def __contains__(self, key: object) -> bool:
+        self._expire()
+        return key in self._keys
+
+    def __len__(self) -> int:
+        self._expire()
+        return len(self._keys)
+
+    def add(self, key: K) -> None:
+        self._keys[key] = self._clock()
+        self._keys.move_to_end(key)
+        while len(self._keys) > self._max:
+            self._keys.popitem(last=False)
+
+    def discard(self, key: K) -> None:
+        self._keys.pop(key, None)
+
+    def _expire(self) -> None:
+        if self._max_age is None:
+            return
+        horizon = self._clock() - self._max_age
+        # Kept in the order they were added: the oldest are first.
+        while self._keys:
+            key, at = next(iter(self._keys.items()))
+            if at >= horizon:
+                return
+            del self._keys[key]
+
+
+def readings_key(batch: ReadingBatch) -> bytes:
+    """A message's readings as one key: the device and each reading's (time, metric).
+
+    A device's resend and a broker's redelivery bring the same readings, whatever the order.
+    A 16-byte digest rather than the readings themselves: ten minutes at 500 msg/s is 300,000
+    keys. The values are left out: storage's unique key is (device, metric, time) too.
+    """
+    digest = hashlib.blake2b(batch.device_id.encode(), digest_size=16)
+    for ts, metric in sorted((r.ts.timestamp(), r.metric) for r in batch.readings):
+        digest.update(f"\0{ts!r}\0{metric}".encode())
+    return digest.digest()
+
+
 class SeenUplinks:
     """The uplinks already taken, to drop a second delivery and refuse a replayed frame.
 
@@ -77,12 +158,12 @@ class SeenUplinks:
     two of its gateways heard it: the same deduplication id, or the same frame counter and time.
     A frame counter lower than the last one at a later time is the device's counter starting
     again (a rejoin), not a replay; one at an earlier time than the last uplink is a replay.
-    Bounded: ids come from the network. After a restart the memory is empty: storage's unique
-    key (device, metric, time) still stores a redelivered reading once.
+    Bounded: ids come from the network. After a restart the memory is empty; the gateway's
+    memory of confirmed readings, seeded from Kafka at start, still drops a redelivery.
     """
 
     def __init__(self, *, max_keys: int = 200_000) -> None:
-        self._keys: OrderedDict[str, None] = OrderedDict()
+        self._keys: Recent[str] = Recent(max_keys=max_keys)
         self._last: OrderedDict[str, tuple[int, datetime]] = OrderedDict()
         self._max = max_keys
 
@@ -101,12 +182,10 @@ class SeenUplinks:
                 )
 
     def forget(self, uplink: Uplink) -> None:
-        self._keys.pop(uplink.dedup_key, None)
+        self._keys.discard(uplink.dedup_key)
 
     def remember(self, uplink: Uplink) -> None:
-        self._keys[uplink.dedup_key] = None
-        if len(self._keys) > self._max:
-            self._keys.popitem(last=False)
+        self._keys.add(uplink.dedup_key)
         if uplink.f_cnt is not None:
             last = self._last.get(uplink.device_key)
             if last is None or uplink.time >= last[1]:

@@ -11,9 +11,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from townpulse.stack.config import DEPLOY, KAFKA_LIB, StackError, StackSettings
-from townpulse.stack.processes import Launch, Processes, wait_port
+from townpulse.stack.processes import Keeping, Launch, Processes, wait_port
 
 NAME = "kafka"
+# Kafka exits for good when its log directory fails (a full disk): its keeper starts it again,
+# every 10 s at most, until the disk has room. 60 s to stop: it flushes and closes every
+# partition's log first.
+KEEPING = Keeping(stop_timeout_s=60, max_delay_s=10)
 _CLASSPATH = f"{KAFKA_LIB}/*"
 
 
@@ -123,11 +127,11 @@ class Kafka:
         if self.p.pid(NAME):
             return
         self.prepare()
-        self.p.spawn_launch(self.launch(), name=NAME)
+        self.p.keep(NAME, self.launch(), KEEPING)
         self.wait_ready()
 
     def wait_ready(self) -> None:
         wait_port(self.s.kafka_port, timeout=self.s.start_timeout_s, what="kafka")
 
     def stop(self) -> None:
-        self.p.stop(NAME, timeout=60)
+        self.p.stop_kept(NAME, KEEPING)

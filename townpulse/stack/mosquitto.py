@@ -21,9 +21,12 @@ from townpulse.stack.config import (
     StackSettings,
     is_loopback,
 )
-from townpulse.stack.processes import Launch, Processes, wait_port, wait_until
+from townpulse.stack.processes import Keeping, Launch, Processes, wait_port, wait_until
 
 NAME = "mosquitto"
+# Kept running like the services (townpulse/keeper.py). SIGTERM: Mosquitto saves its
+# persistence file (queued messages, sessions) and exits.
+KEEPING = Keeping(max_delay_s=10)
 # Written once the retained messages of an older broker are cleared (Mosquitto._sweep_retained).
 RETAIN_SWEPT = "retained-swept"
 # How long the empty messages that clear retained ones may wait in a stored session.
@@ -195,7 +198,7 @@ class Mosquitto:
         if self.p.pid(NAME):
             return
         self.prepare()
-        self.p.spawn_launch(self.launch(), name=NAME)
+        self.p.keep(NAME, self.launch(), KEEPING)
         self.wait_ready()
 
     def wait_ready(self) -> None:
@@ -246,8 +249,7 @@ class Mosquitto:
         return f"Mosquitto {install.version()} ({install.broker})"
 
     def stop(self) -> None:
-        # SIGTERM: Mosquitto saves its persistence file (queued messages, sessions) and exits.
-        self.p.stop(NAME)
+        self.p.stop_kept(NAME, KEEPING)
 
     def _tls(self, data: Path) -> dict[str, Path]:
         """The CA (made once) and a broker certificate for the names devices may dial."""

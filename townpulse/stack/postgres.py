@@ -12,6 +12,7 @@ from pathlib import Path
 from townpulse.stack.config import DATABASE_ROLES, PG_BIN, StackError, StackSettings
 from townpulse.stack.pgbackrest import PgBackRest
 from townpulse.stack.processes import (
+    Keeping,
     Launch,
     Processes,
     base_env,
@@ -23,6 +24,10 @@ from townpulse.stack.processes import (
 log = logging.getLogger("townpulse.stack")
 
 NAME = "postgres"
+# Kept running like the services (townpulse/keeper.py). Stopped by SIGINT, the "fast" shutdown
+# (it still checkpoints): SIGTERM would wait for every client (the services' pools) to
+# disconnect by itself.
+KEEPING = Keeping(stop_signal=signal.SIGINT, stop_timeout_s=60, max_delay_s=10)
 # Written by deploy/install.sh when it could neither install nor build TimescaleDB: the reason.
 FALLBACK_FILE = "timescaledb-fallback"
 
@@ -182,7 +187,7 @@ class Postgres:
         if self.p.pid(NAME):
             return
         self.prepare()
-        self.p.spawn_launch(self.launch(), name=NAME)
+        self.p.keep(NAME, self.launch(), KEEPING)
         self.wait_ready()
         self.ensure_database()
         self.ensure_backups()
@@ -221,9 +226,7 @@ class Postgres:
         wait_until(promoted, timeout=self.s.start_timeout_s * 5, what="postgres recovery")
 
     def stop(self) -> None:
-        # SIGINT, the "fast" shutdown (it still checkpoints): SIGTERM would wait for every
-        # client (the services' pools) to disconnect by itself.
-        self.p.stop(NAME, sig=signal.SIGINT, timeout=60)
+        self.p.stop_kept(NAME, KEEPING)
 
     def _initdb(self, data: Path) -> None:
         superuser_pw = self.p.secret("postgres-superuser")

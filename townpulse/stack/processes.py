@@ -15,6 +15,7 @@ import secrets
 import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -41,6 +42,24 @@ class Launch:
     marker: str
     env: dict[str, str] = field(default_factory=dict)
     user: str | None = None
+
+
+def keeper(name: str) -> str:
+    """The pid-file name of a component's keeper (townpulse/keeper.py)."""
+    return f"{name}.keeper"
+
+
+@dataclass(frozen=True)
+class Keeping:
+    """How a keeper stops and restarts its component (townpulse/keeper.py's options)."""
+
+    # What the component takes as "shut down cleanly" (PostgreSQL: SIGINT, its fast shutdown),
+    # and how long its shutdown may take before SIGKILL.
+    stop_signal: signal.Signals = signal.SIGTERM
+    stop_timeout_s: float = 30
+    # The longest wait between restarts: 30 s for a service; less for the infrastructure, which
+    # every service waits on and which costs nothing to try again (Kafka after a full disk).
+    max_delay_s: float = 30
 
 
 class Processes:
@@ -165,6 +184,47 @@ class Processes:
             user=launch.user,
             log_name=log_name,
         )
+
+    def keep(self, name: str, launch: Launch, keeping: Keeping | None = None) -> None:
+        """A process under a keeper, unless it (or its keeper) runs already."""
+        if self.pid(keeper(name)) or self.pid(name):
+            return
+        keeping = keeping or Keeping()
+        self.pids.mkdir(parents=True, exist_ok=True)
+        options = [
+            f"--stop-signal={keeping.stop_signal.name}",
+            f"--stop-timeout={keeping.stop_timeout_s:g}",
+            f"--max-delay={keeping.max_delay_s:g}",
+            *([f"--user={launch.user}"] if launch.user else []),
+        ]
+        self.spawn(
+            keeper(name),
+            [
+                sys.executable,
+                "-m",
+                "townpulse.keeper",
+                name,
+                str(self.pids),
+                launch.marker,
+                *options,
+                "--",
+                *launch.argv,
+            ],
+            marker=f"townpulse.keeper {name}",
+            env=launch.env,
+            log_name=name,
+        )
+        # Until the child has exec'd, its command line is ours and `pid()` does not know it:
+        # a second start (the compact layout's next member) would spawn a second keeper.
+        wait_until(lambda: self.pid(keeper(name)) is not None, timeout=10, what=f"{name}'s keeper")
+
+    def stop_kept(self, name: str, keeping: Keeping | None = None) -> None:
+        """Stop a kept process and its keeper (which would otherwise start it again)."""
+        keeping = keeping or Keeping()
+        # The keeper's own deadline first, then SIGKILL to the keeper.
+        self.stop(keeper(name), timeout=keeping.stop_timeout_s + 10)
+        # Left by a keeper that was killed, or started before it was kept.
+        self.stop(name, sig=keeping.stop_signal, timeout=keeping.stop_timeout_s)
 
     def stop(self, name: str, *, sig: signal.Signals = signal.SIGTERM, timeout: float = 30) -> None:
         """Signal a component and wait for it to exit (SIGKILL after `timeout`)."""

@@ -225,8 +225,18 @@ class Stack:
         rows: list[dict[str, object]] = []
         for name in INFRA:
             pid = self.pid(name)
+            kept = self.services.restarts(name) if self.pid(keeper(name)) else {}
+            state = "up" if pid else "down"
+            if kept.get("state") == "backoff":
+                state = f"restarting in {kept.get('next_start_in_s', 0):.0f} s"
             rows.append(
-                {"name": name, "state": "up" if pid else "down", "pid": pid, "port": ports[name]}
+                {
+                    "name": name,
+                    "state": state,
+                    "pid": pid,
+                    "port": ports[name],
+                    "restarts": kept.get("restarts", 0),
+                }
             )
         rows += self.services.status()
         pid = self.pid(WATCH)

@@ -19,15 +19,12 @@ from townpulse.stack.config import (
     ServiceSpec,
     StackSettings,
 )
-from townpulse.stack.processes import Launch, Processes, alive, http_ok, wait_until
+from townpulse.stack.processes import Launch, Processes, alive, http_ok, keeper, wait_until
 
 if TYPE_CHECKING:
     from townpulse.tls import TlsFiles
 
-
-def keeper(name: str) -> str:
-    """The pid-file name of a service's keeper."""
-    return f"{name}.keeper"
+__all__ = ["Services", "keeper"]
 
 
 class Services:
@@ -181,38 +178,12 @@ class Services:
 
     def keep(self, name: str, launch: Launch) -> None:
         """A process under a keeper, unless it (or its keeper) runs already."""
-        if self.p.pid(keeper(name)) or self.p.pid(name):
-            return
-        self.p.pids.mkdir(parents=True, exist_ok=True)
-        self.p.spawn(
-            keeper(name),
-            [
-                sys.executable,
-                "-m",
-                "townpulse.keeper",
-                name,
-                str(self.p.pids),
-                launch.marker,
-                "--",
-                *launch.argv,
-            ],
-            marker=f"townpulse.keeper {name}",
-            env=launch.env,
-            log_name=name,
-        )
-        # Until the child has exec'd, its command line is ours and `pid()` does not know it:
-        # a second start (the compact layout's next member) would spawn a second keeper.
-        wait_until(
-            lambda: self.p.pid(keeper(name)) is not None, timeout=10, what=f"{name}'s keeper"
-        )
+        self.p.keep(name, launch)
 
     def stop(self, name: str) -> None:
         """Stop a service and its keeper (which would otherwise start it again); in the compact
         layout, the process it shares with the other domain services."""
-        name = self.process(name)
-        self.p.stop(keeper(name), timeout=40)
-        # Left by a keeper that was killed, or started before keepers existed.
-        self.p.stop(name)
+        self.p.stop_kept(self.process(name))
 
     def restarts(self, name: str) -> dict[str, object]:
         """What the keeper of a service says: restarts, last exit status, state."""

@@ -51,7 +51,10 @@ def _key(passphrase: str, salt: bytes) -> bytes:
 
 
 def encrypt(data: bytes, passphrase: str) -> bytes:
-    """>>> decrypt(encrypt(b"x", "pw"), "pw")
+    """`data` sealed with AES-256-GCM under a key derived from `passphrase` (scrypt), with a
+    fresh salt and nonce; the header is authenticated too.
+
+    >>> decrypt(encrypt(b"x", "pw"), "pw")
     b'x'
     """
     salt, nonce = secrets.token_bytes(SALT_BYTES), secrets.token_bytes(NONCE_BYTES)

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from prometheus_client import Counter, Gauge, Histogram
 
 from services.gateway import routes
-from services.gateway.adapters.confirmed import seed_confirmed
+from services.gateway.adapters.confirmed import read_back, seed_confirmed
 from services.gateway.adapters.db import (
     DbCatalogue,
     HeardDevices,
@@ -70,6 +70,16 @@ ACK_LATENCY = Histogram(
 )
 INFLIGHT = Gauge("townpulse_gateway_inflight", "Messages received, not yet acknowledged")
 PRODUCE_RETRIES = Counter("townpulse_gateway_produce_retries_total", "Kafka sends retried")
+RESEND_SKIPPED = Counter(
+    "townpulse_gateway_resend_skipped_total",
+    "Records whose send failed but which Kafka held when read back: not produced again",
+)
+# Before deciding what to produce again, how long the pending records' outcomes are waited for
+# (the producer's request timeout is 30 s), how far before the oldest unsure message Kafka is
+# read back (clocks: a record's time is its send, after the message's arrival), and for how long.
+RESEND_SETTLE_S = 40.0
+READ_BACK_MARGIN_S = 5.0
+READ_BACK_WITHIN_S = 60.0
 IGNORED = Counter(
     "townpulse_gateway_ignored_total", "Status messages of devices' own formats with no reading"
 )
@@ -120,6 +130,16 @@ class Outgoing:
     readings: bytes | None = None
 
 
+def _written(fut: asyncio.Future[object]) -> bool:
+    return fut.done() and not fut.cancelled() and fut.exception() is None
+
+
+def _settled() -> asyncio.Future[object]:
+    fut: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+    fut.set_result(None)
+    return fut
+
+
 @dataclass(slots=True)
 class Pending:
     msg: Incoming
@@ -139,8 +159,12 @@ class Gateway:
         mapper: UplinkMapper,
         intake: IntakeBound,
         confirmed: Recent[bytes] | None = None,
+        read_back: Callable[[Recent[bytes], float], Awaitable[int]] | None = None,
     ) -> None:
         self._producer = producer
+        # Remembers in `confirmed` every readings record Kafka holds since a time (epoch s):
+        # adapters/confirmed.py's read_back, bound to this gateway's Kafka.
+        self._read_back = read_back
         self._intake = intake
         self._registry = registry
         self._limits = limits
@@ -356,8 +380,7 @@ class Gateway:
             async with self._send_lock:
                 if out is None:
                     # Nothing to produce, but acknowledged in its turn like every message.
-                    fut: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-                    fut.set_result(None)
+                    fut = _settled()
                 else:
                     fut = await self._send_retrying(out)
                 self._pending.append(Pending(msg, out, fut))
@@ -367,10 +390,8 @@ class Gateway:
         """Acknowledge messages in arrival order, each once Kafka has acknowledged its record.
 
         MQTT 3.1.1 (4.6.0-2) wants PUBACKs in the order the PUBLISHes arrived. When Kafka fails a
-        record, the records sent after it may have failed too (or not): every pending record is
-        sent again, in order, so that a device's readings never reach Kafka out of order (the
-        runtime would drop the older one as late). A record Kafka had already taken is then
-        there twice: consumers are idempotent (storage's unique key, the models' clocks).
+        record, the records sent after it may have failed too (or not): the pending records
+        Kafka did not write are sent again, in order (`_resend_unwritten`).
         """
         attempt = 0
         while True:
@@ -397,13 +418,10 @@ class Gateway:
                     except Exception as reset_exc:
                         log.warning("Kafka producer not replaced yet: %r", reset_exc)
                         continue
-                    for p in self._pending:
-                        if p.out is None:
-                            continue
-                        # Retrieve the old outcome so that asyncio does not warn about it.
-                        if p.fut.done() and not p.fut.cancelled():
-                            p.fut.exception()
-                        p.fut = await self._send_retrying(p.out)
+                    try:
+                        await self._resend_unwritten()
+                    except (KafkaError, TimeoutError, OSError) as read_exc:
+                        log.warning("Kafka's records not read back yet: %r", read_exc)
                 continue
             attempt = 0
             self._pending.popleft()
@@ -414,6 +432,46 @@ class Gateway:
             if origin is not None:
                 origin.ack(head.msg)
             ACK_LATENCY.observe(time.monotonic() - head.msg.received_mono)
+
+    async def _resend_unwritten(self) -> None:
+        """Produce again the pending records Kafka did not write, in their order.
+
+        A record whose outcome is unknown (its request failed or timed out, the producer was
+        replaced) may have been written all the same: a stopped broker can append a record and
+        die before answering, and a new producer's sequence numbers cannot tell the broker it is
+        the same record. Producing it again would put it on Kafka twice (bench.chaos counted
+        one such double at a Kafka stop). So every pending record's outcome is first waited
+        for, then the readings topics are read back from the oldest unsure message on: what
+        Kafka holds is not produced again. A record Kafka acknowledged is never produced again
+        either. The price: when Kafka failed a record but took a later one of the same device,
+        the failed one lands after it and the models drop it as late (storage keeps it).
+        """
+        unsettled = [p.fut for p in self._pending if p.out is not None and not p.fut.done()]
+        if unsettled:
+            # The producer settles every future within its request timeout (30 s).
+            await asyncio.wait(unsettled, timeout=RESEND_SETTLE_S)
+        unsure = [p for p in self._pending if p.out is not None and not _written(p.fut)]
+        if not unsure:
+            return
+        if self._read_back is not None and any(p.out.readings for p in unsure if p.out):
+            since = min(p.msg.received_at.timestamp() for p in unsure) - READ_BACK_MARGIN_S
+            async with asyncio.timeout(READ_BACK_WITHIN_S):
+                await self._read_back(self.confirmed, since)
+        resent = 0
+        for p in unsure:
+            assert p.out is not None
+            # Retrieve the old outcome so that asyncio does not warn about it.
+            if p.fut.done() and not p.fut.cancelled():
+                p.fut.exception()
+            if p.out.readings is not None and p.out.readings in self.confirmed:
+                RESEND_SKIPPED.inc()
+                p.fut = _settled()
+                continue
+            p.fut = await self._send_retrying(p.out)
+            resent += 1
+        log.warning(
+            "re-sent %d of %d unsure records (the others were on Kafka)", resent, len(unsure)
+        )
 
     async def drain(self, *, within_s: float) -> None:
         """Give records already handed to the producer a chance to be acknowledged."""
@@ -459,6 +517,14 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             intake=IntakeBound(qos0_max=settings.qos0_queue_max),
             confirmed=Recent(
                 max_keys=settings.dedup_max_messages, max_age_s=settings.dedup_window_s
+            ),
+            read_back=lambda confirmed, since_s: read_back(
+                confirmed,
+                bootstrap=settings.kafka_bootstrap,
+                client_id=f"{settings.instance}-readback",
+                topics=READINGS_TOPICS.values(),
+                partitions_for=producer.partitions_for,
+                since_s=since_s,
             ),
         )
         loop = asyncio.get_running_loop()

@@ -231,3 +231,31 @@ def test_footprint_section_says_which_install_the_services_ran_from(
     text = report.build(tmp_path, scoreboard=tmp_path / "none.md")
     assert says in text
     assert "**1334.8 MB** mean (target <= 1200 MB: not met)" in text
+
+
+def test_superseded_runs_go_to_the_history_page_and_todays_are_indexed(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    (results / report.HISTORY).mkdir(parents=True)
+    later = {**META, "date": "2026-02-02T00:00:00+00:00", "commit": {"sha": "fedcba9876543210"}}
+    (results / "throughput.json").write_text(json.dumps({"meta": later, "events_per_s": 2000}))
+    (results / report.HISTORY / "throughput_before.json").write_text(
+        json.dumps({"meta": META, "events_per_s": 1000})
+    )
+    today = tmp_path / "BENCHMARKS.md"
+    history = tmp_path / "performance-history.md"
+    data = tmp_path / "data"
+    (data / "nab").mkdir(parents=True)
+    report.main(
+        [
+            "--results-dir", str(results),
+            "--output", str(today),
+            "--history-output", str(history),
+            "--data-dir", str(data),
+        ]
+    )  # fmt: skip
+    current, old = today.read_text(), history.read_text()
+    assert "| events_per_s | 2000 |" in current and "1000" not in current
+    assert "| events_per_s | 1000 |" in old and "2000" not in old
+    # The index links each of today's sections with its date and commit.
+    assert "| [throughput](#throughput) | 2026-02-02T00:00:00+00:00 | `fedcba987654` |" in current
+    assert "## At a glance" not in old

@@ -39,6 +39,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -153,15 +154,27 @@ class KafkaDisk:
         if os.path.ismount(self.dir):
             log(f"{self.dir} is already a mount point: using it as it is")
             return
-        log(f"moving Kafka's log directory onto a {self.size_mb} MB tmpfs")
+        # Room for what Kafka already holds, plus `size_mb` for the run: a stack with a long
+        # history must not fail the copy (a partial copy, copied back, would cost its data).
+        held_mb = _size_mb(self.dir)
+        size_mb = held_mb + self.size_mb
+        log(f"moving Kafka's log directory ({held_mb} MB) onto a {size_mb} MB tmpfs")
         self.stack.stop("kafka")
         self.dir.rename(self.saved)
         self.dir.mkdir(mode=0o700)
-        _run(
-            "mount", "-t", "tmpfs", "-o", f"size={self.size_mb}m,mode=0700", "tmpfs", str(self.dir)
-        )
-        self.mounted = True
-        _run("cp", "-a", f"{self.saved}/.", str(self.dir))
+        try:
+            _run("mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=0700", "tmpfs", str(self.dir))
+            self.mounted = True
+            _run("cp", "-a", f"{self.saved}/.", str(self.dir))
+        except subprocess.CalledProcessError:
+            # Back as it was: the saved directory is the only whole copy.
+            if self.mounted:
+                _run("umount", str(self.dir))
+                self.mounted = False
+            self.dir.rmdir()
+            self.saved.rename(self.dir)
+            self.stack.start_kafka()
+            raise
         self.stack.start_kafka()
 
     def teardown(self) -> None:
@@ -201,6 +214,10 @@ class KafkaDisk:
 
     def unfill(self) -> None:
         (self.dir / FILL_FILE).unlink(missing_ok=True)
+
+
+def _size_mb(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) // 2**20 + 1
 
 
 def _run(*argv: str) -> None:

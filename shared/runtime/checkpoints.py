@@ -80,3 +80,34 @@ class CheckpointKey:
             state=state,
         )
         return Verdict.SIGNED if hmac.compare_digest(expected, mac) else Verdict.TAMPERED
+
+    def resign(
+        self,
+        *,
+        group_id: str,
+        device_id: str,
+        model_version: str,
+        applied: int,
+        state: bytes,
+        mac: bytes | None,
+        new_applied: int,
+    ) -> bytes | None:
+        """The MAC of a checkpoint moved to another offset (a restore into a new Kafka), or
+        None when its own MAC does not verify: signing an unsigned or tampered state would
+        launder it.
+
+        >>> k = CheckpointKey(b"k" * 32)
+        >>> mac = k.sign(group_id="g", device_id="d", model_version="1", applied=5, state=b"s")
+        >>> moved = k.resign(group_id="g", device_id="d", model_version="1", applied=5,
+        ...                  state=b"s", mac=mac, new_applied=0)
+        >>> k.verify(group_id="g", device_id="d", model_version="1", applied=0, state=b"s",
+        ...          mac=moved)
+        <Verdict.SIGNED: 'signed'>
+        >>> print(k.resign(group_id="g", device_id="d", model_version="1", applied=5,
+        ...                state=b"t", mac=mac, new_applied=0))
+        None
+        """
+        same = {"group_id": group_id, "device_id": device_id, "model_version": model_version}
+        if self.verify(**same, applied=applied, state=state, mac=mac) is not Verdict.SIGNED:
+            return None
+        return self.sign(**same, applied=new_applied, state=state)

@@ -439,7 +439,7 @@ def _resign_without_offsets(conn: Any, stack: Stack) -> None:
     """Checkpoints resume from offset 0 of the new Kafka: their HMAC covers the offset, so they
     are signed again here with the restored key (the run directory's, which the restore has
     just put back), or the domain services would refuse every model as tampered."""
-    from shared.runtime.checkpoints import CheckpointKey, Verdict
+    from shared.runtime.checkpoints import CheckpointKey
 
     key = CheckpointKey(stack.procs.secret("checkpoint-key").encode())
     rows = conn.execute(
@@ -447,32 +447,20 @@ def _resign_without_offsets(conn: Any, stack: Stack) -> None:
         " FROM runtime_state"
     ).fetchall()
     for group_id, device_id, version, state, mac, applied in rows:
-        verdict = key.verify(
+        # None for an unsigned or tampered state: its offset is reset all the same and the
+        # services refuse it (with an alert), as they would have.
+        new_mac = key.resign(
             group_id=group_id,
             device_id=device_id,
             model_version=version,
             applied=int(applied or 0),
             state=bytes(state),
             mac=bytes(mac) if mac is not None else None,
-        )
-        if verdict is not Verdict.SIGNED:
-            # Unsigned or tampered: signing it now would launder it. Its offset is reset all
-            # the same; the services refuse it (with an alert), as they would have.
-            conn.execute(
-                "UPDATE runtime_state SET applied_offset = NULL"
-                " WHERE group_id = %s AND device_id = %s",
-                (group_id, device_id),
-            )
-            continue
-        new_mac = key.sign(
-            group_id=group_id,
-            device_id=device_id,
-            model_version=version,
-            applied=0,
-            state=bytes(state),
+            new_applied=0,
         )
         conn.execute(
-            "UPDATE runtime_state SET applied_offset = NULL, state_mac = %s"
+            "UPDATE runtime_state SET applied_offset = NULL,"
+            " state_mac = coalesce(%s, state_mac)"
             " WHERE group_id = %s AND device_id = %s",
             (new_mac, group_id, device_id),
         )

@@ -36,8 +36,9 @@ F = load_factors(
 )
 
 
-def _component(name: str, cpu_s: float, mean: float, peak: float, *, first: datetime,
-               last: datetime) -> dict[str, Any]:  # fmt: skip
+def _component(
+    name: str, cpu_s: float, mean: float, peak: float, *, first: datetime, last: datetime
+) -> dict[str, Any]:
     return {
         "component": name,
         "cpu_s": cpu_s,

@@ -75,6 +75,29 @@ _T: dict[str, dict[str, str]] = {
 }
 
 
+# shared/retention.py describes its classes in English; the register speaks French too.
+RETENTION_FR = {
+    "readings": "Relevés bruts des capteurs, tels que reçus, et la qualité radio de chaque trame.",
+    "aggregates_hourly": "Nombre, somme, minimum et maximum par heure, capteur et grandeur.",
+    "aggregates_daily": "Nombre, somme, minimum et maximum par jour, capteur et grandeur.",
+    "scores": "Une ligne par relevé calculée par les modèles : valeur attendue et score "
+    "d'anomalie (énergie, circulation), niveau de remplissage nettoyé (déchets).",
+    "forecasts": "Prévisions, conservées selon la date qu'elles prévoient.",
+    "episodes": "Épisodes d'anomalie et collectes de bacs détectées.",
+    "alerts": "Alertes résolues et leur historique (les alertes ouvertes ne sont jamais effacées).",
+    "deadletters": "Messages refusés avec leur contenu tronqué, et capteurs entendus mais non "
+    "enregistrés.",
+    "webhook_deliveries": "Messages envoyés aux services abonnés et chaque tentative d'envoi.",
+    "event_outbox": "Événements en attente d'envoi (envoyés et effacés en quelques secondes).",
+    "processed_events": "Identifiants des événements d'alerte déjà traités (détection des "
+    "doublons).",
+    "erasure_tombstones": "Identifiants et dates des capteurs effacés, pour que leurs relevés "
+    "encore en transit restent effacés.",
+    "deleted_device_state": "État des modèles et activité des capteurs supprimés (sans "
+    "effacement) depuis cette durée.",
+}
+
+
 def phrase(lang: str, key: str) -> str:
     """One of the register's fixed phrases in `lang`.
 
@@ -201,13 +224,16 @@ def quality(
     }
 
 
-def retention(classes: Iterable[str], settings: RetentionSettings) -> list[dict[str, Any]]:
+def retention(
+    classes: Iterable[str], settings: RetentionSettings, *, lang: str
+) -> list[dict[str, Any]]:
     """Each retention class an algorithm's outputs belong to, with its period (0: for ever).
 
-    >>> retention(["forecasts"], RetentionSettings())[0]["days"]
-    90
+    >>> [(r["days"], r["description"]) for r in retention(["forecasts"], RetentionSettings(),
+    ...                                                     lang="fr")]
+    [(90, "Prévisions, conservées selon la date qu'elles prévoient.")]
     """
-    described = {c.name: c.description for c in CLASSES}
+    described = {c.name: c.description for c in CLASSES} if lang == "en" else RETENTION_FR
     return [
         {"class": name, "days": settings.days(name), "description": described[name]}
         for name in classes
@@ -258,7 +284,7 @@ def document(
                 "data_source": phrase(lang, "source"),
                 "data_collection": phrase(lang, "collection"),
                 "outputs": d["outputs"],
-                "retention": retention(d["retention"], retention_settings),
+                "retention": retention(d["retention"], retention_settings, lang=lang),
                 "human_oversight": d["oversight"][lang],
                 "quality": quality(latest_quality.get(d["id"]), declared=d["figures"], lang=lang),
                 "quality_figures": d["figures"],

@@ -45,6 +45,8 @@ class QualityIn(BaseModel):
     forecast_error_ratio: float | None = Field(default=None, gt=0, le=1000)
     baseline: str | None = Field(default=None, pattern=r"^[a-z_]{1,40}$")
     horizon: str | None = Field(default=None, pattern=r"^[0-9]{1,4}(min|h|d|step)s?$")
+    # Anomaly figures at a threshold fixed before the run, or the best one for the data set.
+    threshold_basis: Literal["fixed", "file_optimised"] | None = None
 
     @field_validator("dataset", "command")
     @classmethod
@@ -181,8 +183,12 @@ async def record_quality(
                 detail=f"{', '.join(wrong)} does not apply to {algorithm}"
                 f" (it has: {', '.join(sorted(applies)) or 'no figures'})",
             )
-        figures: dict[str, Any] = {**body.figures(), "baseline": body.baseline}
-        figures["horizon"] = body.horizon
+        figures: dict[str, Any] = {
+            **body.figures(),
+            "baseline": body.baseline,
+            "horizon": body.horizon,
+            "threshold_basis": body.threshold_basis,
+        }
         request.state.audit_detail = {"dataset": body.dataset, **body.figures()}
         row = await repo.record_quality(
             conn,

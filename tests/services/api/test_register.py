@@ -136,6 +136,7 @@ def test_recorded_quality_figures_show_on_the_register(
         }
     page = public.get("/public/register", params={"lang": "en"}).text
     assert quality_runs in page and "share of anomalies flagged (recall)" in page
+    assert "alert threshold</span>: fixed before the run" in page
     # Audited like every admin change.
     audit = api.get("/v1/audit", params={"target": algorithm, "limit": 5}).json()
     assert audit and audit[0]["outcome"] == "ok" and audit[0]["detail"]["dataset"] == quality_runs

@@ -51,7 +51,10 @@ class QualityIn(BaseModel):
     @field_validator("dataset", "command")
     @classmethod
     def _printable(cls, value: str) -> str:
-        return register.clean_text(value, max_length=1000)
+        text = register.clean_text(value, max_length=1000)
+        if not text:
+            raise ValueError("must not be blank")
+        return text
 
     @field_validator("evaluated_at")
     @classmethod

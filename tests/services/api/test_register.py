@@ -165,6 +165,7 @@ def test_an_algorithm_never_evaluated_says_so(public: httpx.Client) -> None:
         ("energy.consumption_anomaly", {"recall": 0.5, "evaluated_at": "2026-01-01T00:00:00"}, 422),
         ("energy.consumption_anomaly", {"recall": 0.5, "dataset": "x" * 201}, 422),
         ("energy.consumption_anomaly", {"recall": 0.5, "dataset": "a\u202eb"}, 422),
+        ("energy.consumption_anomaly", {"recall": 0.5, "dataset": "   "}, 422),
         ("energy.consumption_anomaly", {"recall": 0.5, "score": 3}, 422),
         ("Energy", {"recall": 0.5}, 422),
     ],

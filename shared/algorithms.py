@@ -29,6 +29,8 @@ from shared.retention import CLASSES
 log = logging.getLogger(__name__)
 
 RETENTION_CLASSES = frozenset(c.name for c in CLASSES)
+# An input that is whichever metric a rule names (the register says so in words).
+ANY_METRIC = "*"
 
 
 class Method(StrEnum):
@@ -70,9 +72,10 @@ class Algorithm:
     """One algorithm in service, described for the public register.
 
     `id` is stable (quality figures are recorded against it); `inputs` are the metrics it
-    reads; `outputs` the alert kinds or products it makes; `retention` the retention classes
-    (shared/retention.py) of what it stores; `figures` the quality figures that apply to it;
-    `model` what the running model is (class, version, parameters' hash), when it is learnt.
+    reads (`ANY_METRIC` for whichever a rule names); `outputs` the alert kinds or products it
+    makes; `retention` the retention classes (shared/retention.py) of what it stores; `figures`
+    the quality figures that apply to it; `model` what the running model is (class, version,
+    parameters' hash), when it is learnt.
     """
 
     id: str

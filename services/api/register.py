@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from shared.algorithms import Figure
+from shared.algorithms import ANY_METRIC, Figure
 from shared.retention import CLASSES, RetentionSettings
 
 SCHEMA = 1
@@ -53,6 +53,7 @@ _T: dict[str, dict[str, str]] = {
         "source": "Capteurs installés par la ville, reçus par son réseau de capteurs.",
         "collection": "Relevés automatiques des capteurs, toutes les quelques minutes.",
         "unlocated": "sans emplacement enregistré",
+        "any_metric": "toute grandeur qu'une règle nomme",
         "not_evaluated": "pas encore évalué",
     },
     "en": {
@@ -70,6 +71,7 @@ _T: dict[str, dict[str, str]] = {
         "source": "Sensors installed by the town, received through its sensor network.",
         "collection": "Automatic sensor readings, every few minutes.",
         "unlocated": "no registered location",
+        "any_metric": "any metric a rule names",
         "not_evaluated": "not evaluated yet",
     },
 }
@@ -278,7 +280,9 @@ def document(
                 "type": d["kind"],
                 "method": d["method"][lang],
                 "model": d["model"] or None,
-                "inputs": d["inputs"],
+                "inputs": [
+                    phrase(lang, "any_metric") if i == ANY_METRIC else i for i in d["inputs"]
+                ],
                 "personal_data": False,
                 "data": phrase(lang, "personal_data"),
                 "data_source": phrase(lang, "source"),

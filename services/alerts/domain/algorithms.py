@@ -6,7 +6,7 @@ the mechanism; which thresholds are set is the town's configuration, visible to 
 
 from __future__ import annotations
 
-from shared.algorithms import Algorithm, Figure, Method, Text
+from shared.algorithms import ANY_METRIC, Algorithm, Figure, Method, Text
 
 SERVICE = "alerts"
 
@@ -42,7 +42,7 @@ ALGORITHMS = (
             "alert is acknowledged and closed by a person.",
         ),
         kind=Method.RULES,
-        inputs=("any metric a rule names",),
+        inputs=(ANY_METRIC,),
         outputs=("<domain>.<metric>_high", "<domain>.<metric>_low"),
         retention=("alerts",),
         figures=(Figure.FALSE_ALERTS,),
@@ -70,7 +70,7 @@ ALGORITHMS = (
             "Every alert is acknowledged and closed by a person.",
         ),
         kind=Method.RULES,
-        inputs=("time of each sensor's messages",),
+        inputs=(ANY_METRIC,),
         outputs=("<domain>.silent",),
         retention=("alerts",),
     ),

@@ -122,6 +122,28 @@ def evaluate(
 ALGORITHM = re.compile(r"[a-z][a-z0-9_]*\.[a-z0-9_.-]{1,80}")
 
 
+FILES = re.compile(r"\.(csv|png)$", re.IGNORECASE)
+
+
+def public_command(args: list[str]) -> str:
+    """The command as the register publishes it: files by their name only, so no directory of
+    the machine it ran on is published.
+
+    >>> public_command(["evaluate", "--tz", "Europe/Paris", "/home/ops/data/m.csv",
+    ...                 "--plot=/tmp/w.png"])
+    'townpulse evaluate --tz Europe/Paris m.csv --plot=w.png'
+    """
+
+    def name(arg: str) -> str:
+        option, eq, value = arg.partition("=")
+        if eq and option.startswith("--"):
+            return f"{option}={name(value)}"
+        # Files (the data set, the plot), not time zones such as Europe/Paris.
+        return re.split(r"[/\\]", arg)[-1] if FILES.search(arg) else arg
+
+    return shlex.join(["townpulse", *(name(a) for a in args)])
+
+
 def _record(algorithm: str, result: dict[str, Any], path: Path) -> None:
     """PUT the run's figures to the register: the figures that apply to `algorithm` only (a
     forecast has no recall), so the API's check of what applies is the one that counts."""
@@ -143,7 +165,7 @@ def _record(algorithm: str, result: dict[str, Any], path: Path) -> None:
         kept["threshold_basis"] = figures["threshold_basis"]
     body = {
         "dataset": path.name[:200],
-        "command": shlex.join(["townpulse", *sys.argv[1:]])[:1000],
+        "command": public_command(sys.argv[1:])[:1000],
         **kept,
     }
     stored = _call("PUT", f"/v1/register/quality/{algorithm}", json=body)

@@ -65,6 +65,9 @@ def test_a_recorded_run_shows_on_the_register(history: Path, stack_env: dict[str
     assert shown["figures"]["forecast_error_ratio"] == pytest.approx(expected, abs=1e-3)
     assert (shown["figures"]["baseline"], shown["figures"]["horizon"]) == (strongest, "1h")
     assert "--record energy.forecast" in shown["command"]
+    # The file by its name: no directory of the machine the run was on is published.
+    assert shown["command"].endswith(f" {history.name}")
+    assert str(history.parent) not in doc.text
 
 
 def test_a_run_without_the_figures_of_the_algorithm_records_nothing(

@@ -18,8 +18,9 @@ from shared.http import PUBLIC_PATHS
 pytestmark = pytest.mark.integration
 
 WRITES = {"post", "put", "patch", "delete"}
-# Open data, and the HTTP push whose senders bring their own secrets (tests/services/gateway/).
-PUBLIC = (*PUBLIC_PATHS, "/open-data", "/v1/ingest")
+# Open data, the register of algorithms, and the HTTP push whose senders bring their own
+# secrets (tests/services/gateway/).
+PUBLIC = (*PUBLIC_PATHS, "/open-data", "/register", "/v1/ingest")
 
 
 def _public(path: str) -> bool:

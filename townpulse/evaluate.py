@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -67,9 +70,18 @@ def evaluate(
         str | None, typer.Option(help="horizon to plot, e.g. 1h (default: the first)")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+    record: Annotated[
+        str | None,
+        typer.Option(
+            help="record the figures in the public register under this algorithm (e.g. "
+            "energy.consumption_anomaly), through the operator API of `townpulse up`'s stack"
+        ),
+    ] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
     """Forecast and anomaly metrics of the project's models on a CSV (see docs/evaluate.md)."""
+    if record is not None and ALGORITHM.fullmatch(record) is None:
+        raise typer.BadParameter(f"--record: not an algorithm id: {record!r}")
     start = _date(score_from, "--score-from")
     week = _date(plot_week, "--plot-week")
     if plot is None and (plot_week or plot_horizon):
@@ -102,3 +114,59 @@ def evaluate(
     if plot is not None:
         result["plot"] = str(plot.resolve())
     typer.echo(json.dumps(result, indent=2) if as_json else evaluation.render(result))
+    if record is not None:
+        _record(record, result, path)
+
+
+# The register's algorithm ids (shared/algorithms.py): `<service>.<name>`.
+ALGORITHM = re.compile(r"[a-z][a-z0-9_]*\.[a-z0-9_.-]{1,80}")
+
+
+FILES = re.compile(r"\.(csv|png)$", re.IGNORECASE)
+
+
+def public_command(args: list[str]) -> str:
+    """The command as the register publishes it: files by their name only, so no directory of
+    the machine it ran on is published.
+
+    >>> public_command(["evaluate", "--tz", "Europe/Paris", "/home/ops/data/m.csv",
+    ...                 "--plot=/tmp/w.png"])
+    'townpulse evaluate --tz Europe/Paris m.csv --plot=w.png'
+    """
+
+    def name(arg: str) -> str:
+        option, eq, value = arg.partition("=")
+        if eq and option.startswith("--"):
+            return f"{option}={name(value)}"
+        # Files (the data set, the plot), not time zones such as Europe/Paris.
+        return re.split(r"[/\\]", arg)[-1] if FILES.search(arg) else arg
+
+    return shlex.join(["townpulse", *(name(a) for a in args)])
+
+
+def _record(algorithm: str, result: dict[str, Any], path: Path) -> None:
+    """PUT the run's figures to the register: the figures that apply to `algorithm` only (a
+    forecast has no recall), so the API's check of what applies is the one that counts."""
+    from townpulse.cli import _call
+
+    figures = evaluation.register_figures(result)
+    applies = _call("GET", "/register/", params={"lang": "en"})
+    declared = {a["id"]: a["quality_figures"] for a in applies["algorithms"]}
+    if algorithm not in declared:
+        typer.echo(f"error: {algorithm} is not in the register: {sorted(declared)}", err=True)
+        raise typer.Exit(1)
+    kept = {k: v for k, v in figures.items() if k in declared[algorithm]}
+    if not kept:
+        typer.echo(f"error: this run measured none of {declared[algorithm]}", err=True)
+        raise typer.Exit(1)
+    if "forecast_error_ratio" in kept:
+        kept |= {"baseline": figures["baseline"], "horizon": figures["horizon"]}
+    if "threshold_basis" in figures and kept.keys() & {"recall", "false_alerts_per_device_month"}:
+        kept["threshold_basis"] = figures["threshold_basis"]
+    body = {
+        "dataset": path.name[:200],
+        "command": public_command(sys.argv[1:])[:1000],
+        **kept,
+    }
+    stored = _call("PUT", f"/v1/register/quality/{algorithm}", json=body)
+    typer.echo(f"recorded in the register: {algorithm} {stored['figures']}", err=True)

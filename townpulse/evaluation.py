@@ -218,6 +218,21 @@ def nab_corpus_threshold(results_file: Path) -> float | None:
         return None
 
 
+def false_alarms(scores: Sequence[float], window_of: Sequence[int], threshold: float) -> int:
+    """Runs of consecutive readings at or above `threshold` outside every labelled window:
+    what a person would have been alerted for in vain (a run is one alert, not one per reading).
+
+    >>> false_alarms([0.9, 0.9, 0.1, 0.9, 0.9], [-1, -1, -1, 0, -1], 0.5)
+    2
+    """
+    runs, inside = 0, False
+    for score, window in zip(scores, window_of, strict=True):
+        flagged = score >= threshold and window < 0
+        runs += flagged and not inside
+        inside = flagged
+    return runs
+
+
 def _at_threshold(f: ScoredFile, threshold: float) -> dict[str, Any]:
     t = score_file(f, threshold)
     detected = {
@@ -228,6 +243,7 @@ def _at_threshold(f: ScoredFile, threshold: float) -> dict[str, Any]:
         "raw": round(t.score, 4),
         "windows_detected": len(detected),
         "false_positive_readings": t.fp,
+        "false_alarms": false_alarms(f.scores, f.window_of, threshold),
     }
 
 
@@ -503,3 +519,46 @@ def render(result: dict[str, Any]) -> str:
         lines.append("")
         lines.append(f"plot: {result['plot']}")
     return "\n".join(lines)
+
+
+# A month of one device's readings, for false alerts per device-month.
+MONTH_MINUTES = 30.44 * 24 * 60
+
+
+def register_figures(result: dict[str, Any]) -> dict[str, Any]:
+    """The figures of an evaluation the public register shows (`townpulse evaluate --record`):
+
+    - `recall`: labelled windows alerted in / windows;
+    - `false_alerts_per_device_month`: false alarms per month of judged readings (one file is
+      one device);
+    - `forecast_error_ratio`: the model's MAE / the strongest baseline's, at the first horizon
+      (with `baseline` and `horizon`).
+
+    Anomaly figures at the threshold fixed beforehand when there is one (`--threshold`), else
+    at the file-optimised one (`threshold_basis` says which).
+
+    >>> register_figures({"step_minutes": 60, "forecast": {"1h": {"strongest_baseline": "b",
+    ...     "mae_ratio": {"b": 0.8}}}, "anomaly": {"readings": 730, "windows": 4,
+    ...     "at_file_optimised_threshold": {"windows_detected": 3, "false_alarms": 2}}})
+    ... # doctest: +NORMALIZE_WHITESPACE
+    {'forecast_error_ratio': 0.8, 'baseline': 'b', 'horizon': '1h', 'recall': 0.75,
+     'false_alerts_per_device_month': 2.0015, 'threshold_basis': 'file_optimised'}
+    """
+    out: dict[str, Any] = {}
+    for horizon, fc in result.get("forecast", {}).items():
+        baseline = fc.get("strongest_baseline")
+        if baseline is not None:
+            out["forecast_error_ratio"] = round(fc["mae_ratio"][baseline], 4)
+            out["baseline"], out["horizon"] = baseline, horizon
+            break
+    anomaly = result.get("anomaly") or {}
+    basis = "fixed" if "at_fixed_threshold" in anomaly else "file_optimised"
+    at = anomaly.get(f"at_{basis}_threshold")
+    if at is not None:
+        if anomaly["windows"]:
+            out["recall"] = round(at["windows_detected"] / anomaly["windows"], 4)
+        months = anomaly["readings"] * result["step_minutes"] / MONTH_MINUTES
+        if months > 0:
+            out["false_alerts_per_device_month"] = round(at["false_alarms"] / months, 4)
+        out["threshold_basis"] = basis
+    return out

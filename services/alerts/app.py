@@ -10,8 +10,10 @@ from fastapi import FastAPI
 
 from services.alerts.consumer import AlertsHandler
 from services.alerts.dispatcher import Dispatcher
+from services.alerts.domain.algorithms import ALGORITHMS
 from services.alerts.routes import alerts, webhooks
 from services.alerts.settings import AlertsSettings
+from shared.algorithms import declare_algorithms
 from shared.db import create_pool
 from shared.http import check_pool, observability_router, secure
 from shared.kafka import create_consumer
@@ -29,6 +31,7 @@ def create_app(settings: AlertsSettings) -> FastAPI:
         # The consumer, the dispatcher (a poll and its result writer) and API requests.
         pool = create_pool(settings.database_url, min_size=2, max_size=8)
         await pool.open()
+        await declare_algorithms(pool, service="alerts", algorithms=ALGORITHMS)
         dispatcher = Dispatcher(pool=pool, settings=settings)
         # Secrets stored in clear (before the key existed) are encrypted before any is used.
         async with pool.connection() as conn, conn.transaction():

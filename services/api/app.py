@@ -12,7 +12,7 @@ import httpx
 from fastapi import FastAPI
 
 from services.api import console, proxy
-from services.api.routes import admin, devices, opendata, retention
+from services.api.routes import admin, devices, opendata, register, retention
 from services.api.settings import ApiSettings
 from shared.db import create_pool
 from shared.http import PUBLIC_PATHS, StrictTransport, check_pool, observability_router, secure
@@ -53,12 +53,13 @@ def route_classes(settings: ApiSettings) -> tuple[list[RouteClass], RouteClass]:
     >>> [c.name for c in classes if c.matches("/v1/waste/plan")], rest.name
     (['solver'], 'other')
     """
-    prefix = opendata.public_router.prefix
+    # The public register is read without a key, like open data: it shares open data's slots.
+    prefixes = (opendata.public_router.prefix, register.public_router.prefix)
     return [
         RouteClass(
             "open-data",
             settings.max_concurrent_open_data,
-            lambda p: p == prefix or p.startswith(prefix + "/"),
+            lambda p: any(p == x or p.startswith(x + "/") for x in prefixes),
         ),
         RouteClass("solver", settings.max_concurrent_solver, lambda p: p == "/v1/waste/plan"),
         RouteClass(
@@ -96,7 +97,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         title="TownPulse operator API",
         version="1",
         description="Devices, readings and dead letters of a town's sensors. "
-        "Every endpoint but /healthz, /readyz, /metrics and /open-data/ needs "
+        "Every endpoint but /healthz, /readyz, /metrics, /open-data/ and /register/ needs "
         "`Authorization: Bearer <key>`; `x-required-role` says which role (viewer, operator, "
         "admin) an operation needs.",
         lifespan=lifespan,
@@ -116,12 +117,19 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(opendata.admin_router)
     app.include_router(opendata.public_router)
+    app.include_router(register.admin_router)
+    app.include_router(register.public_router)
     app.include_router(retention.router)
     console_paths = console.install(app, settings)
     # Last: it matches any /v1/<domain>/... that no route above claimed.
     app.include_router(proxy.router)
     # HTTP push carries its senders' own secrets, which the gateway checks (services/api/proxy.py).
-    public = (opendata.public_router.prefix, proxy.INGEST_PATH, *console_paths)
+    public = (
+        opendata.public_router.prefix,
+        register.public_router.prefix,
+        proxy.INGEST_PATH,
+        *console_paths,
+    )
     classes, rest = route_classes(settings)
     # Added before the Gate, so inside it: a request holds a slot only once its key is good.
     app.add_middleware(

@@ -414,3 +414,113 @@ async def publish(
 async def unpublish(conn: AsyncConnection[Any], dataset: str) -> bool:
     cur = await conn.execute("DELETE FROM open_data_publications WHERE dataset = %s", (dataset,))
     return cur.rowcount == 1
+
+
+# ---- public register (services/api/register.py) -------------------------------------------------
+
+
+async def register_declarations(conn: AsyncConnection[Any]) -> list[dict[str, Any]]:
+    """What the services declared they run (shared/algorithms.py)."""
+    cur = await conn.execute(
+        "SELECT id, service, declaration, changed_at FROM register_algorithms ORDER BY id"
+    )
+    return await cur.fetchall()
+
+
+async def register_latest_quality(conn: AsyncConnection[Any]) -> dict[str, dict[str, Any]]:
+    """Per algorithm, its newest recorded evaluation run."""
+    cur = await conn.execute(
+        """
+        SELECT DISTINCT ON (algorithm) algorithm, evaluated_at, recorded_at, dataset, command,
+               figures
+        FROM register_quality ORDER BY algorithm, evaluated_at DESC, id DESC
+        """
+    )
+    return {r["algorithm"]: r for r in await cur.fetchall()}
+
+
+async def record_quality(
+    conn: AsyncConnection[Any],
+    *,
+    algorithm: str,
+    evaluated_at: datetime,
+    dataset: str,
+    command: str,
+    figures: dict[str, Any],
+    by: str,
+) -> dict[str, Any]:
+    cur = await conn.execute(
+        """
+        INSERT INTO register_quality (algorithm, evaluated_at, dataset, command, figures,
+                                      recorded_by)
+        VALUES (%s, %s, %s, %s, %s, %s)
+        RETURNING algorithm, evaluated_at, recorded_at, dataset, command, figures
+        """,
+        (algorithm, evaluated_at, dataset, command, Jsonb(figures), by),
+    )
+    row: dict[str, Any] | None = await cur.fetchone()
+    assert row is not None
+    return row
+
+
+async def register_texts(conn: AsyncConnection[Any]) -> tuple[dict[str, str], datetime | None]:
+    """The texts an admin set, and when the last of them changed."""
+    cur = await conn.execute("SELECT key, value, updated_at FROM register_texts")
+    rows = await cur.fetchall()
+    return {r["key"]: r["value"] for r in rows}, max((r["updated_at"] for r in rows), default=None)
+
+
+async def set_register_texts(conn: AsyncConnection[Any], *, texts: dict[str, str], by: str) -> None:
+    """Set each given text; an empty one is removed (the register falls back to its default)."""
+    async with conn.transaction():
+        for key, value in texts.items():
+            if value:
+                await conn.execute(
+                    """
+                    INSERT INTO register_texts (key, value, updated_by) VALUES (%s, %s, %s)
+                    ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value,
+                        updated_at = now(), updated_by = EXCLUDED.updated_by
+                    """,
+                    (key, value, by),
+                )
+            else:
+                await conn.execute("DELETE FROM register_texts WHERE key = %s", (key,))
+
+
+async def register_sensors(
+    conn: AsyncConnection[Any], *, grid_deg: float, since: datetime
+) -> list[dict[str, Any]]:
+    """Devices per district, domain and metric: (basis, district, domain, metric, devices).
+
+    District: the device's registered zone (metadata `zone`), else the south-west corner of
+    the `grid_deg` grid cell of its position, else none. Positions are rounded down here, in
+    the database: no exact position leaves it. Metrics: those a device reported since `since`
+    (daily rollups); `metric` NULL rows count every device of the district and domain.
+    """
+    cur = await conn.execute(
+        """
+        WITH located AS (
+            SELECT d.id, d.domain,
+                   CASE WHEN nullif(d.metadata->>'zone', '') IS NOT NULL THEN 'zone'
+                        WHEN d.lat IS NOT NULL AND d.lon IS NOT NULL THEN 'grid'
+                        ELSE 'unlocated' END AS basis,
+                   left(nullif(d.metadata->>'zone', ''), 64) AS zone,
+                   CASE WHEN nullif(d.metadata->>'zone', '') IS NULL
+                        THEN floor(d.lat / %(g)s) * %(g)s END AS lat_cell,
+                   CASE WHEN nullif(d.metadata->>'zone', '') IS NULL
+                        THEN floor(d.lon / %(g)s) * %(g)s END AS lon_cell
+            FROM devices d WHERE d.deleted_at IS NULL
+        ), metrics AS (
+            SELECT DISTINCT device_id, metric FROM readings_daily WHERE bucket >= %(since)s
+        )
+        SELECT l.basis, l.zone, l.lat_cell, l.lon_cell, l.domain, m.metric,
+               count(DISTINCT l.id) AS devices
+        FROM located l LEFT JOIN metrics m ON m.device_id = l.id
+        GROUP BY GROUPING SETS ((l.basis, l.zone, l.lat_cell, l.lon_cell, l.domain),
+                                (l.basis, l.zone, l.lat_cell, l.lon_cell, l.domain, m.metric))
+        HAVING GROUPING(m.metric) = 1 OR m.metric IS NOT NULL
+        ORDER BY 1, 2, 3, 4, 5, 6
+        """,
+        {"g": grid_deg, "since": since},
+    )
+    return await cur.fetchall()

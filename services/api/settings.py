@@ -65,6 +65,11 @@ class ApiSettings(ServiceSettings):
     # cache in front of the API would otherwise serve a catalogue pointing at any site.
     public_base_url: OutboundUrl | None = None
     open_data_max_rows: int = Field(default=100_000, ge=1)
+    # The public register (services/api/register.py): devices without a registered zone are
+    # counted per grid cell of this many degrees (0.01° is about 1.1 km north-south), and a
+    # metric counts for a device that reported it within this many days.
+    register_grid_deg: float = Field(default=0.01, ge=0.001, le=1.0)
+    register_metrics_days: int = Field(default=30, ge=1, le=365)
     # Requests of each route class in flight at once (shared/throttle.py); one more is answered
     # 503 with Retry-After. Open data and exports each take a pool connection for their query:
     # together (7) they leave 3 of the pool's 10 to the operators' other routes. The solver runs

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.energy.adapters.db import write_rows
+from services.energy.domain.algorithms import algorithms
 from services.energy.domain.meter import EnergyProcessor
 from services.energy.routes import router
 from services.energy.settings import EnergySettings
@@ -14,17 +15,19 @@ from shared.topics import Domain
 
 
 def create_app(settings: EnergySettings) -> FastAPI:
+    processor = EnergyProcessor(
+        calendar=settings.calendar(),
+        anomaly_scorer=settings.anomaly_scorer,
+        forecaster=settings.energy_forecaster,
+    )
     app = create_stream_app(
         title="TownPulse energy",
         settings=settings,
-        processor=EnergyProcessor(
-            calendar=settings.calendar(),
-            anomaly_scorer=settings.anomaly_scorer,
-            forecaster=settings.energy_forecaster,
-        ),
+        processor=processor,
         sink=write_rows,
         domain=Domain.ENERGY,
         router=router,
+        algorithms=algorithms(processor),
     )
     secure(app, settings=settings)
     return app

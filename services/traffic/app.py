@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.traffic.adapters.db import write_rows
+from services.traffic.domain.algorithms import algorithms
 from services.traffic.domain.counter import TrafficProcessor
 from services.traffic.routes import router
 from services.traffic.settings import TrafficSettings
@@ -14,17 +15,19 @@ from shared.topics import Domain
 
 
 def create_app(settings: TrafficSettings) -> FastAPI:
+    processor = TrafficProcessor(
+        calendar=settings.calendar(),
+        anomaly_scorer=settings.anomaly_scorer,
+        forecaster=settings.traffic_forecaster,
+    )
     app = create_stream_app(
         title="TownPulse traffic",
         settings=settings,
-        processor=TrafficProcessor(
-            calendar=settings.calendar(),
-            anomaly_scorer=settings.anomaly_scorer,
-            forecaster=settings.traffic_forecaster,
-        ),
+        processor=processor,
         sink=write_rows,
         domain=Domain.TRAFFIC,
         router=router,
+        algorithms=algorithms(processor),
     )
     secure(app, settings=settings)
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.waste.adapters.db import write_rows
+from services.waste.domain.algorithms import algorithms
 from services.waste.domain.bin import WasteProcessor
 from services.waste.routes import router
 from services.waste.settings import WasteSettings
@@ -14,17 +15,19 @@ from shared.topics import Domain
 
 
 def create_app(settings: WasteSettings) -> FastAPI:
+    processor = WasteProcessor(
+        full_pct=settings.full_pct,
+        calendar=settings.calendar(),
+        fill_model=settings.waste_fill_model,
+    )
     app = create_stream_app(
         title="TownPulse waste",
         settings=settings,
-        processor=WasteProcessor(
-            full_pct=settings.full_pct,
-            calendar=settings.calendar(),
-            fill_model=settings.waste_fill_model,
-        ),
+        processor=processor,
         sink=write_rows,
         domain=Domain.WASTE,
         router=router,
+        algorithms=algorithms(processor),
     )
     secure(app, settings=settings)
     return app

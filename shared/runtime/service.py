@@ -6,12 +6,13 @@ sink (adapter) and its router (entrypoint).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
+from shared.algorithms import Algorithm, declare_algorithms
 from shared.db import create_pool
 from shared.http import check_pool, observability_router
 from shared.kafka import Producer, create_consumer
@@ -32,13 +33,18 @@ def create_stream_app(
     sink: RowSink,
     domain: Domain,
     router: APIRouter,
+    algorithms: Sequence[Algorithm] = (),
 ) -> FastAPI:
-    """A FastAPI app running `processor` over `domain`'s readings, exactly once per reading."""
+    """A FastAPI app running `processor` over `domain`'s readings, exactly once per reading.
+
+    `algorithms`: what `processor` runs, declared to the public register at each start.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = create_pool(settings.database_url, min_size=1, max_size=5)
         await pool.open()
+        await declare_algorithms(pool, service=domain.value, algorithms=algorithms)
         producer = Producer(settings.kafka_bootstrap, client_id=settings.instance)
         await producer.start()
         consumer = create_consumer(

@@ -81,6 +81,14 @@ ROWS: dict[str, list[str]] = {
         "INSERT INTO platform_footprint (ts, component, source, cpu_s, rss_bytes, processes,"
         " started_at) VALUES (now(), 'postgres', 'proc', 12.5, 1048576, 9, now())",
     ],
+    "0012": [
+        "INSERT INTO register_algorithms (id, service, declaration)"
+        " VALUES ('energy.forecast', 'energy', '{\"id\": \"energy.forecast\"}')",
+        "INSERT INTO register_quality (algorithm, evaluated_at, dataset, command, figures,"
+        " recorded_by) VALUES ('energy.forecast', now(), 'm.csv', 'townpulse evaluate m.csv',"
+        " '{\"forecast_error_ratio\": 0.8}', 'k-1')",
+        "INSERT INTO register_texts (key, value, updated_by) VALUES ('town_name', 'Town', 'k-1')",
+    ],
 }
 
 # Rows expected at the head: every table above, with what the data migrations made of them.
@@ -100,6 +108,9 @@ EXPECTED = {
     # 0005c moved both consumers' offsets here.
     "stream_offsets": 2,
     "platform_footprint": 1,
+    "register_algorithms": 1,
+    "register_quality": 1,
+    "register_texts": 1,
 }
 
 

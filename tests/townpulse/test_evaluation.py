@@ -16,12 +16,14 @@ from shared.ml.baselines import LastValue
 from townpulse.evaluation import (
     CsvFormatError,
     evaluate,
+    false_alarms,
     horizons_for,
     infer_step,
     label_windows,
     nab_corpus_threshold,
     plot,
     read_readings,
+    register_figures,
     render,
     to_grid,
 )
@@ -153,6 +155,39 @@ def test_evaluate_uses_a_threshold_fixed_beforehand(tmp_path: Path) -> None:
     assert out["anomaly"]["at_fixed_threshold"]["threshold"] == 0.5
     assert "nab_standard_at_fixed_threshold" in out["anomaly"]
     assert "at fixed threshold (0.5)" in render(out) and "corpus" not in render(out)
+
+
+def test_register_figures_at_a_threshold_fixed_beforehand(tmp_path: Path) -> None:
+    out = evaluate(
+        "energy",
+        _history(tmp_path, labels=True),
+        progress=False,
+        forecaster_factory=LastValue,
+        detector_factory=Jumpy,
+        fixed_threshold=0.5,
+    )
+    figures = register_figures(out)
+    # Jumpy flags the jump into the window (caught) and the drop back out of it (one false
+    # alarm); 21 days of hourly readings are 504 / (30.44 * 24) months of one device.
+    assert figures["recall"] == 1.0
+    assert figures["false_alerts_per_device_month"] == pytest.approx(
+        1 / (504 / (30.44 * 24)), abs=1e-4
+    )
+    assert figures["threshold_basis"] == "fixed"
+    # The first horizon, against the strongest baseline there.
+    one = out["forecast"]["1h"]
+    strongest = min(BASELINES, key=lambda b: one["metrics"][b]["mae"])
+    assert (figures["horizon"], figures["baseline"]) == ("1h", strongest)
+    ratio = one["metrics"]["model"]["mae"] / one["metrics"][strongest]["mae"]
+    assert figures["forecast_error_ratio"] == pytest.approx(ratio, abs=1e-3)
+
+
+def test_false_alarms_are_runs_outside_the_windows() -> None:
+    # Two runs outside (one of two readings, one of one), one run inside a window.
+    scores = [0.9, 0.9, 0.1, 0.9, 0.9, 0.1, 0.9]
+    windows = [-1, -1, -1, 0, 0, -1, -1]
+    assert false_alarms(scores, windows, 0.5) == 2
+    assert false_alarms(scores, windows, 0.95) == 0
 
 
 def test_evaluate_without_labels_reports_forecasts_only(tmp_path: Path) -> None:
@@ -382,6 +417,15 @@ def test_cli_json_is_the_documented_layout(tmp_path: Path) -> None:
     one = out["forecast"]["1h"]
     assert set(one) == {"n", "metrics", "mae_ratio", "cv_rmse_ratio", "strongest_baseline"}
     assert set(one["mae_ratio"]) == BASELINES
+
+
+def test_cli_refuses_a_bad_register_id_before_the_run(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    args = [str(_history(tmp_path, labels=False)), "--no-progress", "--record", "Energy!"]
+    result = CliRunner().invoke(_cli(), args)
+    assert result.exit_code == 2
+    assert "not an algorithm id" in result.output
 
 
 def test_cli_explains_a_bad_file(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from starlette.middleware.gzip import GZipMiddleware
 
 from services.api.console import i18n
 from services.api.console import repository as repo
+from services.api.routes import register
 from services.api.settings import ApiSettings
 from shared.http import Principal, authenticate
 from shared.topics import Domain
@@ -154,6 +155,19 @@ def create_router(settings: ApiSettings) -> APIRouter:
     async def public_page(request: Request) -> HTMLResponse:
         """Open data for citizens: no key, only what the town published."""
         return renderer.page(request, "public", public=True)
+
+    @router.get("/public/register", response_class=HTMLResponse)
+    async def register_page(request: Request) -> HTMLResponse:
+        """The register of algorithms and sensors for citizens: no key; read from the database
+        at each request (unlike the other pages, whose scripts fetch their data)."""
+        lang = i18n.pick_language(
+            query=request.query_params.get("lang"), cookie=request.cookies.get(LANG_COOKIE)
+        )
+        context = {
+            "register": await register.build(request, lang),
+            "metrics_days": settings.register_metrics_days,
+        }
+        return renderer.page(request, "register", public=True, context=context)
 
     @router.get("/favicon.ico", response_class=RedirectResponse)
     async def favicon() -> RedirectResponse:

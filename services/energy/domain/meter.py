@@ -183,6 +183,8 @@ class EnergyProcessor:
         # Models learnt in another calendar, or another model (class, version, parameters), do
         # not fit this one: the runtime discards their checkpoints and starts afresh.
         detector, forecasts = describe(self._detector()), describe(self._forecaster())
+        # What the public register names as running (services/energy/domain/algorithms.py).
+        self.model_names = {"detector": detector, "forecaster": forecasts}
         self.model_version = (
             f"{type(self).model_version}:{detector}|{forecasts}"
             f"@{calendar.timezone}/{calendar.country}"

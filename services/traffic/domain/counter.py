@@ -168,6 +168,8 @@ class TrafficProcessor:
         # Models learnt in another calendar, or another model (class, version, parameters), do
         # not fit this one: the runtime discards their checkpoints and starts afresh.
         model = describe(self._detector())
+        # What the public register names as running (services/traffic/domain/algorithms.py).
+        self.model_names = {"detector": model}
         self.model_version = (
             f"{type(self).model_version}:{model}@{calendar.timezone}/{calendar.country}"
         )

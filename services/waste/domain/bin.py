@@ -276,6 +276,8 @@ class WasteProcessor:
         # Models learnt in another calendar, or another model (class, version, parameters), do
         # not fit this one: the runtime discards their checkpoints and starts afresh.
         model = describe(self._rates())
+        # What the public register names as running (services/waste/domain/algorithms.py).
+        self.model_names = {"fill_rate": model}
         self.model_version = (
             f"{type(self).model_version}:{model}@{calendar.timezone}/{calendar.country}"
         )

@@ -78,7 +78,9 @@ def test_every_string_of_the_pages_has_a_french_translation() -> None:
 # Words spelt the same in both languages.
 SAME_IN_FRENCH = {
     "Actions",
+    "Administration",
     "Anomalies",
+    "Contact",
     "Date",
     "Description",
     "Distance",

@@ -1,0 +1,118 @@
+"""The energy service's algorithms, as the public register shows them (shared/algorithms.py)."""
+
+from __future__ import annotations
+
+from services.energy.domain.meter import (
+    CLOSE_AFTER,
+    FORECAST_HOURS,
+    METRIC,
+    OPEN_AFTER,
+    RELEARN_AFTER,
+    STUCK_AFTER,
+    EnergyProcessor,
+)
+from shared.algorithms import Algorithm, Figure, Method, Text
+
+SERVICE = "energy"
+KINDS = (
+    "energy.consumption_off_hours",
+    "energy.consumption_high",
+    "energy.consumption_low",
+    "energy.meter_stuck",
+)
+_MINUTES = 15  # one reading per quarter of an hour
+
+
+def algorithms(processor: EnergyProcessor) -> tuple[Algorithm, ...]:
+    """What `processor` runs: the anomaly detector and the day-ahead forecaster."""
+    return (
+        Algorithm(
+            id="energy.consumption_anomaly",
+            service=SERVICE,
+            name=Text(
+                "Détection des consommations anormales des bâtiments",
+                "Detection of abnormal consumption in buildings",
+            ),
+            purpose=Text(
+                "Signaler une consommation d'électricité très éloignée de l'habitude du "
+                "bâtiment (chauffage ou éclairage laissé allumé la nuit, panne, compteur "
+                "arrêté) pour que le gaspillage soit corrigé vite.",
+                "Flag electricity use far from the building's usual pattern (heating or "
+                "lighting left on at night, a fault, a meter that stopped) so that waste is "
+                "fixed quickly.",
+            ),
+            decides=Text(
+                "Rien par lui-même : il ouvre une alerte pour le gestionnaire énergie, qui "
+                "vérifie sur place et décide d'agir ou non. Aucune commande n'est envoyée aux "
+                "bâtiments.",
+                "Nothing by itself: it opens an alert for the energy manager, who checks on "
+                "site and decides whether to act. No command is sent to the buildings.",
+            ),
+            method=Text(
+                "Pour chaque compteur, le modèle apprend la consommation habituelle de chaque "
+                "quart d'heure de la semaine (jours fériés comme des dimanches) et compare "
+                "chaque relevé à cette attente. Après "
+                f"{OPEN_AFTER} relevés de suite très improbables (probabilité de l'ordre de "
+                f"1 sur 1 000), un épisode s'ouvre ; il se ferme après {CLOSE_AFTER} relevés "
+                f"normaux. {STUCK_AFTER} valeurs identiques de suite signalent un compteur "
+                f"bloqué. Un changement qui dure {RELEARN_AFTER * _MINUTES // 1440} jours "
+                "devient la nouvelle habitude.",
+                "For each meter the model learns the usual consumption of every quarter hour "
+                "of the week (public holidays like Sundays) and compares each reading with "
+                f"it. After {OPEN_AFTER} very improbable readings in a row (about 1 in 1,000), "
+                f"an episode opens; it closes after {CLOSE_AFTER} normal readings. "
+                f"{STUCK_AFTER} identical values in a row flag a stuck meter. A change lasting "
+                f"{RELEARN_AFTER * _MINUTES // 1440} days becomes the new normal.",
+            ),
+            oversight=Text(
+                "Chaque alerte est lue, acquittée et close par une personne ; ses retours "
+                "(vraie ou fausse alerte) servent à évaluer le modèle.",
+                "Every alert is read, acknowledged and closed by a person; their feedback "
+                "(real or false alert) is used to evaluate the model.",
+            ),
+            kind=Method.LEARNT,
+            inputs=(METRIC,),
+            outputs=KINDS,
+            retention=("scores", "episodes", "alerts"),
+            figures=(Figure.RECALL, Figure.FALSE_ALERTS),
+            model=processor.model_names["detector"],
+        ),
+        Algorithm(
+            id="energy.forecast",
+            service=SERVICE,
+            name=Text(
+                "Prévision de consommation des bâtiments",
+                "Forecast of building consumption",
+            ),
+            purpose=Text(
+                f"Prévoir la consommation des {FORECAST_HOURS} prochaines heures de chaque "
+                "bâtiment, pour préparer les réglages et comparer le réel à l'attendu.",
+                f"Forecast each building's consumption over the next {FORECAST_HOURS} hours, "
+                "to prepare settings and compare actual use with what was expected.",
+            ),
+            decides=Text(
+                "Rien : la prévision est affichée dans la console ; aucune action n'en découle "
+                "automatiquement.",
+                "Nothing: the forecast is shown in the console; no action follows from it "
+                "automatically.",
+            ),
+            method=Text(
+                "Profil hebdomadaire appris en continu (heure, jour, jours fériés), corrigé par "
+                "l'écart le plus récent, qui s'estompe avec l'horizon.",
+                "A weekly profile learnt continuously (hour, weekday, public holidays), "
+                "corrected by the latest error, which fades with the horizon.",
+            ),
+            oversight=Text(
+                "L'erreur de prévision est mesurée contre des méthodes simples (valeur de la "
+                "veille, de la semaine précédente) à chaque évaluation.",
+                "The forecast error is measured against simple methods (yesterday's, last "
+                "week's value) at every evaluation.",
+            ),
+            kind=Method.LEARNT,
+            inputs=(METRIC,),
+            outputs=("energy forecasts",),
+            retention=("forecasts",),
+            figures=(Figure.FORECAST_ERROR_RATIO,),
+            model=processor.model_names["forecaster"],
+        ),
+    )

@@ -31,11 +31,16 @@ FROM energy_scores s LEFT JOIN devices d ON d.id = s.device_id
 WHERE s.ts >= %(start)s AND s.ts < %(end)s
 GROUP BY s.device_id, d.name ORDER BY s.device_id""",
     "energy_anomalies": """
-SELECT e.device_id, coalesce(d.name, e.device_id) AS name, count(*) AS episodes,
-       sum(greatest(e.observed_kwh - e.expected_kwh, 0)) AS excess_kwh
+SELECT e.device_id, coalesce(d.name, e.device_id) AS name, count(*) AS episodes
 FROM energy_episodes e LEFT JOIN devices d ON d.id = e.device_id
 WHERE e.started_at >= %(start)s AND e.started_at < %(end)s
-GROUP BY e.device_id, d.name ORDER BY excess_kwh DESC, e.device_id""",
+GROUP BY e.device_id, d.name ORDER BY e.device_id""",
+    "energy_excess": """
+SELECT s.device_id, coalesce(d.name, s.device_id) AS name,
+       sum(greatest(s.observed - s.expected, 0)) AS excess_kwh
+FROM energy_scores s LEFT JOIN devices d ON d.id = s.device_id
+WHERE s.ts >= %(start)s AND s.ts < %(end)s AND s.is_anomaly
+GROUP BY s.device_id, d.name ORDER BY excess_kwh DESC, s.device_id""",
     "waste_plans": """
 SELECT count(*) AS days, coalesce(sum(km), 0) AS planned_km,
        coalesce(sum(every_bin_km), 0) AS every_bin_km,
@@ -113,6 +118,7 @@ def _r(x: float | None, digits: int = 1) -> float:
 
 
 async def energy(conn: Conn, values: Mapping[str, Any], *, tariff: float) -> dict[str, Any]:
+    per_meter = await _rows(conn, "energy_buildings", values)
     buildings = [
         {
             "device_id": r["device_id"],
@@ -120,28 +126,31 @@ async def energy(conn: Conn, values: Mapping[str, Any], *, tariff: float) -> dic
             "consumed_kwh": _r(r["consumed_kwh"]),
             "expected_kwh": _r(r["expected_kwh"]),
         }
-        for r in await _rows(conn, "energy_buildings", values)
+        for r in per_meter
     ]
-    anomalies = await _rows(conn, "energy_anomalies", values)
-    excess = sum(float(r["excess_kwh"]) for r in anomalies)
+    episodes = {r["device_id"]: r for r in await _rows(conn, "energy_anomalies", values)}
+    excess = await _rows(conn, "energy_excess", values)
+    total = sum(float(r["excess_kwh"]) for r in excess)
     return {
-        "consumed_kwh": _r(sum(b["consumed_kwh"] for b in buildings)),
-        "expected_kwh": _r(sum(b["expected_kwh"] for b in buildings)),
+        "consumed_kwh": _r(sum(float(r["consumed_kwh"]) for r in per_meter)),
+        "expected_kwh": _r(sum(float(r["expected_kwh"]) for r in per_meter)),
         "buildings": buildings,
-        "anomalies": sum(int(r["episodes"]) for r in anomalies),
-        "excess_kwh": _r(excess),
-        "excess_cost_eur": _r(excess * tariff, 2),
+        "anomalies": sum(int(r["episodes"]) for r in episodes.values()),
+        "excess_kwh": _r(total),
+        "excess_cost_eur": _r(total * tariff, 2),
         # Technicians' feedback on alerts does not exist yet: not a zero, an unknown.
         "confirmed": None,
         "top": [
             {
                 "device_id": r["device_id"],
                 "name": r["name"],
-                "episodes": int(r["episodes"]),
+                "episodes": int(episodes[r["device_id"]]["episodes"])
+                if r["device_id"] in episodes
+                else 0,
                 "excess_kwh": _r(r["excess_kwh"]),
                 "excess_cost_eur": _r(float(r["excess_kwh"]) * tariff, 2),
             }
-            for r in anomalies[:TOP]
+            for r in excess[:TOP]
             if float(r["excess_kwh"]) > 0
         ],
     }
@@ -174,6 +183,11 @@ async def traffic(
 ) -> dict[str, Any]:
     now = {r["device_id"]: r for r in await _rows(conn, "traffic_counters", values)}
     before = {r["device_id"]: r for r in await _rows(conn, "traffic_counters", previous)}
+
+    # Totals from the rows, not from the rounded per-counter figures.
+    def total(rows: Mapping[str, DictRow], key: str) -> float:
+        return sum(float(r[key]) for r in rows.values())
+
     counters = [
         {
             "device_id": d,
@@ -188,8 +202,8 @@ async def traffic(
     return {
         "incidents": sum(c["incidents"] for c in counters),
         "incidents_previous": sum(c["incidents_previous"] for c in counters),
-        "congestion_h": _r(sum(c["congestion_h"] for c in counters)),
-        "congestion_h_previous": _r(sum(c["congestion_h_previous"] for c in counters)),
+        "congestion_h": _r(total(now, "congestion_h")),
+        "congestion_h_previous": _r(total(before, "congestion_h")),
         "counters": counters,
     }
 

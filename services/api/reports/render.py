@@ -7,6 +7,7 @@ matplotlib is already a dependency (charts); its PDF backend writes the text as 
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -20,6 +21,9 @@ from matplotlib.figure import Figure
 
 from services.api.reports.figures import QUERIES
 from services.api.reports.text import method, number, word
+
+# fontTools logs every table it prunes while embedding the fonts: a hundred lines per report.
+logging.getLogger("fontTools").setLevel(logging.WARNING)
 
 A4 = (8.27, 11.69)  # inches
 LEFT, RIGHT, TOP, BOTTOM = 0.08, 0.92, 0.94, 0.06
@@ -92,7 +96,7 @@ def render(
     fp, b = figures.get("footprint"), figures["balance"]
     p.heading(word("summary", lang))
     p.figure_line(word("consumed", lang), f"{n(e['consumed_kwh'])} kWh", "energy_buildings")
-    p.figure_line(word("excess_kwh", lang), f"{n(e['excess_kwh'])} kWh", "energy_anomalies")
+    p.figure_line(word("excess_kwh", lang), f"{n(e['excess_kwh'])} kWh", "energy_excess")
     p.figure_line(word("saved_km", lang), f"{n(w['saved_km'])} km", "waste_plans")
     p.figure_line(word("incidents", lang), n(t["incidents"], 0), "traffic_counters")
     p.figure_line(word("avoided", lang), f"{n(b['avoided_kg'])} kg", "waste_plans")
@@ -120,10 +124,8 @@ def render(
     p.figure_line(word("consumed", lang), f"{n(e['consumed_kwh'])} kWh", "energy_buildings")
     p.figure_line(word("expected", lang), f"{n(e['expected_kwh'])} kWh", "energy_buildings")
     p.figure_line(word("anomalies", lang), n(e["anomalies"], 0), "energy_anomalies")
-    p.figure_line(word("excess_kwh", lang), f"{n(e['excess_kwh'])} kWh", "energy_anomalies")
-    p.figure_line(
-        word("excess_cost", lang), f"{n(e['excess_cost_eur'], 2)} EUR", "energy_anomalies"
-    )
+    p.figure_line(word("excess_kwh", lang), f"{n(e['excess_kwh'])} kWh", "energy_excess")
+    p.figure_line(word("excess_cost", lang), f"{n(e['excess_cost_eur'], 2)} EUR", "energy_excess")
     confirmed = word("not_available", lang) if e["confirmed"] is None else n(e["confirmed"], 0)
     p.figure_line(word("confirmed", lang), confirmed, "energy_anomalies")
     buildings = e["buildings"][:20]

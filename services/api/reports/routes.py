@@ -67,7 +67,8 @@ async def generate(app_state: Any, period: Period, *, lang: str, kind: str) -> t
 async def create_report(
     request: Request, response: Response, body: ReportRequest, _: Operator
 ) -> ReportOut:
-    """The report of [start, end) in a language: made now, or the archived one (200)."""
+    """The report of [start, end) in a language (local days): made now (201), or the archived
+    final one (200). A period not yet over gives a provisional report, made again when asked."""
     try:
         period = Period(body.start, body.end, request.app.state.settings.timezone)
     except PeriodError as exc:

@@ -152,12 +152,14 @@ async def generate(
 ) -> tuple[dict[str, Any], bool]:
     """The report of the period and language: (its row, whether it was made now).
 
-    Idempotent: a report already archived for that period and language is returned as it is
-    (what was handed to the council does not change under it). Runs in the caller's
-    transaction: the archive row and its webhook events commit together.
+    A report made after its period ended is final: asked again, the archived one is returned
+    as it is (what was handed to the council does not change under it). One made while its
+    period was still running is provisional: asked again, it is made again. Runs in the
+    caller's transaction: the archive row and its webhook events commit together.
     """
+    end = request.period.bounds()[1]
     found = await existing(conn, request.period, request.lang)
-    if found is not None:
+    if found is not None and found["generated_at"] >= end:
         return found, False
     figures = await compute(
         conn,
@@ -176,7 +178,11 @@ async def generate(
         INSERT INTO reports (id, period_start, period_end, lang, kind, generated_at,
                              factors_version, figures, pdf, size_bytes, sha256)
         VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-        ON CONFLICT DO NOTHING
+        ON CONFLICT (id) DO UPDATE SET kind = excluded.kind,
+            generated_at = excluded.generated_at, factors_version = excluded.factors_version,
+            figures = excluded.figures, pdf = excluded.pdf, size_bytes = excluded.size_bytes,
+            sha256 = excluded.sha256
+        WHERE reports.generated_at < %s
         RETURNING {COLUMNS}
         """,  # noqa: S608 - constant columns
         (
@@ -191,10 +197,11 @@ async def generate(
             document,
             len(document),
             sha,
+            end,
         ),
     )
     row = await cur.fetchone()
-    if row is None:  # another instance archived it between our check and our insert
+    if row is None:  # another instance made it final between our check and our write
         again = await existing(conn, request.period, request.lang)
         assert again is not None
         return again, False
@@ -215,8 +222,8 @@ def event_body(row: Mapping[str, Any], *, download_base: str, now: datetime) -> 
     """
     data = {
         "id": row["id"],
-        "period_start": row["period_start"],
-        "period_end": row["period_end"],
+        "period_start": row["period_start"].isoformat(),
+        "period_end": row["period_end"].isoformat(),
         "lang": row["lang"],
         "kind": row["kind"],
         "factors_version": row["factors_version"],

@@ -106,10 +106,14 @@ METHODS: dict[str, tuple[str, str]] = {
         "(table energy_scores), over every reading of the period.",
     ),
     "energy_anomalies": (
-        "Épisodes d'anomalie commencés dans la période (energy_episodes) ; excès = kWh mesurés "
-        "moins attendus pendant l'épisode, compté s'il est positif ; coût = excès x tarif.",
-        "Anomaly episodes that began in the period (energy_episodes); excess = kWh measured "
-        "minus expected during the episode, when positive; cost = excess x tariff.",
+        "Épisodes d'anomalie commencés dans la période (energy_episodes), par compteur.",
+        "Anomaly episodes that began in the period (energy_episodes), per meter.",
+    ),
+    "energy_excess": (
+        "Excès = kWh mesurés moins attendus, comptés quand ils sont positifs, sur les relevés "
+        "de la période que le modèle a jugés anormaux (energy_scores) ; coût = excès x tarif.",
+        "Excess = kWh measured minus expected, when positive, over the period's readings the "
+        "model flagged as anomalous (energy_scores); cost = excess x tariff.",
     ),
     "waste_plans": (
         "Plans de collecte du jour tels que le service déchets les a calculés (waste_plans) : "

@@ -124,6 +124,12 @@ CLASSES: tuple[DataClass, ...] = (
         (Target("device_erasures", "erased_at"),),
     ),
     DataClass(
+        "footprint",
+        "Samples of the platform's own CPU time, memory and energy counters, per component "
+        "(no device, no person): the monthly report's footprint.",
+        (Target("platform_footprint", "ts", policy=True),),
+    ),
+    DataClass(
         "deleted_device_state",
         "Model state, bin state and activity of devices deleted (without erasure) this long ago.",
         (
@@ -163,6 +169,9 @@ class RetentionSettings(BaseSettings):
     # Must outlast Kafka's retention of the readings topics (7 days) and any consumer lag.
     erasure_tombstones_days: int = Field(default=30, ge=8, le=36_500)
     deleted_device_state_days: int = Field(default=30, ge=0, le=36_500)
+    # A row per component a minute (~70 MB a month): a quarter of them, enough for the
+    # monthly report and the previous months' comparison; the reports keep their totals.
+    footprint_days: int = Field(default=100, ge=0, le=36_500)
 
     def days(self, name: str) -> int:
         value: int = getattr(self, f"{name}_days")

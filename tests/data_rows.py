@@ -102,6 +102,8 @@ async def add_row(conn: AsyncConnection[Any], table: str, device_id: str, at: da
         " VALUES (%(d)s, %(at)s)",
         "alert_processed_events": "INSERT INTO alert_processed_events (event_id, processed_at)"
         " VALUES (%(d)s || ':overflow:' || %(at)s::text || ':opened', %(at)s)",
+        "platform_footprint": "INSERT INTO platform_footprint (ts, component, source, cpu_s,"
+        " rss_bytes, processes, started_at) VALUES (%(at)s, %(d)s, 'proc', 1, 1000, 1, %(at)s)",
     }
     if table == "readings":
         await add_reading(conn, device_id, at)
@@ -149,6 +151,7 @@ _BY_DEVICE = {
     "webhook_outbox": "msg_id = %(d)s OR alert_id = 'alert-of-' || %(d)s",
     "runtime_outbox": "key = convert_to(%(d)s, 'UTF8')",
     "alert_processed_events": "left(event_id, length(%(d)s) + 1) = %(d)s || ':'",
+    "platform_footprint": "component = %(d)s",
 }
 
 

@@ -23,12 +23,13 @@ from psycopg import AsyncConnection, errors
 
 from tests.data_rows import connect, plain_database
 from townpulse.stack import Stack
-from townpulse.stack.config import DATABASE_ROLES, MAINTENANCE_ROLE
+from townpulse.stack.config import DATABASE_ROLES, MAINTENANCE_ROLE, WATCH_ROLE
 
 pytestmark = pytest.mark.integration
 
 MATRIX = Path(__file__).with_name("db_privileges.json")
-SERVICE_ROLES = tuple(r for r in DATABASE_ROLES if r != MAINTENANCE_ROLE)
+# The watch's role only adds footprint samples: it writes no audit entry, unlike a service.
+SERVICE_ROLES = tuple(r for r in DATABASE_ROLES if r not in (MAINTENANCE_ROLE, WATCH_ROLE))
 TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
 
 # The schema's tables, views and sequences (partitions of readings and TimescaleDB's chunks are

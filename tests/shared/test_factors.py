@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import tomllib
 from importlib import resources
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -136,3 +137,18 @@ def test_the_setting_is_read_as_json_and_checked(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("TOWNPULSE_FACTORS", '{"petrol": 1.8}')
     with pytest.raises(ValidationError, match="unknown factor"):
         _Town()
+
+
+def test_the_docs_list_every_factor_with_its_value_unit_and_year() -> None:
+    docs = (Path(__file__).parents[2] / "docs" / "report.md").read_text(encoding="utf-8")
+    rows = {
+        cells[0].strip("` "): cells
+        for line in docs.splitlines()
+        if line.startswith("| `")
+        for cells in [[c.strip() for c in line.strip("|").split("|")]]
+    }
+    for f in load_factors().all():
+        assert f.key in rows, f"docs/report.md does not list {f.key}"
+        _, value, unit, _, year = rows[f.key]
+        assert float(value) == pytest.approx(f.value), f.key
+        assert (unit, int(year)) == (f.unit, f.year), f.key

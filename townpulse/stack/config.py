@@ -181,7 +181,9 @@ SERVICES = (
 INFRA = ("postgres", "kafka", "mosquitto")
 # Each service's own database role, and retention's (shared/migrations/versions/0009_roles.py).
 MAINTENANCE_ROLE = "townpulse_maintenance"
-DATABASE_ROLES = (*(f"townpulse_{s.name}" for s in SERVICES), MAINTENANCE_ROLE)
+# The watch's: it adds the platform's footprint samples, nothing else (0010_footprint.py).
+WATCH_ROLE = "townpulse_watch"
+DATABASE_ROLES = (*(f"townpulse_{s.name}" for s in SERVICES), MAINTENANCE_ROLE, WATCH_ROLE)
 # Keys the database never sees, each given only to the services that use it: checkpoints'
 # HMAC (domain services), webhook secrets' encryption (alerts), the audit log's pseudonyms at
 # erasure (api). Files under .run/secrets, like the passwords.

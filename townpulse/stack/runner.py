@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from townpulse.stack.config import INFRA, SERVICES, ServiceSpec, StackSettings
+from townpulse.stack.config import INFRA, SERVICES, WATCH_ROLE, ServiceSpec, StackSettings
 from townpulse.stack.kafka import Kafka
 from townpulse.stack.mosquitto import Mosquitto
 from townpulse.stack.postgres import Postgres
@@ -176,6 +176,8 @@ class Stack:
                 "TOWNPULSE_RUN_DIR": str(self.run),
                 "TOWNPULSE_KAFKA_BOOTSTRAP": self.kafka.bootstrap,
                 "TOWNPULSE_MQTTS_PORT": str(self.s.mqtts_port),
+                # It samples the platform's footprint into the database, as its own role.
+                "TOWNPULSE_DATABASE_URL": self.postgres.role_url(WATCH_ROLE),
             },
         )
 

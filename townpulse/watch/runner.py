@@ -21,7 +21,7 @@ from typing import Any
 from shared.kafka import create_producer
 from shared.schemas import AlertEvent, Severity
 from shared.topics import ALERTS_TOPIC
-from townpulse.watch import checks
+from townpulse.watch import checks, footprint
 from townpulse.watch.checks import Condition, Open
 from townpulse.watch.observe import Machine
 from townpulse.watch.settings import WatchSettings
@@ -170,6 +170,9 @@ async def run(settings: WatchSettings) -> None:
         loop.add_signal_handler(sig, stopping.set)
     producer = create_producer(settings.kafka_bootstrap, client_id=f"watch-{os.getpid()}")
     await producer.start()
+    # The footprint's samples on their own schedule, beside the checks (its own failures are
+    # logged and retried there; a crash of it ends the watch, which its keeper restarts).
+    sampling = asyncio.create_task(footprint.run(settings, stopping))
     try:
         while not stopping.is_set():
             now = datetime.now(UTC)
@@ -181,7 +184,12 @@ async def run(settings: WatchSettings) -> None:
                 log.info("%s %s %s: %s", e.phase, e.device_id, e.kind, e.explanation["message"])
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), timeout=settings.watch_interval_s)
+            if sampling.done():
+                sampling.result()
     finally:
+        stopping.set()
+        with contextlib.suppress(Exception):
+            await sampling
         await producer.stop()
 
 

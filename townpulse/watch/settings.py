@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from townpulse.stack.config import REPO
@@ -46,3 +46,10 @@ class WatchSettings(BaseSettings):
 
     # More restarts than this within an hour: a service that cannot stay up.
     restarts_per_hour: int = Field(default=5, ge=0)
+
+    # The platform's own footprint (townpulse/watch/footprint.py): CPU time and memory of each
+    # component, sampled into the database as the watch's own role. Unset: not sampled.
+    database_url: SecretStr | None = None
+    # CPU time is read as counters, exact whatever the interval; memory (mean, peak) is only
+    # seen at the samples. A minute: a row per component each time, ~12 rows (1.3 kB) a minute.
+    footprint_interval_s: float = Field(default=60.0, ge=1, le=3600)

@@ -118,7 +118,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         useful_fill_pct=settings.report_useful_fill_pct,
         weak_rssi_dbm=settings.report_weak_rssi_dbm,
     )
-    app.state.footprint_of = report_service.no_footprint
+    app.state.footprint_of = report_service.measured_footprint(app.state.factors)
 
     async def mqtt_connected() -> None:
         if not app.state.dynsec.is_connected():

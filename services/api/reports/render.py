@@ -304,6 +304,13 @@ def render(
             p.text(line, size=8)
         for line in sql:
             p.text(line, size=6.5, x=LEFT + 0.02)
+        if key == "footprint" and fp is not None:
+            for name, formula in fp.get("method", {}).items():
+                lines = _wrap(f"{name}: {formula}", 130)
+                if not p.room(len(lines) + 1):
+                    p = Page(pages)
+                for line in lines:
+                    p.text(line, size=6.5, x=LEFT + 0.02)
     if not p.room(3 + len(factors) * 2):
         p = Page(pages)
     p.heading(word("factors", lang))

@@ -15,6 +15,9 @@ from psycopg.types.json import Jsonb
 from services.api.reports import figures as fig
 from services.api.reports import render
 from services.api.reports.period import Period
+from shared.factors import Factors
+from shared.footprint import MAX_PERIOD as FOOTPRINT_MAX_PERIOD
+from shared.footprint import Footprint, footprint_for
 from shared.schemas import json_default
 
 EVENT_TYPE = "report.published"
@@ -60,6 +63,57 @@ async def no_footprint(conn: fig.Conn, start: datetime, end: datetime) -> None:
     return None
 
 
+# The factors the platform's footprint is converted with (shared/footprint.py).
+FOOTPRINT_FACTORS = (
+    "server_idle_w",
+    "server_w_per_busy_core",
+    "server_w_per_gb_memory",
+    "server_platform_share",
+    "server_manufacture_kg_co2e",
+    "server_lifetime_years",
+)
+MB = 1024 * 1024
+
+
+def footprint_figures(fp: Footprint) -> dict[str, Any] | None:
+    """The footprint as the report prints it; None when nothing was sampled in the period (an
+    unknown, not a zero)."""
+    if fp.coverage <= 0 or not fp.components:
+        return None
+    return {
+        "kwh": round(fp.kwh, 3),
+        "energy_source": fp.energy.source,
+        "kg_co2e_energy": round(fp.kg_co2e_energy, 3),
+        "kg_co2e_manufacture": round(fp.kg_co2e_manufacture, 3),
+        "kg_co2e_total": round(fp.kg_co2e_total, 3),
+        "coverage": round(fp.coverage, 4),
+        "sampled_hours": round(fp.sampled_hours, 2),
+        "cpu_core_hours": round(fp.cpu_core_hours, 3),
+        "components": [
+            {
+                "name": c.component,
+                "cpu_s": round(c.cpu_s, 1),
+                "memory_mb": round(c.mean_rss_bytes / MB, 1),
+                "peak_mb": round(c.peak_rss_bytes / MB, 1),
+            }
+            for c in fp.components
+        ],
+        "method": dict(fp.method),
+    }
+
+
+def measured_footprint(factors: Factors) -> FootprintOf:
+    """The platform's own footprint from the samples the watch stores (shared/footprint.py)."""
+
+    async def of(conn: fig.Conn, start: datetime, end: datetime) -> Mapping[str, Any] | None:
+        # 366 local days from summer time to winter time are an hour longer than the sampler's
+        # bound: that hour is left out.
+        end = min(end, start + FOOTPRINT_MAX_PERIOD)
+        return footprint_figures(await footprint_for(conn, start=start, end=end, factors=factors))
+
+    return of
+
+
 @dataclass(frozen=True, slots=True)
 class Request:
     period: Period
@@ -101,7 +155,13 @@ async def compute(
     return {
         "period": fig.stamp(period, now),
         "factors_version": factors.version,
-        "factors_used": [TARIFF, TRUCK_FUEL, TRUCK_CO2E, GRID_CO2E],
+        "factors_used": [
+            TARIFF,
+            TRUCK_FUEL,
+            TRUCK_CO2E,
+            GRID_CO2E,
+            *(FOOTPRINT_FACTORS if footprint is not None else ()),
+        ],
         "energy": energy,
         "waste": waste,
         "traffic": await fig.traffic(conn, values, previous),

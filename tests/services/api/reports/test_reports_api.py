@@ -22,6 +22,7 @@ import pytest
 
 from services.api.reports.text import number, word
 from shared.factors import load_factors
+from shared.footprint import footprint_for
 from tests.data_rows import connect
 from tests.support import wait_for
 from tests.webhook_receiver import WebhookReceiver
@@ -271,6 +272,51 @@ def test_a_report_is_announced_to_the_webhooks_that_asked(
         assert all(r.verified for r in receiver.requests)
     finally:
         receiver.close()
+
+
+def test_the_platform_footprint_and_the_balance(
+    api: httpx.Client, stack: Stack, today: date
+) -> None:
+    """The report's footprint is the sampler's (shared/footprint.py, tested against /proc) over
+    the period, as it stood when the report was made; the balance subtracts it."""
+    lo, _ = bounds(today, today + timedelta(days=1))
+
+    def sampled() -> bool:
+        [r] = q(stack, "SELECT count(DISTINCT ts) AS n FROM platform_footprint WHERE ts >= %s", lo)
+        return bool(r["n"] >= 2)
+
+    wait_for(sampled, timeout=300, what="two footprint samples today")
+    got = report(api, today, today + timedelta(days=1), "en")
+    made_at = datetime.fromisoformat(got["generated_at"])
+    fp, b = got["figures"]["footprint"], got["figures"]["balance"]
+    assert fp is not None
+
+    async def direct(end: datetime) -> float:
+        async with await connect(stack.database_url()) as conn:
+            f = await footprint_for(conn, start=lo, end=end, factors=load_factors())
+        return f.kg_co2e_total
+
+    # Samples keep coming: the report's total lies between what was stored just before it was
+    # made and what is stored now.
+    before = asyncio.run(direct(made_at - timedelta(minutes=2)))
+    after = asyncio.run(direct(datetime.now(UTC)))
+    assert before - 0.001 <= fp["kg_co2e_total"] <= after + 0.001
+    stored = {r["component"] for r in q(stack, "SELECT DISTINCT component FROM platform_footprint")}
+    assert fp["components"] and {c["name"] for c in fp["components"]} <= stored
+    assert b["platform_kg"] == pytest.approx(fp["kg_co2e_total"], abs=0.051)
+    assert b["net_kg"] == pytest.approx(b["avoided_kg"] - fp["kg_co2e_total"], abs=0.051)
+    text = text_of(api.get(got["pdf_url"]).content)
+    assert number(fp["kg_co2e_total"], "en", digits=2) in text
+
+
+def test_last_month_is_archived_once_per_language(api: httpx.Client, today: date) -> None:
+    """The schedule made last month's report in French and English when the API started."""
+    first = today.replace(day=1)
+    start = (first - timedelta(days=1)).replace(day=1)
+    listed = [r for r in api.get("/v1/reports").json() if r["period_start"] == str(start)]
+    monthly = [r for r in listed if r["period_end"] == str(first)]
+    assert sorted(r["lang"] for r in monthly) == ["en", "fr"]
+    assert all(r["kind"] == "monthly" for r in monthly)
 
 
 @pytest.mark.parametrize(

@@ -128,7 +128,7 @@ def render(
     p.figure_line(word("excess_cost", lang), f"{n(e['excess_cost_eur'], 2)} EUR", "energy_excess")
     confirmed = word("not_available", lang) if e["confirmed"] is None else n(e["confirmed"], 0)
     p.figure_line(word("confirmed", lang), confirmed, "energy_anomalies")
-    buildings = e["buildings"][:20]
+    buildings = sorted(e["buildings"], key=lambda x: -x["consumed_kwh"])[:20]
     if buildings:
 
         def energy_chart(ax: Any) -> None:

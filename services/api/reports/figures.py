@@ -242,8 +242,9 @@ def balance(*, waste: Mapping[str, Any], footprint: Mapping[str, Any] | None) ->
     own = None if footprint is None else float(footprint["kg_co2e_total"])
     return {
         "avoided_kg": _r(avoided),
-        "platform_kg": None if own is None else _r(own),
-        "net_kg": None if own is None else _r(avoided - own),
+        # Grams matter here: a quiet week of a small stack is a fraction of a kilogram.
+        "platform_kg": None if own is None else _r(own, 3),
+        "net_kg": None if own is None else _r(avoided - own, 3),
     }
 
 

@@ -25,8 +25,8 @@ TP.page(async () => {
       line(t("Incidents (previous period)"), `${tr.incidents} (${tr.incidents_previous})`),
       line(t("Rejected messages"), String(q.deadletters)),
       line(t("Silent sensors"), `${q.silent} / ${q.devices}`),
-      line(t("Platform's CO2e"), b.platform_kg === null ? t("not available") : `${num(b.platform_kg, 2)} kg`),
-      line(t("Net CO2e (avoided minus emitted)"), b.net_kg === null ? t("not available") : `${num(b.net_kg, 2)} kg`),
+      line(t("Platform's CO2e"), b.platform_kg === null ? t("not available") : `${num(b.platform_kg, 3)} kg`),
+      line(t("Net CO2e (avoided minus emitted)"), b.net_kg === null ? t("not available") : `${num(b.net_kg, 3)} kg`),
     ];
   }
 

@@ -130,7 +130,14 @@ async def monthly(app_state: Any) -> None:
     settings: ApiSettings = app_state.settings
     while True:
         period = last_month(utcnow(), settings.timezone)
-        for lang in settings.report_languages:
+        try:
+            # A town that started after the month ended has nothing to say about it: an empty
+            # report, archived as final, would be handed to the council as if it were true.
+            measured = await service.has_readings(app_state.pool, period)
+        except Exception:
+            log.exception("monthly report %s: the database could not be asked", period.start)
+            measured = False
+        for lang in settings.report_languages if measured else ():
             try:
                 _, made = await generate(app_state, period, lang=lang, kind="monthly")
                 if made:

@@ -191,6 +191,18 @@ def factor_rows(factors: FactorTable, keys: Sequence[str]) -> list[dict[str, Any
     ]
 
 
+async def has_readings(pool: Any, period: Period) -> bool:
+    """Whether any reading was stored in the period (the monthly schedule's condition)."""
+    start, end = period.bounds()
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM readings WHERE ts >= %s AND ts < %s) AS any",
+            (start, end),
+        )
+        row = await cur.fetchone()
+    return bool(row and row["any"])
+
+
 async def existing(conn: fig.Conn, period: Period, lang: str) -> dict[str, Any] | None:
     cur = await conn.execute(
         f"SELECT {COLUMNS} FROM reports WHERE id = %s",  # noqa: S608 - constant columns

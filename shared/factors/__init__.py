@@ -16,6 +16,7 @@ values were overridden, so a printed figure can always be traced to its factor.
 
 from __future__ import annotations
 
+import functools
 import math
 import tomllib
 from collections.abc import Iterator, Mapping
@@ -161,7 +162,9 @@ def load_factors(overrides: Mapping[str, float] | None = None, *, table: str = T
     return Factors(version, {key: factors[key] for key in entries})
 
 
+@functools.cache
 def _table_text(table: str) -> str:
+    # Read once per process: the table is part of the installed product and never changes.
     return resources.files(__package__).joinpath(table).read_text(encoding="utf-8")
 
 

@@ -77,6 +77,10 @@ ROWS: dict[str, list[str]] = {
         "INSERT INTO devices (id, domain, dev_eui, profile) VALUES"
         " ('eui-0011223344556677', 'waste', '0011223344556677', NULL)",
     ],
+    "0010": [
+        "INSERT INTO platform_footprint (ts, component, source, cpu_s, rss_bytes, processes,"
+        " started_at) VALUES (now(), 'postgres', 'proc', 12.5, 1048576, 9, now())",
+    ],
 }
 
 # Rows expected at the head: every table above, with what the data migrations made of them.
@@ -95,6 +99,7 @@ EXPECTED = {
     "device_erasures": 1,
     # 0005c moved both consumers' offsets here.
     "stream_offsets": 2,
+    "platform_footprint": 1,
 }
 
 

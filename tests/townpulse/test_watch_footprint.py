@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from townpulse.service.units import unit_name
 from townpulse.watch.footprint import (
     KEEPERS,
     Clock,
     Proc,
+    Sampler,
     cgroup_sample,
     descendants,
     keepers_sample,
@@ -20,6 +22,7 @@ from townpulse.watch.footprint import (
     read_processes,
     tree_sample,
 )
+from townpulse.watch.settings import WatchSettings
 
 pytestmark = pytest.mark.unit
 
@@ -97,7 +100,7 @@ def test_keepers_count_only_their_own_time() -> None:
     sample = keepers_sample([10, 11, 12], procs, CLOCK)
     assert sample is not None and sample.component == KEEPERS
     assert sample.cpu_s == pytest.approx(0.5)
-    assert (sample.rss_bytes, sample.processes) == (10, 2)
+    assert (sample.rss_bytes, sample.processes) == (1 + 3 + 4, 2)
     assert sample.started_at == CLOCK.started(100)
     assert keepers_sample([12], procs, CLOCK) is None
 
@@ -144,3 +147,17 @@ def test_rapl_psys_alone_when_there_is_one(tmp_path: Path) -> None:
 
 def test_no_rapl_no_samples(tmp_path: Path) -> None:
     assert rapl_samples(tmp_path / "none") == []
+
+
+def test_under_systemd_every_unit_is_read_from_its_cgroup(tmp_path: Path) -> None:
+    settings = WatchSettings(run_dir=tmp_path / "run", watch_supervisor="systemd")
+    sampler = Sampler(settings, cgroup=tmp_path / "cg", powercap=tmp_path / "none")
+    for i, name in enumerate(sampler.components()):
+        unit = tmp_path / "cg" / "system.slice" / unit_name(name)
+        unit.mkdir(parents=True)
+        (unit / "cpu.stat").write_text(f"usage_usec {i * 1_000_000}\n")
+        (unit / "memory.current").write_text(f"{i * 1000}\n")
+        (unit / "cgroup.procs").write_text("1\n")
+    got = {s.component: s.cpu_s for s in sampler.sample()}
+    assert got == {name: float(i) for i, name in enumerate(sampler.components())}
+    assert {"postgres", "kafka", "mosquitto", "api", "watch"} <= set(got)

@@ -176,7 +176,8 @@ def keepers_sample(pids: Iterable[int], procs: dict[int, Proc], clock: Clock) ->
         component=KEEPERS,
         source="proc",
         cpu_s=sum(p.own_ticks for p in found) / clock.ticks,
-        rss_bytes=sum(p.rss_private + p.rss_shared for p in found),
+        # The same Python libraries in each: counted once, as in a tree.
+        rss_bytes=sum(p.rss_private for p in found) + max(p.rss_shared for p in found),
         processes=len(found),
         # The oldest keeper: a keeper that restarts (with the stack) starts a new counter.
         started_at=clock.started(min(p.start_ticks for p in found)),
@@ -272,7 +273,7 @@ class Sampler:
     def _unit(self, name: str) -> Sample | None:
         from townpulse.service.units import unit_name
 
-        return cgroup_sample(name, self.cgroup / "system.slice" / f"{unit_name(name)}.service")
+        return cgroup_sample(name, self.cgroup / "system.slice" / unit_name(name))
 
 
 INSERT = """

@@ -198,6 +198,30 @@ def logs(
         typer.echo("\n".join(path.read_text(errors="replace").splitlines()[-lines:]))
 
 
+@app.command()
+def report(
+    start: Annotated[str, typer.Option("--from", help="first day, YYYY-MM-DD (town's calendar)")],
+    end: Annotated[str, typer.Option("--to", help="day after the last, YYYY-MM-DD (excluded)")],
+    lang: Annotated[str, typer.Option("--lang", help="fr or en")] = "fr",
+    out: Annotated[
+        Path | None, typer.Option("--out", help="where to write the PDF (default: its id)")
+    ] = None,
+) -> None:
+    """Make (or fetch the archived) report of a period and save its PDF (docs/report.md)."""
+    made = _call(
+        "POST", "/v1/reports", ok=(200, 201), json={"start": start, "end": end, "lang": lang}
+    )
+    # Making a year's report takes seconds of the API's CPU: a generous wait.
+    with _api(timeout=300) as api:
+        r = api.get(made["pdf_url"])
+    if r.status_code != 200:
+        typer.echo(f"error {r.status_code}: {r.text}", err=True)
+        raise typer.Exit(1)
+    path = out or Path(f"townpulse-{made['id']}.pdf")
+    path.write_bytes(r.content)
+    typer.echo(f"{path} ({len(r.content)} bytes, sha256 {made['sha256']})")
+
+
 @app.command("tls")
 def tls_files(
     out_dir: Annotated[Path, typer.Argument(help="Where ca.crt, server.crt, server.key go.")],

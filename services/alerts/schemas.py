@@ -11,7 +11,10 @@ from shared.inputs import Finite, OutboundUrl
 from shared.schemas import Severity
 from shared.topics import AlertDomain, Domain
 
-EventType = Literal["opened", "updated", "acknowledged", "resolved"]
+# An alert's changes, and `report.published` (the operator API's monthly report, with its
+# download link: a subscription asks for it by name; domain and severity filters are the
+# alerts').
+EventType = Literal["opened", "updated", "acknowledged", "resolved", "report.published"]
 METRIC_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 KIND_PATTERN = r"^[a-z0-9][a-z0-9_.:-]{0,127}$"
 

@@ -12,11 +12,16 @@ import httpx
 from fastapi import FastAPI
 
 from services.api import console, proxy
+from services.api.reports import figures as report_figures
+from services.api.reports import routes as reports
+from services.api.reports import service as report_service
 from services.api.routes import admin, devices, opendata, register, retention
 from services.api.settings import ApiSettings
 from shared.db import create_pool
+from shared.factors import load_factors
 from shared.http import PUBLIC_PATHS, StrictTransport, check_pool, observability_router, secure
 from shared.mqtt_admin import DynSecClient, DynSecError
+from shared.supervise import Supervisor
 from shared.throttle import ConcurrencyCaps, RouteClass
 
 log = logging.getLogger(__name__)
@@ -86,9 +91,14 @@ def create_app(settings: ApiSettings) -> FastAPI:
         # Domain services answer from memory or one query: 30 s is a generous ceiling.
         http = httpx.AsyncClient(timeout=30)
         app.state.pool, app.state.dynsec, app.state.http = pool, dynsec, http
+        supervisor = Supervisor(on_fatal=getattr(app.state, "on_fatal", None))
+        app.state.supervisor = supervisor
+        if settings.report_schedule:
+            supervisor.start("monthly-report", reports.monthly(app.state))
         try:
             yield
         finally:
+            await supervisor.stop()
             await http.aclose()
             await asyncio.to_thread(dynsec.close)
             await pool.close()
@@ -103,6 +113,13 @@ def create_app(settings: ApiSettings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    # The factors are read once: a report names the table's version it used.
+    app.state.factors = load_factors(settings.factors)
+    app.state.report_thresholds = report_figures.Thresholds(
+        useful_fill_pct=settings.report_useful_fill_pct,
+        weak_rssi_dbm=settings.report_weak_rssi_dbm,
+    )
+    app.state.footprint_of = report_service.measured_footprint(app.state.factors)
 
     async def mqtt_connected() -> None:
         if not app.state.dynsec.is_connected():
@@ -110,7 +127,11 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     app.include_router(
         observability_router(
-            lambda: {"database": lambda: check_pool(app.state.pool), "mqtt": mqtt_connected}
+            lambda: {
+                "database": lambda: check_pool(app.state.pool),
+                "mqtt": mqtt_connected,
+                "tasks": app.state.supervisor.check,
+            }
         )
     )
     app.include_router(devices.router)
@@ -120,6 +141,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(register.admin_router)
     app.include_router(register.public_router)
     app.include_router(retention.router)
+    app.include_router(reports.router)
     console_paths = console.install(app, settings)
     # Last: it matches any /v1/<domain>/... that no route above claimed.
     app.include_router(proxy.router)

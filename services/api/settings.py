@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 
+from shared.factors import FactorOverrides
 from shared.inputs import OutboundUrl
 from shared.retention import RetentionSettings
 from shared.settings import ServiceSettings
@@ -82,6 +84,20 @@ class ApiSettings(ServiceSettings):
     max_concurrent_ingest: int = Field(default=32, ge=1)
     # What a refused client is told to wait: a download or a plan takes seconds.
     capped_retry_after_s: int = Field(default=2, ge=1, le=300)
+
+    # The town's own emission and cost factors (TOWNPULSE_FACTORS, JSON key -> value, e.g. its
+    # electricity tariff); the rest from the shipped table (shared/factors, docs/report.md).
+    factors: FactorOverrides = Field(default_factory=dict)
+    # The monthly report (docs/report.md): made on the 1st for the month before, in each of
+    # these languages; checked every report_check_interval_s (an hour: the report is due on the
+    # 1st, not at midnight sharp, and a check is one indexed query).
+    report_languages: tuple[Literal["fr", "en"], ...] = ("fr", "en")
+    report_schedule: bool = True
+    report_check_interval_s: float = Field(default=3600.0, ge=1.0, le=86_400.0)
+    # A bin collected below this fill was visited too early (the report counts them).
+    report_useful_fill_pct: float = Field(default=50.0, ge=0.0, le=100.0)
+    # A LoRaWAN link whose median RSSI is below this is counted as weak.
+    report_weak_rssi_dbm: float = Field(default=-115.0, ge=-150.0, le=0.0)
 
     def audit_pseudonym_key_bytes(self) -> bytes:
         if self.audit_pseudonym_key is None:

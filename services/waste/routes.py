@@ -77,7 +77,8 @@ async def collection_plan(
     if depot is None:
         raise _unprocessable("depot: give 'lat,lon' (no default depot is configured)")
     home = _point(depot)
-    day = date_ or datetime.now(PARIS).date()
+    today = datetime.now(PARIS).date()
+    day = date_ or today
     hour = timedelta(hours=settings.round_hour)
     round_at = datetime.combine(day, time(), PARIS) + hour
     next_round_at = datetime.combine(day + timedelta(days=1), time(), PARIS) + hour
@@ -119,6 +120,19 @@ async def collection_plan(
     plan = best_round(plan, full, home, points(served), capacity=capacity, detour=detour)
     by_id = {r["id"]: r for r in rows}
     km, all_km = plan.distance_m / 1000, full.distance_m / 1000
+    # The town's own plan (today's, from its depot) is kept for the monthly report; a what-if
+    # (another depot or day) is not, nor one short of trucks (bins left unserved).
+    if depot == settings.depot and date_ in (None, today) and not unserved:
+        async with request.app.state.pool.connection() as conn:
+            await db.save_plan(
+                conn,
+                day=day,
+                bins=len(served),
+                every_bins=len(every),
+                vehicles=vehicles,
+                km=km,
+                every_bin_km=all_km,
+            )
     co2 = settings.co2_kg_per_km
     return {
         "date": day,

@@ -81,6 +81,13 @@ ROWS: dict[str, list[str]] = {
         "INSERT INTO platform_footprint (ts, component, source, cpu_s, rss_bytes, processes,"
         " started_at) VALUES (now(), 'postgres', 'proc', 12.5, 1048576, 9, now())",
     ],
+    "0011": [
+        "INSERT INTO reports (id, period_start, period_end, lang, kind, factors_version, figures,"
+        " pdf, size_bytes, sha256) VALUES ('rp_2026-11-01_2026-12-01_fr', '2026-11-01',"
+        " '2026-12-01', 'fr', 'monthly', '2026.1', '{}', '\\x25504446', 4, 'ab')",
+        "INSERT INTO waste_plans (day, bins, every_bins, vehicles, km, every_bin_km)"
+        " VALUES ('2026-11-02', 40, 150, 2, 31.5, 48.2)",
+    ],
     "0012": [
         "INSERT INTO register_algorithms (id, service, declaration)"
         " VALUES ('energy.forecast', 'energy', '{\"id\": \"energy.forecast\"}')",
@@ -93,6 +100,8 @@ ROWS: dict[str, list[str]] = {
 
 # Rows expected at the head: every table above, with what the data migrations made of them.
 EXPECTED = {
+    "reports": 1,
+    "waste_plans": 1,
     "devices": 3,
     "api_keys": 2,
     "deadletters": 1,

@@ -349,3 +349,31 @@ def test_codecs_and_profiles_lists(fake_api: FakeApi, run: Run) -> None:
     assert codecs.output.splitlines()[1].split() == ["em310-udl", "2", "repo", "4", "ab" * 8]
     profiles = run("profiles", "list")
     assert profiles.output.splitlines()[1].split() == ["em310-bin", "waste", "em310-udl", "yes"]
+
+
+@pytest.mark.unit
+def test_report_asks_for_the_period_and_saves_the_pdf(
+    fake_api: FakeApi, run: Run, tmp_path: Path
+) -> None:
+    made = {"id": "rp_2026-11-01_2026-12-01_en", "sha256": "ab", "pdf_url": "/v1/reports/x/pdf"}
+    fake_api.routes[("POST", "/v1/reports")] = (201, made)
+    fake_api.routes[("GET", "/v1/reports/x/pdf")] = (200, "%PDF-1.4")
+    out = tmp_path / "r.pdf"
+    result = run(
+        "report", "--from", "2026-11-01", "--to", "2026-12-01", "--lang", "en", "--out", str(out)
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(fake_api.requests[0].content) == {
+        "start": "2026-11-01",
+        "end": "2026-12-01",
+        "lang": "en",
+    }
+    assert out.read_bytes() == b'"%PDF-1.4"'  # the fake answers JSON: the bytes as sent
+    assert "sha256 ab" in result.output
+
+
+@pytest.mark.unit
+def test_report_refused_exits_1_with_the_reason(fake_api: FakeApi, run: Run) -> None:
+    fake_api.routes[("POST", "/v1/reports")] = (422, {"detail": "start must be before end"})
+    result = run("report", "--from", "2026-11-01", "--to", "2026-11-01")
+    assert result.exit_code == 1 and "start must be before end" in result.output

@@ -39,6 +39,7 @@ PAGES: tuple[tuple[str, str, str], ...] = (
     ("/integrations", "integrations", "Integrations"),
     ("/profiles", "profiles", "Profiles"),
     ("/webhooks", "webhooks", "Webhooks"),
+    ("/report", "report", "Report"),
 )
 
 # Scripts from this origin only, no framing: an XSS through a device name cannot load code, and

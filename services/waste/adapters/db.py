@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, LiteralString
 
 from psycopg import AsyncConnection
@@ -108,6 +108,29 @@ async def bins(conn: AsyncConnection[DictRow], *, min_fill: float, limit: int) -
         (min_fill, limit),
     )
     return await cur.fetchall()
+
+
+async def save_plan(
+    conn: AsyncConnection[DictRow],
+    *,
+    day: date,
+    bins: int,
+    every_bins: int,
+    vehicles: int,
+    km: float,
+    every_bin_km: float,
+) -> None:
+    """The day's plan as last computed: the monthly report sums these (docs/report.md)."""
+    await conn.execute(
+        """
+        INSERT INTO waste_plans (day, computed_at, bins, every_bins, vehicles, km, every_bin_km)
+        VALUES (%s, now(), %s, %s, %s, %s, %s)
+        ON CONFLICT (day) DO UPDATE SET computed_at = now(), bins = excluded.bins,
+            every_bins = excluded.every_bins, vehicles = excluded.vehicles, km = excluded.km,
+            every_bin_km = excluded.every_bin_km
+        """,
+        (day, bins, every_bins, vehicles, km, every_bin_km),
+    )
 
 
 async def all_bins(conn: AsyncConnection[DictRow]) -> list[DictRow]:

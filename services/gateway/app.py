@@ -45,6 +45,7 @@ from shared.mqtt_admin import OWN_FORMAT_SUBTOPICS
 from shared.schemas import DeadLetter, ReadingBatch
 from shared.stream.retry import DEFAULT_BACKOFF, retry_forever
 from shared.supervise import Supervisor
+from shared.throttle import FailureThrottle
 from shared.topics import DEADLETTER_TOPIC, MQTT_SUBSCRIPTION, READINGS_TOPICS, Domain
 
 log = logging.getLogger(__name__)
@@ -583,6 +584,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             catalogue=catalogue,
             codecs=mapper.codecs,
             settings=settings,
+            throttle=FailureThrottle(
+                per_source=settings.auth_failures_per_source,
+                per_key=settings.auth_failures_per_key,
+                window_s=settings.auth_failure_window_s,
+            ),
         )
         try:
             yield

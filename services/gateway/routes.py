@@ -13,7 +13,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NoReturn
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -38,6 +38,7 @@ from services.gateway.uplinks import DUPLICATES, Duplicate, Undo
 from shared.auth import hash_key, key_matches
 from shared.http import Admin, Operator, Viewer
 from shared.schemas import ReadingBatch
+from shared.throttle import FailureThrottle
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,9 @@ class Ingest:
     catalogue: DbCatalogue
     codecs: CodecPool
     settings: GatewaySettings
+    # Failed push secrets and tokens, per source and per integration or device: the pushes
+    # are public routes (no API key), so the Gate's own throttle never sees their failures.
+    throttle: FailureThrottle
     # Uplinks answered 503 whose record may still reach Kafka, by dedup key.
     in_flight: dict[str, asyncio.Future[object]] = dataclasses.field(default_factory=dict)
 
@@ -543,6 +547,32 @@ def _bearer(authorization: str | None) -> str:
     return token.strip()
 
 
+def _source(request: Request) -> str:
+    # The peer, or the client the API's proxy forwarded for (uvicorn trusts X-Forwarded-For
+    # from loopback only).
+    return request.client.host if request.client else "?"
+
+
+def _not_throttled(ingest: Ingest, request: Request) -> None:
+    """429 for a source past its allowance of failed secrets, before any database look-up."""
+    if (wait := ingest.throttle.source_retry_after(_source(request))) is not None:
+        raise HTTPException(
+            429, detail="too many failed secrets; retry later", headers={"Retry-After": str(wait)}
+        )
+
+
+def _refuse(ingest: Ingest, request: Request, *, key: str, detail: str) -> NoReturn:
+    """A wrong secret or token: counted per source and per integration or device, 429 once
+    either is past its allowance (a right secret still passes: it is checked first)."""
+    wait = ingest.throttle.key_retry_after(key)
+    if wait is None:
+        ingest.throttle.failed(source=_source(request), key_id=key)
+        raise HTTPException(401, detail=detail, headers={"WWW-Authenticate": "Bearer"})
+    raise HTTPException(
+        429, detail="too many failed secrets; retry later", headers={"Retry-After": str(wait)}
+    )
+
+
 def _unavailable() -> Response:
     return JSONResponse(
         {"detail": "not stored yet: Kafka is unavailable, retry later"},
@@ -639,14 +669,15 @@ async def _dead_letter(
 async def _network_server(
     kind: str, integration_id: str, request: Request, ingest: Ingest, authorization: str | None
 ) -> Response:
+    _not_throttled(ingest, request)
+    token = _bearer(authorization)
     row = ingest.integrations.row(integration_id) or await db.integration(
         ingest.gateway.pool, integration_id
     )
-    token = _bearer(authorization)
     expected = row.http_secret_hash if row is not None and row.kind == kind else None
     # Compared in constant time, and the same answer for a wrong id as for a wrong secret.
     if expected is None or not key_matches(token, expected):
-        raise HTTPException(401, detail="invalid secret", headers={"WWW-Authenticate": "Bearer"})
+        _refuse(ingest, request, key=f"integration:{integration_id[:64]}", detail="invalid secret")
     assert row is not None
     if not row.enabled:
         raise HTTPException(409, detail="integration disabled")
@@ -712,10 +743,11 @@ async def device_http(
 ) -> Response:
     """A device or a vendor's cloud pushes TownPulse JSON or SenML, as it would over MQTT,
     with the device's ingest token."""
+    _not_throttled(ingest, request)
     token = _bearer(authorization)
     hashes = await db.ingest_token_hashes(ingest.gateway.pool, device_id[:64])
     if not any([key_matches(token, h) for h in hashes]):
-        raise HTTPException(401, detail="invalid token", headers={"WWW-Authenticate": "Bearer"})
+        _refuse(ingest, request, key=f"device:{device_id[:64]}", detail="invalid token")
     device = await ingest.gateway.registry.device(device_id)
     body = await request.body()
     topic = f"http:devices/{device_id}"

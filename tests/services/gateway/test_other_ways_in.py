@@ -84,6 +84,43 @@ def test_http_push_with_a_device_token(
     assert across.status_code == 401
 
 
+def _hammer(url: str, *, source: str, body: bytes, tries: int = 25) -> httpx.Response:
+    """Wrong secrets from one source until refused with 429 (or `tries` run out)."""
+    last = None
+    for i in range(tries):
+        last = httpx.post(
+            url,
+            content=body,
+            headers={"X-Forwarded-For": source, "Authorization": f"Bearer tpi_x_wrong{i}"},
+        )
+        if last.status_code == 429:
+            break
+        assert last.status_code == 401, last.text
+    assert last is not None
+    return last
+
+
+def test_wrong_push_secrets_are_slowed_while_the_right_one_still_works(
+    api: httpx.Client, stack_env: dict[str, str], registered: Callable[..., dict[str, Any]]
+) -> None:
+    device = registered(id=f"nb-{uuid.uuid4().hex[:8]}", domain="waste")["device"]
+    token = api.post(f"/v1/devices/{device['id']}/ingest-token").json()["token"]
+    url = f"{stack_env['API_URL']}/v1/ingest/devices/{device['id']}"
+    body = json.dumps({"ts": _iso(60), "fill_pct": 12.5}).encode()
+    # A documentation network (RFC 5737): a source no other test uses.
+    attacker = f"198.51.100.{uuid.uuid4().int % 250 + 1}"
+    refused = _hammer(url, source=attacker, body=body)
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
+    # The device itself, elsewhere, with its token: still taken.
+    good = {"X-Forwarded-For": "203.0.113.7", "Authorization": f"Bearer {token}"}
+    assert httpx.post(url, content=body, headers=good).status_code == 202
+    # A network server's secret the same way (an id no integration has).
+    server_url = f"{stack_env['API_URL']}/v1/ingest/chirpstack/{uuid.uuid4().hex[:12]}"
+    other = f"198.51.100.{(uuid.uuid4().int % 250) + 1}"
+    refused = _hammer(server_url, source=other, body=b"{}")
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
+
+
 def test_tasmota_on_townpulse_broker_with_its_own_credentials(
     api: httpx.Client, registered: Callable[..., dict[str, Any]]
 ) -> None:

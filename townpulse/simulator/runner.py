@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import threading
 import time
@@ -45,8 +46,16 @@ from townpulse.simulator.town import Device, Town, build_town
 
 log = logging.getLogger(__name__)
 
+
 # The gateway refuses readings older than 7 days; keep a margin for slow publishing.
-MAX_BACKFILL = timedelta(days=7) - timedelta(hours=1)
+def max_backfill() -> timedelta:
+    """How far back the gateway takes readings (`TOWNPULSE_MAX_AGE_S`, its setting, 7 days by
+    default), less an hour for the time the backfill itself takes: a longer history (a month
+    for the report's benchmark) needs the gateway started with a longer one."""
+    seconds = int(os.environ.get("TOWNPULSE_MAX_AGE_S", 7 * 24 * 3600))
+    return timedelta(seconds=seconds) - timedelta(hours=1)
+
+
 CONNECT_TIMEOUT_S = 30.0
 ACK_TIMEOUT_S = 30.0
 PROGRESS_EVERY_S = 10.0
@@ -161,11 +170,9 @@ def plan_window(
     >>> start.isoformat(), end.isoformat()
     ('2026-03-02T10:00:00+00:00', '2026-03-02T13:00:00+00:00')
     """
-    if backfill > MAX_BACKFILL:
-        log.warning(
-            "backfill %s exceeds what the gateway accepts; using %s", backfill, MAX_BACKFILL
-        )
-        backfill = MAX_BACKFILL
+    if backfill > (most := max_backfill()):
+        log.warning("backfill %s exceeds what the gateway accepts; using %s", backfill, most)
+        backfill = most
     start = floor_to_step(now - backfill, step)
     return start, (start + duration if duration is not None else None)
 

@@ -24,11 +24,11 @@ from townpulse.simulator.provision import (
     provision,
 )
 from townpulse.simulator.runner import (
-    MAX_BACKFILL,
     RunnerConfig,
     RunStats,
     SimClock,
     injection_window,
+    max_backfill,
     plan_window,
     read_progress,
     resume_start,
@@ -86,10 +86,15 @@ def test_real_time_without_backfill_publishes_the_interval_that_just_ended() -> 
     assert end == start + timedelta(hours=1)
 
 
-def test_backfill_is_capped_to_what_the_gateway_accepts() -> None:
+def test_backfill_is_capped_to_what_the_gateway_accepts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TOWNPULSE_MAX_AGE_S", raising=False)
     start, _ = plan_window(now=NOW, backfill=timedelta(days=30), duration=None)
-    assert NOW - start <= MAX_BACKFILL + timedelta(minutes=15)
+    assert NOW - start <= max_backfill() + timedelta(minutes=15)
     assert NOW - start < timedelta(days=7)
+    # A gateway set to take 40 days takes a month's backfill.
+    monkeypatch.setenv("TOWNPULSE_MAX_AGE_S", str(40 * 86400))
+    start, _ = plan_window(now=NOW, backfill=timedelta(days=31), duration=None)
+    assert NOW - start >= timedelta(days=31)
 
 
 def test_injection_window() -> None:

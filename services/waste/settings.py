@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pydantic import Field
+
 from services.waste.domain.bin import FILL_MODEL
 from shared.ml.registry import ModelSpec
 from shared.settings import StreamServiceSettings
@@ -27,5 +29,13 @@ class WasteSettings(StreamServiceSettings):
     plan_time_limit_s: float = 2.0
     # Streets are not straight lines: haversine distance times this (urban circuity ~1.3).
     road_detour: float = 1.3
+    # What one truck can do in a round (docs/waste.md, "Trucks"): its crew's shift, its mean
+    # speed between bins in town, the time to empty one container, and, if its load is what
+    # limits it, how many bins it can empty (None: the shift is the limit). A plan request may
+    # set its own shift and capacity.
+    shift_h: float = Field(default=7.0, gt=0, le=24)
+    truck_speed_kmh: float = Field(default=20.0, gt=0, le=90)
+    stop_min: float = Field(default=1.0, ge=0, le=60)
+    truck_bins: int | None = Field(default=None, ge=1, le=5000)
     # A refuse truck burns about 45 L of diesel per 100 km, at 2.65 kg of CO2 per litre.
     co2_kg_per_km: float = 1.2

@@ -16,6 +16,7 @@ from services.waste.domain.plan import (
     best_round,
     due_bins,
     fitting,
+    next_round,
     plan_routes,
     trucks_note,
 )
@@ -100,7 +101,8 @@ async def collection_plan(
     day = date_ or datetime.now(PARIS).date()
     hour = timedelta(hours=settings.round_hour)
     round_at = datetime.combine(day, time(), PARIS) + hour
-    next_round_at = datetime.combine(day + timedelta(days=1), time(), PARIS) + hour
+    following = next_round(day, settings.round_weekdays)
+    next_round_at = datetime.combine(following, time(), PARIS) + hour
     async with request.app.state.pool.connection() as conn:
         rows = await db.all_bins(conn)
     statuses = [BinStatus(r["id"], r["lat"], r["lon"], r["level_pct"], r["full_at"]) for r in rows]

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field
 
 from services.waste.domain.bin import FILL_MODEL
@@ -21,8 +23,13 @@ class WasteSettings(StreamServiceSettings):
     waste_fill_model: ModelSpec = FILL_MODEL
     # A bin at or above this level is "full": it must be collected in the next round.
     full_pct: float = 80.0
-    # Collection rounds start at this local hour; the plan's "next round" is a day later.
+    # Collection rounds start at this local hour, on these weekdays (0 is Monday; JSON list,
+    # e.g. TOWNPULSE_ROUND_WEEKDAYS='[0,1,2,3,4,5]'): a plan collects the bins full before the
+    # next round day (Friday's, those full before Monday's round).
     round_hour: float = 6.0
+    round_weekdays: list[Annotated[int, Field(ge=0, le=6)]] = Field(
+        default=[0, 1, 2, 3, 4], min_length=1, max_length=7
+    )
     # The depot the trucks leave from, when the plan request does not say ("lat,lon").
     depot: str | None = None
     # The routing solver stops improving after this long (it is a bound on response time).

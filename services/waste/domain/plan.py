@@ -13,9 +13,9 @@ import dataclasses
 import itertools
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 EARTH_RADIUS_M = 6_371_000.0
@@ -446,6 +446,20 @@ class BinStatus:
     lon: float | None
     level: float
     full_at: datetime | None
+
+
+def next_round(day: date, weekdays: Collection[int]) -> date:
+    """The first round day after `day` (weekdays: 0 is Monday); rounds on no day: a day later.
+
+    >>> friday = date(2026, 3, 6)
+    >>> next_round(friday, range(5)), next_round(friday, range(7))
+    (datetime.date(2026, 3, 9), datetime.date(2026, 3, 7))
+    """
+    for ahead in range(1, 8):
+        candidate = day + timedelta(days=ahead)
+        if candidate.weekday() in weekdays:
+            return candidate
+    return day + timedelta(days=1)
 
 
 def due_bins(bins: Sequence[BinStatus], *, next_round_at: datetime) -> list[BinStatus]:

@@ -24,11 +24,13 @@ class WasteSettings(StreamServiceSettings):
     # A bin at or above this level is "full": it must be collected in the next round.
     full_pct: float = 80.0
     # Collection rounds start at this local hour, on these weekdays (0 is Monday; JSON list,
-    # e.g. TOWNPULSE_ROUND_WEEKDAYS='[0,1,2,3,4,5]'): a plan collects the bins full before the
-    # next round day (Friday's, those full before Monday's round).
+    # e.g. TOWNPULSE_ROUND_WEEKDAYS='[0,1,2,3,4]'): a plan collects the bins full before the
+    # next round day (Friday's, those full before Monday's round). Monday, Wednesday and Friday
+    # by default: daily rounds of the few bins due drive more than sector rounds on a fixed
+    # schedule (docs/waste.md, "Simulated town").
     round_hour: float = 6.0
     round_weekdays: list[Annotated[int, Field(ge=0, le=6)]] = Field(
-        default=[0, 1, 2, 3, 4], min_length=1, max_length=7
+        default=[0, 2, 4], min_length=1, max_length=7
     )
     # The depot the trucks leave from, when the plan request does not say ("lat,lon").
     depot: str | None = None

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import math
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 
 from services.waste.domain.plan import Point, distance_matrix, route_length
+from shared.ml.calendar import PARIS
 from shared.schemas import Reading, ReadingBatch
 from shared.topics import READINGS_TOPICS, Domain
 from tests.runtime_support import produce
@@ -116,3 +117,15 @@ def test_a_shift_too_short_for_any_bin_serves_none_and_says_why(
 def test_a_bad_shift_is_refused(api: httpx.Client, shift_h: str) -> None:
     r = api.get("/v1/waste/plan", params={"depot": "45.9,6.12", "shift_h": shift_h})
     assert r.status_code == 422, r.text
+
+
+def test_fridays_round_takes_the_bins_full_before_mondays(api: httpx.Client) -> None:
+    # The default round days are Monday, Wednesday and Friday (docs/waste.md).
+    friday = date(2026, 3, 6)
+    r = api.get("/v1/waste/plan", params={"depot": "45.9,6.12", "date": friday.isoformat()})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["date"] == friday.isoformat()
+    next_round = datetime.fromisoformat(body["next_round_at"]).astimezone(PARIS)
+    assert next_round.date() == friday + timedelta(days=3)
+    assert next_round.hour == datetime.fromisoformat(body["round_at"]).astimezone(PARIS).hour

@@ -26,7 +26,8 @@ TEMP_NOISE_C = 0.3
 MARKET_BOOST = 5.0
 # One week is not the next (visitors, parties, holidays): each bin's week is this much busier
 # or quieter (standard deviation), which is what overflows a container sized for the average.
-WEEK_SPREAD = 0.2
+# An assumption, not a published figure (docs/waste.md, "Simulated town").
+WEEK_SPREAD = 0.1
 # An extra market (event `market_day`) brings its stallholders' cartons and crates to the market
 # square's containers whatever their ordinary pace: at least this many points an hour (a
 # market morning fills them).

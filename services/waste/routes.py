@@ -9,7 +9,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request, status
 
 from services.waste.adapters import db
-from services.waste.domain.plan import BinStatus, Point, best_round, due_bins, plan_routes
+from services.waste.domain.plan import (
+    BinStatus,
+    Point,
+    Shift,
+    best_round,
+    due_bins,
+    fitting,
+    next_round,
+    plan_routes,
+    trucks_note,
+)
 from shared.http import Viewer, time_window
 from shared.inputs import Day
 from shared.ml.calendar import PARIS
@@ -70,9 +80,20 @@ async def collection_plan(
     depot: str | None = None,
     vehicles: Annotated[int, Query(ge=1, le=50)] = 1,
     capacity: Annotated[int | None, Query(ge=1, le=5000)] = None,
+    shift_h: Annotated[float | None, Query(gt=0, le=24)] = None,
 ) -> dict[str, Any]:
-    """The round of `date`: bins full before the next round, and a route per truck."""
+    """The round of `date`: bins full before the next round, and a route per truck.
+
+    `capacity` (bins a truck can empty) and `shift_h` (hours a truck has) default to the
+    service's settings; `trucks` says how many of the `vehicles` the plan uses, and why not all.
+    """
     settings = request.app.state.settings
+    capacity = capacity or settings.truck_bins
+    shift = Shift(
+        hours=shift_h or settings.shift_h,
+        speed_kmh=settings.truck_speed_kmh,
+        stop_min=settings.stop_min,
+    )
     depot = depot or settings.depot
     if depot is None:
         raise _unprocessable("depot: give 'lat,lon' (no default depot is configured)")
@@ -81,20 +102,30 @@ async def collection_plan(
     day = date_ or today
     hour = timedelta(hours=settings.round_hour)
     round_at = datetime.combine(day, time(), PARIS) + hour
-    next_round_at = datetime.combine(day + timedelta(days=1), time(), PARIS) + hour
+    following = next_round(day, settings.round_weekdays)
+    next_round_at = datetime.combine(following, time(), PARIS) + hour
     async with request.app.state.pool.connection() as conn:
         rows = await db.all_bins(conn)
     statuses = [BinStatus(r["id"], r["lat"], r["lon"], r["level_pct"], r["full_at"]) for r in rows]
     due = due_bins(statuses, next_round_at=next_round_at)
     located = [b for b in due if b.lat is not None and b.lon is not None]
-    room = len(located) if capacity is None else capacity * vehicles
-    served, unserved = located[:room], located[room:]
     every = [b for b in statuses if b.lat is not None and b.lon is not None]
 
     def points(bins: list[BinStatus]) -> list[Point]:
         return [Point(b.id, float(b.lat or 0), float(b.lon or 0)) for b in bins]
 
     limit, detour = settings.plan_time_limit_s, settings.road_detour
+    # The most urgent first: what does not fit in the trucks' loads and shifts waits.
+    room = await asyncio.to_thread(
+        fitting,
+        home,
+        points(located),
+        vehicles=vehicles,
+        capacity=capacity,
+        shift=shift,
+        detour=detour,
+    )
+    served, unserved = located[:room], located[room:]
     # The solver blocks for up to its time limit: off the event loop.
     plan, full = await asyncio.gather(
         asyncio.to_thread(
@@ -103,10 +134,12 @@ async def collection_plan(
             points(served),
             vehicles=vehicles,
             capacity=capacity,
+            shift=shift,
             time_limit_s=limit,
             detour=detour,
         ),
-        # Visiting every bin is the comparison: whatever the capacity, as one tour per truck.
+        # Visiting every bin is the comparison: whatever the capacity and the shift, as one
+        # tour per truck.
         asyncio.to_thread(
             plan_routes,
             home,
@@ -117,7 +150,9 @@ async def collection_plan(
             detour=detour,
         ),
     )
-    plan = best_round(plan, full, home, points(served), capacity=capacity, detour=detour)
+    plan = best_round(
+        plan, full, home, points(served), capacity=capacity, detour=detour, shift=shift
+    )
     by_id = {r["id"]: r for r in rows}
     km, all_km = plan.distance_m / 1000, full.distance_m / 1000
     # The town's own plan (today's, from its depot) is kept for the monthly report; a what-if
@@ -144,9 +179,17 @@ async def collection_plan(
         "unserved": [_stop(by_id[b.id]) for b in unserved],
         "unlocated": [b.id for b in due if b.lat is None or b.lon is None],
         "routes": [
-            {"vehicle": i + 1, "stops": [_stop(by_id[s]) for s in stops], "km": round(m / 1000, 3)}
+            {
+                "vehicle": i + 1,
+                "stops": [_stop(by_id[s]) for s in stops],
+                "km": round(m / 1000, 3),
+                "hours": round(shift.route_s(m, len(stops)) / 3600, 2) if stops else 0.0,
+            }
             for i, (stops, m) in enumerate(zip(plan.routes, plan.route_m, strict=True))
         ],
+        "trucks": trucks_note(
+            plan, asked=vehicles, shift=shift, capacity=capacity, unserved=len(unserved)
+        ),
         "km": round(km, 3),
         "co2_kg": round(km * co2, 2),
         "every_bin": {"bins": len(every), "km": round(all_km, 3), "co2_kg": round(all_km * co2, 2)},

@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import Field
+
 from services.waste.domain.bin import FILL_MODEL
 from shared.ml.registry import ModelSpec
 from shared.settings import StreamServiceSettings
@@ -19,13 +23,28 @@ class WasteSettings(StreamServiceSettings):
     waste_fill_model: ModelSpec = FILL_MODEL
     # A bin at or above this level is "full": it must be collected in the next round.
     full_pct: float = 80.0
-    # Collection rounds start at this local hour; the plan's "next round" is a day later.
+    # Collection rounds start at this local hour, on these weekdays (0 is Monday; JSON list,
+    # e.g. TOWNPULSE_ROUND_WEEKDAYS='[0,1,2,3,4]'): a plan collects the bins full before the
+    # next round day (Friday's, those full before Monday's round). Monday, Wednesday and Friday
+    # by default: daily rounds of the few bins due drive more than sector rounds on a fixed
+    # schedule (docs/waste.md, "Simulated town").
     round_hour: float = 6.0
+    round_weekdays: list[Annotated[int, Field(ge=0, le=6)]] = Field(
+        default=[0, 2, 4], min_length=1, max_length=7
+    )
     # The depot the trucks leave from, when the plan request does not say ("lat,lon").
     depot: str | None = None
     # The routing solver stops improving after this long (it is a bound on response time).
     plan_time_limit_s: float = 2.0
     # Streets are not straight lines: haversine distance times this (urban circuity ~1.3).
     road_detour: float = 1.3
+    # What one truck can do in a round (docs/waste.md, "Trucks"): its crew's shift, its mean
+    # speed between bins in town, the time to empty one container, and, if its load is what
+    # limits it, how many bins it can empty (None: the shift is the limit). A plan request may
+    # set its own shift and capacity.
+    shift_h: float = Field(default=7.0, gt=0, le=24)
+    truck_speed_kmh: float = Field(default=20.0, gt=0, le=90)
+    stop_min: float = Field(default=1.0, ge=0, le=60)
+    truck_bins: int | None = Field(default=None, ge=1, le=5000)
     # A refuse truck burns about 45 L of diesel per 100 km, at 2.65 kg of CO2 per litre.
     co2_kg_per_km: float = 1.2

@@ -434,7 +434,16 @@ def dev_eui(device_id: str) -> str:
 
 # Depth (mm) from the full line to the bottom of the containers the town uses, by volume: a
 # 240 l wheelie bin is about a metre deep; four-wheel containers and glass igloos are deeper.
-_BIN_DEPTHS_MM = {240: 1000, 360: 1080, 660: 1150, 770: 1200, 1100: 1300, 1500: 1500, 3000: 1800}
+_BIN_DEPTHS_MM = {
+    240: 1000,
+    360: 1080,
+    660: 1150,
+    770: 1200,
+    1100: 1300,
+    1500: 1500,
+    3000: 1800,
+    4000: 2000,
+}
 
 
 def bin_depth_mm(capacity_litres: int) -> int:
@@ -555,12 +564,30 @@ def _meters(count: int, rng: random.Random, place: _Placer, id_prefix: str) -> I
 
 
 _ZONE_WEIGHTS = {Zone.RESIDENTIAL: 0.55, Zone.CENTRE: 0.2, Zone.TOURIST: 0.15, Zone.MARKET: 0.1}
+# Shares of the monitored containers: residual waste, packaging (recycling) and glass drop-off
+# columns. The figures behind this calibration, and their sources, are in docs/waste.md
+# ("Simulated town").
 _STREAMS = (("general", 0.6), ("recycling", 0.3), ("glass", 0.1))
+# Shared containers: two- and four-wheel bins for residual waste and packaging, 3 to 4 m3
+# drop-off columns for glass (the columns are 2 to 4 m3 in France).
 _CAPACITIES = {
-    "general": (240, 360, 660, 770, 1_100),
-    "recycling": (360, 660, 1_100),
-    "glass": (1_500, 3_000),
+    "general": (240, 360, 660, 770),
+    "recycling": (360, 660, 770),
+    "glass": (3_000, 4_000),
 }
+# The fixed schedule: residual waste twice a week (C2) where people and shops are dense, once a
+# week (C1) in the residential quarters; packaging once a week; glass columns on a weekly round.
+_ROUNDS_PER_WEEK = {
+    ("general", Zone.CENTRE): 2,
+    ("general", Zone.MARKET): 2,
+    ("general", Zone.TOURIST): 2,
+    ("general", Zone.RESIDENTIAL): 1,
+}
+# How full a container is when its fixed round comes after the longest gap of its week (Thursday
+# to Monday for a C2 round), in an ordinary week: the town sized its containers for its busiest
+# weeks, so on the others many are emptied about half full (what smart-bin pilots find).
+_FILL_AT_ROUND = (0.25, 0.7)
+_LONGEST_GAP_DAYS = {1: 7.0, 2: 4.0}
 _ZONE_LABEL = {
     Zone.RESIDENTIAL: "quartier",
     Zone.CENTRE: "centre-ville",
@@ -569,15 +596,18 @@ _ZONE_LABEL = {
 }
 
 
-def _collection_days(fill_days: float, rng: random.Random) -> tuple[int, ...]:
-    # Rounds are planned so an ordinary week rarely overflows a bin.
-    if fill_days < 1.6:
-        return (0, 1, 2, 3, 4, 5)
-    if fill_days < 3.2:
-        return rng.choice(((0, 2, 4), (1, 3, 5)))
-    if fill_days < 5.0:
-        return rng.choice(((0, 3), (1, 4), (2, 5)))
-    return (rng.randrange(0, 5),)
+def _collection_days(rounds_per_week: int, sector: int) -> tuple[int, ...]:
+    # Each sector of the town has its round days, Monday to Friday (as the town's crews work):
+    # one a day for weekly rounds, and Monday and Thursday or Tuesday and Friday for C2.
+    if rounds_per_week == 2:
+        return ((0, 3), (1, 4))[sector % 2]
+    return (sector,)
+
+
+def _sector(place: _Placer, lat: float, lon: float) -> int:
+    """Which of five slices of the town around its centre (a round day's sector) holds a bin."""
+    bearing = math.atan2(lat - place._lat0, lon - place._lon0)
+    return int((bearing + math.pi) / (2 * math.pi) * 5) % 5
 
 
 def _bins(count: int, rng: random.Random, place: _Placer, id_prefix: str) -> Iterator[Device]:
@@ -585,14 +615,16 @@ def _bins(count: int, rng: random.Random, place: _Placer, id_prefix: str) -> Ite
     for i in range(1, count + 1):
         zone = rng.choices(zones, [_ZONE_WEIGHTS[z] for z in zones])[0]
         stream = rng.choices([s for s, _ in _STREAMS], [w for _, w in _STREAMS])[0]
-        fill_days = round(rng.uniform(1.0, 7.0) if stream != "glass" else rng.uniform(4.0, 7.0), 2)
+        rounds = _ROUNDS_PER_WEEK.get((stream, zone), 1)
+        # Days from empty to full: its round's longest interval over how full it is then.
+        fill_days = round(_LONGEST_GAP_DAYS[rounds] / rng.uniform(*_FILL_AT_ROUND), 2)
         lat, lon = place(zone)
         spec = BinSpec(
             zone=zone,
             stream=stream,
             capacity_litres=rng.choice(_CAPACITIES[stream]),
             fill_days=fill_days,
-            collection_weekdays=_collection_days(fill_days, rng),
+            collection_weekdays=_collection_days(rounds, _sector(place, lat, lon)),
             collection_hour=rng.choice((5.5, 6.0, 6.5, 7.0, 7.5, 8.0)),
         )
         yield Device(

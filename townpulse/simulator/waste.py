@@ -24,6 +24,14 @@ RESIDUAL_PCT = (0.5, 4.0)
 SENSOR_NOISE_PCT = 1.5
 TEMP_NOISE_C = 0.3
 MARKET_BOOST = 5.0
+# One week is not the next (visitors, parties, holidays): each bin's week is this much busier
+# or quieter (standard deviation), which is what overflows a container sized for the average.
+# An assumption, not a published figure (docs/waste.md, "Simulated town").
+WEEK_SPREAD = 0.1
+# An extra market (event `market_day`) brings its stallholders' cartons and crates to the market
+# square's containers whatever their ordinary pace: at least this many points an hour (a
+# market morning fills them).
+MARKET_DAY_MIN_PCT_PER_H = 10.0
 FAST_FILL_FACTOR = 8.0
 FAST_FILL_MIN_PCT_PER_STEP = 3.0
 FIRE_RISE_C = (30.0, 30.0)  # immediate jump, then further rise over FIRE_RAMP
@@ -185,6 +193,8 @@ def fill_rate(spec: BinSpec, *, ts: datetime, step: timedelta, market_day: bool 
     market = market_day or is_weekly_market(local.date(), hour)
     if market and spec.zone in (Zone.MARKET, Zone.CENTRE):
         rate *= MARKET_BOOST if spec.zone is Zone.MARKET else 1.5
+    if market_day and spec.zone is Zone.MARKET:
+        rate = max(rate, MARKET_DAY_MIN_PCT_PER_H * step / timedelta(hours=1))
     return rate
 
 
@@ -259,9 +269,22 @@ def next_fill(
     increment = fill_rate(spec, ts=ts, step=step, market_day=market_day)
     # Deposits come in bags, not as a steady trickle.
     increment *= max(0.0, 1.0 + 0.6 * noise.gauss(*key, "deposit", epoch))
+    increment *= week_factor(key, ts)
     if fast_fill:
         increment = max(increment * FAST_FILL_FACTOR, FAST_FILL_MIN_PCT_PER_STEP)
     return min(FULL_PCT, fill + increment)
+
+
+def week_factor(key: Sequence[object], ts: datetime) -> float:
+    """How much busier than usual this bin's (ISO) week is: about 1, never below a half.
+
+    >>> from datetime import UTC
+    >>> monday, sunday = datetime(2026, 3, 2, 12, tzinfo=UTC), datetime(2026, 3, 8, 12, tzinfo=UTC)
+    >>> week_factor((1, "b"), monday) == week_factor((1, "b"), sunday) > 0.5
+    True
+    """
+    year, week, _ = to_local(ts).isocalendar()
+    return max(0.5, 1.0 + WEEK_SPREAD * noise.gauss(*key, "week", year, week))
 
 
 def reported_fill(fill: float, *, key: Sequence[object], ts: datetime, glitch_rate: float) -> float:

@@ -13,9 +13,10 @@ import dataclasses
 import itertools
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
+from typing import Any
 
 EARTH_RADIUS_M = 6_371_000.0
 DEFAULT_DETOUR = 1.3
@@ -26,6 +27,30 @@ class Point:
     id: str
     lat: float
     lon: float
+
+
+@dataclass(frozen=True, slots=True)
+class Shift:
+    """What one truck can do in a round: its crew's shift, driving speed, time at each bin.
+
+    >>> Shift(hours=7.0, speed_kmh=18.0, stop_min=1.0).route_s(9_000, 30)
+    3600.0
+    """
+
+    hours: float
+    speed_kmh: float
+    stop_min: float
+
+    @property
+    def seconds(self) -> int:
+        return int(self.hours * 3600)
+
+    def leg_s(self, metres: float) -> int:
+        return round(metres / (self.speed_kmh / 3.6))
+
+    def route_s(self, metres: float, stops: int) -> float:
+        """Time of a route of `metres` through `stops` bins (driving plus emptying)."""
+        return metres / (self.speed_kmh / 3.6) + stops * self.stop_min * 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,19 +92,37 @@ def route_length(matrix: list[list[int]], route: Sequence[int]) -> int:
     return sum(matrix[i][j] for i, j in itertools.pairwise(path))
 
 
-def nearest_neighbour(matrix: list[list[int]], *, vehicles: int, capacity: int) -> list[list[int]]:
-    """Each truck in turn goes to the nearest unvisited bin until it is full.
+def time_matrix(matrix: list[list[int]], shift: Shift) -> list[list[int]]:
+    """Seconds from node i to node j: driving, plus emptying bin i (the depot, node 0, is free)."""
+    stop_s = round(shift.stop_min * 60)
+    return [[shift.leg_s(m) + (stop_s if i else 0) for m in row] for i, row in enumerate(matrix)]
+
+
+def nearest_neighbour(
+    matrix: list[list[int]], *, vehicles: int, capacity: int, shift: Shift | None = None
+) -> list[list[int]]:
+    """Each truck in turn goes to the nearest unvisited bin until it is full (or, with a
+    `shift`, until the next bin would bring it back to the depot after the shift's end).
 
     >>> m = distance_matrix([Point("d", 0, 0), Point("a", 0, 0.01), Point("b", 0, 0.02)])
     >>> nearest_neighbour(m, vehicles=1, capacity=5)
     [[1, 2]]
+    >>> short = Shift(hours=0.32, speed_kmh=20.0, stop_min=1.0)  # 19 min: one bin and back
+    >>> nearest_neighbour(m, vehicles=2, capacity=5, shift=short)
+    [[1], [2]]
     """
+    times = time_matrix(matrix, shift) if shift is not None else None
     left = set(range(1, len(matrix)))
     routes: list[list[int]] = []
     for _ in range(vehicles):
-        here, route = 0, list[int]()
+        here, route, spent = 0, list[int](), 0
         while left and len(route) < capacity:
-            here = min(left, key=lambda j: (matrix[here][j], j))
+            nxt = min(left, key=lambda j: (matrix[here][j], j))
+            if times is not None and shift is not None:
+                if spent + times[here][nxt] + times[nxt][0] > shift.seconds:
+                    break
+                spent += times[here][nxt]
+            here = nxt
             left.remove(here)
             route.append(here)
         routes.append(route)
@@ -94,13 +137,17 @@ def plan_routes(
     *,
     vehicles: int = 1,
     capacity: int | None = None,
+    shift: Shift | None = None,
     time_limit_s: float = 2.0,
     detour: float = DEFAULT_DETOUR,
 ) -> RoutePlan:
     """Routes from `depot` through every bin and back, minimising the total distance.
 
-    `capacity` is the number of bins a truck can empty in one round (None: no limit). Trucks
-    that are not needed stay at the depot (empty routes).
+    `capacity` is the number of bins a truck can empty in one round (None: no limit), `shift`
+    the time a truck has (None: no limit). Trucks that are not needed stay at the depot (empty
+    routes): with the distance as the only cost, a truck more only adds its drive from and
+    back to the depot, so the plan uses as few as fit. `ValueError` when the bins do not fit
+    (see `fitting` for how many do).
 
     >>> d = Point("depot", 45.90, 6.12)
     >>> bins = [Point(f"b{i}", 45.90 + 0.003 * math.cos(i), 6.12 + 0.004 * math.sin(i))
@@ -119,12 +166,17 @@ def plan_routes(
         raise ValueError("more bins than the trucks can take")
     points = [depot, *bins]
     matrix = distance_matrix(points, detour=detour)
-    nn = nearest_neighbour(matrix, vehicles=vehicles, capacity=cap)
+    nn = nearest_neighbour(matrix, vehicles=vehicles, capacity=cap, shift=shift)
     nn_m = sum(route_length(matrix, r) for r in nn)
     best, solver = nn, "nearest neighbour"
     if len(bins) >= 2:
         solved = _solve(
-            matrix, vehicles=vehicles, capacity=cap, initial=nn, time_limit_s=time_limit_s
+            matrix,
+            vehicles=vehicles,
+            capacity=cap,
+            times=None if shift is None else (time_matrix(matrix, shift), shift.seconds),
+            initial=nn,
+            time_limit_s=time_limit_s,
         )
         if solved is not None and sum(route_length(matrix, r) for r in solved) <= nn_m:
             best, solver = solved, "OR-Tools routing, guided local search from nearest neighbour"
@@ -139,8 +191,128 @@ def plan_routes(
     )
 
 
+def fitting(
+    depot: Point,
+    bins: Sequence[Point],
+    *,
+    vehicles: int,
+    capacity: int | None,
+    shift: Shift | None,
+    detour: float = DEFAULT_DETOUR,
+) -> int:
+    """How many of `bins`, taken in their order (most urgent first), the trucks can collect.
+
+    Judged by the nearest-neighbour routes (the solver's starting point, so what fits here
+    fits the solver too): the largest such prefix, by bisection.
+
+    >>> d = Point("d", 0, 0)
+    >>> bins = [Point("a", 0, 0.01), Point("b", 0, 0.02), Point("c", 0, 0.03)]
+    >>> fitting(d, bins, vehicles=1, capacity=None, shift=None)
+    3
+    >>> fitting(d, bins, vehicles=1, capacity=2, shift=None)
+    2
+    >>> fitting(d, bins, vehicles=2, capacity=None, shift=Shift(0.32, 20.0, 1.0))
+    2
+    """
+    room = len(bins) if capacity is None else min(len(bins), capacity * vehicles)
+    if shift is None:
+        return room
+    matrix = distance_matrix([depot, *bins[:room]], detour=detour)
+
+    def fits(k: int) -> bool:
+        sub = [row[: k + 1] for row in matrix[: k + 1]]
+        try:
+            nearest_neighbour(sub, vehicles=vehicles, capacity=capacity or k, shift=shift)
+        except ValueError:
+            return False
+        return True
+
+    low, high = 0, room
+    while low < high:
+        mid = (low + high + 1) // 2
+        if fits(mid):
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def trucks_note(
+    plan: RoutePlan,
+    *,
+    asked: int,
+    shift: Shift | None,
+    capacity: int | None,
+    unserved: int = 0,
+) -> dict[str, Any]:
+    """How many trucks the plan uses of those asked, and why not all of them.
+
+    `reason` is None when every truck is used, else "none" (no bin to collect), "too_short"
+    (bins are due but none fits in a truck's shift or load) or "fit" (the bins fit in fewer
+    trucks' shifts or loads; another truck would only add its drive from and back to the
+    depot); `text` says it in English, the console in the user's language.
+
+    >>> plan = RoutePlan([["a", "b"], []], [7200.0, 0.0], 7200.0, 7200.0, "test", 0.0)
+    >>> note = trucks_note(plan, asked=2, shift=Shift(7.0, 20.0, 1.5), capacity=None)
+    >>> note["used"], note["reason"], note["longest_h"]
+    (1, 'fit', 0.41)
+    >>> note["text"]
+    '1 of 2 trucks: the 2 bins to collect fit in 1 shift of 7 h (the longest route takes 0.41 h)'
+    """
+    used = sum(1 for r in plan.routes if r)
+    bins = sum(len(r) for r in plan.routes)
+    longest_s = max(
+        (
+            shift.route_s(m, len(r)) if shift is not None else 0.0
+            for r, m in zip(plan.routes, plan.route_m, strict=True)
+        ),
+        default=0.0,
+    )
+    note: dict[str, Any] = {
+        "asked": asked,
+        "used": used,
+        "bins": bins,
+        "shift_h": None if shift is None else shift.hours,
+        "speed_kmh": None if shift is None else shift.speed_kmh,
+        "stop_min": None if shift is None else shift.stop_min,
+        "capacity_bins": capacity,
+        "longest_h": None if shift is None else round(longest_s / 3600, 2),
+        "reason": None,
+        "text": None,
+    }
+    if used >= asked:
+        return note
+    if bins == 0 and unserved:
+        note["reason"] = "too_short"
+        note["text"] = f"0 of {asked} trucks: no bin to collect fits in one truck's shift or load"
+        return note
+    if bins == 0:
+        note["reason"] = "none"
+        note["text"] = f"0 of {asked} trucks: no bin to collect in this round"
+        return note
+    note["reason"] = "fit"
+    limits = []
+    if shift is not None:
+        plural = "s" if used > 1 else ""
+        limits.append(f"{used} shift{plural} of {shift.hours:g} h")
+    if capacity is not None:
+        limits.append(f"{used} x {capacity} bins")
+    where = " and ".join(limits) or f"{used} truck{'s' if used > 1 else ''}"
+    text = f"{used} of {asked} trucks: the {bins} bins to collect fit in {where}"
+    if shift is not None:
+        text += f" (the longest route takes {note['longest_h']:g} h)"
+    note["text"] = text
+    return note
+
+
 def skipping(
-    plan: RoutePlan, depot: Point, bins: Sequence[Point], *, capacity: int | None, detour: float
+    plan: RoutePlan,
+    depot: Point,
+    bins: Sequence[Point],
+    *,
+    capacity: int | None,
+    detour: float,
+    shift: Shift | None = None,
 ) -> RoutePlan | None:
     """`plan`'s routes through `bins` only, the other stops skipped, each truck's order kept.
 
@@ -148,7 +320,7 @@ def skipping(
     than the round of them all (up to a metre per skipped stop, distances being whole metres),
     and sometimes shorter than what the solver found for the due bins within its time limit.
     None when it would not visit every bin of `bins`, or a truck would take more than
-    `capacity`.
+    `capacity` or its `shift`.
 
     >>> d = Point("depot", 0, 0)
     >>> a, b, c = Point("a", 0, 0.01), Point("b", 0, 0.02), Point("c", 0, 0.03)
@@ -171,6 +343,10 @@ def skipping(
         float(sum(leg_m(a, b, detour=detour) for a, b in itertools.pairwise([depot, *r, depot])))
         for r in routes
     ]
+    if shift is not None and any(
+        shift.route_s(m, len(r)) > shift.seconds for r, m in zip(routes, lengths, strict=True)
+    ):
+        return None
     return RoutePlan(
         routes=[[b.id for b in r] for r in routes],
         route_m=lengths,
@@ -189,6 +365,7 @@ def best_round(
     *,
     capacity: int | None,
     detour: float,
+    shift: Shift | None = None,
 ) -> RoutePlan:
     """The shorter of `plan` (through `bins`) and `every` skipping the bins not in `bins`.
 
@@ -196,7 +373,7 @@ def best_round(
     bin, skipping the others, is sometimes the shorter round of the due ones (CI once saw the
     plan come out 2.1 km longer than visiting every bin).
     """
-    shortcut = skipping(every, depot, bins, capacity=capacity, detour=detour)
+    shortcut = skipping(every, depot, bins, capacity=capacity, detour=detour, shift=shift)
     if shortcut is None or shortcut.distance_m >= plan.distance_m:
         return plan
     return dataclasses.replace(
@@ -209,6 +386,7 @@ def _solve(
     *,
     vehicles: int,
     capacity: int,
+    times: tuple[list[list[int]], int] | None,
     initial: list[list[int]],
     time_limit_s: float,
 ) -> list[list[int]] | None:
@@ -228,6 +406,13 @@ def _solve(
 
     demand_cb = routing.RegisterUnaryTransitCallback(demand)
     routing.AddDimensionWithVehicleCapacity(demand_cb, 0, [capacity] * vehicles, True, "bins")
+    if times is not None:
+        seconds, shift_s = times
+
+        def duration(i: int, j: int) -> int:
+            return seconds[int(manager.IndexToNode(i))][int(manager.IndexToNode(j))]
+
+        routing.AddDimension(routing.RegisterTransitCallback(duration), 0, shift_s, True, "time")
     params = pywrapcp.DefaultRoutingSearchParameters()
     params.local_search_metaheuristic = (
         routing_enums_pb2.LocalSearchMetaheuristic.GUIDED_LOCAL_SEARCH
@@ -261,6 +446,20 @@ class BinStatus:
     lon: float | None
     level: float
     full_at: datetime | None
+
+
+def next_round(day: date, weekdays: Collection[int]) -> date:
+    """The first round day after `day` (weekdays: 0 is Monday); rounds on no day: a day later.
+
+    >>> friday = date(2026, 3, 6)
+    >>> next_round(friday, range(5)), next_round(friday, range(7))
+    (datetime.date(2026, 3, 9), datetime.date(2026, 3, 7))
+    """
+    for ahead in range(1, 8):
+        candidate = day + timedelta(days=ahead)
+        if candidate.weekday() in weekdays:
+            return candidate
+    return day + timedelta(days=1)
 
 
 def due_bins(bins: Sequence[BinStatus], *, next_round_at: datetime) -> list[BinStatus]:

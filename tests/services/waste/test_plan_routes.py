@@ -13,13 +13,16 @@ from services.waste.domain.plan import (
     BinStatus,
     Point,
     RoutePlan,
+    Shift,
     best_round,
     distance_matrix,
     due_bins,
+    fitting,
     nearest_neighbour,
     plan_routes,
     route_length,
     skipping,
+    trucks_note,
 )
 from townpulse.simulator.town import Domain, build_town
 
@@ -125,3 +128,79 @@ def test_a_plan_already_shorter_is_kept_and_capacity_still_holds() -> None:
     one_truck = RoutePlan([[b.id for b in every]], [0.0], 0.0, 0.0, "one truck", 0.0)
     assert skipping(one_truck, depot, due, capacity=6, detour=DEFAULT_DETOUR) is None
     assert best_round(plan, one_truck, depot, due, capacity=6, detour=DEFAULT_DETOUR) is plan
+
+
+SHIFT = Shift(hours=7.0, speed_kmh=20.0, stop_min=1.0)
+
+
+def _hours(matrix: list[list[int]], route: list[int], shift: Shift) -> float:
+    # Independently of Shift.route_s: metres at the speed, plus a stop per bin.
+    return route_length(matrix, route) / 1000 / shift.speed_kmh + len(route) * shift.stop_min / 60
+
+
+@pytest.mark.parametrize(("n", "hours"), [(30, 1.0), (60, 1.5), (25, 7.0)])
+def test_every_route_fits_in_the_shift(n: int, hours: float) -> None:
+    depot, bins = _town_bins(n, seed=n)
+    shift = Shift(hours=hours, speed_kmh=20.0, stop_min=1.0)
+    room = fitting(depot, bins, vehicles=3, capacity=None, shift=shift)
+    served = bins[:room]
+    plan = plan_routes(depot, served, vehicles=3, shift=shift, time_limit_s=0.3)
+    assert sorted(b for r in plan.routes for b in r) == sorted(b.id for b in served)
+    points = [depot, *served]
+    index = {p.id: i for i, p in enumerate(points)}
+    matrix = distance_matrix(points)
+    for route in plan.routes:
+        assert _hours(matrix, [index[b] for b in route], shift) <= hours + 1e-6
+    if room < n:  # what was left out would not fit: one more bin and the trucks cannot
+        with pytest.raises(ValueError, match="more bins"):
+            plan_routes(depot, bins[: room + 1], vehicles=3, shift=shift, time_limit_s=0.1)
+
+
+def test_a_short_shift_needs_more_trucks_than_a_long_one() -> None:
+    depot, bins = _town_bins(40, seed=3)
+    long_plan = plan_routes(depot, bins, vehicles=2, shift=SHIFT, time_limit_s=0.3)
+    short = Shift(hours=1.5, speed_kmh=20.0, stop_min=1.0)
+    assert fitting(depot, bins, vehicles=2, capacity=None, shift=short) == len(bins)
+    short_plan = plan_routes(depot, bins, vehicles=2, shift=short, time_limit_s=0.3)
+    points = [depot, *bins]
+    matrix = distance_matrix(points)
+    index = {p.id: i for i, p in enumerate(points)}
+    one_tour_h = _hours(matrix, [index[b] for r in long_plan.routes for b in r], SHIFT)
+    assert one_tour_h > 1.5  # so one truck cannot do it in the short shift...
+    assert sum(1 for r in short_plan.routes if r) == 2  # ...and both trucks go out
+    assert sum(1 for r in long_plan.routes if r) == 1  # one 7 h shift takes them all
+
+
+def test_the_plan_says_why_it_uses_fewer_trucks_than_asked() -> None:
+    depot, bins = _town_bins(20, seed=4)
+    plan = plan_routes(depot, bins, vehicles=3, shift=SHIFT, time_limit_s=0.3)
+    note = trucks_note(plan, asked=3, shift=SHIFT, capacity=None)
+    used = [r for r in plan.routes if r]
+    assert note["used"] == len(used) < 3 and note["asked"] == 3 and note["reason"] == "fit"
+    assert note["bins"] == 20
+    points = [depot, *bins]
+    index = {p.id: i for i, p in enumerate(points)}
+    matrix = distance_matrix(points)
+    longest = max(_hours(matrix, [index[b] for b in r], SHIFT) for r in used)
+    assert note["longest_h"] == pytest.approx(longest, abs=0.01)
+    assert note["text"].startswith(f"{len(used)} of 3 trucks: the 20 bins to collect fit in")
+    assert "shift of 7 h" in note["text"] or "shifts of 7 h" in note["text"]
+    every = plan_routes(depot, bins, vehicles=1, time_limit_s=0.2)
+    assert trucks_note(every, asked=1, shift=SHIFT, capacity=None)["reason"] is None
+    empty = plan_routes(depot, [], vehicles=2, shift=SHIFT)
+    assert trucks_note(empty, asked=2, shift=SHIFT, capacity=None)["reason"] == "none"
+    assert trucks_note(empty, asked=2, shift=SHIFT, capacity=None, unserved=3)["reason"] == (
+        "too_short"
+    )
+
+
+def test_the_round_of_every_bin_is_not_taken_when_it_overruns_the_shift() -> None:
+    depot, bins = _town_bins(30, seed=6)
+    every = plan_routes(depot, bins, vehicles=1, time_limit_s=0.3)
+    matrix = distance_matrix([depot, *bins])
+    tour_h = _hours(matrix, list(range(1, 31)), SHIFT)
+    due = bins[::2]
+    assert skipping(every, depot, due, capacity=None, detour=DEFAULT_DETOUR) is not None
+    tight = Shift(hours=0.2, speed_kmh=20.0, stop_min=1.0)
+    assert tour_h > 0.2
+    assert skipping(every, depot, due, capacity=None, detour=DEFAULT_DETOUR, shift=tight) is None

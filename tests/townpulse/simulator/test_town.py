@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from townpulse.simulator import build_town, iter_readings, to_payload
-from townpulse.simulator.town import BinSpec, BuildingKind, Domain, MeterSpec, Town
+from townpulse.simulator.town import BinSpec, BuildingKind, Domain, MeterSpec, Town, Zone
 
 pytestmark = pytest.mark.unit
 
@@ -63,9 +63,18 @@ def test_town_mixes_building_types_and_bin_speeds(town: Town) -> None:
     meters = [d.spec for d in town.of(Domain.ENERGY)]
     kinds = {s.building for s in meters if isinstance(s, MeterSpec)}
     assert {BuildingKind.TOWN_HALL, BuildingKind.SCHOOL, BuildingKind.HOUSING} <= kinds
-    fill_days = [d.spec.fill_days for d in town.of(Domain.WASTE) if isinstance(d.spec, BinSpec)]
-    assert all(1.0 <= f <= 7.0 for f in fill_days)
-    assert min(fill_days) < 2.0 and max(fill_days) > 6.0
+    bins = [d.spec for d in town.of(Domain.WASTE) if isinstance(d.spec, BinSpec)]
+    assert {b.stream for b in bins} == {"general", "recycling", "glass"}
+    for b in bins:
+        days = sorted(b.collection_weekdays)
+        assert days and all(0 <= d <= 4 for d in days)  # rounds on working days
+        dense = b.stream == "general" and b.zone is not Zone.RESIDENTIAL
+        assert len(days) == (2 if dense else 1)  # C2 where dense, C1 elsewhere
+        gaps = [(b2 - b1) % 7 or 7 for b1, b2 in zip(days, [*days[1:], days[0]], strict=True)]
+        # At its round after the longest gap, an ordinary week leaves it 25 to 70 % full.
+        assert 0.25 <= max(gaps) / b.fill_days <= 0.7
+        assert b.capacity_litres >= 3000 if b.stream == "glass" else b.capacity_litres <= 770
+    assert max(b.fill_days for b in bins) > 3 * min(b.fill_days for b in bins)
 
 
 def test_same_seed_gives_same_readings() -> None:

@@ -70,6 +70,19 @@ TP.page(async () => {
   const query = new URLSearchParams(location.search);
   const depot = query.get("depot");
   if (query.get("vehicles")) TP.$("#vehicles").value = query.get("vehicles");
+  if (query.get("shift_h")) TP.$("#shift-h").value = query.get("shift_h");
+  // Why the plan uses fewer trucks than asked, in the page's language (the API says it in
+  // English in trucks.text).
+  function trucksNote(n) {
+    if (!n.reason) return "";
+    if (n.reason === "too_short") return t("{used} of {asked} trucks: no bin to collect fits in one truck's shift or load.", n);
+    if (n.reason === "none") return t("{used} of {asked} trucks: no bin to collect in this round.", n);
+    let text = n.shift_h
+      ? t("{used} of {asked} trucks: the {bins} bins to collect fit in {used} shift(s) of {shift_h} h (the longest route takes {longest_h} h).", n)
+      : t("{used} of {asked} trucks: the {bins} bins to collect fit in {used} truck(s).", n);
+    if (n.capacity_bins) text += ` ${t("At most {capacity_bins} bins per truck.", n)}`;
+    return text;
+  }
   async function plan() {
     const vehicles = Number(TP.$("#vehicles").value) || 1;
     TP.status(t("Planning the round…"));
@@ -77,6 +90,7 @@ TP.page(async () => {
     try {
       const q = new URLSearchParams({ date: dateInput.value, vehicles: String(vehicles) });
       if (depot) q.set("depot", depot);
+      if (TP.$("#shift-h").value) q.set("shift_h", TP.$("#shift-h").value);
       p = await api(`/v1/waste/plan?${q}`);
     } catch (err) {
       if (err.status === 422) {
@@ -92,9 +106,11 @@ TP.page(async () => {
       h("dt", {}, t("Distance")), h("dd", {}, `${num(p.km, 1)} km`),
       h("dt", {}, t("Saved against visiting every bin")), h("dd", {}, `${num(p.saved_km, 1)} km, ${num(p.saved_co2_kg, 1)} kg CO2`),
       h("dt", {}, t("Not served (capacity)")), h("dd", {}, String(p.unserved.length)),
+      h("dt", {}, t("Trucks")), h("dd", {}, `${p.trucks.used} / ${p.trucks.asked}`),
     ]);
+    TP.$("#trucks-note").textContent = trucksNote(p.trucks);
     fill("#routes", p.routes.filter((r) => r.stops.length).map((r) => h("li", { class: "route-item" },
-      h("strong", {}, t("Truck {n}", { n: r.vehicle })), ` — ${num(r.km, 1)} km, ${r.stops.length} ${t("stops")}: `,
+      h("strong", {}, t("Truck {n}", { n: r.vehicle })), ` — ${num(r.km, 1)} km, ${num(r.hours, 1)} h, ${r.stops.length} ${t("stops")}: `,
       r.stops.map((b) => b.id).join(" → "))), t("No bin needs collecting in this round."));
     draw(bins.items, p);
   }

@@ -1,10 +1,12 @@
 """Time and size of the monthly report for the simulated town (docs/report.md).
 
-Needs the local stack with the simulator's town (`make up`). For a full month of history, let
-the simulator publish one first (about an hour at speed 720 on a small machine; `--resume`
-skips what was already published):
+Needs the local stack with the simulator's town. For a full month of history, start the stack
+with a gateway that takes readings that old (it refuses those over 7 days old by default) and
+let the simulator publish the month (about 12 minutes at speed 2500 on 2 cores):
 
-    .venv/bin/python -m townpulse simulate --backfill 31d --speed 720 --inject all --resume
+    TOWNPULSE_MAX_AGE_S=3456000 .venv/bin/python -m townpulse up --no-sim
+    TOWNPULSE_MAX_AGE_S=3456000 .venv/bin/python -m townpulse simulate --backfill 31d \
+        --speed 2500 --inject all
 
 Then, with the town's last `--days` whole days as the period:
 

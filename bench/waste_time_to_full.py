@@ -211,7 +211,7 @@ def run(*, bins: int, weeks: int, warmup_weeks: int, seed: int, full_pct: float)
         rows += score_bin(device_id, bin_run, scored_from=scored_from, full_pct=full_pct)
 
     # Completed cycles (a true crossing) after the warm-up, per speed band: what can be scored.
-    cycles_by_band: dict[str, dict[str, int]] = {}
+    by_speed: list[dict[str, Any]] = []
     for label, lo, hi in SPEED_BANDS:
         sel = [r for r in runs.values() if lo <= r.spec.fill_days < hi]
         crossings = sum(
@@ -220,7 +220,14 @@ def run(*, bins: int, weeks: int, warmup_weeks: int, seed: int, full_pct: float)
             for _, crossed in r.cycles
             if crossed is not None and crossed >= scored_from
         )
-        cycles_by_band[label] = {"bins": len(sel), "crossings_after_warmup": crossings}
+        by_speed.append(
+            {
+                "band": label,
+                "bins": len(sel),
+                "crossings_after_warmup": crossings,
+                **_summary([r for r in rows if lo <= r["fill_days"] < hi]),
+            }
+        )
     fill_days = [r.spec.fill_days for r in runs.values()]
 
     slow = [r for r in rows if r["fill_days"] >= SLOW_DAYS]
@@ -228,10 +235,6 @@ def run(*, bins: int, weeks: int, warmup_weeks: int, seed: int, full_pct: float)
     by_ahead = {
         label: _summary([r for r in slow if lo <= r["ahead_h"] < hi])
         for label, lo, hi in (("0-12h", 0, 12), ("12-48h", 12, 48), ("48h+", 48, 1e9))
-    }
-    by_speed = {
-        label: _summary([r for r in rows if lo <= r["fill_days"] < hi])
-        for label, lo, hi in SPEED_BANDS
     }
     slow_summary = _summary(slow)
     return {
@@ -254,8 +257,8 @@ def run(*, bins: int, weeks: int, warmup_weeks: int, seed: int, full_pct: float)
         "bins_filling_under_2_days": _summary(fast),
         "all_bins": _summary(rows),
         "bins_filling_2_days_or_more_by_lead_time": by_ahead,
+        # A list: bands in order of speed (the result file's keys are sorted).
         "by_fill_speed": by_speed,
-        "cycles_by_fill_speed": cycles_by_band,
         "against_baselines": {
             "bins_filling_2_days_or_more": _compare(slow),
             "all_bins": _compare(rows),

@@ -180,7 +180,8 @@ def simulate(town: str, *, bins: int = BINS) -> dict[str, tuple[Bin, Truth]]:
 class Rate48:
     """Least-squares slope of the current cycle's last 48 h of readings, extrapolated."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, full_pct: float = FULL_PCT) -> None:
+        self.full_pct = full_pct
         self.cycle: list[tuple[datetime, float]] = []
 
     def learn(self, ts: datetime, value: float) -> None:
@@ -191,7 +192,7 @@ class Rate48:
             self.cycle.pop(0)
 
     def predict(self, ts: datetime, value: float) -> datetime | None:
-        if value >= FULL_PCT:
+        if value >= self.full_pct:
             return ts
         if len(self.cycle) < 6:
             return None
@@ -202,14 +203,15 @@ class Rate48:
         slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
         if slope <= 0:
             return None
-        hours = (FULL_PCT - value) / slope
+        hours = (self.full_pct - value) / slope
         return ts + hours * HOUR if hours <= HORIZON_H else None
 
 
 class WeekdayRate:
     """Mean hourly rise per weekday, integrated forward."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, full_pct: float = FULL_PCT) -> None:
+        self.full_pct = full_pct
         self.sums = [0.0] * 7
         self.counts = [0] * 7
         self.last: tuple[datetime, float] | None = None
@@ -224,7 +226,7 @@ class WeekdayRate:
         self.last = (ts, value)
 
     def predict(self, ts: datetime, value: float) -> datetime | None:
-        if value >= FULL_PCT:
+        if value >= self.full_pct:
             return ts
         if min(self.counts) == 0:
             return None
@@ -232,8 +234,8 @@ class WeekdayRate:
         level, t = value, ts
         for _ in range(HORIZON_H):
             rate = rates[(t + HOUR).weekday()]
-            if level + rate >= FULL_PCT:
-                return t + (FULL_PCT - level) / rate * HOUR
+            if level + rate >= self.full_pct:
+                return t + (self.full_pct - level) / rate * HOUR
             level, t = level + rate, t + HOUR
         return None
 

@@ -894,6 +894,37 @@ def first_run_section(r: dict[str, Any]) -> list[str]:
     return [*lines, *_table(["check", "seconds after `townpulse up` started"], rows), ""]
 
 
+def report_generation_section(r: dict[str, Any]) -> list[str]:
+    period = r["period"]
+    lines = ["## Monthly report: time to make it and its size", ""]
+    lines += _meta(r.get("meta"))
+    lines += [
+        "",
+        f"The town's report for {period['days']} days ({period['start']} to {period['end']}) "
+        f"with {r['history_days_in_database']} days of the simulated town's history in the "
+        "database: every figure computed by the report's own queries (the footprint's "
+        f"included), then the PDF drawn, in one process, median of {r['runs']} runs. "
+        "The machine's other work ran meanwhile.",
+        "",
+    ]
+    rows = [
+        ["queries (s)", r["queries_s_median"]],
+        ["drawing the PDF (s)", r["render_s_median"]],
+        ["total (s)", r["total_s_median"]],
+        ["PDF size (kB)", round(r["pdf_bytes"] / 1000, 1)],
+        ["PDF pages", r["pdf_pages"]],
+    ]
+    lines += [*_table(["measure", "value"], rows), ""]
+    held = [[table, n] for table, n in r["rows_in_period"].items()]
+    return [
+        *lines,
+        "Rows of the period in each table the report reads:",
+        "",
+        *_table(["table", "rows"], held),
+        "",
+    ]
+
+
 def _mb(value: float | None) -> str:
     return "-" if value is None else f"{value / 1e6:,.1f}"
 
@@ -1687,6 +1718,8 @@ def build(
             lines += codec_section(r)
         elif kind == "lorawan":
             lines += lorawan_section(r)
+        elif kind == "report_generation":
+            lines += report_generation_section(r)
         elif kind == "chaos":
             lines += chaos_section(r)
         else:

@@ -259,3 +259,25 @@ def test_superseded_runs_go_to_the_history_page_and_todays_are_indexed(tmp_path:
     # The index links each of today's sections with its date and commit.
     assert "| [throughput](#throughput) | 2026-02-02T00:00:00+00:00 | `fedcba987654` |" in current
     assert "## At a glance" not in old
+
+
+def test_report_generation_section_gives_times_size_and_rows(tmp_path: Path) -> None:
+    result = {
+        "meta": META,
+        "benchmark": "report_generation",
+        "history_days_in_database": 24.5,
+        "period": {"days": 30, "start": "2026-11-07", "end": "2026-12-07"},
+        "runs": 3,
+        "queries_s_median": 1.25,
+        "render_s_median": 6.5,
+        "total_s_median": 7.75,
+        "pdf_bytes": 71_098,
+        "pdf_pages": 7,
+        "rows_in_period": {"readings": 12_345},
+    }
+    (tmp_path / "report_generation.json").write_text(json.dumps(result))
+    text = report.build(tmp_path, scoreboard=tmp_path / "none.md")
+    assert "## Monthly report: time to make it and its size" in text
+    assert "| total (s) | 7.75 |" in text and "| PDF size (kB) | 71.1 |" in text
+    assert "with 24.5 days of the simulated town's history" in text
+    assert "| readings | 12345 |" in text

@@ -29,7 +29,7 @@ class WasteSettings(StreamServiceSettings):
     # next round day (Friday's, those full before Monday's round). Monday, Wednesday and Friday
     # by default: daily rounds of the few bins due drive more than sector rounds on a fixed
     # schedule (docs/waste.md, "Simulated town").
-    round_hour: float = 6.0
+    round_hour: float = Field(default=6.0, ge=0, lt=24)
     round_weekdays: list[Annotated[int, Field(ge=0, le=6)]] = Field(
         default=[0, 2, 4], min_length=1, max_length=7
     )

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import psycopg
@@ -42,6 +42,9 @@ TRUCK_CO2E = "refuse_truck_kg_co2e_per_km"
 # The task looks again at least this often (a changed clock, summer time, an outage).
 RECHECK_S = 3600.0
 RETRY_S = 60.0
+
+
+Outcome = Literal["saved", "recorded", "not_due", "no_depot", "unserved"]
 
 
 class PlanError(ValueError):
@@ -278,7 +281,7 @@ async def record(pool: Pool, settings: WasteSettings, plan: DayPlan) -> bool:
         )
 
 
-async def record_due_plan(pool: Pool, settings: WasteSettings, *, now: datetime) -> str:
+async def record_due_plan(pool: Pool, settings: WasteSettings, *, now: datetime) -> Outcome:
     """Record today's plan if it is due and not recorded yet. Returns what happened: "saved",
     "recorded" (already), "not_due", "no_depot" or "unserved" (the town's trucks cannot take
     every due bin: not the town's plan, logged, not recorded)."""

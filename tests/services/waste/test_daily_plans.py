@@ -9,35 +9,16 @@ from typing import Any
 
 import httpx
 import pytest
-from pydantic import SecretStr
 
 from services.waste import planning
-from services.waste.settings import WasteSettings
 from shared.db import Pool, create_pool
 from tests.data_rows import connect
-from townpulse.simulator import build_town
+from tests.waste_support import settings_now
 from townpulse.stack import Stack
 
 pytestmark = pytest.mark.integration
 
 DEADLINE_S = 120.0
-
-
-def settings_now(url: str, *, round_day: bool) -> WasteSettings:
-    """The simulated town's depot, with today (town time) a round day from midnight, or not."""
-    lat, lon = build_town(energy=0, waste=0, traffic=0).depot
-    probe = WasteSettings(dev_mode=True)
-    weekday = datetime.now(planning.town_tz(probe)).weekday()
-    days = [weekday] if round_day else [(weekday + 1) % 7]
-    return WasteSettings(
-        dev_mode=True,
-        database_url=SecretStr(url),
-        depot=f"{lat},{lon}",
-        round_weekdays=days,
-        round_hour=0.0,
-        fixed_visits_per_week=1.3,
-        plan_time_limit_s=0.5,
-    )
 
 
 async def _rows(pool: Pool, sql: str, *args: Any) -> list[dict[str, Any]]:

@@ -92,8 +92,11 @@ def up(
         # The simulated town's trucks leave from its depot, unless the town configured its own.
         from townpulse.simulator import build_town
 
-        lat, lon = build_town(energy=0, waste=0, traffic=0).depot
+        town = build_town(energy=0, traffic=0)
+        lat, lon = town.depot
         os.environ.setdefault("TOWNPULSE_DEPOT", f"{lat},{lon}")
+        # ... and its plans are compared with its own fixed schedule (docs/report.md).
+        os.environ.setdefault("TOWNPULSE_FIXED_VISITS_PER_WEEK", str(town.fixed_visits_per_week))
     try:
         stack.up()
         if sim:

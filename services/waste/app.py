@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from services.waste import planning
 from services.waste.adapters.db import write_rows
 from services.waste.domain.algorithms import algorithms
 from services.waste.domain.bin import WasteProcessor
@@ -28,6 +29,7 @@ def create_app(settings: WasteSettings) -> FastAPI:
         domain=Domain.WASTE,
         router=router,
         algorithms=algorithms(processor),
+        tasks={"daily-plans": lambda pool: planning.daily_plans(pool, settings)},
     )
     secure(app, settings=settings)
     return app

@@ -5,6 +5,7 @@ from typing import Annotated
 from pydantic import Field
 
 from services.waste.domain.bin import FILL_MODEL
+from shared.factors import FactorOverrides
 from shared.ml.registry import ModelSpec
 from shared.settings import StreamServiceSettings
 
@@ -28,7 +29,7 @@ class WasteSettings(StreamServiceSettings):
     # next round day (Friday's, those full before Monday's round). Monday, Wednesday and Friday
     # by default: daily rounds of the few bins due drive more than sector rounds on a fixed
     # schedule (docs/waste.md, "Simulated town").
-    round_hour: float = 6.0
+    round_hour: float = Field(default=6.0, ge=0, lt=24)
     round_weekdays: list[Annotated[int, Field(ge=0, le=6)]] = Field(
         default=[0, 2, 4], min_length=1, max_length=7
     )
@@ -46,5 +47,14 @@ class WasteSettings(StreamServiceSettings):
     truck_speed_kmh: float = Field(default=20.0, gt=0, le=90)
     stop_min: float = Field(default=1.0, ge=0, le=60)
     truck_bins: int | None = Field(default=None, ge=1, le=5000)
-    # A refuse truck burns about 45 L of diesel per 100 km, at 2.65 kg of CO2 per litre.
-    co2_kg_per_km: float = 1.2
+    # Trucks the town sends on a round (a plan request's `vehicles` overrides it): the day's
+    # plan recorded for the monthly report is planned with these.
+    round_trucks: int = Field(default=1, ge=1, le=50)
+    # The fixed schedule the plans replace, for the monthly report's comparison: how many times
+    # a week it empties each bin, on average (docs/report.md). 1.0 by default, the once-a-week
+    # round (C1) of the least collected streams, so that savings are not overstated; the
+    # simulated town's is 1.3 (`townpulse up` sets it). Recorded with each day's plan.
+    fixed_visits_per_week: float = Field(default=1.0, gt=0, le=14)
+    # The town's own emission factors (TOWNPULSE_FACTORS, as the operator API's): the CO2 of
+    # the plan's km is `refuse_truck_kg_co2e_per_km` of the shared table (shared/factors).
+    factors: FactorOverrides = Field(default_factory=dict)

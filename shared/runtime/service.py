@@ -6,14 +6,14 @@ sink (adapter) and its router (entrypoint).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
 from shared.algorithms import Algorithm, declare_algorithms
-from shared.db import create_pool
+from shared.db import Pool, create_pool
 from shared.http import check_pool, observability_router
 from shared.kafka import Producer, create_consumer
 from shared.runtime.processor import DeviceProcessor
@@ -23,6 +23,10 @@ from shared.stream.loop import StreamLoop
 from shared.stream.offsets import DbOffsets
 from shared.supervise import Supervisor
 from shared.topics import READINGS_TOPICS, Domain
+
+# A service's own long-running task beside its stream (e.g. the waste service's daily plans),
+# given the service's database pool; run under the same supervisor as the consumer.
+BackgroundTask = Callable[[Pool], Coroutine[Any, Any, None]]
 
 
 def create_stream_app(
@@ -34,10 +38,12 @@ def create_stream_app(
     domain: Domain,
     router: APIRouter,
     algorithms: Sequence[Algorithm] = (),
+    tasks: Mapping[str, BackgroundTask] | None = None,
 ) -> FastAPI:
     """A FastAPI app running `processor` over `domain`'s readings, exactly once per reading.
 
     `algorithms`: what `processor` runs, declared to the public register at each start.
+    `tasks`: the service's own background tasks by name, supervised like its consumer.
     """
 
     @asynccontextmanager
@@ -85,6 +91,8 @@ def create_stream_app(
         supervisor = Supervisor(on_fatal=getattr(app.state, "on_fatal", None))
         supervisor.start("consumer", loop.run())
         supervisor.start("outbox-relay", relay.run())
+        for name, task in (tasks or {}).items():
+            supervisor.start(name, task(pool))
         app.state.pool, app.state.runtime, app.state.supervisor = pool, runtime, supervisor
         app.state.consumer, app.state.settings, app.state.loop = consumer, settings, loop
         try:

@@ -85,8 +85,9 @@ ROWS: dict[str, list[str]] = {
         "INSERT INTO reports (id, period_start, period_end, lang, kind, factors_version, figures,"
         " pdf, size_bytes, sha256) VALUES ('rp_2026-11-01_2026-12-01_fr', '2026-11-01',"
         " '2026-12-01', 'fr', 'monthly', '2026.1', '{}', '\\x25504446', 4, 'ab')",
-        "INSERT INTO waste_plans (day, bins, every_bins, vehicles, km, every_bin_km)"
-        " VALUES ('2026-11-02', 40, 150, 2, 31.5, 48.2)",
+        "INSERT INTO waste_plans (day, bins, every_bins, vehicles, km, every_bin_km,"
+        " fixed_visits_per_week, rounds_per_week)"
+        " VALUES ('2026-11-02', 40, 150, 2, 31.5, 48.2, 1.3, 3)",
     ],
     "0012": [
         "INSERT INTO register_algorithms (id, service, declaration)"

@@ -280,6 +280,17 @@ class Town:
         """
         return offset(self.centre, east_m=DEPOT_OFFSET_M[0], north_m=DEPOT_OFFSET_M[1])
 
+    @property
+    def fixed_visits_per_week(self) -> float:
+        """How many times a week the town's fixed schedule empties each bin, on average (what
+        the monthly report compares the planned rounds with; 0 without bins).
+
+        >>> build_town(energy=0, traffic=0).fixed_visits_per_week
+        1.3
+        """
+        days = [len(getattr(d.spec, "collection_weekdays", ())) for d in self.of(Domain.WASTE)]
+        return round(sum(days) / len(days), 2) if days else 0.0
+
     def of(self, domain: Domain) -> tuple[Device, ...]:
         """Devices of one domain, in id order."""
         return tuple(d for d in self.devices if d.domain is domain)

@@ -6,7 +6,7 @@ console page, reconciled by the tests against the same quantities computed their
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, LiteralString
@@ -42,10 +42,8 @@ FROM energy_scores s LEFT JOIN devices d ON d.id = s.device_id
 WHERE s.ts >= %(start)s AND s.ts < %(end)s AND s.is_anomaly
 GROUP BY s.device_id, d.name ORDER BY excess_kwh DESC, s.device_id""",
     "waste_plans": """
-SELECT count(*) AS days, coalesce(sum(km), 0) AS planned_km,
-       coalesce(sum(every_bin_km), 0) AS every_bin_km,
-       coalesce(sum(bins), 0) AS planned_visits, coalesce(sum(every_bins), 0) AS every_bin_visits
-FROM waste_plans WHERE day >= %(start_day)s AND day < %(end_day)s""",
+SELECT day, km, every_bin_km, bins, every_bins, fixed_visits_per_week, rounds_per_week
+FROM waste_plans WHERE day >= %(start_day)s AND day < %(end_day)s ORDER BY day""",
     "waste_collections": """
 SELECT count(*) AS collections,
        count(*) FILTER (WHERE level_before >= %(overflow_pct)s) AS overflows,
@@ -156,18 +154,56 @@ async def energy(conn: Conn, values: Mapping[str, Any], *, tariff: float) -> dic
     }
 
 
+def fixed_comparison(plans: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """The recorded plans against the town's fixed schedule over the same weeks.
+
+    Each recorded round day stands for 1/r of a week of rounds (r: round days a week), so the
+    plans cover `weeks` = the sum of 1/r. Over them the fixed schedule empties every bin v
+    times a week (the setting recorded with each plan): its km are those of a tour of every bin
+    (from the same depot, on the same day) x v x weeks, that is the sum over the days of
+    every_bin_km x v / r; mean tour x v x weeks when the settings did not change. A week
+    without its plans counts on neither side.
+
+    >>> day = {"km": 20.0, "every_bin_km": 60.0, "bins": 30, "every_bins": 150,
+    ...        "fixed_visits_per_week": 1.5, "rounds_per_week": 3}
+    >>> c = fixed_comparison([day] * 6)
+    >>> [round(c[k], 6) for k in ("weeks", "planned_km", "fixed_km", "saved_km", "fixed_visits")]
+    [2.0, 120.0, 180.0, 60.0, 450.0]
+    """
+    share = [float(p["fixed_visits_per_week"]) / int(p["rounds_per_week"]) for p in plans]
+    weeks = sum(1.0 / int(p["rounds_per_week"]) for p in plans)
+    planned = sum(float(p["km"]) for p in plans)
+    fixed = sum(float(p["every_bin_km"]) * s for p, s in zip(plans, share, strict=True))
+    return {
+        "weeks": weeks,
+        "planned_km": planned,
+        "every_bin_tour_km": sum(float(p["every_bin_km"]) for p in plans) / len(plans)
+        if plans
+        else 0.0,
+        "fixed_visits_per_week": sum(share) / weeks if weeks else 0.0,
+        "fixed_km": fixed,
+        "saved_km": fixed - planned,
+        "planned_visits": float(sum(int(p["bins"]) for p in plans)),
+        "fixed_visits": sum(int(p["every_bins"]) * s for p, s in zip(plans, share, strict=True)),
+    }
+
+
 async def waste(
     conn: Conn, values: Mapping[str, Any], *, fuel_l_per_km: float, co2e_kg_per_km: float
 ) -> dict[str, Any]:
-    plans = (await _rows(conn, "waste_plans", values))[0]
+    plans = await _rows(conn, "waste_plans", values)
     collections = (await _rows(conn, "waste_collections", values))[0]
-    saved = float(plans["every_bin_km"]) - float(plans["planned_km"])
+    c = fixed_comparison(plans)
+    saved = c["saved_km"]
     return {
-        "plan_days": int(plans["days"]),
-        "planned_km": _r(plans["planned_km"]),
-        "every_bin_km": _r(plans["every_bin_km"]),
-        "planned_visits": int(plans["planned_visits"]),
-        "every_bin_visits": int(plans["every_bin_visits"]),
+        "plan_days": len(plans),
+        "weeks": _r(c["weeks"], 2),
+        "planned_km": _r(c["planned_km"]),
+        "every_bin_tour_km": _r(c["every_bin_tour_km"]),
+        "fixed_visits_per_week": _r(c["fixed_visits_per_week"], 2),
+        "fixed_km": _r(c["fixed_km"]),
+        "planned_visits": int(c["planned_visits"]),
+        "fixed_visits": round(c["fixed_visits"]),
         "saved_km": _r(saved),
         "saved_fuel_l": _r(saved * fuel_l_per_km),
         "saved_co2e_kg": _r(saved * co2e_kg_per_km),

@@ -178,8 +178,19 @@ def render(
         f"{n(w['plan_days'], 0)} / {figures['period']['days']}",
         "waste_plans",
     )
+    p.figure_line(word("plan_weeks", lang), n(w["weeks"], 2), "waste_plans")
     p.figure_line(word("planned_km", lang), f"{n(w['planned_km'])} km", "waste_plans")
-    p.figure_line(word("every_bin_km", lang), f"{n(w['every_bin_km'])} km", "waste_plans")
+    p.figure_line(
+        word("fixed_km", lang, visits=n(w["fixed_visits_per_week"], 2)),
+        f"{n(w['fixed_km'])} km",
+        "waste_plans",
+    )
+    p.figure_line(word("every_bin_tour_km", lang), f"{n(w['every_bin_tour_km'])} km", "waste_plans")
+    p.figure_line(
+        word("bins_emptied", lang),
+        f"{n(w['planned_visits'], 0)} / {n(w['fixed_visits'], 0)}",
+        "waste_plans",
+    )
     p.figure_line(word("saved_km", lang), f"{n(w['saved_km'])} km", "waste_plans")
     p.figure_line(word("saved_fuel", lang), f"{n(w['saved_fuel_l'])} l", "waste_plans")
     p.figure_line(word("saved_co2e", lang), f"{n(w['saved_co2e_kg'])} kg", "waste_plans")
@@ -192,8 +203,8 @@ def render(
     )
 
     def waste_chart(ax: Any) -> None:
-        labels = [word("planned_km", lang), word("every_bin_km", lang)]
-        ax.bar(labels, [w["planned_km"], w["every_bin_km"]], color=["#2a9d8f", "#8d99ae"])
+        labels = [word("planned_km", lang), word("fixed_short", lang)]
+        ax.bar(labels, [w["planned_km"], w["fixed_km"]], color=["#2a9d8f", "#8d99ae"])
         ax.set_ylabel("km")
         ax.set_title(word("chart_waste", lang), fontsize=9)
 

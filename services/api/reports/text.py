@@ -42,7 +42,20 @@ WORDS: dict[str, tuple[str, str]] = {
     "waste": ("Collecte des déchets", "Waste collection"),
     "plan_days": ("Jours avec une tournée planifiée", "Days with a planned round"),
     "planned_km": ("Tournées planifiées", "Planned rounds"),
-    "every_bin_km": ("Tournée fixe (tous les bacs)", "Fixed round (every bin)"),
+    "plan_weeks": ("Semaines couvertes par ces tournées", "Weeks these rounds cover"),
+    "fixed_km": (
+        "Calendrier fixe de la commune ({visits} passages par bac et par semaine)",
+        "The town's fixed schedule ({visits} visits per bin a week)",
+    ),
+    "fixed_short": ("Calendrier fixe", "Fixed schedule"),
+    "every_bin_tour_km": (
+        "Une tournée de tous les bacs (moyenne)",
+        "One tour of every bin (mean)",
+    ),
+    "bins_emptied": (
+        "Bacs vidés : planifié / calendrier fixe",
+        "Bins emptied: planned / fixed schedule",
+    ),
     "saved_km": ("Distance évitée", "Distance saved"),
     "saved_fuel": ("Gazole évité", "Diesel saved"),
     "saved_co2e": ("CO2e évité par la collecte", "CO2e avoided by the collection"),
@@ -116,12 +129,23 @@ METHODS: dict[str, tuple[str, str]] = {
         "model flagged as anomalous (energy_scores); cost = excess x tariff.",
     ),
     "waste_plans": (
-        "Plans de collecte du jour tels que le service déchets les a calculés (waste_plans) : "
-        "km du plan et km d'une tournée fixe visitant tous les bacs, depuis le même dépôt. "
-        "Évité = différence ; gazole et CO2e = km x facteurs du camion.",
-        "Each day's collection plan as the waste service computed it (waste_plans): km of the "
-        "plan and km of a fixed round visiting every bin from the same depot. Saved = the "
-        "difference; diesel and CO2e = km x the truck's factors.",
+        "Le plan de chaque jour de tournée, enregistré une fois par le service déchets à l'heure "
+        "de la tournée (waste_plans), est comparé au calendrier fixe que la commune suivait "
+        "avant, sur les mêmes semaines. Chaque jour enregistré compte pour 1/r semaine (r jours "
+        "de tournée par semaine) ; pendant ces semaines, le calendrier fixe vide chaque bac v "
+        "fois par semaine (réglage fixed_visits_per_week, enregistré avec chaque plan) : ses km "
+        "= km d'une tournée de tous les bacs depuis le même dépôt le même jour x v x semaines "
+        "(somme sur les jours de every_bin_km x v / r). Évité = km du calendrier fixe moins km "
+        "planifiés ; gazole et CO2e = km x facteurs du camion. Une semaine sans plan enregistré "
+        "ne compte d'aucun côté.",
+        "Each round day's plan, recorded once by the waste service at the round hour "
+        "(waste_plans), is compared with the fixed schedule the town followed before, over the "
+        "same weeks. Each recorded day counts for 1/r of a week (r round days a week); over "
+        "those weeks the fixed schedule empties every bin v times a week (setting "
+        "fixed_visits_per_week, recorded with each plan): its km = km of a tour of every bin "
+        "from the same depot on the same day x v x weeks (the sum over the days of "
+        "every_bin_km x v / r). Saved = the fixed schedule's km minus the planned km; diesel "
+        "and CO2e = km x the truck's factors. A week without its plans counts on neither side.",
     ),
     "waste_collections": (
         "Collectes détectées sur les capteurs (waste_collections) ; débordant = niveau avant "

@@ -119,18 +119,26 @@ async def save_plan(
     vehicles: int,
     km: float,
     every_bin_km: float,
-) -> None:
-    """The day's plan as last computed: the monthly report sums these (docs/report.md)."""
-    await conn.execute(
+    fixed_visits_per_week: float,
+    rounds_per_week: int,
+) -> bool:
+    """The day's plan, unless one is kept already; whether this one was. The monthly report
+    sums these against the fixed schedule (docs/report.md)."""
+    cur = await conn.execute(
         """
-        INSERT INTO waste_plans (day, computed_at, bins, every_bins, vehicles, km, every_bin_km)
-        VALUES (%s, now(), %s, %s, %s, %s, %s)
-        ON CONFLICT (day) DO UPDATE SET computed_at = now(), bins = excluded.bins,
-            every_bins = excluded.every_bins, vehicles = excluded.vehicles, km = excluded.km,
-            every_bin_km = excluded.every_bin_km
+        INSERT INTO waste_plans (day, computed_at, bins, every_bins, vehicles, km, every_bin_km,
+                                 fixed_visits_per_week, rounds_per_week)
+        VALUES (%s, now(), %s, %s, %s, %s, %s, %s, %s)
+        ON CONFLICT (day) DO NOTHING
         """,
-        (day, bins, every_bins, vehicles, km, every_bin_km),
+        (day, bins, every_bins, vehicles, km, every_bin_km, fixed_visits_per_week, rounds_per_week),
     )
+    return cur.rowcount == 1
+
+
+async def has_plan(conn: AsyncConnection[DictRow], *, day: date) -> bool:
+    cur = await conn.execute("SELECT 1 FROM waste_plans WHERE day = %s", (day,))
+    return await cur.fetchone() is not None
 
 
 async def all_bins(conn: AsyncConnection[DictRow]) -> list[DictRow]:

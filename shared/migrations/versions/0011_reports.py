@@ -3,9 +3,10 @@
 - `reports`: each generated report (a period, a language), its figures as JSON (what the console
   page shows and the tests reconcile), the factors' version it used, and the PDF itself with its
   SHA-256. One report per period and language: generating it again is a no-op.
-- `waste_plans`: the waste service's collection plan of each day as it last computed it (km of
-  the plan, km of a round visiting every bin): the plans were computed on request and forgotten,
-  so a month's savings could not be summed.
+- `waste_plans`: the waste service's collection plan of each round day, recorded once by the
+  service itself at the round hour (km of the plan, km of a tour visiting every bin), with the
+  town's fixed schedule it replaces as it was set that day (visits of each bin per week, round
+  days per week): the report compares the plans with that schedule over the same weeks.
 - The API announces a report to the webhooks that asked for `report.published`: it reads which
   subscriptions want it (not their secrets) and queues the event in their outbox, which the
   alerts service signs and delivers like any other.
@@ -47,7 +48,10 @@ CREATE TABLE waste_plans (
     every_bins   integer NOT NULL,
     vehicles     integer NOT NULL,
     km           double precision NOT NULL,
-    every_bin_km double precision NOT NULL
+    every_bin_km double precision NOT NULL,
+    -- The fixed schedule the plans are compared with, as set on that day (docs/report.md).
+    fixed_visits_per_week double precision NOT NULL CHECK (fixed_visits_per_week > 0),
+    rounds_per_week integer NOT NULL CHECK (rounds_per_week BETWEEN 1 AND 7)
 );
 
 GRANT SELECT, INSERT, UPDATE ON reports TO townpulse_api;

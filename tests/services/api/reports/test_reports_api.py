@@ -25,6 +25,7 @@ from shared.factors import load_factors
 from shared.footprint import footprint_for
 from tests.data_rows import connect
 from tests.support import wait_for
+from tests.waste_support import record_today
 from tests.webhook_receiver import WebhookReceiver
 from townpulse.stack import Stack
 
@@ -128,11 +129,14 @@ def test_every_figure_reconciles_with_the_database(
     assert [t["device_id"] for t in e["top"]] == [d for _, d in top]
     assert [t["episodes"] for t in e["top"]] == [started[d] for _, d in top]
 
-    # Waste: the collections the sensors saw.
+    # Waste: the recorded plans against the fixed schedule, and the collections the sensors saw.
+    w = f["waste"]
+    check_waste_plans(
+        w, q(stack, "SELECT * FROM waste_plans WHERE day >= %s AND day < %s", start, end)
+    )
     collections = q(
         stack, "SELECT level_before FROM waste_collections WHERE ts >= %s AND ts < %s", lo, hi
     )
-    w = f["waste"]
     assert w["collections"] == len(collections)
     assert w["overflows"] == sum(1 for c in collections if c["level_before"] >= 100.0)
     assert w["low_fill"] == sum(1 for c in collections if c["level_before"] < 50.0)
@@ -216,22 +220,62 @@ def test_every_figure_reconciles_with_the_database(
         assert number(value, "en", digits=digits) in text, (value, digits)
 
 
-def test_the_day_plan_is_summed(api: httpx.Client, stack: Stack, today: date) -> None:
-    """Today's plan, as the waste service records it, is what a report of today sums."""
-    plan = api.get("/v1/waste/plan")
-    if plan.status_code == 422:
-        pytest.skip("the stack has no depot configured")
-    assert plan.status_code == 200, plan.text
-    got = report(api, today, today + timedelta(days=1), "fr")["figures"]["waste"]
-    [row] = q(stack, "SELECT * FROM waste_plans WHERE day = %s", today)
-    assert got["plan_days"] == 1
-    assert got["planned_km"] == pytest.approx(row["km"], abs=TOLERANCE)
-    assert got["every_bin_km"] == pytest.approx(row["every_bin_km"], abs=TOLERANCE)
-    saved = row["every_bin_km"] - row["km"]
-    assert got["saved_km"] == pytest.approx(saved, abs=TOLERANCE)
+def fixed_schedule(plans: list[dict[str, Any]]) -> dict[str, float]:
+    """The report's comparison worked out here, day by day: each recorded round day is 1/r of
+    a week; over it the fixed schedule drives v/r tours of every bin."""
+    weeks = fixed = fixed_visits = planned = 0.0
+    for p in plans:
+        week_share = 1 / p["rounds_per_week"]
+        weeks += week_share
+        fixed += p["every_bin_km"] * p["fixed_visits_per_week"] * week_share
+        fixed_visits += p["every_bins"] * p["fixed_visits_per_week"] * week_share
+        planned += p["km"]
+    return {"weeks": weeks, "fixed": fixed, "fixed_visits": fixed_visits, "planned": planned}
+
+
+def check_waste_plans(w: dict[str, Any], plans: list[dict[str, Any]]) -> None:
+    expected = fixed_schedule(plans)
     factors = load_factors()
+    saved = expected["fixed"] - expected["planned"]
+    assert w["plan_days"] == len(plans)
+    assert w["weeks"] == pytest.approx(expected["weeks"], abs=0.006)
+    assert w["planned_km"] == pytest.approx(expected["planned"], abs=TOLERANCE)
+    assert w["fixed_km"] == pytest.approx(expected["fixed"], abs=TOLERANCE)
+    assert w["fixed_visits"] == pytest.approx(expected["fixed_visits"], abs=0.5)
+    assert w["planned_visits"] == sum(p["bins"] for p in plans)
+    tours = [p["every_bin_km"] for p in plans]
+    assert w["every_bin_tour_km"] == pytest.approx(
+        sum(tours) / len(tours) if tours else 0.0, abs=TOLERANCE
+    )
+    assert w["saved_km"] == pytest.approx(saved, abs=TOLERANCE)
     fuel = factors["refuse_truck_fuel_l_per_km"].value
-    assert got["saved_fuel_l"] == pytest.approx(saved * fuel, abs=TOLERANCE)
+    assert w["saved_fuel_l"] == pytest.approx(saved * fuel, abs=TOLERANCE)
+    truck = factors["refuse_truck_kg_co2e_per_km"].value
+    assert w["saved_co2e_kg"] == pytest.approx(saved * truck, abs=TOLERANCE)
+
+
+def test_the_recorded_plans_are_compared_with_the_fixed_schedule(
+    api: httpx.Client, stack: Stack, today: date
+) -> None:
+    """The waste service records each round day's plan itself (tests/services/waste/
+    test_daily_plans.py); a report of the week to today compares them with the fixed schedule
+    recorded with them."""
+    start = today - timedelta(days=6)
+    # Today's plan as the service's task records it, if no plan was recorded yet this week (a
+    # fresh stack before its first round day).
+    asyncio.run(record_today(stack.database_url()))
+    plans = q(
+        stack,
+        "SELECT * FROM waste_plans WHERE day >= %s AND day < %s",
+        start,
+        today + timedelta(days=1),
+    )
+    got = report(api, start, today + timedelta(days=1), "fr")
+    w = got["figures"]["waste"]
+    check_waste_plans(w, plans)
+    assert w["fixed_km"] > 0 and w["plan_days"] >= 1
+    text = text_of(api.get(got["pdf_url"]).content)
+    assert number(w["fixed_km"], "fr") in text and number(w["saved_km"], "fr") in text
 
 
 def test_french_and_english_and_the_archive(api: httpx.Client, history: tuple[date, date]) -> None:

@@ -12,7 +12,7 @@
   alerts service signs and delivers like any other.
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 Create Date: 2026-12-07
 """
 

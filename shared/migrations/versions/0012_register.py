@@ -11,7 +11,7 @@ Grants per 0009's scheme: each declaring service writes the declarations (energy
 traffic, alerts); the API reads them and keeps the figures and texts.
 
 Revision ID: 0012
-Revises: 0009
+Revises: 0011
 Create Date: 2026-12-07
 """
 

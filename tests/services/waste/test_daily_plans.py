@@ -14,6 +14,7 @@ from services.waste import planning
 from shared.db import Pool, create_pool
 from tests.data_rows import connect
 from tests.waste_support import settings_now
+from townpulse.simulator import build_town
 from townpulse.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -67,8 +68,11 @@ def test_the_task_records_the_days_plan_once(stack: Stack, api: httpx.Client) ->
     assert 0 <= row["km"] <= row["every_bin_km"] + 1e-6
     assert (row["fixed_visits_per_week"], row["rounds_per_week"], row["vehicles"]) == (1.3, 1, 1)
 
-    # The API's plan of the day, whoever opens it, does not replace the recorded one.
-    plan = api.get("/v1/waste/plan")
+    # The API's plan of the day, whoever opens it, does not replace the recorded one. The
+    # depot is given: the suite's stack runs without the simulated town, whose depot `make up`
+    # configures.
+    lat, lon = build_town(energy=0, waste=0, traffic=0).depot
+    plan = api.get("/v1/waste/plan", params={"depot": f"{lat},{lon}"})
     assert plan.status_code == 200, plan.text
 
     async def rows() -> list[dict[str, Any]]:

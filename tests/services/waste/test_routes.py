@@ -3,9 +3,8 @@ the plan says how many of the trucks asked it uses and why, and bad shifts are r
 
 from __future__ import annotations
 
-import math
 import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -13,10 +12,8 @@ import pytest
 
 from services.waste.domain.plan import Point, distance_matrix, route_length
 from shared.ml.calendar import PARIS
-from shared.schemas import Reading, ReadingBatch
-from shared.topics import READINGS_TOPICS, Domain
-from tests.runtime_support import produce
 from tests.support import wait_for
+from tests.waste_support import add_full_bins
 
 pytestmark = pytest.mark.integration
 
@@ -26,34 +23,12 @@ DEPOT = Point("depot", 45.8990, 6.1290)
 @pytest.fixture
 def full_bins(api: httpx.Client, stack_env: dict[str, str]) -> Any:
     """Eight bins around the depot, each at 85 % and rising: due in the next round."""
-    tag = uuid.uuid4().hex[:6]
-    bins = {
-        f"sh-{tag}-{i}": (
-            DEPOT.lat + 0.004 * math.cos(i * 0.8) * (1 + i % 2),
-            DEPOT.lon + 0.005 * math.sin(i * 0.8) * (1 + i % 2),
-        )
-        for i in range(8)
-    }
-    for device_id, (lat, lon) in bins.items():
-        r = api.post(
-            "/v1/devices",
-            json={"id": device_id, "domain": "waste", "location": {"lat": lat, "lon": lon}},
-        )
-        assert r.status_code == 201, r.text
-    now = datetime.now(UTC).replace(second=0, microsecond=0)
-    batches = [
-        ReadingBatch(
-            device_id=d,
-            domain=Domain.WASTE,
-            received_at=now,
-            readings=[
-                Reading(ts=now - timedelta(minutes=15 * (4 - k)), metric="fill_pct", value=85.0 + k)
-            ],
-        )
-        for k in range(4)
-        for d in bins
-    ]
-    produce(stack_env["KAFKA_BOOTSTRAP"], READINGS_TOPICS[Domain.WASTE], batches)
+    bins = add_full_bins(
+        api,
+        stack_env["KAFKA_BOOTSTRAP"],
+        prefix=f"sh-{uuid.uuid4().hex[:6]}-",
+        around=(DEPOT.lat, DEPOT.lon),
+    )
     try:
         yield bins
     finally:

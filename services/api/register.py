@@ -97,6 +97,9 @@ RETENTION_FR = {
     "encore en transit restent effacés.",
     "deleted_device_state": "État des modèles et activité des capteurs supprimés (sans "
     "effacement) depuis cette durée.",
+    "footprint": "Mesures du temps de calcul, de la mémoire et des compteurs d'énergie de la "
+    "plateforme elle-même, par composant (aucun capteur, aucune personne) : l'empreinte du "
+    "bilan mensuel.",
 }
 
 

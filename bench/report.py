@@ -362,6 +362,29 @@ def _err_row(label: str, m: dict[str, Any]) -> list[Any]:
     ]
 
 
+# The waste benchmarks' model against their baselines, one row per class of bins.
+VERSUS_HEAD = [
+    "predictions",
+    "model MAE h (coverage)",
+    "rate_48h",
+    "weekday_mean_rate",
+    "strongest baseline",
+    "model / strongest",
+]
+
+
+def _versus_cells(s: dict[str, Any]) -> list[Any]:
+    return [
+        s["common"],
+        *(
+            f"{s[m]['mae_h']} ({s[m]['coverage']:.0%})"
+            for m in ("model", "rate_48h", "weekday_mean_rate")
+        ),
+        s["strongest_baseline"],
+        s["model_mae_ratio_to_strongest"],
+    ]
+
+
 def waste_section(r: dict[str, Any]) -> list[str]:
     setup, target = r["setup"], r["target"]["mae_h_bins_filling_2_days_or_more"]
     lines = ["## Waste: bin time-to-full", "", *_meta(r.get("meta")), ""]
@@ -419,28 +442,8 @@ def waste_section(r: dict[str, Any]) -> list[str]:
             if not s.get("common"):
                 brow.append([cls, 0, "-", "-", "-", "-", "-"])
                 continue
-            brow.append(
-                [
-                    cls,
-                    s["common"],
-                    *(
-                        f"{s[m]['mae_h']} ({s[m]['coverage']:.0%})"
-                        for m in ("model", "rate_48h", "weekday_mean_rate")
-                    ),
-                    s["strongest_baseline"],
-                    s["model_mae_ratio_to_strongest"],
-                ]
-            )
-        bhead = [
-            "bins",
-            "predictions",
-            "model MAE h (coverage)",
-            "rate_48h",
-            "weekday_mean_rate",
-            "strongest baseline",
-            "model / strongest",
-        ]
-        out += [*_table(bhead, brow), ""]
+            brow.append([cls, *_versus_cells(s)])
+        out += [*_table(["bins", *VERSUS_HEAD], brow), ""]
     return out
 
 
@@ -467,29 +470,8 @@ def waste_other_towns_section(r: dict[str, Any]) -> list[str]:
             if not s.get("common"):
                 rows.append([name, cls, s.get("n"), 0, "-", "-", "-", "-"])
                 continue
-            rows.append(
-                [
-                    name,
-                    cls,
-                    s["common"],
-                    f"{s['model']['mae_h']} ({s['model']['coverage']:.0%})",
-                    f"{s['rate_48h']['mae_h']} ({s['rate_48h']['coverage']:.0%})",
-                    f"{s['weekday_mean_rate']['mae_h']} ({s['weekday_mean_rate']['coverage']:.0%})",
-                    s["strongest_baseline"],
-                    s["model_mae_ratio_to_strongest"],
-                ]
-            )
-    head = [
-        "town",
-        "bins",
-        "predictions",
-        "model MAE h (coverage)",
-        "rate_48h",
-        "weekday_mean_rate",
-        "strongest baseline",
-        "model / strongest",
-    ]
-    return [*lines, "", *_table(head, rows), ""]
+            rows.append([name, cls, *_versus_cells(s)])
+    return [*lines, "", *_table(["town", "bins", *VERSUS_HEAD], rows), ""]
 
 
 def traffic_sim_section(r: dict[str, Any]) -> list[str]:

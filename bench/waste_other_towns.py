@@ -260,6 +260,33 @@ def _predictions(
         yield ts, preds
 
 
+METHODS = ("model", "rate_48h", "weekday_mean_rate")
+
+
+def compare(sel: list[dict[str, Any]], *, count_key: str = "n") -> dict[str, Any]:
+    """The model and the baselines on the instants where every one gave a time (beside each
+    one's error on all it predicted), and the strongest baseline."""
+    common = [r for r in sel if all(r["err"][m] is not None for m in METHODS)]
+    out: dict[str, Any] = {count_key: len(sel), "common": len(common)}
+    if not common:
+        return out
+    for method in METHODS:
+        errs = [abs(r["err"][method]) for r in common]
+        own = [abs(r["err"][method]) for r in sel if r["err"][method] is not None]
+        out[method] = {
+            "mae_h": round(statistics.fmean(errs), 2),
+            "median_abs_err_h": round(statistics.median(errs), 2),
+            "bias_h": round(statistics.fmean(r["err"][method] for r in common), 2),
+            # Share of the scored instants at which the method gave a time at all.
+            "coverage": round(len(own) / len(sel), 3),
+            "mae_h_own_predictions": round(statistics.fmean(own), 2),
+        }
+    best = min(("rate_48h", "weekday_mean_rate"), key=lambda m: out[m]["mae_h"])
+    out["strongest_baseline"] = best
+    out["model_mae_ratio_to_strongest"] = round(out["model"]["mae_h"] / out[best]["mae_h"], 3)
+    return out
+
+
 def score_town(town: str, *, bins: int = BINS) -> dict[str, Any]:
     started = time.perf_counter()
     scored_from = START + timedelta(weeks=WARMUP_WEEKS)
@@ -283,31 +310,9 @@ def score_town(town: str, *, bins: int = BINS) -> dict[str, Any]:
                 }
             )
 
-    def summary(sel: list[dict[str, Any]]) -> dict[str, Any]:
-        methods = ("model", "rate_48h", "weekday_mean_rate")
-        common = [r for r in sel if all(r["err"][m] is not None for m in methods)]
-        if not common:
-            return {"n": len(sel), "common": 0}
-        out: dict[str, Any] = {"n": len(sel), "common": len(common)}
-        for method in methods:
-            errs = [abs(r["err"][method]) for r in common]
-            own = [abs(r["err"][method]) for r in sel if r["err"][method] is not None]
-            out[method] = {
-                "mae_h": round(statistics.fmean(errs), 2),
-                "median_abs_err_h": round(statistics.median(errs), 2),
-                "bias_h": round(statistics.fmean(r["err"][method] for r in common), 2),
-                # Share of the scored instants at which the method gave a time at all.
-                "coverage": round(len(own) / len(sel), 3),
-                "mae_h_own_predictions": round(statistics.fmean(own), 2),
-            }
-        best = min(("rate_48h", "weekday_mean_rate"), key=lambda m: out[m]["mae_h"])
-        out["strongest_baseline"] = best
-        out["model_mae_ratio_to_strongest"] = round(out["model"]["mae_h"] / out[best]["mae_h"], 3)
-        return out
-
     return {
-        "bins_filling_2_days_or_more": summary([r for r in rows if r["slow"]]),
-        "all_bins": summary(rows),
+        "bins_filling_2_days_or_more": compare([r for r in rows if r["slow"]]),
+        "all_bins": compare(rows),
         "seconds": round(time.perf_counter() - started, 1),
     }
 

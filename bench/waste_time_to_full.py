@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import RESULTS, command_line, run_meta, write_result
-from bench.waste_other_towns import Rate48, WeekdayRate
+from bench.waste_other_towns import Rate48, WeekdayRate, compare
 from services.waste.domain.bin import BinState, WasteProcessor
 from shared.schemas import Reading
 from townpulse.simulator import build_town
@@ -52,7 +52,6 @@ from townpulse.simulator.town import BinSpec, Town
 TARGET_MAE_H = 6.0
 SLOW_DAYS = 2.0
 HOUR = timedelta(hours=1)
-METHODS = ("model", "rate_48h", "weekday_mean_rate")
 # Bands of days from empty to full (the first is outside the issue's target class).
 SPEED_BANDS: tuple[tuple[str, float, float], ...] = (
     ("under 2 days", 0.0, SLOW_DAYS),
@@ -124,28 +123,6 @@ def _summary(sel: list[dict[str, Any]]) -> dict[str, Any]:
         "bias_h": round(statistics.fmean(r["err"]["model"] for r in own), 2),
         "interval_coverage": round(sum(r["covered"] for r in own) / len(own), 3),
     }
-
-
-def _compare(sel: list[dict[str, Any]]) -> dict[str, Any]:
-    """Model and baselines on the instants where every one gave a time."""
-    common = [r for r in sel if all(r["err"][m] is not None for m in METHODS)]
-    out: dict[str, Any] = {"scored_instants": len(sel), "common": len(common)}
-    if not common:
-        return out
-    for method in METHODS:
-        errs = [abs(r["err"][method]) for r in common]
-        own = [abs(r["err"][method]) for r in sel if r["err"][method] is not None]
-        out[method] = {
-            "mae_h": round(statistics.fmean(errs), 2),
-            "median_abs_err_h": round(statistics.median(errs), 2),
-            "bias_h": round(statistics.fmean(r["err"][method] for r in common), 2),
-            "coverage": round(len(own) / len(sel), 3),
-            "mae_h_own_predictions": round(statistics.fmean(own), 2),
-        }
-    best = min(("rate_48h", "weekday_mean_rate"), key=lambda m: out[m]["mae_h"])
-    out["strongest_baseline"] = best
-    out["model_mae_ratio_to_strongest"] = round(out["model"]["mae_h"] / out[best]["mae_h"], 3)
-    return out
 
 
 def _glitch(value: float) -> bool:
@@ -260,8 +237,8 @@ def run(*, bins: int, weeks: int, warmup_weeks: int, seed: int, full_pct: float)
         # A list: bands in order of speed (the result file's keys are sorted).
         "by_fill_speed": by_speed,
         "against_baselines": {
-            "bins_filling_2_days_or_more": _compare(slow),
-            "all_bins": _compare(rows),
+            "bins_filling_2_days_or_more": compare(slow, count_key="scored_instants"),
+            "all_bins": compare(rows, count_key="scored_instants"),
         },
         "meets_target": slow_summary.get("mae_h", 1e9) < TARGET_MAE_H,
         "seconds": round(time.perf_counter() - started, 1),

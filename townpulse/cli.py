@@ -9,12 +9,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from townpulse.stack import Stack, StackError, read_env_file
+from townpulse import operator_api
+from townpulse.stack import Stack, StackError
 
 app = typer.Typer(help="TownPulse: a small town's sensor platform.", no_args_is_help=True)
 devices = typer.Typer(help="Register, list and remove devices (through the operator API).")
@@ -36,39 +36,13 @@ backup = typer.Typer(
 app.add_typer(backup, name="backup")
 
 
-def _load_stack_env() -> dict[str, str]:
-    """Values from `.run/stack.env`; the process environment wins."""
-    run_dir = Path(os.environ.get("TOWNPULSE_RUN_DIR", Stack().run))
-    try:
-        env = read_env_file(run_dir / "stack.env")
-    except PermissionError:
-        # A systemd unit's unprivileged user (the simulator's): its unit's environment holds
-        # what it needs, the file (root's, 0600) is not for it.
-        env = {}
-    for k, v in env.items():
-        os.environ.setdefault(k, v)
-    return {**env, **{k: os.environ[k] for k in env if k in os.environ}}
-
-
-def _api(*, timeout: float = 30) -> httpx.Client:
-    env = _load_stack_env()
-    if "API_URL" not in env:
-        raise typer.BadParameter("no stack.env: run `townpulse up` first (or set API_URL)")
-    key = Path(env["ADMIN_API_KEY_FILE"]).read_text().strip()
-    return httpx.Client(
-        base_url=env["API_URL"], headers={"Authorization": f"Bearer {key}"}, timeout=timeout
-    )
+_load_stack_env = operator_api.load_stack_env
+_api = operator_api.client
 
 
 def _call(method: str, path: str, *, ok: tuple[int, ...] = (200,), **kwargs: Any) -> Any:
-    """One request to the operator API: its JSON body (None for 204), or exit 1 with the
-    API's answer on stderr."""
-    with _api() as api:
-        r = api.request(method, path, **kwargs)
-    if r.status_code not in ok:
-        typer.echo(f"error {r.status_code}: {r.text}", err=True)
-        raise typer.Exit(1)
-    return None if r.status_code == 204 else r.json()
+    # `_api` looked up at each call: the CLI's tests put a fake API in its place.
+    return operator_api.call(method, path, ok=ok, connect=lambda: _api(), **kwargs)
 
 
 def _echo_json(body: Any) -> None:

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from townpulse import evaluation
+from townpulse import evaluation, operator_api
 
 
 def _date(text: str | None, option: str) -> datetime | None:
@@ -147,10 +147,8 @@ def public_command(args: list[str]) -> str:
 def _record(algorithm: str, result: dict[str, Any], path: Path) -> None:
     """PUT the run's figures to the register: the figures that apply to `algorithm` only (a
     forecast has no recall), so the API's check of what applies is the one that counts."""
-    from townpulse.cli import _call
-
     figures = evaluation.register_figures(result)
-    applies = _call("GET", "/register/", params={"lang": "en"})
+    applies = operator_api.call("GET", "/register/", params={"lang": "en"})
     declared = {a["id"]: a["quality_figures"] for a in applies["algorithms"]}
     if algorithm not in declared:
         typer.echo(f"error: {algorithm} is not in the register: {sorted(declared)}", err=True)
@@ -168,5 +166,5 @@ def _record(algorithm: str, result: dict[str, Any], path: Path) -> None:
         "command": public_command(sys.argv[1:])[:1000],
         **kept,
     }
-    stored = _call("PUT", f"/v1/register/quality/{algorithm}", json=body)
+    stored = operator_api.call("PUT", f"/v1/register/quality/{algorithm}", json=body)
     typer.echo(f"recorded in the register: {algorithm} {stored['figures']}", err=True)

@@ -13,6 +13,7 @@ import pytest
 from services.waste import planning
 from shared.db import Pool, create_pool
 from tests.data_rows import connect
+from tests.support import until
 from tests.waste_support import settings_now
 from townpulse.simulator import build_town
 from townpulse.stack import Stack
@@ -36,15 +37,18 @@ async def _scenario(url: str) -> tuple[date, dict[str, Any], str, str, list[dict
         async with pool.connection() as conn:
             await conn.execute("DELETE FROM waste_plans WHERE day = %s", (today,))
         task = asyncio.create_task(planning.daily_plans(pool, s))
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + DEADLINE_S
-        found: list[dict[str, Any]] = []
-        while not found and loop.time() < deadline and not task.done():
-            found = await _rows(pool, "SELECT * FROM waste_plans WHERE day = %s", today)
-            await asyncio.sleep(0.2)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        assert found, "the task recorded no plan for today"
+
+        async def recorded() -> list[dict[str, Any]]:
+            assert not task.done(), f"the task ended: {task.exception()!r}"
+            return await _rows(pool, "SELECT * FROM waste_plans WHERE day = %s", today)
+
+        try:
+            found = await until(
+                recorded, within_s=DEADLINE_S, interval=0.2, what="the task to record today's plan"
+            )
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
         again = await planning.record_due_plan(pool, s, now=datetime.now(UTC))
         not_due = await planning.record_due_plan(
             pool, settings_now(url, round_day=False), now=datetime.now(UTC)

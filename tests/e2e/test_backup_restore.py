@@ -307,7 +307,8 @@ def test_row_counts_alerts_and_audit_match(drill: dict[str, Any]) -> None:
     for table, n in before.items():
         if table == "stream_offsets":
             continue
-        if after[table] == n:
+        # The restored stack's own watch samples its footprint as soon as it starts.
+        if after[table] == n and table != "platform_footprint":
             assert restored[table] == n, table
         else:
             assert restored[table] >= n, table

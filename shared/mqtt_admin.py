@@ -192,7 +192,11 @@ class DynSecClient:
         self._client.on_message = self._on_message
         self._client.on_connect = self._on_connect
         self._host, self._port = host, port
-        self._lock = threading.Lock()  # one request at a time: responses carry no correlation
+        self._lock = threading.Lock()  # one request at a time
+        # The correlation of the request waiting for its response: the broker sends every
+        # response to every admin session (the API's, the tests', the stack's tools'), so an
+        # answer is ours only if it echoes our `correlationData`.
+        self._expect: str | None = None
         self._connected = threading.Event()
         self._response: dict[str, Any] | None = None
         self._got = threading.Event()
@@ -220,9 +224,14 @@ class DynSecClient:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:
-            self._response = json.loads(msg.payload)
-        except ValueError:
-            self._response = {"responses": [{"error": "unreadable response"}]}
+            body = json.loads(msg.payload)
+            first = body["responses"][0]
+        except (ValueError, KeyError, IndexError, TypeError):
+            return  # nobody's answer, or not one we can tell is ours
+        expected = self._expect
+        if expected is None or not str(first.get("correlationData", "")).startswith(expected):
+            return  # another admin session's answer
+        self._response = body
         self._got.set()
 
     def execute(
@@ -232,7 +241,10 @@ class DynSecClient:
         with self._lock:
             self._got.clear()
             self._response = None
-            info = self._client.publish(CONTROL_TOPIC, json.dumps({"commands": commands}), qos=1)
+            token = f"{uuid.uuid4().hex}:"
+            self._expect = token
+            tagged = [{**c, "correlationData": f"{token}{i}"} for i, c in enumerate(commands)]
+            info = self._client.publish(CONTROL_TOPIC, json.dumps({"commands": tagged}), qos=1)
             info.wait_for_publish(timeout)
             if not self._got.wait(timeout):
                 raise DynSecError("no answer from the dynamic security plugin")

@@ -238,6 +238,10 @@ class DynSecClient:
         self, commands: list[dict[str, Any]], *, timeout: float = 10
     ) -> list[dict[str, Any]]:
         """Run commands; returns one response per command (each may hold an `error`)."""
+        if not commands:
+            # The plugin answers an empty list with no response that could carry our
+            # correlation: nothing to wait for.
+            return []
         with self._lock:
             self._got.clear()
             self._response = None

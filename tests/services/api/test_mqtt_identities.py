@@ -231,6 +231,19 @@ def test_a_retained_publish_is_refused_and_never_delivered(
     assert [i["value"] for i in items] == [1]
 
 
+def test_repairing_an_untouched_broker_changes_nothing_and_finishes(dynsec: DynSecClient) -> None:
+    # Every `townpulse up` after the first repairs a broker with nothing to repair: the role's
+    # ACL fixes are then an empty batch, which the plugin leaves unanswered (CI waited 10 s for
+    # it and failed the start).
+    dynsec.repair()
+    before = dynsec.execute([{"command": "getRole", "rolename": GATEWAY_ROLE}])[0]
+    dynsec.repair()
+    after = dynsec.execute([{"command": "getRole", "rolename": GATEWAY_ROLE}])[0]
+    assert sorted(map(_acl, after["data"]["role"]["acls"])) == sorted(map(_acl, GATEWAY_ACLS))
+    assert after["data"] == before["data"]
+    assert dynsec.execute([]) == []
+
+
 @pytest.mark.e2e
 def test_tampered_service_identities_are_repaired_when_the_api_starts(
     api: httpx.Client,

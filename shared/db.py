@@ -9,6 +9,8 @@ from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 from pydantic import SecretStr
 
+from shared.townzone import DEFAULT_ZONE, TownZone, check_timezone, ensure_rollup_zone
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 # Every pool hands out connections whose rows are dicts (column name -> value).
@@ -28,11 +30,17 @@ def sqlalchemy_url(database_url: str) -> str:
     )
 
 
-def migrate(database_url: SecretStr | str, *, revision: str = "heads") -> None:
+def migrate(
+    database_url: SecretStr | str, *, revision: str = "heads", timezone: str | None = None
+) -> None:
     """Apply migrations up to `revision` (idempotent).
 
     "heads": each feature (alerts, the online-learning runtime) has its own branch from the
     initial schema, so they can be written independently; all of them are applied.
+
+    `timezone`: the town's (default: `TOWNPULSE_TIMEZONE`, as the services read it). The daily
+    rollup's days follow it while the database holds no reading; a database whose rollup has
+    another zone's days and readings is refused (shared/townzone.py).
     """
     from alembic import command
     from alembic.config import Config
@@ -42,7 +50,28 @@ def migrate(database_url: SecretStr | str, *, revision: str = "heads") -> None:
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     # ConfigParser interpolation would choke on a '%' in a URL-encoded password.
     cfg.set_main_option("sqlalchemy.url", sqlalchemy_url(url).replace("%", "%%"))
+    zone = timezone if timezone is not None else town_zone()
+    # Read by migration 0013, and by the step below on a database migrated before.
+    cfg.attributes["timezone"] = check_timezone(zone)
     command.upgrade(cfg, revision)
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        # Only once migration 0013 has recorded a zone (not when migrating to an older one).
+        if conn.execute("SELECT 1 FROM storage_info WHERE key = 'timezone'").fetchone():
+            conn.execute("SELECT pg_advisory_xact_lock(7310001)")
+            ensure_rollup_zone(conn, zone)
+
+
+def town_zone() -> str:
+    """`TOWNPULSE_TIMEZONE` as every service reads it (validated), outside any service."""
+    from pydantic_settings import BaseSettings, SettingsConfigDict
+
+    class _Zone(BaseSettings):
+        model_config = SettingsConfigDict(env_prefix="TOWNPULSE_", extra="ignore")
+        timezone: TownZone = DEFAULT_ZONE
+
+    return _Zone().timezone
 
 
 # No statement of ours runs for long (API queries are bounded, batches are about a thousand

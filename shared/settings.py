@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.ml.calendar import TownCalendar, check_holidays
 from shared.runtime.checkpoints import CheckpointKey
+from shared.townzone import DEFAULT_ZONE, TownZone
 
 # Values that people copy from examples. Outside dev mode a secret equal to one of these (or
 # shorter than MIN_SECRET_LEN) is refused, so a forgotten example value never reaches production.
@@ -37,8 +38,9 @@ class ServiceSettings(BaseSettings):
     tls_keyfile: Path | None = None
     database_url: SecretStr = SecretStr("postgresql://townpulse@127.0.0.1:5433/townpulse")
     kafka_bootstrap: str = "127.0.0.1:9092"
-    # The town's clock and public holidays: what "a Sunday at 3 am" means to the models.
-    timezone: str = "Europe/Paris"
+    # The town's clock and public holidays: what "a Sunday at 3 am" means to the models, and
+    # where the town's days begin for every daily figure (shared/townzone.py). An IANA name.
+    timezone: TownZone = DEFAULT_ZONE
     # Any country of the `holidays` package, with a subdivision after a hyphen (FR-57), or none.
     holidays_country: Annotated[str, AfterValidator(check_holidays)] = "FR"
     # Request bodies above this are refused (413) before they are read: the largest legitimate

@@ -39,7 +39,11 @@ async def add_reading(conn: AsyncConnection[Any], device_id: str, at: datetime) 
         await conn.execute("SELECT townpulse_ensure_partition(%s)", (at,))
         for table, bucket in (
             ("readings_hourly", "date_trunc('hour', %(at)s::timestamptz)"),
-            ("readings_daily", "date_trunc('day', %(at)s::timestamptz, 'Europe/Paris')"),
+            (
+                "readings_daily",
+                "date_trunc('day', %(at)s::timestamptz,"
+                " (SELECT value FROM storage_info WHERE key = 'timezone'))",
+            ),
         ):
             await conn.execute(
                 sql.SQL(
@@ -170,16 +174,30 @@ async def count_rows(conn: AsyncConnection[Any], table: str, device_id: str) -> 
 async def plain_database(stack: Stack) -> AsyncIterator[str]:
     """A fresh database kept on plain PostgreSQL (even when the server has TimescaleDB),
     migrated; its URL. Dropped afterwards."""
-    name = f"tp_plain_{uuid.uuid4().hex[:10]}"
+    async with scratch_database(stack, plain=True) as url:
+        yield url
+
+
+@asynccontextmanager
+async def scratch_database(
+    stack: Stack, *, plain: bool, timezone: str | None = None
+) -> AsyncIterator[str]:
+    """A fresh database of the stack's server, migrated (`timezone`: the town's, else the
+    environment's); on plain PostgreSQL if `plain`, else on the server's backend. Its URL;
+    dropped afterwards."""
+    name = f"tp_{'plain' if plain else 'db'}_{uuid.uuid4().hex[:10]}"
     ident = sql.Identifier(name)
     async with await AsyncConnection.connect(stack.superuser_url(), autocommit=True) as admin:
         await admin.execute(sql.SQL("CREATE DATABASE {} OWNER townpulse").format(ident))
-        await admin.execute(
-            sql.SQL("ALTER DATABASE {} SET townpulse.storage_backend = 'postgres'").format(ident)
-        )
+        if plain:
+            await admin.execute(
+                sql.SQL("ALTER DATABASE {} SET townpulse.storage_backend = 'postgres'").format(
+                    ident
+                )
+            )
         url = stack.database_url().rsplit("/", 1)[0] + "/" + name
         try:
-            migrate(url)
+            migrate(url, timezone=timezone)
             yield url
         finally:
             await admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(ident))

@@ -23,6 +23,7 @@ from shared.http import PUBLIC_PATHS, StrictTransport, check_pool, observability
 from shared.mqtt_admin import DynSecClient, DynSecError
 from shared.supervise import Supervisor
 from shared.throttle import ConcurrencyCaps, RouteClass
+from shared.townzone import check_rollup_zone
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,8 @@ def route_classes(settings: ApiSettings) -> tuple[list[RouteClass], RouteClass]:
 def create_app(settings: ApiSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Its daily figures come from the daily rollup: days of another zone are refused here.
+        await check_rollup_zone(settings.database_url, settings.timezone)
         pool = create_pool(settings.database_url, min_size=2, max_size=10)
         await pool.open()
         dynsec = await _connect_dynsec(settings)

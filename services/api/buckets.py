@@ -1,7 +1,9 @@
 """Parsing `bucket=` and choosing where aggregates come from.
 
 Sub-hour buckets are computed from raw readings; hour multiples from the hourly rollup; `1d` from
-the daily rollup, whose days are calendar days in Europe/Paris (a town's day, not UTC's).
+the daily rollup, whose days are the town's calendar days (`TOWNPULSE_TIMEZONE`, not UTC's: see
+shared/townzone.py). Bins start at the town's midnight; the hourly rollup's hours are UTC's, so
+in a zone whose offset is not whole hours (Asia/Kolkata) hour multiples are UTC's hours.
 """
 
 from __future__ import annotations

@@ -57,9 +57,9 @@ DATASETS = {
         Dataset(
             id="energy-daily-public-buildings",
             title="Daily energy use of the town's public buildings",
-            description="kWh per day (Europe/Paris calendar days) and building type, summed "
-            "over the public buildings of that type. A type with fewer buildings than the "
-            "aggregation floor is left out.",
+            description="kWh per day (the town's calendar days, in its time zone) and building "
+            "type, summed over the public buildings of that type. A type with fewer buildings "
+            "than the aggregation floor is left out.",
             keywords=("energy", "public buildings", "electricity"),
             columns=("day", "building_type", "buildings", "kwh"),
             floor=Floor.DEVICES,

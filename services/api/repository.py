@@ -9,9 +9,7 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from services.api.buckets import Bucket, Source
-
-# date_bin needs an origin; Paris midnight keeps hour bins aligned on local hours too.
-ORIGIN = "2000-01-01 00:00:00+01"
+from shared.townzone import bin_origin
 
 DEVICE_COLUMNS = "id, domain, name, lat, lon, metadata, created_at, dev_eui, external_id, profile"
 # A device's newest uplink (the primary key (device_id, ts) finds it in one index probe): its
@@ -268,7 +266,7 @@ _BUCKET_SQL = {
         SELECT bucket, metric, total / n AS avg, min, max, n AS count
         FROM readings_daily
         WHERE device_id = %(d)s
-          AND bucket >= date_trunc('day', %(start)s::timestamptz, 'Europe/Paris')
+          AND bucket >= date_trunc('day', %(start)s::timestamptz, %(zone)s::text)
           AND bucket < %(end)s AND (%(metric)s::text IS NULL OR metric = %(metric)s)
         ORDER BY 1, 2 LIMIT %(limit)s
     """,
@@ -284,7 +282,11 @@ async def bucketed_readings(
     metric: str | None,
     bucket: Bucket,
     limit: int,
+    zone: str,
 ) -> list[dict[str, Any]]:
+    """Aggregates per bucket of the town's time: bins start at its midnight (`bin_origin`), and
+    days are the daily rollup's, which are in `zone` (checked at start-up: shared/townzone.py).
+    """
     cur = await conn.execute(
         _BUCKET_SQL[bucket.source],
         {
@@ -294,7 +296,8 @@ async def bucketed_readings(
             "metric": metric,
             "limit": limit,
             "width": bucket.width,
-            "origin": ORIGIN,
+            "origin": bin_origin(zone),
+            "zone": zone,
         },
     )
     return await cur.fetchall()
@@ -318,11 +321,11 @@ async def deadletters(
 
 # ---- open data ---------------------------------------------------------------------------------
 # Each query aggregates first and applies the floor in the same statement: a row under it never
-# leaves the database. Days are Europe/Paris calendar days, as in readings_daily.
+# leaves the database. Days are the town's calendar days (`zone`), as in readings_daily.
 
 _OPEN_DATA_SQL = {
     "energy-daily-public-buildings": """
-        SELECT (r.bucket AT TIME ZONE 'Europe/Paris')::date AS day,
+        SELECT (r.bucket AT TIME ZONE %(zone)s::text)::date AS day,
                d.metadata->>'building_type' AS building_type,
                count(DISTINCT r.device_id) AS buildings,
                round(sum(r.total)::numeric, 3)::float8 AS kwh
@@ -334,7 +337,7 @@ _OPEN_DATA_SQL = {
         ORDER BY 1, 2 LIMIT %(limit)s
     """,
     "waste-fill-by-zone": """
-        SELECT (r.bucket AT TIME ZONE 'Europe/Paris')::date AS day,
+        SELECT (r.bucket AT TIME ZONE %(zone)s::text)::date AS day,
                d.metadata->>'zone' AS zone,
                count(DISTINCT r.device_id) AS bins,
                round((sum(r.total) / sum(r.n))::numeric, 1)::float8 AS mean_fill_pct,
@@ -368,6 +371,7 @@ async def open_dataset_rows(
     min_vehicles: int,
     public_building_types: list[str],
     limit: int,
+    zone: str,
 ) -> list[dict[str, Any]]:
     cur = await conn.execute(
         _OPEN_DATA_SQL[dataset],
@@ -378,6 +382,7 @@ async def open_dataset_rows(
             "min_vehicles": min_vehicles,
             "public_types": public_building_types,
             "limit": limit,
+            "zone": zone,
         },
     )
     return await cur.fetchall()

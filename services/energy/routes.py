@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from services.energy.adapters import db
 from shared.http import Viewer, time_window
 from shared.inputs import Day
-from shared.ml.calendar import PARIS
+from shared.townzone import day_bounds, today
 
 router = APIRouter(prefix="/v1/energy", tags=["energy"])
 
@@ -58,23 +58,30 @@ async def meter_consumption(
     end: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=20000)] = 5000,
 ) -> dict[str, Any]:
-    """Observed vs expected kWh per bucket (15m, 1h, 1d)."""
+    """Observed vs expected kWh per bucket (15m, 1h, 1d: the town's days)."""
     if bucket not in BUCKETS:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"bucket: one of {list(BUCKETS)}")
     start, end = time_window(start, end, default_span=timedelta(days=7))
     async with request.app.state.pool.connection() as conn:
         rows = await db.consumption(
-            conn, device_id=device_id, start=start, end=end, width=BUCKETS[bucket], limit=limit
+            conn,
+            device_id=device_id,
+            start=start,
+            end=end,
+            width=BUCKETS[bucket],
+            limit=limit,
+            zone=request.app.state.settings.timezone,
         )
     return {"device_id": device_id, "bucket": bucket, "items": rows}
 
 
 @router.get("/summary")
 async def town_summary(request: Request, _: Viewer, day: Day | None = None) -> dict[str, Any]:
-    """A day (Europe/Paris) for the whole town: total, top anomalies, kWh wasted by anomalies."""
-    day = day or datetime.now(PARIS).date()
-    start = datetime.combine(day, time(), PARIS)
-    end = datetime.combine(day + timedelta(days=1), time(), PARIS)
+    """A day of the town (its time zone, today by default) for the whole town: total, top
+    anomalies, kWh wasted by anomalies."""
+    zone = request.app.state.settings.timezone
+    day = day or today(zone)
+    start, end = day_bounds(day, zone)
     async with request.app.state.pool.connection() as conn:
         s = await db.summary(conn, start=start, end=end)
     return {"day": day, **s}

@@ -29,6 +29,7 @@ from shared.stream.loop import Batch, Record, Start, StreamLoop
 from shared.stream.offsets import KafkaOffsets, Position
 from shared.supervise import Supervisor
 from shared.topics import DEADLETTER_TOPIC, READINGS_TOPICS
+from shared.townzone import check_rollup_zone
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +177,7 @@ class RetentionMaintenance:
 def create_app(settings: StorageSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await check_rollup_zone(settings.database_url, settings.timezone)
         pool = create_pool(settings.database_url, min_size=1, max_size=3)
         await pool.open()
         backend = await storage_backend(pool)
@@ -189,7 +191,7 @@ def create_app(settings: StorageSettings) -> FastAPI:
         handler = StorageHandler(
             consumer=consumer,
             pool=pool,
-            writer=Writer(maintain_rollups=backend == "postgres"),
+            writer=Writer(maintain_rollups=backend == "postgres", timezone=settings.timezone),
             settings=settings,
         )
         loop = StreamLoop(

@@ -3,7 +3,8 @@
 A reading is identified by (device, metric, ts): `ON CONFLICT DO NOTHING` makes a redelivered
 batch (offsets not committed before a crash) a no-op. On plain PostgreSQL the hourly and daily
 rollups are updated from exactly the rows that were inserted, in the same statement, so they
-never count a duplicate.
+never count a duplicate; the daily rollup's days are the town's (`TOWNPULSE_TIMEZONE`, the zone
+the database records: shared/townzone.py).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ WITH ins AS (
     RETURNING 1
 ), daily AS (
     INSERT INTO readings_daily AS r (device_id, metric, bucket, n, total, min, max)
-    SELECT device_id, metric, date_trunc('day', ts, 'Europe/Paris'),
+    SELECT device_id, metric, date_trunc('day', ts, %(zone)s::text),
            count(*), sum(value), min(value), max(value)
     FROM ins GROUP BY 1, 2, 3
     ON CONFLICT (device_id, metric, bucket) DO UPDATE SET
@@ -83,8 +84,9 @@ class WriteResult:
 class Writer:
     """Writes one consumed batch inside the caller's transaction."""
 
-    def __init__(self, *, maintain_rollups: bool) -> None:
+    def __init__(self, *, maintain_rollups: bool, timezone: str) -> None:
         self._maintain_rollups = maintain_rollups
+        self._zone = timezone
         self._known_partitions: set[tuple[int, int]] = set()
 
     async def write(
@@ -112,7 +114,7 @@ class Writer:
             # Taken as late as possible: an erasure waits for this transaction to end.
             await exclude_erasures(conn)
             if self._maintain_rollups:
-                cur = await conn.execute(INSERT_READINGS_WITH_ROLLUPS)
+                cur = await conn.execute(INSERT_READINGS_WITH_ROLLUPS, {"zone": self._zone})
                 row = await cur.fetchone()
                 inserted = int(row["inserted"]) if row else 0
             else:

@@ -31,7 +31,13 @@ async def counter_flow(
     start, end = time_window(start, end, default_span=timedelta(days=1))
     async with request.app.state.pool.connection() as conn:
         rows = await db.flow(
-            conn, device_id=device_id, start=start, end=end, width=BUCKETS[bucket], limit=limit
+            conn,
+            device_id=device_id,
+            start=start,
+            end=end,
+            width=BUCKETS[bucket],
+            limit=limit,
+            zone=request.app.state.settings.timezone,
         )
     return {"device_id": device_id, "bucket": bucket, "start": start, "end": end, "items": rows}
 

@@ -630,6 +630,7 @@ async def readings(
                 metric=metric,
                 bucket=parsed,
                 limit=cap + 1,
+                zone=settings.timezone,
             )
             items = [BucketReading(**r) for r in rows[:cap]]
     return Readings(

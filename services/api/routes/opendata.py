@@ -151,6 +151,7 @@ async def _rows(
             min_vehicles=settings.open_data_min_vehicles,
             public_building_types=list(settings.open_data_public_building_types),
             limit=settings.open_data_max_rows + 1,
+            zone=settings.timezone,
         )
     truncated = len(rows) > settings.open_data_max_rows
     licence = Licence(publication[0]["licence"])

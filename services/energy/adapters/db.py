@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -14,6 +14,7 @@ from shared.runtime.tables import (
     latest_forecast,
     upsert_forecasts,
 )
+from shared.townzone import bin_origin
 
 
 async def write_rows(conn: AsyncConnection[DictRow], rows: list[Any]) -> None:
@@ -123,12 +124,16 @@ async def consumption(
     device_id: str,
     start: datetime,
     end: datetime,
-    width: Any,
+    width: timedelta,
     limit: int,
+    zone: str,
 ) -> list[DictRow]:
+    """Buckets of the town's time: its calendar days (23 or 25 hours on a change of clocks)
+    for a day, else bins from its midnight."""
     cur = await conn.execute(
         """
-        SELECT date_bin(%(w)s, ts, '2000-01-01 00:00:00+01'::timestamptz) AS bucket,
+        SELECT CASE WHEN %(day)s THEN date_trunc('day', ts, %(z)s::text)
+                    ELSE date_bin(%(w)s, ts, %(o)s::timestamptz) END AS bucket,
                sum(observed) AS observed_kwh, sum(expected) AS expected_kwh,
                -- The band of a bucket: the sum of its readings' intervals (an upper bound of
                -- the interval of the sum, so a bucket outside it is surely abnormal).
@@ -137,7 +142,16 @@ async def consumption(
         FROM energy_scores WHERE device_id = %(d)s AND ts >= %(s)s AND ts < %(e)s
         GROUP BY 1 ORDER BY 1 LIMIT %(n)s
         """,
-        {"w": width, "d": device_id, "s": start, "e": end, "n": limit},
+        {
+            "day": width == timedelta(days=1),
+            "w": width,
+            "o": bin_origin(zone),
+            "z": zone,
+            "d": device_id,
+            "s": start,
+            "e": end,
+            "n": limit,
+        },
     )
     return await cur.fetchall()
 

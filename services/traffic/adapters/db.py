@@ -16,6 +16,7 @@ from shared.runtime.tables import (
     upsert_episodes,
     upsert_forecasts,
 )
+from shared.townzone import bin_origin
 
 
 async def write_rows(conn: AsyncConnection[DictRow], rows: list[Any]) -> None:
@@ -70,18 +71,31 @@ async def flow(
     end: datetime,
     width: timedelta,
     limit: int,
+    zone: str,
 ) -> list[DictRow]:
+    """Buckets of the town's time (a flow is stamped at the end of its interval): its calendar
+    days for a day, else bins from its midnight."""
     cur = await conn.execute(
         """
-        SELECT date_bin(%(w)s, ts - interval '1 microsecond',
-                        '2000-01-01 00:00:00+01'::timestamptz) AS bucket,
+        SELECT CASE WHEN %(day)s THEN date_trunc('day', ts - interval '1 microsecond', %(z)s::text)
+                    ELSE date_bin(%(w)s, ts - interval '1 microsecond', %(o)s::timestamptz)
+               END AS bucket,
                sum(vehicles) AS vehicles, sum(expected) AS expected_vehicles,
                avg(speed_kmh) AS mean_speed_kmh, avg(expected_speed) AS expected_speed_kmh,
                count(*) AS readings, count(*) FILTER (WHERE is_anomaly) AS anomalous
         FROM traffic_flows WHERE device_id = %(d)s AND ts > %(s)s AND ts <= %(e)s
         GROUP BY 1 ORDER BY 1 LIMIT %(n)s
         """,
-        {"w": width, "d": device_id, "s": start, "e": end, "n": limit},
+        {
+            "day": width == timedelta(days=1),
+            "w": width,
+            "o": bin_origin(zone),
+            "z": zone,
+            "d": device_id,
+            "s": start,
+            "e": end,
+            "n": limit,
+        },
     )
     return await cur.fetchall()
 

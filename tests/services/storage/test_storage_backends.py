@@ -16,6 +16,7 @@ from services.storage.writer import Writer
 from shared import retention
 from shared.schemas import Reading, ReadingBatch
 from shared.topics import Domain
+from shared.townzone import DEFAULT_ZONE
 from tests.data_rows import plain_database
 from townpulse.stack import Stack
 
@@ -50,7 +51,7 @@ async def test_readings_and_rollups_are_the_same_on_both_backends(
         received_at=datetime.now(UTC),
         readings=[Reading(ts=ts, metric="fill_pct", value=v, unit="%") for ts, v in values],
     )
-    writer = Writer(maintain_rollups=backend == "postgres")
+    writer = Writer(maintain_rollups=backend == "postgres", timezone=DEFAULT_ZONE)
     for _ in range(2):  # a redelivered batch is stored once
         async with db.transaction():
             await writer.write(db, batches=[batch], deadletters=[])
@@ -95,7 +96,9 @@ async def test_timescaledb_compresses_readings_and_still_answers(stack: Stack) -
             ],
         )
         async with conn.transaction():
-            await Writer(maintain_rollups=False).write(conn, batches=[batch], deadletters=[])
+            await Writer(maintain_rollups=False, timezone=DEFAULT_ZONE).write(
+                conn, batches=[batch], deadletters=[]
+            )
         cur = await conn.execute(
             "SELECT compress_chunk(c, if_not_compressed => true) AS c FROM show_chunks("
             "'readings', older_than => %s, newer_than => %s) c",
@@ -116,7 +119,9 @@ async def test_timescaledb_compresses_readings_and_still_answers(stack: Stack) -
         assert (await cur.fetchone())["all_compressed"]  # type: ignore[index]
         # Writing into a compressed chunk (a late redelivery) still stores each reading once.
         async with conn.transaction():
-            await Writer(maintain_rollups=False).write(conn, batches=[batch], deadletters=[])
+            await Writer(maintain_rollups=False, timezone=DEFAULT_ZONE).write(
+                conn, batches=[batch], deadletters=[]
+            )
         cur = await conn.execute(
             "SELECT count(*) AS n FROM readings WHERE device_id = %s", (device,)
         )

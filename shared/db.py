@@ -9,7 +9,13 @@ from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 from pydantic import SecretStr
 
-from shared.townzone import DEFAULT_ZONE, TownZone, check_timezone, ensure_rollup_zone
+from shared.townzone import (
+    DEFAULT_ZONE,
+    TownZone,
+    TownZoneError,
+    check_timezone,
+    ensure_rollup_zone,
+)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -65,13 +71,21 @@ def migrate(
 
 def town_zone() -> str:
     """`TOWNPULSE_TIMEZONE` as every service reads it (validated), outside any service."""
+    from pydantic import ValidationError
     from pydantic_settings import BaseSettings, SettingsConfigDict
 
-    class _Zone(BaseSettings):
-        model_config = SettingsConfigDict(env_prefix="TOWNPULSE_", extra="ignore")
+    class TownZoneSetting(BaseSettings):
+        model_config = SettingsConfigDict(
+            env_prefix="TOWNPULSE_", extra="ignore", title="TOWNPULSE_TIMEZONE"
+        )
         timezone: TownZone = DEFAULT_ZONE
 
-    return _Zone().timezone
+    try:
+        return TownZoneSetting().timezone
+    except ValidationError as exc:
+        raise TownZoneError(
+            "TOWNPULSE_TIMEZONE: " + "; ".join(str(e["msg"]) for e in exc.errors())
+        ) from None
 
 
 # No statement of ours runs for long (API queries are bounded, batches are about a thousand

@@ -96,7 +96,11 @@ def bin_origin(zone: str) -> datetime:
     return datetime.combine(date(2000, 1, 1), time(), ZoneInfo(zone)).astimezone(UTC)
 
 
-class RollupZoneMismatch(RuntimeError):
+class TownZoneError(RuntimeError):
+    """The town's zone cannot be used: what to do is in the message (no traceback needed)."""
+
+
+class RollupZoneMismatch(TownZoneError):
     """The database's daily rollup has days of another zone than the setting."""
 
 

@@ -8,8 +8,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
+from shared.db import town_zone
 from shared.settings import ServiceSettings
-from shared.townzone import bin_origin, check_timezone, day_bounds, today
+from shared.townzone import TownZoneError, bin_origin, check_timezone, day_bounds, today
 
 pytestmark = pytest.mark.unit
 
@@ -35,6 +36,19 @@ def test_the_setting_comes_from_townpulse_timezone(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("TOWNPULSE_TIMEZONE", "America/Nowhere")
     with pytest.raises(ValidationError, match="unknown time zone"):
         ServiceSettings(dev_mode=True)
+
+
+def test_the_migrations_read_the_same_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `townpulse up` migrates outside any service: same variable, same check, no traceback.
+    monkeypatch.delenv("TOWNPULSE_TIMEZONE", raising=False)
+    assert town_zone() == ServiceSettings(dev_mode=True).timezone == "Europe/Paris"
+    monkeypatch.setenv("TOWNPULSE_TIMEZONE", "Asia/Tokyo")
+    assert town_zone() == "Asia/Tokyo"
+    monkeypatch.setenv("TOWNPULSE_TIMEZONE", "Europe/Pariss")
+    with pytest.raises(
+        TownZoneError, match=r"TOWNPULSE_TIMEZONE: .*unknown time zone 'Europe/Pariss'"
+    ):
+        town_zone()
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,14 @@ import os
 import sys
 from pathlib import Path
 
-from townpulse.stack.config import INFRA, SERVICES, WATCH_ROLE, ServiceSpec, StackSettings
+from townpulse.stack.config import (
+    INFRA,
+    SERVICES,
+    WATCH_ROLE,
+    ServiceSpec,
+    StackError,
+    StackSettings,
+)
 from townpulse.stack.kafka import Kafka
 from townpulse.stack.mosquitto import Mosquitto
 from townpulse.stack.postgres import Postgres
@@ -124,19 +131,23 @@ class Stack:
 
     def bootstrap(self) -> None:
         """Migrations, Kafka topics, MQTT identities, the first admin API key. Idempotent."""
+        from shared.townzone import TownZoneError
         from townpulse import bootstrap
 
-        created = bootstrap.run_all(
-            database_url=self.database_url(),
-            kafka_bootstrap=self.kafka.bootstrap,
-            mqtt_host="127.0.0.1",
-            mqtt_port=self.s.mqtt_port,
-            mqtt_admin_password=self.procs.secret("mqtt-admin"),
-            mqtt_gateway_password=self.procs.secret("mqtt-gateway"),
-            admin_key_file=self.admin_key_file,
-            gateways=self.s.gateways,
-            role_passwords=self.postgres.role_passwords(),
-        )
+        try:
+            created = bootstrap.run_all(
+                database_url=self.database_url(),
+                kafka_bootstrap=self.kafka.bootstrap,
+                mqtt_host="127.0.0.1",
+                mqtt_port=self.s.mqtt_port,
+                mqtt_admin_password=self.procs.secret("mqtt-admin"),
+                mqtt_gateway_password=self.procs.secret("mqtt-gateway"),
+                admin_key_file=self.admin_key_file,
+                gateways=self.s.gateways,
+                role_passwords=self.postgres.role_passwords(),
+            )
+        except TownZoneError as exc:  # an unknown zone, or one the database refuses: no traceback
+            raise StackError(str(exc)) from exc
         if created:
             print(f"Admin API key created: {self.admin_key_file} (mode 0600, shown nowhere else)")
         passphrase = self.postgres.new_backup_passphrase

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from datetime import date, datetime, timedelta
+
+from shared.townzone import day_bounds, today
 
 # A year and a day: a leap year's report fits, and one query never scans more than that.
 MAX_DAYS = 366
@@ -36,11 +37,7 @@ class Period:
         >>> Period(date(2026, 3, 1), date(2026, 4, 1), "Europe/Paris").bounds()[1].isoformat()
         '2026-03-31T22:00:00+00:00'
         """
-        tz = ZoneInfo(self.timezone)
-        return (
-            datetime.combine(self.start, time(), tz).astimezone(UTC),
-            datetime.combine(self.end, time(), tz).astimezone(UTC),
-        )
+        return day_bounds(self.start, self.timezone)[0], day_bounds(self.end, self.timezone)[0]
 
     def previous(self) -> Period:
         """The period of the same length just before (the previous month for a month).
@@ -75,4 +72,4 @@ def month_before(day: date, timezone: str) -> Period:
 def last_month(now: datetime, timezone: str) -> Period:
     """The month before today in the town (on the 1st at 00:30 in Paris, 23:30 UTC the day
     before, it is already the previous month that is due)."""
-    return month_before(now.astimezone(ZoneInfo(timezone)).date(), timezone)
+    return month_before(today(timezone, now), timezone)

@@ -36,10 +36,11 @@ test: install ## Unit, integration and end-to-end tests against the real stack (
 test-unit: ## Unit tests only (no stack needed)
 	@$(VENV)/bin/python -m pytest -m unit $(PYTEST_ARGS)
 
-lint: ## ruff and mypy
+lint: ## ruff, mypy and the import contracts (pyproject.toml, [tool.importlinter])
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/mypy
+	@$(VENV)/bin/lint-imports
 
 bench: install ## Run every benchmark and rebuild BENCHMARKS.md (the load tests need the stack: make up)
 	@$(TP) up --no-sim

@@ -21,8 +21,8 @@ import httpx
 import psycopg
 
 from bench.common import run_meta, write_result
-from tests.alerts_support import event, produce_events
-from tests.webhook_receiver import WebhookReceiver
+from testing.alerts_support import event, produce_events
+from testing.webhook_receiver import WebhookReceiver
 from townpulse.stack import Stack, read_env_file
 
 

@@ -67,9 +67,9 @@ from bench.common import run_meta, write_result
 from bench.e2e import Env, log, purge_rows, register_devices, remove_devices
 from bench.e2e_stats import DEFAULT_SHARES
 from shared.topics import READINGS_PARTITIONS, READINGS_TOPICS
-from tests.alerts_support import subscribe
-from tests.support import metric_value
-from tests.webhook_receiver import WebhookReceiver
+from testing.alerts_support import subscribe
+from testing.prometheus import metric_value
+from testing.webhook_receiver import WebhookReceiver
 from townpulse.stack import SERVICES, Stack, read_env_file
 
 SERVICE_NAMES = tuple(spec.name for spec in SERVICES)

@@ -9,7 +9,6 @@ from pydantic import AfterValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.ml.calendar import TownCalendar, check_holidays
-from shared.runtime.checkpoints import CheckpointKey
 from shared.townzone import DEFAULT_ZONE, TownZone
 
 # Values that people copy from examples. Outside dev mode a secret equal to one of these (or
@@ -137,8 +136,3 @@ class StreamServiceSettings(ConsumerSettings):
     # none (and sign them at their next save) instead of refusing them. Only when nobody but
     # the services could have written to the database until then.
     checkpoint_accept_unsigned: bool = False
-
-    def checkpoint_key_value(self) -> CheckpointKey | None:
-        if self.checkpoint_key is None:
-            return None
-        return CheckpointKey(self.checkpoint_key.get_secret_value().encode())

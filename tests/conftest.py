@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.alerts_support import subscribe
+from testing.alerts_support import subscribe
 from tests.broker_support import Broker
 from tests.support import Publisher, RegisteredDevice
 from townpulse.stack import REPO, SERVICES, Stack, read_env_file

@@ -1,4 +1,4 @@
-"""Helpers for tests: polling with a deadline, MQTT publishing, Prometheus parsing."""
+"""Helpers for tests: polling with a deadline, MQTT publishing (Prometheus samples: testing/)."""
 
 from __future__ import annotations
 
@@ -102,22 +102,3 @@ def count_readings(api: httpx.Client, device_id: str, **params: Any) -> int:
     body = r.json()
     assert not body["truncated"]
     return len(body["items"])
-
-
-def metric_value(text: str, name: str, **labels: str) -> float:
-    """One sample from a Prometheus exposition, labels in any order (0 if absent)."""
-    want = {f'{k}="{v}"' for k, v in labels.items()}
-    for line in text.splitlines():
-        if not line.startswith(name):
-            continue
-        series, _, value = line.rpartition(" ")
-        rest = series[len(name) :]
-        if rest.startswith("{") and rest.endswith("}"):
-            got = set(rest[1:-1].split(",")) if rest != "{}" else set()
-        elif rest == "":
-            got = set()
-        else:
-            continue  # another metric whose name starts with this one
-        if got == want:
-            return float(value)
-    return 0.0

@@ -152,8 +152,7 @@ def test_compose_kafka_is_configured_as_the_local_one(compose: dict) -> None:
 def test_the_compact_override_runs_the_domain_services_in_one_container(compose: dict) -> None:
     import json
 
-    from townpulse.stack.config import COMPACT_MEMBERS
-    from townpulse.together import member_env_var
+    from townpulse.stack.config import COMPACT_MEMBERS, member_env_var
 
     services = yaml.safe_load(COMPOSE.with_name("docker-compose.compact.yml").read_text())[
         "services"
@@ -206,8 +205,7 @@ def test_the_compact_members_keep_their_own_database_roles() -> None:
 
     from sqlalchemy.engine import make_url
 
-    from townpulse.stack.config import COMPACT_MEMBERS
-    from townpulse.together import member_env_var
+    from townpulse.stack.config import COMPACT_MEMBERS, member_env_var
 
     compact = yaml.safe_load(COMPOSE.with_name("docker-compose.compact.yml").read_text())
     env = compact["services"]["domains"]["environment"]

@@ -24,13 +24,7 @@ from fastapi import FastAPI
 
 from shared.http import serve_together
 from shared.settings import ServiceSettings
-from townpulse.stack.config import SERVICES
-
-ENV_PREFIX = "TOWNPULSE_MEMBER_ENV_"
-
-
-def member_env_var(name: str) -> str:
-    return f"{ENV_PREFIX}{name.upper()}"
+from townpulse.stack.config import SERVICES, member_env_var
 
 
 @contextlib.contextmanager

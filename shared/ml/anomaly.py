@@ -22,7 +22,8 @@ from typing import Any
 from river import base
 
 from shared.ml.calendar import TOWN, TownCalendar
-from shared.ml.forecast import CalendarForecaster, Features, _Ewm, make_forecaster
+from shared.ml.cells import Ewm, Features
+from shared.ml.forecast import CalendarForecaster, make_forecaster
 from shared.ml.timed import PointForecaster
 
 # Surprises beyond this are all "very surprising": one absurd reading must not dominate the
@@ -129,9 +130,9 @@ class ResidualDetector(base.AnomalyDetector):
         self.probation = probation
         self.on = on
         self.scorer = scorer
-        self.abs_residual = _Ewm(alpha=residual_alpha)
+        self.abs_residual = Ewm(alpha=residual_alpha)
         self.recent: deque[float] = deque()
-        self.long_run = _Ewm(alpha=long_alpha)
+        self.long_run = Ewm(alpha=long_alpha)
         self.seen = 0
 
     @classmethod

@@ -10,8 +10,6 @@ same code serves a school's meter (the profile wins) and a server's CPU in the N
 from __future__ import annotations
 
 import math
-from array import array
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -19,8 +17,13 @@ from typing import Any, Protocol
 from river.time_series.base import Forecaster
 
 from shared.ml.calendar import SATURDAY, SUNDAY, TOWN, WORKDAY, TownCalendar
+from shared.ml.cells import DAY_KINDS, KIND_INDEX, Ewm, EwmGrid, Features, slots_per_day
+from shared.ml.weekly import ResidualAR, WeeklyProfile, make_weekly_forecaster
 
-Features = dict[str, Any]
+# Checkpoints pickled before shared.ml.cells existed name the running mean
+# `shared.ml.forecast._Ewm` (and the grid `shared.ml.forecast.EwmGrid`, imported above): both
+# must stay importable from here for those to load.
+_Ewm = Ewm
 
 
 class Expert(Protocol):
@@ -28,125 +31,6 @@ class Expert(Protocol):
 
     def predict_one(self, x: Features) -> float: ...
     def learn_one(self, x: Features, y: float) -> None: ...
-
-
-@dataclass(slots=True)
-class _Ewm:
-    """Exponentially weighted mean and variance (West's incremental form)."""
-
-    alpha: float
-    mean: float = 0.0
-    var: float = 0.0
-    n: int = 0
-
-    def update(self, y: float) -> None:
-        if self.n == 0:
-            self.mean, self.var = y, 0.0
-        else:
-            # Early on, average plainly (1/n) so the first readings don't get a tiny weight.
-            a = max(self.alpha, 1.0 / (self.n + 1))
-            diff = y - self.mean
-            incr = a * diff
-            self.mean += incr
-            self.var = (1 - a) * (self.var + diff * incr)
-        self.n += 1
-
-    @property
-    def std(self) -> float:
-        return math.sqrt(max(self.var, 0.0))
-
-    def __reduce__(self) -> tuple[type[_Ewm], tuple[float, float, float, int]]:
-        # A model holds about 1,500 of these (a cell per day type and slot, in every profile) and
-        # is pickled at each checkpoint: the default pickling of a slotted class (a state dict
-        # per object) was most of an energy checkpoint's 2 ms, and of its 3.4 ms reload. This
-        # is 0.8 and 0.7 ms. Checkpoints pickled the old way still load (object's own
-        # __setstate__ reads them).
-        return (_Ewm, (self.alpha, self.mean, self.var, self.n))
-
-
-DAY_KINDS = (WORKDAY, SATURDAY, SUNDAY)
-KIND_INDEX = {kind: i for i, kind in enumerate(DAY_KINDS)}
-
-
-def slots_per_day(slot_minutes: int) -> int:
-    return -(-24 * 60 // slot_minutes)
-
-
-class EwmGrid:
-    """The `_Ewm` cells of a fixed grid (a day, or day type, by slot of the day) in flat arrays.
-
-    A profile kept its cells in a dict of `_Ewm` objects keyed by tuples: about 240 bytes a
-    cell, and an energy meter's models hold about 1,500 cells (374 kB resident per meter after
-    two weeks, measured by ``python -m bench.checkpoints``; 2,000 meters in memory were 750 MB).
-    Here a cell is 24 bytes, packed in the order cells are first updated, behind an index of 2
-    to 4 bytes per cell of the grid: a young profile holds only the cells it has seen (a
-    worker taking 10,000 new meters at once grew by 382 MB with every cell allocated up front,
-    by 94 MB with the dicts). The arithmetic is `_Ewm.update`'s, so a profile learns exactly
-    what it learnt with `_Ewm` cells.
-    """
-
-    __slots__ = ("alpha", "at", "mean", "n", "var")
-
-    def __init__(self, size: int, alpha: float) -> None:
-        self.alpha = alpha
-        # Position of each grid cell in the packed arrays; -1 until it is first updated.
-        self.at = array("h" if size < 1 << 15 else "i", [-1]) * size
-        self.mean = array("d")
-        self.var = array("d")
-        self.n = array("q")
-
-    def count(self, i: int) -> int:
-        """Values the cell has seen (0: never updated)."""
-        p = self.at[i]
-        return 0 if p < 0 else self.n[p]
-
-    def value(self, i: int) -> float:
-        """The cell's mean (0.0 before its first value)."""
-        p = self.at[i]
-        return 0.0 if p < 0 else self.mean[p]
-
-    def std(self, i: int) -> float:
-        p = self.at[i]
-        return 0.0 if p < 0 else math.sqrt(max(self.var[p], 0.0))
-
-    def update(self, i: int, y: float) -> None:
-        p = self.at[i]
-        if p < 0:
-            self.at[i] = len(self.n)
-            self.mean.append(y)
-            self.var.append(0.0)
-            self.n.append(1)
-            return
-        n = self.n[p]
-        a = max(self.alpha, 1.0 / (n + 1))
-        diff = y - self.mean[p]
-        incr = a * diff
-        self.mean[p] += incr
-        self.var[p] = (1 - a) * (self.var[p] + diff * incr)
-        self.n[p] = n + 1
-
-    def load(self, cells: Mapping[int, _Ewm]) -> None:
-        """Cells of a checkpoint written before the grid (a dict of `_Ewm`), by index."""
-        for i, cell in cells.items():
-            self.at[i] = len(self.n)
-            self.mean.append(cell.mean)
-            self.var.append(cell.var)
-            self.n.append(cell.n)
-
-    def _cells(self) -> list[tuple[int, float, float, int]]:
-        return [(i, self.mean[p], self.var[p], self.n[p]) for i, p in enumerate(self.at) if p >= 0]
-
-    def __eq__(self, other: object) -> bool:
-        # The same cells with the same values, whatever order they were first updated in.
-        if not isinstance(other, EwmGrid):
-            return NotImplemented
-        return (self.alpha, len(self.at), self._cells()) == (
-            other.alpha,
-            len(other.at),
-            other._cells(),
-        )
-
-    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
 
 
 @dataclass
@@ -179,7 +63,7 @@ class SeasonalProfile:
     calendar: TownCalendar = TOWN
     # A cell per (day type, slot of the day): DAY_KINDS[i // slots_per_day], i % slots_per_day.
     cells: EwmGrid = field(init=False, repr=False)
-    overall: _Ewm = field(default_factory=lambda: _Ewm(alpha=0.01))
+    overall: Ewm = field(default_factory=lambda: Ewm(alpha=0.01))
 
     def __post_init__(self) -> None:
         self.cells = EwmGrid(len(DAY_KINDS) * slots_per_day(self.slot_minutes), self.alpha)
@@ -283,8 +167,6 @@ class CorrectedProfile:
 
     def __post_init__(self) -> None:
         if self.residual is None:
-            from shared.ml.weekly import ResidualAR  # shared.ml.weekly builds on this module
-
             self.residual = ResidualAR()
 
     def predict_one(self, x: Features) -> float:
@@ -315,7 +197,7 @@ class Persistence:
 class EwmLevel:
     """A smoothed level: robust to single-reading noise."""
 
-    level: _Ewm = field(default_factory=lambda: _Ewm(alpha=0.1))
+    level: Ewm = field(default_factory=lambda: Ewm(alpha=0.1))
 
     def predict_one(self, x: Features) -> float:
         return self.level.mean
@@ -370,9 +252,6 @@ def _experts(
 
     def profile() -> SeasonalProfile:
         return SeasonalProfile(slot_minutes=slot_minutes, calendar=calendar)
-
-    # Imported here: shared.ml.weekly builds on this module.
-    from shared.ml.weekly import WeeklyProfile, make_weekly_forecaster
 
     if domain == "traffic":
         # A weekday-by-weekday profile plus a fading residual correction.

@@ -18,7 +18,7 @@ from functools import lru_cache
 from typing import Any
 
 from shared.ml.calendar import SATURDAY, SUNDAY, TOWN, WORKDAY, TownCalendar
-from shared.ml.forecast import KIND_INDEX, EwmGrid, Features, _Ewm, slots_per_day
+from shared.ml.cells import KIND_INDEX, Ewm, EwmGrid, Features, slots_per_day
 
 HOLIDAY = 7  # the "weekday" of a French public holiday
 
@@ -102,7 +102,7 @@ class WeeklyProfile:
     # pooled cell per (day type, slot): KIND_INDEX[kind] * slots_per_day + slot.
     cells: EwmGrid = field(init=False, repr=False)
     pooled: EwmGrid = field(init=False, repr=False)
-    overall: _Ewm = field(default_factory=lambda: _Ewm(alpha=0.01))
+    overall: Ewm = field(default_factory=lambda: Ewm(alpha=0.01))
 
     def __post_init__(self) -> None:
         per_day = slots_per_day(self.slot_minutes)
@@ -259,8 +259,8 @@ class ResidualAR:
     last: float | None = None
     last_ts: datetime | None = None
     period: timedelta | None = None
-    cross: _Ewm = field(default_factory=lambda: _Ewm(alpha=0.01))
-    square: _Ewm = field(default_factory=lambda: _Ewm(alpha=0.01))
+    cross: Ewm = field(default_factory=lambda: Ewm(alpha=0.01))
+    square: Ewm = field(default_factory=lambda: Ewm(alpha=0.01))
 
     def __post_init__(self) -> None:
         self.cross.alpha = self.square.alpha = self.alpha

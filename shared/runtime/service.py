@@ -16,6 +16,7 @@ from shared.algorithms import Algorithm, declare_algorithms
 from shared.db import Pool, create_pool
 from shared.http import check_pool, observability_router
 from shared.kafka import Producer, create_consumer
+from shared.runtime.checkpoints import CheckpointKey
 from shared.runtime.processor import DeviceProcessor
 from shared.runtime.worker import DeviceRuntime, OutboxRelay, RowSink
 from shared.settings import StreamServiceSettings
@@ -73,7 +74,7 @@ def create_stream_app(
             checkpoint_interval_records=settings.checkpoint_interval_records,
             checkpoint_budget_s=settings.checkpoint_budget_s,
             on_events=relay.wake,
-            checkpoint_key=settings.checkpoint_key_value(),
+            checkpoint_key=_checkpoint_key(settings),
             accept_unsigned=settings.checkpoint_accept_unsigned,
             domain=domain,
         )
@@ -119,3 +120,11 @@ def create_stream_app(
     )
     app.include_router(router)
     return app
+
+
+def _checkpoint_key(settings: StreamServiceSettings) -> CheckpointKey | None:
+    # Here rather than a method of the settings: the settings are the layer under the runtime
+    # and import nothing of it.
+    if settings.checkpoint_key is None:
+        return None
+    return CheckpointKey(settings.checkpoint_key.get_secret_value().encode())

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from tests.alerts_support import deliveries, event, produce_events, unique_kind
+from testing.alerts_support import deliveries, event, produce_events, unique_kind
+from testing.webhook_receiver import WebhookReceiver
 from tests.support import wait_for
-from tests.webhook_receiver import WebhookReceiver
 from townpulse.stack import Stack
 
 pytestmark = pytest.mark.e2e

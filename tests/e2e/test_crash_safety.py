@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from tests.support import count_readings, metric_value, since_longest_range, wait_for
+from testing.prometheus import metric_value
+from tests.support import count_readings, since_longest_range, wait_for
 from townpulse.stack import Stack
 
 pytestmark = pytest.mark.e2e

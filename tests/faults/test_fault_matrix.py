@@ -40,13 +40,14 @@ from services.traffic.domain.counter import FlowRow, TrafficProcessor
 from services.waste.domain.bin import LevelRow, WasteProcessor
 from shared.schemas import ReadingBatch
 from shared.topics import READINGS_TOPICS, Domain
-from tests.alerts_support import subscribe
+from testing.alerts_support import subscribe
+from testing.prometheus import metric_value
+from testing.webhook_receiver import WebhookReceiver
 from tests.runtime_support import oracle, stored
 from tests.services.energy.test_energy_runtime import _series as energy_series
 from tests.services.traffic.test_traffic_runtime import _series as traffic_series
 from tests.services.waste.test_waste_runtime import _series as waste_series
-from tests.support import Publisher, RegisteredDevice, metric_value, wait_for
-from tests.webhook_receiver import WebhookReceiver
+from tests.support import Publisher, RegisteredDevice, wait_for
 from townpulse.stack import SERVICES, Stack
 
 pytestmark = pytest.mark.e2e

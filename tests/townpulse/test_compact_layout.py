@@ -21,9 +21,8 @@ from tests.runtime_support import assert_stored_once, interleave, produce
 from tests.services.energy.test_energy_runtime import SQL, _oracle, _series
 from tests.support import wait_for
 from townpulse.stack import SERVICES, Stack
-from townpulse.stack.config import COMPACT_MEMBERS
+from townpulse.stack.config import COMPACT_MEMBERS, member_env_var
 from townpulse.stack.processes import http_ok
-from townpulse.together import member_env_var
 
 pytestmark = pytest.mark.e2e
 

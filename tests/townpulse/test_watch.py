@@ -24,8 +24,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from testing.webhook_receiver import WebhookReceiver
 from tests.support import wait_for
-from tests.webhook_receiver import WebhookReceiver
 from townpulse.stack import SERVICES, Stack
 from townpulse.stack.runner import WATCH
 from townpulse.watch import checks

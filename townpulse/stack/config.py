@@ -195,3 +195,11 @@ KEYS = {
 # The services that share a process in the compact layout, and that process's name.
 COMPACT_MEMBERS = ("energy", "waste", "traffic")
 COMPACT_PROCESS = "domains"
+# How that process gets each member's own settings (townpulse.together): a JSON object in this
+# variable per member. Named here, beside the layout, because the stack writes what
+# townpulse.together reads, and the stack imports nothing of that module.
+MEMBER_ENV_PREFIX = "TOWNPULSE_MEMBER_ENV_"
+
+
+def member_env_var(name: str) -> str:
+    return f"{MEMBER_ENV_PREFIX}{name.upper()}"

@@ -18,6 +18,7 @@ from townpulse.stack.config import (
     SERVICES,
     ServiceSpec,
     StackSettings,
+    member_env_var,
 )
 from townpulse.stack.processes import Launch, Processes, alive, http_ok, keeper, wait_until
 
@@ -163,8 +164,6 @@ class Services:
     def launch(self, process: str) -> Launch:
         """`python -m MODULE ...` of a service's process, with its environment."""
         if process == COMPACT_PROCESS:
-            from townpulse.together import member_env_var
-
             specs = [s for s in SERVICES if s.name in COMPACT_MEMBERS]
             env = self.env(specs[0])
             # Each member's own settings (its port, its instance name) over the common ones.

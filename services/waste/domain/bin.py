@@ -39,7 +39,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from shared.ml.calendar import TOWN, TownCalendar
-from shared.ml.forecast import _Ewm
+from shared.ml.cells import Ewm
 from shared.ml.registry import ModelSpec, describe
 from shared.ml.timed import build_regressor
 from shared.ml.weekly import WeeklyProfile
@@ -137,12 +137,12 @@ class BinState:
     last_raw: float | None = None
     repeats: int = 0
     jumps: deque[datetime] = field(default_factory=deque)
-    temp_level: _Ewm = field(default_factory=lambda: _Ewm(alpha=0.1))
+    temp_level: Ewm = field(default_factory=lambda: Ewm(alpha=0.1))
     temperature: float | None = None
     last_ts: datetime | None = None
     period: timedelta | None = None
     predictions: list[tuple[datetime, datetime]] = field(default_factory=list)
-    rel_error: _Ewm = field(default_factory=lambda: _Ewm(alpha=0.1))
+    rel_error: Ewm = field(default_factory=lambda: Ewm(alpha=0.1))
     full_at: datetime | None = None
     uncertainty_h: float | None = None
     rates_day: date | None = None

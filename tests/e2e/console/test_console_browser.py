@@ -18,11 +18,11 @@ from selenium.webdriver.common.keys import Keys
 
 from shared.schemas import AlertEvent, Severity
 from shared.topics import Domain
-from tests.alerts_support import event, produce_events, unique_kind
+from testing.alerts_support import event, produce_events, unique_kind
+from testing.webhook_receiver import WebhookReceiver
 from tests.e2e.console.conftest import Console, mosquitto_pub
 from tests.support import wait_for
 from tests.waste_support import add_full_bins
-from tests.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.e2e
 

@@ -16,15 +16,16 @@ from standardwebhooks import Webhook
 
 from shared.schemas import Reading, ReadingBatch, Severity
 from shared.topics import Domain
-from tests.alerts_support import (
+from testing.alerts_support import (
     deliveries,
     event,
     produce_events,
     produce_readings,
     unique_kind,
 )
-from tests.support import metric_value, wait_for
-from tests.webhook_receiver import WebhookReceiver
+from testing.prometheus import metric_value
+from testing.webhook_receiver import WebhookReceiver
+from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -9,9 +9,9 @@ import httpx
 import psycopg
 import pytest
 
-from tests.alerts_support import deliveries, event, produce_events, unique_kind
+from testing.alerts_support import deliveries, event, produce_events, unique_kind
+from testing.webhook_receiver import WebhookReceiver
 from tests.support import wait_for
-from tests.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,7 @@ from services.alerts.domain.targets import (
     forbidden_reason,
     literal_address,
 )
-from tests.webhook_receiver import WebhookReceiver
+from testing.webhook_receiver import WebhookReceiver
 
 FORBIDDEN_URLS = [
     "http://127.0.0.2:15432/",

@@ -20,7 +20,7 @@ from psycopg import AsyncConnection
 from shared import erasure, retention
 from shared.schemas import AlertEvent, Reading, ReadingBatch
 from shared.topics import READINGS_TOPICS, Domain
-from tests.alerts_support import event, produce_events, produce_readings, unique_kind
+from testing.alerts_support import event, produce_events, produce_readings, unique_kind
 from tests.data_rows import (
     add_reading,
     add_row,

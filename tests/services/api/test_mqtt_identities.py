@@ -16,14 +16,8 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from shared.mqtt_admin import GATEWAY_ACLS, GATEWAY_ROLE, DynSecClient, gateway_username
-from tests.support import (
-    Publisher,
-    RegisteredDevice,
-    count_readings,
-    metric_value,
-    since_longest_range,
-    wait_for,
-)
+from testing.prometheus import metric_value
+from tests.support import Publisher, RegisteredDevice, count_readings, since_longest_range, wait_for
 from townpulse.stack import Stack
 
 pytestmark = pytest.mark.integration

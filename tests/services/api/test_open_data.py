@@ -16,7 +16,7 @@ import pytest
 
 from shared.schemas import Reading, ReadingBatch
 from shared.topics import Domain
-from tests.alerts_support import produce_readings
+from testing.alerts_support import produce_readings
 from tests.support import wait_for
 
 pytestmark = pytest.mark.integration

@@ -19,7 +19,7 @@ from psycopg.rows import dict_row
 from services.api.register import grid_cell
 from shared.schemas import Reading, ReadingBatch
 from shared.topics import Domain
-from tests.alerts_support import produce_readings
+from testing.alerts_support import produce_readings
 from tests.shared.test_algorithms import declared
 from tests.support import wait_for
 

@@ -19,6 +19,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from shared.schemas import ReadingBatch
+from testing.prometheus import metric_value
 from tests.broker_support import Broker
 from tests.lorawan_support import (
     chirpstack_topic,
@@ -30,7 +31,7 @@ from tests.lorawan_support import (
     repository_available,
     tts_uplink,
 )
-from tests.support import metric_value, since_longest_range, wait_for
+from tests.support import since_longest_range, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,9 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+from testing.prometheus import metric_value
 from tests.lorawan_support import end_offsets, records_for
-from tests.support import Publisher, count_readings, metric_value, wait_for
+from tests.support import Publisher, count_readings, wait_for
 from townpulse.stack import Stack
 
 pytestmark = pytest.mark.integration

@@ -7,13 +7,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.ml.forecast import EwmGrid, SeasonalProfile, _Ewm
+from shared.ml.cells import Ewm, EwmGrid
+from shared.ml.forecast import SeasonalProfile
 
 pytestmark = pytest.mark.unit
 
 
 def test_a_cell_learns_as_an_ewm_does() -> None:
-    grid, ewm = EwmGrid(10, alpha=0.2), _Ewm(alpha=0.2)
+    grid, ewm = EwmGrid(10, alpha=0.2), Ewm(alpha=0.2)
     for y in (3.0, 5.5, 4.0, 9.0, 1.5):
         grid.update(7, y)
         ewm.update(y)

@@ -19,7 +19,7 @@ from shared.runtime.checkpoints import CheckpointKey
 from shared.runtime.worker import CHECKPOINT_REFUSED
 from shared.schemas import Reading, ReadingBatch
 from shared.topics import Domain
-from tests.alerts_support import produce_readings
+from testing.alerts_support import produce_readings
 from tests.support import wait_for
 from townpulse.stack import Stack
 

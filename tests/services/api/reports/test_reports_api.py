@@ -24,10 +24,10 @@ import pytest
 from services.api.reports.text import number, word
 from shared.factors import load_factors
 from shared.footprint import footprint_for
+from testing.webhook_receiver import WebhookReceiver
 from tests.data_rows import connect
 from tests.support import wait_for
 from tests.waste_support import record_today
-from tests.webhook_receiver import WebhookReceiver
 from townpulse.simulator.runner import RunnerConfig, run
 from townpulse.simulator.town import build_town
 from townpulse.stack import Stack

@@ -36,7 +36,7 @@ def _open_alert(api: httpx.Client, stack_env: dict[str, str], *, domain: Domain)
         return list(r.json())
 
     [alert] = wait_for(found, timeout=30, what=f"the alert of {device_id}")
-    return alert
+    return dict(alert)
 
 
 @pytest.fixture

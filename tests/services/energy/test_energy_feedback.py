@@ -1,6 +1,8 @@
 """A technician's verdict reaches the energy service's model on the real stack: two meters alert
 on the same fault; one's alert is marked a false alarm through the operator API; the same fault
-two days later alerts on the other meter only (docs/energy.md, "Feedback")."""
+two days later alerts on the other meter only (docs/energy.md, "Feedback"). Killed and
+restarted meanwhile, the service replays from its checkpoints and derives exactly what an
+uninterrupted run that applied the verdict at the same reading derives."""
 
 from __future__ import annotations
 
@@ -12,13 +14,14 @@ import httpx
 import psycopg
 import pytest
 
+from services.energy.domain.meter import EnergyProcessor, ScoreRow
+from shared.runtime.feedback import Feedback
 from shared.schemas import Reading, ReadingBatch
 from shared.topics import READINGS_TOPICS, Domain
 from tests.feedback_support import DAY, WARM_UP, fault, readings
-from tests.runtime_support import produce
+from tests.runtime_support import Key, assert_stored_once, produce
 from tests.support import wait_for
-
-pytestmark = pytest.mark.integration
+from townpulse.stack import Stack
 
 TOPIC = READINGS_TOPICS[Domain.ENERGY]
 MONDAY, TUESDAY, WEDNESDAY = WARM_UP, WARM_UP + DAY, WARM_UP + 2 * DAY
@@ -74,6 +77,7 @@ def operator(stack_env: dict[str, str], role_keys: dict[str, str]) -> Iterator[h
         yield client
 
 
+@pytest.mark.integration
 def test_a_false_alarm_silences_the_same_fault_on_that_meter_only(
     api: httpx.Client, operator: httpx.Client, stack_env: dict[str, str]
 ) -> None:
@@ -102,3 +106,77 @@ def test_a_false_alarm_silences_the_same_fault_on_that_meter_only(
     # The other meter's second alert opens; the judged meter has only its first.
     wait_for(lambda: len(_alerts(api, other)) == 2, timeout=60, what="the second alert")
     assert len(_alerts(api, judged)) == 1
+
+
+SCORES = (
+    "SELECT device_id, ts, observed, expected, lower, upper, score, is_anomaly, kind "
+    "FROM energy_scores WHERE device_id = ANY(%s)"
+)
+
+
+def _oracle(
+    parts: list[list[Reading]], *, meters: list[str], verdict: Feedback
+) -> dict[Key, tuple[object, ...]]:
+    """The scores of an uninterrupted run that applies the verdict between the two parts (the
+    first reading received after it), computed here."""
+    processor = EnergyProcessor()
+    rows: dict[Key, tuple[object, ...]] = {}
+    for m in meters:
+        state = processor.new_state(m)
+        for k, part in enumerate(parts):
+            if k == 1 and m == verdict.device_id:
+                processor.apply_feedback(state, verdict, received_at=datetime.now(UTC))
+            for r in part:
+                for x in processor.process(state, device_id=m, readings=[r]).rows:
+                    if isinstance(x, ScoreRow):
+                        rows[(x.device_id, x.ts)] = (
+                            x.observed,
+                            x.expected,
+                            x.lower,
+                            x.upper,
+                            x.score,
+                            x.is_anomaly,
+                            x.kind,
+                        )
+    return rows
+
+
+@pytest.mark.e2e
+def test_a_verdict_survives_a_kill_and_the_replay(
+    api: httpx.Client, operator: httpx.Client, stack: Stack, stack_env: dict[str, str]
+) -> None:
+    db = stack_env["DATABASE_URL"]
+    judged, other = (f"fb-r-{uuid.uuid4().hex[:8]}" for _ in range(2))
+    meters = [judged, other]
+    history = readings(0, WARM_UP, seed=2) + readings(MONDAY, DAY, seed=2, extra=fault)
+    _send(stack_env, {m: history for m in meters})
+    wait_for(lambda: _scored_until(db, meters, history[-1].ts), timeout=240, what="the Monday")
+    [alert] = wait_for(lambda: _alerts(api, judged), timeout=60, what="the judged meter's alert")
+    r = operator.post(f"/v1/alerts/{alert['id']}/feedback", json={"verdict": "false_alarm"})
+    assert r.status_code == 201, r.text
+    given = r.json()
+    verdict = Feedback(
+        id=given["id"],
+        alert_id=given["alert_id"],
+        device_id=judged,
+        kind=str(alert["kind"]),
+        verdict="false_alarm",
+        episode_start=datetime.fromisoformat(given["episode_start"]),
+        episode_end=None
+        if given["episode_end"] is None
+        else datetime.fromisoformat(given["episode_end"]),
+        given_at=datetime.fromisoformat(given["given_at"]),
+    )
+
+    later = readings(TUESDAY, DAY, seed=2) + readings(WEDNESDAY, DAY, seed=2, extra=fault)
+    _send(stack_env, {m: later for m in meters})
+    wait_for(
+        lambda: _scored_until(db, [judged], later[0].ts), timeout=120, what="the Tuesday begun"
+    )
+    stack.kill("energy")  # mid-stream, possibly mid-batch: the restart replays from checkpoints
+    stack.restart_service("energy")
+
+    expected = _oracle([history, later], meters=meters, verdict=verdict)
+    assert_stored_once(db, SCORES, meters, expected, timeout=240, what="every reading scored once")
+    assert len(_episodes(db, judged)) == 1
+    assert len(_episodes(db, other)) == 2

@@ -35,9 +35,10 @@ MARGIN = 1.25
 MAX_TOLERANCE = 3.0
 TOLERANCE_DAYS = 28
 MAX_ENTRIES = 8
-# Flagged readings remembered for a verdict to come: a technician answers within days.
+# Flagged readings remembered for a verdict to come: a technician answers within days. At most
+# a week of 15-minute readings, about 40 kB more in a checkpoint at worst (most meters hold none).
 REMEMBER = timedelta(days=14)
-REMEMBER_MAX = 2000
+REMEMBER_MAX = 700
 
 Context = tuple[str, int]  # (day type, hour of the day), local time
 

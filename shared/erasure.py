@@ -1,10 +1,10 @@
 """Erasure of a device: every row that names it, in one transaction.
 
 Readings, every row derived from them (scores, levels, flows, forecasts, episodes, collections,
-bin state), its alerts with their timelines and the webhook messages about them (bodies and
-attempts), dead letters, model state, queued events, processed-event ids, rules aimed at it,
-its uplinks' link health and its HTTP push tokens, and the device itself, so that a device
-registered later with the same id starts empty.
+bin state), its alerts with their timelines and verdicts and the webhook messages about them
+(bodies and attempts), dead letters, model state, queued events, processed-event ids, rules
+aimed at it, its uplinks' link health and its HTTP push tokens, and the device itself, so that
+a device registered later with the same id starts empty.
 
 The hourly/daily aggregates are erased too when asked; otherwise they are kept under an
 anonymous id (`erased-<random>`) so that the town's totals still add up while nothing links
@@ -48,6 +48,8 @@ DEVICE_TABLES: tuple[tuple[str, str], ...] = (
     ("runtime_state", "device_id"),
     ("alert_device_activity", "device_id"),
     ("alert_rules", "device_id"),
+    # Also removed with its alerts (ON DELETE CASCADE); named here for the verdicts' own copy.
+    ("alert_feedback", "device_id"),
     ("device_uplinks", "device_id"),
     ("ingest_tokens", "device_id"),
 )

@@ -94,7 +94,8 @@ CLASSES: tuple[DataClass, ...] = (
     ),
     DataClass(
         "alerts",
-        "Resolved alerts with their timelines (open ones are never pruned).",
+        "Resolved alerts with their timelines and technicians' verdicts (open ones are never "
+        "pruned).",
         (Target("alerts", "resolved_at", where="state = 'resolved'"),),
     ),
     DataClass(

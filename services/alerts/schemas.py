@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from services.alerts.domain.feedback import NOTE_MAX_CHARS, Verdict
 from shared.inputs import Finite, OutboundUrl
 from shared.schemas import Severity
 from shared.topics import AlertDomain, Domain
@@ -23,6 +24,41 @@ class TimelineEntry(BaseModel):
     at: datetime
     type: str
     detail: dict[str, Any]
+
+
+class FeedbackIn(BaseModel):
+    verdict: Verdict = Field(
+        description="real: a fault worth the visit; false_alarm: nothing was wrong (the "
+        "device's model recalibrates); expected: planned works, an event (kept out of learning)"
+    )
+    note: str = Field(default="", max_length=NOTE_MAX_CHARS)
+
+
+class FeedbackOut(BaseModel):
+    id: int
+    alert_id: str
+    verdict: Verdict
+    note: str
+    episode_start: datetime
+    episode_end: datetime | None
+    given_at: datetime
+    given_by: str
+
+
+class DomainPrecisionOut(BaseModel):
+    domain: str
+    precision: float | None = Field(description="real / (real + false_alarm); null: none judged")
+    real: int
+    false_alarm: int
+    expected: int
+    with_feedback: int
+    without_feedback: int
+
+
+class PrecisionOut(BaseModel):
+    days: int
+    since: datetime
+    domains: list[DomainPrecisionOut]
 
 
 class AlertOut(BaseModel):
@@ -45,6 +81,9 @@ class AlertOut(BaseModel):
     rule_id: str | None
     explanation: dict[str, Any]
     version: int
+    feedback: FeedbackOut | None = Field(
+        default=None, description="the verdict that counts (the latest), if any"
+    )
 
 
 class AlertDetail(AlertOut):

@@ -86,7 +86,8 @@ RETENTION_FR = {
     "d'anomalie (énergie, circulation), niveau de remplissage nettoyé (déchets).",
     "forecasts": "Prévisions, conservées selon la date qu'elles prévoient.",
     "episodes": "Épisodes d'anomalie et collectes de bacs détectées.",
-    "alerts": "Alertes résolues et leur historique (les alertes ouvertes ne sont jamais effacées).",
+    "alerts": "Alertes résolues, leur historique et les avis des techniciens (les alertes "
+    "ouvertes ne sont jamais effacées).",
     "deadletters": "Messages refusés avec leur contenu tronqué, et capteurs entendus mais non "
     "enregistrés.",
     "webhook_deliveries": "Messages envoyés aux services abonnés et chaque tentative d'envoi.",

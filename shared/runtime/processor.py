@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from datetime import datetime
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
+from shared.runtime.feedback import Feedback
 from shared.schemas import AlertEvent, Reading
 
 S = TypeVar("S")
+S_contra = TypeVar("S_contra", contravariant=True)
 
 
 @dataclass
@@ -34,3 +37,18 @@ class DeviceProcessor(Protocol, Generic[S]):
     def new_state(self, device_id: str) -> S: ...
 
     def process(self, state: S, *, device_id: str, readings: list[Reading]) -> Effects: ...
+
+
+@runtime_checkable
+class TakesFeedback(Protocol, Generic[S_contra]):
+    """A processor that takes technicians' verdicts into account (shared/runtime/feedback.py).
+
+    `apply_feedback` is offered a verdict again before every record within the offer horizon:
+    it must apply each one once (recording which it has in the state, so that a checkpoint
+    carries it), and deterministically, like `process`. `received_at` is when the record about
+    to be processed was received: a clock for forgetting old verdicts.
+    """
+
+    def apply_feedback(
+        self, state: S_contra, feedback: Feedback, *, received_at: datetime
+    ) -> None: ...

@@ -56,7 +56,8 @@ from shared.deadletters import write_deadletters
 from shared.erasure import erasures, exclude_erasures
 from shared.kafka import Producer
 from shared.runtime.checkpoints import CheckpointKey, Verdict
-from shared.runtime.processor import DeviceProcessor, Effects
+from shared.runtime.feedback import Feedback, due, feedback_of
+from shared.runtime.processor import DeviceProcessor, Effects, TakesFeedback
 from shared.schemas import AlertEvent, DeadLetter, ReadingBatch, Severity
 from shared.stream.loop import Batch, Record, Start
 from shared.stream.offsets import DbOffsets, Position
@@ -132,6 +133,8 @@ class Prepared:
     checkpoints: dict[TopicPartition, int] = field(default_factory=dict)
     # The devices of the batch, whose erasures write() checks again.
     devices: set[str] = field(default_factory=set)
+    # Technicians' verdicts on the batch's devices (shared/runtime/feedback.py).
+    feedback: dict[str, list[Feedback]] = field(default_factory=dict)
 
 
 class ErasedMeanwhile(Exception):
@@ -203,7 +206,7 @@ class DeviceRuntime(Generic[S]):
         devices = {rb.device_id for _, _, rb in parsed}
         await self._read_erasures(devices)
         await self._load_missing({rb.device_id: tp for tp, _, rb in parsed})
-        out = Prepared(devices=devices)
+        out = Prepared(devices=devices, feedback=await self._read_feedback(parsed))
         for tp, m, rb in parsed:
             self._checkpoint.setdefault(tp, batch.start[tp])
             self._one(tp, m, rb, out)
@@ -225,6 +228,10 @@ class DeviceRuntime(Generic[S]):
         if rb.device_id not in self._dirty:
             slot.dirty_from, slot.dirty_since = m.offset, time.monotonic()
             self._dirty[rb.device_id] = None
+        if isinstance(self.processor, TakesFeedback):
+            # Before the record: a verdict counts from the first reading received after it.
+            for f in due(out.feedback.get(rb.device_id, []), received_at=rb.received_at):
+                self.processor.apply_feedback(slot.state, f, received_at=rb.received_at)
         readings = sorted(rb.readings, key=lambda r: (r.ts, r.metric))
         fresh = [r for r in readings if slot.clock is None or r.ts > slot.clock]
         if not emit:
@@ -369,6 +376,21 @@ class DeviceRuntime(Generic[S]):
             self.cache.pop(device_id, None)
             self._dirty.pop(device_id, None)
             self._erased[device_id] = at
+
+    async def _read_feedback(
+        self, parsed: list[tuple[TopicPartition, Record, ReadingBatch]]
+    ) -> dict[str, list[Feedback]]:
+        """Verdicts on this batch's devices (one indexed query), for processors that take them."""
+        if not parsed or not isinstance(self.processor, TakesFeedback):
+            return {}
+        received = [rb.received_at for _, _, rb in parsed]
+        async with self._pool.connection() as conn:
+            return await feedback_of(
+                conn,
+                {rb.device_id for _, _, rb in parsed},
+                received_from=min(received),
+                received_to=max(received),
+            )
 
     def _unknown(self, erased: Mapping[str, datetime]) -> dict[str, datetime]:
         """The erasures among `erased` this runtime has not acted on yet."""

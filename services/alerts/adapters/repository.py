@@ -372,3 +372,68 @@ async def enqueue(conn: Conn, rows: Sequence[tuple[str, str, str, str, str]]) ->
         ) as copy:
             for row in rows:
                 await copy.write_row(row)
+
+
+# ---- feedback ---------------------------------------------------------------------------------
+
+FEEDBACK_COLUMNS = (
+    "id, alert_id, verdict, note, episode_start, episode_end, given_at, given_by, device_id, "
+    "domain, kind"
+)
+
+
+async def add_feedback(conn: Conn, row: dict[str, Any]) -> dict[str, Any]:
+    """Record a verdict (earlier ones stay: the latest counts)."""
+    cur = await conn.execute(
+        f"""
+        INSERT INTO alert_feedback (alert_id, device_id, domain, kind, verdict, note,
+                                    episode_start, episode_end, given_by)
+        VALUES (%(alert_id)s, %(device_id)s, %(domain)s, %(kind)s, %(verdict)s, %(note)s,
+                %(episode_start)s, %(episode_end)s, %(given_by)s)
+        RETURNING {FEEDBACK_COLUMNS}
+        """,
+        row,
+    )
+    out = await cur.fetchone()
+    assert out is not None
+    return out
+
+
+async def feedback_history(conn: Conn, alert_id: str) -> list[dict[str, Any]]:
+    """Every verdict on an alert, newest first."""
+    cur = await conn.execute(
+        f"SELECT {FEEDBACK_COLUMNS} FROM alert_feedback WHERE alert_id = %s ORDER BY id DESC",
+        (alert_id,),
+    )
+    return list(await cur.fetchall())
+
+
+async def latest_feedback(conn: Conn, alert_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The verdict that counts (the latest) of each of these alerts that has one."""
+    if not alert_ids:
+        return {}
+    cur = await conn.execute(
+        f"""
+        SELECT DISTINCT ON (alert_id) {FEEDBACK_COLUMNS} FROM alert_feedback
+        WHERE alert_id = ANY(%s) ORDER BY alert_id, id DESC
+        """,
+        (list(alert_ids),),
+    )
+    return {r["alert_id"]: r for r in await cur.fetchall()}
+
+
+async def verdict_counts(conn: Conn, *, since: datetime) -> list[dict[str, Any]]:
+    """Per domain, alerts opened since `since` by their latest verdict ('none': no feedback)."""
+    cur = await conn.execute(
+        """
+        SELECT a.domain, coalesce(f.verdict, 'none') AS verdict, count(*) AS n
+        FROM alerts a
+        LEFT JOIN LATERAL (
+            SELECT verdict FROM alert_feedback WHERE alert_id = a.id ORDER BY id DESC LIMIT 1
+        ) f ON true
+        WHERE a.state <> 'pending' AND a.opened_at >= %s
+        GROUP BY 1, 2 ORDER BY 1, 2
+        """,
+        (since,),
+    )
+    return list(await cur.fetchall())

@@ -1,21 +1,27 @@
-"""Alerts (list, detail with timeline, acknowledge, resolve) and alert rules (CRUD)."""
+"""Alerts (list, detail with timeline, acknowledge, resolve, feedback, precision) and alert rules
+(CRUD)."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
 from services.alerts import service
 from services.alerts.adapters import repository as repo
+from services.alerts.domain import feedback as fb
 from services.alerts.domain.lifecycle import Alert, InvalidTransition
 from services.alerts.domain.rules import default_kind
 from services.alerts.schemas import (
     ActionIn,
     AlertDetail,
     AlertOut,
+    DomainPrecisionOut,
+    FeedbackIn,
+    FeedbackOut,
+    PrecisionOut,
     RuleIn,
     RuleOut,
     TimelineEntry,
@@ -29,8 +35,8 @@ router = APIRouter(prefix="/v1", tags=["alerts"])
 State = Annotated[str | None, Query(pattern="^(open|acknowledged|resolved)$")]
 
 
-def _out(alert: Alert) -> AlertOut:
-    return AlertOut(**service.public(alert))
+def _out(alert: Alert, feedback: dict[str, Any] | None = None) -> AlertOut:
+    return AlertOut(**service.public(alert), feedback=FeedbackOut(**feedback) if feedback else None)
 
 
 def _wake(request: Request, applied: service.Applied) -> None:
@@ -65,7 +71,40 @@ async def list_alerts(
             end=check_time(end, "end"),
             limit=limit,
         )
-    return [_out(a) for a in alerts]
+        verdicts = await repo.latest_feedback(conn, [a.id for a in alerts])
+    return [_out(a, verdicts.get(a.id)) for a in alerts]
+
+
+@router.get("/alerts/precision", response_model=PrecisionOut)
+async def precision(
+    request: Request,
+    _: Viewer,
+    days: Annotated[int, Query(ge=1, le=fb.MAX_PRECISION_DAYS)] = fb.PRECISION_DAYS,
+) -> PrecisionOut:
+    """Per domain, of the alerts opened in the last `days` days: real / (real + false alarm)
+    by their latest verdict, and how many have no verdict (precision null when none judged)."""
+    since = datetime.now(UTC) - timedelta(days=days)
+    async with request.app.state.pool.connection() as conn:
+        rows = await repo.verdict_counts(conn, since=since)
+    counts: dict[str, dict[str, int]] = {}
+    for r in rows:
+        counts.setdefault(r["domain"], {})[r["verdict"]] = int(r["n"])
+    return PrecisionOut(
+        days=days,
+        since=since,
+        domains=[
+            DomainPrecisionOut(
+                **fb.DomainPrecision(
+                    domain=domain,
+                    real=c.get(fb.Verdict.REAL, 0),
+                    false_alarm=c.get(fb.Verdict.FALSE_ALARM, 0),
+                    expected=c.get(fb.Verdict.EXPECTED, 0),
+                    without_feedback=c.get("none", 0),
+                ).public()
+            )
+            for domain, c in sorted(counts.items())
+        ],
+    )
 
 
 @router.get("/alerts/{alert_id}", response_model=AlertDetail)
@@ -76,8 +115,10 @@ async def get_alert(alert_id: str, request: Request, _: Viewer) -> AlertDetail:
         if alert is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such alert")
         timeline = await repo.timeline(conn, alert_id)
+        verdict = (await repo.latest_feedback(conn, [alert_id])).get(alert_id)
     return AlertDetail(
         **service.public(alert),
+        feedback=FeedbackOut(**verdict) if verdict else None,
         damping={
             "min_duration_s": alert.damping.min_duration_s,
             "cooldown_s": alert.damping.cooldown_s,
@@ -92,12 +133,13 @@ async def _act(request: Request, alert_id: str, action: str, by: str, note: str)
             alert, applied = await service.operator_action(
                 conn, alert_id, action=action, by=by, note=note, now=datetime.now(UTC)
             )
+            verdict = (await repo.latest_feedback(conn, [alert_id])).get(alert_id)
     except InvalidTransition as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from exc
     if alert is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such alert")
     _wake(request, applied)
-    return _out(alert)
+    return _out(alert, verdict)
 
 
 @router.post("/alerts/{alert_id}/ack", response_model=AlertOut)
@@ -114,6 +156,53 @@ async def resolve(
 ) -> AlertOut:
     """Resolve an alert by hand (idempotent)."""
     return await _act(request, alert_id, "resolve", f"key:{who.key_id}", body.note if body else "")
+
+
+@router.post(
+    "/alerts/{alert_id}/feedback", status_code=status.HTTP_201_CREATED, response_model=FeedbackOut
+)
+async def give_feedback(
+    alert_id: str, body: FeedbackIn, request: Request, who: Operator
+) -> FeedbackOut:
+    """Mark an alert real, a false alarm or expected, with an optional note. Any alert but a
+    pending one, resolved ones included; a later verdict replaces this one (both are kept).
+    The device's model takes it into account from its next reading (docs/energy.md)."""
+    # Kept in the audit log's entry too: the history of verdicts, with who gave them.
+    request.state.audit_detail = {"verdict": body.verdict.value, "note": body.note}
+    async with request.app.state.pool.connection() as conn, conn.transaction():
+        alert = await repo.get_alert(conn, alert_id, lock=True)
+        if alert is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such alert")
+        start, end = fb.episode_period(
+            explanation=alert.explanation,
+            first_seen=alert.first_seen,
+            last_seen=alert.last_seen,
+            active=alert.active,
+        )
+        row = await repo.add_feedback(
+            conn,
+            {
+                "alert_id": alert.id,
+                "device_id": alert.device_id,
+                "domain": alert.domain,
+                "kind": alert.kind,
+                "verdict": body.verdict.value,
+                "note": body.note,
+                "episode_start": start,
+                "episode_end": end,
+                "given_by": f"key:{who.key_id}",
+            },
+        )
+    return FeedbackOut(**row)
+
+
+@router.get("/alerts/{alert_id}/feedback", response_model=list[FeedbackOut])
+async def feedback_history(alert_id: str, request: Request, _: Viewer) -> list[FeedbackOut]:
+    """Every verdict given on an alert, newest first (the first one counts)."""
+    async with request.app.state.pool.connection() as conn:
+        if await repo.get_alert(conn, alert_id) is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such alert")
+        return [FeedbackOut(**r) for r in await repo.feedback_history(conn, alert_id)]
 
 
 # ---- rules ------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from services.energy.domain.feedback import FeedbackMemory
 from shared.ml.anomaly import (
     INTERVAL_WIDTH,
     Explanation,
@@ -28,6 +29,7 @@ from shared.ml.calendar import TOWN, TownCalendar
 from shared.ml.forecast import make_forecaster
 from shared.ml.registry import ModelSpec, describe
 from shared.ml.timed import PointForecaster, build_forecaster
+from shared.runtime.feedback import Feedback
 from shared.runtime.processor import Effects
 from shared.schemas import AlertEvent, Reading, Severity
 from shared.topics import Domain
@@ -112,6 +114,8 @@ class MeterState:
     period: timedelta | None = None
     last_ts: datetime | None = None
     forecast_hour: datetime | None = None
+    # Technicians' verdicts on this meter's alerts and what they changed (domain/feedback.py).
+    feedback: FeedbackMemory = field(default_factory=FeedbackMemory)
 
 
 def refresh_offset(device_id: str) -> timedelta:
@@ -167,7 +171,7 @@ def severity_of(kind: str, exp: Explanation, value: float) -> Severity:
 class EnergyProcessor:
     """The runtime's `DeviceProcessor` for building meters."""
 
-    model_version = "energy-meter/4"
+    model_version = "energy-meter/5"
 
     def __init__(
         self,
@@ -204,6 +208,12 @@ class EnergyProcessor:
     def new_state(self, device_id: str) -> MeterState:
         return MeterState(detector=self._detector(), forecaster=self._forecaster())
 
+    def apply_feedback(
+        self, state: MeterState, feedback: Feedback, *, received_at: datetime
+    ) -> None:
+        """A technician's verdict on one of this meter's alerts (docs/energy.md, "Feedback")."""
+        state.feedback.apply(feedback, received_at=received_at)
+
     def process(self, state: MeterState, *, device_id: str, readings: list[Reading]) -> Effects:
         effects = Effects()
         for r in readings:
@@ -228,6 +238,9 @@ class EnergyProcessor:
             spread=s.detector.abs_residual.mean if spread is None else spread,
             calendar=self.calendar,
         )
+        kind = s.feedback.judge(
+            ts=ts, value=value, exp=exp, kind=kind, context=self.calendar.key(ts, slot_minutes=60)
+        )
         out.rows.append(
             ScoreRow(
                 device_id,
@@ -245,7 +258,10 @@ class EnergyProcessor:
         # Anomalous readings are not learnt as normal, until an episode has lasted so long that
         # it is the new normal.
         relearn = s.episode is not None and s.episode.readings > RELEARN_AFTER
-        s.detector.learn_one(x, update_model=kind is None or relearn)
+        learn = s.feedback.learns(
+            ts, default=kind is None or relearn, episode_open=s.episode is not None
+        )
+        s.detector.learn_one(x, update_model=learn)
         s.forecaster.learn_one(value, {"ts": ts})
         if s.last_ts is not None and ts > s.last_ts:
             gap = ts - s.last_ts

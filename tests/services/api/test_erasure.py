@@ -73,6 +73,11 @@ async def _footprint(conn: AsyncConnection[Any], device_id: str) -> str:
         "INSERT INTO alert_timeline (alert_id, at, type) VALUES (%s, now(), 'opened')",
         (alert_id,),
     )
+    await conn.execute(
+        "INSERT INTO alert_feedback (alert_id, device_id, domain, kind, verdict, episode_start,"
+        " given_by) VALUES (%s, %s, 'waste', 'overflow', 'false_alarm', now(), 'key:test')",
+        (alert_id, device_id),
+    )
     sub = f"test-{uuid.uuid4().hex[:10]}"
     # Disabled: the dispatcher leaves the pending message alone.
     await conn.execute(

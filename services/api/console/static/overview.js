@@ -3,12 +3,13 @@ TP.page(async () => {
   const { t, api, h, fill, num, when, ago, clock } = TP;
   const settle = (p) => p.then((v) => ({ ok: true, v }), (e) => ({ ok: false, e }));
   const dayAgo = new Date(Date.now() - 86400e3).toISOString();
-  const [energy, bins, incidents, alerts, fresh] = await Promise.all([
+  const [energy, bins, incidents, alerts, fresh, precision] = await Promise.all([
     settle(api("/v1/energy/summary")),
     settle(api("/v1/waste/bins?limit=10000")),
     settle(api(`/v1/traffic/incidents?start=${encodeURIComponent(dayAgo)}`)),
     settle(api("/v1/alerts?state=open&limit=500")),
     settle(api("/v1/console/freshness")),
+    settle(api("/v1/alerts/precision?days=30")),
   ]);
   const unavailable = (r) => h("li", { class: "muted" }, `${t("Unavailable")}: ${r.e.message}`);
 
@@ -81,6 +82,15 @@ TP.page(async () => {
           ` — ${detail(a)}, ${t("since")} ${ago(a.first_seen)}`)), t("No warning: disks, backups, certificates and restarts are fine."));
     } else fill("#platform-list", [unavailable(platform)]);
   }
+
+  if (precision.ok) {
+    // Never a precision computed over nothing: without a real or false-alarm verdict, say so.
+    fill("#precision", precision.v.domains.map((d) => h("tr", { "data-domain": d.domain },
+      h("td", {}, t(d.domain)),
+      h("td", { class: "precision" }, d.precision === null ? t("no feedback yet") : `${num(100 * d.precision, 0)} %`),
+      h("td", {}, num(d.real, 0)), h("td", {}, num(d.false_alarm, 0)), h("td", {}, num(d.expected, 0)),
+      h("td", { class: "without" }, num(d.without_feedback, 0)))), t("No alert in the last 30 days."));
+  } else fill("#precision", [h("tr", {}, h("td", { colspan: 6, class: "muted" }, `${t("Unavailable")}: ${precision.e.message}`))]);
 
   if (fresh.ok) {
     fill("#freshness", fresh.v.items.map((f) => h("tr", {},

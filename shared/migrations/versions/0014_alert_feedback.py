@@ -11,14 +11,14 @@ reads and erases it (shared/erasure.py); the maintenance role prunes it with the
 (ON DELETE CASCADE, shared/retention.py).
 
 Revision ID: 0014
-Revises: 0012
+Revises: 0013
 Create Date: 2026-12-07
 """
 
 from alembic import op
 
 revision = "0014"
-down_revision = "0012"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 

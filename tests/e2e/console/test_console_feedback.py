@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from shared.topics import Domain
-from tests.alerts_support import event, produce_events, unique_kind
+from testing.alerts_support import event, produce_events, unique_kind
 from tests.e2e.console.conftest import Console
 from tests.support import wait_for
 

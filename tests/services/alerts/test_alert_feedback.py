@@ -15,7 +15,7 @@ from psycopg.rows import dict_row
 
 from shared.auth import key_id_of
 from shared.topics import Domain
-from tests.alerts_support import event, produce_events, unique_kind
+from testing.alerts_support import event, produce_events, unique_kind
 from tests.support import wait_for
 
 pytestmark = pytest.mark.integration

@@ -83,9 +83,7 @@ def test_evaluate_and_the_service_open_the_same_alerts(
     # evaluate's path: the same readings as a CSV, read back the way `townpulse evaluate` reads
     # it, in the town calendar the stack's energy service runs in.
     csv = tmp_path / "meter.csv"
-    csv.write_text(
-        "timestamp,value\n" + "".join(f"{ts.isoformat()},{v}\n" for ts, v in series)
-    )
+    csv.write_text("timestamp,value\n" + "".join(f"{ts.isoformat()},{v}\n" for ts, v in series))
     settings = EnergySettings()
     calendar = TownCalendar(settings.timezone, settings.holidays_country)
     readings = evaluation.read_readings(csv)

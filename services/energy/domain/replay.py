@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from services.energy.domain.meter import FORECASTER, METRIC, EnergyProcessor
+from services.energy.domain.meter import FORECASTER, METRIC, EnergyProcessor, MeterState
 from shared.ml.calendar import TOWN, TownCalendar
 from shared.ml.registry import ModelSpec
 from shared.runtime.processor import replay
@@ -34,11 +34,13 @@ def alert_events(
     *,
     device_id: str,
     processor: EnergyProcessor | None = None,
+    state: MeterState | None = None,
 ) -> list[AlertEvent]:
     """The episode events (start and end) a meter's readings give, one `(ts, kWh)` a message.
 
-    `processor` defaults to `meter_processor()` (the service's defaults, the town calendar).
+    `processor` defaults to `meter_processor()` (the service's defaults, the town calendar);
+    `state` is the meter's state to go on from (updated in place), a new one by default.
     """
     proc = meter_processor() if processor is None else processor
     messages = ([Reading(ts=ts, metric=METRIC, value=value)] for ts, value in series)
-    return replay(proc, device_id=device_id, messages=messages)
+    return replay(proc, device_id=device_id, messages=messages, state=state)

@@ -20,6 +20,8 @@ from bench.energy_faults import (
     openings,
     schedule,
     slot_of,
+    summarise,
+    targets,
     typical_levels,
 )
 from services.alerts.domain.replay import alerts_of
@@ -105,3 +107,49 @@ def test_sharing_the_warm_up_gives_what_a_run_from_the_start_gives() -> None:
 
     assert faulty == alone(injected) and quiet == alone(clean)
     assert faulty, "the fault should alert: a test that cannot fail proves nothing"
+
+
+def _scored(recall: float, clean: float) -> dict[str, object]:
+    by_kind = {
+        k: {"events": 18, "detected": 0, "recall": recall, "median_delay_h": 2.0} for k in KINDS
+    }
+    return {
+        "recall": recall,
+        "false_alerts_per_device_month": 0.5,
+        "clean_alerts_per_building_month": clean,
+        "by_kind": by_kind,
+    }
+
+
+def test_the_report_gives_means_over_buildings_and_the_targets() -> None:
+    from bench.report import energy_faults_section
+
+    buildings = {
+        b: {"methods": {"service": _scored(r, c), "stuck_rule": _scored(0.0, 0.0)}}
+        for b, r, c in (("UCam_Building_b0", 0.5, 1.0), ("UCam_Building_b5", 1.0, 0.5))
+    }
+    summary = summarise(buildings)
+    assert summary["service"]["by_kind"]["left_on"]["recall"] == 0.75
+    assert summary["service"]["clean_alerts_per_building_month"] == 0.75
+    checks = targets(summary)
+    assert checks["recall_left_on"]["met"] is False and checks["recall_spike"]["met"] is True
+    assert checks["clean_alerts_per_building_month"]["met"] is True
+    setup = {
+        "buildings": list(buildings),
+        "warmup": "2018",
+        "judged_years": [2019],
+        "per_kind_and_year": 6,
+        "seed": 24,
+        "kinds": list(KINDS),
+        "baseline_band": {"k_robust_sd": 6.0, "floor_of_expected": 0.15},
+        "stuck_hours": 3,
+        "labels": "bench/results/energy_faults_labels",
+    }
+    text = "\n".join(
+        energy_faults_section(
+            {"setup": setup, "summary": summary, "targets": checks, "buildings": buildings}
+        )
+    )
+    assert "| `service` | 75.0% (2 h) |" in text
+    assert "| recall_left_on | 0.8 | 0.75 | **not met** |" in text
+    assert "| b5 | `service` | 100.0% |" in text

@@ -1626,7 +1626,7 @@ def generic_section(name: str, r: dict[str, Any]) -> list[str]:
 
 
 def _delay(h: float | None) -> str:
-    return "-" if h is None else f"{h:g} h"
+    return "-" if h is None else f"{h:.1f} h"
 
 
 def _rate(x: float | None) -> str:

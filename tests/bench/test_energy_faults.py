@@ -150,6 +150,6 @@ def test_the_report_gives_means_over_buildings_and_the_targets() -> None:
             {"setup": setup, "summary": summary, "targets": checks, "buildings": buildings}
         )
     )
-    assert "| `service` | 75.0% (2 h) |" in text
+    assert "| `service` | 75.0% (2.0 h) |" in text
     assert "| recall_left_on | 0.8 | 0.75 | **not met** |" in text
     assert "| b5 | `service` | 100.0% |" in text

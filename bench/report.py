@@ -1625,6 +1625,82 @@ def generic_section(name: str, r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _delay(h: float | None) -> str:
+    return "-" if h is None else f"{h:.1f} h"
+
+
+def _rate(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2f}"
+
+
+def energy_faults_section(r: dict[str, Any]) -> list[str]:
+    setup, summary = r["setup"], r["summary"]
+    kinds = setup["kinds"]
+    lines = ["## Energy faults: the service's alerts on real buildings, against baselines", ""]
+    lines += [*_meta(r.get("meta")), ""]
+    lines.append(
+        f"{len(setup['buildings'])} Cambridge buildings, hourly; {setup['warmup']}; faults "
+        f"injected in {', '.join(map(str, setup['judged_years']))}, {setup['per_kind_and_year']} "
+        f"of each kind per building and year (seed {setup['seed']}), sizes relative to the "
+        "building's typical level for that hour of the week (2018's median). `service` is the "
+        "energy service as shipped (its processor and the alerts lifecycle, what `townpulse "
+        "evaluate --labels` replays): alerts, not scores. The baselines share its episode rules "
+        "(3 flagged readings open an episode, one alert per episode); only how a reading is "
+        f"flagged differs (band: median +/- {setup['baseline_band']['k_robust_sd']} robust SD, "
+        f"at least {setup['baseline_band']['floor_of_expected']:.0%} of it; stuck: "
+        f"{setup['stuck_hours']} h of one value). Detected: an alert opens within the fault's "
+        "window; false: an alert in no window nor 24 h after one; clean: alerts on the same "
+        f"data without injected faults. Labels: `{setup['labels']}/`. Nothing tuned per "
+        "building. The windows and their 24 h after cover much of each judged year, so the "
+        "false alerts on the injected data understate what a quiet building gets: the clean "
+        "column is the one to read for that. Means over buildings:"
+    )
+    lines.append("")
+    rows = []
+    for name, m in summary.items():
+        cells = [
+            f"{_pct(m['by_kind'][k]['recall'])} ({_delay(m['by_kind'][k]['median_delay_h'])})"
+            for k in kinds
+        ]
+        rows.append(
+            [
+                f"`{name}`",
+                *cells,
+                _pct(m["recall"]),
+                _rate(m["false_alerts_per_building_month"]),
+                _rate(m["clean_alerts_per_building_month"]),
+            ]
+        )
+    head = ["method", *(f"{k}: recall (median delay)" for k in kinds)]
+    head += ["all kinds", "false alerts / building-month", "clean: alerts / building-month"]
+    lines += [*_table(head, rows), ""]
+    checks = r.get("targets", {})
+    if checks:
+        lines.append("Issue #24's targets, on the service's means:")
+        lines.append("")
+        lines += _table(
+            ["target", "goal", "got", ""],
+            [[k, c["target"], c["got"], _ok(c["met"])] for k, c in checks.items()],
+        )
+        lines.append("")
+    lines.append("Per building (recall per kind; false and clean alerts per building-month):")
+    lines.append("")
+    rows = []
+    for building, b in r["buildings"].items():
+        for name, m in b["methods"].items():
+            rows.append(
+                [
+                    building.removeprefix("UCam_Building_"),
+                    f"`{name}`",
+                    *(_pct(m["by_kind"].get(k, {}).get("recall")) for k in kinds),
+                    _rate(m["false_alerts_per_device_month"]),
+                    _rate(m["clean_alerts_per_building_month"]),
+                ]
+            )
+    lines += _table(["building", "method", *kinds, "false / month", "clean / month"], rows)
+    return [*lines, ""]
+
+
 ORDER = {"nab_compare": 0, "nab_tuning": 1, "nab": 2, "forecast_energy": 3, "forecast_traffic": 4}
 
 
@@ -1670,6 +1746,8 @@ def build(
             lines += traffic_section(r)
         elif kind == "waste_time_to_full":
             lines += waste_section(r)
+        elif kind == "energy_faults":
+            lines += energy_faults_section(r)
         elif kind == "waste_other_towns":
             lines += waste_other_towns_section(r)
         elif kind == "traffic_forecast_sim":

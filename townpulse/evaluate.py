@@ -69,6 +69,26 @@ def evaluate(
     plot_horizon: Annotated[
         str | None, typer.Option(help="horizon to plot, e.g. 1h (default: the first)")
     ] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            readable=True,
+            help="CSV start,end[,kind] of known faults: replays the energy service and its "
+            "alerts on the file and scores the alerts (recall, delay, false alerts)",
+        ),
+    ] = None,
+    clean: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            readable=True,
+            help="with --labels: the same device's history without those faults "
+            "(alerts per device-month on it)",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
     record: Annotated[
         str | None,
@@ -104,6 +124,8 @@ def evaluate(
             keep=plot is not None,
             plot_horizon=plot_horizon,
             plot_week=week,
+            labels=labels,
+            clean=clean,
         )
         if plot is not None:
             evaluation.plot(result, plot, week_of=week, horizon=plot_horizon)

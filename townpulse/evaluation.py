@@ -32,11 +32,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
 from rich.progress import Progress
 
+from shared.ml.alert_scoring import (
+    MONTH,
+    Label,
+    alerts_per_month,
+    read_labels,
+    score_alerts,
+)
 from shared.ml.baselines import LastValue, TimeOfWeekMean, previous_day, previous_week
 from shared.ml.calendar import NO_HOLIDAYS, TownCalendar, check_holidays
 from shared.ml.nab_scoring import (
@@ -49,6 +56,9 @@ from shared.ml.nab_scoring import (
     sweep,
 )
 from shared.ml.online import MODEL, HorizonResult, Predictor, Step, evaluate_online, ratio
+
+if TYPE_CHECKING:
+    from services.alerts.domain.replay import Opened
 
 DOMAINS = ("energy", "traffic", "generic")
 # Version of the JSON layout (docs/evaluate.md): bumped when a field changes meaning or goes.
@@ -293,6 +303,65 @@ def evaluate_anomalies(
     return out
 
 
+# Domains whose service can be replayed reading by reading (`--labels`).
+ALERT_DOMAINS = ("energy",)
+EVALUATED_DEVICE = "evaluated"
+
+
+def alert_openings(
+    readings: Sequence[Reading], *, domain: str, calendar: TownCalendar
+) -> list[Opened]:
+    """When the alerts the domain's service would have raised on these readings opened: its
+    own processor (services/<domain>/domain/replay.py) and the alerts service's lifecycle
+    (services/alerts/domain/replay.py), one reading a message, as the stack runs them."""
+    if domain not in ALERT_DOMAINS:
+        raise ValueError(f"alerts can be replayed for {', '.join(ALERT_DOMAINS)} only")
+    from services.alerts.domain.replay import alerts_of
+    from services.energy.domain.replay import alert_events, meter_processor
+
+    series = [(r.ts, r.value) for r in readings if r.value is not None]
+    events = alert_events(
+        series, device_id=EVALUATED_DEVICE, processor=meter_processor(calendar=calendar)
+    )
+    opened, _ = alerts_of(events)
+    return opened
+
+
+def evaluate_alerts(
+    readings: Sequence[Reading],
+    *,
+    domain: str,
+    calendar: TownCalendar,
+    labels: Sequence[Label],
+    step: timedelta,
+    score_from: datetime | None = None,
+    clean: Sequence[Reading] | None = None,
+) -> dict[str, Any]:
+    """Alerts, not scores: the service's alerts on the file against labelled windows (recall,
+    median delay and false alerts per device-month, per kind; shared.ml.alert_scoring), and
+    the alerts per device-month on the same device's data without the labelled faults."""
+
+    def months_of(rows: Sequence[Reading]) -> float:
+        kept = [r for r in rows if r.value is not None]
+        return sum(score_from is None or r.ts >= score_from for r in kept) * step / MONTH
+
+    def opened(rows: Sequence[Reading]) -> list[datetime]:
+        at = [o.opened_at for o in alert_openings(rows, domain=domain, calendar=calendar)]
+        return [t for t in at if score_from is None or t >= score_from]
+
+    months = months_of(readings)
+    in_window = [lab for lab in labels if score_from is None or lab.end >= score_from]
+    out = score_alerts(opened(readings), in_window, months=months)
+    if clean is not None:
+        clean_months = months_of(clean)
+        out["clean"] = {
+            "alerts": len(at := opened(clean)),
+            "months": round(clean_months, 3),
+            "alerts_per_device_month": alerts_per_month(at, months=clean_months),
+        }
+    return out
+
+
 def evaluate(
     domain: str,
     path: Path | str,
@@ -307,6 +376,8 @@ def evaluate(
     keep: bool = False,
     plot_horizon: str | None = None,
     plot_week: datetime | None = None,
+    labels: Path | None = None,
+    clean: Path | None = None,
 ) -> dict[str, Any]:
     """Forecast (and, with labels, anomaly) metrics of the project's models on one CSV.
 
@@ -316,9 +387,18 @@ def evaluate(
     With ``keep``, the per-target forecasts are returned under ``"_series"`` (for ``plot``);
     ``plot_horizon`` and ``plot_week`` (what ``plot`` will be asked for) are checked against the
     file before the run, which may take minutes, rather than after it.
+
+    With ``labels`` (a ``start,end[,kind]`` CSV), the domain's service is replayed on the file
+    and its alerts are scored against those windows (``"alerts"``, see ``evaluate_alerts``);
+    ``clean`` is the same device's history without the labelled faults, on which every alert
+    counts as one too many.
     """
     if domain not in DOMAINS:
         raise ValueError(f"domain must be one of {', '.join(DOMAINS)}")
+    if (labels is not None or clean is not None) and domain not in ALERT_DOMAINS:
+        raise ValueError(f"--labels and --clean: domain {', '.join(ALERT_DOMAINS)} only")
+    if clean is not None and labels is None:
+        raise ValueError("--clean needs --labels FILE.csv")
     check_holidays(holidays)
     try:
         zone = ZoneInfo(tz)
@@ -327,6 +407,9 @@ def evaluate(
     calendar = TownCalendar(tz, holidays)
     readings = read_readings(Path(path), tz=zone)
     step = infer_step(readings)
+    # Read now: a bad file is reported before a run that may take minutes.
+    windows = None if labels is None else read_labels(Path(labels), tz=zone)
+    clean_readings = None if clean is None else read_readings(Path(clean), tz=zone)
     if score_from is not None and score_from.tzinfo is None:
         score_from = score_from.replace(tzinfo=zone)
     if score_from is not None and score_from > readings[-1].ts:
@@ -397,6 +480,17 @@ def evaluate(
                 score_from=score_from,
             )
             bar.update(atask, completed=measured)
+        if windows is not None:
+            bar.add_task("alerts (the service replayed)", total=None)
+            out["alerts"] = evaluate_alerts(
+                readings,
+                domain=domain,
+                calendar=calendar,
+                labels=windows,
+                step=step,
+                score_from=score_from,
+                clean=clean_readings,
+            )
     if keep:
         out["_series"] = {label: res[h] for label, h in horizons.items()}
     return out
@@ -515,6 +609,26 @@ def render(result: dict[str, Any]) -> str:
                 )
         if "note" in anomaly:
             lines.append(f"  {anomaly['note']}")
+    alerts = result.get("alerts")
+    if alerts:
+        lines.append("")
+        recall = "-" if alerts["recall"] is None else f"{alerts['recall']:.0%}"
+        lines.append(
+            f"alerts (the service replayed): {alerts['alerts']} opened, "
+            f"{alerts['detected']}/{alerts['events']} labelled events detected ({recall}), "
+            f"{alerts['false_alerts']} false ({alerts['false_alerts_per_device_month']} "
+            "per device-month)"
+        )
+        lines.append(f"  {'kind':<24}{'events':>8}{'recall':>8}{'median delay':>14}")
+        for kind, k in alerts["by_kind"].items():
+            delay = "-" if k["median_delay_h"] is None else f"{k['median_delay_h']:g} h"
+            lines.append(f"  {kind:<24}{k['events']:>8}{k['recall']:>8.0%}{delay:>14}")
+        if "clean" in alerts:
+            c = alerts["clean"]
+            lines.append(
+                f"  without the faults: {c['alerts']} alerts, "
+                f"{c['alerts_per_device_month']} per device-month"
+            )
     if "plot" in result:
         lines.append("")
         lines.append(f"plot: {result['plot']}")

@@ -117,15 +117,7 @@ async def apply_signals(conn: repo.Conn, signals: Sequence[tuple[Signal, Damping
     current: dict[tuple[str, str], Alert | None] = dict(
         await repo.current_alerts(conn, {(s.device_id, s.kind) for s, _ in signals})
     )
-    steps: list[Step] = []
-    for signal, damping in signals:
-        key = (signal.device_id, signal.kind)
-        for step in lifecycle.observe(
-            current.get(key), signal, damping=damping, new_id=_new_alert_id()
-        ):
-            steps.append(step)
-            current[key] = None if step.discard or not step.alert.current else step.alert
-    return await save(conn, steps)
+    return await save(conn, lifecycle.apply(current, signals, new_id=_new_alert_id))
 
 
 async def process(

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from services.energy.adapters.db import write_rows
 from services.energy.domain.algorithms import algorithms
-from services.energy.domain.meter import EnergyProcessor
+from services.energy.domain.replay import meter_processor
 from services.energy.routes import router
 from services.energy.settings import EnergySettings
 from shared.http import secure
@@ -15,7 +15,7 @@ from shared.topics import Domain
 
 
 def create_app(settings: EnergySettings) -> FastAPI:
-    processor = EnergyProcessor(
+    processor = meter_processor(
         calendar=settings.calendar(),
         anomaly_scorer=settings.anomaly_scorer,
         forecaster=settings.energy_forecaster,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
@@ -52,3 +53,33 @@ class TakesFeedback(Protocol, Generic[S_contra]):
     def apply_feedback(
         self, state: S_contra, feedback: Feedback, *, received_at: datetime
     ) -> None: ...
+
+
+def fresh(readings: Iterable[Reading], clock: datetime | None) -> list[Reading]:
+    """A message's readings as the runtime feeds them to a processor: in time order, those at or
+    before the device's clock (the newest reading it learned from) left out as late."""
+    ordered = sorted(readings, key=lambda r: (r.ts, r.metric))
+    return [r for r in ordered if clock is None or r.ts > clock]
+
+
+def replay(
+    processor: DeviceProcessor[S],
+    *,
+    device_id: str,
+    messages: Iterable[Sequence[Reading]],
+    state: S | None = None,
+) -> list[AlertEvent]:
+    """The alert events a device's messages give, processed as the runtime processes them
+    (same order, same late readings left out), without Kafka or a database: what an evaluation
+    or a benchmark needs to count the alerts the service would have raised. The derived rows
+    (scores, forecasts) are not kept."""
+    own = processor.new_state(device_id) if state is None else state
+    clock: datetime | None = None
+    events: list[AlertEvent] = []
+    for message in messages:
+        readings = fresh(message, clock)
+        if not readings:
+            continue
+        clock = readings[-1].ts
+        events += processor.process(own, device_id=device_id, readings=readings).events
+    return events

@@ -57,7 +57,7 @@ from shared.erasure import erasures, exclude_erasures
 from shared.kafka import Producer
 from shared.runtime.checkpoints import CheckpointKey, Verdict
 from shared.runtime.feedback import Feedback, due, feedback_of
-from shared.runtime.processor import DeviceProcessor, Effects, TakesFeedback
+from shared.runtime.processor import DeviceProcessor, Effects, TakesFeedback, fresh
 from shared.schemas import AlertEvent, DeadLetter, ReadingBatch, Severity
 from shared.stream.loop import Batch, Record, Start
 from shared.stream.offsets import DbOffsets, Position
@@ -232,19 +232,18 @@ class DeviceRuntime(Generic[S]):
             # Before the record: a verdict counts from the first reading received after it.
             for f in due(out.feedback.get(rb.device_id, []), received_at=rb.received_at):
                 self.processor.apply_feedback(slot.state, f, received_at=rb.received_at)
-        readings = sorted(rb.readings, key=lambda r: (r.ts, r.metric))
-        fresh = [r for r in readings if slot.clock is None or r.ts > slot.clock]
+        readings = fresh(rb.readings, slot.clock)
         if not emit:
             self._m_replayed.inc()
-        elif len(fresh) < len(readings):
-            self._m_late.inc(len(readings) - len(fresh))
-        if not fresh:
+        elif len(readings) < len(rb.readings):
+            self._m_late.inc(len(rb.readings) - len(readings))
+        if not readings:
             return
-        slot.clock = fresh[-1].ts
+        slot.clock = readings[-1].ts
         if slot.since is None:
             slot.since = rb.received_at
         try:
-            effects = self.processor.process(slot.state, device_id=rb.device_id, readings=fresh)
+            effects = self.processor.process(slot.state, device_id=rb.device_id, readings=readings)
         except Exception as exc:
             # A reading the model cannot take. The state may be half-updated, but identically
             # so in every replay: determinism holds. The message is kept as a dead letter.
@@ -255,7 +254,7 @@ class DeviceRuntime(Generic[S]):
             return
         if emit:
             out.effects.extend(effects)
-            self._m_readings.inc(len(fresh))
+            self._m_readings.inc(len(readings))
 
     async def write(
         self, conn: AsyncConnection[DictRow], batch: Batch, prepared: Prepared

@@ -435,3 +435,86 @@ def test_cli_explains_a_bad_file(tmp_path: Path) -> None:
     result = CliRunner().invoke(_cli(), [str(bad), "--no-progress"])
     assert result.exit_code == 2
     assert "header must be timestamp,value[,label]" in result.output
+
+
+def _meter(tmp_path: Path, *, faults: bool) -> Path:
+    """Three weeks of an hourly meter; with `faults`, an evening left on and an outage."""
+    lines = ["timestamp,value"]
+    for i in range(21 * 24):
+        ts = T0 + timedelta(hours=i)
+        value = 10.0 if ts.weekday() < 5 and 8 <= ts.hour < 18 else 2.0 + (i % 3) * 0.1
+        if faults and 17 * 24 + 20 <= i < 17 * 24 + 26:
+            value += 12.0
+        if faults and 15 * 24 + 10 <= i < 15 * 24 + 16:
+            value = 0.0
+        lines.append(f"{ts.isoformat()},{value}")
+    path = tmp_path / ("faulty.csv" if faults else "clean.csv")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_cli_labels_score_the_alerts_the_service_would_raise(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from shared.ml.calendar import TownCalendar
+    from townpulse.evaluation import alert_openings
+
+    left_on = (T0 + timedelta(hours=17 * 24 + 20), T0 + timedelta(hours=17 * 24 + 25))
+    outage = (T0 + timedelta(hours=15 * 24 + 10), T0 + timedelta(hours=15 * 24 + 15))
+    labels = tmp_path / "labels.csv"
+    labels.write_text(
+        "start,end,kind\n"
+        + "".join(
+            f"{a.isoformat()},{b.isoformat()},{k}\n"
+            for (a, b), k in ((left_on, "left_on"), (outage, "outage"))
+        )
+    )
+    faulty, clean = _meter(tmp_path, faults=True), _meter(tmp_path, faults=False)
+    args = [str(faulty), "--json", "--no-progress", "--labels", str(labels)]
+    result = CliRunner().invoke(_cli(), [*args, "--clean", str(clean)])
+    assert result.exit_code == 0, result.output
+    alerts = json.loads(result.output)["alerts"]
+
+    # The same replay, counted here by hand.
+    opened = [
+        o.opened_at
+        for o in alert_openings(
+            read_readings(faulty), domain="energy", calendar=TownCalendar("UTC", "none")
+        )
+    ]
+    firsts = {
+        k: [t for t in opened if a <= t <= b]
+        for (a, b), k in ((left_on, "left_on"), (outage, "outage"))
+    }
+    assert firsts["left_on"] and firsts["outage"], "both faults should alert"
+    assert alerts["events"] == 2 and alerts["detected"] == 2 and alerts["alerts"] == len(opened)
+    for kind, (start, _) in (("left_on", left_on), ("outage", outage)):
+        delay = (min(firsts[kind]) - start).total_seconds() / 3600
+        assert alerts["by_kind"][kind]["median_delay_h"] == delay
+    quiet = alert_openings(
+        read_readings(clean), domain="energy", calendar=TownCalendar("UTC", "none")
+    )
+    assert alerts["clean"]["alerts"] == len(quiet)
+    assert alerts["clean"]["months"] == pytest.approx(21 / 30.44, abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--domain", "traffic", "--labels", "{labels}"], "domain energy only"),
+        (["--labels", "{history}"], "header must be start,end"),
+    ],
+)
+def test_cli_refuses_bad_labels_before_the_run(
+    tmp_path: Path, extra: list[str], message: str
+) -> None:
+    from typer.testing import CliRunner
+
+    history = _history(tmp_path, labels=False)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("start,end\n2024-01-02T00:00:00+00:00,2024-01-02T03:00:00+00:00\n")
+    args = [str(history), "--no-progress"]
+    args += [a.format(labels=labels, history=history) for a in extra]
+    result = CliRunner().invoke(_cli(), args)
+    assert result.exit_code == 2
+    assert message in result.output

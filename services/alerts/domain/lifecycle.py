@@ -20,6 +20,7 @@ alerts as processing it live; `tick(now)` applies the wall clock when no signal 
 
 from __future__ import annotations
 
+from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -163,6 +164,23 @@ def observe(alert: Alert | None, signal: Signal, *, damping: Damping, new_id: st
         if settled is not None:
             alert, entries = settled.alert, entries + settled.entries
     steps.append(Step(alert, entries))
+    return steps
+
+
+def apply(
+    current: MutableMapping[tuple[str, str], Alert | None],
+    signals: Sequence[tuple[Signal, Damping]],
+    *,
+    new_id: Callable[[], str],
+) -> list[Step]:
+    """Apply signals in order to the current alerts of their (device, kind), kept up to date in
+    `current`: what the service does with a consumed batch, and a replay with a whole series."""
+    steps: list[Step] = []
+    for signal, damping in signals:
+        key = (signal.device_id, signal.kind)
+        for step in observe(current.get(key), signal, damping=damping, new_id=new_id()):
+            steps.append(step)
+            current[key] = None if step.discard or not step.alert.current else step.alert
     return steps
 
 

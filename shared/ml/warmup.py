@@ -87,13 +87,17 @@ class WarmUp:
         if self.trusted:
             return True
         stats = self.slots.get(self.slot(ts))
-        return stats is not None and stats.days >= WARM_UP_DAYS
+        if stats is None:
+            return False
+        # Days before this one: today's first readings in the slot teach, they do not vouch.
+        today = stats.last_day == ts.astimezone(self.calendar.tz).toordinal()
+        return stats.days - today >= WARM_UP_DAYS
 
     def repeat_fraction(self, ts: datetime) -> float:
         """The share of readings repeating the previous one in `ts`'s slot; 1.0 before the
         slot is warm (nothing says yet that a steady value is odd there)."""
         stats = self.slots.get(self.slot(ts))
-        if stats is None or stats.days < WARM_UP_DAYS or stats.readings == 0:
+        if stats is None or stats.days < WARM_UP_DAYS or not self.ready(ts):
             return 1.0
         return stats.repeats / stats.readings
 

@@ -107,3 +107,18 @@ class Cadence:
         mid = len(ordered) // 2
         seconds = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
         return min(MAX_INTERVAL, max(MIN_INTERVAL, timedelta(seconds=seconds)))
+
+
+def spoken(duration: timedelta) -> tuple[str, str]:
+    """A rule's duration as the public register says it, in French and English.
+
+    >>> spoken(timedelta(minutes=45)), spoken(timedelta(hours=2)), spoken(timedelta(days=3))
+    (('45 min', '45 min'), ('2 h', '2 h'), ('3 jours', '3 days'))
+    """
+    minutes = int(duration / timedelta(minutes=1))
+    if minutes % 1440 == 0 and minutes >= 1440:
+        days = minutes // 1440
+        return (f"{days} jour{'s' * (days > 1)}", f"{days} day{'s' * (days > 1)}")
+    if minutes % 60 == 0 and minutes >= 60:
+        return (f"{minutes // 60} h", f"{minutes // 60} h")
+    return (f"{minutes} min", f"{minutes} min")

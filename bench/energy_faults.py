@@ -357,14 +357,14 @@ class BaselineProcessor(EnergyProcessor):
                 value=value,
                 exp=Explanation(exp.expected, exp.lower, exp.upper, 1.0, 1.0),
                 ts=ts,
-                repeats=0,
-                spread=1.0,
+                stuck=False,
                 calendar=self.calendar,
             )
+        s.cadence.observe(ts)
         self._episode(s, device_id, ts, value, exp, kind, out)
-        relearn = s.episode is not None and s.episode.readings > RELEARN_AFTER
+        relearn = s.episode is not None and s.episode.readings > s.cadence.readings(RELEARN_AFTER)
         rule.learn(ts, value, normal=kind is None or relearn)
-        s.last_ts, s.last_value = ts, value
+        s.last_value = value
 
 
 # ---- runs ---------------------------------------------------------------------------------------

@@ -201,6 +201,20 @@ async def uplinks(
     return await cur.fetchall()
 
 
+async def model_state(conn: AsyncConnection[Any], *, device_id: str) -> dict[str, Any]:
+    """Whether the device's model is saved, and until when it is learning (NULL: calibrated).
+    Only the columns the API may read of `runtime_state`, never the state itself."""
+    cur = await conn.execute(
+        """
+        SELECT count(*) AS saved, max(learning_until) AS learning_until
+        FROM runtime_state WHERE device_id = %s
+        """,
+        (device_id,),
+    )
+    row = await cur.fetchone()
+    return dict(row) if row else {"saved": 0, "learning_until": None}
+
+
 async def revoke_ingest_tokens(conn: AsyncConnection[Any], device_id: str) -> int:
     cur = await conn.execute(
         "UPDATE ingest_tokens SET revoked_at = now() WHERE device_id = %s AND revoked_at IS NULL",

@@ -145,6 +145,18 @@ class Device(BaseModel):
     link: Link | None = Field(default=None, description="From the newest uplink; null if none.")
 
 
+class DeviceModel(BaseModel):
+    """Where a device's model stands: "learning" while it warms up (it raises no alert in the
+    day types and hours it has not seen on enough days), "calibrated" after; "new" before its
+    first checkpoint."""
+
+    device_id: str
+    state: Literal["new", "learning", "calibrated"]
+    learning_until: datetime | None = Field(
+        default=None, description="Roughly when the warm-up ends, if it goes on reporting."
+    )
+
+
 class Uplink(BaseModel):
     """One stored uplink of a device (its link health history)."""
 

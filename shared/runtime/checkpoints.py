@@ -16,12 +16,14 @@ Security): they are then loaded once and signed at their next save.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
 import secrets
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 
 class Verdict(StrEnum):
@@ -111,3 +113,38 @@ class CheckpointKey:
         if self.verify(**same, applied=applied, state=state, mac=mac) is not Verdict.SIGNED:
             return None
         return self.sign(**same, applied=new_applied, state=state)
+
+
+class Upgradable:
+    """A dataclass device state whose checkpoints outlive the addition of fields.
+
+    Unpickling restores the attributes a checkpoint holds and runs no `__init__`: a field added
+    since the checkpoint was written would be missing. Here each missing field takes its
+    default, and `_upgrade` may derive it from what the old state held. The model version
+    (which discards checkpoints of another version) stays for changes a default cannot bridge.
+
+    >>> from dataclasses import field
+    >>> @dataclass
+    ... class State(Upgradable):
+    ...     n: int = 0
+    ...     seen: list[int] = field(default_factory=list)
+    >>> s = State.__new__(State)
+    >>> s.__setstate__({"n": 3})
+    >>> s
+    State(n=3, seen=[])
+    """
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        old = dict(state)
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            if f.name in state:
+                continue
+            if f.default is not dataclasses.MISSING:
+                state[f.name] = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                state[f.name] = f.default_factory()
+        self.__dict__.update(state)
+        self._upgrade(old)
+
+    def _upgrade(self, old: dict[str, Any]) -> None:
+        """Derive new fields from a checkpoint's attributes (`old`); by default nothing."""

@@ -1,5 +1,8 @@
 """Anomaly episodes: per-reading flags become one alert event at the start and one at the end.
 
+How long a flag must last to open an episode, and normal readings to close it, are durations:
+each device's learnt reporting interval (`shared.runtime.cadence`) turns them into readings.
+
 A domain service keeps one `EpisodeTracker` per kind of anomaly and device (in the device's
 state, so it is checkpointed with the models) and feeds it each reading's verdict. The events'
 ids derive from the episode (`AlertEvent.make_id`), so a replay after a crash re-emits the same
@@ -12,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from shared.runtime.cadence import DEFAULT_INTERVAL, Cadence, readings_for
+from shared.runtime.checkpoints import Upgradable
 from shared.schemas import AlertEvent, Severity
 from shared.topics import Domain
 
@@ -45,25 +50,32 @@ class EpisodeRow:
 
 
 @dataclass
-class EpisodeTracker:
-    """Opens an episode after `open_after` flagged readings in a row, closes it after
-    `close_after` unflagged ones.
+class EpisodeTracker(Upgradable):
+    """Opens an episode once flagged readings in a row have lasted `open_after`, closes it once
+    unflagged ones have lasted `close_after`: durations, counted in readings of the device's
+    reporting interval (`shared.runtime.cadence`), given with each reading.
 
     Examples
     --------
     >>> from datetime import UTC, timedelta
-    >>> t0 = datetime(2026, 3, 2, tzinfo=UTC)
-    >>> tr = EpisodeTracker("waste.fire_risk", open_after=2, close_after=2)
+    >>> t0, q = datetime(2026, 3, 2, tzinfo=UTC), timedelta(minutes=15)
+    >>> tr = EpisodeTracker("waste.fire_risk", open_after=2 * q, close_after=2 * q)
     >>> flags = [False, True, True, True, False, True, False, False, False]
-    >>> [tr.update(t0 + timedelta(minutes=15 * i), flagged=f) for i, f in enumerate(flags)]
+    >>> [tr.update(t0 + i * q, flagged=f, interval=q) for i, f in enumerate(flags)]
     [None, None, 'start', None, None, None, None, 'end', None]
-    >>> tr.last is not None and tr.last.started_at == t0 + timedelta(minutes=15)
+    >>> tr.last is not None and tr.last.started_at == t0 + q
     True
+
+    The same half hour is one reading of an hourly device:
+
+    >>> h = timedelta(hours=1)
+    >>> [tr.update(t0 + i * h, flagged=f, interval=h) for i, f in enumerate([True, False])]
+    ['start', 'end']
     """
 
     kind: str
-    open_after: int = 3
-    close_after: int = 4
+    open_after: timedelta = timedelta(minutes=45)
+    close_after: timedelta = timedelta(hours=1)
     streak: int = 0
     streak_since: datetime | None = None
     streak_peak: float = 0.0
@@ -77,11 +89,13 @@ class EpisodeTracker:
         ts: datetime,
         *,
         flagged: bool,
+        interval: timedelta = DEFAULT_INTERVAL,
         severity: Severity = Severity.WARNING,
         peak: float = 0.0,
         explanation: dict[str, Any] | None = None,
     ) -> Phase | None:
-        """Feed one reading's verdict; "start" or "end" when an episode opens or closes."""
+        """Feed one reading's verdict (`interval`: the device's reporting interval); "start"
+        or "end" when an episode opens or closes."""
         ep = self.episode
         if ep is None:
             if not flagged:
@@ -91,7 +105,7 @@ class EpisodeTracker:
                 self.streak_since = ts
             self.streak += 1
             self.streak_peak = max(self.streak_peak, peak)
-            if self.streak < self.open_after:
+            if self.streak < readings_for(self.open_after, interval):
                 return None
             assert self.streak_since is not None
             ep = self.episode = self.last = Episode(
@@ -114,11 +128,22 @@ class EpisodeTracker:
                 ep.severity = severity
             return None
         self.normal_streak += 1
-        if self.normal_streak < self.close_after:
+        if self.normal_streak < readings_for(self.close_after, interval):
             return None
         ep.ended_at = ts
         self.episode = None
         return "end"
+
+    def _upgrade(self, old: dict[str, Any]) -> None:
+        # Checkpoints written before durations held counts of 15-minute readings; the
+        # processors set their current durations again after loading (`retime`).
+        for name in ("open_after", "close_after"):
+            if isinstance(old.get(name), int):
+                setattr(self, name, old[name] * DEFAULT_INTERVAL)
+
+    def retime(self, *, open_after: timedelta, close_after: timedelta) -> None:
+        """Adopt the processor's durations (a restored tracker keeps those it was saved with)."""
+        self.open_after, self.close_after = open_after, close_after
 
     @property
     def active(self) -> bool:
@@ -163,7 +188,7 @@ def alert(
     )
 
 
-# A device is silent after this many of its reporting periods, and never after less than this.
+# A device is silent after this many of its reporting intervals, and never after less than this.
 SILENT_PERIODS = 4
 MIN_SILENCE = timedelta(hours=1)
 
@@ -174,26 +199,28 @@ def watch_silence(
     domain: Domain,
     kind: str,
     ts: datetime,
-    last_ts: datetime | None,
-    period: timedelta | None,
+    cadence: Cadence,
     events: list[AlertEvent],
     rows: list[Any],
-) -> tuple[datetime | None, timedelta | None]:
-    """Notice, on the first reading after it, a gap longer than the device's usual period.
+) -> None:
+    """Notice, on the first reading after it, a gap longer than the device's usual interval;
+    `cadence` learns the reading's time.
 
     Silence cannot be seen from readings that do not come: the episode's start and end are
     emitted together when the device speaks again (the alerts service's "silent" rule covers a
-    device that never does). Returns the new (last reading time, reporting period).
+    device that never does).
     """
-    if last_ts is None or ts <= last_ts:
-        return last_ts or ts, period
-    gap = ts - last_ts
-    if period is not None and gap > max(SILENT_PERIODS * period, MIN_SILENCE):
+    known, last_ts = cadence.known, cadence.last_ts
+    interval = cadence.interval
+    gap = cadence.observe(ts)
+    if gap is None or last_ts is None or not known:
+        return
+    if gap > max(SILENT_PERIODS * interval, MIN_SILENCE):
         hours = gap / timedelta(hours=1)
         ep = Episode(kind, last_ts, Severity.WARNING, hours, 1, ts)
         ep.explanation = {
             "silent_h": round(hours, 2),
-            "expected_period_min": round(period / timedelta(minutes=1), 1),
+            "expected_period_min": round(interval / timedelta(minutes=1), 1),
             "message": f"nothing heard for {hours:.1f} h",
         }
         for phase in ("start", "end"):
@@ -208,7 +235,3 @@ def watch_silence(
                 )
             )
         rows.append(row_of(device_id, ep))
-    # Gaps under a minute are retransmissions, not the reporting period.
-    if gap >= timedelta(minutes=1):
-        period = gap if period is None else min(period, gap)
-    return ts, period

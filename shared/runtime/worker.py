@@ -460,9 +460,20 @@ class DeviceRuntime(Generic[S]):
                     "clock": slot.clock,
                     "applied": slot.applied,
                     "since": slot.since,
+                    "learning_until": self._learning_until(slot.state),
                 }
             )
         return rows
+
+    def _learning_until(self, state: S) -> datetime | None:
+        """What a processor that warms up says of this state (`learning_until(state)`): roughly
+        when its model will be calibrated, None once it is. Shown by the console, never used to
+        decide anything here."""
+        learning_until = getattr(self.processor, "learning_until", None)
+        if learning_until is None:
+            return None
+        until: datetime | None = learning_until(state)
+        return until
 
     async def _save_states(self, conn: AsyncConnection[DictRow], device_ids: list[str]) -> None:
         """Checkpoints outside a batch (revocation, an idle stream): under the erasure lock too."""
@@ -483,9 +494,10 @@ class DeviceRuntime(Generic[S]):
             await cur.executemany(
                 """
                 INSERT INTO runtime_state (group_id, device_id, model_version, state, state_mac,
-                                           clock, applied_offset, learnt_since)
+                                           clock, applied_offset, learnt_since, learning_until)
                 SELECT %(group_id)s, %(device_id)s, %(model_version)s, %(state)s, %(mac)s,
-                       %(clock)s::timestamptz, %(applied)s::bigint, %(since)s::timestamptz
+                       %(clock)s::timestamptz, %(applied)s::bigint, %(since)s::timestamptz,
+                       %(learning_until)s::timestamptz
                 WHERE NOT EXISTS (
                     SELECT 1 FROM device_erasures e WHERE e.device_id = %(device_id)s
                     AND (%(since)s::timestamptz IS NULL OR e.erased_at >= %(since)s::timestamptz)
@@ -494,7 +506,8 @@ class DeviceRuntime(Generic[S]):
                     model_version = EXCLUDED.model_version, state = EXCLUDED.state,
                     state_mac = EXCLUDED.state_mac,
                     clock = EXCLUDED.clock, applied_offset = EXCLUDED.applied_offset,
-                    learnt_since = EXCLUDED.learnt_since, updated_at = now()
+                    learnt_since = EXCLUDED.learnt_since,
+                    learning_until = EXCLUDED.learning_until, updated_at = now()
                 """,
                 rows,
             )

@@ -22,10 +22,22 @@ from townpulse.simulator.runner import (
 )
 from townpulse.simulator.town import ID_PREFIX_RE
 
-# What `townpulse up` runs: a town with two days of history published in about four minutes
-# (speed 720: a simulated day per two wall-clock minutes), labelled events in that history, and
-# no history published twice across restarts. Then it follows the wall clock.
-LIVING_TOWN_ARGS = ("--backfill", "2d", "--speed", "720", "--inject", "all", "--resume")
+# What `townpulse up` runs: a town with fifteen days of history, published at SPEED simulated
+# seconds per second (docs/simulator.md says how long that takes), so that its models have seen
+# every day type and hour on three days (shared/ml/warmup.py) before the first console is seen;
+# labelled events in the last two days of that history, after the warm-up; no history published
+# twice across restarts. Then it follows the wall clock.
+LIVING_TOWN_ARGS = (
+    "--backfill",
+    "15d",
+    "--speed",
+    "7200",
+    "--inject",
+    "all",
+    "--inject-after",
+    "13d",
+    "--resume",
+)
 
 
 def _duration(value: str) -> str:
@@ -78,7 +90,9 @@ def simulate(
     backfill: Annotated[
         str,
         typer.Option(
-            callback=_duration, help="Start this far in the past, e.g. 6h, 2d (at most ~7d)."
+            callback=_duration,
+            help="Start this far in the past, e.g. 6h, 2d (at most what the gateway takes, "
+            "TOWNPULSE_MAX_AGE_S, less an hour).",
         ),
     ] = "0",
     duration: Annotated[
@@ -96,6 +110,14 @@ def simulate(
             help=f"Comma-separated events to inject, or 'all': {', '.join(EVENT_KINDS)}.",
         ),
     ] = "",
+    inject_after: Annotated[
+        str,
+        typer.Option(
+            callback=_duration,
+            help="Injected events start this long after the backfill's start (the models' "
+            "warm-up), e.g. 13d.",
+        ),
+    ] = "0",
     events_out: Annotated[
         Path | None,
         typer.Option(
@@ -188,6 +210,7 @@ def simulate(
         backfill=parse_duration(backfill),
         duration=parse_duration(duration) if duration is not None else None,
         inject=tuple(parse_kinds(inject)),
+        inject_after=parse_duration(inject_after),
         events_out=events_out,
         resume=resume,
         lorawan_bins=lorawan_bins,

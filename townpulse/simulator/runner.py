@@ -85,6 +85,9 @@ class RunnerConfig:
     backfill: timedelta = timedelta(0)
     duration: timedelta | None = None
     inject: tuple[str, ...] = ()
+    # Injected events start this long after the backfill's start: the models' warm-up
+    # (shared/ml/warmup.py) keeps them silent before, so events there would never be found.
+    inject_after: timedelta = timedelta(0)
     events_out: Path | None = None
     step: timedelta = STEP
     # Start after the last step a previous run published (within `backfill`), so restarting the
@@ -400,11 +403,15 @@ def run(config: RunnerConfig, *, stop: threading.Event | None = None) -> RunStat
     start, end = plan_window(
         now=now, backfill=config.backfill, duration=config.duration, step=config.step
     )
+    planned = start
     if config.resume:
         start = resume_start(start, read_progress(config.progress_path), config.step)
     events: list[LabelledEvent] = []
     if config.inject:
         win_start, win_end = injection_window(start=start, end=end, now=now)
+        # After the warm-up, unless the run is too short to have one.
+        if (calm := floor_to_step(planned + config.inject_after, config.step)) < win_end:
+            win_start = max(win_start, calm)
         events = schedule_events(
             town,
             kinds=config.inject,

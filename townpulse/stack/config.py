@@ -69,6 +69,10 @@ class StackSettings(BaseSettings):
     api_bind: str = "127.0.0.1"
     api_https_port: int | None = None
     api_tls_hosts: list[str] = []
+    # How old a reading the stack's gateway takes (the gateway's TOWNPULSE_MAX_AGE_S, 7 days on
+    # its own): 16 days, so that the living town's two weeks of history (townpulse/simulator/
+    # cli.py) reach the models, which warm up on them before the first console is seen.
+    max_age_s: int = 16 * 24 * 3600
     gateway_port: int = 18101
     storage_port: int = 18102
     api_port: int = 18000

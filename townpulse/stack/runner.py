@@ -221,6 +221,8 @@ class Stack:
             "API_CA_FILE": str(self.ca_cert_file),
             "ADMIN_API_KEY_FILE": str(self.admin_key_file),
             "TOWNPULSE_RUN_DIR": str(self.run),
+            # What the gateway takes: the simulator sizes its backfill to it (max_backfill).
+            "TOWNPULSE_MAX_AGE_S": str(self.s.max_age_s),
         }
         for spec in SERVICES:
             values[f"{spec.name.upper()}_URL"] = f"http://127.0.0.1:{self.services.port(spec)}"

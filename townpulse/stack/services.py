@@ -70,6 +70,7 @@ class Services:
             # survives a restart of Mosquitto (services/gateway/settings.py says why).
             env["TOWNPULSE_SHARE_GROUP"] = "gateways"
         if spec.name == "gateway":
+            env["TOWNPULSE_MAX_AGE_S"] = str(self.s.max_age_s)
             if self.s.device_repository is not None:
                 env["TOWNPULSE_DEVICE_REPOSITORY"] = str(self.s.device_repository)
             # One gateway subscribes to the network servers' brokers: two would each take

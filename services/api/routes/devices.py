@@ -25,6 +25,7 @@ from services.api.schemas import (
     Device,
     DeviceCreated,
     DeviceIn,
+    DeviceModel,
     DevicePatch,
     Erasure,
     IngestToken,
@@ -453,6 +454,21 @@ async def get_device(device_id: str, request: Request, _: Viewer) -> Device:
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such device")
     return _device(row)
+
+
+@router.get("/{device_id}/model", response_model=DeviceModel)
+async def device_model(device_id: str, request: Request, _: Viewer) -> DeviceModel:
+    """Whether the device's model is still learning (no alert where it has not seen enough)."""
+    async with request.app.state.pool.connection() as conn:
+        if await repo.get_device(conn, device_id) is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such device")
+        row = await repo.model_state(conn, device_id=device_id)
+    until = row["learning_until"]
+    if not row["saved"]:
+        return DeviceModel(device_id=device_id, state="new")
+    if until is None:
+        return DeviceModel(device_id=device_id, state="calibrated")
+    return DeviceModel(device_id=device_id, state="learning", learning_until=until)
 
 
 @router.get("/{device_id}/uplinks", response_model=list[Uplink])

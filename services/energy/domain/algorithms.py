@@ -12,6 +12,8 @@ from services.energy.domain.meter import (
     EnergyProcessor,
 )
 from shared.algorithms import Algorithm, Figure, Method, Text
+from shared.ml.warmup import WARM_UP_DAYS
+from shared.runtime.cadence import spoken
 
 SERVICE = "energy"
 KINDS = (
@@ -20,7 +22,9 @@ KINDS = (
     "energy.consumption_low",
     "energy.meter_stuck",
 )
-_MINUTES = 15  # one reading per quarter of an hour
+_OPEN, _CLOSE, _STUCK, _RELEARN = (
+    spoken(d) for d in (OPEN_AFTER, CLOSE_AFTER, STUCK_AFTER, RELEARN_AFTER)
+)
 
 
 def algorithms(processor: EnergyProcessor) -> tuple[Algorithm, ...]:
@@ -52,17 +56,22 @@ def algorithms(processor: EnergyProcessor) -> tuple[Algorithm, ...]:
                 "Pour chaque compteur, le modèle apprend la consommation habituelle de chaque "
                 "quart d'heure de la semaine (jours fériés comme des dimanches) et compare "
                 "chaque relevé à cette attente. Après "
-                f"{OPEN_AFTER} relevés de suite très improbables (probabilité de l'ordre de "
-                f"1 sur 1 000), un épisode s'ouvre ; il se ferme après {CLOSE_AFTER} relevés "
-                f"normaux. {STUCK_AFTER} valeurs identiques de suite signalent un compteur "
-                f"bloqué. Un changement qui dure {RELEARN_AFTER * _MINUTES // 1440} jours "
-                "devient la nouvelle habitude.",
+                f"{_OPEN[0]} de relevés très improbables (probabilité de l'ordre de "
+                f"1 sur 1 000), un épisode s'ouvre ; il se ferme après {_CLOSE[0]} de relevés "
+                f"normaux (des durées, quel que soit le rythme du compteur). La même valeur "
+                f"pendant {_STUCK[0]} signale un compteur bloqué, sauf si ce compteur garde "
+                f"souvent la même valeur à cette heure. Un changement qui dure {_RELEARN[0]} "
+                "devient la nouvelle habitude. Aucune alerte avant que le modèle ait vu le "
+                f"type de jour et l'heure d'un relevé {WARM_UP_DAYS} jours (« apprentissage »).",
                 "For each meter the model learns the usual consumption of every quarter hour "
                 "of the week (public holidays like Sundays) and compares each reading with "
-                f"it. After {OPEN_AFTER} very improbable readings in a row (about 1 in 1,000), "
-                f"an episode opens; it closes after {CLOSE_AFTER} normal readings. "
-                f"{STUCK_AFTER} identical values in a row flag a stuck meter. A change lasting "
-                f"{RELEARN_AFTER * _MINUTES // 1440} days becomes the new normal.",
+                f"it. After {_OPEN[1]} of very improbable readings (about 1 in 1,000), an "
+                f"episode opens; it closes after {_CLOSE[1]} of normal readings (durations, "
+                "whatever the meter's reporting interval). The same value for "
+                f"{_STUCK[1]} flags a stuck meter, unless this meter often holds its value at "
+                f"that hour. A change lasting {_RELEARN[1]} becomes the new normal. No alert "
+                "before the model has seen a reading's day type and hour on "
+                f'{WARM_UP_DAYS} days ("learning").',
             ),
             oversight=Text(
                 "Chaque alerte est lue, acquittée et close par une personne ; ses retours "

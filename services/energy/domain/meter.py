@@ -5,10 +5,14 @@ Kinds of anomaly (alert `kind`):
   public holiday (heating or lighting left on);
 - `energy.consumption_high`: well above it otherwise (a fault, a step up);
 - `energy.consumption_low`: well below it (a meter that stopped counting, a tripped supply);
-- `energy.meter_stuck`: the same value again and again where the meter normally varies.
+- `energy.meter_stuck`: the same value for `STUCK_AFTER` where the meter's learnt readings
+  say such a run is implausible (never on a meter whose value normally holds there).
 
-An episode opens after `OPEN_AFTER` anomalous readings in a row and closes after `CLOSE_AFTER`
-normal ones: one alert event at each end, never one per reading.
+An episode opens once anomalous readings in a row have lasted `OPEN_AFTER` and closes once
+normal ones have lasted `CLOSE_AFTER`: one alert event at each end, never one per reading.
+Durations are counted in readings of each meter's own reporting interval (`MeterState.cadence`,
+shared/runtime/cadence.py). No reading is flagged before the meter's model has seen its day
+type and hour on enough days (`MeterState.warm`, shared/ml/warmup.py): the meter is "learning".
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ from shared.ml.calendar import TOWN, TownCalendar
 from shared.ml.forecast import make_forecaster
 from shared.ml.registry import ModelSpec, describe
 from shared.ml.timed import PointForecaster, build_forecaster
+from shared.ml.warmup import WarmUp, implausibly_steady
+from shared.runtime.cadence import Cadence
+from shared.runtime.checkpoints import Upgradable
 from shared.runtime.feedback import Feedback
 from shared.runtime.processor import Effects
 from shared.schemas import AlertEvent, Reading, Severity
@@ -38,11 +45,13 @@ METRIC = "energy_kwh"
 # Scores at or above this flag a reading: a tail probability of 1e-3, chosen on the simulator's
 # labelled weeks (see docs/energy.md): a clean week of 40 meters stays nearly silent.
 THRESHOLD = score_of_tail(1e-3)
-OPEN_AFTER = 3  # 45 minutes of 15-minute readings
-CLOSE_AFTER = 4  # an hour back to normal
-STUCK_AFTER = 8  # two hours of an identical value
+# Durations, in readings of each meter's reporting interval: 3, 4 and 8 readings of a
+# 15-minute meter; 1, 1 and 2 of an hourly one; 45, 60 and 120 of a minute one.
+OPEN_AFTER = timedelta(minutes=45)
+CLOSE_AFTER = timedelta(hours=1)  # back to normal
+STUCK_AFTER = timedelta(hours=2)  # of an identical value
 # After three days an "anomaly" is the new normal (new equipment, a changed schedule): learn it.
-RELEARN_AFTER = 3 * 96
+RELEARN_AFTER = timedelta(days=3)
 FORECAST_HOURS = 24
 # The forecasters' calendar profiles change every 15 minutes (their slots): asked four times an
 # hour, each answer standing for a quarter of an hour's readings.
@@ -102,7 +111,7 @@ class Episode:
 
 
 @dataclass
-class MeterState:
+class MeterState(Upgradable):
     detector: ResidualDetector = field(default_factory=lambda: make_detector("energy"))
     # The forecasts' model: it learns every reading, faults included (a heater left on now is
     # what the next hours will read), unlike the detector's, which must not learn what it flags.
@@ -111,11 +120,25 @@ class MeterState:
     repeats: int = 0
     flagged: list[tuple[datetime, str, float, float, float]] = field(default_factory=list)
     episode: Episode | None = None
-    period: timedelta | None = None
-    last_ts: datetime | None = None
     forecast_hour: datetime | None = None
     # Technicians' verdicts on this meter's alerts and what they changed (domain/feedback.py).
     feedback: FeedbackMemory = field(default_factory=FeedbackMemory)
+    # The meter's reporting interval: what turns the durations above into readings.
+    cadence: Cadence = field(default_factory=Cadence)
+    # What the model has seen by day type and hour: no alert before it is warm there, and the
+    # stuck rule only where a steady value is implausible for this meter.
+    warm: WarmUp = field(default_factory=WarmUp)
+
+    def _upgrade(self, old: dict[str, object]) -> None:
+        period, last_ts = old.get("period"), old.get("last_ts")
+        if "cadence" not in old:
+            self.cadence = Cadence.seeded(
+                period if isinstance(period, timedelta) else None,
+                last_ts if isinstance(last_ts, datetime) else None,
+            )
+        if "warm" not in old:
+            # Saved before warm-ups existed: it has learnt for as long as it ran.
+            self.warm.trusted = True
 
 
 def refresh_offset(device_id: str) -> timedelta:
@@ -133,22 +156,21 @@ def classify(
     value: float,
     exp: Explanation,
     ts: datetime,
-    repeats: int,
-    spread: float,
+    stuck: bool,
     calendar: TownCalendar = TOWN,
 ) -> str | None:
-    """The kind of anomaly a reading shows, or None.
+    """The kind of anomaly a reading shows, or None (`stuck`: the stuck rule's verdict).
 
     >>> e = Explanation(expected=10, lower=7, upper=13, surprise=9, score=0.9)
     >>> from datetime import UTC
-    >>> classify(value=30, exp=e, ts=datetime(2026, 1, 5, 12, tzinfo=UTC), repeats=0, spread=1)
+    >>> classify(value=30, exp=e, ts=datetime(2026, 1, 5, 12, tzinfo=UTC), stuck=False)
     'energy.consumption_high'
-    >>> classify(value=30, exp=e, ts=datetime(2026, 1, 5, 23, tzinfo=UTC), repeats=0, spread=1)
+    >>> classify(value=30, exp=e, ts=datetime(2026, 1, 5, 23, tzinfo=UTC), stuck=False)
     'energy.consumption_off_hours'
-    >>> classify(value=10, exp=e, ts=datetime(2026, 1, 5, 12, tzinfo=UTC), repeats=8, spread=1)
+    >>> classify(value=10, exp=e, ts=datetime(2026, 1, 5, 12, tzinfo=UTC), stuck=True)
     'energy.meter_stuck'
     """
-    if repeats >= STUCK_AFTER and spread > 0:
+    if stuck:
         return "energy.meter_stuck"
     if exp.score < THRESHOLD:
         return None
@@ -171,7 +193,9 @@ def severity_of(kind: str, exp: Explanation, value: float) -> Severity:
 class EnergyProcessor:
     """The runtime's `DeviceProcessor` for building meters."""
 
-    model_version = "energy-meter/5"
+    # Fields added since (cadence, warm-up, feedback) are filled in on load (Upgradable): old
+    # checkpoints keep their models.
+    model_version = "energy-meter/4"
 
     def __init__(
         self,
@@ -206,7 +230,17 @@ class EnergyProcessor:
         return model
 
     def new_state(self, device_id: str) -> MeterState:
-        return MeterState(detector=self._detector(), forecaster=self._forecaster())
+        return MeterState(
+            detector=self._detector(),
+            forecaster=self._forecaster(),
+            warm=WarmUp(calendar=self.calendar),
+        )
+
+    @staticmethod
+    def learning_until(state: MeterState) -> datetime | None:
+        """While the meter's model warms up, roughly when it will be done (else None)."""
+        last = state.cadence.last_ts
+        return None if last is None else state.warm.learning_until(last)
 
     def apply_feedback(
         self, state: MeterState, feedback: Feedback, *, received_at: datetime
@@ -216,6 +250,7 @@ class EnergyProcessor:
 
     def process(self, state: MeterState, *, device_id: str, readings: list[Reading]) -> Effects:
         effects = Effects()
+        state.warm.calendar = self.calendar  # a state restored from an older checkpoint
         for r in readings:
             if r.metric == METRIC:
                 self._one(state, device_id, r.ts, r.value, effects)
@@ -226,17 +261,22 @@ class EnergyProcessor:
     def _one(self, s: MeterState, device_id: str, ts: datetime, value: float, out: Effects) -> None:
         x = {"ts": ts, "value": value}
         exp = s.detector.explain_one(x)
-        s.repeats = s.repeats + 1 if s.last_value == value else 0
-        # Does the meter normally vary here? The slot's spread, or, from a model that does not
-        # know it, the typical residual.
-        spread = s.detector.forecaster.spread_one(x)
-        kind = classify(
-            value=value,
-            exp=exp,
-            ts=ts,
-            repeats=s.repeats,
-            spread=s.detector.abs_residual.mean if spread is None else spread,
-            calendar=self.calendar,
+        repeated = s.last_value == value
+        s.repeats = s.repeats + 1 if repeated else 0
+        s.cadence.observe(ts)
+        # A model that has not seen this day type and hour on enough days says nothing yet.
+        kind = (
+            classify(
+                value=value,
+                exp=exp,
+                ts=ts,
+                stuck=implausibly_steady(
+                    s.warm, ts, run=s.repeats + 1, needed=s.cadence.readings(STUCK_AFTER)
+                ),
+                calendar=self.calendar,
+            )
+            if s.warm.ready(ts)
+            else None
         )
         kind = s.feedback.judge(
             ts=ts, value=value, exp=exp, kind=kind, context=self.calendar.key(ts, slot_minutes=60)
@@ -257,16 +297,15 @@ class EnergyProcessor:
         self._episode(s, device_id, ts, value, exp, kind, out)
         # Anomalous readings are not learnt as normal, until an episode has lasted so long that
         # it is the new normal.
-        relearn = s.episode is not None and s.episode.readings > RELEARN_AFTER
+        relearn = s.episode is not None and s.episode.readings > s.cadence.readings(RELEARN_AFTER)
         learn = s.feedback.learns(
             ts, default=kind is None or relearn, episode_open=s.episode is not None
         )
         s.detector.learn_one(x, update_model=learn)
         s.forecaster.learn_one(value, {"ts": ts})
-        if s.last_ts is not None and ts > s.last_ts:
-            gap = ts - s.last_ts
-            s.period = gap if s.period is None else min(s.period, gap)
-        s.last_ts, s.last_value = ts, value
+        if learn:
+            s.warm.learn_one(ts, repeated=repeated)
+        s.last_value = value
         self._forecast(s, device_id, ts, out)
 
     def _episode(
@@ -285,7 +324,7 @@ class EnergyProcessor:
                 s.flagged.clear()
                 return
             s.flagged.append((ts, kind, value, exp.expected, exp.score))
-            if len(s.flagged) < OPEN_AFTER:
+            if len(s.flagged) < s.cadence.readings(OPEN_AFTER):
                 return
             first_ts, first_kind = s.flagged[0][0], s.flagged[0][1]
             ep = s.episode = Episode(
@@ -311,7 +350,7 @@ class EnergyProcessor:
             out.rows.append(self._episode_row(device_id, ep, None))
             return
         ep.normal_streak += 1
-        if ep.normal_streak >= CLOSE_AFTER:
+        if ep.normal_streak >= s.cadence.readings(CLOSE_AFTER):
             out.events.append(self._event(device_id, ep, ts, "end", value, exp))
             out.rows.append(self._episode_row(device_id, ep, ts))
             s.episode = None
@@ -381,10 +420,10 @@ class EnergyProcessor:
         # of its id, so that a replay refreshes exactly where the first run did.
         turn = (ts - refresh_offset(device_id)).astimezone(self.calendar.tz)
         turn = turn.replace(minute=0, second=0, microsecond=0)
-        if s.forecast_hour == turn or s.period is None:
+        if s.forecast_hour == turn or not s.cadence.known:
             return
         s.forecast_hour = turn
-        steps = max(1, round(timedelta(hours=1) / s.period))
+        steps = max(1, round(timedelta(hours=1) / s.cadence.interval))
         points = min(steps, POINTS_PER_HOUR)
         step = timedelta(hours=1) / points
         scale = s.detector._scale(0.0)  # the detector's own residual scale

@@ -12,6 +12,8 @@ from services.traffic.domain.counter import (
     TrafficProcessor,
 )
 from shared.algorithms import Algorithm, Figure, Method, Text
+from shared.ml.warmup import WARM_UP_DAYS
+from shared.runtime.cadence import spoken
 
 SERVICE = "traffic"
 
@@ -43,12 +45,15 @@ def algorithms(processor: TrafficProcessor) -> tuple[Algorithm, ...]:
             method=Text(
                 "Pour chaque compteur, le modèle apprend le nombre de véhicules et la vitesse "
                 "habituels de chaque quart d'heure de la semaine. Après "
-                f"{OPEN_AFTER} relevés de suite très improbables, un épisode s'ouvre ; il se "
-                f"ferme après {CLOSE_AFTER} relevés normaux. Les véhicules sont comptés, "
-                "jamais identifiés.",
+                f"{spoken(OPEN_AFTER)[0]} de relevés très improbables, un épisode s'ouvre ; il "
+                f"se ferme après {spoken(CLOSE_AFTER)[0]} de relevés normaux. Aucune alerte "
+                f"avant que le modèle ait vu le type de jour et l'heure {WARM_UP_DAYS} jours. "
+                "Les véhicules sont comptés, jamais identifiés.",
                 "For each counter the model learns the usual number of vehicles and speed of "
-                f"every quarter hour of the week. After {OPEN_AFTER} very improbable readings "
-                f"in a row an episode opens; it closes after {CLOSE_AFTER} normal readings. "
+                f"every quarter hour of the week. After {spoken(OPEN_AFTER)[1]} of very "
+                "improbable readings an episode opens; it closes after "
+                f"{spoken(CLOSE_AFTER)[1]} of normal readings. No alert before the model has "
+                f"seen the day type and hour on {WARM_UP_DAYS} days. "
                 "Vehicles are counted, never identified.",
             ),
             oversight=Text(

@@ -32,7 +32,10 @@ from shared.ml.anomaly import Explanation, ResidualDetector, make_detector, scor
 from shared.ml.calendar import TOWN, TownCalendar
 from shared.ml.registry import ModelSpec, describe
 from shared.ml.timed import build_forecaster
+from shared.ml.warmup import WarmUp
 from shared.ml.weekly import ResidualAR
+from shared.runtime.cadence import Cadence
+from shared.runtime.checkpoints import Upgradable
 from shared.runtime.episodes import (
     Episode,
     EpisodeTracker,
@@ -50,8 +53,10 @@ VEHICLES, SPEED = "vehicles", "speed_kmh"
 # chosen on the simulator's labelled weeks (docs/traffic.md): a clean week of 12 counters
 # raised nothing, each road incident opened an episode from its first reading.
 THRESHOLD = score_of_tail(1e-3)
-OPEN_AFTER = 2  # 30 minutes of 15-minute readings
-CLOSE_AFTER = 3  # 45 minutes back to normal
+# Durations, in readings of each counter's own reporting interval (shared/runtime/cadence.py):
+# two readings of a 15-minute counter, one of an hourly one.
+OPEN_AFTER = timedelta(minutes=30)
+CLOSE_AFTER = timedelta(minutes=45)  # back to normal
 FORECAST_STEPS = 4
 # Interval half-width in typical residuals (mean absolute deviations): 2.06 MAD ~ 1.645 sigma,
 # a ~90% interval for normal errors.
@@ -104,7 +109,7 @@ def _detector(
 
 
 @dataclass
-class CounterState:
+class CounterState(Upgradable):
     flow: ResidualDetector = field(default_factory=_detector)
     speed: ResidualDetector = field(default_factory=_detector)
     residual: ResidualAR = field(default_factory=ResidualAR)
@@ -113,8 +118,22 @@ class CounterState:
             k: EpisodeTracker(k, open_after=OPEN_AFTER, close_after=CLOSE_AFTER) for k in KINDS
         }
     )
-    last_ts: datetime | None = None
-    period: timedelta | None = None
+    cadence: Cadence = field(default_factory=Cadence)
+    # No alert before the profile has seen the reading's day type and hour on enough days.
+    warm: WarmUp = field(default_factory=WarmUp)
+
+    def _upgrade(self, old: dict[str, object]) -> None:
+        period, last_ts = old.get("period"), old.get("last_ts")
+        if "cadence" not in old:
+            self.cadence = Cadence.seeded(
+                period if isinstance(period, timedelta) else None,
+                last_ts if isinstance(last_ts, datetime) else None,
+            )
+        if "warm" not in old:
+            # A model saved before warm-ups existed has learnt for as long as it ran.
+            self.warm.trusted = True
+        for tracker in self.trackers.values():
+            tracker.retime(open_after=OPEN_AFTER, close_after=CLOSE_AFTER)
 
 
 def classify(
@@ -178,10 +197,19 @@ class TrafficProcessor:
         return _detector(self.calendar, self.anomaly_scorer, self.forecaster)
 
     def new_state(self, device_id: str) -> CounterState:
-        return CounterState(flow=self._detector(), speed=self._detector())
+        return CounterState(
+            flow=self._detector(), speed=self._detector(), warm=WarmUp(calendar=self.calendar)
+        )
+
+    @staticmethod
+    def learning_until(state: CounterState) -> datetime | None:
+        """While the counter's profile warms up, roughly when it will be done (else None)."""
+        last = state.cadence.last_ts
+        return None if last is None else state.warm.learning_until(last)
 
     def process(self, state: CounterState, *, device_id: str, readings: list[Reading]) -> Effects:
         out = Effects()
+        state.warm.calendar = self.calendar  # a state restored from an older checkpoint
         # A message carries both metrics of one interval: handle them together.
         by_ts: dict[datetime, dict[str, float]] = {}
         for r in readings:
@@ -207,6 +235,8 @@ class TrafficProcessor:
         xs = {"ts": ts, "value": speed} if speed is not None else None
         speed_exp = s.speed.explain_one(xs) if xs is not None else None
         kind, severity = classify(vehicles=vehicles, flow=flow, speed=speed, speed_exp=speed_exp)
+        if not s.warm.ready(ts):
+            kind = None  # a profile that has not seen this slot enough says nothing yet
         score = max(flow.score, speed_exp.score if speed_exp is not None else 0.0)
         out.rows.append(
             FlowRow(
@@ -235,7 +265,12 @@ class TrafficProcessor:
         for k, tracker in s.trackers.items():
             was_active = tracker.active
             phase = tracker.update(
-                ts, flagged=kind == k, severity=severity, peak=score, explanation=explanation
+                ts,
+                flagged=kind == k,
+                interval=s.cadence.interval,
+                severity=severity,
+                peak=score,
+                explanation=explanation,
             )
             ep = tracker.last
             if ep is None or not (phase or (was_active and kind == k)):
@@ -247,6 +282,8 @@ class TrafficProcessor:
         # incident now is what the next 15 minutes will look like).
         s.residual.learn_one(x, vehicles - s.flow.forecaster.predict_one(x))
         s.flow.learn_one(x, update_model=kind is None)
+        if kind is None:
+            s.warm.learn_one(ts)
         if xs is not None:
             s.speed.learn_one(xs, update_model=kind is None)
         self._forecast(s, device_id, ts, out)
@@ -277,10 +314,10 @@ class TrafficProcessor:
         )
 
     def _forecast(self, s: CounterState, device_id: str, ts: datetime, out: Effects) -> None:
-        if s.period is None:
+        if not s.cadence.known:
             return
         for k in range(1, FORECAST_STEPS + 1):
-            target = ts + k * s.period
+            target = ts + k * s.cadence.interval
             x = {"ts": target}
             expected = max(0.0, s.flow.forecaster.predict_one(x) + s.residual.predict_one(x))
             half = FORECAST_WIDTH * s.flow._scale(expected, x)  # the detector's residual scale
@@ -291,13 +328,12 @@ class TrafficProcessor:
             )
 
     def _silence(self, s: CounterState, device_id: str, ts: datetime, out: Effects) -> None:
-        s.last_ts, s.period = watch_silence(
+        watch_silence(
             device_id=device_id,
             domain=Domain.TRAFFIC,
             kind="traffic.counter_silent",
             ts=ts,
-            last_ts=s.last_ts,
-            period=s.period,
+            cadence=s.cadence,
             events=out.events,
             rows=out.rows,
         )

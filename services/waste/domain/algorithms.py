@@ -7,13 +7,15 @@ from services.waste.domain.bin import (
     FILL,
     FIRE_ABS_C,
     FIRE_JUMP_C,
-    JUMPS_PER_DAY,
+    JUMP_SHARE,
+    MIN_JUMPS,
     STUCK_AFTER,
     TEMPERATURE,
     WasteProcessor,
 )
 from services.waste.domain.plan import DEFAULT_DETOUR
 from shared.algorithms import Algorithm, Figure, Method, Text
+from shared.runtime.cadence import spoken
 
 SERVICE = "waste"
 KINDS = (
@@ -96,13 +98,16 @@ def algorithms(processor: WasteProcessor) -> tuple[Algorithm, ...]:
                 f"Règles fixes : une hausse d'au moins {ABNORMAL_EXCESS_PCT:g} points de plus "
                 "que prévu en deux heures ; une température au-dessus de "
                 f"{FIRE_ABS_C:g} °C ou {FIRE_JUMP_C:g} °C au-dessus de son niveau récent ; "
-                f"{STUCK_AFTER} relevés identiques ; {JUMPS_PER_DAY} sauts impossibles en "
-                "24 heures ; un silence de plusieurs périodes d'émission.",
+                f"la même valeur pendant {spoken(STUCK_AFTER)[0]}, là où ce capteur la garde "
+                f"rarement ; des sauts impossibles sur 1 relevé sur {round(1 / JUMP_SHARE)} "
+                f"d'une journée ({MIN_JUMPS} au moins) ; un silence de plusieurs périodes "
+                "d'émission.",
                 f"Fixed rules: a rise at least {ABNORMAL_EXCESS_PCT:g} points more than "
                 f"expected within two hours; a temperature above {FIRE_ABS_C:g} °C or "
-                f"{FIRE_JUMP_C:g} °C above its recent level; {STUCK_AFTER} identical readings; "
-                f"{JUMPS_PER_DAY} impossible jumps within 24 hours; silence for several "
-                "reporting periods.",
+                f"{FIRE_JUMP_C:g} °C above its recent level; the same value for "
+                f"{spoken(STUCK_AFTER)[1]} where this sensor seldom holds it; impossible jumps "
+                f"on 1 reading in {round(1 / JUMP_SHARE)} over a day ({MIN_JUMPS} at least); "
+                "silence for several reporting periods.",
             ),
             oversight=Text(
                 "Chaque alerte est lue, acquittée et close par une personne.",

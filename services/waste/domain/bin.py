@@ -23,8 +23,10 @@ Kinds of anomaly (alert `kind`):
   hours (half the headroom for a nearly full bin, at least `MIN_EXCESS_PCT`), and at least
   twice what was expected (illegal dumping, an event);
 - `waste.fire_risk`: temperature `FIRE_JUMP_C` above its recent level, or above `FIRE_ABS_C`;
-- `waste.sensor_stuck`: `STUCK_AFTER` identical fill readings (a real level wobbles);
-- `waste.sensor_jumps`: `JUMPS_PER_DAY` impossible jumps (rejected glitches) within 24 hours;
+- `waste.sensor_stuck`: identical fill readings for `STUCK_AFTER` (a real level wobbles),
+  where the bin's learnt readings say such a run is implausible (`shared.ml.warmup`);
+- `waste.sensor_jumps`: impossible jumps (rejected glitches) on `JUMP_SHARE` of a day's
+  readings, `MIN_JUMPS` at least;
 - `waste.sensor_silent`: a reading after a gap longer than `SILENT_PERIODS` reporting periods.
   Silence is only visible when the bin speaks again, so that episode's start and end are sent
   together; the alerts service's "device silent" rule covers a bin that never comes back.
@@ -42,7 +44,10 @@ from shared.ml.calendar import TOWN, TownCalendar
 from shared.ml.cells import Ewm
 from shared.ml.registry import ModelSpec, describe
 from shared.ml.timed import build_regressor
+from shared.ml.warmup import WarmUp, implausibly_steady
 from shared.ml.weekly import WeeklyProfile
+from shared.runtime.cadence import Cadence
+from shared.runtime.checkpoints import Upgradable
 from shared.runtime.episodes import (
     EpisodeTracker,
     alert,
@@ -77,9 +82,20 @@ MIN_EXCESS_PCT = 6.0
 RATE_PROBATION = 7 * 24
 FIRE_ABS_C = 60.0
 FIRE_JUMP_C = 15.0
-STUCK_AFTER = 8  # two hours of 15-minute readings
-# Six glitches a day (6% of 15-minute readings) is a failing sensor, not bad luck.
-JUMPS_PER_DAY = 6
+# Durations, in readings of each bin's own reporting interval (shared/runtime/cadence.py).
+STUCK_AFTER = timedelta(hours=2)
+# How long each kind's flags must last to open an episode, and normal readings to close it:
+# abnormal filling over half an hour; a fire, a stuck or a jumpy sensor from their first reading.
+EPISODE_DURATIONS = {
+    "waste.abnormal_fill": (timedelta(minutes=30), HOUR),
+    "waste.fire_risk": (timedelta(0), HOUR),
+    "waste.sensor_stuck": (timedelta(0), timedelta(0)),
+    "waste.sensor_jumps": (timedelta(0), timedelta(0)),
+}
+# Glitches on one reading in sixteen over a day (six a day at 15 minutes) is a failing sensor,
+# not bad luck; and fewer than three a day never is, however slowly the bin reports.
+JUMP_SHARE = 1 / 16
+MIN_JUMPS = 3
 # The fill-rate model: points per hour by (weekday, hour of the local day).
 FILL_MODEL = ModelSpec(path="shared.ml.weekly.WeeklyProfile", params={"slot_minutes": 60})
 
@@ -119,8 +135,15 @@ class BinRow:
     rates: list[list[float | None]] | None
 
 
+def _trackers() -> dict[str, EpisodeTracker]:
+    return {
+        kind: EpisodeTracker(kind, open_after=open_after, close_after=close_after)
+        for kind, (open_after, close_after) in EPISODE_DURATIONS.items()
+    }
+
+
 @dataclass
-class BinState:
+class BinState(Upgradable):
     # Regressor-style (learn_one(x, y), predict_one(x), the hour in x["ts"]): FILL_MODEL's.
     rates: Any = field(default_factory=lambda: WeeklyProfile(slot_minutes=60))
     rate_samples: int = 0
@@ -139,24 +162,30 @@ class BinState:
     jumps: deque[datetime] = field(default_factory=deque)
     temp_level: Ewm = field(default_factory=lambda: Ewm(alpha=0.1))
     temperature: float | None = None
-    last_ts: datetime | None = None
-    period: timedelta | None = None
+    cadence: Cadence = field(default_factory=Cadence)
+    # Which fill readings repeat normally, by day type and hour (the stuck rule's judge).
+    warm: WarmUp = field(default_factory=WarmUp)
     predictions: list[tuple[datetime, datetime]] = field(default_factory=list)
     rel_error: Ewm = field(default_factory=lambda: Ewm(alpha=0.1))
     full_at: datetime | None = None
     uncertainty_h: float | None = None
     rates_day: date | None = None
     predicted_hour: datetime | None = None
-    trackers: dict[str, EpisodeTracker] = field(
-        default_factory=lambda: {
-            "waste.abnormal_fill": EpisodeTracker(
-                "waste.abnormal_fill", open_after=2, close_after=4
-            ),
-            "waste.fire_risk": EpisodeTracker("waste.fire_risk", open_after=1, close_after=4),
-            "waste.sensor_stuck": EpisodeTracker("waste.sensor_stuck", open_after=1, close_after=1),
-            "waste.sensor_jumps": EpisodeTracker("waste.sensor_jumps", open_after=1, close_after=1),
-        }
-    )
+    trackers: dict[str, EpisodeTracker] = field(default_factory=_trackers)
+
+    def _upgrade(self, old: dict[str, Any]) -> None:
+        period, last_ts = old.get("period"), old.get("last_ts")
+        if "cadence" not in old:
+            self.cadence = Cadence.seeded(
+                period if isinstance(period, timedelta) else None,
+                last_ts if isinstance(last_ts, datetime) else None,
+            )
+        if "warm" not in old:
+            # Saved before warm-ups existed: it has learnt for as long as it ran.
+            self.warm.trusted = True
+        for kind, (open_after, close_after) in EPISODE_DURATIONS.items():
+            if kind in self.trackers:
+                self.trackers[kind].retime(open_after=open_after, close_after=close_after)
 
 
 def rate_at(profile: Any, ts: datetime) -> float:
@@ -286,10 +315,17 @@ class WasteProcessor:
         return build_regressor(self.fill_model, calendar=self.calendar)
 
     def new_state(self, device_id: str) -> BinState:
-        return BinState(rates=self._rates())
+        return BinState(rates=self._rates(), warm=WarmUp(calendar=self.calendar))
+
+    @staticmethod
+    def learning_until(state: BinState) -> datetime | None:
+        """While the bin's warm-up lasts, roughly when it will be done (else None)."""
+        last = state.cadence.last_ts
+        return None if last is None else state.warm.learning_until(last)
 
     def process(self, state: BinState, *, device_id: str, readings: list[Reading]) -> Effects:
         out = Effects()
+        state.warm.calendar = self.calendar  # a state restored from an older checkpoint
         for r in readings:
             self._silence(state, device_id, r.ts, out)
             if r.metric == FILL:
@@ -308,9 +344,14 @@ class WasteProcessor:
             self._refresh(s, device_id, ts, out)
             return
         pred = min(100.0, s.level + expected_increase(s.rates, s.level_ts, ts))
-        s.repeats = s.repeats + 1 if raw == s.last_raw and 0.5 < raw < 99.5 else 0
+        repeated = raw == s.last_raw and 0.5 < raw < 99.5
+        s.repeats = s.repeats + 1 if repeated else 0
         s.last_raw = raw
-        stuck = s.repeats >= STUCK_AFTER - 1
+        stuck = implausibly_steady(
+            s.warm, ts, run=s.repeats + 1, needed=s.cadence.readings(STUCK_AFTER)
+        )
+        if not stuck:
+            s.warm.learn_one(ts, repeated=repeated)
         flag: str | None = None
         accepted = False
         if stuck:
@@ -449,12 +490,13 @@ class WasteProcessor:
         )
         while s.jumps and s.jumps[0] <= ts - timedelta(days=1):
             s.jumps.popleft()
+        jumps_needed = max(MIN_JUMPS, round(JUMP_SHARE * s.cadence.readings(timedelta(days=1))))
         self._track(
             s,
             device_id,
             ts,
             "waste.sensor_jumps",
-            len(s.jumps) >= JUMPS_PER_DAY,
+            len(s.jumps) >= jumps_needed,
             Severity.INFO,
             float(len(s.jumps)),
             {"rejected_jumps_24h": len(s.jumps)},
@@ -485,13 +527,12 @@ class WasteProcessor:
     # ---- silence --------------------------------------------------------------------------------
 
     def _silence(self, s: BinState, device_id: str, ts: datetime, out: Effects) -> None:
-        s.last_ts, s.period = watch_silence(
+        watch_silence(
             device_id=device_id,
             domain=Domain.WASTE,
             kind="waste.sensor_silent",
             ts=ts,
-            last_ts=s.last_ts,
-            period=s.period,
+            cadence=s.cadence,
             events=out.events,
             rows=out.rows,
         )
@@ -513,7 +554,12 @@ class WasteProcessor:
         tracker = s.trackers[kind]
         was_active = tracker.active
         phase = tracker.update(
-            ts, flagged=flagged, severity=severity, peak=peak, explanation=dict(explanation)
+            ts,
+            flagged=flagged,
+            interval=s.cadence.interval,
+            severity=severity,
+            peak=peak,
+            explanation=dict(explanation),
         )
         ep = tracker.last
         if ep is None or not (phase or (was_active and flagged)):

@@ -42,10 +42,19 @@ TP.page(async () => {
     ]));
   }
 
+  // A model still warming up raises no alert where it has not seen enough: say so.
+  function modelState(model) {
+    if (!model) return null;
+    if (model.state === "calibrated") return t("calibrated");
+    if (model.learning_until) return t("learning (until about {when})", { when: when(model.learning_until) });
+    return t("learning");
+  }
+
   async function detail(id) {
     const since = new Date(Date.now() - 7 * 86400e3).toISOString();
-    const [device, readings, dead] = await Promise.all([
+    const [device, model, readings, dead] = await Promise.all([
       api(`/v1/devices/${encodeURIComponent(id)}`),
+      api(`/v1/devices/${encodeURIComponent(id)}/model`).catch(() => null),
       api(`/v1/devices/${encodeURIComponent(id)}/readings?start=${encodeURIComponent(since)}&bucket=15m&limit=20000`),
       api(`/v1/deadletters?device_id=${encodeURIComponent(id)}&limit=20`),
     ]);
@@ -57,6 +66,7 @@ TP.page(async () => {
       [t("External id"), device.external_id],
       [t("Profile"), device.profile ? h("a", { href: `/profiles?profile=${encodeURIComponent(device.profile)}` }, device.profile) : null],
       [t("Registered"), when(device.created_at)],
+      [t("Model"), modelState(model)],
     ]));
     showLink(device.link);
     // The newest buckets first: what the device said last.

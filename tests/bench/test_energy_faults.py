@@ -25,7 +25,9 @@ from bench.energy_faults import (
     typical_levels,
 )
 from services.alerts.domain.replay import alerts_of
+from services.energy.domain.meter import OPEN_AFTER
 from services.energy.domain.replay import alert_events, meter_processor
+from shared.runtime.cadence import readings_for
 
 pytestmark = pytest.mark.unit
 
@@ -88,8 +90,9 @@ def test_a_baseline_goes_through_the_services_episode_rules() -> None:
     short = sorted((ts, v) for ts, v in faulty.items() if ts < t0 + 48 * H)
     processor = BaselineProcessor(SeasonalMedian, calendar=CALENDAR)
     opened, _ = alerts_of(alert_events(short, device_id="b", processor=processor))
-    # Three flagged readings open the episode: the alert opens on the third one.
-    assert [(o.kind, o.opened_at) for o in opened] == [("energy.consumption_off_hours", t0 + 2 * H)]
+    # The service's opening delay, in hourly readings: the alert opens on the last of them.
+    opens = t0 + (readings_for(OPEN_AFTER, H) - 1) * H
+    assert [(o.kind, o.opened_at) for o in opened] == [("energy.consumption_off_hours", opens)]
 
 
 def test_sharing_the_warm_up_gives_what_a_run_from_the_start_gives() -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from services.energy.domain import feedback as fb
 from services.energy.domain.meter import CLOSE_AFTER, EnergyProcessor, MeterState, ScoreRow
+from shared.runtime.cadence import readings_for
 from shared.runtime.feedback import Feedback
 from shared.schemas import AlertEvent, Reading
 from tests.feedback_support import (
@@ -204,5 +205,5 @@ def test_expected_keeps_the_period_out_of_learning(warmed: bytes) -> None:
     # Back to normal: the episode ends, the period with it, and the meter learns again.
     back_events, scores = _run(judged, readings(start + 4 * DAY, DAY, seed=1))
     assert [e.phase for e in back_events] == ["end"]
-    assert not any(s.is_anomaly for s in scores[CLOSE_AFTER:])
+    assert not any(s.is_anomaly for s in scores[readings_for(CLOSE_AFTER, STEP) :])
     assert judged.detector.forecaster.predict_one({"ts": after}) != before

@@ -8,8 +8,9 @@ Kinds of anomaly (alert `kind`):
 - `energy.meter_stuck`: the same value for `STUCK_AFTER` where the meter's learnt readings
   say such a run is implausible (never on a meter whose value normally holds there).
 
-An episode opens once anomalous readings in a row have lasted `OPEN_AFTER` and closes once
-normal ones have lasted `CLOSE_AFTER`: one alert event at each end, never one per reading.
+An episode opens once anomalous readings in a row have lasted `OPEN_AFTER` (and are
+`OPEN_READINGS` at least), or at once on a reading far outside the band (critical), and closes
+once normal ones have lasted `CLOSE_AFTER`: one alert event at each end, never one per reading.
 Durations are counted in readings of each meter's own reporting interval (`MeterState.cadence`,
 shared/runtime/cadence.py). No reading is flagged before the meter's model has seen its day
 type and hour on enough days (`MeterState.warm`, shared/ml/warmup.py): the meter is "learning".
@@ -52,6 +53,10 @@ CLOSE_AFTER = timedelta(hours=1)  # back to normal
 STUCK_AFTER = timedelta(hours=2)  # of an identical value
 # After three days an "anomaly" is the new normal (new equipment, a changed schedule): learn it.
 RELEARN_AFTER = timedelta(days=3)
+# One flagged reading is a meter's noise, not yet a fault: an episode needs two at least (an
+# hourly meter's 45 minutes would be one), unless that one is far out (critical, three
+# band-widths away: a one-hour spike is the fault itself, issue #24).
+OPEN_READINGS = 2
 FORECAST_HOURS = 24
 # The forecasters' calendar profiles change every 15 minutes (their slots): asked four times an
 # hour, each answer standing for a quarter of an hour's readings.
@@ -324,7 +329,9 @@ class EnergyProcessor:
                 s.flagged.clear()
                 return
             s.flagged.append((ts, kind, value, exp.expected, exp.score))
-            if len(s.flagged) < s.cadence.readings(OPEN_AFTER):
+            needed = max(OPEN_READINGS, s.cadence.readings(OPEN_AFTER))
+            far = severity_of(kind, exp, value) is Severity.CRITICAL
+            if len(s.flagged) < needed and not far:
                 return
             first_ts, first_kind = s.flagged[0][0], s.flagged[0][1]
             ep = s.episode = Episode(

@@ -24,8 +24,8 @@ The labels (``start,end,kind``, the format of ``townpulse evaluate --labels``) a
 Each series, with and without the faults, goes through the energy service's own processor and
 the alerts service's lifecycle (services/energy/domain/replay.py, services/alerts/domain/
 replay.py: what `townpulse evaluate --labels` runs), and through simple baselines that share the
-service's episode rules (45 minutes of flagged readings open an episode, an hour of normal ones
-close it: one reading each on hourly data; one alert per episode): only how a reading is
+service's episode rules (45 minutes of flagged readings, two at least, or one far out, open an
+episode, an hour of normal ones closes it; one alert per episode): only how a reading is
 flagged differs. Scored by shared.ml.alert_scoring: recall and median delay per kind, false
 alerts per building-month, and alerts per building-month on the series without injected faults.
 Nothing is tuned per building.

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol
 
 # The town's usual pace (the simulator's and most LoRaWAN meters'): what a device is assumed to
 # report at until two of its readings have said otherwise.
@@ -122,3 +124,28 @@ def spoken(duration: timedelta) -> tuple[str, str]:
     if minutes % 60 == 0 and minutes >= 60:
         return (f"{minutes // 60} h", f"{minutes // 60} h")
     return (f"{minutes} min", f"{minutes} min")
+
+
+class _Trusting(Protocol):
+    trusted: bool
+
+
+class _Timed(Protocol):
+    cadence: Cadence
+
+    @property
+    def warm(self) -> _Trusting: ...  # a shared.ml.warmup.WarmUp
+
+
+def upgrade_timing(state: _Timed, old: Mapping[str, object]) -> None:
+    """A device state saved before durations were time and models warmed up (its `period` and
+    `last_ts` fields): its cadence is seeded from them, and its model, having learnt for as long
+    as it ran, is trusted. One rule for every domain's `Upgradable._upgrade`."""
+    if "cadence" not in old:
+        period, last_ts = old.get("period"), old.get("last_ts")
+        state.cadence = Cadence.seeded(
+            period if isinstance(period, timedelta) else None,
+            last_ts if isinstance(last_ts, datetime) else None,
+        )
+    if "warm" not in old:
+        state.warm.trusted = True

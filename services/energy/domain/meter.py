@@ -35,7 +35,7 @@ from shared.ml.forecast import make_forecaster
 from shared.ml.registry import ModelSpec, describe
 from shared.ml.timed import PointForecaster, build_forecaster
 from shared.ml.warmup import WarmUp, implausibly_steady
-from shared.runtime.cadence import Cadence
+from shared.runtime.cadence import Cadence, upgrade_timing
 from shared.runtime.checkpoints import Upgradable
 from shared.runtime.feedback import Feedback
 from shared.runtime.processor import Effects
@@ -135,15 +135,7 @@ class MeterState(Upgradable):
     warm: WarmUp = field(default_factory=WarmUp)
 
     def _upgrade(self, old: dict[str, object]) -> None:
-        period, last_ts = old.get("period"), old.get("last_ts")
-        if "cadence" not in old:
-            self.cadence = Cadence.seeded(
-                period if isinstance(period, timedelta) else None,
-                last_ts if isinstance(last_ts, datetime) else None,
-            )
-        if "warm" not in old:
-            # Saved before warm-ups existed: it has learnt for as long as it ran.
-            self.warm.trusted = True
+        upgrade_timing(self, old)
 
 
 def refresh_offset(device_id: str) -> timedelta:

@@ -34,7 +34,7 @@ from shared.ml.registry import ModelSpec, describe
 from shared.ml.timed import build_forecaster
 from shared.ml.warmup import WarmUp
 from shared.ml.weekly import ResidualAR
-from shared.runtime.cadence import Cadence
+from shared.runtime.cadence import Cadence, upgrade_timing
 from shared.runtime.checkpoints import Upgradable
 from shared.runtime.episodes import (
     Episode,
@@ -123,15 +123,7 @@ class CounterState(Upgradable):
     warm: WarmUp = field(default_factory=WarmUp)
 
     def _upgrade(self, old: dict[str, object]) -> None:
-        period, last_ts = old.get("period"), old.get("last_ts")
-        if "cadence" not in old:
-            self.cadence = Cadence.seeded(
-                period if isinstance(period, timedelta) else None,
-                last_ts if isinstance(last_ts, datetime) else None,
-            )
-        if "warm" not in old:
-            # A model saved before warm-ups existed has learnt for as long as it ran.
-            self.warm.trusted = True
+        upgrade_timing(self, old)
         for tracker in self.trackers.values():
             tracker.retime(open_after=OPEN_AFTER, close_after=CLOSE_AFTER)
 

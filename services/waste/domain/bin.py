@@ -46,7 +46,7 @@ from shared.ml.registry import ModelSpec, describe
 from shared.ml.timed import build_regressor
 from shared.ml.warmup import WarmUp, implausibly_steady
 from shared.ml.weekly import WeeklyProfile
-from shared.runtime.cadence import Cadence
+from shared.runtime.cadence import Cadence, upgrade_timing
 from shared.runtime.checkpoints import Upgradable
 from shared.runtime.episodes import (
     EpisodeTracker,
@@ -174,15 +174,7 @@ class BinState(Upgradable):
     trackers: dict[str, EpisodeTracker] = field(default_factory=_trackers)
 
     def _upgrade(self, old: dict[str, Any]) -> None:
-        period, last_ts = old.get("period"), old.get("last_ts")
-        if "cadence" not in old:
-            self.cadence = Cadence.seeded(
-                period if isinstance(period, timedelta) else None,
-                last_ts if isinstance(last_ts, datetime) else None,
-            )
-        if "warm" not in old:
-            # Saved before warm-ups existed: it has learnt for as long as it ran.
-            self.warm.trusted = True
+        upgrade_timing(self, old)
         for kind, (open_after, close_after) in EPISODE_DURATIONS.items():
             if kind in self.trackers:
                 self.trackers[kind].retime(open_after=open_after, close_after=close_after)

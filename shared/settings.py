@@ -107,6 +107,10 @@ class ConsumerSettings(ServiceSettings):
     # larger batches at moderate rates, at most this much latency added; 0: fetch as soon as
     # one record is there.
     batch_fill_ms: int = Field(default=100, ge=0, le=1000)
+    # A consumer that has not finished a poll, or has fetched nothing while records wait, for
+    # this long is stuck (shared.stream.loop's watchdog): the process exits for its manager to
+    # start it again. Far above a batch's time and the retry backoff's cap (10 s).
+    stream_stall_s: float = Field(default=60.0, ge=30.0, le=3600.0)
 
 
 class StreamServiceSettings(ConsumerSettings):

@@ -53,6 +53,7 @@ def create_app(settings: AlertsSettings) -> FastAPI:
             group_id=settings.group_id,
             batch_max_records=settings.batch_max_records,
             batch_wait_ms=settings.batch_wait_ms,
+            stall_s=settings.stream_stall_s,
         )
         loop.subscribe([ALERTS_TOPIC, *READINGS_TOPICS.values()])
         await kafka.start()

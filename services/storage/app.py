@@ -202,6 +202,7 @@ def create_app(settings: StorageSettings) -> FastAPI:
             group_id=settings.group_id,
             batch_max_records=settings.batch_max_records,
             batch_wait_ms=settings.batch_wait_ms,
+            stall_s=settings.stream_stall_s,
         )
         loop.subscribe([*READINGS_TOPICS.values(), DEADLETTER_TOPIC])
         await consumer.start()

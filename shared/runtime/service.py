@@ -86,6 +86,7 @@ def create_stream_app(
             group_id=settings.group_id,
             batch_max_records=settings.batch_max_records,
             batch_wait_ms=settings.batch_wait_ms,
+            stall_s=settings.stream_stall_s,
         )
         loop.subscribe([READINGS_TOPICS[domain]])
         await consumer.start()

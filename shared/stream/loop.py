@@ -12,12 +12,20 @@ dead-lettered with the reason; the rest goes through.
 Partitions are positioned by the run loop, not by the rebalance listener: a newly assigned
 partition is paused until its stored position has been read, so a database outage during a
 rebalance delays that partition instead of failing the rebalance.
+
+A watchdog runs beside the loop. Outages are retried (each attempt is progress), but a poll that
+never returns, or a consumer that fetches nothing while its partitions hold records, is a
+consumer stuck without a word: after an unclean Kafka restart one service's consumer once sat
+silent for minutes while the others resumed. The watchdog logs where the loop is waiting and
+raises `Stalled`; the service's supervisor then exits the process, and its manager starts a
+fresh one, which resumes exactly once from the stored offsets (shared/supervise.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -44,6 +52,24 @@ Start = Literal["beginning", "end"]
 BATCHES = Counter("townpulse_stream_batches_total", "Batches by outcome", ["group", "outcome"])
 POISON = Counter("townpulse_stream_poison_total", "Records dead-lettered as poison", ["group"])
 FAILING = Gauge("townpulse_stream_consecutive_failures", "Failed attempts in a row", ["group"])
+
+
+class Stalled(RuntimeError):
+    """The consumer made no progress for the stall limit (see the module's docstring)."""
+
+
+def awaiting(coro: Any) -> list[str]:
+    """Where a suspended coroutine waits, outermost first (`Task.print_stack` shows only the
+    task's own frame)."""
+    where = []
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            where.append(
+                f"{frame.f_code.co_qualname} ({frame.f_code.co_filename}:{frame.f_lineno})"
+            )
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return where
 
 
 class Poison(ValueError):
@@ -157,6 +183,7 @@ class StreamLoop:
         batch_max_records: int,
         batch_wait_ms: int,
         backoff: Backoff = DEFAULT_BACKOFF,
+        stall_s: float = 60.0,
     ) -> None:
         self._consumer = consumer
         self._pool = pool
@@ -172,13 +199,72 @@ class StreamLoop:
         self._unpositioned: set[TopicPartition] = set()
         self.failures = 0
         self.batches = 0
+        self._stall_s = stall_s
+        # Monotonic times: the last finished poll or retry attempt, and the last time the
+        # consumer was known to be fed (records came, or nothing was waiting).
+        self._alive = self._fed = time.monotonic()
 
     def subscribe(self, topics: Iterable[str]) -> None:
         self._consumer.subscribe(list(topics), listener=_Listener(self))
 
     async def run(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            polling = group.create_task(self._poll_forever(), name=f"{self.group_id}-poll")
+            group.create_task(self._watch(polling), name=f"{self.group_id}-watchdog")
+
+    async def _poll_forever(self) -> None:
         while True:
             await self.poll_once()
+
+    # ---- the watchdog ---------------------------------------------------------------------
+
+    async def _watch(self, polling: asyncio.Task[None]) -> None:
+        while True:
+            await asyncio.sleep(self._stall_s / 4)
+            self.check_stall(polling)
+            if time.monotonic() - self._fed > self._stall_s:
+                await self._check_fed()
+
+    def check_stall(self, polling: asyncio.Task[None]) -> None:
+        """Raises `Stalled` when no poll or retry attempt finished within the stall limit."""
+        quiet = time.monotonic() - self._alive
+        if quiet <= self._stall_s:
+            return
+        log.critical(
+            "consumer %s stuck: no poll finished for %.0f s, waiting in %s; exiting for a "
+            "fresh process",
+            self.group_id,
+            quiet,
+            " -> ".join(awaiting(polling.get_coro())),
+        )
+        raise Stalled(f"{self.group_id}: no poll finished for {quiet:.0f} s")
+
+    async def _check_fed(self) -> None:
+        """Records waiting in partitions the consumer fetches, yet none fetched: `Stalled`."""
+        paused = self._consumer.paused()
+        partitions = self._consumer.assignment() - self._unpositioned - paused
+        try:
+            ends = await asyncio.wait_for(self._consumer.end_offsets(list(partitions)), 30)
+            positions = {tp: await asyncio.wait_for(self._consumer.position(tp), 30) for tp in ends}
+        except (KafkaError, TimeoutError) as exc:
+            # Kafka away: an outage the consumer waits out by itself, not a stall.
+            log.info("watchdog could not read the end offsets: %r", exc)
+            return
+        waiting = {tp: ends[tp] - positions[tp] for tp in ends if ends[tp] > positions[tp]}
+        if not waiting:
+            self._fed = time.monotonic()
+            return
+        if time.monotonic() - self._fed <= self._stall_s:
+            return  # records arrived while we asked
+        log.critical(
+            "consumer %s stuck: %d records wait in %s but none were fetched for %.0f s; "
+            "exiting for a fresh process",
+            self.group_id,
+            sum(waiting.values()),
+            sorted(f"{tp.topic}[{tp.partition}]" for tp in waiting),
+            time.monotonic() - self._fed,
+        )
+        raise Stalled(f"{self.group_id}: nothing fetched while records wait")
 
     async def poll_once(self) -> int:
         """Position new partitions, poll, run the batch; returns the records polled."""
@@ -195,6 +281,8 @@ class StreamLoop:
             log.error("poll failed, retry in %.1f s: %r", delay, exc)
             await asyncio.sleep(delay)
             return 0
+        if records:
+            self._fed = time.monotonic()
         assigned = self._consumer.assignment()
         # Records of partitions revoked (or not yet positioned) belong to a later poll.
         batch = Batch(
@@ -212,6 +300,7 @@ class StreamLoop:
                 await self._handler.between(idle=not batch)
 
         await self._retrying("periodic work", between)
+        self._alive = time.monotonic()
         return len(batch)
 
     # ---- one batch ------------------------------------------------------------------------
@@ -338,7 +427,11 @@ class StreamLoop:
             self._unpositioned -= set(revoked)
 
     async def _retrying(self, what: str, work: Callable[[], Awaitable[None]]) -> None:
-        await retry_forever(work, what=what, backoff=self._backoff)
+        await retry_forever(work, what=what, backoff=self._backoff, retried=self._attempted)
+
+    def _attempted(self) -> None:
+        # Waiting out an outage, attempt after attempt, is progress (the watchdog).
+        self._alive = time.monotonic()
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]

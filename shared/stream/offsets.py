@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -24,6 +25,9 @@ from psycopg.rows import DictRow
 from shared.db import Pool
 
 log = logging.getLogger(__name__)
+
+# How long an offset commit to Kafka may take before it is given up (the next batch commits).
+COMMIT_TIMEOUT_S = 15.0
 
 
 class Fenced(RuntimeError):
@@ -173,8 +177,10 @@ async def commit_to_kafka(consumer: AIOKafkaConsumer, ends: Mapping[TopicPartiti
     if not mine:
         return
     try:
-        await consumer.commit(mine)
-    except KafkaError as exc:
+        # Bounded: aiokafka retries a commit until the coordinator answers, and this one is
+        # only for lag tools, never worth holding the batch lock (which a rebalance waits for).
+        await asyncio.wait_for(consumer.commit(mine), COMMIT_TIMEOUT_S)
+    except (KafkaError, TimeoutError) as exc:
         # A rebalance or a Kafka outage: the records are re-read, and the writes make that
         # harmless (idempotent rows, or fenced offsets in the database).
         log.warning("Kafka offset commit failed: %r", exc)

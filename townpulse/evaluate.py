@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import os
 import re
 import shlex
 import sys
@@ -10,9 +12,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
+import httpx
 import typer
 
+from shared.ml.calendar import holiday_regions
 from townpulse import evaluation, operator_api
+
+# The NAB corpus run's results (`python -m bench.nab.run`): `--threshold nab` reads the threshold
+# it chose there (a file of this checkout, read, never imported).
+NAB_RESULTS = Path(__file__).resolve().parents[1] / "bench" / "results" / "nab.json"
 
 
 def _date(text: str | None, option: str) -> datetime | None:
@@ -22,6 +30,48 @@ def _date(text: str | None, option: str) -> datetime | None:
         return datetime.fromisoformat(text)
     except ValueError as exc:
         raise typer.BadParameter(f"{option}: not an ISO 8601 date: {text!r}") from exc
+
+
+def threshold_of(text: str | None, *, nab_results: Path | None = None) -> tuple[float | None, str]:
+    """``--threshold``: a score in [0, 1] the user fixed, or ``nab``, the standard profile's
+    threshold the NAB corpus run chose; with where it came from (``THRESHOLD_SOURCES``).
+
+    >>> threshold_of("0.5")
+    (0.5, 'user')
+    >>> threshold_of("2")  # doctest: +IGNORE_EXCEPTION_DETAIL
+    Traceback (most recent call last):
+    click.exceptions.BadParameter: --threshold: a score in [0, 1], or 'nab' (...), not '2'
+    """
+    if text is None:
+        return None, "user"
+    if text.strip().lower() == "nab":
+        nab_results = nab_results or NAB_RESULTS
+        value = evaluation.nab_corpus_threshold(nab_results)
+        if value is None:
+            raise typer.BadParameter(
+                f"--threshold nab: no NAB run's threshold in {nab_results} "
+                "(`python -m bench.nab.run` writes it)"
+            )
+        return value, "nab_corpus"
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value <= 1.0:  # NaN included
+        raise typer.BadParameter(
+            "--threshold: a score in [0, 1], or 'nab' (the NAB corpus run's threshold), "
+            f"not {text!r}"
+        )
+    return value, "user"
+
+
+def _list_holidays(value: bool) -> None:
+    """``--list-holidays``: every country code and its subdivisions, then exit."""
+    if not value:
+        return
+    for country, subdivs in holiday_regions().items():
+        typer.echo(f"{country}: {', '.join(subdivs)}" if subdivs else country)
+    raise typer.Exit()
 
 
 def evaluate(
@@ -45,18 +95,31 @@ def evaluate(
         str,
         typer.Option(
             help="whose public holidays the models know: any country of the holidays package "
-            "(FR, DE, US...), with a subdivision after a hyphen (FR-57, DE-BY), or none"
+            "(FR, DE, US...), with a subdivision after a hyphen (FR-57, DE-BY), or none "
+            "(--list-holidays lists them)"
         ),
     ] = "none",
+    list_holidays: Annotated[
+        bool,
+        typer.Option(
+            "--list-holidays",
+            is_eager=True,
+            expose_value=False,
+            callback=_list_holidays,
+            help="list the countries and subdivisions --holidays accepts, and exit",
+        ),
+    ] = False,
     score_from: Annotated[
         str | None,
         typer.Option(help="learn from everything, judge only from this date (ISO 8601) on"),
     ] = None,
     threshold: Annotated[
-        float | None,
+        str | None,
         typer.Option(
-            help="anomaly threshold fixed beforehand (labelled files), e.g. the NAB run's: "
-            "scored as given, a fair figure beside the file-optimised one"
+            metavar="T|nab",
+            help="anomaly threshold fixed beforehand (labelled files): a score in [0, 1], or "
+            "nab for the one the NAB corpus run chose (bench/results/nab.json); a fair figure "
+            "beside the file-optimised one, reported with where it came from",
         ),
     ] = None,
     plot: Annotated[
@@ -100,8 +163,12 @@ def evaluate(
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
     """Forecast and anomaly metrics of the project's models on a CSV (see docs/evaluate.md)."""
+    # Every option is checked before the run, which may take minutes: a mistake found after it
+    # would cost the whole run (here the options alone, in `evaluation.evaluate` those that
+    # depend on the file).
     if record is not None and ALGORITHM.fullmatch(record) is None:
         raise typer.BadParameter(f"--record: not an algorithm id: {record!r}")
+    fixed, source = threshold_of(threshold)
     start = _date(score_from, "--score-from")
     week = _date(plot_week, "--plot-week")
     if plot is None and (plot_week or plot_horizon):
@@ -112,6 +179,9 @@ def evaluate(
             raise typer.BadParameter(f"--plot: a .png file, not {plot}")
         if not plot.resolve().parent.is_dir():
             raise typer.BadParameter(f"--plot: no directory {plot.resolve().parent}")
+        if not os.access(plot.resolve().parent, os.W_OK):
+            raise typer.BadParameter(f"--plot: cannot write in {plot.resolve().parent}")
+    declared = None if record is None else _registered(record, path)
     try:
         result: dict[str, Any] = evaluation.evaluate(
             domain,
@@ -120,24 +190,32 @@ def evaluate(
             tz=tz,
             holidays=holidays,
             score_from=start,
-            fixed_threshold=threshold,
+            fixed_threshold=fixed,
+            threshold_source=source,
             keep=plot is not None,
             plot_horizon=plot_horizon,
             plot_week=week,
             labels=labels,
             clean=clean,
         )
-        if plot is not None:
-            evaluation.plot(result, plot, week_of=week, horizon=plot_horizon)
     except ValueError as exc:  # CsvFormatError included: the user's file, not a bug
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    result.pop("_series", None)
+    failed = None
     if plot is not None:
-        result["plot"] = str(plot.resolve())
+        try:
+            evaluation.plot(result, plot, week_of=week, horizon=plot_horizon)
+            result["plot"] = str(plot.resolve())
+        except (ValueError, OSError) as exc:
+            # Checked before the run as far as the file tells: the report is printed anyway.
+            failed = exc
+    result.pop("_series", None)
     typer.echo(json.dumps(result, indent=2) if as_json else evaluation.render(result))
-    if record is not None:
-        _record(record, result, path)
+    if failed is not None:
+        typer.echo(f"error: --plot: {failed}", err=True)
+        raise typer.Exit(2)
+    if record is not None and declared is not None:
+        _record(record, declared, result, path)
 
 
 # The register's algorithm ids (shared/algorithms.py): `<service>.<name>`.
@@ -166,18 +244,47 @@ def public_command(args: list[str]) -> str:
     return shlex.join(["townpulse", *(name(a) for a in args)])
 
 
-def _record(algorithm: str, result: dict[str, Any], path: Path) -> None:
-    """PUT the run's figures to the register: the figures that apply to `algorithm` only (a
-    forecast has no recall), so the API's check of what applies is the one that counts."""
-    figures = evaluation.register_figures(result)
-    applies = operator_api.call("GET", "/register/", params={"lang": "en"})
+# What a run without a label column can measure (the anomaly figures need labels).
+UNLABELLED_FIGURES = frozenset({"forecast_error_ratio"})
+
+
+def _registered(algorithm: str, path: Path) -> list[str]:
+    """Before the run: the figures the register declares for `algorithm`, from the running
+    stack's operator API; exit 1 if the stack does not answer, the algorithm is not in the
+    register, or a file without labels cannot measure any of its figures."""
+    try:
+        applies = operator_api.call("GET", "/register/", params={"lang": "en"})
+    except (httpx.HTTPError, OSError) as exc:  # OSError: the stack's admin key file
+        typer.echo(f"error: --record: the operator API does not answer ({exc})", err=True)
+        raise typer.Exit(1) from exc
     declared = {a["id"]: a["quality_figures"] for a in applies["algorithms"]}
     if algorithm not in declared:
         typer.echo(f"error: {algorithm} is not in the register: {sorted(declared)}", err=True)
         raise typer.Exit(1)
-    kept = {k: v for k, v in figures.items() if k in declared[algorithm]}
+    figures: list[str] = declared[algorithm]
+    if not UNLABELLED_FIGURES & set(figures) and not _has_labels(path):
+        typer.echo(
+            f"error: without a label column, this run would have measured none of {figures}",
+            err=True,
+        )
+        raise typer.Exit(1)
+    return figures
+
+
+def _has_labels(path: Path) -> bool:
+    try:
+        return any(r.label is not None for r in evaluation.read_readings(path))
+    except ValueError:
+        return True  # a bad file: `evaluation.evaluate` says what is wrong with it
+
+
+def _record(algorithm: str, declared: list[str], result: dict[str, Any], path: Path) -> None:
+    """PUT the run's figures to the register: the figures that apply to `algorithm` only (a
+    forecast has no recall), so the API's check of what applies is the one that counts."""
+    figures = evaluation.register_figures(result)
+    kept = {k: v for k, v in figures.items() if k in declared}
     if not kept:
-        typer.echo(f"error: this run measured none of {declared[algorithm]}", err=True)
+        typer.echo(f"error: this run measured none of {declared}", err=True)
         raise typer.Exit(1)
     if "forecast_error_ratio" in kept:
         kept |= {"baseline": figures["baseline"], "horizon": figures["horizon"]}

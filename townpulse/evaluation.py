@@ -13,8 +13,8 @@ What it reports, with the same code and metrics as the benchmarks:
   CV(RMSE)); readings are placed on a regular grid whose step is the median interval;
 - with labels, anomaly detection scored the NAB way (standard profile): each run of 1-labels is an
   anomaly window, the threshold is optimised on this file (so it is optimistic) and, when one is
-  given, also at a threshold fixed beforehand (``--threshold``: a fair figure, whatever its
-  origin).
+  given, also at a threshold fixed beforehand (``--threshold``: a fair figure), reported with
+  where it came from (the user, or the NAB corpus run's).
 
 The models run in the town's calendar (time zone and public holidays): local hours, weekdays and
 holidays are what the profiles learn.
@@ -62,8 +62,14 @@ if TYPE_CHECKING:
 
 DOMAINS = ("energy", "traffic", "generic")
 # Version of the JSON layout (docs/evaluate.md): bumped when a field changes meaning or goes.
-# 3: the threshold given with --threshold is "fixed", not "nab corpus" (it may come from anywhere).
+# 3: the threshold given with --threshold is "fixed", not "nab corpus" (it may come from anywhere);
+# its `source` says where it did come from (added fields do not bump the schema).
 SCHEMA = 3
+# Where a threshold fixed beforehand came from (`at_fixed_threshold.source`), in words.
+THRESHOLD_SOURCES = {
+    "user": "given with --threshold",
+    "nab_corpus": "the NAB corpus run's, standard profile, chosen for the generic detector",
+}
 # NAB's standard profile (config/profiles.json).
 STANDARD = CostMatrix(tp_weight=1.0, fp_weight=0.11, fn_weight=1.0)
 DAY = timedelta(days=1)
@@ -243,13 +249,14 @@ def false_alarms(scores: Sequence[float], window_of: Sequence[int], threshold: f
     return runs
 
 
-def _at_threshold(f: ScoredFile, threshold: float) -> dict[str, Any]:
+def _at_threshold(f: ScoredFile, threshold: float, *, source: str | None = None) -> dict[str, Any]:
     t = score_file(f, threshold)
     detected = {
         win for s, win in zip(f.scores, f.window_of, strict=True) if win >= 0 and s >= threshold
     }
     return {
         "threshold": threshold,
+        **({} if source is None else {"source": source}),
         "raw": round(t.score, 4),
         "windows_detected": len(detected),
         "false_positive_readings": t.fp,
@@ -263,11 +270,13 @@ def evaluate_anomalies(
     *,
     on_row: Callable[[int], None] | None = None,
     fixed_threshold: float | None = None,
+    threshold_source: str = "user",
     score_from: datetime | None = None,
 ) -> dict[str, Any]:
     """Score every measured reading, one at a time, then NAB-score against the labels.
 
-    Readings before ``score_from`` are learnt but not judged.
+    Readings before ``score_from`` are learnt but not judged. ``threshold_source`` says where
+    ``fixed_threshold`` came from (a key of ``THRESHOLD_SOURCES``).
     """
     measured = [r for r in readings if r.value is not None]
     det = detector_factory()
@@ -286,7 +295,7 @@ def evaluate_anomalies(
     f = labels.scored(scores, STANDARD)
     out: dict[str, Any] = {"readings": len(rows), "windows": len(labels.windows)}
     if fixed_threshold is not None:
-        out["at_fixed_threshold"] = _at_threshold(f, fixed_threshold)
+        out["at_fixed_threshold"] = _at_threshold(f, fixed_threshold, source=threshold_source)
     if not labels.windows:
         out["note"] = "no label=1 readings: only false positives can be counted"
         return out
@@ -371,6 +380,7 @@ def evaluate(
     holidays: str = NO_HOLIDAYS,
     score_from: datetime | None = None,
     fixed_threshold: float | None = None,
+    threshold_source: str = "user",
     forecaster_factory: Callable[[], Predictor] | None = None,
     detector_factory: Callable[[], Detector] | None = None,
     keep: bool = False,
@@ -386,7 +396,10 @@ def evaluate(
     forecasts and anomaly scores are judged from ``score_from`` on (all of them by default).
     With ``keep``, the per-target forecasts are returned under ``"_series"`` (for ``plot``);
     ``plot_horizon`` and ``plot_week`` (what ``plot`` will be asked for) are checked against the
-    file before the run, which may take minutes, rather than after it.
+    file before the run, which may take minutes, rather than after it, as is everything else
+    given: an option wrong for this file is a ValueError before any model learns a reading.
+    ``fixed_threshold`` (a score in [0, 1], for a file with a ``label`` column) came from
+    ``threshold_source`` (``THRESHOLD_SOURCES``).
 
     With ``labels`` (a ``start,end[,kind]`` CSV), the domain's service is replayed on the file
     and its alerts are scored against those windows (``"alerts"``, see ``evaluate_alerts``);
@@ -399,6 +412,10 @@ def evaluate(
         raise ValueError(f"--labels and --clean: domain {', '.join(ALERT_DOMAINS)} only")
     if clean is not None and labels is None:
         raise ValueError("--clean needs --labels FILE.csv")
+    if threshold_source not in THRESHOLD_SOURCES:
+        raise ValueError(f"threshold_source must be one of {', '.join(THRESHOLD_SOURCES)}")
+    if fixed_threshold is not None and not 0.0 <= fixed_threshold <= 1.0:
+        raise ValueError(f"--threshold {fixed_threshold:g}: anomaly scores lie in [0, 1]")
     check_holidays(holidays)
     try:
         zone = ZoneInfo(tz)
@@ -418,14 +435,14 @@ def evaluate(
     horizons = horizons_for(domain, step)
     if plot_horizon is not None and plot_horizon not in horizons:
         raise ValueError(f"--plot-horizon must be one of {', '.join(horizons)}")
-    if plot_week is not None:
-        week = plot_week if plot_week.tzinfo else plot_week.replace(tzinfo=zone)
-        if not readings[0].ts - 7 * DAY < week <= readings[-1].ts:
-            raise ValueError(
-                f"--plot-week {week.isoformat()} is outside the file "
-                f"({readings[0].ts.isoformat()} .. {readings[-1].ts.isoformat()})"
-            )
+    if keep:
+        week = None
+        if plot_week is not None:
+            week = plot_week if plot_week.tzinfo else plot_week.replace(tzinfo=zone)
+        check_plot_week(readings, week=week, score_from=score_from)
     has_labels = any(r.label is not None for r in readings)
+    if fixed_threshold is not None and not has_labels:
+        raise ValueError("--threshold scores labelled readings: the file has no label column")
     measured = sum(r.value is not None for r in readings)
     out: dict[str, Any] = {
         "schema": SCHEMA,
@@ -477,6 +494,7 @@ def evaluate(
                 detector_factory or _default_detector(domain, calendar=calendar, step=step),
                 on_row=lambda i: bar.update(atask, completed=i + 1) if i % 500 == 0 else None,
                 fixed_threshold=fixed_threshold,
+                threshold_source=threshold_source,
                 score_from=score_from,
             )
             bar.update(atask, completed=measured)
@@ -494,6 +512,37 @@ def evaluate(
     if keep:
         out["_series"] = {label: res[h] for label, h in horizons.items()}
     return out
+
+
+# Every forecast is scored beside every baseline, the value a week before included: nothing is
+# scored (or plotted) in a file's first week.
+FIRST_SCORED = timedelta(days=7)
+
+
+def check_plot_week(
+    readings: Sequence[Reading], *, week: datetime | None, score_from: datetime | None
+) -> None:
+    """ValueError unless the plotted week (``week``, or the last seven days) holds scored
+    forecasts: checked before the run rather than found empty after it.
+
+    >>> rows = [Reading(datetime(2024, 1, d, tzinfo=UTC), 1.0, None) for d in (1, 5)]
+    >>> check_plot_week(rows, week=None, score_from=None)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: --plot: the file spans 4 days; nothing is plotted before its second week ...
+    """
+    first, last = readings[0].ts, readings[-1].ts
+    scored_from = max(first + FIRST_SCORED, score_from or first)
+    if last < first + FIRST_SCORED:
+        raise ValueError(
+            f"--plot: the file spans {(last - first) / DAY:.3g} days; nothing is plotted before "
+            "its second week (the forecasts are scored beside the value a week before)"
+        )
+    if week is not None and not (scored_from < week + 7 * DAY and week <= last):
+        raise ValueError(
+            f"--plot-week {week.isoformat()} is outside the scored forecasts "
+            f"({scored_from.isoformat()} .. {last.isoformat()}): no week to plot there"
+        )
 
 
 def plot(
@@ -602,8 +651,10 @@ def render(result: dict[str, Any]) -> str:
         for key in ("at_file_optimised_threshold", "at_fixed_threshold"):
             if key in anomaly:
                 a = anomaly[key]
+                origin = THRESHOLD_SOURCES.get(a.get("source", ""))
                 lines.append(
-                    f"  {key.replace('_', ' ')} ({a['threshold']:.10g}): "
+                    f"  {key.replace('_', ' ')} ({a['threshold']:.10g}"
+                    f"{'' if origin is None else ', ' + origin}): "
                     f"{a['windows_detected']} windows detected, "
                     f"{a['false_positive_readings']} false-positive readings"
                 )

@@ -19,6 +19,8 @@ import holidays
 WORKDAY, SATURDAY, SUNDAY = "workday", "saturday", "sunday"
 # The country code of a town that keeps no public holidays (or does not want them modelled).
 NO_HOLIDAYS = "none"
+# Where an operator finds the codes `holiday_region` accepts (townpulse/evaluate.py).
+LIST_COMMAND = "townpulse evaluate --list-holidays"
 
 
 @cache
@@ -43,7 +45,8 @@ def holiday_region(code: str) -> tuple[str, str | None]:
     if country not in supported:
         raise ValueError(
             f"unknown holidays country {code!r}: an ISO 3166 code the holidays package knows "
-            "(e.g. FR, DE, US), optionally with a subdivision (FR-57, DE-BY), or 'none'"
+            "(e.g. FR, DE, US), optionally with a subdivision (FR-57, DE-BY), or 'none'; "
+            f"`{LIST_COMMAND}` lists them"
         )
     if not subdiv:
         return country, None
@@ -53,6 +56,22 @@ def holiday_region(code: str) -> tuple[str, str | None]:
             f"unknown subdivision {subdiv!r} of {country}: one of {', '.join(supported[country])}"
         )
     return country, known[subdiv.upper()]
+
+
+def holiday_regions() -> dict[str, list[str]]:
+    """Every country the `holidays` package knows (ISO 3166 alpha-2 code; alpha-3 codes are
+    accepted too) and its subdivisions: what `holiday_region` accepts.
+
+    >>> regions = holiday_regions()
+    >>> "BY" in regions["DE"], "57" in regions["FR"], "DEU" in regions
+    (True, True, False)
+    """
+    return {
+        country: list(subdivs)
+        for country, subdivs in sorted(
+            holidays.list_supported_countries(include_aliases=False).items()
+        )
+    }
 
 
 def check_holidays(code: str) -> str:

@@ -77,6 +77,8 @@ def test_a_run_without_the_figures_of_the_algorithm_records_nothing(
     run = _evaluate(stack_env, "--domain", "energy", "--record", "waste.anomaly", str(history))
     assert run.returncode == 1
     assert "measured none of" in run.stderr
+    # Refused before the run, which would have printed its report first.
+    assert run.stdout == ""
     with psycopg.connect(stack_env["DATABASE_URL"]) as conn:
         cur = conn.execute(
             "SELECT count(*) FROM register_quality WHERE dataset = %s", (history.name,)

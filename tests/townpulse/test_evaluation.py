@@ -151,10 +151,24 @@ def test_evaluate_uses_a_threshold_fixed_beforehand(tmp_path: Path) -> None:
         forecaster_factory=LastValue,
         detector_factory=Jumpy,
         fixed_threshold=nab_corpus_threshold(tmp_path / "nab.json"),
+        threshold_source="nab_corpus",
     )
-    assert out["anomaly"]["at_fixed_threshold"]["threshold"] == 0.5
+    fixed = out["anomaly"]["at_fixed_threshold"]
+    assert (fixed["threshold"], fixed["source"]) == (0.5, "nab_corpus")
     assert "nab_standard_at_fixed_threshold" in out["anomaly"]
-    assert "at fixed threshold (0.5)" in render(out) and "corpus" not in render(out)
+    assert "at fixed threshold (0.5, the NAB corpus run's" in render(out)
+    # The user's own threshold is said to be the user's, not the corpus's.
+    mine = evaluate(
+        "generic",
+        _history(tmp_path, labels=True),
+        progress=False,
+        forecaster_factory=LastValue,
+        detector_factory=Jumpy,
+        fixed_threshold=0.5,
+    )
+    assert mine["anomaly"]["at_fixed_threshold"]["source"] == "user"
+    assert "at fixed threshold (0.5, given with --threshold)" in render(mine)
+    assert "corpus" not in render(mine)
 
 
 def test_register_figures_at_a_threshold_fixed_beforehand(tmp_path: Path) -> None:
@@ -298,8 +312,50 @@ def test_plot_options_are_checked_before_the_run(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match="--plot-horizon must be one of 1h, 24h"):
         refuse(keep=True, plot_horizon="3h")
-    with pytest.raises(ValueError, match=r"--plot-week .* is outside the file"):
+    with pytest.raises(ValueError, match=r"--plot-week .* is outside the scored forecasts"):
         refuse(keep=True, plot_week=datetime(2030, 1, 1, tzinfo=UTC))
+    # The first week has no scored forecast (nothing a week before to compare with).
+    with pytest.raises(ValueError, match=r"--plot-week .* is outside the scored forecasts"):
+        refuse(keep=True, plot_week=T0 - timedelta(days=2))
+    # A week ending after the first scored forecast is plottable: no refusal (the run starts).
+    with pytest.raises(AssertionError, match="the run started"):
+        refuse(keep=True, plot_week=T0 + timedelta(days=1))
+    # ... and so is one beginning after --score-from, not one ending before it.
+    with pytest.raises(ValueError, match=r"--plot-week .* is outside the scored forecasts"):
+        refuse(keep=True, plot_week=T0 + timedelta(days=7), score_from=T0 + timedelta(days=15))
+
+
+def test_a_plot_of_a_file_shorter_than_two_weeks_is_refused_before_the_run(
+    tmp_path: Path,
+) -> None:
+    lines = ["timestamp,value"]
+    lines += [f"{(T0 + timedelta(hours=i)).isoformat()},{i % 24}" for i in range(24 * 6)]
+    path = _csv(tmp_path, "\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"the file spans 5\.96 days"):
+        evaluate("energy", path, progress=False, forecaster_factory=Exploding, keep=True)
+
+
+@pytest.mark.parametrize("threshold", [-0.1, 1.5, math.nan])
+def test_a_threshold_outside_the_scores_is_refused(tmp_path: Path, threshold: float) -> None:
+    with pytest.raises(ValueError, match="anomaly scores lie in"):
+        evaluate(
+            "energy",
+            _history(tmp_path, labels=True),
+            progress=False,
+            forecaster_factory=Exploding,
+            fixed_threshold=threshold,
+        )
+
+
+def test_a_threshold_without_labels_is_refused_before_the_run(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="the file has no label column"):
+        evaluate(
+            "energy",
+            _history(tmp_path, labels=False),
+            progress=False,
+            forecaster_factory=Exploding,
+            fixed_threshold=0.5,
+        )
 
 
 class Exploding(LastValue):
@@ -331,6 +387,20 @@ def test_plot_leaves_gaps_as_gaps(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert len(drawn) == 3
     for y in drawn:
         assert sum(math.isnan(v) for v in y) == 1
+
+
+def test_every_baseline_is_named_for_what_it_predicts() -> None:
+    from townpulse.evaluation import baseline_label, baselines_for
+
+    names = baselines_for("energy", step=timedelta(hours=1), tz=UTC)
+    assert set(names) == BASELINES
+    for name in names:
+        assert baseline_label(name, "24h") != name  # words, not the JSON key
+    # The previous day's value and the last value known a day ahead are the same reading, and
+    # neither is "the last value" of the hour before.
+    assert baseline_label("previous_day", "24h") == "same time the day before"
+    assert baseline_label("last_value", "24h") == "last value known (24h before)"
+    assert baseline_label("last_value", "1h") == "last value known (1h before)"
 
 
 # --- the `townpulse evaluate` command ---------------------------------------------------------
@@ -387,6 +457,153 @@ def test_cli_refuses_bad_plot_options_before_the_run(
     assert message in result.output
 
 
+def _no_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI's run fails the test if it starts: what is refused must be refused before it."""
+    import townpulse.evaluation
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the run started")
+
+    monkeypatch.setattr(townpulse.evaluation, "evaluate", run)
+
+
+@pytest.mark.parametrize(
+    ("holidays", "names"),
+    [
+        ("XX", ["unknown holidays country 'XX'", "townpulse evaluate --list-holidays"]),
+        ("DE-ZZ", ["unknown subdivision 'ZZ' of DE", "BY", "NW"]),
+    ],
+)
+def test_cli_refuses_an_unknown_calendar_before_reading_the_file(
+    tmp_path: Path, holidays: str, names: list[str]
+) -> None:
+    from typer.testing import CliRunner
+
+    # A file that is wrong too: the calendar is refused first, before the file is read.
+    bad = _csv(tmp_path, "when,what\n1,2\n")
+    result = CliRunner().invoke(_cli(), [str(bad), "--no-progress", "--holidays", holidays])
+    assert result.exit_code == 2
+    assert "header" not in result.output
+    for name in names:
+        assert name in result.output
+
+
+def test_cli_lists_the_holidays_it_accepts() -> None:
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(_cli(), ["--list-holidays"])  # no file needed
+    assert result.exit_code == 0, result.output
+    listed = dict(line.partition(": ")[::2] for line in result.output.splitlines())
+    supported = holidays_lib.list_supported_countries(include_aliases=False)
+    assert set(listed) == set(supported)
+    assert set(listed["DE"].split(", ")) == set(supported["DE"])
+    assert "BY" in listed["DE"].split(", ")
+
+
+def test_cli_runs_in_a_subdivision_s_calendar(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    args = [str(_history(tmp_path, labels=False)), "--json", "--no-progress"]
+    result = CliRunner().invoke(_cli(), [*args, "--holidays", "DE-BY", "--tz", "Europe/Berlin"])
+    assert result.exit_code == 0, result.output
+    calendar = json.loads(result.stdout)["calendar"]
+    assert calendar == {"timezone": "Europe/Berlin", "holidays": "DE-BY"}
+
+
+def test_cli_says_where_the_threshold_came_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    import townpulse.evaluate
+
+    nab = tmp_path / "nab.json"
+    nab.write_text(json.dumps({"threshold": {"standard": 0.875}}))
+    monkeypatch.setattr(townpulse.evaluate, "NAB_RESULTS", nab)
+    args = [str(_history(tmp_path, labels=True)), "--no-progress", "--domain", "generic"]
+
+    def fixed(*extra: str) -> dict[str, Any]:
+        result = CliRunner().invoke(_cli(), [*args, "--json", *extra])
+        assert result.exit_code == 0, result.output
+        out: dict[str, Any] = json.loads(result.stdout)["anomaly"]["at_fixed_threshold"]
+        return out
+
+    mine, corpus = fixed("--threshold", "0.5"), fixed("--threshold", "nab")
+    assert (mine["threshold"], mine["source"]) == (0.5, "user")
+    assert (corpus["threshold"], corpus["source"]) == (0.875, "nab_corpus")
+    text = CliRunner().invoke(_cli(), [*args, "--threshold", "nab"]).output
+    assert "at fixed threshold (0.875, the NAB corpus run's, standard profile" in text
+
+
+@pytest.mark.parametrize(
+    ("threshold", "labels", "message"),
+    [
+        ("1.5", True, "a score in [0, 1]"),
+        ("-1", True, "a score in [0, 1]"),
+        ("high", True, "a score in [0, 1], or 'nab'"),
+        ("nab", True, "no NAB run's threshold in"),
+        ("0.5", False, "the file has no label column"),
+    ],
+)
+def test_cli_refuses_a_bad_threshold_before_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threshold: str, labels: bool, message: str
+) -> None:
+    from typer.testing import CliRunner
+
+    import townpulse.evaluate
+
+    monkeypatch.setattr(townpulse.evaluate, "NAB_RESULTS", tmp_path / "no-nab.json")
+    args = [str(_history(tmp_path, labels=labels)), "--no-progress", "--threshold", threshold]
+    if labels:
+        _no_run(monkeypatch)  # refused by the command itself
+    result = CliRunner().invoke(_cli(), args)
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())  # rich wraps long messages
+
+
+def test_cli_refuses_record_before_the_run_when_the_stack_does_not_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    key = tmp_path / "admin.key"
+    key.write_text("k\n")
+    # Port 1: nothing listens there. The process environment wins over stack.env, and
+    # monkeypatch puts it back.
+    env = {"API_URL": "http://127.0.0.1:1", "ADMIN_API_KEY_FILE": str(key)}
+    (run_dir / "stack.env").write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+    monkeypatch.setenv("TOWNPULSE_RUN_DIR", str(run_dir))
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    _no_run(monkeypatch)
+    args = [str(_history(tmp_path, labels=False)), "--no-progress", "--record", "energy.forecast"]
+    result = CliRunner().invoke(_cli(), args)
+    assert result.exit_code == 1
+    assert "the operator API does not answer" in result.output
+
+
+def test_cli_prints_the_report_even_if_the_plot_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What cannot be known before the run (here, a disk that fills) loses the plot only."""
+    from typer.testing import CliRunner
+
+    import townpulse.evaluation
+
+    def full_disk(*args: Any, **kwargs: Any) -> Path:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(townpulse.evaluation, "plot", full_disk)
+    png = tmp_path / "week.png"
+    args = [str(_history(tmp_path, labels=False)), "--no-progress", "--plot", str(png)]
+    result = CliRunner().invoke(_cli(), args)
+    assert result.exit_code == 2
+    assert "1h ahead" in result.stdout and "plot:" not in result.stdout
+    assert "No space left on device" in result.stderr
+
+
 def test_cli_json_is_the_documented_layout(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
@@ -395,7 +612,7 @@ def test_cli_json_is_the_documented_layout(tmp_path: Path) -> None:
     args += ["--holidays", "GB", "--plot", str(png), "--score-from", "2024-01-10"]
     result = CliRunner().invoke(_cli(), args)
     assert result.exit_code == 0, result.output
-    out = json.loads(result.output)
+    out = json.loads(result.stdout)
     documented = {
         "schema",
         "domain",

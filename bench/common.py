@@ -89,6 +89,15 @@ def git_commit() -> dict[str, Any]:
     return {"sha": sha, "dirty": bool(status) if status is not None else None}
 
 
+def file_commit(path: Path) -> dict[str, str] | None:
+    """The last commit that changed `path` (its sha and ISO date), or None if git knows none."""
+    out = _git("log", "-1", "--format=%H %cI", "--", str(path))
+    if not out:
+        return None
+    sha, date = out.split(" ", 1)
+    return {"sha": sha, "date": date}
+
+
 def now_utc() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat()
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from bench import report
+from bench.common import REPO, RESULTS, data_dir, file_commit
 
 pytestmark = pytest.mark.unit
 
@@ -257,7 +259,8 @@ def test_superseded_runs_go_to_the_history_page_and_todays_are_indexed(tmp_path:
     assert "| events_per_s | 2000 |" in current and "1000" not in current
     assert "| events_per_s | 1000 |" in old and "2000" not in old
     # The index links each of today's sections with its date and commit.
-    assert "| [throughput](#throughput) | 2026-02-02T00:00:00+00:00 | `fedcba987654` |" in current
+    row = "| [throughput](#throughput) | see below | 2026-02-02 00:00 | `fedcba987654` |"
+    assert row in current
     assert "## At a glance" not in old
 
 
@@ -281,3 +284,64 @@ def test_report_generation_section_gives_times_size_and_rows(tmp_path: Path) -> 
     assert "| total (s) | 7.75 |" in text and "| PDF size (kB) | 71.1 |" in text
     assert "with 24.5 days of the simulated town's history" in text
     assert "| readings | 12345 |" in text
+
+
+def _from_markers(text: str) -> list[str]:
+    return re.findall(r"<!-- from (\S+) -->", text)
+
+
+def test_every_result_file_appears_exactly_once_with_a_headline_date_and_commit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The repository's own results: each current one once in BENCHMARKS.md (a section and a
+    row of the index with its key figure), each superseded one once in the history page."""
+    monkeypatch.setattr(report, "_draw_curve", lambda *a, **k: None)  # no PNG written
+    current = sorted(RESULTS.glob("*.json"))
+    superseded = sorted((RESULTS / report.HISTORY).glob("*.json"))
+    assert current and superseded
+    board = data_dir() / "nab" / "SCOREBOARD.md"
+    today = report.build(RESULTS, scoreboard=board)
+    old = report.build(RESULTS / report.HISTORY, scoreboard=board, index=False)
+
+    def rel(path: Path) -> str:
+        return str(path.relative_to(REPO))
+
+    assert sorted(_from_markers(today)) == sorted(rel(p) for p in current)
+    assert sorted(_from_markers(old)) == sorted(rel(p) for p in superseded)
+    assert not {p.stem for p in current} & {p.stem for p in superseded}
+    index = today.split("## At a glance", 1)[1].split("\n<!-- from", 1)[0]
+    rows = [line for line in index.splitlines() if line.startswith("| [")]
+    assert len(rows) == len(current)
+    for path in current:
+        r = json.loads(path.read_text())
+        kind = r.get("benchmark", path.stem)
+        figure = report.headline(kind, r)
+        assert figure != report.NO_HEADLINE, path  # a headline function that reads its layout
+        date, commit, _ = report.run_stamp(path, r)
+        assert date != "?" and commit != "unknown", path
+        stamp = f"| {figure} | {date[:16].replace('T', ' ')}"
+        assert any(stamp in row and f"`{commit}`" in row for row in rows), path
+
+
+def test_a_result_without_a_date_or_commit_takes_its_files_last_commit(tmp_path: Path) -> None:
+    # A file git knows: this test module, whose last commit is what git log says.
+    logged = file_commit(Path(__file__))
+    assert logged is not None
+    date, commit, how = report.run_stamp(Path(__file__), {"events_per_s": 1})
+    assert (date, commit, how) == (logged["date"], logged["sha"][:12], "git")
+    # The run's own record wins, top level (the oldest layout) or in `meta`.
+    old = {"date": "2026-01-01T00:00:00+00:00", "commit": {"sha": "ab" * 20, "dirty": True}}
+    assert report.run_stamp(tmp_path / "x.json", old) == (
+        old["date"],
+        "abababababab (dirty)",
+        "run",
+    )
+    assert report.run_stamp(tmp_path / "x.json", {"meta": META})[1] == "0123456789ab"
+
+
+def test_a_headline_missing_its_fields_falls_back_instead_of_failing_the_report() -> None:
+    assert report.headline("chaos", {"lost_acked": 0}) == report.NO_HEADLINE
+    assert report.headline("no_such_benchmark", {}) == report.NO_HEADLINE
+    assert report.headline("alerts_fanout", {"deliveries_per_second": 139.1}) == (
+        "139.1 webhook deliveries/s"
+    )

@@ -187,6 +187,9 @@ window.TP = (() => {
         },
         { size: 60 },
       ],
+      // Room on the right for half the last tick's label (centred on its tick, it was cut off
+      // at the canvas's edge); the other sides keep uPlot's own.
+      padding: [null, 48, null, null],
       legend: { live: true },
     };
     return new uPlot(opts, [x, ...series.map((s) => s.data)], el);

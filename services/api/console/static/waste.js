@@ -73,8 +73,10 @@ TP.page(async () => {
   if (query.get("shift_h")) TP.$("#shift-h").value = query.get("shift_h");
   // Why the plan uses fewer trucks than asked, in the page's language (the API says it in
   // English in trucks.text).
-  function trucksNote(n) {
-    if (!n.reason) return "";
+  function trucksNote(note) {
+    if (!note.reason) return "";
+    // Hours in the page's language ("0,41 h" in French).
+    const n = { ...note, shift_h: num(note.shift_h, 2), longest_h: num(note.longest_h, 2) };
     if (n.reason === "too_short") return t("{used} of {asked} trucks: no bin to collect fits in one truck's shift or load.", n);
     if (n.reason === "none") return t("{used} of {asked} trucks: no bin to collect in this round.", n);
     let text = n.shift_h

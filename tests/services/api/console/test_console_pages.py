@@ -133,3 +133,16 @@ def test_signin_leads_elsewhere_only_to_the_overview(next_: str | None) -> None:
 def test_signin_leads_back_to_a_console_page() -> None:
     assert after_signin("/alerts?state=open#top") == "/alerts?state=open"
     assert after_signin("/public") == "/public"
+
+
+@pytest.mark.parametrize(
+    ("lang", "grey"),
+    [("fr", "Bande grise : la bande attendue"), ("en", "Grey band: the expected band")],
+)
+async def test_the_energy_caption_calls_the_grey_band_the_expected_band(
+    client: httpx.AsyncClient, lang: str, grey: str
+) -> None:
+    # The grey band is the detector's (expected ± its error, services/energy/adapters/db.py's
+    # lower_kwh/upper_kwh), not the forecast's interval, which is brown.
+    text = (await client.get("/energy", params={"lang": lang})).text
+    assert grey in text

@@ -80,6 +80,9 @@ FILL_WINDOW = timedelta(hours=2)
 ABNORMAL_EXCESS_PCT = 15.0
 MIN_EXCESS_PCT = 6.0
 RATE_PROBATION = 7 * 24
+# The longest gap between two readings a rate is learnt across (spread over its hours): a bin
+# reporting every 4 or 6 hours still learns; a longer silence may hide a collection.
+RATE_SPAN_HOURS = 6
 FIRE_ABS_C = 60.0
 FIRE_JUMP_C = 15.0
 # Durations, in readings of each bin's own reporting interval (shared/runtime/cadence.py).
@@ -410,26 +413,34 @@ class WasteProcessor:
         s.predictions.clear()
 
     def _accept(self, s: BinState, ts: datetime, raw: float) -> None:
-        """Add an accepted reading to its hourly bucket; learn a rate when an hour is done."""
+        """Add an accepted reading to its hourly bucket; learn rates when an hour is done.
+
+        A rate is the rise between two hours' mean levels, per hour between them: consecutive
+        hours for a bin reporting every 15 or 30 minutes; for one reporting hourly or every few
+        hours, the rise is spread evenly over the hours in between (each hour's slot learns the
+        mean rate). Hours with one reading count: an hourly bin has only those."""
         bucket = _bucket(ts)
         if bucket == s.bucket:
             s.bucket_sum += raw
             s.bucket_n += 1
             return
-        if s.bucket is not None and s.bucket_n >= 2:
+        if s.bucket is not None and s.bucket_n >= 1:
             mean = s.bucket_sum / s.bucket_n
             prev = s.prev_bucket
             calm = not any(
                 s.trackers[k].active for k in ("waste.abnormal_fill", "waste.sensor_stuck")
             )
+            hours = round((s.bucket - prev[0]) / HOUR) if prev is not None else 0
             if (
                 prev is not None
-                and prev[0] == s.bucket - HOUR
+                and 1 <= hours <= RATE_SPAN_HOURS
                 and calm
                 and max(prev[1], mean) < SATURATED_PCT
             ):
-                s.rates.learn_one({"ts": s.bucket}, mean - prev[1])
-                s.rate_samples += 1
+                per_hour = (mean - prev[1]) / hours
+                for k in range(hours):
+                    s.rates.learn_one({"ts": prev[0] + (k + 1) * HOUR}, per_hour)
+                    s.rate_samples += 1
             s.prev_bucket = (s.bucket, mean)
         else:
             s.prev_bucket = None

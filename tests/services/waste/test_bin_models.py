@@ -68,3 +68,28 @@ def test_model_version_follows_the_fill_model() -> None:
 def test_a_model_that_is_no_regressor_is_refused_clearly() -> None:
     with pytest.raises(ValueError, match="is not a regressor"):
         WasteProcessor(fill_model=ModelSpec(path="river.anomaly.HalfSpaceTrees"))
+
+
+@pytest.mark.parametrize("every_min", [15, 60, 120, 240])
+def test_bins_reporting_hourly_or_every_few_hours_learn_their_rate(every_min: int) -> None:
+    """A rate needs two hours' levels, not two readings an hour: a bin read every hour or every
+    few hours (common on LoRaWAN, to save its battery) learns the same rate and time to full as
+    one read every 15 minutes."""
+    step = timedelta(minutes=every_min)
+    readings, level = [], 5.0
+    for i in range(21 * 24 * 60 // every_min):
+        readings.append(Reading(ts=T0 + i * step, metric="fill_pct", value=level))
+        level = 5.0 if level >= 85.0 else level + RATE * every_min / 60
+    proc = WasteProcessor()
+    state = proc.new_state("b1")
+    rows = [r for r in proc.process(state, device_id="b1", readings=readings).rows]
+    bins = [r for r in rows if isinstance(r, BinRow)]
+    # Most hours of three weeks teach a rate (collections and the hours around them do not).
+    assert state.rate_samples > 0.7 * 21 * 24
+    checked = 0
+    for r in bins[-len(bins) // 7 :]:
+        if r.level < 70.0 and r.full_at is not None:
+            hours = (r.full_at - r.ts) / timedelta(hours=1)
+            assert hours == pytest.approx((80.0 - r.level) / RATE, rel=0.15)
+            checked += 1
+    assert checked >= 5

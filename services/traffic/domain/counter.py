@@ -4,7 +4,7 @@ Readings: `vehicles` per interval (15 minutes by default) and, when vehicles pas
 mean `speed_kmh`.
 
 Expected flow and speed: a `WeeklyProfile` per metric (a cell per weekday and 15-minute slot,
-shrunk towards the day type's while young; French public holidays apart) inside a
+shrunk towards the day type's while young; the town's public holidays apart) inside a
 `ResidualDetector`, which scores how far a reading is from it (anomaly likelihood over the last
 hour, in [0, 1]). Forecast: the flow profile plus the fading correction of the latest residual
 (`ResidualAR`: a jam now says something about the next 15 minutes, little about the next hour),

@@ -17,8 +17,9 @@ from shared.db import Pool, create_pool
 from shared.http import check_pool, observability_router
 from shared.kafka import Producer, create_consumer
 from shared.runtime.checkpoints import CheckpointKey
+from shared.runtime.outbox import OutboxRelay
 from shared.runtime.processor import DeviceProcessor
-from shared.runtime.worker import DeviceRuntime, OutboxRelay, RowSink
+from shared.runtime.worker import DeviceRuntime, RowSink
 from shared.settings import StreamServiceSettings
 from shared.stream.loop import StreamLoop
 from shared.stream.offsets import DbOffsets

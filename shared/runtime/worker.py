@@ -34,10 +34,7 @@ checkpointed in the transaction that evicts it.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import pickle
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Mapping
@@ -54,15 +51,15 @@ from pydantic import ValidationError
 from shared.db import Pool
 from shared.deadletters import write_deadletters
 from shared.erasure import erasures, exclude_erasures
-from shared.kafka import Producer
 from shared.runtime.checkpoints import CheckpointKey, Verdict
 from shared.runtime.feedback import Feedback, due, feedback_of
+from shared.runtime.outbox import enqueue
 from shared.runtime.processor import DeviceProcessor, Effects, TakesFeedback, fresh
+from shared.runtime.states import StateStore
 from shared.schemas import AlertEvent, DeadLetter, ReadingBatch, Severity
 from shared.stream.loop import Batch, Record, Start
 from shared.stream.offsets import DbOffsets, Position
-from shared.stream.retry import DEFAULT_BACKOFF
-from shared.topics import ALERTS_TOPIC, Domain
+from shared.topics import Domain
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +67,6 @@ S = TypeVar("S")
 
 # The alert kind of a refused checkpoint (shared/runtime/checkpoints.py).
 CHECKPOINT_REFUSED = "runtime.checkpoint_refused"
-
-# What the relay sends from the outbox: the events the runtime writes there.
-RELAYED_TOPICS = (ALERTS_TOPIC,)
 
 # Where the derived rows go: the service's adapter, handed in by its wiring (the domain imports
 # no adapter).
@@ -89,22 +83,11 @@ UNREADABLE = Counter("townpulse_runtime_unreadable_total", "Records matching no 
 FAILED = Counter(
     "townpulse_runtime_processor_errors_total", "Messages the processor raised on", ["group"]
 )
-DISCARDED = Counter(
-    "townpulse_runtime_discarded_checkpoints_total",
-    "Checkpoints of another model version, discarded",
-    ["group"],
-)
-REFUSED = Counter(
-    "townpulse_runtime_refused_checkpoints_total",
-    "Checkpoints refused by their HMAC (unsigned or tampered), never unpickled",
-    ["group", "verdict"],
-)
 CHECKPOINTS = Counter(
     "townpulse_runtime_checkpointed_states_total", "Device states checkpointed", ["group"]
 )
 EVICTED = Counter("townpulse_runtime_evicted_total", "Device states evicted from memory", ["group"])
 CACHED = Gauge("townpulse_runtime_cached_devices", "Device states in memory", ["group"])
-OUTBOX_SENT = Counter("townpulse_runtime_outbox_sent_total", "Events relayed to Kafka", ["group"])
 
 
 @dataclass
@@ -166,8 +149,12 @@ class DeviceRuntime(Generic[S]):
         domain: Domain | None = None,
     ) -> None:
         self.processor = processor
-        self._key = checkpoint_key or CheckpointKey.ephemeral()
-        self._accept_unsigned = accept_unsigned
+        self.states = StateStore(
+            group_id=group_id,
+            processor=processor,
+            key=checkpoint_key or CheckpointKey.ephemeral(),
+            accept_unsigned=accept_unsigned,
+        )
         self._domain = domain
         self._sink = sink
         self._pool = pool
@@ -264,7 +251,7 @@ class DeviceRuntime(Generic[S]):
         if meanwhile := self._unknown(await erasures(conn, prepared.devices)):
             raise ErasedMeanwhile(sorted(meanwhile))
         await self._sink(conn, prepared.effects.rows)
-        await self._enqueue(conn, prepared.effects)
+        await enqueue(conn, prepared.effects.events)
         if prepared.deadletters:
             await write_deadletters(conn, prepared.deadletters)
         prepared.evicted = list(self.cache)[: max(0, len(self.cache) - self.max_devices)]
@@ -290,7 +277,7 @@ class DeviceRuntime(Generic[S]):
                 break  # at least one per batch, so the checkpoints always move
         prepared.flushed = [r["device_id"] for r in rows]
         prepared.checkpoints = self._checkpoint_offsets(batch.end, flushed)
-        await self._upsert_states(conn, rows)
+        await self.states.save(conn, rows)
         return prepared.checkpoints or None
 
     def committed(self, batch: Batch, prepared: Prepared) -> None:
@@ -442,88 +429,25 @@ class DeviceRuntime(Generic[S]):
         rows = []
         for d in device_ids:
             slot = self.cache[d]
-            state = pickle.dumps(slot.state, protocol=pickle.HIGHEST_PROTOCOL)
-            mac = self._key.sign(
-                group_id=self.group_id,
-                device_id=d,
-                model_version=self.processor.model_version,
-                applied=slot.applied,
-                state=state,
-            )
             rows.append(
-                {
-                    "group_id": self.group_id,
-                    "device_id": d,
-                    "model_version": self.processor.model_version,
-                    "state": state,
-                    "mac": mac,
-                    "clock": slot.clock,
-                    "applied": slot.applied,
-                    "since": slot.since,
-                    "learning_until": self._learning_until(slot.state),
-                }
+                self.states.row(
+                    d, state=slot.state, clock=slot.clock, applied=slot.applied, since=slot.since
+                )
             )
         return rows
-
-    def _learning_until(self, state: S) -> datetime | None:
-        """What a processor that warms up says of this state (`learning_until(state)`): roughly
-        when its model will be calibrated, None once it is. Shown by the console, never used to
-        decide anything here."""
-        learning_until = getattr(self.processor, "learning_until", None)
-        if learning_until is None:
-            return None
-        until: datetime | None = learning_until(state)
-        return until
 
     async def _save_states(self, conn: AsyncConnection[DictRow], device_ids: list[str]) -> None:
         """Checkpoints outside a batch (revocation, an idle stream): under the erasure lock too."""
         if device_ids:
             await exclude_erasures(conn)
-            await self._upsert_states(conn, self._state_rows(device_ids))
-
-    async def _upsert_states(
-        self, conn: AsyncConnection[DictRow], rows: list[dict[str, Any]]
-    ) -> None:
-        """Save checkpoints; the caller holds the erasure lock (shared.erasure)."""
-        if not rows:
-            return
-        # An operator may erase a device between two batches of it: its model in memory learnt
-        # what the erasure removed, and saving it would bring that back. The statement checks;
-        # the lock makes it see an erasure that committed meanwhile, and holds off the next.
-        async with conn.cursor() as cur:
-            await cur.executemany(
-                """
-                INSERT INTO runtime_state (group_id, device_id, model_version, state, state_mac,
-                                           clock, applied_offset, learnt_since, learning_until)
-                SELECT %(group_id)s, %(device_id)s, %(model_version)s, %(state)s, %(mac)s,
-                       %(clock)s::timestamptz, %(applied)s::bigint, %(since)s::timestamptz,
-                       %(learning_until)s::timestamptz
-                WHERE NOT EXISTS (
-                    SELECT 1 FROM device_erasures e WHERE e.device_id = %(device_id)s
-                    AND (%(since)s::timestamptz IS NULL OR e.erased_at >= %(since)s::timestamptz)
-                )
-                ON CONFLICT (group_id, device_id) DO UPDATE SET
-                    model_version = EXCLUDED.model_version, state = EXCLUDED.state,
-                    state_mac = EXCLUDED.state_mac,
-                    clock = EXCLUDED.clock, applied_offset = EXCLUDED.applied_offset,
-                    learnt_since = EXCLUDED.learnt_since,
-                    learning_until = EXCLUDED.learning_until, updated_at = now()
-                """,
-                rows,
-            )
+            await self.states.save(conn, self._state_rows(device_ids))
 
     async def _load_missing(self, where: dict[str, TopicPartition]) -> None:
         missing = [d for d in where if d not in self.cache]
         if not missing:
             return
         async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT device_id, model_version, state, state_mac, clock, applied_offset,"
-                " learnt_since, updated_at"
-                " FROM runtime_state WHERE group_id = %s AND device_id = ANY(%s)",
-                (self.group_id, missing),
-            )
-            stored = {r["device_id"]: r for r in await cur.fetchall()}
+            stored = await self.states.fetch(conn, missing)
         for device_id in missing:
             row = stored.get(device_id)
             erased = self._erased.get(device_id)
@@ -531,64 +455,22 @@ class DeviceRuntime(Generic[S]):
                 since = row["learnt_since"]
                 if since is None or since <= erased:
                     # Saved before the erasure lock existed, or by hand: never restored.
-                    DISCARDED.labels(self.group_id).inc()
-                    log.warning(
-                        "discarding checkpoint learnt before the device's erasure",
-                        extra={"device_id": device_id},
+                    self.states.discard(
+                        device_id, "discarding checkpoint learnt before the device's erasure"
                     )
                     row = None
-            if row is not None and not await self._trusted(row):
+            if row is not None and (verdict := self.states.verdict(row)) is not None:
+                # Never loaded: the model starts fresh and an alert says so.
+                await self._raise_refused(device_id, verdict, since=row["updated_at"])
                 row = None
-            tp = where[device_id]
-            applied = int(row["applied_offset"] or 0) if row is not None else 0
-            state: S | None = None
-            if row is not None:
-                if row["model_version"] == self.processor.model_version:
-                    # Only after its HMAC said this service wrote it (_trusted).
-                    state = pickle.loads(bytes(row["state"]))  # noqa: S301
-                else:
-                    DISCARDED.labels(self.group_id).inc()
-                    log.warning(
-                        "discarding checkpoint of another model version",
-                        extra={
-                            "device_id": device_id,
-                            "stored": row["model_version"],
-                            "current": self.processor.model_version,
-                        },
-                    )
+            state = self.states.restore(row) if row is not None else None
             self.cache[device_id] = DeviceSlot(
                 state=state if state is not None else self.processor.new_state(device_id),
                 clock=row["clock"] if row is not None else None,
-                partition=tp,
-                applied=applied,
+                partition=where[device_id],
+                applied=int(row["applied_offset"] or 0) if row is not None else 0,
                 since=_learnt_since(row, state),
             )
-
-    async def _trusted(self, row: DictRow) -> bool:
-        """Whether a checkpoint may be unpickled: its HMAC is ours (shared/runtime/checkpoints.py).
-        A refused one is never loaded: the model starts fresh and an alert says so."""
-        device_id = row["device_id"]
-        verdict = self._key.verify(
-            group_id=self.group_id,
-            device_id=device_id,
-            model_version=row["model_version"],
-            applied=int(row["applied_offset"] or 0),
-            state=bytes(row["state"]),
-            mac=None if row["state_mac"] is None else bytes(row["state_mac"]),
-        )
-        if verdict is Verdict.SIGNED:
-            return True
-        if verdict is Verdict.UNSIGNED and self._accept_unsigned:
-            # The upgrade's one-off (TOWNPULSE_CHECKPOINT_ACCEPT_UNSIGNED): signed at next save.
-            log.warning("loading an unsigned checkpoint", extra={"device_id": device_id})
-            return True
-        REFUSED.labels(self.group_id, verdict.value).inc()
-        log.error(
-            "refusing a checkpoint that this service did not sign: the model starts fresh",
-            extra={"device_id": device_id, "verdict": verdict.value},
-        )
-        await self._raise_refused(device_id, verdict, since=row["updated_at"])
-        return False
 
     async def _raise_refused(self, device_id: str, verdict: Verdict, *, since: datetime) -> None:
         """An alert through the outbox, like the episodes' (the alerts service opens it). Its id
@@ -614,84 +496,8 @@ class DeviceRuntime(Generic[S]):
             },
         )
         async with self._pool.connection() as conn:
-            await conn.execute(
-                "INSERT INTO runtime_outbox (topic, key, value) VALUES (%s, %s, %s)",
-                (ALERTS_TOPIC, device_id.encode(), event.to_bytes()),
-            )
+            await enqueue(conn, [event])
         self._on_events()
-
-    # ---- outbox -------------------------------------------------------------------------------
-
-    async def _enqueue(self, conn: AsyncConnection[DictRow], effects: Effects) -> None:
-        if not effects.events:
-            return
-        async with conn.cursor() as cur:
-            await cur.executemany(
-                "INSERT INTO runtime_outbox (topic, key, value) VALUES (%s, %s, %s)",
-                [(ALERTS_TOPIC, e.device_id.encode(), e.to_bytes()) for e in effects.events],
-            )
-
-
-class OutboxRelay:
-    """Sends outbox events to Kafka, oldest first; deletes them once Kafka has them."""
-
-    def __init__(self, *, pool: Pool, producer: Producer, group_id: str) -> None:
-        self._pool = pool
-        self._producer = producer
-        self.group_id = group_id
-        self._ready = asyncio.Event()
-
-    def wake(self) -> None:
-        self._ready.set()
-
-    async def run(self) -> None:
-        failures = 0
-        while True:
-            try:
-                sent = await self.relay_once()
-                failures = 0
-            except Exception as exc:
-                # Kafka or PostgreSQL away: the events stay in the outbox until they return.
-                with contextlib.suppress(Exception):
-                    await self._producer.reset_if_fatal(exc)
-                delay = DEFAULT_BACKOFF.delay(failures)
-                failures += 1
-                log.error("outbox relay failed, retry in %.1f s: %r", delay, exc)
-                await asyncio.sleep(delay)
-                continue
-            if sent == 0:
-                self._ready.clear()
-                # Events are written with batches (which set the event); the timeout also picks
-                # up what another instance left behind.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._ready.wait(), timeout=1.0)
-
-    async def relay_once(self, limit: int = 500) -> int:
-        async with self._pool.connection() as conn, conn.transaction():
-            cur = await conn.execute(
-                # Only the topics the runtime writes: a row of any other (written by hand, or
-                # by a newer version) could never be sent, and would block every event behind
-                # it. It stays until its retention ends.
-                "SELECT id, topic, key, value FROM runtime_outbox WHERE topic = ANY(%s) "
-                "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
-                (list(RELAYED_TOPICS), limit),
-            )
-            rows = await cur.fetchall()
-            if not rows:
-                return 0
-            futures = [
-                await self._producer.send(
-                    r["topic"], bytes(r["value"]), key=bytes(r["key"]) if r["key"] else None
-                )
-                for r in rows
-            ]
-            await asyncio.gather(*futures)
-            # A crash here re-sends these events: consumers deduplicate by event_id.
-            await conn.execute(
-                "DELETE FROM runtime_outbox WHERE id = ANY(%s)", ([r["id"] for r in rows],)
-            )
-        OUTBOX_SENT.labels(self.group_id).inc(len(rows))
-        return len(rows)
 
 
 def _deadletter(rb: ReadingBatch, m: Record, exc: BaseException) -> DeadLetter:

@@ -11,7 +11,7 @@ from pydantic import SecretStr
 
 from shared.db import create_pool
 from shared.kafka import Producer
-from shared.runtime.worker import OutboxRelay
+from shared.runtime.outbox import OutboxRelay
 from shared.topics import ALERTS_TOPIC
 
 pytestmark = pytest.mark.integration

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -174,27 +175,34 @@ def domain_spec(manifest: DomainManifest) -> ServiceSpec:
     )
 
 
+def service_specs(manifests: Sequence[DomainManifest]) -> tuple[ServiceSpec, ...]:
+    """The platform's own services, and a domain's for each manifest: between the API and
+    alerts, which consumes what they publish."""
+    return (
+        ServiceSpec(
+            "gateway",
+            "services.gateway",
+            "gateway_port",
+            mqtt_user="gateway",
+            # Network-server integrations, codecs, profiles, and HTTP push (`ingest`: forwarded
+            # without an API key, services/api/proxy.py).
+            routes=("integrations", "heard-devices", "codecs", "profiles", "ingest"),
+        ),
+        ServiceSpec("storage", "services.storage", "storage_port"),
+        ServiceSpec("api", "services.api", "api_port", mqtt_user="admin"),
+        *(domain_spec(m) for m in manifests),
+        ServiceSpec(
+            "alerts",
+            "services.alerts",
+            "alerts_port",
+            routes=("alerts", "alert-rules", "webhooks"),
+        ),
+    )
+
+
 # The one list of services: the local runner starts these, the operator API forwards their
-# routes (TOWNPULSE_UPSTREAMS, made from it) and docker-compose.yml has the same (tested). The
-# platform's own services here, the domains' from their manifests (between the API and alerts,
-# which consumes what they publish).
-SERVICES = (
-    ServiceSpec(
-        "gateway",
-        "services.gateway",
-        "gateway_port",
-        mqtt_user="gateway",
-        # Network-server integrations, codecs, profiles, and HTTP push (`ingest`: forwarded
-        # without an API key, services/api/proxy.py).
-        routes=("integrations", "heard-devices", "codecs", "profiles", "ingest"),
-    ),
-    ServiceSpec("storage", "services.storage", "storage_port"),
-    ServiceSpec("api", "services.api", "api_port", mqtt_user="admin"),
-    *(domain_spec(m) for m in domains.registered()),
-    ServiceSpec(
-        "alerts", "services.alerts", "alerts_port", routes=("alerts", "alert-rules", "webhooks")
-    ),
-)
+# routes (TOWNPULSE_UPSTREAMS, made from it) and docker-compose.yml has the same (tested).
+SERVICES = service_specs(domains.registered())
 # The domain services: they run the device runtime (its checkpoint key) and share one process
 # in the compact layout.
 DOMAIN_SERVICES = domains.names()

@@ -3,6 +3,7 @@ names (a domain registered in-process is pruned with its class and reported in i
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -69,19 +70,11 @@ def test_a_registered_domain_adds_its_table_to_its_class(lamps: DomainManifest) 
 def test_an_unknown_class_or_a_missing_age_is_refused() -> None:
     with pytest.raises(domains.ManifestError, match="names no retention class"):
         retention.classes(manifests=[extra_domain(retention="for_ever")])
-    manifest = extra_domain()
-    no_age = domains.Table("lamps_x", retention="scores")
+    no_age = dataclasses.replace(
+        extra_domain(), tables=(domains.Table("lamps_x", retention="scores"),)
+    )
     with pytest.raises(domains.ManifestError, match="has no age"):
-        retention.classes(
-            manifests=[
-                domains.DomainManifest(
-                    **{
-                        **{f: getattr(manifest, f) for f in ("name", "topic", "service")},
-                        "tables": (no_age,),
-                    }
-                )
-            ]
-        )
+        retention.classes(manifests=[no_age])
 
 
 @pytest.mark.integration

@@ -24,11 +24,11 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from shared.retention import CLASSES
+from shared.retention import PLATFORM_CLASSES
 
 log = logging.getLogger(__name__)
 
-RETENTION_CLASSES = frozenset(c.name for c in CLASSES)
+RETENTION_CLASSES = frozenset(c.name for c in PLATFORM_CLASSES)
 # An input that is whichever metric a rule names (the register says so in words).
 ANY_METRIC = "*"
 

@@ -1,7 +1,8 @@
 """Erasure of a device: every row that names it, in one transaction.
 
-Readings, every row derived from them (scores, levels, flows, forecasts, episodes, collections,
-bin state), its alerts with their timelines and verdicts and the webhook messages about them
+Readings, every row derived from them (the rows of each domain's tables that name a device, as
+its manifest declares them: scores, levels, flows, forecasts, episodes, collections, bin state,
+shared/domains.py), its alerts with their timelines and verdicts and the webhook messages about them
 (bodies and attempts), dead letters, model state, queued events, processed-event ids, rules
 aimed at it, its uplinks' link health and its HTTP push tokens, and the device itself, so that
 a device registered later with the same id starts empty.
@@ -30,21 +31,12 @@ from typing import Any, LiteralString
 from psycopg import AsyncConnection, sql
 from psycopg.rows import DictRow
 
-from shared import retention
+from shared import domains, retention
 
-# (table, column naming the device). Order matters only for foreign keys: none point at these.
-DEVICE_TABLES: tuple[tuple[str, str], ...] = (
+# (table, column naming the device) of the platform's own tables; the domains' come from their
+# manifests (device_tables). Order matters only for foreign keys: none point at these.
+PLATFORM_DEVICE_TABLES: tuple[tuple[str, str], ...] = (
     ("readings", "device_id"),
-    ("energy_scores", "device_id"),
-    ("energy_episodes", "device_id"),
-    ("energy_forecasts", "device_id"),
-    ("waste_levels", "device_id"),
-    ("waste_collections", "device_id"),
-    ("waste_bins", "device_id"),
-    ("waste_episodes", "device_id"),
-    ("traffic_flows", "device_id"),
-    ("traffic_forecasts", "device_id"),
-    ("traffic_episodes", "device_id"),
     ("runtime_state", "device_id"),
     ("alert_device_activity", "device_id"),
     ("alert_rules", "device_id"),
@@ -54,6 +46,21 @@ DEVICE_TABLES: tuple[tuple[str, str], ...] = (
     ("ingest_tokens", "device_id"),
 )
 AGGREGATES = ("readings_hourly", "readings_daily")
+
+
+def device_tables() -> tuple[tuple[str, str], ...]:
+    """(table, column naming the device) of every table whose rows an erasure deletes by device:
+    the platform's and each registered domain's (their manifests' tables with a device column).
+    """
+    return (
+        *PLATFORM_DEVICE_TABLES,
+        *(
+            (table.name, table.device_column)
+            for manifest in domains.registered()
+            for table in manifest.tables
+            if table.device_column is not None
+        ),
+    )
 
 
 # Two-key advisory locks do not overlap the single-key ones the migrations take.
@@ -131,7 +138,7 @@ async def erase_device(
         "DELETE FROM deadletters WHERE device_id = %s OR topic = %s",
         (device_id, topic),
     )
-    for table, column in DEVICE_TABLES:
+    for table, column in device_tables():
         await run(
             table,
             sql.SQL("DELETE FROM {} WHERE {} = %s").format(

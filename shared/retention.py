@@ -5,11 +5,15 @@ setting (`TOWNPULSE_RETENTION_<CLASS>_DAYS`, 0 = kept for ever). On TimescaleDB 
 and continuous aggregates are pruned by TimescaleDB's retention policies (whole chunks dropped),
 which `ensure_policies` keeps in line with the settings; every other table, and every table on
 plain PostgreSQL, is pruned by `enforce`, which the storage service runs on a schedule.
+
+The classes and the platform's tables are listed here; each domain's tables join their class
+through the domain's manifest (shared/domains.py), so `classes()` is the one full list.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, LiteralString
@@ -17,6 +21,8 @@ from typing import Any, LiteralString
 from psycopg import AsyncConnection, sql
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared import domains
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +56,8 @@ class DataClass:
     targets: tuple[Target, ...]
 
 
-CLASSES: tuple[DataClass, ...] = (
+# The classes with the platform's own tables; each domain adds its tables to them (classes()).
+PLATFORM_CLASSES: tuple[DataClass, ...] = (
     DataClass(
         "readings",
         "Raw sensor readings, as received, and each uplink's radio link (RSSI, SNR, gateways, "
@@ -71,26 +78,17 @@ CLASSES: tuple[DataClass, ...] = (
         "scores",
         "One row per reading derived by the models: expected value and anomaly score (energy, "
         "traffic), cleaned fill level (waste).",
-        (
-            Target("energy_scores", "ts", policy=True),
-            Target("waste_levels", "ts", policy=True),
-            Target("traffic_flows", "ts", policy=True),
-        ),
+        (),
     ),
     DataClass(
         "forecasts",
         "Forecasts, by the time they forecast.",
-        (Target("energy_forecasts", "target_ts"), Target("traffic_forecasts", "target_ts")),
+        (),
     ),
     DataClass(
         "episodes",
         "Anomaly episodes and detected bin collections.",
-        (
-            Target("energy_episodes", "started_at"),
-            Target("waste_episodes", "started_at"),
-            Target("traffic_episodes", "started_at"),
-            Target("waste_collections", "ts"),
-        ),
+        (),
     ),
     DataClass(
         "alerts",
@@ -133,14 +131,43 @@ CLASSES: tuple[DataClass, ...] = (
     DataClass(
         "deleted_device_state",
         "Model state, bin state and activity of devices deleted (without erasure) this long ago.",
-        (
-            Target("runtime_state", _DELETED_AT),
-            Target("waste_bins", _DELETED_AT),
-            Target("alert_device_activity", _DELETED_AT),
-        ),
+        (Target("runtime_state", _DELETED_AT), Target("alert_device_activity", _DELETED_AT)),
     ),
 )
-BY_NAME = {c.name: c for c in CLASSES}
+# The class whose rows age from their device's deletion, whatever their columns.
+DELETED_DEVICE_STATE = "deleted_device_state"
+
+
+def _domain_target(manifest: domains.DomainManifest, table: domains.Table) -> Target:
+    if table.retention == DELETED_DEVICE_STATE:
+        return Target(table.name, _DELETED_AT, policy=table.policy)
+    if table.age is None:
+        raise domains.ManifestError(
+            f"{manifest.name}: table {table.name} (retention class {table.retention}) has no age"
+        )
+    return Target(table.name, table.age, policy=table.policy)
+
+
+def classes(
+    manifests: Sequence[domains.DomainManifest] | None = None,
+) -> tuple[DataClass, ...]:
+    """Every class with its tables: the platform's and those of each domain's manifest (the
+    registered domains by default) that belong to a class; ManifestError on an unknown class."""
+    manifests = domains.registered() if manifests is None else manifests
+    added: dict[str, list[Target]] = {c.name: [] for c in PLATFORM_CLASSES}
+    for manifest in manifests:
+        for table in manifest.tables:
+            if table.retention is None:
+                continue
+            if table.retention not in added:
+                raise domains.ManifestError(
+                    f"{manifest.name}: table {table.name} names no retention class"
+                    f" ({table.retention!r}; one of {', '.join(added)})"
+                )
+            added[table.retention].append(_domain_target(manifest, table))
+    return tuple(
+        DataClass(c.name, c.description, (*c.targets, *added[c.name])) for c in PLATFORM_CLASSES
+    )
 
 
 class RetentionSettings(BaseSettings):
@@ -235,7 +262,7 @@ async def ensure_policies(conn: AsyncConnection[Any], settings: RetentionSetting
     """Make TimescaleDB's retention policies match the settings (no-op on plain PostgreSQL)."""
     if await backend(conn) != "timescaledb":
         return
-    for data_class in CLASSES:
+    for data_class in classes():
         days = settings.days(data_class.name)
         for target in data_class.targets:
             if not target.policy or not await _is_hypertable_or_cagg(conn, target.table):
@@ -315,7 +342,7 @@ async def enforce(
     backend_name = await backend(conn)
     await conn.commit()
     deleted: dict[str, int] = {}
-    for data_class in CLASSES:
+    for data_class in classes():
         days = settings.days(data_class.name)
         if not days:
             continue
@@ -351,7 +378,7 @@ async def report(conn: AsyncConnection[Any], settings: RetentionSettings) -> lis
     """Each class: its period, how it is enforced, and the oldest row kept in each table."""
     backend_name = await backend(conn)
     out: list[dict[str, Any]] = []
-    for data_class in CLASSES:
+    for data_class in classes():
         tables = []
         for target in data_class.targets:
             oldest = await _scalar(

@@ -6,7 +6,11 @@ import re
 from enum import StrEnum
 from typing import Literal, TypeAlias
 
+from shared import domains
 
+
+# The registered domains (services/domains.py), as a type the schemas and mypy can check: one
+# member per manifest, which _readings_topics() below and a test hold it to.
 class Domain(StrEnum):
     ENERGY = "energy"
     WASTE = "waste"
@@ -18,7 +22,19 @@ class Domain(StrEnum):
 PLATFORM: Literal["platform"] = "platform"
 AlertDomain: TypeAlias = Domain | Literal["platform"]
 
-READINGS_TOPICS: dict[Domain, str] = {d: f"readings.{d.value}" for d in Domain}
+
+def _readings_topics() -> dict[Domain, str]:
+    """Each domain's readings topic, as its manifest declares it."""
+    manifests = {m.name: m for m in domains.registered()}
+    if set(manifests) != {d.value for d in Domain}:
+        raise domains.ManifestError(
+            f"the Domain enum ({', '.join(Domain)}) and the registered domains"
+            f" ({', '.join(manifests)}) differ: add or remove the member in shared/topics.py"
+        )
+    return {d: manifests[d.value].topic for d in Domain}
+
+
+READINGS_TOPICS: dict[Domain, str] = _readings_topics()
 DEADLETTER_TOPIC = "readings.deadletter"
 ALERTS_TOPIC = "alerts"
 

@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.algorithms import ANY_METRIC, Figure
-from shared.retention import CLASSES, RetentionSettings
+from shared.retention import PLATFORM_CLASSES, RetentionSettings
 
 SCHEMA = 1
 LANGUAGES = ("fr", "en")
@@ -239,7 +239,7 @@ def retention(
     ...                                                     lang="fr")]
     [(90, "Prévisions, conservées selon la date qu'elles prévoient.")]
     """
-    described = {c.name: c.description for c in CLASSES} if lang == "en" else RETENTION_FR
+    described = {c.name: c.description for c in PLATFORM_CLASSES} if lang == "en" else RETENTION_FR
     return [
         {"class": name, "days": settings.days(name), "description": described[name]}
         for name in classes

@@ -85,7 +85,7 @@ async def test_every_class_is_pruned_and_aggregates_are_kept(db: AsyncConnection
     now = datetime.now(UTC)
     tag = uuid.uuid4().hex[:8]
     placed: list[tuple[str, str, str]] = []  # (class, table, device) expected gone / kept
-    for data_class in retention.CLASSES:
+    for data_class in retention.classes():
         days = SETTINGS.days(data_class.name)
         for target in data_class.targets:
             old, fresh = f"old-{tag}-{target.table}", f"new-{tag}-{target.table}"
@@ -173,7 +173,7 @@ def test_admin_sees_every_class_with_its_period_and_oldest_row(
     r = api.get("/v1/admin/retention")
     assert r.status_code == 200, r.text
     classes = {c["name"]: c for c in r.json()}
-    assert set(classes) == {c.name for c in retention.CLASSES}
+    assert set(classes) == {c.name for c in retention.classes()}
     assert classes["readings"]["days"] == SETTINGS.readings_days
     assert classes["aggregates_daily"]["days"] is None
     assert classes["aggregates_daily"]["enforced_by"] == "kept"
@@ -205,7 +205,7 @@ def test_retention_is_for_admins_only(api: httpx.Client, stack_env: dict[str, st
 
 @pytest.mark.unit
 def test_every_class_has_a_setting() -> None:
-    for data_class in retention.CLASSES:
+    for data_class in retention.classes():
         assert SETTINGS.days(data_class.name) >= 0
     with pytest.raises(ValueError):
         retention.RetentionSettings(readings_days=-1)

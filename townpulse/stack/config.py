@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared import domains
+from shared.domains import DomainManifest
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -161,27 +165,47 @@ class ServiceSpec:
     routes: tuple[str, ...] = ()
 
 
+def domain_spec(manifest: DomainManifest) -> ServiceSpec:
+    """The service of a domain, as its manifest declares it (shared/domains.py)."""
+    return ServiceSpec(
+        manifest.name,
+        manifest.service.module,
+        manifest.service.port_setting,
+        routes=manifest.routes,
+    )
+
+
+def service_specs(manifests: Sequence[DomainManifest]) -> tuple[ServiceSpec, ...]:
+    """The platform's own services, and a domain's for each manifest: between the API and
+    alerts, which consumes what they publish."""
+    return (
+        ServiceSpec(
+            "gateway",
+            "services.gateway",
+            "gateway_port",
+            mqtt_user="gateway",
+            # Network-server integrations, codecs, profiles, and HTTP push (`ingest`: forwarded
+            # without an API key, services/api/proxy.py).
+            routes=("integrations", "heard-devices", "codecs", "profiles", "ingest"),
+        ),
+        ServiceSpec("storage", "services.storage", "storage_port"),
+        ServiceSpec("api", "services.api", "api_port", mqtt_user="admin"),
+        *(domain_spec(m) for m in manifests),
+        ServiceSpec(
+            "alerts",
+            "services.alerts",
+            "alerts_port",
+            routes=("alerts", "alert-rules", "webhooks"),
+        ),
+    )
+
+
 # The one list of services: the local runner starts these, the operator API forwards their
 # routes (TOWNPULSE_UPSTREAMS, made from it) and docker-compose.yml has the same (tested).
-SERVICES = (
-    ServiceSpec(
-        "gateway",
-        "services.gateway",
-        "gateway_port",
-        mqtt_user="gateway",
-        # Network-server integrations, codecs, profiles, and HTTP push (`ingest`: forwarded
-        # without an API key, services/api/proxy.py).
-        routes=("integrations", "heard-devices", "codecs", "profiles", "ingest"),
-    ),
-    ServiceSpec("storage", "services.storage", "storage_port"),
-    ServiceSpec("api", "services.api", "api_port", mqtt_user="admin"),
-    ServiceSpec("energy", "services.energy", "energy_port", routes=("energy",)),
-    ServiceSpec("waste", "services.waste", "waste_port", routes=("waste",)),
-    ServiceSpec("traffic", "services.traffic", "traffic_port", routes=("traffic",)),
-    ServiceSpec(
-        "alerts", "services.alerts", "alerts_port", routes=("alerts", "alert-rules", "webhooks")
-    ),
-)
+SERVICES = service_specs(domains.registered())
+# The domain services: they run the device runtime (its checkpoint key) and share one process
+# in the compact layout.
+DOMAIN_SERVICES = domains.names()
 INFRA = ("postgres", "kafka", "mosquitto")
 # Each service's own database role, and retention's (shared/migrations/versions/0009_roles.py).
 MAINTENANCE_ROLE = "townpulse_maintenance"
@@ -192,12 +216,12 @@ DATABASE_ROLES = (*(f"townpulse_{s.name}" for s in SERVICES), MAINTENANCE_ROLE, 
 # HMAC (domain services), webhook secrets' encryption (alerts), the audit log's pseudonyms at
 # erasure (api). Files under .run/secrets, like the passwords.
 KEYS = {
-    "checkpoint-key": ("TOWNPULSE_CHECKPOINT_KEY", ("energy", "waste", "traffic")),
+    "checkpoint-key": ("TOWNPULSE_CHECKPOINT_KEY", DOMAIN_SERVICES),
     "webhook-secrets-key": ("TOWNPULSE_WEBHOOK_SECRETS_KEY", ("alerts",)),
     "audit-pseudonym-key": ("TOWNPULSE_AUDIT_PSEUDONYM_KEY", ("api",)),
 }
 # The services that share a process in the compact layout, and that process's name.
-COMPACT_MEMBERS = ("energy", "waste", "traffic")
+COMPACT_MEMBERS = DOMAIN_SERVICES
 COMPACT_PROCESS = "domains"
 # How that process gets each member's own settings (townpulse.together): a JSON object in this
 # variable per member. Named here, beside the layout, because the stack writes what

@@ -18,6 +18,7 @@ from services.api.console import i18n
 from services.api.console import repository as repo
 from services.api.routes import register
 from services.api.settings import ApiSettings
+from shared import domains
 from shared.http import Principal, authenticate
 from shared.topics import Domain
 
@@ -28,12 +29,11 @@ LANG_COOKIE = "tp_lang"
 REPORTING_WINDOW = timedelta(hours=1)
 LAST_READING_LOOKBACK = timedelta(days=7)
 
-# (path, template, nav label). The label is a msgid: the template translates it.
+# (path, template, nav label). The label is a msgid: the template translates it. The domains'
+# pages come from their manifests (shared/domains.py), after the overview.
 PAGES: tuple[tuple[str, str, str], ...] = (
     ("/", "overview", "Overview"),
-    ("/energy", "energy", "Energy"),
-    ("/waste", "waste", "Waste"),
-    ("/traffic", "traffic", "Traffic"),
+    *((p.path, p.template, p.label) for m in domains.registered() for p in m.console),
     ("/alerts", "alerts", "Alerts"),
     ("/devices", "devices", "Devices"),
     ("/integrations", "integrations", "Integrations"),

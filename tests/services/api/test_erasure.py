@@ -49,7 +49,7 @@ DIRECT = (
     "alert_processed_events",
 )
 # Every table that must hold nothing about an erased device.
-ERASED = (*DIRECT, *(t for t, _ in erasure.DEVICE_TABLES), "alerts", "webhook_outbox")
+ERASED = (*DIRECT, *(t for t, _ in erasure.device_tables()), "alerts", "webhook_outbox")
 
 
 async def _footprint(conn: AsyncConnection[Any], device_id: str) -> str:
@@ -427,7 +427,7 @@ async def test_every_table_naming_devices_is_erased(database: str) -> None:
         )
         partitions = (await cur.fetchone())["n"]  # type: ignore[index]
         assert partitions > 0 or await retention.backend(conn) == "timescaledb"
-    covered = {t for t, _ in erasure.DEVICE_TABLES} | {
+    covered = {t for t, _ in erasure.device_tables()} | {
         "alerts",
         "deadletters",
         *erasure.AGGREGATES,

@@ -10,7 +10,7 @@ import pytest
 from services.api import register
 from services.api.console import i18n
 from shared.algorithms import Figure, Method
-from shared.retention import CLASSES, RetentionSettings
+from shared.retention import PLATFORM_CLASSES, RetentionSettings
 from tests.shared.test_algorithms import declared
 
 pytestmark = pytest.mark.unit
@@ -68,7 +68,7 @@ def test_the_two_languages_differ_where_words_are_shown() -> None:
 
 
 def test_every_retention_class_is_described_in_french() -> None:
-    assert set(register.RETENTION_FR) == {c.name for c in CLASSES}
+    assert set(register.RETENTION_FR) == {c.name for c in PLATFORM_CLASSES}
 
 
 def test_the_page_translates_every_type_and_figure_name() -> None:

@@ -1,0 +1,152 @@
+"""Domains as plug-ins: what each domain declares about itself, and the registry that reads it.
+
+A domain (energy, waste, traffic...) is one package under services/ with a `manifest.py` that
+holds a `MANIFEST`, a `DomainManifest`: pure data, cheap to import. The platform's wiring that
+used to name each domain by hand is computed from the registered manifests: the tables erasure
+clears and retention prunes (shared/erasure.py, shared/retention.py), the readings topics
+(shared/topics.py), the stack's services and the routes the operator API forwards to them
+(townpulse/stack/config.py), the console's navigation (services/api/console/routes.py).
+
+Registering a domain is one line in services/domains.py (docs/domains.md). The registry loads
+the manifests by name at run time, so that shared/ (the library under services/) imports no
+service; a manifest imports nothing but this module.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+# The module that lists the registered domains' manifests (its `MANIFESTS`, dotted names).
+REGISTRATION = "services.domains"
+
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+_PATH_SEGMENT_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """A table the domain writes: what erasure and retention need to know of it.
+
+    `retention` names a data class of shared/retention.py (its TOWNPULSE_RETENTION_<CLASS>_DAYS
+    setting) and `age` the column giving a row's age in it; the class `deleted_device_state`
+    ages rows by their device's deletion instead, and needs no `age`. `policy`: a TimescaleDB
+    hypertable, pruned by a retention policy there. `device_column`: the column naming the
+    device, whose rows erasing a device deletes (None: the table names no device).
+    """
+
+    name: str
+    retention: str | None
+    age: str | None = None
+    policy: bool = False
+    device_column: str | None = "device_id"
+
+
+@dataclass(frozen=True, slots=True)
+class ConsolePage:
+    """A page of the operator console: its path, its template (services/api/console/templates)
+    and its navigation label (a msgid of the console's catalogues)."""
+
+    path: str
+    template: str
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class ServicePart:
+    """How the stack runs the domain's service: `python -m <module>`, listening on the port of
+    the stack's setting `port_setting` (townpulse/stack/config.py StackSettings)."""
+
+    module: str
+    port_setting: str
+
+
+@dataclass(frozen=True, slots=True)
+class DomainManifest:
+    """Everything the platform's wiring needs of one domain (docs/domains.md).
+
+    `routes`: first path segments under /v1/ that the operator API forwards to the service.
+    `datasets`: ids of the open-data datasets made of the domain's data (services/api/
+    opendata.py).
+    """
+
+    name: str
+    topic: str
+    service: ServicePart
+    tables: tuple[Table, ...] = ()
+    routes: tuple[str, ...] = ()
+    console: tuple[ConsolePage, ...] = ()
+    datasets: tuple[str, ...] = ()
+
+
+class ManifestError(ValueError):
+    pass
+
+
+def _duplicates(values: Iterable[str]) -> list[str]:
+    return sorted(v for v, n in Counter(values).items() if n > 1)
+
+
+def validate(manifests: Sequence[DomainManifest]) -> tuple[DomainManifest, ...]:
+    """The manifests, checked on their own and against each other; ManifestError says why not.
+
+    >>> validate([DomainManifest("water", "readings.water", ServicePart("svc.water", "p"))])[0].name
+    'water'
+    >>> validate([DomainManifest("Water!", "readings.water", ServicePart("svc.water", "p"))])
+    Traceback (most recent call last):
+    ...
+    shared.domains.ManifestError: domain name 'Water!' is not a lower-case identifier
+    """
+    for m in manifests:
+        if not _NAME_RE.match(m.name):
+            raise ManifestError(f"domain name {m.name!r} is not a lower-case identifier")
+        for segment in m.routes:
+            if not _PATH_SEGMENT_RE.match(segment):
+                raise ManifestError(f"{m.name}: route {segment!r} is not a path segment")
+        for page in m.console:
+            if not page.path.startswith("/") or not _PATH_SEGMENT_RE.match(page.path[1:]):
+                raise ManifestError(f"{m.name}: console path {page.path!r} is not /<segment>")
+        for table in m.tables:
+            if not _NAME_RE.match(table.name):
+                raise ManifestError(f"{m.name}: table {table.name!r} is not an identifier")
+    checks = {
+        "domain names": [m.name for m in manifests],
+        "topics": [m.topic for m in manifests],
+        "tables": [t.name for m in manifests for t in m.tables],
+        "routes": [r for m in manifests for r in m.routes],
+        "console paths": [p.path for m in manifests for p in m.console],
+        "datasets": [d for m in manifests for d in m.datasets],
+        "service modules": [m.service.module for m in manifests],
+        "port settings": [m.service.port_setting for m in manifests],
+    }
+    for what, values in checks.items():
+        if dup := _duplicates(values):
+            raise ManifestError(f"{what} declared by more than one domain: {', '.join(dup)}")
+    return tuple(manifests)
+
+
+def load(modules: Sequence[str]) -> tuple[DomainManifest, ...]:
+    """The `MANIFEST` of each module (dotted names), validated, in the given order."""
+    manifests = []
+    for name in modules:
+        manifest = getattr(importlib.import_module(name), "MANIFEST", None)
+        if not isinstance(manifest, DomainManifest):
+            raise ManifestError(f"{name} holds no MANIFEST (a shared.domains.DomainManifest)")
+        manifests.append(manifest)
+    return validate(manifests)
+
+
+@functools.cache
+def registered() -> tuple[DomainManifest, ...]:
+    """The registered domains (services/domains.py), loaded once per process."""
+    modules: Sequence[str] = importlib.import_module(REGISTRATION).MANIFESTS
+    return load(modules)
+
+
+def names() -> tuple[str, ...]:
+    """The registered domains' names, in registration order."""
+    return tuple(m.name for m in registered())

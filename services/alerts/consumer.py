@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from aiokafka import TopicPartition
 from prometheus_client import Counter
@@ -26,7 +27,7 @@ from services.alerts.settings import AlertsSettings
 from shared.db import Pool
 from shared.deadletters import write_deadletters
 from shared.schemas import AlertEvent, DeadLetter, ReadingBatch
-from shared.stream.loop import Batch, Record, Start
+from shared.stream.loop import Batch, Record, Start, Work
 from shared.stream.offsets import Position
 from shared.topics import ALERTS_TOPIC
 
@@ -120,16 +121,19 @@ class AlertsHandler:
                 starts[tp] = "end"
         return starts
 
-    async def revoked(self, partitions: Collection[TopicPartition]) -> None:
+    def revoked(self, partitions: Collection[TopicPartition]) -> Work | None:
         return None  # every committed batch is in the database already
 
-    async def between(self, *, idle: bool) -> None:
+    def between(self, *, idle: bool) -> Work | None:
         overdue = time.monotonic() - self._last_tick >= self._s.max_tick_interval_s
         if not idle and not overdue:
-            return
+            return None
         self._last_tick = time.monotonic()
-        async with self._pool.connection() as conn, conn.transaction():
-            applied = await service.tick(conn, now=datetime.now(UTC))
+        return Work(
+            write=lambda conn: service.tick(conn, now=datetime.now(UTC)), committed=self._ticked
+        )
+
+    def _ticked(self, applied: Any) -> None:
         service.count(applied)
         if applied.outbox:
             self._on_outbox()

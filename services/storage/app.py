@@ -25,7 +25,7 @@ from shared.deadletters import write_deadletters
 from shared.http import check_pool, observability_router
 from shared.kafka import create_consumer
 from shared.schemas import DeadLetter, ReadingBatch
-from shared.stream.loop import Batch, Record, Start, StreamLoop
+from shared.stream.loop import Batch, Record, Start, StreamLoop, Work
 from shared.stream.offsets import KafkaOffsets, Position
 from shared.supervise import Supervisor
 from shared.topics import DEADLETTER_TOPIC, READINGS_TOPICS
@@ -139,10 +139,10 @@ class StorageHandler:
     ) -> dict[TopicPartition, int | Start]:
         return {}
 
-    async def revoked(self, partitions: Collection[TopicPartition]) -> None:
+    def revoked(self, partitions: Collection[TopicPartition]) -> Work | None:
         return None
 
-    async def between(self, *, idle: bool) -> None:
+    def between(self, *, idle: bool) -> Work | None:
         return None
 
     def _update_lag(self, offsets: Mapping[TopicPartition, int]) -> None:

@@ -57,7 +57,7 @@ from shared.runtime.outbox import enqueue
 from shared.runtime.processor import DeviceProcessor, Effects, TakesFeedback, fresh
 from shared.runtime.states import StateStore
 from shared.schemas import AlertEvent, DeadLetter, ReadingBatch, Severity
-from shared.stream.loop import Batch, Record, Start
+from shared.stream.loop import Batch, Record, Start, Work
 from shared.stream.offsets import DbOffsets, Position
 from shared.topics import Domain
 
@@ -192,8 +192,11 @@ class DeviceRuntime(Generic[S]):
                 UNREADABLE.labels(self.group_id).inc()
         devices = {rb.device_id for _, _, rb in parsed}
         await self._read_erasures(devices)
-        await self._load_missing({rb.device_id: tp for tp, _, rb in parsed})
+        refused = await self._load_missing({rb.device_id: tp for tp, _, rb in parsed})
         out = Prepared(devices=devices, feedback=await self._read_feedback(parsed))
+        # Written to the outbox with the batch (replayed batches raise them again with the same
+        # event ids, which the alerts service deduplicates).
+        out.effects.events.extend(refused)
         for tp, m, rb in parsed:
             self._checkpoint.setdefault(tp, batch.start[tp])
             self._one(tp, m, rb, out)
@@ -317,38 +320,38 @@ class DeviceRuntime(Generic[S]):
             starts[tp] = pos.checkpoint
         return starts
 
-    async def revoked(self, partitions: Collection[TopicPartition]) -> None:
+    def revoked(self, partitions: Collection[TopicPartition]) -> Work | None:
         """Checkpoint what the next owner would otherwise have to replay."""
         revoked = set(partitions)
-        prepared = Prepared()
-        prepared.flushed = [d for d in self._dirty if self.cache[d].partition in revoked]
-        prepared.checkpoints = {
-            tp: c
-            for tp, c in self._checkpoint_offsets({}, set(prepared.flushed)).items()
-            if tp in revoked
+        flushed = [d for d in self._dirty if self.cache[d].partition in revoked]
+        checkpoints = {
+            tp: c for tp, c in self._checkpoint_offsets({}, set(flushed)).items() if tp in revoked
         }
-        if not prepared.flushed and not prepared.checkpoints:
-            return
-        async with self._pool.connection() as conn, conn.transaction():
-            await self._save_states(conn, prepared.flushed)
-            await self._offsets.save(conn, {}, checkpoints=prepared.checkpoints)
-        self._committed_states(prepared)
+        return self._checkpointing(flushed, checkpoints)
 
-    async def between(self, *, idle: bool) -> None:
+    def between(self, *, idle: bool) -> Work | None:
         """A quiet stream still gets its checkpoints on time: all of them, nothing waits."""
         if not idle or not self._dirty:
-            return
+            return None
         oldest = self.cache[next(iter(self._dirty))]
         if time.monotonic() - oldest.dirty_since < self._interval_s:
-            return
-        prepared = Prepared()
-        prepared.flushed = list(self._dirty)
-        prepared.checkpoints = self._checkpoint_offsets({}, set(prepared.flushed))
-        if prepared.flushed or prepared.checkpoints:
-            async with self._pool.connection() as conn, conn.transaction():
-                await self._save_states(conn, prepared.flushed)
-                await self._offsets.save(conn, {}, checkpoints=prepared.checkpoints)
-        self._committed_states(prepared)
+            return None
+        flushed = list(self._dirty)
+        return self._checkpointing(flushed, self._checkpoint_offsets({}, set(flushed)))
+
+    def _checkpointing(
+        self, flushed: list[str], checkpoints: dict[TopicPartition, int]
+    ) -> Work | None:
+        """Saving these states and checkpoint offsets outside a batch."""
+        if not flushed and not checkpoints:
+            return None
+        prepared = Prepared(flushed=flushed, checkpoints=checkpoints)
+
+        async def write(conn: AsyncConnection[DictRow]) -> None:
+            await self._save_states(conn, prepared.flushed)
+            await self._offsets.save(conn, {}, checkpoints=prepared.checkpoints)
+
+        return Work(write=write, committed=lambda _: self._committed_states(prepared))
 
     async def _read_erasures(self, device_ids: set[str]) -> None:
         """Erasures of this batch's devices: one indexed query per batch, so that a reading of a
@@ -442,10 +445,13 @@ class DeviceRuntime(Generic[S]):
             await exclude_erasures(conn)
             await self.states.save(conn, self._state_rows(device_ids))
 
-    async def _load_missing(self, where: dict[str, TopicPartition]) -> None:
+    async def _load_missing(self, where: dict[str, TopicPartition]) -> list[AlertEvent]:
+        """Device states not in memory, from their checkpoints; returns the alerts of
+        checkpoints refused (their models start fresh)."""
+        refused: list[AlertEvent] = []
         missing = [d for d in where if d not in self.cache]
         if not missing:
-            return
+            return refused
         async with self._pool.connection() as conn:
             stored = await self.states.fetch(conn, missing)
         for device_id in missing:
@@ -461,7 +467,10 @@ class DeviceRuntime(Generic[S]):
                     row = None
             if row is not None and (verdict := self.states.verdict(row)) is not None:
                 # Never loaded: the model starts fresh and an alert says so.
-                await self._raise_refused(device_id, verdict, since=row["updated_at"])
+                if (
+                    event := self._refused_alert(device_id, verdict, row["updated_at"])
+                ) is not None:
+                    refused.append(event)
                 row = None
             state = self.states.restore(row) if row is not None else None
             self.cache[device_id] = DeviceSlot(
@@ -471,14 +480,17 @@ class DeviceRuntime(Generic[S]):
                 applied=int(row["applied_offset"] or 0) if row is not None else 0,
                 since=_learnt_since(row, state),
             )
+        return refused
 
-    async def _raise_refused(self, device_id: str, verdict: Verdict, *, since: datetime) -> None:
-        """An alert through the outbox, like the episodes' (the alerts service opens it). Its id
-        comes from the refused row's time: refusing the same row again raises no second one."""
+    def _refused_alert(
+        self, device_id: str, verdict: Verdict, since: datetime
+    ) -> AlertEvent | None:
+        """An alert like the episodes' (the alerts service opens it). Its id comes from the
+        refused row's time: refusing the same row again raises no second one."""
         if self._domain is None:
-            return
+            return None
         kind = CHECKPOINT_REFUSED
-        event = AlertEvent(
+        return AlertEvent(
             event_id=AlertEvent.make_id(
                 device_id=device_id, kind=kind, episode_start=since, phase="start"
             ),
@@ -495,9 +507,6 @@ class DeviceRuntime(Generic[S]):
                 "verdict": verdict.value,
             },
         )
-        async with self._pool.connection() as conn:
-            await enqueue(conn, [event])
-        self._on_events()
 
 
 def _deadletter(rb: ReadingBatch, m: Record, exc: BaseException) -> DeadLetter:

@@ -2,6 +2,9 @@
 
     getmany -> handler.prepare -> [transaction: handler.write + offsets.save] -> offsets.committed
 
+Every transaction a handler's writes go into is the loop's: a batch's, and one for the `Work` a
+handler returns outside batches (periodic checkpoints, a revocation's last save).
+
 On any failure the loop rewinds each partition of the batch to where it has to start again,
 from memory (the batch's first offsets, or what the handler says, e.g. its checkpoints), asks the
 handler to drop state it can no longer trust, backs off and polls again: the same records come
@@ -122,6 +125,16 @@ class Batch:
         return Batch(a), Batch(b)
 
 
+@dataclass(slots=True)
+class Work:
+    """Database work a handler asks of the loop outside a batch (periodic checkpoints, a
+    revocation's last save): the loop runs `write` in a transaction of its own, under its lock,
+    then `committed` with what `write` returned."""
+
+    write: Callable[[AsyncConnection[DictRow]], Awaitable[Any]]
+    committed: Callable[[Any], None] = lambda _: None
+
+
 class Handler(Protocol):
     """What a service plugs into the loop."""
 
@@ -160,12 +173,12 @@ class Handler(Protocol):
         """Where to start newly assigned partitions (absent: the consumer's own position)."""
         ...
 
-    async def revoked(self, partitions: Collection[TopicPartition]) -> None:
+    def revoked(self, partitions: Collection[TopicPartition]) -> Work | None:
         """Partitions going to another consumer: last chance to persist their state."""
         ...
 
-    async def between(self, *, idle: bool) -> None:
-        """Called after every poll (`idle`: it returned nothing): periodic work."""
+    def between(self, *, idle: bool) -> Work | None:
+        """Called after every poll (`idle`: it returned nothing): periodic work, if due."""
         ...
 
 
@@ -297,7 +310,7 @@ class StreamLoop:
 
         async def between() -> None:
             async with self.lock:
-                await self._handler.between(idle=not batch)
+                await self._transact(self._handler.between(idle=not batch))
 
         await self._retrying("periodic work", between)
         self._alive = time.monotonic()
@@ -418,13 +431,21 @@ class StreamLoop:
         # Waiting for the lock lets the batch in progress commit first.
         async with self.lock:
             try:
-                await self._handler.revoked(revoked)
+                await self._transact(self._handler.revoked(revoked))
             except Exception as exc:
                 # The next owner replays a little more; nothing is lost.
                 log.warning("could not persist the state of revoked partitions: %r", exc)
             self._handler.discard(revoked)
             self.offsets.forget(revoked)
             self._unpositioned -= set(revoked)
+
+    async def _transact(self, work: Work | None) -> None:
+        """A handler's work outside a batch: one transaction, owned here like a batch's."""
+        if work is None:
+            return
+        async with self._pool.connection() as conn, conn.transaction():
+            done = await work.write(conn)
+        work.committed(done)
 
     async def _retrying(self, what: str, work: Callable[[], Awaitable[None]]) -> None:
         await retry_forever(work, what=what, backoff=self._backoff, retried=self._attempted)

@@ -17,7 +17,7 @@ from psycopg.rows import DictRow
 from pydantic import SecretStr
 
 from shared.db import create_pool
-from shared.stream.loop import Batch, Record, Start, StreamLoop
+from shared.stream.loop import Batch, Record, Start, StreamLoop, Work
 from shared.stream.offsets import DbOffsets, Fenced, Position
 
 pytestmark = pytest.mark.integration
@@ -60,10 +60,10 @@ class TableHandler:
             for tp, p in positions.items()
         }
 
-    async def revoked(self, partitions: Collection[TopicPartition]) -> None:
+    def revoked(self, partitions: Collection[TopicPartition]) -> Work | None:
         return None
 
-    async def between(self, *, idle: bool) -> None:
+    def between(self, *, idle: bool) -> Work | None:
         return None
 
 

@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer
 from pydantic import SecretStr
 
 from shared.db import create_pool
-from shared.stream.loop import Stalled, StreamLoop
+from shared.stream.loop import Stalled, StreamLoop, Work
 from shared.stream.offsets import DbOffsets
 from tests.shared.stream.test_stream_core import TableHandler, _topic
 
@@ -32,9 +32,14 @@ class HangingHandler(TableHandler):
         super().__init__(table)
         self.hang = False
 
-    async def between(self, *, idle: bool) -> None:
-        if self.hang:
+    def between(self, *, idle: bool) -> Work | None:
+        if not self.hang:
+            return None
+
+        async def forever(conn: object) -> None:
             await asyncio.Event().wait()
+
+        return Work(write=forever)
 
 
 @asynccontextmanager
@@ -107,7 +112,7 @@ def test_a_loop_stuck_in_an_await_is_stalled_and_says_where(
     with caplog.at_level(logging.CRITICAL, logger="shared.stream.loop"):
         asyncio.run(scenario())
     # The log names the await the loop was stuck in.
-    assert any("between" in r.getMessage() for r in caplog.records), caplog.text
+    assert any("forever" in r.getMessage() for r in caplog.records), caplog.text
 
 
 def test_a_consumer_that_fetches_nothing_while_records_wait_is_stalled(

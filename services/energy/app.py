@@ -19,6 +19,7 @@ def create_app(settings: EnergySettings) -> FastAPI:
         calendar=settings.calendar(),
         anomaly_scorer=settings.anomaly_scorer,
         forecaster=settings.energy_forecaster,
+        temperature_device=settings.energy_temperature_device,
     )
     app = create_stream_app(
         title="TownPulse energy",

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from pydantic import Field
+
 from services.energy.domain.meter import FORECASTER
 from shared.ml.registry import ModelSpec
 from shared.settings import StreamServiceSettings
+from shared.topics import DEVICE_ID_RE
 
 
 class EnergySettings(StreamServiceSettings):
@@ -20,3 +23,7 @@ class EnergySettings(StreamServiceSettings):
     # the detector's expected value. Any River forecaster (river.time_series.SNARIMAX...) or
     # regressor (fed calendar features); the default is the benchmarked one. See docs/energy.md.
     energy_forecaster: ModelSpec = FORECASTER
+    # The device whose readings (metric temperature_c) are the town's outdoor temperature
+    # (TOWNPULSE_ENERGY_TEMPERATURE_DEVICE): the forecasts then learn each meter's response to
+    # the weather. Unset: no temperature, as before. See docs/energy.md.
+    energy_temperature_device: str | None = Field(default=None, pattern=DEVICE_ID_RE.pattern)

@@ -345,3 +345,56 @@ def test_a_headline_missing_its_fields_falls_back_instead_of_failing_the_report(
     assert report.headline("alerts_fanout", {"deliveries_per_second": 139.1}) == (
         "139.1 webhook deliveries/s"
     )
+
+
+def _energy_result() -> dict[str, object]:
+    def horizon(baseline: str, ratios: dict[str, float]) -> dict[str, object]:
+        metric = {"mean": 10.0, "cv_rmse": 0.1}
+        return {
+            "metrics": {"model": metric},
+            f"mae_ratio_{baseline}": ratios["model"],
+            "variants": {
+                v: {f"mae_ratio_{baseline}": r, f"cv_rmse_ratio_{baseline}": r}
+                for v, r in ratios.items()
+                if v != "model"
+            },
+        }
+
+    ratios = {
+        "model": 0.75,
+        "without_temperature": 0.76,
+        "oracle_temperature": 0.7,
+        "calendar_blend": 0.79,
+    }
+
+    def summary(baseline: str) -> dict[str, object]:
+        target = {"baseline": baseline, "ratio": 0.8, "mean_mae_ratio": 0.75}
+        target |= {"mean_cv_rmse_ratio": 0.74, "buildings_within": 1, "buildings_mae_within": 1}
+        variants = {
+            v: {
+                "mean_mae_ratio": r,
+                "mean_cv_rmse_ratio": r,
+                "buildings_within": 1,
+                "buildings_mae_within": 1,
+            }
+            for v, r in ratios.items()
+            if v != "model"
+        }
+        return {"buildings": 1, "target": target, "variants": variants}
+
+    return {
+        "summary": {"24h": summary("previous_week")},
+        "per_building": {
+            "b1": {"24h": horizon("previous_week", ratios), "scored_from": "2019-01-01T00:00"}
+        },
+    }
+
+
+def test_energy_section_shows_honest_oracle_and_previous_model_runs() -> None:
+    lines = report._energy_variants(_energy_result())
+    text = "\n".join(lines)
+    assert "**oracle**" in text
+    honest = report.ENERGY_VARIANT_LABELS["model"]
+    assert f"| {honest} | 0.75 / 0.74 | 1/1, 1/1 |" in text
+    assert "| b1 | 0.75 | 0.76 | 0.7 | 0.79 |" in text
+    assert report._energy_scoring(_energy_result()).endswith("scored from 2019-01-01. ")

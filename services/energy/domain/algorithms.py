@@ -107,9 +107,14 @@ def algorithms(processor: EnergyProcessor) -> tuple[Algorithm, ...]:
             ),
             method=Text(
                 "Profil hebdomadaire appris en continu (heure, jour, jours fériés), corrigé par "
-                "l'écart le plus récent, qui s'estompe avec l'horizon.",
+                "l'écart le plus récent, qui s'estompe avec l'horizon, et, si la ville a une "
+                "sonde de température extérieure, par la réponse du bâtiment à la température "
+                "(celle observée la veille à la même heure sert de prévision).",
                 "A weekly profile learnt continuously (hour, weekday, public holidays), "
-                "corrected by the latest error, which fades with the horizon.",
+                "corrected by the latest error, which fades with the horizon, and, where the "
+                "town has an outdoor temperature sensor, by the building's response to the "
+                "temperature (the one observed at the same hour the day before serves as its "
+                "forecast).",
             ),
             oversight=Text(
                 "L'erreur de prévision est mesurée contre des méthodes simples (valeur de la "
@@ -118,7 +123,8 @@ def algorithms(processor: EnergyProcessor) -> tuple[Algorithm, ...]:
                 "week's value) at every evaluation.",
             ),
             kind=Method.LEARNT,
-            inputs=(METRIC,),
+            inputs=(METRIC,)
+            + (() if processor.temperature_device is None else ("outdoor temperature_c",)),
             outputs=("energy forecasts",),
             retention=("forecasts",),
             figures=(Figure.FORECAST_ERROR_RATIO,),

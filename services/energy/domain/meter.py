@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from services.energy.domain.feedback import FeedbackMemory
+from services.energy.domain.weather import OutdoorTemperature
 from shared.ml.anomaly import (
     INTERVAL_WIDTH,
     Explanation,
@@ -31,7 +32,7 @@ from shared.ml.anomaly import (
     score_of_tail,
 )
 from shared.ml.calendar import TOWN, TownCalendar
-from shared.ml.forecast import make_forecaster
+from shared.ml.dayahead import make_forecaster
 from shared.ml.registry import ModelSpec, describe
 from shared.ml.timed import PointForecaster, build_forecaster
 from shared.ml.warmup import WarmUp, implausibly_steady
@@ -64,7 +65,7 @@ POINTS_PER_HOUR = 4
 # The forecaster BENCHMARKS.md measures ("Forecast quality: building energy"): the stored
 # forecasts are its output, and the detector's expected value comes from the same model
 # without the fading residual correction.
-FORECASTER = ModelSpec(path="shared.ml.forecast.make_forecaster", params={"domain": "energy"})
+FORECASTER = ModelSpec(path="shared.ml.dayahead.make_forecaster", params={"domain": "energy"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,8 +201,12 @@ class EnergyProcessor:
         calendar: TownCalendar = TOWN,
         anomaly_scorer: ModelSpec | None = None,
         forecaster: ModelSpec = FORECASTER,
+        temperature_device: str | None = None,
     ) -> None:
         self.calendar = calendar
+        # The device whose readings are the outdoor temperature (domain/weather.py), if any.
+        self.temperature_device = temperature_device
+        self.outdoor = OutdoorTemperature()
         self.anomaly_scorer = anomaly_scorer
         calendar.preload()
         self.forecaster = forecaster
@@ -247,6 +252,9 @@ class EnergyProcessor:
 
     def process(self, state: MeterState, *, device_id: str, readings: list[Reading]) -> Effects:
         effects = Effects()
+        if device_id == self.temperature_device:
+            self.outdoor.observe(readings)
+            return effects
         state.warm.calendar = self.calendar  # a state restored from an older checkpoint
         for r in readings:
             if r.metric == METRIC:
@@ -299,11 +307,19 @@ class EnergyProcessor:
             ts, default=kind is None or relearn, episode_open=s.episode is not None
         )
         s.detector.learn_one(x, update_model=learn)
-        s.forecaster.learn_one(value, {"ts": ts})
+        s.forecaster.learn_one(value, self._weather(s.forecaster, ts))
         if learn:
             s.warm.learn_one(ts, repeated=repeated)
         s.last_value = value
         self._forecast(s, device_id, ts, out)
+
+    def _weather(self, model: PointForecaster, ts: datetime) -> dict[str, object]:
+        """What the forecaster learns with a reading: its time, and the outdoor temperature
+        observed then where the town has a source and the model uses it (else exactly as
+        without one: a swapped-in regressor would learn a feature its forecasts never get)."""
+        uses = getattr(model, "uses_temperature", False)
+        temp = None if self.temperature_device is None or not uses else self.outdoor.at(ts)
+        return {"ts": ts} if temp is None else {"ts": ts, "temperature_c": temp}
 
     def _episode(
         self,

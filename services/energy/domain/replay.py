@@ -24,9 +24,15 @@ def meter_processor(
     calendar: TownCalendar = TOWN,
     anomaly_scorer: ModelSpec | None = None,
     forecaster: ModelSpec = FORECASTER,
+    temperature_device: str | None = None,
 ) -> EnergyProcessor:
     """The processor the service runs (services/energy/app.py builds it from its settings)."""
-    return EnergyProcessor(calendar=calendar, anomaly_scorer=anomaly_scorer, forecaster=forecaster)
+    return EnergyProcessor(
+        calendar=calendar,
+        anomaly_scorer=anomaly_scorer,
+        forecaster=forecaster,
+        temperature_device=temperature_device,
+    )
 
 
 def alert_events(

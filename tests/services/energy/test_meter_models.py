@@ -12,6 +12,7 @@ import pytest
 from bench.forecast.run import DATA_CALENDARS, DEFAULT_FORECASTER, load_forecaster_factory
 from services.energy.domain.meter import EnergyProcessor, ForecastRow, ScoreRow, refresh_offset
 from services.energy.settings import EnergySettings
+from shared.ml.dayahead import DayAheadForecaster, make_forecaster
 from shared.ml.online import learn
 from shared.ml.registry import ModelSpec
 from shared.ml.timed import TimedForecaster
@@ -174,3 +175,76 @@ def test_meters_refresh_their_forecasts_spread_over_the_hour() -> None:
     # 2,000 meters on 60 minutes: every minute has some, none has them all.
     assert len(offsets) == 60
     assert all(timedelta(0) <= o < timedelta(hours=1) for o in offsets)
+
+
+WEATHER = "weather-1"
+
+
+def _outdoor(hours: int) -> list[Reading]:
+    """An hourly outdoor temperature with a daily cycle on a level that changes every day."""
+    return [
+        Reading(
+            ts=T0 + timedelta(hours=h),
+            metric="temperature_c",
+            value=round(6.0 + 3.0 * ((h // 24) % 3) + 4.0 * math.sin(2 * math.pi * h / 24), 2),
+        )
+        for h in range(hours)
+    ]
+
+
+def _run(proc: EnergyProcessor, *, hours: int, weather: bool) -> tuple[list[object], object]:
+    """A weather device's and a meter's hourly readings, the weather's first in each hour."""
+    meter, temps = _readings(hours, step=timedelta(hours=1)), _outdoor(hours)
+    weather_state, state = proc.new_state(WEATHER), proc.new_state("b1")
+    rows: list[object] = []
+    for temp, reading in zip(temps, meter, strict=True):
+        if weather:
+            rows += proc.process(weather_state, device_id=WEATHER, readings=[temp]).rows
+        rows += proc.process(state, device_id="b1", readings=[reading]).rows
+    return rows, state
+
+
+def test_the_forecaster_learns_the_configured_devices_temperature() -> None:
+    proc = EnergyProcessor(temperature_device=WEATHER)
+    rows, state = _run(proc, hours=10 * 24, weather=True)
+    model = state.forecaster  # type: ignore[attr-defined]
+    assert isinstance(model, DayAheadForecaster)
+    # The last two days of temperatures it learnt are the device's, hour by hour.
+    temps = {r.ts: r.value for r in _outdoor(10 * 24)}
+    learnt = {datetime.fromtimestamp(h * 3600, UTC): v for h, v in model.temperature.recent.items()}
+    assert learnt == {ts: temps[ts] for ts in learnt}
+    assert len(learnt) == 48
+    assert model.temperature.square.n > 0
+    # The weather device is no meter: no score, no forecast of its own.
+    assert all(getattr(r, "device_id", "b1") == "b1" for r in rows)
+
+
+def test_without_the_setting_the_meter_behaves_exactly_as_without_a_weather_device() -> None:
+    """No temperature device configured: a weather device's readings change nothing, and the
+    stored forecasts are those of the forecaster fed the times alone (as before the setting)."""
+    hours = 8 * 24
+    with_weather, _ = _run(EnergyProcessor(), hours=hours, weather=True)
+    without, state = _run(EnergyProcessor(), hours=hours, weather=False)
+    assert with_weather == without
+    assert not state.forecaster.temperature.known  # type: ignore[attr-defined]
+    bare = make_forecaster("energy")
+    for r in _readings(hours, step=timedelta(hours=1)):
+        bare.learn_one(r.value, {"ts": r.ts})
+    last = [r for r in without if isinstance(r, ForecastRow)][-24:]
+    assert [r.expected for r in last] == [bare.predict_one({"ts": r.target_ts}) for r in last]
+    # Configured, the same readings give other forecasts.
+    configured, _ = _run(EnergyProcessor(temperature_device=WEATHER), hours=hours, weather=True)
+    assert [r for r in configured if isinstance(r, ForecastRow)] != [
+        r for r in without if isinstance(r, ForecastRow)
+    ]
+
+
+def test_the_temperature_device_is_read_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert EnergySettings(dev_mode=True, _env_file=None).energy_temperature_device is None
+    monkeypatch.setenv("TOWNPULSE_ENERGY_TEMPERATURE_DEVICE", WEATHER)
+    assert EnergySettings(dev_mode=True, _env_file=None).energy_temperature_device == WEATHER
+    monkeypatch.setenv("TOWNPULSE_ENERGY_TEMPERATURE_DEVICE", "no spaces allowed")
+    with pytest.raises(ValueError, match="energy_temperature_device"):
+        EnergySettings(dev_mode=True, _env_file=None)

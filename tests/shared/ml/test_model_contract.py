@@ -16,6 +16,7 @@ import pytest
 
 from services.energy.domain.meter import EnergyProcessor
 from shared.ml.anomaly import make_detector
+from shared.ml.dayahead import make_forecaster as make_service_forecaster
 from shared.ml.forecast import (
     AdjustedProfile,
     EwmLevel,
@@ -64,6 +65,7 @@ WRAPPERS = {
     "ewm-level": _forecaster(EwmLevel),
     "blend-energy": _river_forecaster(lambda: make_forecaster("energy")),
     "blend-generic": _river_forecaster(lambda: make_forecaster("generic")),
+    "day-ahead-energy": _river_forecaster(lambda: make_service_forecaster("energy")),
     "detector-energy": _detector("energy"),
     "detector-generic": _detector("generic"),
 }

@@ -21,6 +21,7 @@ from shared.ml.anomaly import ResidualDetector, make_detector
 from shared.ml.artime import ARTimeDetector
 from shared.ml.calendar import TownCalendar
 from shared.ml.context import ContextDetector
+from shared.ml.dayahead import DayAheadForecaster
 from shared.ml.forecast import CalendarForecaster, make_forecaster
 from shared.ml.timed import CalendarFeatures, TimedForecaster, with_calendar
 
@@ -64,6 +65,8 @@ MODELS: dict[str, Callable[[], base.Estimator]] = {
         "energy", calendar=TownCalendar("Europe/London", "GB")
     ),
     "calendar-forecaster-traffic": lambda: make_forecaster("traffic"),
+    # The energy service's forecasts (shared.ml.dayahead.make_forecaster("energy")).
+    "day-ahead-forecaster": DayAheadForecaster,
     "calendar-forecaster-weekly": lambda: make_forecaster("weekly"),
     # What a town's setting may swap in (shared.ml.timed).
     "calendar-features": CalendarFeatures,

@@ -41,6 +41,18 @@ class DeviceProcessor(Protocol, Generic[S]):
 
 
 @runtime_checkable
+class Adopts(Protocol, Generic[S]):
+    """A processor that can keep a state saved under another model version when only a part
+    it can rebuild differs (e.g. the energy meter's forecaster): the rest of what the device
+    learnt (its detector, warm-up, technicians' verdicts) survives an upgrade.
+
+    `adopt` gets the stored version and the unpickled state (its checkpoint's HMAC already
+    verified) and returns the state to use, or None to start afresh."""
+
+    def adopt(self, state: S, *, stored_version: str) -> S | None: ...
+
+
+@runtime_checkable
 class TakesFeedback(Protocol, Generic[S_contra]):
     """A processor that takes technicians' verdicts into account (shared/runtime/feedback.py).
 

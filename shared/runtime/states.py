@@ -17,7 +17,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 
 from shared.runtime.checkpoints import CheckpointKey, Verdict
-from shared.runtime.processor import DeviceProcessor
+from shared.runtime.processor import Adopts, DeviceProcessor
 
 log = logging.getLogger(__name__)
 
@@ -159,15 +159,30 @@ class StateStore(Generic[S]):
         return verdict
 
     def restore(self, row: DictRow) -> S | None:
-        """The state of a trusted checkpoint; None if another model version wrote it."""
-        if row["model_version"] == self._processor.model_version:
+        """The state of a trusted checkpoint; None if another model version wrote it and the
+        processor does not adopt it (`shared.runtime.processor.Adopts`)."""
+        stored = row["model_version"]
+        if stored == self._processor.model_version:
             # Only after its HMAC said this service wrote it (verdict()).
             state: S = pickle.loads(bytes(row["state"]))  # noqa: S301
             return state
+        if isinstance(self._processor, Adopts):
+            adopted: S | None = None
+            try:
+                old: S = pickle.loads(bytes(row["state"]))  # noqa: S301 - HMAC verified
+                adopted = self._processor.adopt(old, stored_version=stored)
+            except Exception as exc:  # classes of that version may be gone: start afresh
+                log.warning("could not adopt a checkpoint: %r", exc)
+            if adopted is not None:
+                log.info(
+                    "checkpoint of model version %s adopted by %s",
+                    stored,
+                    self._processor.model_version,
+                    extra={"device_id": row["device_id"]},
+                )
+                return adopted
         self.discard(
-            row["device_id"],
-            "discarding checkpoint of another model version",
-            stored=row["model_version"],
+            row["device_id"], "discarding checkpoint of another model version", stored=stored
         )
         return None
 

@@ -139,6 +139,20 @@ class MeterState(Upgradable):
         upgrade_timing(self, old)
 
 
+def _version_parts(version: str) -> tuple[str, str, str] | None:
+    """(processor and detector, forecaster, calendar) of a model version
+    `energy-meter/N:<detector>|<forecaster>@<zone>/<country>`.
+
+    >>> _version_parts("energy-meter/4:d(x)|f(y)@Europe/Paris/FR")
+    ('energy-meter/4:d(x)', 'f(y)', 'Europe/Paris/FR')
+    """
+    head, bar, rest = version.partition("|")
+    forecaster, at, calendar = rest.rpartition("@")
+    if not bar or not at:
+        return None
+    return head, forecaster, calendar
+
+
 def refresh_offset(device_id: str) -> timedelta:
     """The minute past the hour at which a meter refreshes its forecasts (stable across runs:
     CRC-32, not Python's salted `hash`).
@@ -230,6 +244,16 @@ class EnergyProcessor:
     def _forecaster(self) -> PointForecaster:
         model: PointForecaster = build_forecaster(self.forecaster, calendar=self.calendar)
         return model
+
+    def adopt(self, state: MeterState, *, stored_version: str) -> MeterState | None:
+        """A state saved under another forecaster keeps its detector, warm-up and verdicts; its
+        forecasts start afresh (the forecaster is rebuilt). Any other difference: None."""
+        ours, theirs = _version_parts(self.model_version), _version_parts(stored_version)
+        if ours is None or theirs is None or ours[::2] != theirs[::2]:
+            return None
+        state.forecaster = self._forecaster()
+        state.forecast_hour = None
+        return state
 
     def new_state(self, device_id: str) -> MeterState:
         return MeterState(

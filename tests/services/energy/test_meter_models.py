@@ -5,6 +5,7 @@ building energy")."""
 from __future__ import annotations
 
 import math
+import pickle
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -248,3 +249,28 @@ def test_the_temperature_device_is_read_from_the_environment(
     monkeypatch.setenv("TOWNPULSE_ENERGY_TEMPERATURE_DEVICE", "no spaces allowed")
     with pytest.raises(ValueError, match="energy_temperature_device"):
         EnergySettings(dev_mode=True, _env_file=None)
+
+
+def test_a_meter_saved_under_the_previous_forecaster_keeps_what_it_learnt() -> None:
+    """The day-ahead forecaster replaced the calendar one as the default: an upgraded town's
+    meters keep their detector, warm-up and verdicts; only the forecasts start afresh."""
+    before = EnergyProcessor(
+        forecaster=ModelSpec.model_validate({"path": "shared.ml.forecast.make_forecaster"})
+    )
+    after = EnergyProcessor()
+    assert before.model_version != after.model_version
+    state = before.new_state("m1")
+    t0 = datetime(2026, 3, 2, tzinfo=UTC)
+    readings = [
+        Reading(ts=t0 + timedelta(minutes=15 * i), metric="energy_kwh", value=2.0 + i % 4)
+        for i in range(96 * 3)
+    ]
+    before.process(state, device_id="m1", readings=readings)
+    detector, warm = pickle.dumps(state.detector), pickle.dumps(state.warm)
+    adopted = after.adopt(state, stored_version=before.model_version)
+    assert adopted is not None
+    assert pickle.dumps(adopted.detector) == detector and pickle.dumps(adopted.warm) == warm
+    assert type(adopted.forecaster) is type(after.new_state("m2").forecaster)
+    # Another detector or calendar is not adopted.
+    other = before.model_version.replace("Europe/Paris", "Europe/Berlin")
+    assert after.adopt(before.new_state("m3"), stored_version=other) is None

@@ -187,7 +187,9 @@ def _slot_minutes(step: timedelta) -> int:
 def _default_forecaster(
     domain: str, *, calendar: TownCalendar, step: timedelta
 ) -> Callable[[], Predictor]:
-    make = importlib.import_module("shared.ml.forecast").make_forecaster
+    # The services' own: energy's stored forecasts are the day-ahead model's, the others' the
+    # calendar blend's (shared.ml.dayahead.make_forecaster chooses by domain).
+    make = importlib.import_module("shared.ml.dayahead").make_forecaster
 
     def factory() -> Predictor:
         model: Predictor = make(domain, slot_minutes=_slot_minutes(step), calendar=calendar)

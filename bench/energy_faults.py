@@ -101,9 +101,10 @@ IN_SAMPLE = (
     "the level watch's (shared/ml/levels.py) out-of-hours limit of 6 spreads (first 4, which "
     "gave 3-10 clean alerts per building-month on b0 and b97), with the hour's spread learnt "
     "from every reading, flagged or not (learnt from unflagged ones only, it shrank on buildings "
-    "used now and then at night); its level-change limit of 3 spreads (first 5, which let no "
-    "step through on b0, b25, b52, b97) and its separate middle-level drift test (added after "
-    "the short/long ratio alone found a third of the drifts on those four buildings); "
+    "used now and then at night); its level-change limit of 3 spreads (first 5, under which "
+    "it raised no level-shift alert on b0, b25, b52, b97, step recall 35 %) and its separate "
+    "middle-level drift test (added after the short/long ratio alone found a third of the "
+    "drifts on those four buildings); "
     "everything else in it was set before any run",
 )
 

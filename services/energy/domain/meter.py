@@ -279,6 +279,9 @@ class EnergyProcessor:
     def process(self, state: MeterState, *, device_id: str, readings: list[Reading]) -> Effects:
         effects = Effects()
         state.warm.calendar = self.calendar  # a state restored from an older checkpoint
+        if not state.levels.shape and state.levels.calendar != self.calendar:
+            # Filled in on load (a checkpoint from before the watch): in the town's calendar.
+            state.levels = LevelWatch(self.calendar.timezone, self.calendar.country)
         for r in readings:
             if r.metric == METRIC:
                 self._one(state, device_id, r.ts, r.value, effects)

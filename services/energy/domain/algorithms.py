@@ -12,6 +12,7 @@ from services.energy.domain.meter import (
     EnergyProcessor,
 )
 from shared.algorithms import Algorithm, Figure, Method, Text
+from shared.ml.levels import SPREAD_LEARNT
 from shared.ml.warmup import WARM_UP_DAYS
 from shared.runtime.cadence import spoken
 
@@ -20,10 +21,12 @@ KINDS = (
     "energy.consumption_off_hours",
     "energy.consumption_high",
     "energy.consumption_low",
+    "energy.level_shift",
+    "energy.consumption_drift",
     "energy.meter_stuck",
 )
-_OPEN, _CLOSE, _STUCK, _RELEARN = (
-    spoken(d) for d in (OPEN_AFTER, CLOSE_AFTER, STUCK_AFTER, RELEARN_AFTER)
+_OPEN, _CLOSE, _STUCK, _RELEARN, _LEVELS = (
+    spoken(d) for d in (OPEN_AFTER, CLOSE_AFTER, STUCK_AFTER, RELEARN_AFTER, SPREAD_LEARNT)
 )
 
 
@@ -61,7 +64,13 @@ def algorithms(processor: EnergyProcessor) -> tuple[Algorithm, ...]:
                 f"normaux (des durées, quel que soit le rythme du compteur). La même valeur "
                 f"pendant {_STUCK[0]} signale un compteur bloqué, sauf si ce compteur garde "
                 f"souvent la même valeur à cette heure. Un changement qui dure {_RELEARN[0]} "
-                "devient la nouvelle habitude. Aucune alerte avant que le modèle ait vu le "
+                "devient la nouvelle habitude. Le modèle apprend aussi l'horaire d'occupation du "
+                "bâtiment et sa consommation de base : au-dessus de cette base aux heures "
+                "inoccupées (nuits, week-ends, jours fériés), c'est une consommation hors "
+                "horaires ; un niveau de la dernière journée (ou des derniers jours) très "
+                "différent du niveau habituel est un changement de niveau (ou une dérive), "
+                "signalé une fois puis appris, après "
+                f"{_LEVELS[0]} d'apprentissage. Aucune alerte avant que le modèle ait vu le "
                 f"type de jour et l'heure d'un relevé {WARM_UP_DAYS} jours (« apprentissage »).",
                 "For each meter the model learns the usual consumption of every quarter hour "
                 "of the week (public holidays like Sundays) and compares each reading with "
@@ -69,7 +78,12 @@ def algorithms(processor: EnergyProcessor) -> tuple[Algorithm, ...]:
                 f"episode opens; it closes after {_CLOSE[1]} of normal readings (durations, "
                 "whatever the meter's reporting interval). The same value for "
                 f"{_STUCK[1]} flags a stuck meter, unless this meter often holds its value at "
-                f"that hour. A change lasting {_RELEARN[1]} becomes the new normal. No alert "
+                f"that hour. A change lasting {_RELEARN[1]} becomes the new normal. The model "
+                "also learns the building's occupied hours and base load: above that base in "
+                "unoccupied hours (nights, weekends, public holidays) is out-of-hours use; a "
+                "level over the last day (or last days) far from the usual one is a level shift "
+                "(or a drift), alerted once then learnt, after "
+                f"{_LEVELS[1]} of learning. No alert "
                 "before the model has seen a reading's day type and hour on "
                 f'{WARM_UP_DAYS} days ("learning").',
             ),

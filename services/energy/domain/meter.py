@@ -1,10 +1,17 @@
 """One building meter: expected consumption, anomaly episodes, the next 24 hours.
 
 Kinds of anomaly (alert `kind`):
-- `energy.consumption_off_hours`: well above the expected value at night, on a Sunday or a
-  public holiday (heating or lighting left on);
-- `energy.consumption_high`: well above it otherwise (a fault, a step up);
+- `energy.consumption_off_hours`: in an hour the building's learnt schedule says is unoccupied
+  (nights, weekends, holidays: `shared.ml.levels`), above the learnt base load for that hour, or
+  well above the expected value (heating or lighting left on); before a schedule is learnt,
+  "unoccupied" is the calendar's night (22:00-06:00), Sunday or public holiday;
+- `energy.consumption_high`: well above the expected value otherwise (a fault);
 - `energy.consumption_low`: well below it (a meter that stopped counting, a tripped supply);
+- `energy.level_shift`: the building's level of the last day departs from its long-run level
+  (a step change, up or down: new equipment, a plant left in another mode), by change-point
+  rather than waiting for the profile to drift; once alerted, the new level is learnt;
+- `energy.consumption_drift`: the same departure, built up over days (a slow rise: a failing
+  control, fouling); once alerted, the new level is learnt;
 - `energy.meter_stuck`: the same value for `STUCK_AFTER` where the meter's learnt readings
   say such a run is implausible (never on a meter whose value normally holds there).
 
@@ -33,6 +40,7 @@ from shared.ml.anomaly import (
 )
 from shared.ml.calendar import TOWN, TownCalendar
 from shared.ml.dayahead import make_forecaster
+from shared.ml.levels import LevelVerdict, LevelWatch
 from shared.ml.registry import ModelSpec, describe
 from shared.ml.timed import PointForecaster, build_forecaster
 from shared.ml.warmup import WarmUp, implausibly_steady
@@ -59,6 +67,15 @@ RELEARN_AFTER = timedelta(days=3)
 # band-widths away: a one-hour spike is the fault itself, issue #24).
 OPEN_READINGS = 2
 FORECAST_HOURS = 24
+# What the level watch's verdicts are called (shared/ml/levels.py).
+LEVEL_KINDS = {
+    "off_hours": "energy.consumption_off_hours",
+    "shift": "energy.level_shift",
+    "drift": "energy.consumption_drift",
+}
+# Kinds of the level itself, not of a reading: never critical on one reading, and once alerted
+# the watch takes the new level as the meter's.
+LEVEL_CHANGES = frozenset({"energy.level_shift", "energy.consumption_drift"})
 # The forecasters' calendar profiles change every 15 minutes (their slots): asked four times an
 # hour, each answer standing for a quarter of an hour's readings.
 POINTS_PER_HOUR = 4
@@ -134,6 +151,9 @@ class MeterState(Upgradable):
     # What the model has seen by day type and hour: no alert before it is warm there, and the
     # stuck rule only where a steady value is implausible for this meter.
     warm: WarmUp = field(default_factory=WarmUp)
+    # The meter's level, schedule and base load, learnt (level shifts, drifts, out of hours). A
+    # state saved before it existed starts it cold: it flags nothing until it has learnt.
+    levels: LevelWatch = field(default_factory=LevelWatch)
 
     def _upgrade(self, old: dict[str, object]) -> None:
         upgrade_timing(self, old)
@@ -170,8 +190,10 @@ def classify(
     ts: datetime,
     stuck: bool,
     calendar: TownCalendar = TOWN,
+    level: LevelVerdict | None = None,
 ) -> str | None:
-    """The kind of anomaly a reading shows, or None (`stuck`: the stuck rule's verdict).
+    """The kind of anomaly a reading shows, or None (`stuck`: the stuck rule's verdict;
+    `level`: the level watch's, which says whether the hour is unoccupied for this building).
 
     >>> e = Explanation(expected=10, lower=7, upper=13, surprise=9, score=0.9)
     >>> from datetime import UTC
@@ -184,20 +206,28 @@ def classify(
     """
     if stuck:
         return "energy.meter_stuck"
-    if exp.score < THRESHOLD:
-        return None
-    if value > exp.upper:
-        off_hours = calendar.is_off_hours(ts)
-        return "energy.consumption_off_hours" if off_hours else "energy.consumption_high"
-    if value < exp.lower:
-        return "energy.consumption_low"
+    learnt = level is not None and level.schedule_known
+    if exp.score >= THRESHOLD:
+        if value > exp.upper:
+            off_hours = (
+                level.unoccupied if level is not None and learnt else calendar.is_off_hours(ts)
+            )
+            return "energy.consumption_off_hours" if off_hours else "energy.consumption_high"
+        if value < exp.lower:
+            return "energy.consumption_low"
+    if level is not None and level.kind is not None:
+        return LEVEL_KINDS[level.kind]
     return None
 
 
 def severity_of(kind: str, exp: Explanation, value: float) -> Severity:
     """Critical when the meter is far outside its band (three band-widths), else a warning."""
     band = max(exp.upper - exp.expected, 1e-9)
-    if kind != "energy.meter_stuck" and abs(value - exp.expected) > 3 * band:
+    if (
+        kind != "energy.meter_stuck"
+        and kind not in LEVEL_CHANGES
+        and abs(value - exp.expected) > 3 * band
+    ):
         return Severity.CRITICAL
     return Severity.WARNING
 
@@ -260,6 +290,7 @@ class EnergyProcessor:
             detector=self._detector(),
             forecaster=self._forecaster(),
             warm=WarmUp(calendar=self.calendar),
+            levels=LevelWatch(self.calendar.timezone, self.calendar.country),
         )
 
     @staticmethod
@@ -280,6 +311,9 @@ class EnergyProcessor:
             self.outdoor.observe(readings)
             return effects
         state.warm.calendar = self.calendar  # a state restored from an older checkpoint
+        if not state.levels.shape and state.levels.calendar != self.calendar:
+            # Filled in on load (a checkpoint from before the watch): in the town's calendar.
+            state.levels = LevelWatch(self.calendar.timezone, self.calendar.country)
         for r in readings:
             if r.metric == METRIC:
                 self._one(state, device_id, r.ts, r.value, effects)
@@ -290,6 +324,7 @@ class EnergyProcessor:
     def _one(self, s: MeterState, device_id: str, ts: datetime, value: float, out: Effects) -> None:
         x = {"ts": ts, "value": value}
         exp = s.detector.explain_one(x)
+        level = s.levels.explain_one(x)
         repeated = s.last_value == value
         s.repeats = s.repeats + 1 if repeated else 0
         s.cadence.observe(ts)
@@ -303,6 +338,7 @@ class EnergyProcessor:
                     s.warm, ts, run=s.repeats + 1, needed=s.cadence.readings(STUCK_AFTER)
                 ),
                 calendar=self.calendar,
+                level=level,
             )
             if s.warm.ready(ts)
             else None
@@ -327,10 +363,15 @@ class EnergyProcessor:
         # Anomalous readings are not learnt as normal, until an episode has lasted so long that
         # it is the new normal.
         relearn = s.episode is not None and s.episode.readings > s.cadence.readings(RELEARN_AFTER)
-        learn = s.feedback.learns(
-            ts, default=kind is None or relearn, episode_open=s.episode is not None
-        )
+        # A period a technician said was expected (planned works) is kept out of learning.
+        planned = not s.feedback.learns(ts, default=True, episode_open=s.episode is not None)
+        learn = (kind is None or relearn) and not planned
         s.detector.learn_one(x, update_model=learn)
+        s.levels.learn_one(x, update_model=learn, measure=not planned)
+        if s.episode is not None and (s.episode.kind in LEVEL_CHANGES or relearn):
+            # The level change was alerted, or an episode lasted so long that it is the new
+            # normal: the watch takes the level as the meter's rather than alert on.
+            s.levels.accept()
         s.forecaster.learn_one(value, self._weather(s.forecaster, ts))
         if learn:
             s.warm.learn_one(ts, repeated=repeated)

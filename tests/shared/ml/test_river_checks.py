@@ -23,6 +23,7 @@ from shared.ml.calendar import TownCalendar
 from shared.ml.context import ContextDetector
 from shared.ml.dayahead import DayAheadForecaster
 from shared.ml.forecast import CalendarForecaster, make_forecaster
+from shared.ml.levels import LevelWatch
 from shared.ml.timed import CalendarFeatures, TimedForecaster, with_calendar
 
 pytestmark = pytest.mark.unit
@@ -56,6 +57,7 @@ def _local_datasets(original: Callable[..., Iterator[Any]]) -> Callable[..., Ite
 MODELS: dict[str, Callable[[], base.Estimator]] = {
     "artime-detector": ARTimeDetector,
     "context-detector": ContextDetector,
+    "level-watch": LevelWatch,
     "residual-detector": ResidualDetector,
     "residual-detector-energy": lambda: make_detector("energy", slot_minutes=15),
     "residual-detector-generic": lambda: make_detector("generic"),

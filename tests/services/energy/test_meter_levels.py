@@ -1,0 +1,88 @@
+"""The meter's level watch through the energy service's processor: a step is alerted once (the
+new level is relearnt, not alerted forever), a night left on is an out-of-hours alert within two
+hours, and a checkpoint from before the watch loads and starts it cold in the town's calendar.
+
+Pure logic: an hourly office meter, open on the town's working days from 8:00 to 18:00 local time
+(10 kW otherwise, 25 kW open, +/- 10 %), fed to the processor reading by reading.
+"""
+
+from __future__ import annotations
+
+import pickle
+import random
+from datetime import datetime, timedelta
+
+import pytest
+
+from services.energy.domain.meter import EnergyProcessor, MeterState
+from shared.ml.calendar import TOWN, WORKDAY, TownCalendar
+from shared.ml.levels import SPREAD_LEARNT, LevelWatch
+from tests.services.energy.test_meter_durations import HOUR, T0, run
+
+pytestmark = pytest.mark.unit
+
+LEARNT = SPREAD_LEARNT + timedelta(days=7)
+
+
+def office(ts: datetime, interval: timedelta, rng: random.Random) -> float:
+    day_type, minute = TOWN.key(ts, slot_minutes=1)
+    busy = day_type == WORKDAY and 8 * 60 <= minute < 18 * 60
+    return round((25.0 if busy else 10.0) * rng.uniform(0.9, 1.1) * (interval / HOUR), 4)
+
+
+@pytest.fixture(scope="module")
+def warmed() -> bytes:
+    """Nine weeks of an hourly office meter learnt."""
+    _, events, state = run(interval=HOUR, days=LEARNT, value=office)
+    assert [e for e in events if e.phase == "start"] == []  # ordinary weeks: nothing to say
+    return pickle.dumps(state)
+
+
+def _go_on(state: MeterState, *, days: timedelta, fault: object) -> list[object]:
+    _, events, _ = run(
+        interval=HOUR, days=days, fault=fault, state=state, start=T0 + LEARNT, value=office
+    )  # type: ignore[arg-type]
+    return events
+
+
+def test_a_step_is_alerted_once_and_its_level_relearnt(warmed: bytes) -> None:
+    state = pickle.loads(warmed)
+    at = T0 + LEARNT + timedelta(days=1, hours=9)
+
+    def step(ts: datetime, v: float) -> float:
+        return v * 1.4 if ts >= at else v
+
+    events = _go_on(state, days=timedelta(days=14), fault=step)
+    starts = [e for e in events if e.phase == "start"]  # type: ignore[attr-defined]
+    assert len(starts) == 1, [(e.kind, e.ts) for e in starts]  # type: ignore[attr-defined]
+    assert at <= starts[0].ts < at + timedelta(days=1)
+    # The watch took the new level as the meter's: the long level followed the short one.
+    assert abs(state.levels.long.ratio / state.levels.short.ratio - 1) < 0.1
+
+
+def test_a_night_left_on_is_an_out_of_hours_alert_within_two_hours(warmed: bytes) -> None:
+    state = pickle.loads(warmed)
+    night = T0 + LEARNT + timedelta(days=1, hours=20)  # a Tuesday, 21:00 in Paris
+
+    def left_on(ts: datetime, v: float) -> float:
+        return v + 4.0 if night <= ts < night + timedelta(hours=10) else v  # 10 kW base
+
+    events = _go_on(state, days=timedelta(days=3), fault=left_on)
+    starts = [e for e in events if e.phase == "start"]  # type: ignore[attr-defined]
+    assert [e.kind for e in starts] == ["energy.consumption_off_hours"]  # type: ignore[attr-defined]
+    assert night <= starts[0].ts <= night + 2 * HOUR  # type: ignore[attr-defined]
+
+
+def test_a_checkpoint_from_before_the_watch_loads_and_starts_it_cold() -> None:
+    calendar = TownCalendar("Europe/London", "GB")
+    proc = EnergyProcessor(calendar=calendar)
+    state = proc.new_state("m")
+    old = dict(state.__dict__)
+    del old["levels"]
+    restored = MeterState.__new__(MeterState)
+    restored.__setstate__(old)
+    assert isinstance(restored.levels, LevelWatch) and not restored.levels.shape
+    _, _, after = run(
+        interval=HOUR, days=timedelta(days=1), processor=proc, state=restored, value=office
+    )
+    assert after.levels.calendar == calendar and after.levels.shape

@@ -57,7 +57,13 @@ from shared.ml.alert_scoring import AFTER, Label, match
 from shared.runtime.processor import DeviceProcessor, replay
 from shared.schemas import Reading
 from townpulse.simulator.cli import living_town_config
-from townpulse.simulator.events import EVENT_SPECS, LabelledEvent, affects
+from townpulse.simulator.events import (
+    EVENT_KINDS,
+    EVENT_SPECS,
+    FAULT_KINDS,
+    LabelledEvent,
+    affects,
+)
 from townpulse.simulator.lorawan import LoRaWanDevice
 from townpulse.simulator.readings import iter_readings
 from townpulse.simulator.runner import (
@@ -83,8 +89,9 @@ STARTS = {
 }
 # The living town goes on with the wall clock after the first console: a day of it is judged too.
 AFTER_NOW = timedelta(days=1)
-# Happenings the town knows of: they explain alerts, they do not owe one.
-CONTEXT_KINDS = frozenset({"market_day"})
+# Happenings the town organises itself (the simulator's labels say which): they explain alerts,
+# they owe none.
+CONTEXT_KINDS = frozenset(EVENT_KINDS) - FAULT_KINDS
 # What an alert about each event should say it is (a detection of another kind still brings the
 # technician to the right device at the right time, but tells them the wrong story).
 EXPECTED_KINDS: dict[str, frozenset[str]] = {

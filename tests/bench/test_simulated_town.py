@@ -11,6 +11,7 @@ import typer
 from typer.testing import CliRunner
 
 from bench.simulated_town import (
+    CONTEXT_KINDS,
     STARTS,
     device_messages,
     figures,
@@ -100,7 +101,9 @@ def test_the_market_explains_centre_alerts_but_owes_none() -> None:
     assert {j.alert.device_id: j.role for j in judged} == {centre: "detection", outer: "false"}
     f = figures(judged, detections)
     assert f["all"]["precision"] == 0.5
-    # Context: no alert is owed for it, so it is out of recall but reported.
+    # Context (the simulator's label says so): no alert is owed for it, so it is out of recall
+    # but reported; every other kind is a fault an operator must hear of.
+    assert {"market_day"} == CONTEXT_KINDS
     assert f["all"]["events"] == 0 and f["all"]["recall"] is None
     assert f["by_event_kind"]["market_day"]["context"] is True
     assert f["by_event_kind"]["market_day"]["detected"] >= 1

@@ -401,6 +401,16 @@ def seed_result(run: TownRun, alerts: Sequence[Opened]) -> dict[str, Any]:
             for j in judged
             if j.role == "false"
         ],
+        "alerts": [
+            {
+                "device_id": j.alert.device_id,
+                "kind": j.alert.kind,
+                "opened_at": _iso(j.alert.opened_at),
+                "role": j.role,
+                "event": None if j.event is None else run.events[j.event].kind,
+            }
+            for j in judged
+        ],
         "figures": figures(judged, detections),
     }
 

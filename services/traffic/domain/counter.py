@@ -236,6 +236,12 @@ class TrafficProcessor:
         xs = {"ts": ts, "value": speed} if speed is not None else None
         speed_exp = s.speed.explain_one(xs) if xs is not None else None
         kind, severity = classify(vehicles=vehicles, flow=flow, speed=speed, speed_exp=speed_exp)
+        blocked = s.trackers["traffic.incident"]
+        if kind == "traffic.congestion" and (blocked.active or blocked.streak > 0):
+            # A blocked road stays an incident while the traffic is slow: a count wobbling
+            # around `BLOCKED_SHARE` would otherwise split one incident into two alerts (or
+            # delay both), one congestion and one incident.
+            kind, severity = "traffic.incident", Severity.CRITICAL
         if not s.warm.ready(ts):
             kind = None  # a profile that has not seen this slot enough says nothing yet
         score = max(flow.score, speed_exp.score if speed_exp is not None else 0.0)

@@ -2,7 +2,8 @@
 
 Each step can be run on its own: ``python -m bench.nab.run``, ``python -m bench.nab.compare``,
 ``python -m bench.forecast.run all``, ``python -m bench.waste_time_to_full``, ``python -m
-bench.waste_other_towns``, ``python -m bench.traffic_forecast_sim``, ``python -m bench.report``.
+bench.waste_other_towns``, ``python -m bench.traffic_forecast_sim``, ``python -m
+bench.simulated_town``, ``python -m bench.report``.
 Extra arguments (e.g. ``--data-dir``) go to the benchmarks.
 """
 
@@ -10,7 +11,13 @@ from __future__ import annotations
 
 import sys
 
-from bench import report, traffic_forecast_sim, waste_other_towns, waste_time_to_full
+from bench import (
+    report,
+    simulated_town,
+    traffic_forecast_sim,
+    waste_other_towns,
+    waste_time_to_full,
+)
 from bench.forecast import run as forecast_run
 from bench.nab import compare as nab_compare
 from bench.nab import run as nab_run
@@ -30,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     status = status or waste_time_to_full.main([])
     status = status or waste_other_towns.main([])
     status = status or traffic_forecast_sim.main([])
+    status = status or simulated_town.main([])
     status = status or report.main(data)
     return status
 

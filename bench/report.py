@@ -1800,6 +1800,129 @@ def energy_faults_section(r: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def _precision_recall(f: dict[str, Any]) -> list[str]:
+    return [
+        f"{f['alerts']}",
+        f"{f['false']}",
+        _pct(f["precision"]),
+        f"{f['detected']}/{f['events']}",
+        _pct(f["recall"]),
+        _delay(f["median_delay_h"]),
+    ]
+
+
+def simulated_town_section(r: dict[str, Any]) -> list[str]:
+    town, targets = r["town"], r["targets"]
+    lines = ["## Simulated town: the first console's alerts against its labelled events", ""]
+    lines += [*_meta(r.get("meta")), ""]
+    lines.append(
+        f"`make up`'s town ({town['energy']} meters, {town['waste']} bins, {town['traffic']} "
+        f"counters; {town['lorawan_bins']:.0%} of the bins and {town['lorawan_meters']:.0%} of "
+        "the meters behind the simulated LoRaWAN server) for each seed, started at a fixed "
+        f"instant: {town['backfill_h'] / 24:g} days of history, one event of each kind "
+        f"({', '.join(town['inject'])}) after day {town['inject_after_h'] / 24:g}, and "
+        f"{town['judged_after_now_h']:g} h of the living town after it. Replayed offline: each "
+        "device's readings as the gateway makes them, through its domain's own processor and "
+        "the alerts service's lifecycle (`shared.runtime.processor.replay`, "
+        "`services.alerts.domain.replay.alerts_of`), with the services' default settings. An "
+        "alert matches an event when it opens on a device the event acts on, within its window "
+        f"or {town['aftermath_h']:g} h after (aftermath); an event is detected when an alert "
+        "opens within its window (delay: from the event's start). Precision counts every alert "
+        "the console lists, warm-up included. "
+        f"{', '.join(f'`{k}`' for k in town['context_kinds'])}: context (the town's own extra "
+        "market): the alerts it explains are not false, no alert is owed for it (out of "
+        f"recall). Targets (issue #24): precision >= {targets['precision']:.0%}, recall >= "
+        f"{targets['recall']:.0%}. In-sample, chosen after seeing these seeds: traffic's "
+        '"slow with at most half the expected vehicles is an incident" (every road incident '
+        "had been told as congestion) and waste's \"a level back to where a collection dropped "
+        "it from is no abnormal filling\" (seed 1's only false waste alert, two glitch readings "
+        "of 0). The history (docs/performance-history.md) keeps the run before both."
+    )
+    lines.append("")
+    head = ["seed", "domain", "alerts", "false", "precision", "detected", "recall", "median delay"]
+    rows = []
+    for s in r["seeds"]:
+        f = s["figures"]
+        rows.append([s["seed"], "**all**", *_precision_recall(f["all"])])
+        rows += [[s["seed"], d, *_precision_recall(m)] for d, m in f["by_domain"].items()]
+    p = r["pooled"]
+    rows.append(["all", "**all**", *_precision_recall(p["all"])])
+    rows += [["all", d, *_precision_recall(m)] for d, m in p["by_domain"].items()]
+    lines += [*_table(head, rows), ""]
+    got_p, got_r = p["all"]["precision"], p["all"]["recall"]
+    lines.append(
+        f"Targets on the three seeds together: precision {_pct(got_p)} "
+        f"({_ok(got_p is not None and got_p >= targets['precision'])}), recall {_pct(got_r)} "
+        f"({_ok(got_r is not None and got_r >= targets['recall'])}); per seed: "
+        + "; ".join(
+            f"seed {s['seed']} {_pct(s['figures']['all']['precision'])} / "
+            f"{_pct(s['figures']['all']['recall'])}"
+            for s in r["seeds"]
+        )
+        + "."
+    )
+    lines.append("")
+    lines.append(
+        "Per event kind (three seeds; a town-wide event counted in each domain it touches):"
+    )
+    lines.append("")
+    rows = [
+        [
+            f"`{k}`" + (" (context)" if m["context"] else ""),
+            f"{m['detected']}/{m['events']}",
+            _pct(m["recall"]),
+            _delay(m["median_delay_h"]),
+            f"{m.get('right_kind', '?')}/{m['events']}",
+        ]
+        for k, m in p["by_event_kind"].items()
+    ]
+    head = ["event", "detected", "recall", "median delay", "told as the right kind"]
+    lines += [*_table(head, rows), ""]
+    missed = [
+        f"seed {s['seed']} `{e['kind']}` on {e['device_id'] or 'the centre'} ({e['domain']})"
+        for s in r["seeds"]
+        for e in s["events"]
+        if e["detected_at"] is None and e["kind"] not in town["context_kinds"]
+    ]
+    lines.append("Missed: " + ("; ".join(missed) if missed else "none") + ".")
+    lines.append("")
+    rows = [
+        [s["seed"], a["device_id"], f"`{a['kind']}`", a["opened_at"], a["severity"]]
+        for s in r["seeds"]
+        for a in s["false_alerts"]
+    ]
+    lines.append("False alerts (in no event's window nor its aftermath):")
+    lines.append("")
+    if rows:
+        lines += _table(["seed", "device", "kind", "opened at (UTC)", "severity"], rows)
+    else:
+        lines.append("none")
+    return [*lines, ""]
+
+
+def simulated_town_live_section(r: dict[str, Any]) -> list[str]:
+    lines = ["## Simulated town: the live stack against its offline replay", ""]
+    lines += [*_meta(r.get("meta")), ""]
+    same = not r["only_live"] and not r["only_offline"]
+    lines.append(
+        f"Seed {r['seed']}, live: {r.get('setup', 'a live stack')}. Alerts opened up to "
+        f"{r['compared_until']} (the simulator's last recorded step less an hour), compared by "
+        "device, kind and opening time with the offline replay of the same town (the "
+        "simulated-town benchmark's code path). Labelled events the same: "
+        f"{'yes' if r['same_events'] else '**no**'} ({r['events']}). Live alerts "
+        f"{r['live_alerts']}, replayed {r['offline_alerts']}, in both {r['both']}: "
+        f"{'the same alerts' if same else '**they differ**'}."
+    )
+    rows = [
+        [where, a["device_id"], f"`{a['kind']}`", a["opened_at"]]
+        for where in ("only_live", "only_offline")
+        for a in r[where]
+    ]
+    if rows:
+        lines += ["", *_table(["where", "device", "kind", "opened at"], rows)]
+    return [*lines, ""]
+
+
 ORDER = {"nab_compare": 0, "nab_tuning": 1, "nab": 2, "forecast_energy": 3, "forecast_traffic": 4}
 
 
@@ -1922,6 +2045,21 @@ def energy_faults_headline(r: dict[str, Any]) -> str:
     )
 
 
+def simulated_town_headline(r: dict[str, Any]) -> str:
+    a, t = r["pooled"]["all"], r["targets"]
+    return (
+        f"{len(r['seeds'])} seeds: alert precision {_pct(a['precision'])} (target "
+        f"{_pct(t['precision'])}), event recall {_pct(a['recall'])} (target {_pct(t['recall'])})"
+    )
+
+
+def simulated_town_live_headline(r: dict[str, Any]) -> str:
+    return (
+        f"seed {r['seed']}: {r['live_alerts']} live alerts, {r['offline_alerts']} replayed, "
+        f"{r['both']} in both"
+    )
+
+
 def first_run_headline(r: dict[str, Any]) -> str:
     return f"up in {r['up_s']} s; every check passed by {max(r['seconds'].values())} s"
 
@@ -1993,6 +2131,8 @@ HEADLINES: dict[str, Callable[[dict[str, Any]], str]] = {
     "e2e_10k": e2e_10k_headline,
     "energy_faults": energy_faults_headline,
     "first_run": first_run_headline,
+    "simulated_town": simulated_town_headline,
+    "simulated_town_live": simulated_town_live_headline,
     "footprint": footprint_headline,
     "lorawan": lorawan_headline,
     "mosquitto_autosave": mosquitto_autosave_headline,
@@ -2114,6 +2254,10 @@ def build(
             lines += footprint_section(r)
         elif kind == "first_run":
             lines += first_run_section(r)
+        elif kind == "simulated_town":
+            lines += simulated_town_section(r)
+        elif kind == "simulated_town_live":
+            lines += simulated_town_live_section(r)
         elif kind == "backup":
             lines += backup_section(r)
         elif kind == "registration":

@@ -6,8 +6,9 @@ The main CLI mounts it with `app.command("simulate")(simulate)`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -80,6 +81,7 @@ def _read_key(path: Path) -> str:
 
 
 def simulate(
+    ctx: typer.Context,
     energy: Annotated[int, typer.Option(min=0, help="Number of building energy meters.")] = 40,
     waste: Annotated[int, typer.Option(min=0, help="Number of waste bins.")] = 150,
     traffic: Annotated[int, typer.Option(min=0, help="Number of traffic counters.")] = 25,
@@ -196,35 +198,51 @@ def simulate(
     if admin_api_key_file is None:
         raise typer.BadParameter("set ADMIN_API_KEY_FILE or pass --admin-api-key-file")
     _configure_logging()
-    config = RunnerConfig(
-        api_url=api_url,
-        api_key=_read_key(admin_api_key_file),
-        run_dir=run_dir,
-        mqtt_host=mqtt_host,
-        mqtt_port=mqtt_port,
-        energy=energy,
-        waste=waste,
-        traffic=traffic,
-        seed=seed,
-        speed=speed,
-        backfill=parse_duration(backfill),
-        duration=parse_duration(duration) if duration is not None else None,
-        inject=tuple(parse_kinds(inject)),
-        inject_after=parse_duration(inject_after),
-        events_out=events_out,
-        resume=resume,
-        lorawan_bins=lorawan_bins,
-        lorawan_meters=lorawan_meters,
-        lorawan_raw=lorawan_raw,
-        lorawan_integration=lorawan_integration,
-        id_prefix=id_prefix,
-    )
+    config = runner_config(ctx.params, api_key=_read_key(admin_api_key_file))
     stats = run(config)
     typer.echo(
         f"published {stats.published} readings in {stats.steps} steps "
         f"({stats.dropped} dropped, {stats.unacked} unacknowledged; "
         f"{stats.uplinks} as LoRaWAN uplinks, {stats.refused} refused)"
     )
+
+
+def runner_config(params: Mapping[str, Any], *, api_key: str) -> RunnerConfig:
+    """The runner's config from the command's parsed options (`click.Context.params`)."""
+    duration = params["duration"]
+    return RunnerConfig(
+        api_url=params["api_url"],
+        api_key=api_key,
+        run_dir=params["run_dir"],
+        mqtt_host=params["mqtt_host"],
+        mqtt_port=params["mqtt_port"],
+        energy=params["energy"],
+        waste=params["waste"],
+        traffic=params["traffic"],
+        seed=params["seed"],
+        speed=params["speed"],
+        backfill=parse_duration(params["backfill"]),
+        duration=parse_duration(duration) if duration is not None else None,
+        inject=tuple(parse_kinds(params["inject"])),
+        inject_after=parse_duration(params["inject_after"]),
+        events_out=params["events_out"],
+        resume=params["resume"],
+        lorawan_bins=params["lorawan_bins"],
+        lorawan_meters=params["lorawan_meters"],
+        lorawan_raw=params["lorawan_raw"],
+        lorawan_integration=params["lorawan_integration"],
+        id_prefix=params["id_prefix"],
+    )
+
+
+def living_town_config(*, seed: int) -> RunnerConfig:
+    """What `townpulse up` runs (`LIVING_TOWN_ARGS`, the other options at their defaults),
+    with another seed and no API key: the town bench/simulated_town.py replays offline."""
+    app = typer.Typer()
+    app.command()(simulate)
+    command = typer.main.get_command(app)
+    ctx = command.make_context("simulate", [*LIVING_TOWN_ARGS, "--seed", str(seed)])
+    return runner_config(ctx.params, api_key="")
 
 
 def _configure_logging() -> None:

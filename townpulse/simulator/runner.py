@@ -384,13 +384,9 @@ class _NetworkServer:
             self._link.close()
 
 
-def run(config: RunnerConfig, *, stop: threading.Event | None = None) -> RunStats:
-    """Register the town, then publish its readings until the end or until `stop` is set.
-
-    SIGINT and SIGTERM set `stop` when called from the main thread.
-    """
-    stop = stop or threading.Event()
-    town = build_town(
+def town_of(config: RunnerConfig) -> Town:
+    """The town a run simulates."""
+    return build_town(
         energy=config.energy,
         waste=config.waste,
         traffic=config.traffic,
@@ -399,6 +395,46 @@ def run(config: RunnerConfig, *, stop: threading.Event | None = None) -> RunStat
         lorawan_meters=config.lorawan_meters,
         id_prefix=config.id_prefix,
     )
+
+
+def plan_events(
+    town: Town,
+    *,
+    config: RunnerConfig,
+    planned: datetime,
+    start: datetime,
+    end: datetime | None,
+    now: datetime,
+) -> list[LabelledEvent]:
+    """The labelled events a run started at `now` injects (none without `config.inject`).
+
+    `planned` is the start of the backfill, `start` the first step this run publishes (later
+    when it resumes), `end` the run's end (None: open-ended). What `run` writes to the events
+    file, and what bench/simulated_town.py judges the alerts against.
+    """
+    if not config.inject:
+        return []
+    win_start, win_end = injection_window(start=start, end=end, now=now)
+    # After the warm-up, unless the run is too short to have one.
+    if (calm := floor_to_step(planned + config.inject_after, config.step)) < win_end:
+        win_start = max(win_start, calm)
+    return schedule_events(
+        town,
+        kinds=config.inject,
+        start=win_start,
+        end=win_end,
+        seed=config.seed,
+        step=config.step,
+    )
+
+
+def run(config: RunnerConfig, *, stop: threading.Event | None = None) -> RunStats:
+    """Register the town, then publish its readings until the end or until `stop` is set.
+
+    SIGINT and SIGTERM set `stop` when called from the main thread.
+    """
+    stop = stop or threading.Event()
+    town = town_of(config)
     now = datetime.now(UTC)
     start, end = plan_window(
         now=now, backfill=config.backfill, duration=config.duration, step=config.step
@@ -406,20 +442,8 @@ def run(config: RunnerConfig, *, stop: threading.Event | None = None) -> RunStat
     planned = start
     if config.resume:
         start = resume_start(start, read_progress(config.progress_path), config.step)
-    events: list[LabelledEvent] = []
-    if config.inject:
-        win_start, win_end = injection_window(start=start, end=end, now=now)
-        # After the warm-up, unless the run is too short to have one.
-        if (calm := floor_to_step(planned + config.inject_after, config.step)) < win_end:
-            win_start = max(win_start, calm)
-        events = schedule_events(
-            town,
-            kinds=config.inject,
-            start=win_start,
-            end=win_end,
-            seed=config.seed,
-            step=config.step,
-        )
+    events = plan_events(town, config=config, planned=planned, start=start, end=end, now=now)
+    if events:
         write_events(config.events_path, events)
         log.info("scheduled %d labelled event(s), written to %s", len(events), config.events_path)
 

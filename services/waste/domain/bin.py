@@ -21,7 +21,8 @@ cross the threshold (relative to how far ahead each prediction was made).
 Kinds of anomaly (alert `kind`):
 - `waste.abnormal_fill`: the level rose `ABNORMAL_EXCESS_PCT` more than expected within two
   hours (half the headroom for a nearly full bin, at least `MIN_EXCESS_PCT`), and at least
-  twice what was expected (illegal dumping, an event);
+  twice what was expected (illegal dumping, an event); not when it only came back to where a
+  "collection" within those two hours dropped it from (two glitches in a row, `_came_back`);
 - `waste.fire_risk`: temperature `FIRE_JUMP_C` above its recent level, or above `FIRE_ABS_C`;
 - `waste.sensor_stuck`: identical fill readings for `STUCK_AFTER` (a real level wobbles),
   where the bin's learnt readings say such a run is implausible (`shared.ml.warmup`);
@@ -154,6 +155,8 @@ class BinState(Upgradable):
     level_ts: datetime | None = None
     pending: tuple[datetime, float] | None = None
     last_collection: datetime | None = None
+    # The level the last collection dropped the bin from.
+    collected_from: float | None = None
     crossed_at: datetime | None = None
     bucket: datetime | None = None
     bucket_sum: float = 0.0
@@ -398,6 +401,7 @@ class WasteProcessor:
     ) -> None:
         out.rows.append(CollectionRow(device_id, ts, round(before, 2), after))
         s.last_collection, s.crossed_at = ts, None
+        s.collected_from = before
         # Predictions of a cycle cut short by the truck can never be checked.
         s.predictions.clear()
         s.predicted_hour = None
@@ -462,6 +466,7 @@ class WasteProcessor:
             s.rate_samples >= RATE_PROBATION
             and ts - first_ts >= FILL_WINDOW * 0.75
             and excess > max(needed, expected)
+            and not _came_back(s, since=first_ts)
         )
         fill_exp = {
             "observed_rise_pct": round(s.level - first_level, 2),
@@ -623,6 +628,21 @@ class WasteProcessor:
                 rates,
             )
         )
+
+
+def _came_back(s: BinState, *, since: datetime) -> bool:
+    """Whether the rise judged from `since` is the level coming back to where a "collection"
+    just before dropped it from: that drop was a run of sensor glitches (two readings of 0 in a
+    row), not a truck followed by a dump as high as before. (A dump refilling a bin to its level
+    before a real collection, within two hours, is not told apart: the rare price of not crying
+    wolf.)"""
+    return (
+        s.last_collection is not None
+        and s.collected_from is not None
+        and since - s.last_collection <= FILL_WINDOW
+        and s.level is not None
+        and abs(s.level - s.collected_from) <= JUMP_PCT / 2
+    )
 
 
 def _bucket(ts: datetime) -> datetime:

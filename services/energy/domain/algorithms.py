@@ -24,6 +24,7 @@ KINDS = (
     "energy.level_shift",
     "energy.consumption_drift",
     "energy.meter_stuck",
+    "energy.meter_silent",
 )
 _OPEN, _CLOSE, _STUCK, _RELEARN, _LEVELS = (
     spoken(d) for d in (OPEN_AFTER, CLOSE_AFTER, STUCK_AFTER, RELEARN_AFTER, SPREAD_LEARNT)

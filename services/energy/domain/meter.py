@@ -14,6 +14,10 @@ Kinds of anomaly (alert `kind`):
   control, fouling); once alerted, the new level is learnt;
 - `energy.meter_stuck`: the same value for `STUCK_AFTER` where the meter's learnt readings
   say such a run is implausible (never on a meter whose value normally holds there).
+- `energy.meter_silent`: a reading after a gap longer than `SILENT_PERIODS` reporting periods
+  (an hour at least; shared/runtime/episodes.py `watch_silence`, as for bins and counters): the
+  episode's start and end are sent together when the meter speaks again; the alerts service's
+  "device silent" rule covers a meter that never does.
 
 An episode opens once anomalous readings in a row have lasted `OPEN_AFTER` (and are
 `OPEN_READINGS` at least), or at once on a reading far outside the band (critical), and closes
@@ -28,6 +32,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from services.energy.domain.feedback import FeedbackMemory
 from services.energy.domain.weather import OutdoorTemperature
@@ -46,6 +51,7 @@ from shared.ml.timed import PointForecaster, build_forecaster
 from shared.ml.warmup import WarmUp, implausibly_steady
 from shared.runtime.cadence import Cadence, upgrade_timing
 from shared.runtime.checkpoints import Upgradable
+from shared.runtime.episodes import watch_silence
 from shared.runtime.feedback import Feedback
 from shared.runtime.processor import Effects
 from shared.schemas import AlertEvent, Reading, Severity
@@ -76,6 +82,7 @@ LEVEL_KINDS = {
 # Kinds of the level itself, not of a reading: never critical on one reading, and once alerted
 # the watch takes the new level as the meter's.
 LEVEL_CHANGES = frozenset({"energy.level_shift", "energy.consumption_drift"})
+SILENT = "energy.meter_silent"
 # The forecasters' calendar profiles change every 15 minutes (their slots): asked four times an
 # hour, each answer standing for a quarter of an hour's readings.
 POINTS_PER_HOUR = 4
@@ -327,7 +334,7 @@ class EnergyProcessor:
         level = s.levels.explain_one(x)
         repeated = s.last_value == value
         s.repeats = s.repeats + 1 if repeated else 0
-        s.cadence.observe(ts)
+        self._silence(s, device_id, ts, out)
         # A model that has not seen this day type and hour on enough days says nothing yet.
         kind = (
             classify(
@@ -434,6 +441,27 @@ class EnergyProcessor:
             out.events.append(self._event(device_id, ep, ts, "end", value, exp))
             out.rows.append(self._episode_row(device_id, ep, ts))
             s.episode = None
+
+    @staticmethod
+    def _silence(s: MeterState, device_id: str, ts: datetime, out: Effects) -> None:
+        """The meter's cadence learns this reading's time; a gap far longer than its interval
+        was a silence (the meter's own episodes table keeps it, with no kWh)."""
+        rows: list[Any] = []
+        watch_silence(
+            device_id=device_id,
+            domain=Domain.ENERGY,
+            kind=SILENT,
+            ts=ts,
+            cadence=s.cadence,
+            events=out.events,
+            rows=rows,
+        )
+        for r in rows:
+            out.rows.append(
+                EpisodeRow(
+                    r.device_id, r.kind, r.started_at, r.ended_at, r.severity, 0.0, 0.0, 0.0, 1
+                )
+            )
 
     @staticmethod
     def _episode_row(device_id: str, ep: Episode, ended: datetime | None) -> EpisodeRow:

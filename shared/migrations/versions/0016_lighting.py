@@ -68,14 +68,16 @@ TIMESCALE = (
 POSTGRES = "CREATE INDEX lighting_readings_ts ON lighting_readings (ts);"
 
 
+# The tables whose `domain` column lists the domains (0001, 0002, 0008).
+CHECKED = ("devices", "alert_rules", "device_profiles")
+
+
 def _domains(names: tuple[str, ...]) -> str:
     listed = ", ".join(f"'{d}'" for d in names)
-    return (
-        "ALTER TABLE devices DROP CONSTRAINT devices_domain_check;"
-        f" ALTER TABLE devices ADD CONSTRAINT devices_domain_check CHECK (domain IN ({listed}));"
-        " ALTER TABLE alert_rules DROP CONSTRAINT alert_rules_domain_check;"
-        " ALTER TABLE alert_rules ADD CONSTRAINT alert_rules_domain_check"
-        f" CHECK (domain IN ({listed}));"
+    return " ".join(
+        f"ALTER TABLE {t} DROP CONSTRAINT {t}_domain_check;"
+        f" ALTER TABLE {t} ADD CONSTRAINT {t}_domain_check CHECK (domain IN ({listed}));"
+        for t in CHECKED
     )
 
 
@@ -122,6 +124,7 @@ def downgrade() -> None:
     assert raw is not None
     raw.execute(
         "DELETE FROM alert_rules WHERE domain = 'lighting';"
+        " DELETE FROM device_profiles WHERE domain = 'lighting';"
         " DELETE FROM devices WHERE domain = 'lighting';"
     )
     raw.execute(_domains(DOMAINS_BEFORE))

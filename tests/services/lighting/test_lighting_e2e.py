@@ -148,3 +148,41 @@ def test_an_unknown_circuit_is_a_404(api: httpx.Client) -> None:
     r = api.get("/v1/lighting/circuits/no-such-circuit")
     assert r.status_code == 404
     assert "no readings" in r.text
+
+
+def test_erasing_a_controller_clears_its_lighting_rows(
+    api: httpx.Client,
+    stack: Stack,
+    device_factory: Callable[..., RegisteredDevice],
+    publisher_factory: Callable[[RegisteredDevice], Publisher],
+) -> None:
+    device = device_factory("lighting", prefix="lamp")
+    pub = publisher_factory(device)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    frames = _frames(now - timedelta(hours=3), now, now)
+    for frame in frames:
+        pub.publish(json.dumps(frame)).wait_for_publish(30)
+
+    def counts() -> dict[str, int]:
+        with psycopg.connect(stack.database_url()) as conn:
+            return {
+                t: int(
+                    conn.execute(
+                        f"SELECT count(*) FROM {t} WHERE device_id = %s",
+                        (device.id,),
+                    ).fetchone()[0]  # type: ignore[index]
+                )
+                for t in ("lighting_readings", "lighting_circuits", "lighting_episodes")
+            }
+
+    wait_for(
+        lambda: counts()["lighting_readings"] == len(frames) and counts()["lighting_circuits"],
+        timeout=120,
+        interval=1,
+        what="the controller's rows",
+    )
+    r = api.delete(f"/v1/devices/{device.id}", params={"erase": "true"})
+    assert r.status_code == 200, r.text
+    assert r.json()["rows"]["lighting_readings"] == len(frames)
+    assert r.json()["rows"]["lighting_circuits"] == 1
+    assert counts() == dict.fromkeys(counts(), 0)

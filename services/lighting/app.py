@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.lighting.adapters.db import write_rows
+from services.lighting.domain.algorithms import algorithms
 from services.lighting.domain.circuit import LightingProcessor
 from services.lighting.routes import router
 from services.lighting.settings import LightingSettings
@@ -22,6 +23,7 @@ def create_app(settings: LightingSettings) -> FastAPI:
         sink=write_rows,
         domain=Domain.LIGHTING,
         router=router,
+        algorithms=algorithms(processor),
     )
     secure(app, settings=settings)
     return app

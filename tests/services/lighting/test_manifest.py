@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from services.lighting.domain.algorithms import algorithms
+from services.lighting.domain.circuit import KINDS, LightingProcessor
+from services.lighting.domain.night import Town
 from services.lighting.manifest import MANIFEST
 from shared import erasure, retention
 from shared.topics import READINGS_TOPICS, Domain, all_topics
@@ -38,3 +41,11 @@ def test_the_stack_runs_and_forwards_the_lighting_service() -> None:
     assert isinstance(getattr(StackSettings(), spec.port_setting), int)
     assert READINGS_TOPICS[Domain.LIGHTING] == MANIFEST.topic == "readings.lighting"
     assert MANIFEST.topic in all_topics()
+
+
+def test_the_register_declares_what_the_processor_raises() -> None:
+    town = Town(latitude=48.8566, longitude=2.3522, zone="Europe/Paris")
+    (fault,) = algorithms(LightingProcessor(town=town))
+    assert fault.id == "lighting.fault_detection"
+    assert set(fault.outputs) == {*KINDS, "lighting.controller_silent"}
+    assert "30 min" in fault.method.en

@@ -157,6 +157,22 @@ class LightingProcessor:
     def new_state(self, device_id: str) -> CircuitState:
         return CircuitState()
 
+    def learning_until(self, state: CircuitState) -> datetime | None:
+        """While the full-power level is not trusted yet, roughly when it will be: the dawn
+        ending the night that gives it its missing readings (it learns only when lit)."""
+        last = state.cadence.last_ts
+        if last is None or state.learnt(FULL) is not None:
+            return None
+        lv = state.levels.get(FULL)
+        missing = state.cadence.readings(MIN_LEARNT) - (lv.count if lv else 0)
+        ready = last + missing * state.cadence.interval
+        day = self.town.local(last).date()
+        for d in (day - timedelta(days=1), day, day + timedelta(days=1)):
+            plan = self.town.plan(d)
+            if plan is not None and plan.dawn > ready and plan.dusk + (ready - last) <= plan.dawn:
+                return max(plan.dawn, ready)
+        return ready
+
     def process(self, state: CircuitState, *, device_id: str, readings: list[Reading]) -> Effects:
         out = Effects()
         by_ts: dict[datetime, dict[str, float]] = {}

@@ -231,3 +231,16 @@ def test_savings_baseline_is_full_power_from_dusk_to_dawn() -> None:
     assert abs((baseline - used) - 4 * FULL_W / 1000) <= 0.3
     forecast = plan.forecast_kwh(full_w=learnt, dim_w=learnt / 2)
     assert abs(forecast - used) <= 2 * learnt * 0.25 / 1000 + 0.05
+
+
+def test_learning_until_the_dawn_after_its_first_lit_hours() -> None:
+    proc = LightingProcessor(town=PARIS, lamp_w=LAMP_W)
+    state = proc.new_state("c1")
+    msgs = messages(1.5, lit_all_night(PARIS))
+    first_day = msgs[: 4 * 6]  # noon to 18:00 in Paris: off, then its first hour lit
+    replay(proc, device_id="c1", messages=first_day, state=state)
+    plan = PARIS.plan(T0.date())
+    assert plan is not None
+    assert proc.learning_until(state) == plan.dawn
+    replay(proc, device_id="c1", messages=msgs[len(first_day) :], state=state)
+    assert proc.learning_until(state) is None

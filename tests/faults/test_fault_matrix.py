@@ -7,9 +7,9 @@ of the stream is published across the fault. Nothing is run to recover: the keep
 killed services, and every service reconnects to a component that returns. Afterwards:
 
 - every reading is stored once (counted per device);
-- the derived rows (energy scores, waste levels, traffic flows, lighting readings) equal, value by value, those of
-  the same processors run here uninterrupted: a reading applied twice to a model, or skipped,
-  changes what the model says afterwards, which the unique keys cannot hide;
+- the derived rows (energy scores, waste levels, traffic flows, lighting readings) equal, value
+  by value, those of the same processors run here uninterrupted: a reading applied twice to a
+  model, or skipped, changes what the model says afterwards, which the unique keys cannot hide;
 - every alert the oracle expects exists, every webhook delivery of our devices arrived, and each
   webhook-id was received once (receipts are counted before any deduplication);
 - no stored offset ever moved backwards (sampled throughout);

@@ -4,6 +4,7 @@ from datetime import timedelta
 
 from pydantic import Field, field_validator
 
+from services.lighting.domain.circuit import LAMP_W
 from services.lighting.domain.night import Town, parse_window
 from shared.factors import FactorOverrides
 from shared.settings import StreamServiceSettings
@@ -27,7 +28,7 @@ class LightingSettings(StreamServiceSettings):
     lighting_tolerance_min: int = Field(default=30, ge=0, le=180)
     # One lamp's power: a drop of about this much, sustained, is a failed lamp (an LED street
     # lamp draws 30-100 W, a sodium lamp with its ballast 80-170 W).
-    lighting_lamp_w: float = Field(default=60.0, gt=0, le=2000)
+    lighting_lamp_w: float = Field(default=LAMP_W, gt=0, le=2000)
     # Tariff and CO2e factor overrides (shared/factors, TOWNPULSE_FACTORS like waste's).
     factors: FactorOverrides = Field(default_factory=dict)
 

@@ -47,6 +47,8 @@ FADING = 0.05
 MIN_LEARNT = timedelta(hours=2)
 REFERENCE = timedelta(hours=12)
 FAILURE_FRACTION = 0.03
+# One lamp's power unless the town says (TOWNPULSE_LIGHTING_LAMP_W): an LED street lamp.
+LAMP_W = 60.0
 # "About one lamp": three quarters of its rated power, so that mains noise and a lamp drawing a
 # little under its rating do not hide the failure (nor half a lamp's flicker raise one).
 FAILURE_LAMPS = 0.75
@@ -147,7 +149,7 @@ class LightingProcessor:
 
     model_version = "lighting-circuit/1"
 
-    def __init__(self, *, town: Town, lamp_w: float = 100.0) -> None:
+    def __init__(self, *, town: Town, lamp_w: float = LAMP_W) -> None:
         self.town = town
         self.lamp_w = lamp_w
         # Another town, schedule or lamp size: the learnt powers still hold, but the version

@@ -9,4 +9,5 @@ MANIFESTS = (
     "services.energy.manifest",
     "services.waste.manifest",
     "services.traffic.manifest",
+    "services.lighting.manifest",
 )

@@ -15,6 +15,7 @@ class Domain(StrEnum):
     ENERGY = "energy"
     WASTE = "waste"
     TRAFFIC = "traffic"
+    LIGHTING = "lighting"
 
 
 # Alerts come from the domains' devices and from the platform itself (a filling disk, a stale

@@ -92,6 +92,10 @@ async def add_row(conn: AsyncConnection[Any], table: str, device_id: str, at: da
         " severity, peak, readings) VALUES (%(d)s, 'jam', %(at)s, 'warning', 0.9, 3)",
         "waste_collections": "INSERT INTO waste_collections (device_id, ts, level_before,"
         " level_after) VALUES (%(d)s, %(at)s, 90, 5)",
+        "lighting_readings": "INSERT INTO lighting_readings (device_id, ts, is_on, power_w)"
+        " VALUES (%(d)s, %(at)s, true, 900)",
+        "lighting_episodes": "INSERT INTO lighting_episodes (device_id, kind, started_at,"
+        " severity, peak, readings) VALUES (%(d)s, 'lighting.daylight', %(at)s, 'warning', 0, 2)",
         "alerts": "INSERT INTO alerts (id, device_id, domain, kind, state, severity, count,"
         " first_seen, last_seen, last_observed_at, active, min_duration_s, cooldown_s,"
         " resolved_at) VALUES (%(id)s, %(d)s, 'waste', 'overflow', 'resolved', 'warning', 1,"
@@ -128,7 +132,7 @@ async def add_row(conn: AsyncConnection[Any], table: str, device_id: str, at: da
             " VALUES (%s, 1, %s, 10, 'failed')",
             (row[0] if not isinstance(row, dict) else row["id"], at),
         )
-    elif table in ("runtime_state", "waste_bins", "alert_device_activity"):
+    elif table in ("runtime_state", "waste_bins", "lighting_circuits", "alert_device_activity"):
         # Their age is the device's deletion.
         await conn.execute(
             "INSERT INTO devices (id, domain, deleted_at) VALUES (%(d)s, 'waste', %(at)s)"
@@ -141,6 +145,8 @@ async def add_row(conn: AsyncConnection[Any], table: str, device_id: str, at: da
                 " state) VALUES ('test', %(d)s, 'v1', '\\x00')",
                 "waste_bins": "INSERT INTO waste_bins (device_id, ts, level, rate_pct_h)"
                 " VALUES (%(d)s, %(at)s, 40, 1)",
+                "lighting_circuits": "INSERT INTO lighting_circuits (device_id, ts, is_on)"
+                " VALUES (%(d)s, %(at)s, false)",
                 "alert_device_activity": "INSERT INTO alert_device_activity (device_id, domain,"
                 " last_at) VALUES (%(d)s, 'waste', %(at)s)",
             }[table],

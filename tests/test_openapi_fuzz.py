@@ -23,13 +23,15 @@ import httpx
 import pytest
 
 from shared.auth import key_id_of
+from townpulse.stack import SERVICES
 
 pytestmark = pytest.mark.integration
 
 MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "15"))
 SEED = int(os.environ.get("FUZZ_SEED", "20261201"))
 CONFIG = Path(__file__).with_name("schemathesis.toml")
-FUZZED = ("gateway", "storage", "api", "energy", "waste", "traffic", "alerts")
+# Every service of the stack, the domains' from their manifests.
+FUZZED = tuple(s.name for s in SERVICES)
 
 # What undoes each successful creation the run made, by audit action.
 UNDO = {

@@ -1,15 +1,15 @@
 """The fault matrix: one steady stream through the real stack while each component fails in turn.
 
-60 devices (20 per domain) publish over MQTT with QoS 1, 11,200 messages (17,600 readings), with
-readings that open and close alerts, and a webhook receiver subscribed. For each fault in turn
+20 devices per domain publish over MQTT with QoS 1 (over 10,000 messages), with readings
+that open and close alerts, and a webhook receiver subscribed. For each fault in turn
 (SIGKILL of every service; a stop of at least 10 s of PostgreSQL and Kafka) a segment
 of the stream is published across the fault. Nothing is run to recover: the keepers restart
 killed services, and every service reconnects to a component that returns. Afterwards:
 
 - every reading is stored once (counted per device);
-- the derived rows (energy scores, waste levels, traffic flows) equal, value by value, those of
-  the same processors run here uninterrupted: a reading applied twice to a model, or skipped,
-  changes what the model says afterwards, which the unique keys cannot hide;
+- the derived rows (energy scores, waste levels, traffic flows, lighting readings) equal, value
+  by value, those of the same processors run here uninterrupted: a reading applied twice to a
+  model, or skipped, changes what the model says afterwards, which the unique keys cannot hide;
 - every alert the oracle expects exists, every webhook delivery of our devices arrived, and each
   webhook-id was received once (receipts are counted before any deduplication);
 - no stored offset ever moved backwards (sampled throughout);
@@ -36,6 +36,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from services.energy.domain.meter import EnergyProcessor, ScoreRow
+from services.lighting.domain.circuit import LightingRow
 from services.traffic.domain.counter import FlowRow, TrafficProcessor
 from services.waste.domain.bin import LevelRow, WasteProcessor
 from shared.schemas import ReadingBatch
@@ -45,6 +46,8 @@ from testing.prometheus import metric_value
 from testing.webhook_receiver import WebhookReceiver
 from tests.runtime_support import oracle, stored
 from tests.services.energy.test_energy_runtime import _series as energy_series
+from tests.services.lighting.test_lighting_runtime import _series as lighting_series
+from tests.services.lighting.test_lighting_runtime import processor as lighting_processor
 from tests.services.traffic.test_traffic_runtime import _series as traffic_series
 from tests.services.waste.test_waste_runtime import _series as waste_series
 from tests.support import Publisher, RegisteredDevice, wait_for
@@ -54,8 +57,8 @@ pytestmark = pytest.mark.e2e
 
 PER_DOMAIN = 20
 # Messages per device and segment; one segment is published across each fault.
-PER_SEGMENT = {"energy": 30, "waste": 20, "traffic": 20}
-KILLS = ("gateway", "storage", "energy", "waste", "traffic", "alerts")
+PER_SEGMENT = {"energy": 30, "waste": 20, "traffic": 20, "lighting": 20}
+KILLS = ("gateway", "storage", "energy", "waste", "traffic", "lighting", "alerts")
 OUTAGES = ("postgres", "kafka", "mosquitto")
 FAULTS = KILLS + OUTAGES
 DOWN_S = 10.0
@@ -194,6 +197,7 @@ GROUPS = {
     "energy": ("energy", [READINGS_TOPICS[Domain.ENERGY]]),
     "waste": ("waste", [READINGS_TOPICS[Domain.WASTE]]),
     "traffic": ("traffic", [READINGS_TOPICS[Domain.TRAFFIC]]),
+    "lighting": ("lighting", [READINGS_TOPICS[Domain.LIGHTING]]),
     "alerts": ("alerts", [*READINGS_TOPICS.values()]),
 }
 
@@ -230,7 +234,7 @@ def _restart_infra(stack: Stack, name: str) -> None:
 def devices(api: httpx.Client) -> Iterator[list[RegisteredDevice]]:
     made: list[RegisteredDevice] = []
     tag = uuid.uuid4().hex[:6]
-    for domain in ("energy", "waste", "traffic"):
+    for domain in ("energy", "waste", "traffic", "lighting"):
         for i in range(PER_DOMAIN):
             device_id = f"fm-{tag}-{domain[0]}{i}"
             r = api.post("/v1/devices", json={"id": device_id, "domain": domain})
@@ -268,6 +272,8 @@ def test_nothing_lost_nothing_doubled_whatever_fails(
             series[d.id] = energy_series(d.id, start=start, n=n, phase=k / PER_DOMAIN)
         elif d.domain == "waste":
             series[d.id] = waste_series(d.id, start=start, n=n, speed=1.0 + k % 5)
+        elif d.domain == "lighting":
+            series[d.id] = lighting_series(d.id, start=start, n=n, phase=k / PER_DOMAIN)
         else:
             series[d.id] = traffic_series(d.id, start=start, n=n, phase=k / PER_DOMAIN)
     total = sum(sum(len(x.readings) for x in b) for b in series.values())
@@ -355,6 +361,14 @@ def test_nothing_lost_nothing_doubled_whatever_fails(
                 lambda r: (r.vehicles, r.expected, r.score, r.kind),
                 "SELECT device_id, ts, vehicles, expected, score, kind FROM traffic_flows "
                 "WHERE device_id = ANY(%s)",
+            ),
+            (
+                "lighting",
+                lighting_processor(),
+                LightingRow,
+                lambda r: (r.is_on, r.power_w, r.expected_w, r.baseline_kwh, r.kind),
+                "SELECT device_id, ts, is_on, power_w, expected_w, baseline_kwh, kind "
+                "FROM lighting_readings WHERE device_id = ANY(%s)",
             ),
         ]
         expected_alerts: set[tuple[str, str]] = set()

@@ -23,7 +23,7 @@ from psycopg import AsyncConnection, errors
 
 from tests.data_rows import connect, plain_database
 from townpulse.stack import Stack
-from townpulse.stack.config import DATABASE_ROLES, MAINTENANCE_ROLE, WATCH_ROLE
+from townpulse.stack.config import DATABASE_ROLES, DOMAIN_SERVICES, MAINTENANCE_ROLE, WATCH_ROLE
 
 pytestmark = pytest.mark.integration
 
@@ -212,7 +212,7 @@ async def test_service_roles_cannot_rewrite_the_audit_log(stack: Stack, role: st
 
 
 async def test_only_the_domain_services_read_and_write_model_state(stack: Stack) -> None:
-    domains = ("townpulse_energy", "townpulse_waste", "townpulse_traffic")
+    domains = tuple(f"townpulse_{d}" for d in DOMAIN_SERVICES)
     for role in DATABASE_ROLES:
         async with await _as(stack, role) as conn:
             if role in domains:

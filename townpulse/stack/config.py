@@ -84,6 +84,7 @@ class StackSettings(BaseSettings):
     energy_port: int = 18103
     waste_port: int = 18104
     traffic_port: int = 18106
+    lighting_port: int = 18107
     # A town's stream is small (hundreds of messages per second at most): Kafka's own default
     # of 1 GB of heap is mostly empty. bench/footprint.py measures what it costs.
     kafka_heap: str = "256m"

@@ -111,7 +111,9 @@ _METRICS: dict[str, MetricSpec] = {
     "rssi_dbm": MetricSpec("dBm", -200.0, 50.0),
     "snr_db": MetricSpec("dB", -50.0, 50.0),
 }
-# Lighting circuits (a controller's outputs, 1 on, 0 off): circuit_<n>_on.
+# Lighting: a controller's dimming level (% of full power), and its circuits (outputs, 1 on,
+# 0 off): circuit_<n>_on.
+_METRICS["dimming_pct"] = MetricSpec("%", 0.0, 100.0)
 MAX_CIRCUITS = 8
 _METRICS.update({f"circuit_{n}_on": MetricSpec(None, 0.0, 1.0) for n in range(1, 9)})
 METRICS: Mapping[str, MetricSpec] = MappingProxyType(_METRICS)

@@ -129,7 +129,7 @@ GOOD = {"metric": "battery_pct", "field": "battery"}
         ({"readings": [{"metric": "fill_pct", "field": "d", "op": "sqrt"}]}, "unknown op 'sqrt'"),
         ({"name": "Bad Name"}, "name 'Bad Name'"),
         ({"name": "x" * 65}, "name"),
-        ({"domain": "lighting"}, "domain 'lighting'"),
+        ({"domain": "parking"}, "domain 'parking'"),
         ({"codec": "../x"}, "codec"),
         ({"readings": []}, "readings"),
         ({"readings": [GOOD] * 65}, "readings"),

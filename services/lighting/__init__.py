@@ -1,0 +1,1 @@
+"""Public lighting service: circuits' learnt power, lamp failures, daylight, schedule, savings."""

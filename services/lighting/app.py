@@ -1,0 +1,29 @@
+"""Lighting service: the online-learning runtime running the circuit processor, plus its API."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.lighting.adapters.db import write_rows
+from services.lighting.domain.algorithms import algorithms
+from services.lighting.domain.circuit import LightingProcessor
+from services.lighting.routes import router
+from services.lighting.settings import LightingSettings
+from shared.http import secure
+from shared.runtime.service import create_stream_app
+from shared.topics import Domain
+
+
+def create_app(settings: LightingSettings) -> FastAPI:
+    processor = LightingProcessor(town=settings.town(), lamp_w=settings.lighting_lamp_w)
+    app = create_stream_app(
+        title="TownPulse lighting",
+        settings=settings,
+        processor=processor,
+        sink=write_rows,
+        domain=Domain.LIGHTING,
+        router=router,
+        algorithms=algorithms(processor),
+    )
+    secure(app, settings=settings)
+    return app

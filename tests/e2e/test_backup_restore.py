@@ -42,6 +42,8 @@ PORT_SETTINGS = (
     "mqtts_port",
     *(spec.port_setting for spec in SERVICES),
 )
+# Tables a freshly started stack writes to at once (on a timer the live stack runs less often).
+STARTUP_WRITES = frozenset({"platform_footprint", "reports"})
 # Energy readings every 15 minutes of a day and a half: the meter's model has made forecasts.
 ENERGY_READINGS = 144
 EXTRA_READINGS = 12
@@ -337,11 +339,19 @@ def test_row_counts_alerts_and_audit_match(drill: dict[str, Any]) -> None:
     for table, n in before.items():
         if table == "stream_offsets":
             continue
-        # The restored stack's own watch samples its footprint as soon as it starts.
-        if after[table] == n and table != "platform_footprint":
+        # The restored stack's own watch samples its footprint as soon as it starts, and its
+        # API makes last month's report at start if readings of that month arrived since the
+        # live API's last (hourly) check: a backfill reaching into last month (CI saw 5 for 4).
+        if after[table] == n and table not in STARTUP_WRITES:
             assert restored[table] == n, table
         else:
             assert restored[table] >= n, table
+    extra_reports = _rows(
+        drill["restored_url"],
+        "SELECT kind, period_start FROM reports WHERE id <> ALL(%s)",
+        [r[0] for r in _rows(drill["url"], "SELECT id FROM reports")],
+    )
+    assert all(kind == "monthly" for kind, _ in extra_reports), extra_reports
     url, restored_url = drill["url"], drill["restored_url"]
     # Alerts as the backup's check left them: the live stack's go on resolving on the alerts
     # service's timers afterwards (CI saw two resolved after the drill, open in its backup). One

@@ -8,6 +8,9 @@ import pytest
 from services.alerts.domain.algorithms import ALGORITHMS as ALERTS
 from services.energy.domain.algorithms import algorithms as energy
 from services.energy.domain.meter import EnergyProcessor
+from services.lighting.domain.algorithms import algorithms as lighting
+from services.lighting.domain.circuit import LightingProcessor
+from services.lighting.settings import LightingSettings
 from services.traffic.domain.algorithms import algorithms as traffic
 from services.traffic.domain.counter import TrafficProcessor
 from services.waste.domain.algorithms import algorithms as waste
@@ -23,6 +26,7 @@ def declared() -> list[Algorithm]:
         *energy(EnergyProcessor()),
         *waste(WasteProcessor()),
         *traffic(TrafficProcessor()),
+        *lighting(LightingProcessor(town=LightingSettings(dev_mode=True).town())),
         *ALERTS,
     ]
 
@@ -31,7 +35,7 @@ def test_every_service_declares_what_it_runs_once() -> None:
     algorithms = declared()
     ids = [a.id for a in algorithms]
     assert len(ids) == len(set(ids))
-    assert {a.service for a in algorithms} == {"energy", "waste", "traffic", "alerts"}
+    assert {a.service for a in algorithms} == {"energy", "waste", "traffic", "lighting", "alerts"}
     for a in algorithms:
         assert a.inputs, a.id
         # Learnt algorithms name the model they run; rules have none to name.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from services.lighting.domain.circuit import (
     DRIFT_FRACTION,
+    FADING,
     FAILURE_AFTER,
     FAILURE_LAMPS,
     KINDS,
@@ -60,6 +61,8 @@ def algorithms(processor: LightingProcessor) -> tuple[Algorithm, ...]:
                 "Every alert is read, acknowledged and closed by a person.",
             ),
             kind=Method.LEARNT,
+            # What learns: each circuit's power per 10 % dimming level.
+            model=f"river.stats.EWMean(fading_factor={FADING}) per dimming level",
             inputs=(POWER, "circuit_1_on", "dimming_pct"),
             outputs=(*KINDS, "lighting.controller_silent"),
             retention=("scores", "episodes", "alerts"),

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 from pydantic import SecretStr
 
+from shared import domains
 from shared.townzone import (
     DEFAULT_ZONE,
     TownZone,
@@ -16,6 +19,10 @@ from shared.townzone import (
     check_timezone,
     ensure_rollup_zone,
 )
+
+if TYPE_CHECKING:
+    import psycopg
+    from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -36,26 +43,51 @@ def sqlalchemy_url(database_url: str) -> str:
     )
 
 
+def alembic_config(database_url: str) -> Config:
+    """Alembic's configuration for this database: the platform's migrations
+    (shared/migrations/versions) and each registered domain's own branch (its manifest's
+    `migrations` folder, shared.domains.migration_folders)."""
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    # os.pathsep between the folders: a path may hold a space, not a colon.
+    cfg.set_main_option("path_separator", "os")
+    folders = (MIGRATIONS_DIR / "versions", *domains.migration_folders())
+    cfg.set_main_option("version_locations", os.pathsep.join(str(f) for f in folders))
+    # ConfigParser interpolation would choke on a '%' in a URL-encoded password.
+    cfg.set_main_option("sqlalchemy.url", sqlalchemy_url(database_url).replace("%", "%%"))
+    return cfg
+
+
+def sync_domains(conn: psycopg.Connection[Any]) -> None:
+    """Add a row to `domains` (migration 0017) for each registered domain that has none: a
+    device, a profile or an alert rule may then name it (the table's foreign keys). A domain
+    no longer registered keeps its row (rows may still name it); the API refuses new devices
+    of it all the same (its schemas take the registered domains only)."""
+    conn.execute(
+        "INSERT INTO domains (name) SELECT unnest(%s::text[]) ON CONFLICT (name) DO NOTHING",
+        (list(domains.names()),),
+    )
+
+
 def migrate(
     database_url: SecretStr | str, *, revision: str = "heads", timezone: str | None = None
 ) -> None:
-    """Apply migrations up to `revision` (idempotent).
+    """Apply migrations up to `revision` (idempotent), then record the registered domains.
 
     "heads": each feature (alerts, the online-learning runtime) has its own branch from the
-    initial schema, so they can be written independently; all of them are applied.
+    initial schema, so they can be written independently, and so has a domain that declares
+    its migrations in its manifest (docs/domains.md); all of them are applied.
 
     `timezone`: the town's (default: `TOWNPULSE_TIMEZONE`, as the services read it). The daily
     rollup's days follow it while the database holds no reading; a database whose rollup has
     another zone's days and readings is refused (shared/townzone.py).
     """
     from alembic import command
-    from alembic.config import Config
 
     url = database_url.get_secret_value() if isinstance(database_url, SecretStr) else database_url
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    # ConfigParser interpolation would choke on a '%' in a URL-encoded password.
-    cfg.set_main_option("sqlalchemy.url", sqlalchemy_url(url).replace("%", "%%"))
+    cfg = alembic_config(url)
     zone = timezone if timezone is not None else town_zone()
     # Read by migration 0013, and by the step below on a database migrated before.
     cfg.attributes["timezone"] = check_timezone(zone)
@@ -63,10 +95,13 @@ def migrate(
     import psycopg
 
     with psycopg.connect(url) as conn:
+        conn.execute("SELECT pg_advisory_xact_lock(7310001)")
         # Only once migration 0013 has recorded a zone (not when migrating to an older one).
         if conn.execute("SELECT 1 FROM storage_info WHERE key = 'timezone'").fetchone():
-            conn.execute("SELECT pg_advisory_xact_lock(7310001)")
             ensure_rollup_zone(conn, zone)
+        # Likewise once 0017 has made the table.
+        if conn.execute("SELECT to_regclass('public.domains')").fetchone() != (None,):
+            sync_domains(conn)
 
 
 def town_zone() -> str:

@@ -16,16 +16,20 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.util
+import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 # The module that lists the registered domains' manifests (its `MANIFESTS`, dotted names).
 REGISTRATION = "services.domains"
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _PATH_SEGMENT_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+_METRIC_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,11 +62,25 @@ class ConsolePage:
 
 @dataclass(frozen=True, slots=True)
 class ServicePart:
-    """How the stack runs the domain's service: `python -m <module>`, listening on the port of
-    the stack's setting `port_setting` (townpulse/stack/config.py StackSettings)."""
+    """How the stack runs the domain's service: `python -m <module>`, listening on
+    `default_port` unless the stack's setting `<name>_port` (TOWNPULSE_<NAME>_PORT) says
+    otherwise (townpulse/stack/config.py StackSettings, which has one such field per manifest).
+    """
 
     module: str
-    port_setting: str
+    default_port: int
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    """A reading's metric that only this domain's devices send (the gateway's device profiles
+    may map a decoded field to it): its unit, and its physical range, outside of which a value
+    is a sensor or mapping fault and the gateway refuses the uplink."""
+
+    name: str
+    unit: str | None
+    lo: float
+    hi: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +89,10 @@ class DomainManifest:
 
     `routes`: first path segments under /v1/ that the operator API forwards to the service.
     `datasets`: ids of the open-data datasets made of the domain's data (services/api/
-    opendata.py).
+    opendata.py). `metrics`: the readings' metrics only this domain has (the gateway adds them
+    to its own). `migrations`: the folder of the service's package holding the domain's own
+    Alembic branch (its first revision labelled with the domain's name), applied with the
+    platform's (shared.db.migrate); None: its tables are in the platform's migrations.
     """
 
     name: str
@@ -81,6 +102,13 @@ class DomainManifest:
     routes: tuple[str, ...] = ()
     console: tuple[ConsolePage, ...] = ()
     datasets: tuple[str, ...] = ()
+    metrics: tuple[Metric, ...] = ()
+    migrations: str | None = None
+
+    @property
+    def port_setting(self) -> str:
+        """The stack's setting (and TOWNPULSE_<NAME>_PORT variable) of the service's port."""
+        return f"{self.name}_port"
 
 
 class ManifestError(ValueError):
@@ -94,9 +122,10 @@ def _duplicates(values: Iterable[str]) -> list[str]:
 def validate(manifests: Sequence[DomainManifest]) -> tuple[DomainManifest, ...]:
     """The manifests, checked on their own and against each other; ManifestError says why not.
 
-    >>> validate([DomainManifest("water", "readings.water", ServicePart("svc.water", "p"))])[0].name
+    >>> service = ServicePart("svc.water", default_port=18120)
+    >>> validate([DomainManifest("water", "readings.water", service)])[0].name
     'water'
-    >>> validate([DomainManifest("Water!", "readings.water", ServicePart("svc.water", "p"))])
+    >>> validate([DomainManifest("Water!", "readings.water", service)])
     Traceback (most recent call last):
     ...
     shared.domains.ManifestError: domain name 'Water!' is not a lower-case identifier
@@ -113,6 +142,16 @@ def validate(manifests: Sequence[DomainManifest]) -> tuple[DomainManifest, ...]:
         for table in m.tables:
             if not _NAME_RE.match(table.name):
                 raise ManifestError(f"{m.name}: table {table.name!r} is not an identifier")
+        if not 1 <= m.service.default_port <= 65535:
+            raise ManifestError(f"{m.name}: port {m.service.default_port} is not a TCP port")
+        for metric in m.metrics:
+            if not _METRIC_RE.match(metric.name):
+                raise ManifestError(f"{m.name}: metric {metric.name!r} is not an identifier")
+            bounds = (metric.lo, metric.hi)
+            if not (all(map(math.isfinite, bounds)) and metric.lo < metric.hi):
+                raise ManifestError(f"{m.name}: metric {metric.name}'s range is not lo < hi")
+        if m.migrations is not None and not _NAME_RE.match(m.migrations):
+            raise ManifestError(f"{m.name}: migrations {m.migrations!r} is not a folder name")
     checks = {
         "domain names": [m.name for m in manifests],
         "topics": [m.topic for m in manifests],
@@ -121,7 +160,8 @@ def validate(manifests: Sequence[DomainManifest]) -> tuple[DomainManifest, ...]:
         "console paths": [p.path for m in manifests for p in m.console],
         "datasets": [d for m in manifests for d in m.datasets],
         "service modules": [m.service.module for m in manifests],
-        "port settings": [m.service.port_setting for m in manifests],
+        "ports": [str(m.service.default_port) for m in manifests],
+        "metrics": [x.name for m in manifests for x in m.metrics],
     }
     for what, values in checks.items():
         if dup := _duplicates(values):
@@ -150,3 +190,21 @@ def registered() -> tuple[DomainManifest, ...]:
 def names() -> tuple[str, ...]:
     """The registered domains' names, in registration order."""
     return tuple(m.name for m in registered())
+
+
+def migration_folders(manifests: Sequence[DomainManifest] | None = None) -> tuple[Path, ...]:
+    """The folders of the domains' own Alembic branches (Alembic's `version_locations`, beside
+    the platform's shared/migrations/versions), found without importing the service packages."""
+    folders = []
+    for m in registered() if manifests is None else manifests:
+        if m.migrations is None:
+            continue
+        spec = importlib.util.find_spec(m.service.module)
+        locations = spec.submodule_search_locations if spec else None
+        if not locations:
+            raise ManifestError(f"{m.name}: service module {m.service.module} is not a package")
+        folder = Path(next(iter(locations))) / m.migrations
+        if not folder.is_dir():
+            raise ManifestError(f"{m.name}: its migrations folder {folder} does not exist")
+        folders.append(folder)
+    return tuple(folders)

@@ -18,7 +18,7 @@ def extra_domain(*, table: str | None = None, retention: str = "forecasts") -> D
     return DomainManifest(
         name="lamps",
         topic="readings.lamps",
-        service=ServicePart(module="services.lamps", port_setting="lamps_port"),
+        service=ServicePart(module="services.lamps", default_port=18199),
         tables=(
             Table(table, retention=retention, age="ts"),
             Table(f"{table}_plans", retention=None, device_column=None),

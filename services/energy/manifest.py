@@ -5,7 +5,7 @@ from shared.domains import ConsolePage, DomainManifest, ServicePart, Table
 MANIFEST = DomainManifest(
     name="energy",
     topic="readings.energy",
-    service=ServicePart(module="services.energy", port_setting="energy_port"),
+    service=ServicePart(module="services.energy", default_port=18103),
     tables=(
         Table("energy_scores", retention="scores", age="ts", policy=True),
         Table("energy_episodes", retention="episodes", age="started_at"),

@@ -5,7 +5,7 @@ from shared.domains import ConsolePage, DomainManifest, ServicePart, Table
 MANIFEST = DomainManifest(
     name="traffic",
     topic="readings.traffic",
-    service=ServicePart(module="services.traffic", port_setting="traffic_port"),
+    service=ServicePart(module="services.traffic", default_port=18106),
     tables=(
         Table("traffic_flows", retention="scores", age="ts", policy=True),
         Table("traffic_forecasts", retention="forecasts", age="target_ts"),

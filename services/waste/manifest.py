@@ -5,7 +5,7 @@ from shared.domains import ConsolePage, DomainManifest, ServicePart, Table
 MANIFEST = DomainManifest(
     name="waste",
     topic="readings.waste",
-    service=ServicePart(module="services.waste", port_setting="waste_port"),
+    service=ServicePart(module="services.waste", default_port=18104),
     tables=(
         Table("waste_levels", retention="scores", age="ts", policy=True),
         Table("waste_collections", retention="episodes", age="ts"),

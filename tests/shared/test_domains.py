@@ -14,7 +14,14 @@ import pytest
 from services.api import opendata
 from services.api.console.routes import HERE as CONSOLE
 from shared import domains
-from shared.domains import ConsolePage, DomainManifest, ManifestError, ServicePart, Table
+from shared.domains import (
+    ConsolePage,
+    DomainManifest,
+    ManifestError,
+    Metric,
+    ServicePart,
+    Table,
+)
 from shared.topics import READINGS_TOPICS, Domain
 
 pytestmark = pytest.mark.unit
@@ -26,7 +33,8 @@ def _manifest(name: str, /, **changes: object) -> DomainManifest:
     base = DomainManifest(
         name=name,
         topic=f"readings.{name}",
-        service=ServicePart(module=f"services.{name}", port_setting=f"{name}_port"),
+        # A port of its own per name (water 18647, rain 18526).
+        service=ServicePart(module=f"services.{name}", default_port=18100 + sum(name.encode())),
         tables=(Table(f"{name}_levels", retention="scores", age="ts"),),
         routes=(name,),
         console=(ConsolePage(f"/{name}", name, name.title()),),
@@ -103,13 +111,15 @@ def test_a_module_without_a_manifest_is_refused() -> None:
         (_manifest("rain", tables=(Table("water_levels", retention=None),)), "tables"),
         (_manifest("rain", routes=("water",)), "routes"),
         (_manifest("rain", console=(ConsolePage("/water", "rain", "Rain"),)), "console paths"),
-        (_manifest("rain", service=ServicePart("services.water", "rain_port")), "service modules"),
-        (_manifest("rain", service=ServicePart("services.rain", "water_port")), "port settings"),
+        (_manifest("rain", service=ServicePart("services.water", 18526)), "service modules"),
+        (_manifest("rain", service=ServicePart("services.rain", 18647)), "ports"),
+        (_manifest("rain", metrics=(Metric("flow_ls", "l/s", 0, 1e4),)), "metrics"),
     ],
 )
 def test_two_domains_may_not_declare_the_same_thing(second: DomainManifest, what: str) -> None:
+    first = _manifest("water", metrics=(Metric("flow_ls", "l/s", 0, 1e4),))
     with pytest.raises(ManifestError, match=f"^{what} declared by more than one domain: "):
-        domains.validate([_manifest("water"), second])
+        domains.validate([first, second])
 
 
 @pytest.mark.parametrize(
@@ -119,8 +129,26 @@ def test_two_domains_may_not_declare_the_same_thing(second: DomainManifest, what
         ({"routes": ("water/../admin",)}, "not a path segment"),
         ({"console": (ConsolePage("water", "water", "Water"),)}, "not /<segment>"),
         ({"tables": (Table("water levels", retention=None),)}, "not an identifier"),
+        ({"service": ServicePart("services.water", 70000)}, "not a TCP port"),
+        ({"metrics": (Metric("Flow l/s", None, 0, 1),)}, "not an identifier"),
+        ({"metrics": (Metric("flow_ls", None, 1, 1),)}, "range is not lo < hi"),
+        ({"metrics": (Metric("flow_ls", None, 0, float("inf")),)}, "range is not lo < hi"),
+        ({"migrations": "../shared"}, "not a folder name"),
     ],
 )
 def test_a_malformed_manifest_is_refused(changes: dict[str, object], why: str) -> None:
     with pytest.raises(ManifestError, match=why):
         domains.validate([_manifest("water", **changes)])
+
+
+def test_a_domains_migrations_are_found_in_its_package_without_importing_it() -> None:
+    with_branch = [m for m in domains.registered() if m.migrations]
+    assert "lighting" in [m.name for m in with_branch]
+    folders = domains.migration_folders(with_branch)
+    for manifest, folder in zip(with_branch, folders, strict=True):
+        package = ROOT / manifest.service.module.replace(".", "/")
+        assert folder == package / manifest.migrations
+        assert any(folder.glob("*.py")), folder
+    missing = _manifest("energy", service=ServicePart("services.energy", 18103))
+    with pytest.raises(ManifestError, match=r"migrations folder .* does not exist"):
+        domains.migration_folders([dataclasses.replace(missing, migrations="nowhere")])

@@ -20,7 +20,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from psycopg import sql
 
-from shared.db import MIGRATIONS_DIR, sqlalchemy_url
+from shared.db import alembic_config
 from townpulse.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -97,13 +97,21 @@ ROWS: dict[str, list[str]] = {
         " '{\"forecast_error_ratio\": 0.8}', 'k-1')",
         "INSERT INTO register_texts (key, value, updated_by) VALUES ('town_name', 'Town', 'k-1')",
     ],
+    # As the migrate step does for a registered domain (shared.db.sync_domains), then a device
+    # of it.
+    "0017": [
+        "INSERT INTO domains (name) VALUES ('lighting') ON CONFLICT DO NOTHING",
+        "INSERT INTO devices (id, domain, name) VALUES ('c-1', 'lighting', 'Cabinet')",
+    ],
 }
 
 # Rows expected at the head: every table above, with what the data migrations made of them.
 EXPECTED = {
     "reports": 1,
     "waste_plans": 1,
-    "devices": 3,
+    "devices": 4,
+    # energy and waste (0017 took them from the devices), lighting.
+    "domains": 3,
     "api_keys": 2,
     "deadletters": 1,
     "readings": 193,
@@ -125,15 +133,13 @@ EXPECTED = {
 
 
 def _config(url: str) -> Config:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    cfg.set_main_option("sqlalchemy.url", sqlalchemy_url(url).replace("%", "%%"))
-    return cfg
+    # The platform's migrations and the domains' own branches, as `townpulse up` applies them.
+    return alembic_config(url)
 
 
-def _order() -> list[str]:
+def _order(cfg: Config) -> list[str]:
     """Revisions from the base up, each after everything it depends on."""
-    script = ScriptDirectory(str(MIGRATIONS_DIR))
+    script = ScriptDirectory.from_config(cfg)
     return [r.revision for r in reversed(list(script.walk_revisions()))]
 
 
@@ -174,7 +180,7 @@ def scratch(stack: Stack) -> Iterator[str]:
 
 def _populated_head(url: str) -> Config:
     cfg = _config(url)
-    order = _order()
+    order = _order(cfg)
     assert set(ROWS) <= set(order), "a revision named in ROWS is not in the chain"
     for revision in order:
         command.upgrade(cfg, revision)
@@ -203,7 +209,16 @@ def test_each_migration_upgrades_a_populated_database(scratch: str) -> None:
 
 def test_downgrades_keep_data_and_the_chain_applies_again(scratch: str) -> None:
     cfg = _populated_head(scratch)
-    # The linear tail, one step at a time: what each step leaves must hold its data.
+    # 0017 gives the domain lists back as CHECK constraints: every row of devices still fits.
+    command.downgrade(cfg, "0017@-1")
+    assert "domains" not in _tables(scratch)
+    assert _count(scratch, "devices") == 4
+    with psycopg.connect(scratch) as conn, pytest.raises(psycopg.errors.CheckViolation):
+        conn.execute("INSERT INTO devices (id, domain) VALUES ('p-1', 'parking')")
+    command.upgrade(cfg, "heads")
+    assert _count(scratch, "domains") == 3
+    # The linear tail, one step at a time: what each step leaves must hold its data (the
+    # lighting branch's downgrade takes its devices with it).
     command.downgrade(cfg, "0007")
     assert _count(scratch, "devices") == 3
     assert "codecs" not in _tables(scratch)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from shared import domains
 from tests.domain_support import extra_domain
@@ -33,7 +34,7 @@ def test_each_registered_domain_is_a_service_between_the_api_and_alerts() -> Non
         spec = next(s for s in SERVICES if s.name == manifest.name)
         assert (spec.module, spec.port_setting, spec.routes) == (
             manifest.service.module,
-            manifest.service.port_setting,
+            manifest.port_setting,
             manifest.routes,
         )
         assert spec.mqtt_user is None
@@ -48,10 +49,29 @@ def test_a_fourth_domain_joins_the_service_list_from_its_manifest() -> None:
     assert [s.name for s in service_specs([])] == PLATFORM
 
 
-def test_each_domains_port_setting_is_a_stack_setting() -> None:
+def test_each_domains_port_is_a_stack_setting_defaulting_to_its_manifests(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for manifest in domains.registered():
+        monkeypatch.delenv(f"TOWNPULSE_{manifest.name.upper()}_PORT", raising=False)
     settings = StackSettings()
     for manifest in domains.registered():
-        assert isinstance(getattr(settings, manifest.service.port_setting), int), manifest.name
+        assert getattr(settings, manifest.port_setting) == manifest.service.default_port
+
+
+def test_a_domains_port_is_overridden_by_its_variable_or_argument(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """TOWNPULSE_<NAME>_PORT, as the stack's other ports (TOWNPULSE_ENERGY_PORT as before)."""
+    overrides = {m.name: 30_000 + i for i, m in enumerate(domains.registered())}
+    for name, port in overrides.items():
+        monkeypatch.setenv(f"TOWNPULSE_{name.upper()}_PORT", str(port))
+    settings = StackSettings()
+    assert {m.name: getattr(settings, m.port_setting) for m in domains.registered()} == overrides
+    assert StackSettings(energy_port=30_999).energy_port == 30_999
+    monkeypatch.setenv("TOWNPULSE_LIGHTING_PORT", "70000")
+    with pytest.raises(ValidationError, match="lighting_port"):
+        StackSettings()
 
 
 def test_domain_services_hold_the_checkpoint_key_and_share_the_compact_process() -> None:
@@ -70,7 +90,7 @@ def test_the_api_forwards_each_domains_routes_to_its_service(tmp_path: Path) -> 
     )
     upstreams = services.upstreams()
     for manifest in domains.registered():
-        port = getattr(settings, manifest.service.port_setting)
+        port = getattr(settings, manifest.port_setting)
         for route in manifest.routes:
             assert upstreams[route] == f"http://127.0.0.1:{port}", route
     routes = [r for s in SERVICES for r in s.routes]

@@ -6,9 +6,9 @@ import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, create_model, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared import domains
@@ -77,14 +77,12 @@ class StackSettings(BaseSettings):
     # its own): 16 days, so that the living town's two weeks of history (townpulse/simulator/
     # cli.py) reach the models, which warm up on them before the first console is seen.
     max_age_s: int = 16 * 24 * 3600
+    # The platform's services; each domain's `<name>_port` (TOWNPULSE_<NAME>_PORT) is added
+    # below from its manifest's default port.
     gateway_port: int = 18101
     storage_port: int = 18102
     api_port: int = 18000
     alerts_port: int = 18105
-    energy_port: int = 18103
-    waste_port: int = 18104
-    traffic_port: int = 18106
-    lighting_port: int = 18107
     # A town's stream is small (hundreds of messages per second at most): Kafka's own default
     # of 1 GB of heap is mostly empty. bench/footprint.py measures what it costs.
     kafka_heap: str = "256m"
@@ -139,6 +137,23 @@ class StackSettings(BaseSettings):
         return self
 
 
+def _with_domain_ports(
+    base: type[StackSettings], manifests: Sequence[DomainManifest]
+) -> type[StackSettings]:
+    """`base` with a port setting per domain (`<name>_port`, TOWNPULSE_<NAME>_PORT), its
+    default the manifest's: a new domain's port needs no field written here."""
+    fields: dict[str, Any] = {
+        m.port_setting: (int, Field(default=m.service.default_port, ge=1, le=65535))
+        for m in manifests
+    }
+    return create_model(base.__name__, __base__=base, __module__=__name__, **fields)
+
+
+if not TYPE_CHECKING:
+    # mypy sees the class above (a domain's port is read by name: getattr(settings, setting)).
+    StackSettings = _with_domain_ports(StackSettings, domains.registered())
+
+
 def is_loopback(host: str) -> bool:
     """Whether a bind address is this machine's loopback only.
 
@@ -171,7 +186,7 @@ def domain_spec(manifest: DomainManifest) -> ServiceSpec:
     return ServiceSpec(
         manifest.name,
         manifest.service.module,
-        manifest.service.port_setting,
+        manifest.port_setting,
         routes=manifest.routes,
     )
 

@@ -52,6 +52,8 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from services.gateway.ingest.rejection import Reason, Rejection
+from shared import domains
+from shared.domains import DomainManifest, ManifestError
 from shared.schemas import Reading
 from shared.topics import Domain
 
@@ -103,7 +105,7 @@ _METRICS: dict[str, MetricSpec] = {
     "people_out_total": MetricSpec("count", 0.0, _COUNT_MAX),
     "people_present": MetricSpec("count", 0.0, 1e5),  # seen at once (occupancy cameras)
     "occupied": MetricSpec(None, 0.0, 1.0),
-    # Any device.
+    # Any device. (A metric only one domain's devices send is in its manifest.)
     "temperature_c": MetricSpec("°C", -80.0, 200.0),
     "humidity_pct": MetricSpec("%", 0.0, 100.0),
     "battery_pct": MetricSpec("%", 0.0, 100.0),
@@ -111,12 +113,29 @@ _METRICS: dict[str, MetricSpec] = {
     "rssi_dbm": MetricSpec("dBm", -200.0, 50.0),
     "snr_db": MetricSpec("dB", -50.0, 50.0),
 }
-# Lighting: a controller's dimming level (% of full power), and its circuits (outputs, 1 on,
-# 0 off): circuit_<n>_on.
-_METRICS["dimming_pct"] = MetricSpec("%", 0.0, 100.0)
-MAX_CIRCUITS = 8
-_METRICS.update({f"circuit_{n}_on": MetricSpec(None, 0.0, 1.0) for n in range(1, 9)})
-METRICS: Mapping[str, MetricSpec] = MappingProxyType(_METRICS)
+
+
+def with_domain_metrics(
+    common: Mapping[str, MetricSpec], manifests: Iterable[DomainManifest]
+) -> dict[str, MetricSpec]:
+    """The gateway's metrics and those only one domain has (its manifest's `metrics`). A
+    domain may not redefine one of the gateway's (its unit or range would change for every
+    device)."""
+    merged = dict(common)
+    for manifest in manifests:
+        for metric in manifest.metrics:
+            if metric.name in merged:
+                raise ManifestError(
+                    f"{manifest.name}: metric {metric.name} is already the gateway's"
+                    " (services/gateway/ingest/profile.py)"
+                )
+            merged[metric.name] = MetricSpec(metric.unit, metric.lo, metric.hi)
+    return merged
+
+
+METRICS: Mapping[str, MetricSpec] = MappingProxyType(
+    with_domain_metrics(_METRICS, domains.registered())
+)
 
 
 class ProfileError(Exception):

@@ -3,6 +3,7 @@ that turns decoded fields into readings."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -14,15 +15,21 @@ from services.gateway.ingest.profile import (
     METRICS,
     PROFILES_DIR,
     MemoryCounters,
+    MetricSpec,
     Profile,
     ProfileError,
     check_against_examples,
     map_fields,
     parse_profile,
     shipped_profiles,
+    with_domain_metrics,
 )
 from services.gateway.ingest.rejection import Reason, Rejection
+from shared import domains
+from shared.domains import ManifestError
+from shared.domains import Metric as DomainMetric
 from shared.topics import Domain
+from tests.domain_support import extra_domain
 
 pytestmark = pytest.mark.unit
 
@@ -473,6 +480,44 @@ def test_a_value_outside_its_metrics_range(metric: str, value: float) -> None:
     rejection = rejected(profile({"metric": metric, "field": "x"}), {"x": value})
     assert rejection.reason is Reason.OUT_OF_RANGE
     assert metric in rejection.detail or "too large" in rejection.detail
+
+
+# ---- metrics declared by the domains' manifests ----------------------------------------------
+
+
+def test_each_domains_own_metrics_are_the_gateways_with_its_unit_and_range() -> None:
+    declared = [(m.name, x) for m in domains.registered() for x in m.metrics]
+    assert ("lighting", "dimming_pct") in [(d, x.name) for d, x in declared]
+    for _, metric in declared:
+        assert METRICS[metric.name] == MetricSpec(metric.unit, metric.lo, metric.hi)
+
+
+def test_a_manifests_metric_is_mapped_within_its_range_and_refused_outside() -> None:
+    dimming = next(x for m in domains.registered() for x in m.metrics if x.name == "dimming_pct")
+    lamp = parse_profile(
+        {
+            "name": "test-lamp",
+            "domain": "lighting",
+            "readings": [{"metric": "dimming_pct", "field": "dim"}],
+        }
+    )
+    assert mapped(lamp, {"dim": dimming.hi}) == {"dimming_pct": dimming.hi}
+    for value in (dimming.lo - 1, dimming.hi + 1):
+        rejection = rejected(lamp, {"dim": value})
+        assert rejection.reason is Reason.OUT_OF_RANGE
+        assert "dimming_pct" in rejection.detail
+
+
+def test_a_new_domains_metric_joins_and_one_redefining_the_gateways_is_refused() -> None:
+    lamps = dataclasses.replace(
+        extra_domain(), metrics=(DomainMetric("lamp_hours", "h", 0.0, 1e6),)
+    )
+    merged = with_domain_metrics(METRICS, [lamps])
+    assert merged["lamp_hours"] == MetricSpec("h", 0.0, 1e6)
+    assert {k: v for k, v in merged.items() if k != "lamp_hours"} == dict(METRICS)
+    clash = dataclasses.replace(lamps, metrics=(DomainMetric("fill_pct", "%", 0.0, 150.0),))
+    with pytest.raises(ManifestError, match="fill_pct is already the gateway's"):
+        with_domain_metrics(METRICS, [clash])
 
 
 # ---- against the codec's examples ----------------------------------------------------------------

@@ -1,9 +1,15 @@
-"""The lighting service's tables, its role's grants, and `lighting` among the domains.
+"""The lighting service's tables and its role's grants: the first revision of the lighting
+domain's own Alembic branch (its manifest's `migrations`, docs/domains.md).
 
 `lighting_readings` is a hypertable on TimescaleDB (like the other domains' per-reading tables,
 0005a_retention), a plain table with an index on `ts` on PostgreSQL. Its role
 `townpulse_lighting` gets what the other domain roles got in 0009_roles, 0012_register and
 0014_alert_feedback, and nothing else (tests/shared/db_privileges.json).
+
+Written as core revision 0016, which also rewrote the `domain` CHECK constraints to admit
+`lighting`; moved here keeping its id, so that a database at 0016 is at this branch's head. The
+domains a device may belong to are now rows of the `domains` table (core 0017), which the
+migrate step fills from the registered manifests: no domain's migration lists the domains.
 
 Revision ID: 0016
 Revises: 0015
@@ -13,14 +19,13 @@ Create Date: 2026-12-07
 from alembic import op
 
 revision = "0016"
+# The core schema it builds on (devices, the roles of 0009, register_algorithms, alert_feedback).
 down_revision = "0015"
-branch_labels = None
+branch_labels = ("lighting",)
 depends_on = None
 
 ROLE = "townpulse_lighting"
 TABLES = ("lighting_readings", "lighting_episodes", "lighting_circuits")
-DOMAINS_BEFORE = ("energy", "waste", "traffic")
-DOMAINS = (*DOMAINS_BEFORE, "lighting")
 
 UP = """
 CREATE TABLE lighting_readings (
@@ -68,19 +73,6 @@ TIMESCALE = (
 POSTGRES = "CREATE INDEX lighting_readings_ts ON lighting_readings (ts);"
 
 
-# The tables whose `domain` column lists the domains (0001, 0002, 0008).
-CHECKED = ("devices", "alert_rules", "device_profiles")
-
-
-def _domains(names: tuple[str, ...]) -> str:
-    listed = ", ".join(f"'{d}'" for d in names)
-    return " ".join(
-        f"ALTER TABLE {t} DROP CONSTRAINT {t}_domain_check;"
-        f" ALTER TABLE {t} ADD CONSTRAINT {t}_domain_check CHECK (domain IN ({listed}));"
-        for t in CHECKED
-    )
-
-
 def _grants(database: str) -> str:
     tables = ", ".join(TABLES)
     return f"""
@@ -114,7 +106,6 @@ def upgrade() -> None:
     assert raw is not None
     raw.execute(UP)
     raw.execute(TIMESCALE if backend == "timescaledb" else POSTGRES)
-    raw.execute(_domains(DOMAINS))
     raw.execute(_grants(database))
 
 
@@ -127,7 +118,6 @@ def downgrade() -> None:
         " DELETE FROM device_profiles WHERE domain = 'lighting';"
         " DELETE FROM devices WHERE domain = 'lighting';"
     )
-    raw.execute(_domains(DOMAINS_BEFORE))
     raw.execute(f"DROP TABLE IF EXISTS {', '.join(TABLES)}")
     database = bind.exec_driver_sql("SELECT current_database()").scalar()
     # The role stays while another database of the cluster may use it; its grants here go.

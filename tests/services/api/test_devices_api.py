@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+from shared import domains
 from tests.support import count_readings, wait_for
 
 pytestmark = pytest.mark.integration
@@ -205,3 +206,15 @@ def test_readings_of_unknown_device_is_404(api: httpx.Client) -> None:
 
 def test_unknown_domain_route_is_404(api: httpx.Client) -> None:
     assert api.get("/v1/water/meters").status_code == 404
+
+
+def test_a_device_of_an_unregistered_domain_is_refused_with_the_domains_it_may_be(
+    api: httpx.Client,
+) -> None:
+    device_id = f"p-{uuid.uuid4().hex[:8]}"
+    response = api.post("/v1/devices", json={"id": device_id, "domain": "parking"})
+    assert response.status_code == 422
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["body", "domain"]
+    assert all(f"'{name}'" in error["msg"] for name in domains.names())
+    assert api.get(f"/v1/devices/{device_id}").status_code == 404

@@ -232,3 +232,19 @@ def test_a_database_at_the_old_0016_upgrades_and_0017_goes_back_down(
     assert _rows(scratch) == rows
     migrate(scratch)
     assert _state(scratch) == after
+
+
+def test_services_name_a_domain_without_any_privilege_on_the_table(stack: Stack) -> None:
+    """A foreign key is checked with the referenced table's owner's rights: the API's role adds a
+    device of a registered domain, and may neither read nor change the domains."""
+    device_id = f"fk-{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(stack.postgres.role_url("townpulse_api"), autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO devices (id, domain) VALUES (%s, %s)", (device_id, domains.names()[0])
+        )
+        conn.execute("DELETE FROM devices WHERE id = %s", (device_id,))
+        with pytest.raises(psycopg.errors.ForeignKeyViolation):
+            conn.execute("INSERT INTO devices (id, domain) VALUES (%s, 'parking')", (device_id,))
+        for statement in ("SELECT * FROM domains", "INSERT INTO domains VALUES ('parking')"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)  # type: ignore[arg-type]

@@ -21,18 +21,16 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from shared.db import MIGRATIONS_DIR, migrate
+from shared.db import alembic_config, migrate
 from townpulse.bootstrap import ensure_admin_key
 from townpulse.stack import REPO, Stack
 
 
-def _heads() -> set[str]:
-    from alembic.config import Config
+def _heads(url: str) -> set[str]:
     from alembic.script import ScriptDirectory
 
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    return set(ScriptDirectory.from_config(cfg).get_heads())
+    # The platform's migrations and the domains' own branches.
+    return set(ScriptDirectory.from_config(alembic_config(url)).get_heads())
 
 
 pytestmark = pytest.mark.integration
@@ -165,7 +163,7 @@ def test_previous_release_with_data_upgrades(scratch: str, tmp_path: Path) -> No
             "SELECT id, metadata, dev_eui, profile FROM devices WHERE id LIKE 'old-%' ORDER BY id"
         ).fetchall()
     # At this release's newest migration (the upgrade had to apply it and any since).
-    assert max(_heads()) in revisions
+    assert max(_heads(scratch)) in revisions
     assert after == before
     assert devices == [(f"old-{i}", {"bin_depth_mm": 1000 + i}, None, None) for i in range(3)]
     # The previous release's admin key still opens this one (False: valid, nothing created).

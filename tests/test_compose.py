@@ -212,3 +212,31 @@ def test_the_compact_members_keep_their_own_database_roles() -> None:
     for name in COMPACT_MEMBERS:
         member = json.loads(env[member_env_var(name)])
         assert make_url(member["TOWNPULSE_DATABASE_URL"]).username == f"townpulse_{name}"
+
+
+def test_every_registered_domain_is_a_compose_service_in_both_layouts(compose: dict) -> None:
+    """docker-compose.yml is written by hand: a registered domain missing from it, or from the
+    compact override, fails here. In compose every service listens on port 8000 of its own
+    container (the manifest's port is the local stack's, where they share one host)."""
+    import json
+
+    from shared import domains
+
+    services = compose["services"]
+    compact = yaml.safe_load(COMPOSE.with_name("docker-compose.compact.yml").read_text())
+    together = compact["services"]["domains"]
+    upstreams = json.loads(services["api"]["environment"]["TOWNPULSE_UPSTREAMS"])
+    for m in domains.registered():
+        service = services[m.name]
+        assert service["command"] == ["python", "-m", m.service.module], m.name
+        assert service["environment"]["TOWNPULSE_HTTP_PORT"] == "8000", m.name
+        assert (
+            f"POSTGRES_{m.name.upper()}_PASSWORD:?"
+            in service["environment"]["TOWNPULSE_DATABASE_URL"]
+        )
+        for route in m.routes:
+            assert upstreams[route] == f"http://{m.name}:8000", route
+        assert compact["services"][m.name] == {"scale": 0}, m.name
+        assert m.name in together["command"]
+        member = json.loads(together["environment"][f"TOWNPULSE_MEMBER_ENV_{m.name.upper()}"])
+        assert member["TOWNPULSE_DATABASE_URL"].startswith(f"postgresql://townpulse_{m.name}:")

@@ -96,3 +96,23 @@ def test_the_api_forwards_each_domains_routes_to_its_service(tmp_path: Path) -> 
     routes = [r for s in SERVICES for r in s.routes]
     assert sorted(upstreams) == sorted(routes)
     assert len(routes) == len(set(routes))
+
+
+def test_a_domain_service_run_alone_listens_on_its_manifests_port() -> None:
+    """`python -m services.<name>` without the stack's environment: the port the stack would
+    give it (its own settings' default, services/<name>/settings.py)."""
+    import importlib
+
+    from pydantic_settings import BaseSettings
+
+    for manifest in domains.registered():
+        module = importlib.import_module(f"{manifest.service.module}.settings")
+        (settings,) = (
+            v
+            for v in vars(module).values()
+            if isinstance(v, type)
+            and issubclass(v, BaseSettings)
+            and v.__module__ == module.__name__
+            and "http_port" in v.model_fields
+        )
+        assert settings.model_fields["http_port"].default == manifest.service.default_port

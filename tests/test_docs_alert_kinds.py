@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from shared import domains
+
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +31,7 @@ def kinds_in_table(domain: str) -> set[str]:
     return set(re.findall(rf"^\| `({domain}\.[a-z_]+)`", text, flags=re.MULTILINE))
 
 
-@pytest.mark.parametrize("domain", ["energy", "waste", "traffic", "lighting"])
+@pytest.mark.parametrize("domain", domains.names())
 def test_every_alert_kind_is_explained_in_its_domain_page(domain: str) -> None:
     code = kinds_in_code(domain)
     assert len(code) >= 4, code  # the scan found the kinds (the services raise four or five)

@@ -39,6 +39,7 @@ from services.energy.domain.meter import EnergyProcessor, ScoreRow
 from services.lighting.domain.circuit import LightingRow
 from services.traffic.domain.counter import FlowRow, TrafficProcessor
 from services.waste.domain.bin import LevelRow, WasteProcessor
+from shared import domains
 from shared.schemas import ReadingBatch
 from shared.topics import READINGS_TOPICS, Domain
 from testing.alerts_support import subscribe
@@ -58,7 +59,8 @@ pytestmark = pytest.mark.e2e
 PER_DOMAIN = 20
 # Messages per device and segment; one segment is published across each fault.
 PER_SEGMENT = {"energy": 30, "waste": 20, "traffic": 20, "lighting": 20}
-KILLS = ("gateway", "storage", "energy", "waste", "traffic", "lighting", "alerts")
+# Every service but the API (the test drives the faults through it), each domain's included.
+KILLS = tuple(spec.name for spec in SERVICES if spec.name != "api")
 OUTAGES = ("postgres", "kafka", "mosquitto")
 FAULTS = KILLS + OUTAGES
 DOWN_S = 10.0
@@ -234,7 +236,7 @@ def _restart_infra(stack: Stack, name: str) -> None:
 def devices(api: httpx.Client) -> Iterator[list[RegisteredDevice]]:
     made: list[RegisteredDevice] = []
     tag = uuid.uuid4().hex[:6]
-    for domain in ("energy", "waste", "traffic", "lighting"):
+    for domain in domains.names():
         for i in range(PER_DOMAIN):
             device_id = f"fm-{tag}-{domain[0]}{i}"
             r = api.post("/v1/devices", json={"id": device_id, "domain": domain})

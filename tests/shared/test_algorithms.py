@@ -15,6 +15,7 @@ from services.traffic.domain.algorithms import algorithms as traffic
 from services.traffic.domain.counter import TrafficProcessor
 from services.waste.domain.algorithms import algorithms as waste
 from services.waste.domain.bin import WasteProcessor
+from shared import domains
 from shared.algorithms import Algorithm, Figure, Method, Text
 from shared.ml.registry import ModelSpec, describe
 
@@ -35,7 +36,7 @@ def test_every_service_declares_what_it_runs_once() -> None:
     algorithms = declared()
     ids = [a.id for a in algorithms]
     assert len(ids) == len(set(ids))
-    assert {a.service for a in algorithms} == {"energy", "waste", "traffic", "lighting", "alerts"}
+    assert {a.service for a in algorithms} == {*domains.names(), "alerts"}
     for a in algorithms:
         assert a.inputs, a.id
         # Learnt algorithms name the model they run; rules have none to name.

@@ -29,6 +29,8 @@ REGISTRATION = "services.domains"
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _PATH_SEGMENT_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+# The folder of a domain's package holding its own Alembic branch (`migrations=True`).
+MIGRATIONS_FOLDER = "migrations"
 _METRIC_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 
@@ -90,9 +92,9 @@ class DomainManifest:
     `routes`: first path segments under /v1/ that the operator API forwards to the service.
     `datasets`: ids of the open-data datasets made of the domain's data (services/api/
     opendata.py). `metrics`: the readings' metrics only this domain has (the gateway adds them
-    to its own). `migrations`: the folder of the service's package holding the domain's own
-    Alembic branch (its first revision labelled with the domain's name), applied with the
-    platform's (shared.db.migrate); None: its tables are in the platform's migrations.
+    to its own). `migrations`: the service's package has a `migrations/` folder holding the
+    domain's own Alembic branch (its first revision labelled with the domain's name), applied
+    with the platform's (shared.db.migrate); False: its tables are in the platform's migrations.
     """
 
     name: str
@@ -103,7 +105,7 @@ class DomainManifest:
     console: tuple[ConsolePage, ...] = ()
     datasets: tuple[str, ...] = ()
     metrics: tuple[Metric, ...] = ()
-    migrations: str | None = None
+    migrations: bool = False
 
     @property
     def port_setting(self) -> str:
@@ -150,8 +152,6 @@ def validate(manifests: Sequence[DomainManifest]) -> tuple[DomainManifest, ...]:
             bounds = (metric.lo, metric.hi)
             if not (all(map(math.isfinite, bounds)) and metric.lo < metric.hi):
                 raise ManifestError(f"{m.name}: metric {metric.name}'s range is not lo < hi")
-        if m.migrations is not None and not _NAME_RE.match(m.migrations):
-            raise ManifestError(f"{m.name}: migrations {m.migrations!r} is not a folder name")
     checks = {
         "domain names": [m.name for m in manifests],
         "topics": [m.topic for m in manifests],
@@ -197,13 +197,14 @@ def migration_folders(manifests: Sequence[DomainManifest] | None = None) -> tupl
     the platform's shared/migrations/versions), found without importing the service packages."""
     folders = []
     for m in registered() if manifests is None else manifests:
-        if m.migrations is None:
+        if not m.migrations:
             continue
         spec = importlib.util.find_spec(m.service.module)
         locations = spec.submodule_search_locations if spec else None
         if not locations:
             raise ManifestError(f"{m.name}: service module {m.service.module} is not a package")
-        folder = Path(next(iter(locations))) / m.migrations
+        # One name for every domain: pyproject.toml installs services/*/migrations/*.py.
+        folder = Path(next(iter(locations))) / MIGRATIONS_FOLDER
         if not folder.is_dir():
             raise ManifestError(f"{m.name}: its migrations folder {folder} does not exist")
         folders.append(folder)

@@ -21,5 +21,6 @@ MANIFEST = DomainManifest(
         # Its circuits: 1 on, 0 off.
         *(Metric(f"circuit_{n}_on", None, 0.0, 1.0) for n in range(1, MAX_CIRCUITS + 1)),
     ),
-    migrations="migrations",
+    # Its own Alembic branch, services/lighting/migrations/.
+    migrations=True,
 )

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -152,3 +153,37 @@ def test_a_domains_migrations_are_found_in_its_package_without_importing_it() ->
     missing = _manifest("energy", service=ServicePart("services.energy", 18103), migrations=True)
     with pytest.raises(ManifestError, match=r"migrations folder .* does not exist"):
         domains.migration_folders([missing])
+
+
+def test_each_domains_branch_builds_on_the_platforms_which_never_depends_on_it() -> None:
+    """A domain's revisions form its own branch, labelled with its name and starting from a
+    platform revision; the platform's (shared/migrations/versions) neither descend from nor
+    depend on any of them, so the platform's chain stands without any domain's folder."""
+    from alembic.script import ScriptDirectory
+
+    from shared.db import MIGRATIONS_DIR, alembic_config
+
+    def parents(revision: Any) -> set[str]:
+        found: set[str] = set()
+        for ids in (revision.down_revision, revision.dependencies):
+            found.update((ids,) if isinstance(ids, str) else ids or ())
+        return found
+
+    script = ScriptDirectory.from_config(alembic_config("postgresql://nobody@localhost/none"))
+    revisions = list(script.walk_revisions())
+
+    def in_folder(folder: Path) -> set[str]:
+        return {r.revision for r in revisions if Path(r.path).parent == folder}
+
+    platform = in_folder(MIGRATIONS_DIR / "versions")
+    with_branch = [m for m in domains.registered() if m.migrations]
+    for manifest, folder in zip(with_branch, domains.migration_folders(), strict=True):
+        own = [r for r in revisions if r.revision in in_folder(folder)]
+        first = [r for r in own if not parents(r) & in_folder(folder)]
+        # (Alembic's labels include those of the platform branches it descends from.)
+        assert len(first) == 1 and manifest.name in first[0].branch_labels, manifest.name
+        assert parents(first[0]) and parents(first[0]) <= platform
+        assert script.get_revision(f"{manifest.name}@head") in own
+    for revision in revisions:
+        if revision.revision in platform:
+            assert parents(revision) <= platform, revision.revision

@@ -1,4 +1,5 @@
-"""HTTP plumbing shared by every service: health, readiness, metrics, keys, roles, audit."""
+"""HTTP plumbing shared by every service: its app (`create_service_app`), the typed objects
+its routes use (`AppResource`), health, readiness, metrics, keys, roles, audit."""
 
 from __future__ import annotations
 
@@ -10,9 +11,17 @@ import logging
 import math
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Generic, TypeVar, cast
 
 import fastapi.routing
 import psycopg
@@ -27,6 +36,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from psycopg_pool import PoolTimeout
 from pydantic import BaseModel
+from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -38,7 +48,7 @@ from shared.inputs import check_instant, utcnow
 from shared.keyring import KeyRing
 from shared.logging import SERVICE, configure_logging
 from shared.settings import ServiceSettings
-from shared.supervise import EXIT_TASK_DIED
+from shared.supervise import EXIT_TASK_DIED, Supervisor
 from shared.throttle import FailureThrottle
 
 log = logging.getLogger(__name__)
@@ -51,7 +61,57 @@ AUTH_REFUSED = Counter(
 # When the key table cannot be read (the database restarting): a few seconds, as /readyz.
 KEYS_UNAVAILABLE_RETRY_AFTER_S = 5
 
-ReadyCheck = Callable[[], Awaitable[None]]
+T = TypeVar("T")
+S = TypeVar("S", bound=ServiceSettings)
+
+
+class AppResource(Generic[T]):
+    """An object a service's app holds for its routes and checks (its pool, its settings, a
+    client), given to a route as a typed dependency: `pool: Annotated[Pool, Depends(POOL)]`.
+
+    The one place that reads and writes the app's state (Starlette's untyped `app.state`, under
+    `name`, where a test may also put a stand-in): routes name the type they get, and mypy sees
+    it. Async, so that FastAPI calls it in the event loop, not in a worker thread.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    async def __call__(self, request: Request) -> T:
+        return self.of(request.app)
+
+    def of(self, app: Starlette) -> T:
+        """The object, which the app's start-up (or its builder) must have put."""
+        return cast(T, getattr(app.state, self.name))
+
+    def find(self, app: Starlette) -> T | None:
+        """The object, or None if nothing put it."""
+        return cast(T | None, getattr(app.state, self.name, None))
+
+    def put(self, app: Starlette, value: T) -> None:
+        setattr(app.state, self.name, value)
+
+
+# What every service's app holds: its settings, its database pool (the audit log's too), the
+# supervisor of its long-running tasks, the Gate's key table, and what to call when a supervised
+# task dies (set by serve_together).
+SETTINGS: AppResource[ServiceSettings] = AppResource("settings")
+POOL: AppResource[Pool] = AppResource("pool")
+SUPERVISOR: AppResource[Supervisor] = AppResource("supervisor")
+KEYRING: AppResource[KeyRing] = AppResource("keyring")
+ON_FATAL: AppResource[Callable[[], None]] = AppResource("on_fatal")
+
+AppPool = Annotated[Pool, Depends(POOL)]
+AppKeyRing = Annotated[KeyRing, Depends(KEYRING)]
+
+
+def settings_of(kind: type[S]) -> AppResource[S]:
+    """The app's settings as its service's own class (`kind`): what its routes depend on."""
+    del kind  # for the type only: the app holds one settings object, of its service's class
+    return AppResource(SETTINGS.name)
+
+
+ReadyCheck = Callable[[], Awaitable[object]]
 # A dependency that does not answer in this time is reported as not ready, so /readyz itself
 # answers well within a load balancer's or `townpulse status`'s own timeout.
 READY_CHECK_TIMEOUT_S = 2.0
@@ -170,6 +230,69 @@ def _api_routes(app: FastAPI) -> list[tuple[str, APIRoute]]:
     ]
 
 
+# A service's own start-up and shut-down around its app's life, given the app and the supervisor
+# of its long-running tasks: it starts them, and stops the supervisor where its own shut-down
+# order wants it (the gateway drains its messages first).
+ServiceLifespan = Callable[[FastAPI, Supervisor], contextlib.AbstractAsyncContextManager[None]]
+# A readiness check of one of a service's own dependencies (its broker), given its app.
+AppCheck = Callable[[FastAPI], Awaitable[object]]
+
+
+def create_service_app(
+    *,
+    title: str,
+    settings: ServiceSettings,
+    lifespan: ServiceLifespan,
+    routers: Sequence[APIRouter] = (),
+    checks: Mapping[str, AppCheck] | None = None,
+    install: Callable[[FastAPI], Iterable[str]] | None = None,
+    public: tuple[str, ...] = (),
+    keys: bool = True,
+    version: str = "0.1.0",
+    description: str = "",
+) -> FastAPI:
+    """A service's app, as every service builds it: its settings held for its routes
+    (`settings_of`), `lifespan` run under a supervisor that a dying task stops the process with
+    (`SUPERVISOR`), `/healthz`, `/readyz` (the database, `checks`, the supervised tasks) and
+    `/metrics`, then `routers`, then `install`, then the Gate in front of it all (`secure`).
+
+    `install`: what is more than routers (the console's pages and static files, middleware that
+    only requests with a good key may reach), run before the Gate is put in front; it returns
+    paths served without a key, added to `public`. `keys=False`: a service that serves only the
+    public probes and metrics, and so opens no connection to the key table.
+    """
+
+    @contextlib.asynccontextmanager
+    async def run(app: FastAPI) -> AsyncIterator[None]:
+        supervisor = Supervisor(on_fatal=ON_FATAL.find(app))
+        SUPERVISOR.put(app, supervisor)
+        async with lifespan(app, supervisor):
+            yield
+
+    app = FastAPI(title=title, version=version, description=description, lifespan=run)
+    SETTINGS.put(app, settings)
+    own = dict(checks or {})
+
+    def ready() -> dict[str, ReadyCheck]:
+        def bound(check: AppCheck) -> ReadyCheck:
+            return lambda: check(app)
+
+        return {
+            "database": lambda: check_pool(POOL.of(app)),
+            **{name: bound(check) for name, check in own.items()},
+            "tasks": SUPERVISOR.of(app).check,
+        }
+
+    app.include_router(observability_router(ready))
+    for router in routers:
+        app.include_router(router)
+    if install is not None:
+        public += tuple(install(app))
+    if keys:
+        secure(app, settings=settings, public=public)
+    return app
+
+
 def secure(app: FastAPI, *, settings: ServiceSettings, public: tuple[str, ...] = ()) -> None:
     """Put the Gate in front of `app` and check that every route says which role it needs.
 
@@ -207,7 +330,7 @@ def secure(app: FastAPI, *, settings: ServiceSettings, public: tuple[str, ...] =
     app.add_exception_handler(psycopg.errors.QueryCanceled, _too_slow)
     app.add_exception_handler(PoolTimeout, _busy)
     keyring = KeyRing(settings.database_url, ttl_s=settings.key_cache_ttl_s)
-    app.state.keyring = keyring
+    KEYRING.put(app, keyring)
     inner = app.router.lifespan_context
 
     @contextlib.asynccontextmanager
@@ -503,7 +626,7 @@ class Gate:
             detail["query"] = scope["query_string"].decode("latin-1")[:500]
         detail.update(state.get("audit_detail", {}))
         try:
-            pool: Pool = scope["app"].state.pool
+            pool = POOL.of(scope["app"])
             async with pool.connection() as conn:
                 await audit.record(
                     conn,
@@ -521,7 +644,7 @@ class Gate:
 def serve(app: FastAPI, settings: ServiceSettings, *, service: str) -> None:
     """Run a service's app with uvicorn, logging as JSON.
 
-    A supervised task that dies asks the server to stop (`app.state.on_fatal`), and the process
+    A supervised task that dies asks the server to stop (`ON_FATAL`), and the process
     then exits non-zero so that its process manager starts it again (shared/supervise.py).
     """
     serve_together([(app, settings, service)])
@@ -654,7 +777,7 @@ async def _serve_together(members: Sequence[tuple[FastAPI, ServiceSettings, str]
             failed.append(name)
             stop_all()
 
-        app.state.on_fatal = on_fatal
+        ON_FATAL.put(app, on_fatal)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)

@@ -6,16 +6,18 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
 
 from services.alerts.consumer import AlertsHandler
+from services.alerts.deps import DISPATCHER, WEBHOOK_SECRETS
 from services.alerts.dispatcher import Dispatcher
 from services.alerts.domain.algorithms import ALGORITHMS
 from services.alerts.routes import alerts, webhooks
 from services.alerts.settings import AlertsSettings
 from shared.algorithms import declare_algorithms
 from shared.db import create_pool
-from shared.http import check_pool, observability_router, secure
+from shared.http import POOL, AppResource, create_service_app
 from shared.kafka import create_consumer
 from shared.stream.loop import StreamLoop
 from shared.stream.offsets import DbOffsets
@@ -25,9 +27,12 @@ from shared.topics import ALERTS_TOPIC, READINGS_TOPICS
 log = logging.getLogger(__name__)
 
 
+CONSUMER: AppResource[AIOKafkaConsumer] = AppResource("consumer")
+
+
 def create_app(settings: AlertsSettings) -> FastAPI:
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI, supervisor: Supervisor) -> AsyncIterator[None]:
         # The consumer, the dispatcher (a poll and its result writer) and API requests.
         pool = create_pool(settings.database_url, min_size=2, max_size=8)
         await pool.open()
@@ -36,7 +41,7 @@ def create_app(settings: AlertsSettings) -> FastAPI:
         # Secrets stored in clear (before the key existed) are encrypted before any is used.
         async with pool.connection() as conn, conn.transaction():
             await dispatcher.secrets.seal_clear_rows(conn)
-        app.state.webhook_secrets = dispatcher.secrets
+        WEBHOOK_SECRETS.put(app, dispatcher.secrets)
         kafka = create_consumer(
             bootstrap=settings.kafka_bootstrap,
             group_id=settings.group_id,
@@ -57,11 +62,11 @@ def create_app(settings: AlertsSettings) -> FastAPI:
         )
         loop.subscribe([ALERTS_TOPIC, *READINGS_TOPICS.values()])
         await kafka.start()
-        supervisor = Supervisor(on_fatal=getattr(app.state, "on_fatal", None))
         supervisor.start("consumer", loop.run())
         dispatcher.start(supervisor)
-        app.state.pool, app.state.kafka, app.state.supervisor = pool, kafka, supervisor
-        app.state.dispatcher = dispatcher
+        POOL.put(app, pool)
+        CONSUMER.put(app, kafka)
+        DISPATCHER.put(app, dispatcher)
         log.info("alerts started")
         try:
             yield
@@ -71,29 +76,14 @@ def create_app(settings: AlertsSettings) -> FastAPI:
             await kafka.stop()
             await pool.close()
 
-    app = FastAPI(
+    return create_service_app(
         title="TownPulse alerts",
         version="1",
         description="Alerts, alert rules and webhook subscriptions. "
         "Every endpoint but /healthz, /readyz and /metrics needs `Authorization: Bearer <key>`; "
         "`x-required-role` says which role (viewer, operator, admin) an operation needs.",
+        settings=settings,
         lifespan=lifespan,
+        routers=[alerts.router, webhooks.router],
+        checks={"kafka": lambda app: CONSUMER.of(app).topics()},
     )
-    app.state.settings = settings
-
-    async def kafka_up() -> None:
-        await app.state.kafka.topics()
-
-    app.include_router(
-        observability_router(
-            lambda: {
-                "database": lambda: check_pool(app.state.pool),
-                "kafka": kafka_up,
-                "tasks": app.state.supervisor.check,
-            }
-        )
-    )
-    app.include_router(alerts.router)
-    app.include_router(webhooks.router)
-    secure(app, settings=settings)
-    return app

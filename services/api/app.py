@@ -12,6 +12,7 @@ import httpx
 from fastapi import FastAPI
 
 from services.api import console, proxy
+from services.api.deps import DYNSEC, UPSTREAM
 from services.api.reports import figures as report_figures
 from services.api.reports import routes as reports
 from services.api.reports import service as report_service
@@ -19,7 +20,7 @@ from services.api.routes import admin, devices, opendata, register, retention
 from services.api.settings import ApiSettings
 from shared.db import create_pool
 from shared.factors import load_factors
-from shared.http import PUBLIC_PATHS, StrictTransport, check_pool, observability_router, secure
+from shared.http import POOL, PUBLIC_PATHS, StrictTransport, create_service_app
 from shared.mqtt_admin import DynSecClient, DynSecError
 from shared.supervise import Supervisor
 from shared.throttle import ConcurrencyCaps, RouteClass
@@ -79,9 +80,21 @@ def route_classes(settings: ApiSettings) -> tuple[list[RouteClass], RouteClass]:
     ], RouteClass("other", settings.max_concurrent_other, lambda p: True)
 
 
+async def _mqtt_connected(app: FastAPI) -> None:
+    if not DYNSEC.of(app).is_connected():
+        raise ConnectionError("MQTT admin connection down")
+
+
 def create_app(settings: ApiSettings) -> FastAPI:
+    # Read once: a report names the table's version it used.
+    factors = load_factors(settings.factors)
+    thresholds = report_figures.Thresholds(
+        useful_fill_pct=settings.report_useful_fill_pct,
+        weak_rssi_dbm=settings.report_weak_rssi_dbm,
+    )
+
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI, supervisor: Supervisor) -> AsyncIterator[None]:
         # Its daily figures come from the daily rollup: days of another zone are refused here.
         await check_rollup_zone(settings.database_url, settings.timezone)
         pool = create_pool(settings.database_url, min_size=2, max_size=10)
@@ -93,11 +106,19 @@ def create_app(settings: ApiSettings) -> FastAPI:
         await asyncio.to_thread(dynsec.repair)
         # Domain services answer from memory or one query: 30 s is a generous ceiling.
         http = httpx.AsyncClient(timeout=30)
-        app.state.pool, app.state.dynsec, app.state.http = pool, dynsec, http
-        supervisor = Supervisor(on_fatal=getattr(app.state, "on_fatal", None))
-        app.state.supervisor = supervisor
+        POOL.put(app, pool)
+        DYNSEC.put(app, dynsec)
+        UPSTREAM.put(app, http)
+        reporting = reports.Reporting(
+            pool=pool,
+            settings=settings,
+            factors=factors,
+            thresholds=thresholds,
+            footprint_of=report_service.measured_footprint(factors),
+        )
+        reports.REPORTING.put(app, reporting)
         if settings.report_schedule:
-            supervisor.start("monthly-report", reports.monthly(app.state))
+            supervisor.start("monthly-report", reports.monthly(reporting))
         try:
             yield
         finally:
@@ -106,64 +127,46 @@ def create_app(settings: ApiSettings) -> FastAPI:
             await asyncio.to_thread(dynsec.close)
             await pool.close()
 
-    app = FastAPI(
+    def install(app: FastAPI) -> tuple[str, ...]:
+        console_paths = console.install(app, settings)
+        # Last: it matches any /v1/<domain>/... that no route above claimed.
+        app.include_router(proxy.router)
+        classes, rest = route_classes(settings)
+        # Before the Gate is put in front, so inside it: a request holds a slot only once its
+        # key is good.
+        app.add_middleware(
+            ConcurrencyCaps,
+            classes=classes,
+            default=rest,
+            exempt=PUBLIC_PATHS,
+            retry_after_s=settings.capped_retry_after_s,
+        )
+        return console_paths
+
+    app = create_service_app(
         title="TownPulse operator API",
         version="1",
         description="Devices, readings and dead letters of a town's sensors. "
         "Every endpoint but /healthz, /readyz, /metrics, /open-data/ and /register/ needs "
         "`Authorization: Bearer <key>`; `x-required-role` says which role (viewer, operator, "
         "admin) an operation needs.",
+        settings=settings,
         lifespan=lifespan,
+        routers=[
+            devices.router,
+            admin.router,
+            opendata.admin_router,
+            opendata.public_router,
+            register.admin_router,
+            register.public_router,
+            retention.router,
+            reports.router,
+        ],
+        checks={"mqtt": _mqtt_connected},
+        install=install,
+        # HTTP push carries its senders' own secrets, which the gateway checks
+        # (services/api/proxy.py).
+        public=(opendata.public_router.prefix, register.public_router.prefix, proxy.INGEST_PATH),
     )
-    app.state.settings = settings
-    # The factors are read once: a report names the table's version it used.
-    app.state.factors = load_factors(settings.factors)
-    app.state.report_thresholds = report_figures.Thresholds(
-        useful_fill_pct=settings.report_useful_fill_pct,
-        weak_rssi_dbm=settings.report_weak_rssi_dbm,
-    )
-    app.state.footprint_of = report_service.measured_footprint(app.state.factors)
-
-    async def mqtt_connected() -> None:
-        if not app.state.dynsec.is_connected():
-            raise ConnectionError("MQTT admin connection down")
-
-    app.include_router(
-        observability_router(
-            lambda: {
-                "database": lambda: check_pool(app.state.pool),
-                "mqtt": mqtt_connected,
-                "tasks": app.state.supervisor.check,
-            }
-        )
-    )
-    app.include_router(devices.router)
-    app.include_router(admin.router)
-    app.include_router(opendata.admin_router)
-    app.include_router(opendata.public_router)
-    app.include_router(register.admin_router)
-    app.include_router(register.public_router)
-    app.include_router(retention.router)
-    app.include_router(reports.router)
-    console_paths = console.install(app, settings)
-    # Last: it matches any /v1/<domain>/... that no route above claimed.
-    app.include_router(proxy.router)
-    # HTTP push carries its senders' own secrets, which the gateway checks (services/api/proxy.py).
-    public = (
-        opendata.public_router.prefix,
-        register.public_router.prefix,
-        proxy.INGEST_PATH,
-        *console_paths,
-    )
-    classes, rest = route_classes(settings)
-    # Added before the Gate, so inside it: a request holds a slot only once its key is good.
-    app.add_middleware(
-        ConcurrencyCaps,
-        classes=classes,
-        default=rest,
-        exempt=PUBLIC_PATHS,
-        retry_after_s=settings.capped_retry_after_s,
-    )
-    secure(app, settings=settings, public=public)
     app.add_middleware(StrictTransport)
     return app

@@ -22,6 +22,8 @@ from urllib.parse import unquote
 import httpx
 from fastapi import APIRouter, HTTPException, Request, Response, status
 
+from services.api.deps import Settings, Upstream
+from services.api.settings import ApiSettings
 from shared.http import Viewer
 
 router = APIRouter(tags=["domain services"], include_in_schema=False)
@@ -71,9 +73,10 @@ INGEST_PATH = f"/v1/{INGEST}/"
 
 
 @router.post("/v1/ingest/{path:path}")
-async def forward_ingest(request: Request, path: str) -> Response:
+async def forward_ingest(
+    request: Request, settings: Settings, client: Upstream, path: str
+) -> Response:
     """Forward an HTTP push to the gateway (no API key: public in app.py)."""
-    settings = request.app.state.settings
     body = await request.body()
     if len(body) > settings.ingest_max_body_bytes:
         raise HTTPException(
@@ -81,7 +84,7 @@ async def forward_ingest(request: Request, path: str) -> Response:
             detail=f"body over {settings.ingest_max_body_bytes} bytes",
         )
     try:
-        return await _forward(request, segment=INGEST, body=body)
+        return await _forward(request, settings=settings, client=client, segment=INGEST, body=body)
     except HTTPException as exc:
         if exc.status_code != status.HTTP_502_BAD_GATEWAY:
             raise
@@ -99,20 +102,33 @@ INGEST_RETRY_AFTER_S = 5
 
 @router.api_route("/v1/{segment}", methods=METHODS)
 @router.api_route("/v1/{segment}/{path:path}", methods=METHODS)
-async def forward(segment: str, request: Request, _: Viewer, path: str = "") -> Response:
+async def forward(
+    segment: str,
+    request: Request,
+    settings: Settings,
+    client: Upstream,
+    _: Viewer,
+    path: str = "",
+) -> Response:
     """Forward to the domain service; any key passes here, the upstream checks its role."""
-    return await _forward(request, segment=segment, body=await request.body())
+    body = await request.body()
+    return await _forward(request, settings=settings, client=client, segment=segment, body=body)
 
 
-async def _forward(request: Request, *, segment: str, body: bytes) -> Response:
+async def _forward(
+    request: Request,
+    *,
+    settings: ApiSettings,
+    client: httpx.AsyncClient,
+    segment: str,
+    body: bytes,
+) -> Response:
     reason = unsafe_path(request.scope.get("raw_path", b"").decode("latin-1"))
     if reason is not None:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=reason)
-    upstreams: dict[str, str] = request.app.state.settings.upstreams
-    base = upstreams.get(segment)
+    base = settings.upstreams.get(segment)
     if base is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="Not Found")
-    client: httpx.AsyncClient = request.app.state.http
     headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
     # The client's address (as uvicorn resolved it, a trusted proxy's X-Forwarded-For
     # included), for the upstream's log of refusals and its throttling per source

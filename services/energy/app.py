@@ -9,7 +9,6 @@ from services.energy.domain.algorithms import algorithms
 from services.energy.domain.replay import meter_processor
 from services.energy.routes import router
 from services.energy.settings import EnergySettings
-from shared.http import secure
 from shared.runtime.service import create_stream_app
 from shared.topics import Domain
 
@@ -21,14 +20,11 @@ def create_app(settings: EnergySettings) -> FastAPI:
         forecaster=settings.energy_forecaster,
         temperature_device=settings.energy_temperature_device,
     )
-    app = create_stream_app(
-        title="TownPulse energy",
+    return create_stream_app(
         settings=settings,
+        domain=Domain.ENERGY,
         processor=processor,
         sink=write_rows,
-        domain=Domain.ENERGY,
         router=router,
-        algorithms=algorithms(processor),
+        algorithms=algorithms,
     )
-    secure(app, settings=settings)
-    return app

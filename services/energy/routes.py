@@ -5,14 +5,16 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, status
 
 from services.energy.adapters import db
-from shared.http import Viewer, time_window
+from services.energy.settings import EnergySettings
+from shared.http import AppPool, Viewer, settings_of, time_window
 from shared.inputs import Day
 from shared.townzone import day_bounds, today
 
 router = APIRouter(prefix="/v1/energy", tags=["energy"])
+Settings = Annotated[EnergySettings, Depends(settings_of(EnergySettings))]
 
 BUCKETS = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "1d": timedelta(days=1)}
 
@@ -20,14 +22,14 @@ BUCKETS = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "1d": timedel
 @router.get("/meters/{device_id}/anomalies")
 async def meter_anomalies(
     device_id: str,
-    request: Request,
+    pool: AppPool,
     _: Viewer,
     start: datetime | None = None,
     end: datetime | None = None,
 ) -> dict[str, Any]:
     """Anomaly episodes and the flagged readings, each with expected vs observed."""
     start, end = time_window(start, end, default_span=timedelta(days=7))
-    async with request.app.state.pool.connection() as conn:
+    async with pool.connection() as conn:
         episodes, readings = await db.anomalies(conn, device_id=device_id, start=start, end=end)
     return {
         "device_id": device_id,
@@ -39,9 +41,9 @@ async def meter_anomalies(
 
 
 @router.get("/meters/{device_id}/forecast")
-async def meter_forecast(device_id: str, request: Request, _: Viewer) -> dict[str, Any]:
+async def meter_forecast(device_id: str, pool: AppPool, _: Viewer) -> dict[str, Any]:
     """The latest hourly forecast of the next 24 hours (kWh per hour, with an interval)."""
-    async with request.app.state.pool.connection() as conn:
+    async with pool.connection() as conn:
         rows = await db.forecast(conn, device_id=device_id)
     if not rows:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no forecast for this meter yet")
@@ -51,7 +53,8 @@ async def meter_forecast(device_id: str, request: Request, _: Viewer) -> dict[st
 @router.get("/meters/{device_id}/consumption")
 async def meter_consumption(
     device_id: str,
-    request: Request,
+    pool: AppPool,
+    settings: Settings,
     _: Viewer,
     bucket: str = "1h",
     start: datetime | None = None,
@@ -62,7 +65,7 @@ async def meter_consumption(
     if bucket not in BUCKETS:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"bucket: one of {list(BUCKETS)}")
     start, end = time_window(start, end, default_span=timedelta(days=7))
-    async with request.app.state.pool.connection() as conn:
+    async with pool.connection() as conn:
         rows = await db.consumption(
             conn,
             device_id=device_id,
@@ -70,18 +73,20 @@ async def meter_consumption(
             end=end,
             width=BUCKETS[bucket],
             limit=limit,
-            zone=request.app.state.settings.timezone,
+            zone=settings.timezone,
         )
     return {"device_id": device_id, "bucket": bucket, "items": rows}
 
 
 @router.get("/summary")
-async def town_summary(request: Request, _: Viewer, day: Day | None = None) -> dict[str, Any]:
+async def town_summary(
+    pool: AppPool, settings: Settings, _: Viewer, day: Day | None = None
+) -> dict[str, Any]:
     """A day of the town (its time zone, today by default) for the whole town: total, top
     anomalies, kWh wasted by anomalies."""
-    zone = request.app.state.settings.timezone
+    zone = settings.timezone
     day = day or today(zone)
     start, end = day_bounds(day, zone)
-    async with request.app.state.pool.connection() as conn:
+    async with pool.connection() as conn:
         s = await db.summary(conn, start=start, end=end)
     return {"day": day, **s}

@@ -39,7 +39,7 @@ from services.gateway.settings import GatewaySettings
 from services.gateway.uplinks import DUPLICATES as UPLINK_DUPLICATES
 from services.gateway.uplinks import Duplicate, Recent, Undo, UplinkMapper, readings_key
 from shared.db import Pool, create_pool
-from shared.http import check_pool, observability_router, secure
+from shared.http import POOL, AppResource, create_service_app
 from shared.kafka import Producer
 from shared.mqtt_admin import OWN_FORMAT_SUBTOPICS
 from shared.schemas import DeadLetter, ReadingBatch
@@ -483,9 +483,18 @@ class Gateway:
                     await asyncio.sleep(0.05)
 
 
+SOURCE: AppResource[MqttSource] = AppResource("source")
+PRODUCER: AppResource[Producer] = AppResource("producer")
+
+
+async def _mqtt_connected(app: FastAPI) -> None:
+    if not SOURCE.of(app).connected:
+        raise ConnectionError("not connected to the MQTT broker")
+
+
 def create_app(settings: GatewaySettings) -> FastAPI:
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI, supervisor: Supervisor) -> AsyncIterator[None]:
         # Two for routing, the rest for the operators' routes and the HTTP ingest.
         pool = create_pool(settings.database_url, min_size=1, max_size=settings.db_pool_size)
         await pool.open()
@@ -567,7 +576,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             within_s=settings.dedup_seed_timeout_s,
         )
         log.info("remembered %d readings records confirmed before this start", seeded)
-        supervisor = Supervisor(on_fatal=getattr(app.state, "on_fatal", None))
         supervisor.start("mqtt-pump", gateway.pump())
         supervisor.start("kafka-acker", gateway.acker())
         # Waits out database outages itself; look-ups ask the database meanwhile.
@@ -575,19 +583,22 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         supervisor.start("integrations", integrations.follow())
         supervisor.start("integration-status", integrations.report())
         source.start()
-        app.state.pool, app.state.producer, app.state.source = pool, producer, source
-        app.state.registry = registry
-        app.state.supervisor = supervisor
-        app.state.ingest = routes.Ingest(
-            gateway=gateway,
-            integrations=integrations,
-            catalogue=catalogue,
-            codecs=mapper.codecs,
-            settings=settings,
-            throttle=FailureThrottle(
-                per_source=settings.auth_failures_per_source,
-                per_key=settings.auth_failures_per_key,
-                window_s=settings.auth_failure_window_s,
+        POOL.put(app, pool)
+        PRODUCER.put(app, producer)
+        SOURCE.put(app, source)
+        routes.INGEST.put(
+            app,
+            routes.Ingest(
+                gateway=gateway,
+                integrations=integrations,
+                catalogue=catalogue,
+                codecs=mapper.codecs,
+                settings=settings,
+                throttle=FailureThrottle(
+                    per_source=settings.auth_failures_per_source,
+                    per_key=settings.auth_failures_per_key,
+                    window_s=settings.auth_failure_window_s,
+                ),
             ),
         )
         try:
@@ -602,28 +613,15 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             await producer.stop()
             await pool.close()
 
-    app = FastAPI(title="TownPulse gateway", lifespan=lifespan)
-    app.state.settings = settings
-    app.include_router(routes.router)
-    app.include_router(routes.ingest_router)
-
-    async def mqtt_connected() -> None:
-        if not app.state.source.connected:
-            raise ConnectionError("not connected to the MQTT broker")
-
-    async def kafka_reachable() -> None:
-        await app.state.producer.partitions_for(DEADLETTER_TOPIC)
-
-    app.include_router(
-        observability_router(
-            lambda: {
-                "mqtt": mqtt_connected,
-                "kafka": kafka_reachable,
-                "database": lambda: check_pool(app.state.pool),
-                "tasks": app.state.supervisor.check,
-            }
-        )
+    return create_service_app(
+        title="TownPulse gateway",
+        settings=settings,
+        lifespan=lifespan,
+        routers=[routes.router, routes.ingest_router],
+        checks={
+            "mqtt": _mqtt_connected,
+            "kafka": lambda app: PRODUCER.of(app).partitions_for(DEADLETTER_TOPIC),
+        },
+        # The network servers and devices that push over HTTP bring their own secrets.
+        public=("/v1/ingest/",),
     )
-    # The network servers and devices that push over HTTP bring their own secrets.
-    secure(app, settings=settings, public=("/v1/ingest/",))
-    return app

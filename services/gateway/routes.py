@@ -36,7 +36,7 @@ from services.gateway.integrations import Integrations, check_connection, subscr
 from services.gateway.settings import GatewaySettings
 from services.gateway.uplinks import DUPLICATES, Duplicate, Undo
 from shared.auth import hash_key, key_matches
-from shared.http import Admin, Operator, Viewer
+from shared.http import Admin, AppResource, Operator, Viewer
 from shared.schemas import ReadingBatch
 from shared.throttle import FailureThrottle
 
@@ -65,12 +65,8 @@ class Ingest:
     in_flight: dict[str, asyncio.Future[object]] = dataclasses.field(default_factory=dict)
 
 
-def _ingest(request: Request) -> Ingest:
-    ingest: Ingest = request.app.state.ingest
-    return ingest
-
-
-IngestDep = Annotated[Ingest, Depends(_ingest)]
+INGEST: AppResource[Ingest] = AppResource("ingest")
+IngestDep = Annotated[Ingest, Depends(INGEST)]
 
 
 # ---- integrations ------------------------------------------------------------------------------

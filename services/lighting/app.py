@@ -9,21 +9,16 @@ from services.lighting.domain.algorithms import algorithms
 from services.lighting.domain.circuit import LightingProcessor
 from services.lighting.routes import router
 from services.lighting.settings import LightingSettings
-from shared.http import secure
 from shared.runtime.service import create_stream_app
 from shared.topics import Domain
 
 
 def create_app(settings: LightingSettings) -> FastAPI:
-    processor = LightingProcessor(town=settings.town(), lamp_w=settings.lighting_lamp_w)
-    app = create_stream_app(
-        title="TownPulse lighting",
+    return create_stream_app(
         settings=settings,
-        processor=processor,
-        sink=write_rows,
         domain=Domain.LIGHTING,
+        processor=LightingProcessor(town=settings.town(), lamp_w=settings.lighting_lamp_w),
+        sink=write_rows,
         router=router,
-        algorithms=algorithms(processor),
+        algorithms=algorithms,
     )
-    secure(app, settings=settings)
-    return app

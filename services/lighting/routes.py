@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, Depends, HTTPException, status
 
 from services.lighting.adapters import db
 from services.lighting.domain.circuit import FULL
 from services.lighting.settings import LightingSettings
 from shared.factors import load_factors
-from shared.http import Viewer, time_window
+from shared.http import AppPool, Viewer, settings_of, time_window
 from shared.topics import DEVICE_ID_RE
 from shared.townzone import today
 
@@ -20,21 +20,16 @@ router = APIRouter(prefix="/v1/lighting", tags=["lighting"])
 # Savings are summed over at most this long a period.
 MAX_SAVINGS_SPAN = timedelta(days=366)
 TARIFF, GRID = "electricity_eur_per_kwh", "grid_kg_co2e_per_kwh"
-
-
-def _settings(request: Request) -> LightingSettings:
-    settings: LightingSettings = request.app.state.settings
-    return settings
+Settings = Annotated[LightingSettings, Depends(settings_of(LightingSettings))]
 
 
 @router.get("/circuits/{device_id}")
-async def circuit(device_id: str, request: Request, _: Viewer) -> dict[str, Any]:
+async def circuit(device_id: str, pool: AppPool, settings: Settings, _: Viewer) -> dict[str, Any]:
     """A circuit now: state, learnt power per dimming level, open faults, tonight's schedule
     and its forecast energy."""
     if not DEVICE_ID_RE.match(device_id):
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "not a device id")
-    settings = _settings(request)
-    async with request.app.state.pool.connection() as conn:
+    async with pool.connection() as conn:
         row = await db.circuit(conn, device_id=device_id)
         faults = await db.open_faults(conn, device_id=device_id) if row else []
     if row is None:
@@ -73,7 +68,8 @@ async def circuit(device_id: str, request: Request, _: Viewer) -> dict[str, Any]
 
 @router.get("/savings")
 async def savings(
-    request: Request,
+    pool: AppPool,
+    settings: Settings,
     _: Viewer,
     start: datetime | None = None,
     end: datetime | None = None,
@@ -84,9 +80,9 @@ async def savings(
     if device_id is not None and not DEVICE_ID_RE.match(device_id):
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "device_id: not a device id")
     start, end = time_window(start, end, default_span=timedelta(days=30), max_span=MAX_SAVINGS_SPAN)
-    async with request.app.state.pool.connection() as conn:
+    async with pool.connection() as conn:
         row = await db.savings(conn, start=start, end=end, device_id=device_id)
-    factors = load_factors(_settings(request).factors)
+    factors = load_factors(settings.factors)
     saved = float(row["baseline_kwh"]) - float(row["used_kwh"])
     return {
         "start": start,

@@ -22,7 +22,7 @@ from services.storage.writer import Writer
 from shared import retention
 from shared.db import Pool, create_pool, storage_backend
 from shared.deadletters import write_deadletters
-from shared.http import check_pool, observability_router
+from shared.http import POOL, AppResource, create_service_app
 from shared.kafka import create_consumer
 from shared.schemas import DeadLetter, ReadingBatch
 from shared.stream.loop import Batch, Record, Start, StreamLoop, Work
@@ -174,9 +174,12 @@ class RetentionMaintenance:
             await asyncio.sleep(self._s.maintenance_interval_s)
 
 
+CONSUMER: AppResource[AIOKafkaConsumer] = AppResource("consumer")
+
+
 def create_app(settings: StorageSettings) -> FastAPI:
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI, supervisor: Supervisor) -> AsyncIterator[None]:
         await check_rollup_zone(settings.database_url, settings.timezone)
         pool = create_pool(settings.database_url, min_size=1, max_size=3)
         await pool.open()
@@ -206,7 +209,6 @@ def create_app(settings: StorageSettings) -> FastAPI:
         )
         loop.subscribe([*READINGS_TOPICS.values(), DEADLETTER_TOPIC])
         await consumer.start()
-        supervisor = Supervisor(on_fatal=getattr(app.state, "on_fatal", None))
         supervisor.start("consumer", loop.run())
         # Retention runs on both backends: TimescaleDB's policies cover the hypertables only.
         # On its own role's pool (one connection: an hourly job) when there is one.
@@ -221,7 +223,8 @@ def create_app(settings: StorageSettings) -> FastAPI:
             "retention",
             RetentionMaintenance(pool=maintenance or pool, settings=settings).run(),
         )
-        app.state.pool, app.state.consumer, app.state.supervisor = pool, consumer, supervisor
+        POOL.put(app, pool)
+        CONSUMER.put(app, consumer)
         log.info("storage started", extra={"backend": backend})
         try:
             yield
@@ -232,21 +235,14 @@ def create_app(settings: StorageSettings) -> FastAPI:
                 await maintenance.close()
             await pool.close()
 
-    app = FastAPI(title="TownPulse storage", lifespan=lifespan)
-
-    async def kafka_assigned() -> None:
-        await app.state.consumer.topics()
-
-    app.include_router(
-        observability_router(
-            lambda: {
-                "database": lambda: check_pool(app.state.pool),
-                "kafka": kafka_assigned,
-                "tasks": app.state.supervisor.check,
-            }
-        )
+    # Probes and metrics only: no route takes a key.
+    return create_service_app(
+        title="TownPulse storage",
+        settings=settings,
+        lifespan=lifespan,
+        checks={"kafka": lambda app: CONSUMER.of(app).topics()},
+        keys=False,
     )
-    return app
 
 
 def record_deadletter(record: Record, reason: str, detail: str) -> DeadLetter:

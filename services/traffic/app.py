@@ -9,7 +9,6 @@ from services.traffic.domain.algorithms import algorithms
 from services.traffic.domain.counter import TrafficProcessor
 from services.traffic.routes import router
 from services.traffic.settings import TrafficSettings
-from shared.http import secure
 from shared.runtime.service import create_stream_app
 from shared.topics import Domain
 
@@ -20,14 +19,11 @@ def create_app(settings: TrafficSettings) -> FastAPI:
         anomaly_scorer=settings.anomaly_scorer,
         forecaster=settings.traffic_forecaster,
     )
-    app = create_stream_app(
-        title="TownPulse traffic",
+    return create_stream_app(
         settings=settings,
+        domain=Domain.TRAFFIC,
         processor=processor,
         sink=write_rows,
-        domain=Domain.TRAFFIC,
         router=router,
-        algorithms=algorithms(processor),
+        algorithms=algorithms,
     )
-    secure(app, settings=settings)
-    return app

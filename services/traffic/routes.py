@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, status
 
 from services.traffic.adapters import db
-from shared.http import Viewer, time_window
+from services.traffic.settings import TrafficSettings
+from shared.http import AppPool, Viewer, settings_of, time_window
 
 router = APIRouter(prefix="/v1/traffic", tags=["traffic"])
+Settings = Annotated[TrafficSettings, Depends(settings_of(TrafficSettings))]
 
 BUCKETS = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "1d": timedelta(days=1)}
 
@@ -18,7 +20,8 @@ BUCKETS = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "1d": timedel
 @router.get("/counters/{device_id}/flow")
 async def counter_flow(
     device_id: str,
-    request: Request,
+    pool: AppPool,
+    settings: Settings,
     _: Viewer,
     start: datetime | None = None,
     end: datetime | None = None,
@@ -29,7 +32,7 @@ async def counter_flow(
     if bucket not in BUCKETS:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"bucket: one of {list(BUCKETS)}")
     start, end = time_window(start, end, default_span=timedelta(days=1))
-    async with request.app.state.pool.connection() as conn:
+    async with pool.connection() as conn:
         rows = await db.flow(
             conn,
             device_id=device_id,
@@ -37,15 +40,15 @@ async def counter_flow(
             end=end,
             width=BUCKETS[bucket],
             limit=limit,
-            zone=request.app.state.settings.timezone,
+            zone=settings.timezone,
         )
     return {"device_id": device_id, "bucket": bucket, "start": start, "end": end, "items": rows}
 
 
 @router.get("/counters/{device_id}/forecast")
-async def counter_forecast(device_id: str, request: Request, _: Viewer) -> dict[str, Any]:
+async def counter_forecast(device_id: str, pool: AppPool, _: Viewer) -> dict[str, Any]:
     """The latest forecast of the next hour, per 15-minute step, with a ~90% interval."""
-    async with request.app.state.pool.connection() as conn:
+    async with pool.connection() as conn:
         rows = await db.forecast(conn, device_id=device_id)
     if not rows:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no forecast for this counter yet")
@@ -54,7 +57,7 @@ async def counter_forecast(device_id: str, request: Request, _: Viewer) -> dict[
 
 @router.get("/incidents")
 async def list_incidents(
-    request: Request,
+    pool: AppPool,
     _: Viewer,
     start: datetime | None = None,
     end: datetime | None = None,
@@ -63,6 +66,6 @@ async def list_incidents(
 ) -> dict[str, Any]:
     """Episodes (incidents, congestion, unusual flow, silences) overlapping [start, end]."""
     start, end = time_window(start, end, default_span=timedelta(days=7))
-    async with request.app.state.pool.connection() as conn:
+    async with pool.connection() as conn:
         rows = await db.incidents(conn, start=start, end=end, kind=kind, limit=limit)
     return {"start": start, "end": end, "items": rows}

@@ -10,7 +10,6 @@ from services.waste.domain.algorithms import algorithms
 from services.waste.domain.bin import WasteProcessor
 from services.waste.routes import router
 from services.waste.settings import WasteSettings
-from shared.http import secure
 from shared.runtime.service import create_stream_app
 from shared.topics import Domain
 
@@ -21,15 +20,12 @@ def create_app(settings: WasteSettings) -> FastAPI:
         calendar=settings.calendar(),
         fill_model=settings.waste_fill_model,
     )
-    app = create_stream_app(
-        title="TownPulse waste",
+    return create_stream_app(
         settings=settings,
+        domain=Domain.WASTE,
         processor=processor,
         sink=write_rows,
-        domain=Domain.WASTE,
         router=router,
-        algorithms=algorithms(processor),
+        algorithms=algorithms,
         tasks={"daily-plans": lambda pool: planning.daily_plans(pool, settings)},
     )
-    secure(app, settings=settings)
-    return app

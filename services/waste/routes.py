@@ -5,14 +5,16 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, status
 
 from services.waste import planning
 from services.waste.adapters import db
-from shared.http import Viewer, time_window
+from services.waste.settings import WasteSettings
+from shared.http import AppPool, Viewer, settings_of, time_window
 from shared.inputs import Day
 
 router = APIRouter(prefix="/v1/waste", tags=["waste"])
+Settings = Annotated[WasteSettings, Depends(settings_of(WasteSettings))]
 
 
 def _unprocessable(detail: str) -> HTTPException:
@@ -21,21 +23,23 @@ def _unprocessable(detail: str) -> HTTPException:
 
 @router.get("/bins")
 async def list_bins(
-    request: Request,
+    pool: AppPool,
+    settings: Settings,
     _: Viewer,
     min_fill: Annotated[float, Query(ge=0, le=100)] = 0.0,
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
 ) -> dict[str, Any]:
     """Bins at or above `min_fill` %: cleaned level, predicted full time, fullest first."""
-    async with request.app.state.pool.connection() as conn:
+    async with pool.connection() as conn:
         items = await db.bins(conn, min_fill=min_fill, limit=limit)
-    return {"full_pct": request.app.state.settings.full_pct, "items": items}
+    return {"full_pct": settings.full_pct, "items": items}
 
 
 @router.get("/bins/{device_id}")
 async def bin_detail(
     device_id: str,
-    request: Request,
+    pool: AppPool,
+    settings: Settings,
     _: Viewer,
     start: datetime | None = None,
     end: datetime | None = None,
@@ -43,16 +47,17 @@ async def bin_detail(
 ) -> dict[str, Any]:
     """One bin: level history, fill rate by weekday and hour, prediction, collections."""
     start, end = time_window(start, end, default_span=timedelta(days=7))
-    async with request.app.state.pool.connection() as conn:
+    async with pool.connection() as conn:
         detail = await db.bin_detail(conn, device_id=device_id, start=start, end=end, limit=limit)
     if detail is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no reading from this bin yet")
-    return {"full_pct": request.app.state.settings.full_pct, **detail}
+    return {"full_pct": settings.full_pct, **detail}
 
 
 @router.get("/plan")
 async def collection_plan(
-    request: Request,
+    pool: AppPool,
+    settings: Settings,
     _: Viewer,
     date_: Annotated[Day | None, Query(alias="date")] = None,
     depot: str | None = None,
@@ -66,8 +71,6 @@ async def collection_plan(
     to the service's settings; `trucks` says how many of the `vehicles` the plan uses, and why
     not all. The town's own plan of a round day is recorded for the monthly report.
     """
-    settings = request.app.state.settings
-    pool = request.app.state.pool
     today = datetime.now(planning.town_tz(settings)).date()
     try:
         ask = planning.ask_for(

@@ -1,20 +1,22 @@
 """A domain service's app: the runtime on the stream core, its outbox relay, and its API.
 
-The wiring of services/energy, waste and traffic: each hands in its processor (domain), its row
-sink (adapter) and its router (entrypoint).
+The wiring of every domain's service (energy, waste, traffic, lighting): each hands in its
+processor (domain), its row sink (adapter) and its router (entrypoint); the rest of its app is
+every service's (shared.http.create_service_app).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
+from aiokafka import AIOKafkaConsumer
 from fastapi import APIRouter, FastAPI
 
 from shared.algorithms import Algorithm, declare_algorithms
 from shared.db import Pool, create_pool
-from shared.http import check_pool, observability_router
+from shared.http import POOL, AppResource, create_service_app
 from shared.kafka import Producer, create_consumer
 from shared.runtime.checkpoints import CheckpointKey
 from shared.runtime.outbox import OutboxRelay
@@ -29,30 +31,33 @@ from shared.topics import READINGS_TOPICS, Domain
 # A service's own long-running task beside its stream (e.g. the waste service's daily plans),
 # given the service's database pool; run under the same supervisor as the consumer.
 BackgroundTask = Callable[[Pool], Coroutine[Any, Any, None]]
+P = TypeVar("P", bound=DeviceProcessor[Any])
+# The service's Kafka consumer, which its readiness check asks for the topics.
+CONSUMER: AppResource[AIOKafkaConsumer] = AppResource("consumer")
 
 
 def create_stream_app(
     *,
-    title: str,
     settings: StreamServiceSettings,
-    processor: DeviceProcessor[Any],
-    sink: RowSink,
     domain: Domain,
+    processor: P,
+    sink: RowSink,
     router: APIRouter,
-    algorithms: Sequence[Algorithm] = (),
+    algorithms: Callable[[P], Sequence[Algorithm]] = lambda _: (),
     tasks: Mapping[str, BackgroundTask] | None = None,
 ) -> FastAPI:
-    """A FastAPI app running `processor` over `domain`'s readings, exactly once per reading.
+    """The app of `domain`'s service (shared.http.create_service_app): `processor` run over the
+    domain's readings, exactly once per reading, its rows written by `sink`, and `router`.
 
-    `algorithms`: what `processor` runs, declared to the public register at each start.
+    `algorithms`: what `processor` runs (given it), declared to the public register at each start.
     `tasks`: the service's own background tasks by name, supervised like its consumer.
     """
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI, supervisor: Supervisor) -> AsyncIterator[None]:
         pool = create_pool(settings.database_url, min_size=1, max_size=5)
         await pool.open()
-        await declare_algorithms(pool, service=domain.value, algorithms=algorithms)
+        await declare_algorithms(pool, service=domain.value, algorithms=algorithms(processor))
         producer = Producer(settings.kafka_bootstrap, client_id=settings.instance)
         await producer.start()
         consumer = create_consumer(
@@ -91,13 +96,12 @@ def create_stream_app(
         )
         loop.subscribe([READINGS_TOPICS[domain]])
         await consumer.start()
-        supervisor = Supervisor(on_fatal=getattr(app.state, "on_fatal", None))
         supervisor.start("consumer", loop.run())
         supervisor.start("outbox-relay", relay.run())
         for name, task in (tasks or {}).items():
             supervisor.start(name, task(pool))
-        app.state.pool, app.state.runtime, app.state.supervisor = pool, runtime, supervisor
-        app.state.consumer, app.state.settings, app.state.loop = consumer, settings, loop
+        POOL.put(app, pool)
+        CONSUMER.put(app, consumer)
         try:
             yield
         finally:
@@ -106,22 +110,13 @@ def create_stream_app(
             await producer.stop()
             await pool.close()
 
-    app = FastAPI(title=title, lifespan=lifespan)
-
-    async def kafka_reachable() -> None:
-        await app.state.consumer.topics()
-
-    app.include_router(
-        observability_router(
-            lambda: {
-                "database": lambda: check_pool(app.state.pool),
-                "kafka": kafka_reachable,
-                "tasks": app.state.supervisor.check,
-            }
-        )
+    return create_service_app(
+        title=f"TownPulse {domain.value}",
+        settings=settings,
+        lifespan=lifespan,
+        routers=[router],
+        checks={"kafka": lambda app: CONSUMER.of(app).topics()},
     )
-    app.include_router(router)
-    return app
 
 
 def _checkpoint_key(settings: StreamServiceSettings) -> CheckpointKey | None:

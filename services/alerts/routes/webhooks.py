@@ -17,7 +17,8 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from pydantic import BaseModel
 
 from services.alerts.adapters import sender
-from services.alerts.adapters.secrets import SecretUnavailable, WebhookSecrets
+from services.alerts.adapters.secrets import SecretUnavailable
+from services.alerts.deps import AppDispatcher, Secrets, Settings
 from services.alerts.domain.targets import ForbiddenTarget, check_literal
 from services.alerts.domain.webhooks import new_secret
 from services.alerts.schemas import (
@@ -32,7 +33,8 @@ from services.alerts.schemas import (
     WebhookPatch,
 )
 from services.alerts.settings import AlertsSettings
-from shared.http import Admin
+from shared.db import Pool
+from shared.http import Admin, AppPool
 from shared.inputs import Instant
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
@@ -59,18 +61,17 @@ def _values(body: WebhookPatch, *, only_set: bool) -> dict[str, Any]:
     return {k: v for k, v in values.items() if k in PATCHABLE}
 
 
-def _check_target(request: Request, url: str | None) -> None:
+def _check_target(settings: AlertsSettings, url: str | None) -> None:
     if url is None:
         return
-    settings: AlertsSettings = request.app.state.settings
     try:
         check_literal(urlsplit(url).hostname or "", allowed=settings.webhook_allowed_networks)
     except ForbiddenTarget as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)) from exc
 
 
-async def _one(request: Request, sub_id: str) -> dict[str, Any]:
-    async with request.app.state.pool.connection() as conn:
+async def _one(pool: Pool, sub_id: str) -> dict[str, Any]:
+    async with pool.connection() as conn:
         cur = await conn.execute(
             f"SELECT {COLUMNS} FROM webhook_subscriptions WHERE id = %s", (sub_id,)
         )
@@ -80,19 +81,21 @@ async def _one(request: Request, sub_id: str) -> dict[str, Any]:
     return row
 
 
-def _secrets(request: Request) -> WebhookSecrets:
-    secrets: WebhookSecrets = request.app.state.webhook_secrets
-    return secrets
-
-
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=WebhookCreated)
-async def create_webhook(body: WebhookIn, request: Request, _: Admin) -> WebhookCreated:
+async def create_webhook(
+    body: WebhookIn,
+    request: Request,
+    pool: AppPool,
+    settings: Settings,
+    secrets: Secrets,
+    _: Admin,
+) -> WebhookCreated:
     """Subscribe a URL; the signing secret is in this response only."""
-    _check_target(request, body.url)
+    _check_target(settings, body.url)
     secret = new_secret()
     values = _values(body, only_set=False)
     request.state.audit_target = sub_id = f"wh_{uuid.uuid4().hex[:16]}"
-    async with request.app.state.pool.connection() as conn:
+    async with pool.connection() as conn:
         cur = await conn.execute(
             f"""
             INSERT INTO webhook_subscriptions
@@ -102,30 +105,38 @@ async def create_webhook(body: WebhookIn, request: Request, _: Admin) -> Webhook
                     %(min_severity)s, %(event_types)s, %(retry_schedule_s)s, %(enabled)s)
             RETURNING {COLUMNS}
             """,
-            {**values, "id": sub_id, "secret": _secrets(request).seal(secret)},
+            {**values, "id": sub_id, "secret": secrets.seal(secret)},
         )
         row = await cur.fetchone()
+    assert row is not None  # INSERT ... RETURNING: its one row
     return WebhookCreated(**row, secret=secret)
 
 
 @router.get("", response_model=list[WebhookOut])
-async def list_webhooks(request: Request, _: Admin) -> list[WebhookOut]:
+async def list_webhooks(pool: AppPool, _: Admin) -> list[WebhookOut]:
     """Every subscription (never its secret)."""
-    async with request.app.state.pool.connection() as conn:
+    async with pool.connection() as conn:
         cur = await conn.execute(f"SELECT {COLUMNS} FROM webhook_subscriptions ORDER BY created_at")
         return [WebhookOut(**r) for r in await cur.fetchall()]
 
 
 @router.get("/{sub_id}", response_model=WebhookOut)
-async def get_webhook(sub_id: str, request: Request, _: Admin) -> WebhookOut:
+async def get_webhook(sub_id: str, pool: AppPool, _: Admin) -> WebhookOut:
     """One subscription (never its secret)."""
-    return WebhookOut(**await _one(request, sub_id))
+    return WebhookOut(**await _one(pool, sub_id))
 
 
 @router.patch("/{sub_id}", response_model=WebhookOut)
-async def update_webhook(sub_id: str, body: WebhookPatch, request: Request, _: Admin) -> WebhookOut:
+async def update_webhook(
+    sub_id: str,
+    body: WebhookPatch,
+    pool: AppPool,
+    settings: Settings,
+    dispatcher: AppDispatcher,
+    _: Admin,
+) -> WebhookOut:
     """Change some fields; enabling a subscription again clears why it was disabled."""
-    _check_target(request, body.url)
+    _check_target(settings, body.url)
     values = _values(body, only_set=True)
     if values.get("event_types", []) is None or values.get("url", "") is None:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="url/event_types: null")
@@ -134,7 +145,7 @@ async def update_webhook(sub_id: str, body: WebhookPatch, request: Request, _: A
     sets = ", ".join(f"{k} = %({k})s" for k in values)
     if values.get("enabled"):
         sets += ", disabled_reason = NULL"
-    async with request.app.state.pool.connection() as conn:
+    async with pool.connection() as conn:
         cur = await conn.execute(
             f"UPDATE webhook_subscriptions SET {sets + ', ' if sets else ''}updated_at = now() "
             f"WHERE id = %(id)s RETURNING {COLUMNS}",
@@ -143,14 +154,14 @@ async def update_webhook(sub_id: str, body: WebhookPatch, request: Request, _: A
         row = await cur.fetchone()
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such webhook")
-    request.app.state.dispatcher.wake()
+    dispatcher.wake()
     return WebhookOut(**row)
 
 
 @router.delete("/{sub_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_webhook(sub_id: str, request: Request, _: Admin) -> Response:
+async def delete_webhook(sub_id: str, pool: AppPool, _: Admin) -> Response:
     """Delete a subscription and its pending deliveries."""
-    async with request.app.state.pool.connection() as conn:
+    async with pool.connection() as conn:
         cur = await conn.execute("DELETE FROM webhook_subscriptions WHERE id = %s", (sub_id,))
     if cur.rowcount != 1:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such webhook")
@@ -159,20 +170,24 @@ async def delete_webhook(sub_id: str, request: Request, _: Admin) -> Response:
 
 @router.post("/{sub_id}/rotate-secret", response_model=RotateOut)
 async def rotate_secret(
-    sub_id: str, request: Request, _: Admin, body: RotateIn | None = None
+    sub_id: str,
+    pool: AppPool,
+    settings: Settings,
+    secrets: Secrets,
+    _: Admin,
+    body: RotateIn | None = None,
 ) -> RotateOut:
     """A new secret (in this response only); the old one also signs until the overlap ends."""
-    settings: AlertsSettings = request.app.state.settings
     overlap = body.overlap_s if body and body.overlap_s is not None else None
     expires = datetime.now(UTC) + timedelta(
         seconds=settings.webhook_secret_overlap_s if overlap is None else overlap
     )
     secret = new_secret()
-    async with request.app.state.pool.connection() as conn:
+    async with pool.connection() as conn:
         cur = await conn.execute(
             "UPDATE webhook_subscriptions SET previous_secret = secret, secret = %s, "
             "previous_secret_expires_at = %s, updated_at = now() WHERE id = %s",
-            (_secrets(request).seal(secret), expires, sub_id),
+            (secrets.seal(secret), expires, sub_id),
         )
     if cur.rowcount != 1:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such webhook")
@@ -180,10 +195,11 @@ async def rotate_secret(
 
 
 @router.post("/{sub_id}/test", response_model=TestSendOut)
-async def send_test(sub_id: str, request: Request, _: Admin) -> TestSendOut:
+async def send_test(
+    sub_id: str, pool: AppPool, settings: Settings, secrets: Secrets, _: Admin
+) -> TestSendOut:
     """Send a signed `webhook.test` event now, once: not stored, not retried, no alert needed."""
-    settings: AlertsSettings = request.app.state.settings
-    async with request.app.state.pool.connection() as conn:
+    async with pool.connection() as conn:
         cur = await conn.execute(
             "SELECT url, secret FROM webhook_subscriptions WHERE id = %s", (sub_id,)
         )
@@ -191,7 +207,7 @@ async def send_test(sub_id: str, request: Request, _: Admin) -> TestSendOut:
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such webhook")
     try:
-        signing = _secrets(request).open(row["secret"])
+        signing = secrets.open(row["secret"])
     except SecretUnavailable as exc:
         raise HTTPException(
             status.HTTP_409_CONFLICT, detail=f"the webhook's secret cannot be used: {exc}"
@@ -231,7 +247,7 @@ async def send_test(sub_id: str, request: Request, _: Admin) -> TestSendOut:
 @router.get("/{sub_id}/deliveries", response_model=list[DeliveryOut])
 async def list_deliveries(
     sub_id: str,
-    request: Request,
+    pool: AppPool,
     _: Admin,
     status_: Annotated[
         str | None, Query(alias="status", pattern="^(pending|delivered|failed)$")
@@ -240,12 +256,12 @@ async def list_deliveries(
     limit: Annotated[int, Query(ge=1, le=5000)] = 100,
 ) -> list[DeliveryOut]:
     """Deliveries, newest first, with every attempt: status code, latency, error, next retry."""
-    await _one(request, sub_id)
-    return await _deliveries(request, sub_id, state=status_, alert_id=alert_id, limit=limit)
+    await _one(pool, sub_id)
+    return await _deliveries(pool, sub_id, state=status_, alert_id=alert_id, limit=limit)
 
 
 async def _deliveries(
-    request: Request,
+    pool: Pool,
     sub_id: str,
     *,
     state: str | None = None,
@@ -253,7 +269,7 @@ async def _deliveries(
     delivery_id: int | None = None,
     limit: int = 1,
 ) -> list[DeliveryOut]:
-    async with request.app.state.pool.connection() as conn:
+    async with pool.connection() as conn:
         cur = await conn.execute(
             """
             SELECT o.id, o.msg_id, o.alert_id, o.event_type, o.status, o.attempts,
@@ -290,9 +306,11 @@ async def _deliveries(
 
 
 @router.post("/{sub_id}/deliveries/{delivery_id}/redeliver", response_model=DeliveryOut)
-async def redeliver(sub_id: str, delivery_id: int, request: Request, _: Admin) -> DeliveryOut:
+async def redeliver(
+    sub_id: str, delivery_id: int, pool: AppPool, dispatcher: AppDispatcher, _: Admin
+) -> DeliveryOut:
     """Send a delivery again now (same webhook-id), with a fresh retry schedule."""
-    async with request.app.state.pool.connection() as conn:
+    async with pool.connection() as conn:
         cur = await conn.execute(
             """
             UPDATE webhook_outbox SET status = 'pending', next_attempt_at = now(),
@@ -305,8 +323,8 @@ async def redeliver(sub_id: str, delivery_id: int, request: Request, _: Admin) -
         row = await cur.fetchone()
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such delivery (or in flight)")
-    request.app.state.dispatcher.wake()
-    return (await _deliveries(request, sub_id, delivery_id=delivery_id))[0]
+    dispatcher.wake()
+    return (await _deliveries(pool, sub_id, delivery_id=delivery_id))[0]
 
 
 class BulkRedeliverOut(BaseModel):
@@ -316,13 +334,14 @@ class BulkRedeliverOut(BaseModel):
 @router.post("/{sub_id}/redeliver-failed", response_model=BulkRedeliverOut)
 async def redeliver_failed(
     sub_id: str,
-    request: Request,
+    pool: AppPool,
+    dispatcher: AppDispatcher,
     _: Admin,
     since: Annotated[Instant | None, Query(description="only deliveries created since")] = None,
 ) -> BulkRedeliverOut:
     """Queue every failed delivery again (same webhook-ids), e.g. after a receiver came back;
     re-enables the subscription."""
-    async with request.app.state.pool.connection() as conn, conn.transaction():
+    async with pool.connection() as conn, conn.transaction():
         cur = await conn.execute(
             "UPDATE webhook_subscriptions SET enabled = true, disabled_reason = NULL, "
             "consecutive_failures = 0, updated_at = now() WHERE id = %s",
@@ -340,5 +359,5 @@ async def redeliver_failed(
             (sub_id, since, since),
         )
         requeued = cur.rowcount
-    request.app.state.dispatcher.wake()
+    dispatcher.wake()
     return BulkRedeliverOut(requeued=requeued)

@@ -19,7 +19,7 @@ from services.api.console import repository as repo
 from services.api.routes import register
 from services.api.settings import ApiSettings
 from shared import domains
-from shared.http import Principal, authenticate
+from shared.http import AppPool, Principal, authenticate
 from shared.topics import Domain
 
 HERE = Path(__file__).parent
@@ -158,14 +158,14 @@ def create_router(settings: ApiSettings) -> APIRouter:
         return renderer.page(request, "public", public=True)
 
     @router.get("/public/register", response_class=HTMLResponse)
-    async def register_page(request: Request) -> HTMLResponse:
+    async def register_page(request: Request, pool: AppPool) -> HTMLResponse:
         """The register of algorithms and sensors for citizens: no key; read from the database
         at each request (unlike the other pages, whose scripts fetch their data)."""
         lang = i18n.pick_language(
             query=request.query_params.get("lang"), cookie=request.cookies.get(LANG_COOKIE)
         )
         context = {
-            "register": await register.build(request, lang),
+            "register": await register.build(pool, settings, lang),
             "metrics_days": settings.register_metrics_days,
         }
         return renderer.page(request, "register", public=True, context=context)
@@ -193,10 +193,10 @@ def api_router() -> APIRouter:
         return {"key_id": principal.key_id, "role": principal.role}
 
     @router.get("/console/freshness")
-    async def freshness(request: Request, _: Operator) -> dict[str, Any]:
+    async def freshness(pool: AppPool, _: Operator) -> dict[str, Any]:
         """Per domain: devices, how many reported in the last hour, the newest reading."""
         now = datetime.now(UTC)
-        async with request.app.state.pool.connection() as conn:
+        async with pool.connection() as conn:
             rows = await repo.freshness(conn, since=now - LAST_READING_LOOKBACK)
             recent = await repo.freshness(conn, since=now - REPORTING_WINDOW)
         reporting = {r["domain"]: r["reporting"] for r in recent}
@@ -216,7 +216,7 @@ def api_router() -> APIRouter:
 
     @router.get("/console/devices")
     async def devices(
-        request: Request,
+        pool: AppPool,
         _: Operator,
         q: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
         domain: Domain | None = None,
@@ -224,7 +224,7 @@ def api_router() -> APIRouter:
         offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     ) -> dict[str, Any]:
         """Devices whose id or name contains `q`, each with the time of its newest reading."""
-        async with request.app.state.pool.connection() as conn:
+        async with pool.connection() as conn:
             rows, total = await repo.devices(
                 conn,
                 query=q,

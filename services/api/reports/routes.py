@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Request, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Response, status
 from pydantic import BaseModel, ConfigDict
 
-from services.api.reports import service
+from services.api.reports import figures, service
 from services.api.reports.period import Period, PeriodError, last_month
 from services.api.settings import ApiSettings
-from shared.http import Operator, Viewer
+from shared.db import Pool
+from shared.factors import Factors
+from shared.http import AppPool, AppResource, Operator, Viewer
 from shared.inputs import Day, utcnow
 
 log = logging.getLogger(__name__)
@@ -23,6 +26,22 @@ ReportId = Annotated[str, Path(max_length=64, pattern=r"^rp_[0-9-]{10}_[0-9-]{10
 # Generating takes a few seconds of CPU (the PDF): one at a time per API process, so a burst of
 # requests queues instead of starving the other routes of the event loop's thread pool.
 _GENERATE = asyncio.Lock()
+
+
+@dataclass(frozen=True, slots=True)
+class Reporting:
+    """What making a report needs of the running API (its app's start-up puts it)."""
+
+    pool: Pool
+    settings: ApiSettings
+    # Read once: a report names the table's version it used.
+    factors: Factors
+    thresholds: figures.Thresholds
+    footprint_of: service.FootprintOf
+
+
+REPORTING: AppResource[Reporting] = AppResource("reporting")
+AppReporting = Annotated[Reporting, Depends(REPORTING)]
 
 
 class ReportRequest(BaseModel):
@@ -49,43 +68,44 @@ def _out(row: dict[str, Any]) -> ReportOut:
     return ReportOut(**row, pdf_url=f"/v1/reports/{row['id']}/pdf")
 
 
-async def generate(app_state: Any, period: Period, *, lang: str, kind: str) -> tuple[Any, bool]:
-    settings: ApiSettings = app_state.settings
-    async with _GENERATE, app_state.pool.connection() as conn, conn.transaction():
+async def generate(
+    reporting: Reporting, period: Period, *, lang: str, kind: str
+) -> tuple[dict[str, Any], bool]:
+    async with _GENERATE, reporting.pool.connection() as conn, conn.transaction():
         return await service.generate(
             conn,
             service.Request(period, lang, kind),
-            factors=app_state.factors,
-            thresholds=app_state.report_thresholds,
-            footprint_of=app_state.footprint_of,
+            factors=reporting.factors,
+            thresholds=reporting.thresholds,
+            footprint_of=reporting.footprint_of,
             now=utcnow(),
-            download_base=str(settings.public_base_url or "").rstrip("/"),
+            download_base=str(reporting.settings.public_base_url or "").rstrip("/"),
         )
 
 
 @router.post("", response_model=ReportOut, status_code=status.HTTP_201_CREATED)
 async def create_report(
-    request: Request, response: Response, body: ReportRequest, _: Operator
+    reporting: AppReporting, response: Response, body: ReportRequest, _: Operator
 ) -> ReportOut:
     """The report of [start, end) in a language (local days): made now (201), or the archived
     final one (200). A period not yet over gives a provisional report, made again when asked."""
     try:
-        period = Period(body.start, body.end, request.app.state.settings.timezone)
+        period = Period(body.start, body.end, reporting.settings.timezone)
     except PeriodError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from None
     if period.bounds()[0] >= utcnow():
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "the period has not begun")
     kind = "monthly" if period.is_month() else "on_demand"
-    row, made = await generate(request.app.state, period, lang=body.lang, kind=kind)
+    row, made = await generate(reporting, period, lang=body.lang, kind=kind)
     if not made:
         response.status_code = status.HTTP_200_OK
     return _out(row)
 
 
 @router.get("", response_model=list[ReportOut])
-async def list_reports(request: Request, _: Viewer) -> list[ReportOut]:
+async def list_reports(pool: AppPool, _: Viewer) -> list[ReportOut]:
     """The archive, newest period first (a row per period and language; no PDF bytes)."""
-    async with request.app.state.pool.connection() as conn:
+    async with pool.connection() as conn:
         cur = await conn.execute(
             f"SELECT {service.COLUMNS} FROM reports"  # noqa: S608 - constant columns
             " ORDER BY period_start DESC, period_end DESC, lang LIMIT 1000"
@@ -94,9 +114,9 @@ async def list_reports(request: Request, _: Viewer) -> list[ReportOut]:
 
 
 @router.get("/{report_id}")
-async def get_report(request: Request, report_id: ReportId, _: Viewer) -> dict[str, Any]:
+async def get_report(pool: AppPool, report_id: ReportId, _: Viewer) -> dict[str, Any]:
     """One report's archive row and every figure it printed."""
-    async with request.app.state.pool.connection() as conn:
+    async with pool.connection() as conn:
         cur = await conn.execute(
             f"SELECT {service.COLUMNS}, figures FROM reports WHERE id = %s",  # noqa: S608
             (report_id,),
@@ -109,8 +129,8 @@ async def get_report(request: Request, report_id: ReportId, _: Viewer) -> dict[s
 
 
 @router.get("/{report_id}/pdf", response_class=Response)
-async def download_report(request: Request, report_id: ReportId, _: Viewer) -> Response:
-    async with request.app.state.pool.connection() as conn:
+async def download_report(pool: AppPool, report_id: ReportId, _: Viewer) -> Response:
+    async with pool.connection() as conn:
         cur = await conn.execute("SELECT pdf, sha256 FROM reports WHERE id = %s", (report_id,))
         row = await cur.fetchone()
     if row is None:
@@ -125,21 +145,21 @@ async def download_report(request: Request, report_id: ReportId, _: Viewer) -> R
     )
 
 
-async def monthly(app_state: Any) -> None:
+async def monthly(reporting: Reporting) -> None:
     """Every check: last month's report in each language, made if missing (idempotent)."""
-    settings: ApiSettings = app_state.settings
+    settings = reporting.settings
     while True:
         period = last_month(utcnow(), settings.timezone)
         try:
             # A town that started after the month ended has nothing to say about it: an empty
             # report, archived as final, would be handed to the council as if it were true.
-            measured = await service.has_readings(app_state.pool, period)
+            measured = await service.has_readings(reporting.pool, period)
         except Exception:
             log.exception("monthly report %s: the database could not be asked", period.start)
             measured = False
         for lang in settings.report_languages if measured else ():
             try:
-                _, made = await generate(app_state, period, lang=lang, kind="monthly")
+                _, made = await generate(reporting, period, lang=lang, kind="monthly")
                 if made:
                     log.info("monthly report %s %s archived", period.start, lang)
             except Exception:

@@ -11,47 +11,50 @@ from services.api import repository as repo
 from services.api.schemas import ApiKeyCreated, ApiKeyIn, ApiKeyOut, AuditEntry, DeadLetterOut
 from shared import audit
 from shared.auth import new_api_key
-from shared.http import Admin, Viewer, check_time
+from shared.http import Admin, AppKeyRing, AppPool, Viewer, check_time
 
 router = APIRouter(prefix="/v1", tags=["operations"])
 
 
 @router.get("/deadletters", response_model=list[DeadLetterOut])
 async def list_deadletters(
-    request: Request,
+    pool: AppPool,
     _: Viewer,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     reason: str | None = None,
     device_id: str | None = None,
 ) -> list[DeadLetterOut]:
     """Rejected messages, newest first, with the reason and the (truncated) payload."""
-    async with request.app.state.pool.connection() as conn:
+    async with pool.connection() as conn:
         rows = await repo.deadletters(conn, limit=limit, reason=reason, device_id=device_id)
     return [DeadLetterOut(**r) for r in rows]
 
 
 @router.post("/api-keys", status_code=status.HTTP_201_CREATED, response_model=ApiKeyCreated)
-async def create_api_key(body: ApiKeyIn, request: Request, _: Admin) -> ApiKeyCreated:
+async def create_api_key(
+    body: ApiKeyIn, request: Request, pool: AppPool, keyring: AppKeyRing, _: Admin
+) -> ApiKeyCreated:
     """Create an API key; the key itself is in this response only."""
     key = new_api_key()
     request.state.audit_target = key.key_id
     request.state.audit_detail = {"name": body.name, "role": body.role.value}
-    async with request.app.state.pool.connection() as conn:
+    async with pool.connection() as conn:
         cur = await conn.execute(
             "INSERT INTO api_keys (id, name, role, key_hash) VALUES (%s, %s, %s, %s) "
             "RETURNING id, name, role, created_at, revoked_at",
             (key.key_id, body.name, body.role.value, key.key_hash),
         )
         row = await cur.fetchone()
+    assert row is not None  # INSERT ... RETURNING: its one row
     # Committed above: usable at once, even on the next request (shared/keyring.py).
-    request.app.state.keyring.remember(key.key_id, key.key_hash, body.role)
+    keyring.remember(key.key_id, key.key_hash, body.role)
     return ApiKeyCreated(**row, key=key.token)
 
 
 @router.get("/api-keys", response_model=list[ApiKeyOut])
-async def list_api_keys(request: Request, _: Admin) -> list[ApiKeyOut]:
+async def list_api_keys(pool: AppPool, _: Admin) -> list[ApiKeyOut]:
     """Every key (never the secret part)."""
-    async with request.app.state.pool.connection() as conn:
+    async with pool.connection() as conn:
         cur = await conn.execute(
             "SELECT id, name, role, created_at, revoked_at FROM api_keys ORDER BY created_at"
         )
@@ -59,11 +62,13 @@ async def list_api_keys(request: Request, _: Admin) -> list[ApiKeyOut]:
 
 
 @router.delete("/api-keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def revoke_api_key(key_id: str, request: Request, principal: Admin) -> Response:
+async def revoke_api_key(
+    key_id: str, pool: AppPool, keyring: AppKeyRing, principal: Admin
+) -> Response:
     """Revoke a key at once."""
     if key_id == principal.key_id:
         raise HTTPException(status.HTTP_409_CONFLICT, detail="a key cannot revoke itself")
-    async with request.app.state.pool.connection() as conn:
+    async with pool.connection() as conn:
         cur = await conn.execute(
             "UPDATE api_keys SET revoked_at = now() WHERE id = %s AND revoked_at IS NULL",
             (key_id,),
@@ -71,13 +76,13 @@ async def revoke_api_key(key_id: str, request: Request, principal: Admin) -> Res
     if cur.rowcount != 1:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such active key")
     # Committed above: this process's copy of the keys drops it now (shared/keyring.py).
-    request.app.state.keyring.forget(key_id)
+    keyring.forget(key_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/audit", response_model=list[AuditEntry])
 async def list_audit(
-    request: Request,
+    pool: AppPool,
     _: Admin,
     action: Annotated[str | None, Query(max_length=100)] = None,
     key_id: Annotated[str | None, Query(max_length=100)] = None,
@@ -89,7 +94,7 @@ async def list_audit(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AuditEntry]:
     """Audit entries, newest first; page with `before_id` = the last id of the previous page."""
-    async with request.app.state.pool.connection() as conn:
+    async with pool.connection() as conn:
         rows = await audit.entries(
             conn,
             action=action,

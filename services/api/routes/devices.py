@@ -18,6 +18,7 @@ from psycopg import AsyncConnection
 from services.api import repository as repo
 from services.api.buckets import BadBucket, parse_bucket
 from services.api.bulk import BulkBodyError, mark_duplicates, parse_csv, parse_json
+from services.api.deps import AppDynSec, Settings
 from services.api.schemas import (
     BucketReading,
     BulkResult,
@@ -40,7 +41,7 @@ from services.api.schemas import (
 from services.api.settings import ApiSettings
 from shared import audit, erasure
 from shared.auth import hash_key, new_device_password
-from shared.http import Admin, Viewer, time_window
+from shared.http import Admin, AppPool, Viewer, time_window
 from shared.mqtt_admin import (
     DeviceIdentity,
     DynSecClient,
@@ -107,23 +108,25 @@ def _credentials(
     )
 
 
-def _dynsec(request: Request) -> DynSecClient:
-    client: DynSecClient = request.app.state.dynsec
-    return client
-
-
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=DeviceCreated,
     responses={409: {"description": "The id, DevEUI or external id is registered already"}},
 )
-async def register_device(body: DeviceIn, request: Request, _: Admin) -> DeviceCreated:
+async def register_device(
+    body: DeviceIn,
+    request: Request,
+    pool: AppPool,
+    settings: Settings,
+    dynsec: AppDynSec,
+    _: Admin,
+) -> DeviceCreated:
     """Register a device; its MQTT password (none with a DevEUI) is in this response only."""
     device_id = body.device_id
     request.state.audit_target = device_id
     password = new_device_password()
-    async with request.app.state.pool.connection() as conn, conn.transaction():
+    async with pool.connection() as conn, conn.transaction():
         domains = await repo.profile_domains(conn, [body.profile] if body.profile else [])
         try:
             domain = _domain(body, domains)
@@ -144,10 +147,8 @@ async def register_device(body: DeviceIn, request: Request, _: Admin) -> DeviceC
         if body.dev_eui is not None:
             return DeviceCreated(device=device, mqtt=None)
         # Inside the transaction: if the broker refuses, the device is not registered either.
-        await _provision(request, device, password)
-    return DeviceCreated(
-        device=device, mqtt=_credentials(request.app.state.settings, device, password)
-    )
+        await _provision(dynsec, device, password)
+    return DeviceCreated(device=device, mqtt=_credentials(settings, device, password))
 
 
 def _names_of(body: DeviceIn) -> list[tuple[str, str]]:
@@ -211,9 +212,10 @@ _BULK_BODY = {
         422: {"description": "Malformed body, no rows or too many rows"},
     },
 )
-async def register_devices(request: Request, _: Admin) -> BulkResult:
+async def register_devices(
+    request: Request, pool: AppPool, settings: Settings, dynsec: AppDynSec, _: Admin
+) -> BulkResult:
     """Register many devices (JSON list or CSV); each row's outcome, credentials shown once."""
-    settings: ApiSettings = request.app.state.settings
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     body = await request.body()
     try:
@@ -235,7 +237,7 @@ async def register_devices(request: Request, _: Admin) -> BulkResult:
     ]
     valid = [(i, p.device) for i, p in enumerate(parsed) if p.device is not None]
     ca = _ca_certificate(settings)
-    async with request.app.state.pool.connection() as conn, conn.transaction():
+    async with pool.connection() as conn, conn.transaction():
         todo = await _bulk_todo(conn, valid, results)
         fresh: list[tuple[int, DeviceIn, Domain]] = []
         for device_id, (i, row_in, domain) in todo.rows.items():
@@ -252,7 +254,7 @@ async def register_devices(request: Request, _: Admin) -> BulkResult:
         mqtt_ids = {b.device_id for _, b, _ in fresh if b.dev_eui is None}
         passwords = {d: new_device_password() for d in inserted if d in mqtt_ids}
         refused = await _provision_many(
-            request,
+            dynsec,
             {d: device for d, device in inserted.items() if d in passwords},
             passwords=passwords,
             batch=settings.bulk_broker_batch,
@@ -369,7 +371,7 @@ def _device_values(body: DeviceIn, domain: Domain) -> dict[str, Any]:
 
 
 async def _provision_many(
-    request: Request, devices: dict[str, Device], *, passwords: dict[str, str], batch: int
+    dynsec: DynSecClient, devices: dict[str, Device], *, passwords: dict[str, str], batch: int
 ) -> dict[str, str]:
     """Provision in command messages of `batch` devices; the refused ones with a reason."""
     identities = [
@@ -380,7 +382,7 @@ async def _provision_many(
     for start in range(0, len(identities), batch):
         chunk = identities[start : start + batch]
         try:
-            refused |= await asyncio.to_thread(_dynsec(request).add_devices, chunk)
+            refused |= await asyncio.to_thread(dynsec.add_devices, chunk)
         except DynSecError as exc:
             # The broker did not answer: these rows and the rest are not registered. Those it
             # may still create are harmless: a client whose device row does not exist is
@@ -390,10 +392,10 @@ async def _provision_many(
     return refused
 
 
-async def _provision(request: Request, device: Device, password: str) -> None:
+async def _provision(dynsec: DynSecClient, device: Device, password: str) -> None:
     try:
         await asyncio.to_thread(
-            _dynsec(request).add_device, device_id=device.id, topic=device.topic, password=password
+            dynsec.add_device, device_id=device.id, topic=device.topic, password=password
         )
     except DynSecError as exc:
         raise HTTPException(
@@ -402,9 +404,11 @@ async def _provision(request: Request, device: Device, password: str) -> None:
 
 
 @router.post("/{device_id}/credentials", response_model=DeviceCreated)
-async def rotate_credentials(device_id: str, request: Request, _: Admin) -> DeviceCreated:
+async def rotate_credentials(
+    device_id: str, pool: AppPool, settings: Settings, dynsec: AppDynSec, _: Admin
+) -> DeviceCreated:
     """Issue a new MQTT password (the old one stops working at once)."""
-    async with request.app.state.pool.connection() as conn:
+    async with pool.connection() as conn:
         row = await repo.get_device(conn, device_id)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such device")
@@ -424,22 +428,20 @@ async def rotate_credentials(device_id: str, request: Request, _: Admin) -> Devi
     device = _device(row)
     password = new_device_password()
     # add_device recreates client and role: also repairs a device the broker lost.
-    await _provision(request, device, password)
-    return DeviceCreated(
-        device=device, mqtt=_credentials(request.app.state.settings, device, password)
-    )
+    await _provision(dynsec, device, password)
+    return DeviceCreated(device=device, mqtt=_credentials(settings, device, password))
 
 
 @router.get("", response_model=Page[Device])
 async def list_devices(
-    request: Request,
+    pool: AppPool,
     _: Viewer,
     domain: Domain | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Page[Device]:
     """Registered devices, by id."""
-    async with request.app.state.pool.connection() as conn:
+    async with pool.connection() as conn:
         rows, total = await repo.list_devices(
             conn, domain=domain.value if domain else None, limit=limit, offset=offset
         )
@@ -447,9 +449,9 @@ async def list_devices(
 
 
 @router.get("/{device_id}", response_model=Device)
-async def get_device(device_id: str, request: Request, _: Viewer) -> Device:
+async def get_device(device_id: str, pool: AppPool, _: Viewer) -> Device:
     """One device, with its radio link as of its newest uplink."""
-    async with request.app.state.pool.connection() as conn:
+    async with pool.connection() as conn:
         row = await repo.get_device(conn, device_id, link=True)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such device")
@@ -457,9 +459,9 @@ async def get_device(device_id: str, request: Request, _: Viewer) -> Device:
 
 
 @router.get("/{device_id}/model", response_model=DeviceModel)
-async def device_model(device_id: str, request: Request, _: Viewer) -> DeviceModel:
+async def device_model(device_id: str, pool: AppPool, _: Viewer) -> DeviceModel:
     """Whether the device's model is still learning (no alert where it has not seen enough)."""
-    async with request.app.state.pool.connection() as conn:
+    async with pool.connection() as conn:
         if await repo.get_device(conn, device_id) is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such device")
         row = await repo.model_state(conn, device_id=device_id)
@@ -474,12 +476,12 @@ async def device_model(device_id: str, request: Request, _: Viewer) -> DeviceMod
 @router.get("/{device_id}/uplinks", response_model=list[Uplink])
 async def device_uplinks(
     device_id: str,
-    request: Request,
+    pool: AppPool,
     _: Viewer,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[Uplink]:
     """Its stored uplinks, newest first: frame counter, codec version, RSSI, SNR, gateways."""
-    async with request.app.state.pool.connection() as conn:
+    async with pool.connection() as conn:
         if await repo.get_device(conn, device_id) is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such device")
         rows = await repo.uplinks(conn, device_id=device_id, limit=limit)
@@ -489,11 +491,13 @@ async def device_uplinks(
 @router.post(
     "/{device_id}/ingest-token", status_code=status.HTTP_201_CREATED, response_model=IngestToken
 )
-async def create_ingest_token(device_id: str, request: Request, _: Admin) -> IngestToken:
+async def create_ingest_token(
+    device_id: str, request: Request, pool: AppPool, _: Admin
+) -> IngestToken:
     """A token for HTTP push (shown once); the device's earlier tokens stop working at once."""
     token_id, token, token_hash = new_ingest_token()
     request.state.audit_detail = {"token_id": token_id}
-    async with request.app.state.pool.connection() as conn, conn.transaction():
+    async with pool.connection() as conn, conn.transaction():
         # Locked: a deletion (which revokes its tokens) cannot slip in before this one is stored.
         had = (await repo.lock_devices(conn, [device_id])).get(device_id)
         if had is None or had["deleted_at"] is not None:
@@ -505,7 +509,7 @@ async def create_ingest_token(device_id: str, request: Request, _: Admin) -> Ing
 
 
 @router.patch("/{device_id}", response_model=Device)
-async def change_device(device_id: str, body: DevicePatch, request: Request, _: Admin) -> Device:
+async def change_device(device_id: str, body: DevicePatch, pool: AppPool, _: Admin) -> Device:
     """Change a device's name, location, settings or profile (the gateway follows at once)."""
     changes = body.model_dump(exclude_unset=True)
     values: dict[str, Any] = {}
@@ -516,7 +520,7 @@ async def change_device(device_id: str, body: DevicePatch, request: Request, _: 
         values["lon"] = body.location.lon if body.location else None
     if "metadata" in changes:
         values["metadata"] = body.metadata or {}
-    async with request.app.state.pool.connection() as conn, conn.transaction():
+    async with pool.connection() as conn, conn.transaction():
         row = await repo.get_device(conn, device_id)
         if row is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such device")
@@ -550,6 +554,9 @@ async def change_device(device_id: str, body: DevicePatch, request: Request, _: 
 async def delete_device(
     device_id: str,
     request: Request,
+    pool: AppPool,
+    settings: Settings,
+    dynsec: AppDynSec,
     principal: Admin,
     erase: Annotated[
         bool, Query(description="Also erase every row that names the device.")
@@ -563,7 +570,7 @@ async def delete_device(
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_ENTITY, detail="aggregates=true needs erase=true"
         )
-    async with request.app.state.pool.connection() as conn, conn.transaction():
+    async with pool.connection() as conn, conn.transaction():
         if erase:
             row = await repo.lock_device(conn, device_id)
             if row is None:
@@ -586,7 +593,6 @@ async def delete_device(
             # Recorded here, in the erasure's transaction: the Gate must not add a second one.
             request.state.audited = True
             # Then every entry naming it, this one included, names its pseudonym instead.
-            settings: ApiSettings = request.app.state.settings
             await erasure.pseudonymise_audit(
                 conn, device_id=device_id, key=settings.audit_pseudonym_key_bytes()
             )
@@ -598,7 +604,7 @@ async def delete_device(
         # of that name is the service's.
         try:
             if reserved_reason(device_id) is None:
-                await asyncio.to_thread(_dynsec(request).remove_device, device_id)
+                await asyncio.to_thread(dynsec.remove_device, device_id)
         except DynSecError as exc:
             raise HTTPException(
                 status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"MQTT broker refused: {exc}"
@@ -612,7 +618,8 @@ async def delete_device(
 @router.get("/{device_id}/readings", response_model=Readings)
 async def readings(
     device_id: str,
-    request: Request,
+    pool: AppPool,
+    settings: Settings,
     _: Viewer,
     start: datetime | None = None,
     end: datetime | None = None,
@@ -621,9 +628,8 @@ async def readings(
     limit: Annotated[int | None, Query(ge=1)] = None,
 ) -> Readings:
     """Raw readings in [start, end), or avg/min/max/count per bucket (15m, 1h, 1d...)."""
-    settings: ApiSettings = request.app.state.settings
     start, end = time_window(start, end, default_span=timedelta(days=1))
-    async with request.app.state.pool.connection() as conn:
+    async with pool.connection() as conn:
         if await repo.get_device(conn, device_id) is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such device")
         if bucket is None:

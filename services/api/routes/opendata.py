@@ -11,9 +11,11 @@ from pydantic import BaseModel, Field
 
 from services.api import opendata
 from services.api import repository as repo
+from services.api.deps import Settings
 from services.api.opendata import DATASETS, Floor, Licence
 from services.api.settings import ApiSettings
-from shared.http import Admin, Viewer, time_window
+from shared.db import Pool
+from shared.http import Admin, AppPool, Viewer, time_window
 
 admin_router = APIRouter(prefix="/v1/open-data", tags=["open data"])
 public_router = APIRouter(prefix="/open-data", tags=["open data (public)"])
@@ -68,31 +70,35 @@ def _state(dataset: opendata.Dataset, publication: dict[str, Any] | None) -> Dat
 
 
 @admin_router.get("/datasets", response_model=list[DatasetState])
-async def list_datasets(request: Request, _: Viewer) -> list[DatasetState]:
+async def list_datasets(pool: AppPool, _: Viewer) -> list[DatasetState]:
     """Every dataset the town could publish, and whether (and how) it is."""
-    async with request.app.state.pool.connection() as conn:
+    async with pool.connection() as conn:
         published = {p["dataset"]: p for p in await repo.publications(conn)}
     return [_state(d, published.get(d.id)) for d in DATASETS.values()]
 
 
 @admin_router.put("/datasets/{dataset}", response_model=DatasetState)
 async def publish_dataset(
-    dataset: DatasetId, request: Request, who: Admin, body: PublishIn | None = None
+    dataset: DatasetId,
+    request: Request,
+    pool: AppPool,
+    who: Admin,
+    body: PublishIn | None = None,
 ) -> DatasetState:
     """Publish a dataset (or change its licence): from now on anyone can download it."""
     known = _known(dataset)
     licence = (body or PublishIn()).licence
     request.state.audit_detail = {"licence": licence.value}
-    async with request.app.state.pool.connection() as conn:
+    async with pool.connection() as conn:
         row = await repo.publish(conn, dataset=dataset, licence=licence.value, by=who.key_id)
     return _state(known, row)
 
 
 @admin_router.delete("/datasets/{dataset}", status_code=status.HTTP_204_NO_CONTENT)
-async def unpublish_dataset(dataset: DatasetId, request: Request, _: Admin) -> Response:
+async def unpublish_dataset(dataset: DatasetId, pool: AppPool, _: Admin) -> Response:
     """Stop publishing a dataset at once."""
     _known(dataset)
-    async with request.app.state.pool.connection() as conn:
+    async with pool.connection() as conn:
         if not await repo.unpublish(conn, dataset):
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail="dataset not published")
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -118,10 +124,9 @@ def _floors(settings: ApiSettings) -> dict[Floor, int]:
 
 
 @public_router.get("/", name="catalog", response_class=JSONResponse)
-async def catalog(request: Request) -> JSONResponse:
+async def catalog(pool: AppPool, settings: Settings) -> JSONResponse:
     """The published datasets as a DCAT / schema.org catalogue (JSON-LD). No key needed."""
-    settings: ApiSettings = request.app.state.settings
-    async with request.app.state.pool.connection() as conn:
+    async with pool.connection() as conn:
         published = await repo.publications(conn)
     doc = opendata.catalog_jsonld(
         base_url=catalogue_base(settings),
@@ -133,11 +138,15 @@ async def catalog(request: Request) -> JSONResponse:
 
 
 async def _rows(
-    request: Request, dataset: str, start: datetime | None, end: datetime | None
+    pool: Pool,
+    settings: ApiSettings,
+    dataset: str,
+    *,
+    start: datetime | None,
+    end: datetime | None,
 ) -> tuple[opendata.Dataset, Licence, datetime, datetime, list[dict[str, Any]], bool]:
-    settings: ApiSettings = request.app.state.settings
     start, end = time_window(start, end, default_span=DEFAULT_SPAN)
-    async with request.app.state.pool.connection() as conn:
+    async with pool.connection() as conn:
         publication = await repo.publications(conn, dataset)
         # Unknown and unpublished look alike: what is not published does not exist here.
         if not publication or dataset not in DATASETS:
@@ -161,12 +170,15 @@ async def _rows(
 @public_router.get("/{dataset}.json", response_model=OpenRows)
 async def download_json(
     dataset: DatasetId,
-    request: Request,
+    pool: AppPool,
+    settings: Settings,
     start: datetime | None = None,
     end: datetime | None = None,
 ) -> OpenRows:
     """A published dataset's rows in [start, end) (30 days to now by default). No key needed."""
-    known, licence, start, end, rows, truncated = await _rows(request, dataset, start, end)
+    known, licence, start, end, rows, truncated = await _rows(
+        pool, settings, dataset, start=start, end=end
+    )
     return OpenRows(
         dataset=known.id, licence=licence, start=start, end=end, items=rows, truncated=truncated
     )
@@ -179,12 +191,15 @@ async def download_json(
 )
 async def download_csv(
     dataset: DatasetId,
-    request: Request,
+    pool: AppPool,
+    settings: Settings,
     start: datetime | None = None,
     end: datetime | None = None,
 ) -> PlainTextResponse:
     """A published dataset's rows in [start, end) as CSV with a header line. No key needed."""
-    known, licence, _, _, rows, truncated = await _rows(request, dataset, start, end)
+    known, licence, _, _, rows, truncated = await _rows(
+        pool, settings, dataset, start=start, end=end
+    )
     headers = {
         "Link": f'<{opendata.LICENCE_URLS[licence]}>; rel="license"',
         "X-Truncated": "true" if truncated else "false",

@@ -14,9 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from services.api import register
 from services.api import repository as repo
+from services.api.deps import Settings
 from services.api.settings import ApiSettings
 from shared.algorithms import Figure
-from shared.http import Admin, Viewer
+from shared.db import Pool
+from shared.http import Admin, AppPool, Viewer
 
 admin_router = APIRouter(prefix="/v1/register", tags=["register"])
 public_router = APIRouter(prefix="/register", tags=["register (public)"])
@@ -122,11 +124,10 @@ class TextsOut(BaseModel):
     updated_at: datetime | None
 
 
-async def build(request: Request, lang: str) -> dict[str, Any]:
+async def build(pool: Pool, settings: ApiSettings, lang: str) -> dict[str, Any]:
     """The register in `lang`, as the JSON and the HTML page show it."""
-    settings: ApiSettings = request.app.state.settings
     since = datetime.now(UTC) - timedelta(days=settings.register_metrics_days)
-    async with request.app.state.pool.connection() as conn:
+    async with pool.connection() as conn:
         declarations = await repo.register_declarations(conn)
         latest = await repo.register_latest_quality(conn)
         texts, texts_at = await repo.register_texts(conn)
@@ -163,17 +164,17 @@ async def build(request: Request, lang: str) -> dict[str, Any]:
 
 
 @public_router.get("/", name="register", response_class=JSONResponse)
-async def public_register(request: Request, lang: Lang = "fr") -> JSONResponse:
+async def public_register(pool: AppPool, settings: Settings, lang: Lang = "fr") -> JSONResponse:
     """The register of algorithms and sensors, in French or English. No key needed."""
-    return JSONResponse(jsonable_encoder(await build(request, lang)))
+    return JSONResponse(jsonable_encoder(await build(pool, settings, lang)))
 
 
 @admin_router.put("/quality/{algorithm}", response_model=QualityOut)
 async def record_quality(
-    algorithm: AlgorithmId, body: QualityIn, request: Request, who: Admin
+    algorithm: AlgorithmId, body: QualityIn, request: Request, pool: AppPool, who: Admin
 ) -> QualityOut:
     """Record an evaluation run's figures: the register shows the newest run per algorithm."""
-    async with request.app.state.pool.connection() as conn:
+    async with pool.connection() as conn:
         declared = {r["id"]: r for r in await repo.register_declarations(conn)}
         known = declared.get(algorithm)
         if known is None:
@@ -206,21 +207,21 @@ async def record_quality(
 
 
 @admin_router.get("/texts", response_model=TextsOut)
-async def get_texts(request: Request, _: Viewer) -> TextsOut:
+async def get_texts(pool: AppPool, _: Viewer) -> TextsOut:
     """The register's texts as set (unset ones are null: the register shows its defaults)."""
-    async with request.app.state.pool.connection() as conn:
+    async with pool.connection() as conn:
         texts, at = await repo.register_texts(conn)
     return TextsOut(**{k: texts.get(k) for k in register.TEXT_KEYS}, updated_at=at)
 
 
 @admin_router.put("/texts", response_model=TextsOut)
-async def set_texts(body: TextsIn, request: Request, who: Admin) -> TextsOut:
+async def set_texts(body: TextsIn, request: Request, pool: AppPool, who: Admin) -> TextsOut:
     """Set the town's name, the contact and the introductions; "" removes one."""
     given = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}
     if not given:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="no text given")
     request.state.audit_detail = {"texts": sorted(given)}
-    async with request.app.state.pool.connection() as conn:
+    async with pool.connection() as conn:
         await repo.set_register_texts(conn, texts=given, by=who.key_id)
         texts, at = await repo.register_texts(conn)
     return TextsOut(**{k: texts.get(k) for k in register.TEXT_KEYS}, updated_at=at)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 
+from services.api.deps import Settings
 from services.api.schemas import RetentionClass
-from services.api.settings import ApiSettings
 from shared import retention
-from shared.http import Principal, require_admin
+from shared.http import AppPool, Principal, require_admin
 
 router = APIRouter(prefix="/v1/admin", tags=["operations"])
 
@@ -17,9 +17,8 @@ Admin = Annotated[Principal, Depends(require_admin)]
 
 
 @router.get("/retention", response_model=list[RetentionClass])
-async def get_retention(request: Request, _: Admin) -> list[RetentionClass]:
+async def get_retention(pool: AppPool, settings: Settings, _: Admin) -> list[RetentionClass]:
     """Each data class: its retention period, how it is enforced, the oldest row kept."""
-    settings: ApiSettings = request.app.state.settings
-    async with request.app.state.pool.connection() as conn:
+    async with pool.connection() as conn:
         rows = await retention.report(conn, settings.retention)
     return [RetentionClass(**r) for r in rows]

@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from services.lighting.adapters.db import write_rows
 from services.lighting.domain.algorithms import algorithms
 from services.lighting.domain.circuit import LightingProcessor
-from services.lighting.routes import router
+from services.lighting.routes import SCHEDULE_PATH, router
 from services.lighting.settings import LightingSettings
 from shared.http import secure
 from shared.runtime.service import create_stream_app
@@ -25,5 +25,5 @@ def create_app(settings: LightingSettings) -> FastAPI:
         router=router,
         algorithms=algorithms(processor),
     )
-    secure(app, settings=settings)
+    secure(app, settings=settings, public=(SCHEDULE_PATH,))
     return app

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, Query, Request, status
 
 from services.lighting.adapters import db
 from services.lighting.domain.circuit import FULL
@@ -19,12 +19,37 @@ router = APIRouter(prefix="/v1/lighting", tags=["lighting"])
 
 # Savings are summed over at most this long a period.
 MAX_SAVINGS_SPAN = timedelta(days=366)
+# The schedule: the next nights unless asked otherwise; served without a key (app.py), the town
+# publishes it (the open-data dataset `lighting-schedule`, services/lighting/manifest.py).
+SCHEDULE_PATH = "/v1/lighting/schedule"
+SCHEDULE_SPAN = timedelta(days=31)
 TARIFF, GRID = "electricity_eur_per_kwh", "grid_kg_co2e_per_kwh"
 
 
 def _settings(request: Request) -> LightingSettings:
     settings: LightingSettings = request.app.state.settings
     return settings
+
+
+@router.get("/circuits")
+async def circuits(
+    request: Request, _: Viewer, limit: Annotated[int, Query(ge=1, le=10_000)] = 1000
+) -> dict[str, Any]:
+    """Every circuit's state now (the console's plan): lit or not, dimming, power."""
+    async with request.app.state.pool.connection() as conn:
+        rows = await db.circuits(conn, limit=limit)
+    return {
+        "items": [
+            {
+                "device_id": r["device_id"],
+                "ts": r["ts"],
+                "on": r["is_on"],
+                "dimming_pct": r["dimming_pct"],
+                "power_w": r["power_w"],
+            }
+            for r in rows
+        ]
+    }
 
 
 @router.get("/circuits/{device_id}")
@@ -68,6 +93,23 @@ async def circuit(device_id: str, request: Request, _: Viewer) -> dict[str, Any]
         "channels": row["channels"],
         "faults": faults,
         "tonight": tonight,
+    }
+
+
+@router.get("/schedule")
+async def schedule(
+    request: Request, start: datetime | None = None, end: datetime | None = None
+) -> dict[str, Any]:
+    """The council's schedule for each night overlapping [start, end) (the next 31 days by
+    default): sunset, sunrise, the switch-off and dimming hours, the hours of each. No key."""
+    if end is None:
+        end = (start or datetime.now(UTC)) + SCHEDULE_SPAN
+    start, end = time_window(start, end, default_span=SCHEDULE_SPAN)
+    town = _settings(request).town()
+    return {
+        "start": start,
+        "end": end,
+        "items": [town.schedule(p) for p in town.nights(start, end)],
     }
 
 

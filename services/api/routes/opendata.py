@@ -9,9 +9,9 @@ from fastapi import APIRouter, HTTPException, Path, Request, Response, status
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
-from services.api import opendata
+from services.api import opendata, proxy
 from services.api import repository as repo
-from services.api.opendata import DATASETS, Floor, Licence
+from services.api.opendata import DATASETS, SOURCES, Floor, Licence
 from services.api.settings import ApiSettings
 from shared.http import Admin, Viewer, time_window
 
@@ -110,7 +110,7 @@ def catalogue_base(settings: ApiSettings) -> str:
     return f"{base}{public_router.prefix}/"
 
 
-def _floors(settings: ApiSettings) -> dict[Floor, int]:
+def _floors(settings: ApiSettings) -> dict[str, int]:
     return {
         Floor.DEVICES: settings.open_data_min_devices,
         Floor.VEHICLES: settings.open_data_min_vehicles,
@@ -136,23 +136,35 @@ async def _rows(
     request: Request, dataset: str, start: datetime | None, end: datetime | None
 ) -> tuple[opendata.Dataset, Licence, datetime, datetime, list[dict[str, Any]], bool]:
     settings: ApiSettings = request.app.state.settings
-    start, end = time_window(start, end, default_span=DEFAULT_SPAN)
+    source = SOURCES.get(dataset)
     async with request.app.state.pool.connection() as conn:
         publication = await repo.publications(conn, dataset)
-        # Unknown and unpublished look alike: what is not published does not exist here.
-        if not publication or dataset not in DATASETS:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such dataset")
-        rows = await repo.open_dataset_rows(
-            conn,
-            dataset=dataset,
-            start=start,
-            end=end,
-            min_devices=settings.open_data_min_devices,
-            min_vehicles=settings.open_data_min_vehicles,
-            public_building_types=list(settings.open_data_public_building_types),
-            limit=settings.open_data_max_rows + 1,
-            zone=settings.timezone,
+    # Unknown and unpublished look alike: what is not published does not exist here.
+    if not publication or source is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such dataset")
+    if source.path is not None:
+        assert source.segment is not None
+        # Its service computes the rows and their default period (a schedule looks ahead).
+        params = {k: v.isoformat() for k, v in (("start", start), ("end", end)) if v is not None}
+        body = await proxy.public_json(
+            request, segment=source.segment, path=source.path, params=params
         )
+        rows = list(body["items"])
+        start, end = datetime.fromisoformat(body["start"]), datetime.fromisoformat(body["end"])
+    else:
+        start, end = time_window(start, end, default_span=DEFAULT_SPAN)
+        async with request.app.state.pool.connection() as conn:
+            rows = await repo.open_dataset_rows(
+                conn,
+                dataset=dataset,
+                start=start,
+                end=end,
+                min_devices=settings.open_data_min_devices,
+                min_vehicles=settings.open_data_min_vehicles,
+                public_building_types=list(settings.open_data_public_building_types),
+                limit=settings.open_data_max_rows + 1,
+                zone=settings.timezone,
+            )
     truncated = len(rows) > settings.open_data_max_rows
     licence = Licence(publication[0]["licence"])
     return DATASETS[dataset], licence, start, end, rows[: settings.open_data_max_rows], truncated

@@ -1,6 +1,6 @@
 """The lighting domain, as the platform's wiring sees it (shared/domains.py, docs/domains.md)."""
 
-from shared.domains import Dataset, DomainManifest, ServicePart, Table
+from shared.domains import ConsolePage, Dataset, DomainManifest, ServicePart, Table
 
 MANIFEST = DomainManifest(
     name="lighting",
@@ -12,6 +12,7 @@ MANIFEST = DomainManifest(
         Table("lighting_circuits", retention="deleted_device_state"),
     ),
     routes=("lighting",),
+    console=(ConsolePage("/lighting", "lighting", "Lighting"),),
     datasets=(
         Dataset(
             id="lighting-monthly-kwh-by-district",

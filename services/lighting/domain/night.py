@@ -123,8 +123,9 @@ class Town:
         dim_from, dim_to = (t.strftime("%H:%M") for t in self.dim) if self.dim else (None, None)
         return {
             "night": plan.day,
-            "sunset": self.local(plan.dusk),
-            "sunrise": self.local(plan.dawn),
+            # To the second: the almanac's microseconds are no precision a citizen can use.
+            "sunset": self.local(plan.dusk).replace(microsecond=0),
+            "sunrise": self.local(plan.dawn).replace(microsecond=0),
             "off_from": off_from,
             "off_to": off_to,
             "dim_from": dim_from,

@@ -11,7 +11,7 @@ from services.lighting.adapters import db
 from services.lighting.domain.circuit import FULL
 from services.lighting.settings import LightingSettings
 from shared.factors import load_factors
-from shared.http import Viewer, time_window
+from shared.http import Viewer, check_time, time_window
 from shared.topics import DEVICE_ID_RE
 from shared.townzone import today
 
@@ -102,6 +102,8 @@ async def schedule(
 ) -> dict[str, Any]:
     """The council's schedule for each night overlapping [start, end) (the next 31 days by
     default): sunset, sunrise, the switch-off and dimming hours, the hours of each. No key."""
+    # The start checked first: a default end is counted from it.
+    start = check_time(start, "start")
     if end is None:
         end = (start or datetime.now(UTC)) + SCHEDULE_SPAN
     start, end = time_window(start, end, default_span=SCHEDULE_SPAN)

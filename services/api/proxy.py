@@ -154,7 +154,10 @@ async def public_json(
             status.HTTP_502_BAD_GATEWAY, detail=f"{segment} service unreachable"
         ) from exc
     if 400 <= upstream.status_code < 500:
-        detail = upstream.json().get("detail", "refused") if upstream.content else "refused"
+        try:
+            detail = upstream.json().get("detail", "refused")
+        except ValueError:
+            detail = "refused"
         raise HTTPException(upstream.status_code, detail=detail)
     if upstream.status_code != status.HTTP_200_OK:
         raise HTTPException(status.HTTP_502_BAD_GATEWAY, detail=f"{segment} service failed")

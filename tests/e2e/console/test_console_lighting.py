@@ -176,3 +176,29 @@ def test_the_lighting_page_shows_cabinets_schedule_faults_and_savings(
     assert console.text("h1") == "Lighting"
     assert "Lamp failure" in console.one(f'#faults tr[data-alert="{alert["id"]}"]').text
     assert console.text('#tonight [data-field="off"]') == "none"
+
+
+def test_the_public_page_lists_the_published_lighting_schedule(
+    console: Console, api: httpx.Client
+) -> None:
+    dataset = "lighting-schedule"
+    was_published = any(
+        d["published"] for d in api.get("/v1/open-data/datasets").json() if d["id"] == dataset
+    )
+    assert api.put(f"/v1/open-data/datasets/{dataset}", json=None).status_code == 200
+    try:
+        # No sign-in: the page citizens read.
+        console.open("/public?lang=en")
+        item = console.one(f'#datasets li[data-dataset="{dataset}"]')
+        title = api.get("/open-data/").json()["dcat:dataset"]
+        (entry,) = [d for d in title if d["dct:identifier"] == dataset]
+        assert entry["dct:title"] in item.text
+        links = {
+            a.get_attribute("href")
+            for a in item.find_elements("css selector", "a")
+            if a.get_attribute("href")
+        }
+        assert {f"{console.base}/open-data/{dataset}.{ext}" for ext in ("csv", "json")} <= links
+    finally:
+        if not was_published:
+            api.delete(f"/v1/open-data/datasets/{dataset}")

@@ -45,6 +45,10 @@ def test_a_dataset_its_service_serves_is_read_from_the_domains_first_route() -> 
     assert sources["water-levels"].domain == "water"
 
 
+def test_the_floors_a_manifest_may_name_are_those_the_api_applies() -> None:
+    assert {f.value for f in opendata.Floor} == set(domains.FLOORS)
+
+
 def test_a_dataset_of_no_devices_data_states_no_floor_in_the_catalogue() -> None:
     doc = opendata.catalog_jsonld(
         base_url="/open-data/",

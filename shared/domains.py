@@ -5,7 +5,8 @@ holds a `MANIFEST`, a `DomainManifest`: pure data, cheap to import. The platform
 used to name each domain by hand is computed from the registered manifests: the tables erasure
 clears and retention prunes (shared/erasure.py, shared/retention.py), the readings topics
 (shared/topics.py), the stack's services and the routes the operator API forwards to them
-(townpulse/stack/config.py), the console's navigation (services/api/console/routes.py).
+(townpulse/stack/config.py), the console's navigation (services/api/console/routes.py) and the
+open-data datasets (services/api/opendata.py).
 
 Registering a domain is one line in services/domains.py (docs/domains.md). The registry loads
 the manifests by name at run time, so that shared/ (the library under services/) imports no
@@ -32,6 +33,10 @@ _PATH_SEGMENT_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 # The folder of a domain's package holding its own Alembic branch (`migrations=True`).
 MIGRATIONS_FOLDER = "migrations"
 _METRIC_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+# Dataset ids are the open-data URLs' last segment (services/api/routes/opendata.py DatasetId).
+_DATASET_ID_RE = re.compile(r"^[a-z0-9-]{1,64}$")
+# What an open-data row may aggregate at least the town's minimum of (TOWNPULSE_OPEN_DATA_MIN_*).
+FLOORS = ("devices", "vehicles")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +68,30 @@ class ConsolePage:
 
 
 @dataclass(frozen=True, slots=True)
+class Dataset:
+    """An open-data dataset made of the domain's data, which admins may publish
+    (services/api/opendata.py; docs/open-data.md).
+
+    `floor`: what each row aggregates at least the town's minimum of (one of FLOORS), so that
+    no device's or person's behaviour shows; None only for rows made of no device's data (the
+    council's lighting schedule). `resolution`: a row's period, ISO 8601 (DCAT's temporal
+    resolution). `served_at`: where the domain's service serves the rows without a key, a path
+    segment under its first route (`/v1/<route>/<served_at>`, answering `{"start", "end",
+    "items"}`); None: the operator API queries the database itself (services/api/repository.py,
+    the query keyed by the dataset's id).
+    """
+
+    id: str
+    title: str
+    description: str
+    keywords: tuple[str, ...]
+    columns: tuple[str, ...]
+    floor: str | None
+    resolution: str
+    served_at: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ServicePart:
     """How the stack runs the domain's service: `python -m <module>`, listening on
     `default_port` unless the stack's setting `<name>_port` (TOWNPULSE_<NAME>_PORT) says
@@ -90,8 +119,8 @@ class DomainManifest:
     """Everything the platform's wiring needs of one domain (docs/domains.md).
 
     `routes`: first path segments under /v1/ that the operator API forwards to the service.
-    `datasets`: ids of the open-data datasets made of the domain's data (services/api/
-    opendata.py). `metrics`: the readings' metrics only this domain has (the gateway adds them
+    `datasets`: the open-data datasets made of the domain's data (services/api/opendata.py).
+    `metrics`: the readings' metrics only this domain has (the gateway adds them
     to its own). `migrations`: the service's package has a `migrations/` folder holding the
     domain's own Alembic branch (its first revision labelled with the domain's name), applied
     with the platform's (shared.db.migrate); False: its tables are in the platform's migrations.
@@ -103,7 +132,7 @@ class DomainManifest:
     tables: tuple[Table, ...] = ()
     routes: tuple[str, ...] = ()
     console: tuple[ConsolePage, ...] = ()
-    datasets: tuple[str, ...] = ()
+    datasets: tuple[Dataset, ...] = ()
     metrics: tuple[Metric, ...] = ()
     migrations: bool = False
 
@@ -152,13 +181,15 @@ def validate(manifests: Sequence[DomainManifest]) -> tuple[DomainManifest, ...]:
             bounds = (metric.lo, metric.hi)
             if not (all(map(math.isfinite, bounds)) and metric.lo < metric.hi):
                 raise ManifestError(f"{m.name}: metric {metric.name}'s range is not lo < hi")
+        for dataset in m.datasets:
+            _check_dataset(m, dataset)
     checks = {
         "domain names": [m.name for m in manifests],
         "topics": [m.topic for m in manifests],
         "tables": [t.name for m in manifests for t in m.tables],
         "routes": [r for m in manifests for r in m.routes],
         "console paths": [p.path for m in manifests for p in m.console],
-        "datasets": [d for m in manifests for d in m.datasets],
+        "datasets": [d.id for m in manifests for d in m.datasets],
         "service modules": [m.service.module for m in manifests],
         "ports": [str(m.service.default_port) for m in manifests],
         "metrics": [x.name for m in manifests for x in m.metrics],
@@ -167,6 +198,21 @@ def validate(manifests: Sequence[DomainManifest]) -> tuple[DomainManifest, ...]:
         if dup := _duplicates(values):
             raise ManifestError(f"{what} declared by more than one domain: {', '.join(dup)}")
     return tuple(manifests)
+
+
+def _check_dataset(m: DomainManifest, dataset: Dataset) -> None:
+    if not _DATASET_ID_RE.match(dataset.id):
+        raise ManifestError(f"{m.name}: dataset id {dataset.id!r} is not [a-z0-9-]{{1,64}}")
+    if dataset.floor is not None and dataset.floor not in FLOORS:
+        raise ManifestError(f"{m.name}: dataset {dataset.id}: floor {dataset.floor!r} unknown")
+    if not dataset.columns or len(set(dataset.columns)) != len(dataset.columns):
+        raise ManifestError(f"{m.name}: dataset {dataset.id}: columns missing or repeated")
+    if dataset.served_at is not None and (
+        not m.routes or not _PATH_SEGMENT_RE.match(dataset.served_at)
+    ):
+        raise ManifestError(
+            f"{m.name}: dataset {dataset.id}: served_at needs a route and a path segment"
+        )
 
 
 def load(modules: Sequence[str]) -> tuple[DomainManifest, ...]:

@@ -11,7 +11,8 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from services.api import console, proxy
+from services.api import proxy
+from services.api.console import routes as console
 from services.api.deps import DYNSEC, UPSTREAM
 from services.api.reports import figures as report_figures
 from services.api.reports import routes as reports

@@ -1,18 +1,23 @@
 """Open data: the datasets a town may publish, their licences, DCAT/schema.org metadata, CSV.
 
-Pure logic (no I/O). Every dataset is an aggregate whose rows each stand for enough devices
-(or, for traffic counters, enough vehicles) that no single device's or person's behaviour can be
-read off a row: rows under the floor are left out, never rounded or blurred.
+Pure logic (no I/O). The datasets are those the registered domains' manifests declare. Every
+dataset made of devices' data is an aggregate whose rows each stand for enough devices (or, for
+traffic counters, enough vehicles) that no single device's or person's behaviour can be read off
+a row: rows under the floor are left out, never rounded or blurred. A dataset of no device's
+data (the lighting schedule the council set) has no floor.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
+
+from shared import domains
 
 
 class Licence(StrEnum):
@@ -33,60 +38,46 @@ LICENCE_URLS = {
 
 
 class Floor(StrEnum):
-    """What each published row must aggregate at least `k` of."""
+    """What each published row must aggregate at least `k` of (shared/domains.py FLOORS)."""
 
     DEVICES = "devices"
     VEHICLES = "vehicles"
 
 
+# The datasets come from the registered domains' manifests (shared/domains.py): a domain's
+# dataset is published here because its manifest declares it.
+Dataset = domains.Dataset
+
+
 @dataclass(frozen=True, slots=True)
-class Dataset:
-    id: str
-    title: str
-    description: str
-    keywords: tuple[str, ...]
-    columns: tuple[str, ...]
-    floor: Floor
-    # Rows per day or per hour: DCAT's accrual periodicity and temporal resolution.
-    resolution: str
+class Source:
+    """Where a dataset's rows come from: the domain service's route (`segment`, `path`) for a
+    dataset its service serves, else None (this API's own query, keyed by the dataset's id)."""
+
+    dataset: Dataset
+    domain: str
+    segment: str | None = None
+    path: str | None = None
 
 
-DATASETS = {
-    d.id: d
-    for d in (
-        Dataset(
-            id="energy-daily-public-buildings",
-            title="Daily energy use of the town's public buildings",
-            description="kWh per day (the town's calendar days, in its time zone) and building "
-            "type, summed over the public buildings of that type. A type with fewer buildings "
-            "than the aggregation floor is left out.",
-            keywords=("energy", "public buildings", "electricity"),
-            columns=("day", "building_type", "buildings", "kwh"),
-            floor=Floor.DEVICES,
-            resolution="P1D",
-        ),
-        Dataset(
-            id="waste-fill-by-zone",
-            title="Daily fill level of waste bins per zone",
-            description="Mean and highest reported fill level (percent) per day and zone. A "
-            "zone with fewer bins than the aggregation floor is left out.",
-            keywords=("waste", "bins", "fill level"),
-            columns=("day", "zone", "bins", "mean_fill_pct", "max_fill_pct"),
-            floor=Floor.DEVICES,
-            resolution="P1D",
-        ),
-        Dataset(
-            id="traffic-hourly-counts",
-            title="Hourly vehicle counts per traffic counter",
-            description="Vehicles counted per hour by each road counter. An hour with fewer "
-            "vehicles than the aggregation floor is left out, so no single trip shows.",
-            keywords=("traffic", "road", "vehicle counts"),
-            columns=("hour", "counter", "road", "zone", "vehicles"),
-            floor=Floor.VEHICLES,
-            resolution="PT1H",
-        ),
-    )
-}
+def sources(manifests: Iterable[domains.DomainManifest]) -> dict[str, Source]:
+    """The datasets the manifests declare, by id.
+
+    >>> [s.path for s in sources(domains.registered()).values() if s.path]
+    ['/v1/lighting/schedule']
+    """
+    out: dict[str, Source] = {}
+    for m in manifests:
+        for d in m.datasets:
+            if d.served_at is None:
+                out[d.id] = Source(d, m.name)
+            else:
+                out[d.id] = Source(d, m.name, m.routes[0], f"/v1/{m.routes[0]}/{d.served_at}")
+    return out
+
+
+SOURCES = sources(domains.registered())
+DATASETS = {k: s.dataset for k, s in SOURCES.items()}
 
 
 def to_csv(dataset: Dataset, rows: list[dict[str, Any]]) -> str:
@@ -117,7 +108,7 @@ def catalog_jsonld(
     base_url: str,
     publisher: str,
     published: list[dict[str, Any]],
-    floors: dict[Floor, int],
+    floors: dict[str, int],
 ) -> dict[str, Any]:
     """A DCAT catalogue of the published datasets, typed for schema.org as well.
 
@@ -150,7 +141,7 @@ def catalog_jsonld(
                 publisher=publisher,
                 licence=Licence(p["licence"]),
                 published_at=p["published_at"],
-                floor=floors[DATASETS[p["dataset"]].floor],
+                floors=floors,
             )
             for p in published
             if p["dataset"] in DATASETS
@@ -165,7 +156,7 @@ def dataset_jsonld(
     publisher: str,
     licence: Licence,
     published_at: datetime,
-    floor: int,
+    floors: dict[str, int],
 ) -> dict[str, Any]:
     """One dataset: DCAT and schema.org terms side by side, a CSV and a JSON distribution."""
     licence_url = LICENCE_URLS[licence]
@@ -186,7 +177,10 @@ def dataset_jsonld(
         "dct:publisher": {"@type": ["foaf:Agent", "schema:Organization"], "foaf:name": publisher},
         "dcat:temporalResolution": dataset.resolution,
         "schema:variableMeasured": list(dataset.columns),
-        "townpulse:aggregationFloor": {"per_row_at_least": floor, "of": dataset.floor.value},
+        # None: the rows hold no device's data (a schedule), so no floor applies.
+        "townpulse:aggregationFloor": None
+        if dataset.floor is None
+        else {"per_row_at_least": floors[dataset.floor], "of": dataset.floor},
         "dcat:distribution": [
             {
                 "@type": ["dcat:Distribution", "schema:DataDownload"],

@@ -17,6 +17,7 @@ unauthenticated /metrics, say), so they are refused with 400 before anything is 
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import unquote
 
 import httpx
@@ -151,3 +152,34 @@ async def _forward(
         status_code=upstream.status_code,
         headers={k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP},
     )
+
+
+async def public_json(
+    client: httpx.AsyncClient,
+    settings: ApiSettings,
+    *,
+    segment: str,
+    path: str,
+    params: dict[str, str],
+) -> dict[str, Any]:
+    """GET a route a domain service serves without a key (an open-data dataset's rows): its
+    JSON answer; its refusal (a 4xx) passed on with its reason, 502 when it cannot answer."""
+    base = settings.upstreams.get(segment)
+    if base is None:
+        raise HTTPException(status.HTTP_502_BAD_GATEWAY, detail=f"no {segment} service")
+    try:
+        upstream = await client.get(f"{base.rstrip('/')}{path}", params=params)
+    except httpx.HTTPError as exc:
+        raise HTTPException(
+            status.HTTP_502_BAD_GATEWAY, detail=f"{segment} service unreachable"
+        ) from exc
+    if 400 <= upstream.status_code < 500:
+        try:
+            detail = upstream.json().get("detail", "refused")
+        except ValueError:
+            detail = "refused"
+        raise HTTPException(upstream.status_code, detail=detail)
+    if upstream.status_code != status.HTTP_200_OK:
+        raise HTTPException(status.HTTP_502_BAD_GATEWAY, detail=f"{segment} service failed")
+    body: dict[str, Any] = upstream.json()
+    return body

@@ -334,8 +334,10 @@ async def deadletters(
 
 
 # ---- open data ---------------------------------------------------------------------------------
-# Each query aggregates first and applies the floor in the same statement: a row under it never
-# leaves the database. Days are the town's calendar days (`zone`), as in readings_daily.
+# One query per dataset a manifest declares (shared/domains.py Dataset), keyed by its id, unless
+# its service serves its rows (`served_at`). Each query aggregates first and applies the floor in
+# the same statement: a row under it never leaves the database. Days are the town's calendar
+# days (`zone`), as in readings_daily.
 
 _OPEN_DATA_SQL = {
     "energy-daily-public-buildings": """
@@ -372,7 +374,25 @@ _OPEN_DATA_SQL = {
           AND r.total >= %(min_vehicles)s
         ORDER BY 1, 2 LIMIT %(limit)s
     """,
+    # A cabinet's district: its `district` metadata, else its `zone` (the other domains' word).
+    "lighting-monthly-kwh-by-district": """
+        SELECT to_char(r.bucket AT TIME ZONE %(zone)s::text, 'YYYY-MM') AS month,
+               coalesce(d.metadata->>'district', d.metadata->>'zone') AS district,
+               count(DISTINCT r.device_id) AS cabinets,
+               min((r.bucket AT TIME ZONE %(zone)s::text)::date) AS first_day,
+               max((r.bucket AT TIME ZONE %(zone)s::text)::date) AS last_day,
+               round(sum(r.total)::numeric, 3)::float8 AS kwh
+        FROM readings_daily r JOIN devices d ON d.id = r.device_id
+        WHERE d.domain = 'lighting' AND d.deleted_at IS NULL AND r.metric = 'energy_kwh'
+          AND coalesce(d.metadata->>'district', d.metadata->>'zone') IS NOT NULL
+          AND r.bucket >= %(start)s AND r.bucket < %(end)s
+        GROUP BY 1, 2 HAVING count(DISTINCT r.device_id) >= %(min_devices)s
+        ORDER BY 1, 2 LIMIT %(limit)s
+    """,
 }
+# What the queries above answer for (tests/services/api/test_open_data_manifests.py: the
+# datasets the manifests declare and do not have their service serve, exactly).
+OPEN_DATA_QUERIES = frozenset(_OPEN_DATA_SQL)
 
 
 async def open_dataset_rows(

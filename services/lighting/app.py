@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from services.lighting.adapters.db import write_rows
 from services.lighting.domain.algorithms import algorithms
 from services.lighting.domain.circuit import LightingProcessor
-from services.lighting.routes import router
+from services.lighting.routes import SCHEDULE_PATH, router
 from services.lighting.settings import LightingSettings
 from shared.runtime.service import create_stream_app
 from shared.topics import Domain
@@ -21,4 +21,5 @@ def create_app(settings: LightingSettings) -> FastAPI:
         sink=write_rows,
         router=router,
         algorithms=algorithms,
+        public=(SCHEDULE_PATH,),
     )

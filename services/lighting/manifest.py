@@ -1,6 +1,6 @@
 """The lighting domain, as the platform's wiring sees it (shared/domains.py, docs/domains.md)."""
 
-from shared.domains import DomainManifest, Metric, ServicePart, Table
+from shared.domains import ConsolePage, Dataset, DomainManifest, Metric, ServicePart, Table
 
 # A controller has up to this many circuits (outputs), each reported as circuit_<n>_on.
 MAX_CIRCUITS = 8
@@ -23,4 +23,45 @@ MANIFEST = DomainManifest(
     ),
     # Its own Alembic branch, services/lighting/migrations/.
     migrations=True,
+    console=(ConsolePage("/lighting", "lighting", "Lighting"),),
+    datasets=(
+        Dataset(
+            id="lighting-monthly-kwh-by-district",
+            title="Monthly electricity used by public lighting per district",
+            description="kWh per calendar month (the town's, in its time zone) and district, "
+            "summed over the district's lighting cabinets; first_day and last_day bound the "
+            "days counted (a month at either end of the period asked may be partial). A "
+            "district with fewer cabinets than the aggregation floor is left out.",
+            keywords=("public lighting", "electricity", "energy"),
+            columns=("month", "district", "cabinets", "first_day", "last_day", "kwh"),
+            floor="devices",
+            resolution="P1M",
+        ),
+        Dataset(
+            id="lighting-schedule",
+            title="Public lighting schedule",
+            description="For each night: sunset and sunrise at the town's coordinates, and the "
+            "hours the council's schedule switches the street lights off or dims them (to "
+            "dim_pct % of full power), in the town's local time; full_h, dim_h and off_h are "
+            "the night's hours at full power, dimmed and off. The nights of the next 31 days "
+            "unless a period is asked.",
+            keywords=("public lighting", "street lights", "schedule", "dimming"),
+            columns=(
+                "night",
+                "sunset",
+                "sunrise",
+                "off_from",
+                "off_to",
+                "dim_from",
+                "dim_to",
+                "dim_pct",
+                "full_h",
+                "dim_h",
+                "off_h",
+            ),
+            floor=None,
+            resolution="P1D",
+            served_at="schedule",
+        ),
+    ),
 )

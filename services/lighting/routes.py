@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi import APIRouter, Depends, HTTPException, Query, status
 
 from services.lighting.adapters import db
 from services.lighting.domain.circuit import FULL
 from services.lighting.settings import LightingSettings
 from shared.factors import load_factors
-from shared.http import AppPool, Viewer, settings_of, time_window
+from shared.http import AppPool, Viewer, check_time, settings_of, time_window
 from shared.topics import DEVICE_ID_RE
 from shared.townzone import today
 
@@ -19,8 +19,33 @@ router = APIRouter(prefix="/v1/lighting", tags=["lighting"])
 
 # Savings are summed over at most this long a period.
 MAX_SAVINGS_SPAN = timedelta(days=366)
+# The schedule: the next nights unless asked otherwise; served without a key (app.py), the town
+# publishes it (the open-data dataset `lighting-schedule`, services/lighting/manifest.py).
+SCHEDULE_PATH = "/v1/lighting/schedule"
+SCHEDULE_SPAN = timedelta(days=31)
 TARIFF, GRID = "electricity_eur_per_kwh", "grid_kg_co2e_per_kwh"
 Settings = Annotated[LightingSettings, Depends(settings_of(LightingSettings))]
+
+
+@router.get("/circuits")
+async def circuits(
+    pool: AppPool, _: Viewer, limit: Annotated[int, Query(ge=1, le=10_000)] = 1000
+) -> dict[str, Any]:
+    """Every circuit's state now (the console's plan): lit or not, dimming, power."""
+    async with pool.connection() as conn:
+        rows = await db.circuits(conn, limit=limit)
+    return {
+        "items": [
+            {
+                "device_id": r["device_id"],
+                "ts": r["ts"],
+                "on": r["is_on"],
+                "dimming_pct": r["dimming_pct"],
+                "power_w": r["power_w"],
+            }
+            for r in rows
+        ]
+    }
 
 
 @router.get("/circuits/{device_id}")
@@ -63,6 +88,25 @@ async def circuit(device_id: str, pool: AppPool, settings: Settings, _: Viewer) 
         "channels": row["channels"],
         "faults": faults,
         "tonight": tonight,
+    }
+
+
+@router.get("/schedule")
+async def schedule(
+    settings: Settings, start: datetime | None = None, end: datetime | None = None
+) -> dict[str, Any]:
+    """The council's schedule for each night overlapping [start, end) (the next 31 days by
+    default): sunset, sunrise, the switch-off and dimming hours, the hours of each. No key."""
+    # The start checked first: a default end is counted from it.
+    start = check_time(start, "start")
+    if end is None:
+        end = (start or datetime.now(UTC)) + SCHEDULE_SPAN
+    start, end = time_window(start, end, default_span=SCHEDULE_SPAN)
+    town = settings.town()
+    return {
+        "start": start,
+        "end": end,
+        "items": [town.schedule(p) for p in town.nights(start, end)],
     }
 
 

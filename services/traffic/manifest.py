@@ -1,6 +1,6 @@
 """The traffic domain, as the platform's wiring sees it (shared/domains.py, docs/domains.md)."""
 
-from shared.domains import ConsolePage, DomainManifest, ServicePart, Table
+from shared.domains import ConsolePage, Dataset, DomainManifest, ServicePart, Table
 
 MANIFEST = DomainManifest(
     name="traffic",
@@ -13,5 +13,16 @@ MANIFEST = DomainManifest(
     ),
     routes=("traffic",),
     console=(ConsolePage("/traffic", "traffic", "Traffic"),),
-    datasets=("traffic-hourly-counts",),
+    datasets=(
+        Dataset(
+            id="traffic-hourly-counts",
+            title="Hourly vehicle counts per traffic counter",
+            description="Vehicles counted per hour by each road counter. An hour with fewer "
+            "vehicles than the aggregation floor is left out, so no single trip shows.",
+            keywords=("traffic", "road", "vehicle counts"),
+            columns=("hour", "counter", "road", "zone", "vehicles"),
+            floor="vehicles",
+            resolution="PT1H",
+        ),
+    ),
 )

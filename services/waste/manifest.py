@@ -1,6 +1,6 @@
 """The waste domain, as the platform's wiring sees it (shared/domains.py, docs/domains.md)."""
 
-from shared.domains import ConsolePage, DomainManifest, ServicePart, Table
+from shared.domains import ConsolePage, Dataset, DomainManifest, ServicePart, Table
 
 MANIFEST = DomainManifest(
     name="waste",
@@ -17,5 +17,16 @@ MANIFEST = DomainManifest(
     ),
     routes=("waste",),
     console=(ConsolePage("/waste", "waste", "Waste"),),
-    datasets=("waste-fill-by-zone",),
+    datasets=(
+        Dataset(
+            id="waste-fill-by-zone",
+            title="Daily fill level of waste bins per zone",
+            description="Mean and highest reported fill level (percent) per day and zone. A "
+            "zone with fewer bins than the aggregation floor is left out.",
+            keywords=("waste", "bins", "fill level"),
+            columns=("day", "zone", "bins", "mean_fill_pct", "max_fill_pct"),
+            floor="devices",
+            resolution="P1D",
+        ),
+    ),
 )

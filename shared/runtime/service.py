@@ -45,12 +45,14 @@ def create_stream_app(
     router: APIRouter,
     algorithms: Callable[[P], Sequence[Algorithm]] = lambda _: (),
     tasks: Mapping[str, BackgroundTask] | None = None,
+    public: tuple[str, ...] = (),
 ) -> FastAPI:
     """The app of `domain`'s service (shared.http.create_service_app): `processor` run over the
     domain's readings, exactly once per reading, its rows written by `sink`, and `router`.
 
     `algorithms`: what `processor` runs (given it), declared to the public register at each start.
     `tasks`: the service's own background tasks by name, supervised like its consumer.
+    `public`: the router's paths served without a key (shared.http.secure).
     """
 
     @asynccontextmanager
@@ -116,6 +118,7 @@ def create_stream_app(
         lifespan=lifespan,
         routers=[router],
         checks={"kafka": lambda app: CONSUMER.of(app).topics()},
+        public=public,
     )
 
 

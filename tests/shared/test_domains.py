@@ -17,6 +17,7 @@ from services.api.console.routes import HERE as CONSOLE
 from shared import domains
 from shared.domains import (
     ConsolePage,
+    Dataset,
     DomainManifest,
     ManifestError,
     Metric,
@@ -30,6 +31,11 @@ pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _dataset(id_: str, /, **changes: object) -> Dataset:
+    base = Dataset(id_, "Levels", "Levels per day.", ("water",), ("day", "level"), "devices", "P1D")
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
 def _manifest(name: str, /, **changes: object) -> DomainManifest:
     base = DomainManifest(
         name=name,
@@ -39,6 +45,7 @@ def _manifest(name: str, /, **changes: object) -> DomainManifest:
         tables=(Table(f"{name}_levels", retention="scores", age="ts"),),
         routes=(name,),
         console=(ConsolePage(f"/{name}", name, name.title()),),
+        datasets=(_dataset(f"{name}-levels"),),
     )
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
@@ -68,7 +75,7 @@ def test_manifests_name_real_service_packages_and_console_templates() -> None:
 
 
 def test_every_open_data_dataset_belongs_to_one_domain() -> None:
-    declared = [d for m in domains.registered() for d in m.datasets]
+    declared = [d.id for m in domains.registered() for d in m.datasets]
     assert sorted(declared) == sorted(opendata.DATASETS)
 
 
@@ -115,6 +122,7 @@ def test_a_module_without_a_manifest_is_refused() -> None:
         (_manifest("rain", service=ServicePart("services.water", 18526)), "service modules"),
         (_manifest("rain", service=ServicePart("services.rain", 18647)), "ports"),
         (_manifest("rain", metrics=(Metric("flow_ls", "l/s", 0, 1e4),)), "metrics"),
+        (_manifest("rain", datasets=(_dataset("water-levels"),)), "datasets"),
     ],
 )
 def test_two_domains_may_not_declare_the_same_thing(second: DomainManifest, what: str) -> None:
@@ -134,6 +142,11 @@ def test_two_domains_may_not_declare_the_same_thing(second: DomainManifest, what
         ({"metrics": (Metric("Flow l/s", None, 0, 1),)}, "not an identifier"),
         ({"metrics": (Metric("flow_ls", None, 1, 1),)}, "range is not lo < hi"),
         ({"metrics": (Metric("flow_ls", None, 0, float("inf")),)}, "range is not lo < hi"),
+        ({"datasets": (_dataset("Water levels"),)}, "dataset id"),
+        ({"datasets": (_dataset("w", floor="people"),)}, "floor 'people' unknown"),
+        ({"datasets": (_dataset("w", columns=("day", "day")),)}, "columns missing or repeated"),
+        ({"datasets": (_dataset("w", served_at="a/b"),)}, "served_at needs"),
+        ({"routes": (), "datasets": (_dataset("w", served_at="w"),)}, "served_at needs"),
     ],
 )
 def test_a_malformed_manifest_is_refused(changes: dict[str, object], why: str) -> None:

@@ -5,14 +5,15 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
+import httpx
 from fastapi import APIRouter, HTTPException, Path, Request, Response, status
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
-from services.api import opendata
+from services.api import opendata, proxy
 from services.api import repository as repo
-from services.api.deps import Settings
-from services.api.opendata import DATASETS, Floor, Licence
+from services.api.deps import Settings, Upstream
+from services.api.opendata import DATASETS, SOURCES, Floor, Licence
 from services.api.settings import ApiSettings
 from shared.db import Pool
 from shared.http import Admin, AppPool, Viewer, time_window
@@ -116,7 +117,7 @@ def catalogue_base(settings: ApiSettings) -> str:
     return f"{base}{public_router.prefix}/"
 
 
-def _floors(settings: ApiSettings) -> dict[Floor, int]:
+def _floors(settings: ApiSettings) -> dict[str, int]:
     return {
         Floor.DEVICES: settings.open_data_min_devices,
         Floor.VEHICLES: settings.open_data_min_vehicles,
@@ -142,26 +143,39 @@ async def _rows(
     settings: ApiSettings,
     dataset: str,
     *,
+    upstream: httpx.AsyncClient,
     start: datetime | None,
     end: datetime | None,
 ) -> tuple[opendata.Dataset, Licence, datetime, datetime, list[dict[str, Any]], bool]:
-    start, end = time_window(start, end, default_span=DEFAULT_SPAN)
+    source = SOURCES.get(dataset)
     async with pool.connection() as conn:
         publication = await repo.publications(conn, dataset)
-        # Unknown and unpublished look alike: what is not published does not exist here.
-        if not publication or dataset not in DATASETS:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such dataset")
-        rows = await repo.open_dataset_rows(
-            conn,
-            dataset=dataset,
-            start=start,
-            end=end,
-            min_devices=settings.open_data_min_devices,
-            min_vehicles=settings.open_data_min_vehicles,
-            public_building_types=list(settings.open_data_public_building_types),
-            limit=settings.open_data_max_rows + 1,
-            zone=settings.timezone,
+    # Unknown and unpublished look alike: what is not published does not exist here.
+    if not publication or source is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such dataset")
+    if source.path is not None:
+        assert source.segment is not None
+        # Its service computes the rows and their default period (a schedule looks ahead).
+        params = {k: v.isoformat() for k, v in (("start", start), ("end", end)) if v is not None}
+        body = await proxy.public_json(
+            upstream, settings, segment=source.segment, path=source.path, params=params
         )
+        rows = list(body["items"])
+        start, end = datetime.fromisoformat(body["start"]), datetime.fromisoformat(body["end"])
+    else:
+        start, end = time_window(start, end, default_span=DEFAULT_SPAN)
+        async with pool.connection() as conn:
+            rows = await repo.open_dataset_rows(
+                conn,
+                dataset=dataset,
+                start=start,
+                end=end,
+                min_devices=settings.open_data_min_devices,
+                min_vehicles=settings.open_data_min_vehicles,
+                public_building_types=list(settings.open_data_public_building_types),
+                limit=settings.open_data_max_rows + 1,
+                zone=settings.timezone,
+            )
     truncated = len(rows) > settings.open_data_max_rows
     licence = Licence(publication[0]["licence"])
     return DATASETS[dataset], licence, start, end, rows[: settings.open_data_max_rows], truncated
@@ -172,12 +186,13 @@ async def download_json(
     dataset: DatasetId,
     pool: AppPool,
     settings: Settings,
+    upstream: Upstream,
     start: datetime | None = None,
     end: datetime | None = None,
 ) -> OpenRows:
     """A published dataset's rows in [start, end) (30 days to now by default). No key needed."""
     known, licence, start, end, rows, truncated = await _rows(
-        pool, settings, dataset, start=start, end=end
+        pool, settings, dataset, upstream=upstream, start=start, end=end
     )
     return OpenRows(
         dataset=known.id, licence=licence, start=start, end=end, items=rows, truncated=truncated
@@ -193,12 +208,13 @@ async def download_csv(
     dataset: DatasetId,
     pool: AppPool,
     settings: Settings,
+    upstream: Upstream,
     start: datetime | None = None,
     end: datetime | None = None,
 ) -> PlainTextResponse:
     """A published dataset's rows in [start, end) as CSV with a header line. No key needed."""
     known, licence, _, _, rows, truncated = await _rows(
-        pool, settings, dataset, start=start, end=end
+        pool, settings, dataset, upstream=upstream, start=start, end=end
     )
     headers = {
         "Link": f'<{opendata.LICENCE_URLS[licence]}>; rel="license"',

@@ -94,6 +94,15 @@ async def circuit(conn: AsyncConnection[DictRow], *, device_id: str) -> DictRow 
     return await cur.fetchone()
 
 
+async def circuits(conn: AsyncConnection[DictRow], *, limit: int) -> list[DictRow]:
+    cur = await conn.execute(
+        "SELECT device_id, ts, is_on, dimming_pct, power_w FROM lighting_circuits"
+        " ORDER BY device_id LIMIT %s",
+        (limit,),
+    )
+    return await cur.fetchall()
+
+
 async def open_faults(conn: AsyncConnection[DictRow], *, device_id: str) -> list[DictRow]:
     cur = await conn.execute(
         "SELECT kind, started_at, severity, readings, explanation FROM lighting_episodes"

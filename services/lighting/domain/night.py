@@ -102,6 +102,40 @@ class Town:
             t += width
         return NightPlan(day, start, end, hours)
 
+    def nights(self, start: datetime, end: datetime) -> list[NightPlan]:
+        """The nights (sunset to sunrise) overlapping [start, end), in order.
+
+        >>> town = Town(latitude=48.85, longitude=2.35, zone="Europe/Paris")
+        >>> noon = datetime(2026, 12, 8, 11, tzinfo=ZoneInfo("UTC"))
+        >>> [str(n.day) for n in town.nights(noon, noon + timedelta(days=1))]
+        ['2026-12-08']
+        """
+        plans = (
+            self.plan(self.local(start).date() + timedelta(days=k))
+            for k in range(-1, (end - start).days + 2)
+        )
+        return [p for p in plans if p is not None and p.dawn > start and p.dusk < end]
+
+    def schedule(self, plan: NightPlan) -> dict[str, object]:
+        """A night as the town publishes it: the sun's times, the council's hours (local,
+        "HH:MM"), the dimmed level and the hours at each mode."""
+        off_from, off_to = (t.strftime("%H:%M") for t in self.off) if self.off else (None, None)
+        dim_from, dim_to = (t.strftime("%H:%M") for t in self.dim) if self.dim else (None, None)
+        return {
+            "night": plan.day,
+            # To the second: the almanac's microseconds are no precision a citizen can use.
+            "sunset": self.local(plan.dusk).replace(microsecond=0),
+            "sunrise": self.local(plan.dawn).replace(microsecond=0),
+            "off_from": off_from,
+            "off_to": off_to,
+            "dim_from": dim_from,
+            "dim_to": dim_to,
+            "dim_pct": self.dim_pct if self.dim else None,
+            "full_h": round(plan.hours["full"], 2),
+            "dim_h": round(plan.hours["dim"], 2),
+            "off_h": round(plan.hours["off"], 2),
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class NightPlan:

@@ -9,15 +9,23 @@ import csv
 import io
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import httpx
+import psycopg
 import pytest
+from astral import Observer
+from astral.sun import sunrise, sunset
 
+from services.api import opendata
+from services.lighting.settings import LightingSettings
+from shared import domains
 from shared.schemas import Reading, ReadingBatch
 from shared.topics import Domain
 from testing.alerts_support import produce_readings
 from tests.support import wait_for
+from townpulse.stack import Stack
 
 pytestmark = pytest.mark.integration
 
@@ -183,3 +191,119 @@ def test_the_catalogue_describes_each_published_dataset_in_dcat_and_schema_org(
     assert api.delete("/v1/open-data/datasets/energy-daily-public-buildings").status_code == 204
     publisher.remove("energy-daily-public-buildings")
     assert public.get("/open-data/energy-daily-public-buildings.csv").status_code == 404
+
+
+def test_the_datasets_offered_are_those_the_registered_manifests_declare(
+    api: httpx.Client,
+) -> None:
+    listed = [d["id"] for d in api.get("/v1/open-data/datasets").json()]
+    assert listed == [d.id for m in domains.registered() for d in m.datasets]
+    assert {"lighting-monthly-kwh-by-district", "lighting-schedule"} <= set(listed)
+
+
+def test_lighting_kwh_per_district_and_month_matches_the_readings(
+    api: httpx.Client,
+    public: httpx.Client,
+    publisher: list[str],
+    stack: Stack,
+    stack_env: dict[str, str],
+) -> None:
+    big, small = f"district-{uuid.uuid4().hex[:8]}", f"district-{uuid.uuid4().hex[:8]}"
+    # The district read from `district`, else `zone`: both kinds of cabinet count.
+    cabinets = _devices(api, "lighting", {"district": big}, 2)
+    cabinets += _devices(api, "lighting", {"zone": big}, 1)
+    lone = _devices(api, "lighting", {"district": small}, 2)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    sent = {
+        d: [(now - timedelta(minutes=5 + 15 * k), 0.2 + 0.05 * i + 0.01 * k) for k in range(3)]
+        for i, d in enumerate(cabinets + lone)
+    }
+    produce_readings(
+        stack_env["KAFKA_BOOTSTRAP"],
+        [
+            ReadingBatch(
+                device_id=d,
+                domain=Domain.LIGHTING,
+                received_at=now,
+                readings=[Reading(ts=ts, metric="energy_kwh", value=v) for ts, v in values],
+            )
+            for d, values in sent.items()
+        ],
+    )
+    _publish(api, publisher, "lighting-monthly-kwh-by-district")
+    start = (now - timedelta(days=3)).isoformat()
+
+    def rows() -> list[dict] | None:
+        r = public.get("/open-data/lighting-monthly-kwh-by-district.json", params={"start": start})
+        assert r.status_code == 200, r.text
+        found = [row for row in r.json()["items"] if row["district"] in (big, small)]
+        # Every reading rolled up: the sum is complete.
+        total = sum(v for d in cabinets for _, v in sent[d])
+        return found if found and found[0]["kwh"] == pytest.approx(total, abs=1e-3) else None
+
+    (row,) = wait_for(rows, timeout=90, what="the district's month, all readings counted")
+    # Reconciled with the raw readings, summed here by the town's month.
+    zone = LightingSettings(dev_mode=True).timezone
+    with psycopg.connect(stack.database_url()) as conn:
+        (month, kwh, n) = conn.execute(
+            "SELECT to_char(r.ts AT TIME ZONE %s, 'YYYY-MM'), sum(r.value),"
+            " count(DISTINCT r.device_id) FROM readings r"
+            " WHERE r.device_id = ANY(%s) AND r.metric = 'energy_kwh' GROUP BY 1",
+            (zone, cabinets),
+        ).fetchone() or (None, None, None)
+    assert (row["month"], row["cabinets"]) == (month, n) == (month, 3)
+    assert row["kwh"] == pytest.approx(float(kwh), abs=1e-3)
+    assert row["first_day"] <= row["last_day"]
+    assert not any(d in str(row) for d in cabinets)
+
+    table = list(
+        csv.DictReader(
+            io.StringIO(
+                public.get(
+                    "/open-data/lighting-monthly-kwh-by-district.csv", params={"start": start}
+                ).text
+            )
+        )
+    )
+    assert [r["cabinets"] for r in table if r["district"] == big] == ["3"]
+    assert not [r for r in table if r["district"] == small]
+    for device_id in cabinets + lone:
+        api.delete(f"/v1/devices/{device_id}")
+
+
+def test_the_published_lighting_schedule_follows_the_sun_at_the_towns_coordinates(
+    api: httpx.Client, public: httpx.Client, publisher: list[str]
+) -> None:
+    api.delete("/v1/open-data/datasets/lighting-schedule")
+    assert public.get("/open-data/lighting-schedule.json").status_code == 404
+    _publish(api, publisher, "lighting-schedule")
+    day = datetime.now(UTC).date() + timedelta(days=2)
+    start = datetime.combine(day, time(12), UTC)
+    r = public.get(
+        "/open-data/lighting-schedule.json",
+        params={"start": start.isoformat(), "end": (start + timedelta(days=3)).isoformat()},
+    )
+    assert r.status_code == 200, r.text
+    items = r.json()["items"]
+    assert [i["night"] for i in items] == [str(day + timedelta(days=k)) for k in range(3)]
+    # The almanac at the service's default coordinates (the stack's town), not its code.
+    s = LightingSettings(dev_mode=True)
+    observer, tz = (
+        Observer(latitude=s.town_latitude, longitude=s.town_longitude),
+        ZoneInfo(s.timezone),
+    )
+    for item in items:
+        night = date.fromisoformat(item["night"])
+        dusk = sunset(observer, night, tzinfo=tz)
+        dawn = sunrise(observer, night + timedelta(days=1), tzinfo=tz)
+        assert abs(datetime.fromisoformat(item["sunset"]) - dusk) < timedelta(seconds=1)
+        assert abs(datetime.fromisoformat(item["sunrise"]) - dawn) < timedelta(seconds=1)
+        # No switch-off nor dimming in the stack's town: lit the whole night.
+        assert item["full_h"] == pytest.approx((dawn - dusk) / timedelta(hours=1), abs=0.01)
+        assert (item["off_h"], item["dim_h"], item["off_from"]) == (0, 0, None)
+    csv_text = public.get("/open-data/lighting-schedule.csv").text
+    assert csv_text.splitlines()[0] == ",".join(opendata.DATASETS["lighting-schedule"].columns)
+    # Its service's refusal reaches the citizen with its reason.
+    period = {"start": "2020-01-01T00:00:00Z", "end": "2026-01-01T00:00:00Z"}
+    bad = public.get("/open-data/lighting-schedule.json", params=period)
+    assert bad.status_code == 422 and "at most" in bad.text

@@ -195,6 +195,26 @@ window.TP = (() => {
     return new uPlot(opts, [x, ...series.map((s) => s.data)], el);
   }
 
+  // ---- the town plan: devices drawn from their coordinates, no map tiles (nothing fetched from
+  // outside) ----
+  const SVG_NS = "http://www.w3.org/2000/svg";
+  function svg(tag, attrs, text) {
+    const el = document.createElementNS(SVG_NS, tag);
+    for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v);
+    if (text !== undefined) el.textContent = text;
+    return el;
+  }
+  // Equirectangular projection of points' coordinates (lat, lon) into a w x hgt box.
+  function projector(points, w, hgt, margin = 20) {
+    const lats = points.map((p) => p.lat), lons = points.map((p) => p.lon);
+    const lat0 = Math.min(...lats), lat1 = Math.max(...lats), lon0 = Math.min(...lons), lon1 = Math.max(...lons);
+    const kx = Math.cos((((lat0 + lat1) / 2) * Math.PI) / 180);
+    const spanX = Math.max((lon1 - lon0) * kx, 1e-6), spanY = Math.max(lat1 - lat0, 1e-6);
+    const scale = Math.min((w - 2 * margin) / spanX, (hgt - 2 * margin) / spanY);
+    return (p) => [margin + (p.lon - lon0) * kx * scale, hgt - margin - (p.lat - lat0) * scale];
+  }
+  const located = (items) => items.filter((d) => d.lat !== null && d.lon !== null && d.lat !== undefined && d.lon !== undefined);
+
   async function page(init) {
     document.getElementById("signout")?.addEventListener("click", signOut);
     if (root.dataset.page === "public" || root.dataset.page === "signin") {
@@ -233,5 +253,5 @@ window.TP = (() => {
     return results.map((r) => r.value);
   }
 
-  return { t, api, ApiError, settle, when, clock, ago, num, townDate, h, $, fill, status, fail, can, applyRoles, actionButton, copy, chart, page, KEY, lang, tz };
+  return { t, api, ApiError, settle, when, clock, ago, num, townDate, h, $, fill, status, fail, can, applyRoles, actionButton, copy, chart, svg, projector, located, page, KEY, lang, tz };
 })();

@@ -10,9 +10,10 @@ TP.page(async () => {
   } catch (_) {
     body = null;
   }
-  const sets = body ? (Array.isArray(body) ? body : body.datasets || body.dataset || body.items || []) : [];
+  // The catalogue is DCAT / schema.org JSON-LD (services/api/opendata.py catalog_jsonld).
+  const sets = body ? body["dcat:dataset"] || [] : [];
   fill("#datasets", sets.map((d) => {
-    const links = (d.distribution || d.downloads || []).map((x) => h("a", { href: x.downloadURL || x.url || x.href }, ` ${x.format || x.mediaType || t("download")}`));
-    return h("li", {}, h("strong", {}, d.title || d.name || d.id), d.description ? ` — ${d.description}` : "", d.license ? ` (${d.license})` : "", ...links);
+    const links = (d["dcat:distribution"] || []).map((x) => h("a", { href: x["schema:contentUrl"] }, ` ${x["dcat:mediaType"]}`));
+    return h("li", { "data-dataset": d["dct:identifier"] }, h("strong", {}, d["dct:title"]), ` — ${d["dct:description"]}`, ` (${d["schema:license"]})`, ...links);
   }), t("Nothing is published yet."));
 });

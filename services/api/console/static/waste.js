@@ -1,32 +1,15 @@
 "use strict";
 TP.page(async () => {
   const { t, api, h, fill, num, when, ago } = TP;
-  const SVG = "http://www.w3.org/2000/svg";
   const ROUTE_COLOURS = ["#0b5cad", "#6a1b9a", "#00695c", "#ad1457", "#4e342e", "#283593"];
   const level = (p) => (p >= 80 ? "high" : p >= 50 ? "mid" : "low");
   const COLOURS = { low: "#2e7d32", mid: "#d08a00", high: "#c62828" };
-  const s = (tag, attrs, text) => {
-    const el = document.createElementNS(SVG, tag);
-    for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v);
-    if (text !== undefined) el.textContent = text;
-    return el;
-  };
-
-  // Equirectangular projection of the bins' and depot's coordinates into the SVG's box: a plan
-  // of the town with no map tiles (nothing fetched from outside).
-  function projector(points, w, hgt, margin = 20) {
-    const lats = points.map((p) => p.lat), lons = points.map((p) => p.lon);
-    const lat0 = Math.min(...lats), lat1 = Math.max(...lats), lon0 = Math.min(...lons), lon1 = Math.max(...lons);
-    const kx = Math.cos((((lat0 + lat1) / 2) * Math.PI) / 180);
-    const spanX = Math.max((lon1 - lon0) * kx, 1e-6), spanY = Math.max(lat1 - lat0, 1e-6);
-    const scale = Math.min((w - 2 * margin) / spanX, (hgt - 2 * margin) / spanY);
-    return (p) => [margin + (p.lon - lon0) * kx * scale, hgt - margin - (p.lat - lat0) * scale];
-  }
+  const { svg: s, projector } = TP;
 
   function draw(bins, plan) {
     const svg = TP.$("#plan-map");
     svg.replaceChildren();
-    const located = bins.filter((b) => b.lat !== null && b.lon !== null);
+    const located = TP.located(bins);
     const points = plan ? [...located, plan.depot] : located;
     if (!points.length) return;
     const proj = projector(points, 600, 450);

@@ -35,7 +35,7 @@ def test_a_dataset_its_service_serves_is_read_from_the_domains_first_route() -> 
     water = DomainManifest(
         "water",
         "readings.water",
-        ServicePart("services.water", "water_port"),
+        ServicePart("services.water", 18647),
         routes=("water", "rain"),
         datasets=(served, dataclasses.replace(served, id="water-levels", served_at=None)),
     )

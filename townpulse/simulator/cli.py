@@ -85,6 +85,7 @@ def simulate(
     energy: Annotated[int, typer.Option(min=0, help="Number of building energy meters.")] = 40,
     waste: Annotated[int, typer.Option(min=0, help="Number of waste bins.")] = 150,
     traffic: Annotated[int, typer.Option(min=0, help="Number of traffic counters.")] = 25,
+    lighting: Annotated[int, typer.Option(min=0, help="Number of public lighting cabinets.")] = 20,
     speed: Annotated[
         float,
         typer.Option(min=1.0, help="Simulated seconds per wall-clock second while catching up."),
@@ -219,6 +220,7 @@ def runner_config(params: Mapping[str, Any], *, api_key: str) -> RunnerConfig:
         energy=params["energy"],
         waste=params["waste"],
         traffic=params["traffic"],
+        lighting=params["lighting"],
         seed=params["seed"],
         speed=params["speed"],
         backfill=parse_duration(params["backfill"]),

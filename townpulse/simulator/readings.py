@@ -86,8 +86,10 @@ def iter_readings(
     >>> t0 = datetime(2026, 3, 2, 8, 7, tzinfo=UTC)
     >>> out = list(iter_readings(town, start=t0, end=t0 + timedelta(minutes=30)))
     >>> [(r.device.id, r.ts.strftime("%H:%M")) for r in out]  # doctest: +NORMALIZE_WHITESPACE
-    [('meter-001', '08:15'), ('bin-001', '08:15'), ('counter-001', '08:15'), ('cabinet-001', '08:15'),
-     ('meter-001', '08:30'), ('bin-001', '08:30'), ('counter-001', '08:30'), ('cabinet-001', '08:30')]
+    [('meter-001', '08:15'), ('bin-001', '08:15'), ('counter-001', '08:15'),
+     ('cabinet-001', '08:15'),
+     ('meter-001', '08:30'), ('bin-001', '08:30'), ('counter-001', '08:30'),
+     ('cabinet-001', '08:30')]
     """
     if start.tzinfo is None or (end is not None and end.tzinfo is None):
         raise ValueError("start and end must be timezone-aware")

@@ -19,9 +19,9 @@ from tests.townpulse.simulator.helpers import (
     series,
     values,
 )
-from townpulse.simulator import EVENT_KINDS, LabelledEvent, build_town, parse_kinds, schedule_events
 from townpulse.simulator.calendar_fr import to_local, utc_at_local
-from townpulse.simulator.town import Domain
+from townpulse.simulator.events import EVENT_KINDS, LabelledEvent, parse_kinds, schedule_events
+from townpulse.simulator.town import Domain, build_town
 
 pytestmark = pytest.mark.unit
 

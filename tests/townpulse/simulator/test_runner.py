@@ -13,9 +13,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from townpulse.simulator import EVENT_KINDS, Domain, LabelledEvent, build_town
 from townpulse.simulator import cli as cli_module
 from townpulse.simulator.durations import parse_duration
+from townpulse.simulator.events import EVENT_KINDS, LabelledEvent
 from townpulse.simulator.provision import (
     ApiError,
     CredentialStore,
@@ -35,6 +35,7 @@ from townpulse.simulator.runner import (
     write_events,
     write_progress,
 )
+from townpulse.simulator.town import Domain, build_town
 
 pytestmark = pytest.mark.unit
 

@@ -9,8 +9,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from townpulse.simulator import build_town, iter_readings, to_payload
-from townpulse.simulator.town import BinSpec, BuildingKind, Domain, MeterSpec, Town, Zone
+from townpulse.simulator.readings import iter_readings, to_payload
+from townpulse.simulator.town import (
+    BinSpec,
+    BuildingKind,
+    Domain,
+    MeterSpec,
+    Town,
+    Zone,
+    build_town,
+)
 
 pytestmark = pytest.mark.unit
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from townpulse.simulator.durations import parse_duration
-from townpulse.simulator.events import EVENT_KINDS, parse_kinds
+from townpulse.simulator.events import EVENT_KINDS, EVENT_SPECS, parse_kinds
 from townpulse.simulator.runner import (
     LORAWAN_BINS,
     LORAWAN_INTEGRATION,
@@ -21,7 +21,7 @@ from townpulse.simulator.runner import (
     RunnerConfig,
     run,
 )
-from townpulse.simulator.town import ID_PREFIX_RE
+from townpulse.simulator.town import ID_PREFIX_RE, Domain
 
 # What `townpulse up` runs: a town with fifteen days of history, published at SPEED simulated
 # seconds per second (docs/simulator.md says how long that takes), so that its models have seen
@@ -225,7 +225,7 @@ def runner_config(params: Mapping[str, Any], *, api_key: str) -> RunnerConfig:
         speed=params["speed"],
         backfill=parse_duration(params["backfill"]),
         duration=parse_duration(duration) if duration is not None else None,
-        inject=tuple(parse_kinds(params["inject"])),
+        inject=_injected(params),
         inject_after=parse_duration(params["inject_after"]),
         events_out=params["events_out"],
         resume=params["resume"],
@@ -235,6 +235,16 @@ def runner_config(params: Mapping[str, Any], *, api_key: str) -> RunnerConfig:
         lorawan_integration=params["lorawan_integration"],
         id_prefix=params["id_prefix"],
     )
+
+
+def _injected(params: Mapping[str, Any]) -> tuple[str, ...]:
+    """The kinds to inject: `all` is one of each kind the town has devices for (a town without
+    lighting cabinets gets no lighting fault); kinds named one by one are taken as they are."""
+    kinds = parse_kinds(params["inject"])
+    if params["inject"].strip() != "all":
+        return tuple(kinds)
+    sizes = {domain: params[domain.value] for domain in Domain}
+    return tuple(k for k in kinds if sizes[EVENT_SPECS[k].domain] > 0)
 
 
 def living_town_config(*, seed: int) -> RunnerConfig:

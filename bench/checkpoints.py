@@ -37,7 +37,8 @@ from services.traffic.domain.counter import TrafficProcessor
 from services.waste.domain.bin import WasteProcessor
 from shared.runtime.processor import DeviceProcessor
 from shared.schemas import Reading
-from townpulse.simulator import build_town, iter_readings
+from townpulse.simulator.readings import iter_readings
+from townpulse.simulator.town import build_town
 
 PROCESSORS: dict[str, DeviceProcessor[Any]] = {
     "energy": EnergyProcessor(),

@@ -23,7 +23,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
 from bench.common import run_meta, write_result
-from townpulse.simulator import build_town
+from townpulse.simulator.town import build_town
 from townpulse.stack import Stack, read_env_file
 
 CHROMIUM = "/usr/bin/chromium"

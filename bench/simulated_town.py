@@ -51,6 +51,8 @@ from services.gateway.ingest.profile import (
     parse_profile,
     shipped_profiles,
 )
+from services.lighting.domain.circuit import LightingProcessor
+from services.lighting.settings import LightingSettings
 from services.traffic.domain.counter import TrafficProcessor
 from services.waste.domain.bin import WasteProcessor
 from shared.ml.alert_scoring import AFTER, Label, match
@@ -103,6 +105,10 @@ EXPECTED_KINDS: dict[str, frozenset[str]] = {
     "bin_fire": frozenset({"waste.fire_risk"}),
     "bin_stuck": frozenset({"waste.sensor_stuck"}),
     "road_incident": frozenset({"traffic.incident"}),
+    "lamp_failure": frozenset({"lighting.lamp_failure"}),
+    "lighting_daylight": frozenset({"lighting.daylight"}),
+    "lighting_schedule": frozenset({"lighting.schedule"}),
+    "lighting_drift": frozenset({"lighting.drift"}),
     "market_day": frozenset({"waste.abnormal_fill", "traffic.flow_high", "traffic.congestion"}),
 }
 # A live stack's services may be behind the simulator's newest readings by this much.
@@ -197,6 +203,10 @@ def processor_for(domain: Domain) -> DeviceProcessor[Any]:
         return meter_processor()
     if domain is Domain.WASTE:
         return WasteProcessor()
+    if domain is Domain.LIGHTING:
+        # The town and schedule from the environment, as the service and the simulator read them.
+        settings = LightingSettings(dev_mode=True)
+        return LightingProcessor(town=settings.town(), lamp_w=settings.lighting_lamp_w)
     return TrafficProcessor()
 
 
@@ -545,6 +555,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "energy": config.energy,
             "waste": config.waste,
             "traffic": config.traffic,
+            "lighting": config.lighting,
             "lorawan_bins": round(config.lorawan_bins, 4),
             "lorawan_meters": config.lorawan_meters,
             "backfill_h": config.backfill / timedelta(hours=1),

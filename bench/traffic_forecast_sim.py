@@ -31,7 +31,8 @@ from services.traffic.domain.counter import CounterState, ForecastRow, TrafficPr
 from shared.ml.baselines import TimeOfWeekMean
 from shared.ml.calendar import PARIS
 from shared.schemas import Reading
-from townpulse.simulator import build_town, iter_readings
+from townpulse.simulator.readings import iter_readings
+from townpulse.simulator.town import build_town
 
 HORIZONS_MIN = (15, 30, 45, 60)
 TARGET_RATIO = 0.8

@@ -43,11 +43,10 @@ from bench.common import RESULTS, command_line, run_meta, write_result
 from bench.waste_other_towns import Rate48, WeekdayRate, compare
 from services.waste.domain.bin import BinState, WasteProcessor
 from shared.schemas import Reading
-from townpulse.simulator import build_town
 from townpulse.simulator import waste as simwaste
 from townpulse.simulator.events import STEP, floor_to_step
 from townpulse.simulator.readings import DEFAULT_GLITCH_RATE
-from townpulse.simulator.town import BinSpec, Town
+from townpulse.simulator.town import BinSpec, Town, build_town
 
 TARGET_MAE_H = 6.0
 SLOW_DAYS = 2.0

@@ -15,7 +15,7 @@ from shared.db import create_pool
 from shared.schemas import Reading, ReadingBatch
 from shared.topics import READINGS_TOPICS, Domain
 from tests.runtime_support import produce
-from townpulse.simulator import build_town
+from townpulse.simulator.town import build_town
 
 
 def settings_now(url: str, *, round_day: bool) -> WasteSettings:

@@ -64,7 +64,7 @@ def up(
     stack = Stack()
     if sim:
         # The simulated town's trucks leave from its depot, unless the town configured its own.
-        from townpulse.simulator import build_town
+        from townpulse.simulator.town import build_town
 
         town = build_town(energy=0, traffic=0)
         lat, lon = town.depot

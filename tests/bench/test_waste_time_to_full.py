@@ -8,10 +8,9 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from bench.waste_time_to_full import due_at_round, simulate
-from townpulse.simulator import build_town
 from townpulse.simulator.calendar_fr import is_public_holiday, to_local, utc_at_local
 from townpulse.simulator.events import STEP
-from townpulse.simulator.town import BinSpec, Zone
+from townpulse.simulator.town import BinSpec, Zone, build_town
 
 pytestmark = pytest.mark.unit
 

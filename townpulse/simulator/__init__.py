@@ -1,32 +1,12 @@
-"""Town simulator: energy meters, waste bins and traffic counters of a small French town.
+"""Town simulator: energy meters, waste bins, traffic counters and public lighting cabinets of a
+small French town.
 
-The model (`town`, `energy`, `waste`, `traffic`, `events`, `readings`, and `lorawan` for the
-devices behind a LoRaWAN network server) is pure and deterministic; `runner` registers the
-devices and publishes their readings over MQTT, or as ChirpStack uplink events over HTTP
+The model (`town`, `energy`, `waste`, `traffic`, `lighting`, `events`, `readings`, and `lorawan`
+for the devices behind a LoRaWAN network server) is pure and deterministic; `runner` registers
+the devices and publishes their readings over MQTT, or as ChirpStack uplink events over HTTP
 (`chirpstack_link`) for the LoRaWAN ones.
+
+This package module imports none of its modules (import them by their own names, e.g.
+`townpulse.simulator.town.build_town`): a module of the package that imported the package
+would run it first, and through it the modules that import that module, a cycle.
 """
-
-from __future__ import annotations
-
-from townpulse.simulator.events import (
-    EVENT_KINDS,
-    LabelledEvent,
-    parse_kinds,
-    schedule_events,
-)
-from townpulse.simulator.readings import Reading, iter_readings, to_payload
-from townpulse.simulator.town import Device, Domain, Town, build_town
-
-__all__ = [
-    "EVENT_KINDS",
-    "Device",
-    "Domain",
-    "LabelledEvent",
-    "Reading",
-    "Town",
-    "build_town",
-    "iter_readings",
-    "parse_kinds",
-    "schedule_events",
-    "to_payload",
-]

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from townpulse.simulator.durations import parse_duration
-from townpulse.simulator.events import EVENT_KINDS, parse_kinds
+from townpulse.simulator.events import EVENT_KINDS, EVENT_SPECS, parse_kinds
 from townpulse.simulator.runner import (
     LORAWAN_BINS,
     LORAWAN_INTEGRATION,
@@ -21,7 +21,7 @@ from townpulse.simulator.runner import (
     RunnerConfig,
     run,
 )
-from townpulse.simulator.town import ID_PREFIX_RE
+from townpulse.simulator.town import ID_PREFIX_RE, Domain
 
 # What `townpulse up` runs: a town with fifteen days of history, published at SPEED simulated
 # seconds per second (docs/simulator.md says how long that takes), so that its models have seen
@@ -85,6 +85,7 @@ def simulate(
     energy: Annotated[int, typer.Option(min=0, help="Number of building energy meters.")] = 40,
     waste: Annotated[int, typer.Option(min=0, help="Number of waste bins.")] = 150,
     traffic: Annotated[int, typer.Option(min=0, help="Number of traffic counters.")] = 25,
+    lighting: Annotated[int, typer.Option(min=0, help="Number of public lighting cabinets.")] = 20,
     speed: Annotated[
         float,
         typer.Option(min=1.0, help="Simulated seconds per wall-clock second while catching up."),
@@ -219,11 +220,12 @@ def runner_config(params: Mapping[str, Any], *, api_key: str) -> RunnerConfig:
         energy=params["energy"],
         waste=params["waste"],
         traffic=params["traffic"],
+        lighting=params["lighting"],
         seed=params["seed"],
         speed=params["speed"],
         backfill=parse_duration(params["backfill"]),
         duration=parse_duration(duration) if duration is not None else None,
-        inject=tuple(parse_kinds(params["inject"])),
+        inject=_injected(params),
         inject_after=parse_duration(params["inject_after"]),
         events_out=params["events_out"],
         resume=params["resume"],
@@ -233,6 +235,16 @@ def runner_config(params: Mapping[str, Any], *, api_key: str) -> RunnerConfig:
         lorawan_integration=params["lorawan_integration"],
         id_prefix=params["id_prefix"],
     )
+
+
+def _injected(params: Mapping[str, Any]) -> tuple[str, ...]:
+    """The kinds to inject: `all` is one of each kind the town has devices for (a town without
+    lighting cabinets gets no lighting fault); kinds named one by one are taken as they are."""
+    kinds = parse_kinds(params["inject"])
+    if params["inject"].strip() != "all":
+        return tuple(kinds)
+    sizes = {domain: params[domain.value] for domain in Domain}
+    return tuple(k for k in kinds if sizes[EVENT_SPECS[k].domain] > 0)
 
 
 def living_town_config(*, seed: int) -> RunnerConfig:

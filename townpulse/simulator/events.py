@@ -62,6 +62,32 @@ EVENT_SPECS: dict[str, EventSpec] = {
         timedelta(hours=3),
         "accident or works: flow and speed drop",
     ),
+    # Lighting faults last over a day: each must span the part of the day or night that shows
+    # it (a night's full-power hours, a whole daylight), wherever in the day it starts.
+    "lamp_failure": EventSpec(
+        Domain.LIGHTING,
+        timedelta(hours=26),
+        timedelta(hours=48),
+        "one lamp of a lighting cabinet out: its power drops by one lamp's",
+    ),
+    "lighting_daylight": EventSpec(
+        Domain.LIGHTING,
+        timedelta(hours=26),
+        timedelta(hours=40),
+        "stuck contactor: a cabinet's lights on in daylight",
+    ),
+    "lighting_schedule": EventSpec(
+        Domain.LIGHTING,
+        timedelta(hours=26),
+        timedelta(hours=36),
+        "controller lost its programme: the council's switch-off and dimming hours ignored",
+    ),
+    "lighting_drift": EventSpec(
+        Domain.LIGHTING,
+        timedelta(hours=40),
+        timedelta(hours=48),
+        "leak to earth: 25 % more power on every level, for nights on end",
+    ),
     "market_day": EventSpec(
         Domain.WASTE,
         timedelta(hours=5),

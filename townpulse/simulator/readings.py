@@ -8,9 +8,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from townpulse.simulator import energy, traffic, waste
+from shared.night import ScheduleSettings
+from shared.night import Town as Schedule
+from townpulse.simulator import energy, lighting, traffic, waste
 from townpulse.simulator.events import STEP, LabelledEvent, affects, floor_to_step, rfc3339
-from townpulse.simulator.town import BinSpec, CounterSpec, Device, MeterSpec, Town
+from townpulse.simulator.town import (
+    BinSpec,
+    CounterSpec,
+    Device,
+    Domain,
+    LightSpec,
+    MeterSpec,
+    Town,
+)
 from townpulse.simulator.weather import outdoor_temp_c
 
 DEFAULT_GLITCH_RATE = 0.001
@@ -39,6 +49,7 @@ def iter_readings(
     step: timedelta = STEP,
     events: Iterable[LabelledEvent] = (),
     glitch_rate: float = DEFAULT_GLITCH_RATE,
+    schedule: Schedule | None = None,
 ) -> Iterator[Reading]:
     """Simulate every device of `town`, one step at a time.
 
@@ -57,6 +68,9 @@ def iter_readings(
         Labelled events to apply.
     glitch_rate
         Probability that a bin reading is a sensor glitch (0 or 100).
+    schedule
+        The sun and the council's lighting schedule the lighting cabinets follow; by default
+        the one the lighting service reads from the environment (shared.night.ScheduleSettings).
 
     Yields
     ------
@@ -68,12 +82,14 @@ def iter_readings(
     --------
     >>> from datetime import UTC
     >>> from townpulse.simulator.town import build_town
-    >>> town = build_town(energy=1, waste=1, traffic=1, seed=3)
+    >>> town = build_town(energy=1, waste=1, traffic=1, lighting=1, seed=3)
     >>> t0 = datetime(2026, 3, 2, 8, 7, tzinfo=UTC)
     >>> out = list(iter_readings(town, start=t0, end=t0 + timedelta(minutes=30)))
     >>> [(r.device.id, r.ts.strftime("%H:%M")) for r in out]  # doctest: +NORMALIZE_WHITESPACE
     [('meter-001', '08:15'), ('bin-001', '08:15'), ('counter-001', '08:15'),
-     ('meter-001', '08:30'), ('bin-001', '08:30'), ('counter-001', '08:30')]
+     ('cabinet-001', '08:15'),
+     ('meter-001', '08:30'), ('bin-001', '08:30'), ('counter-001', '08:30'),
+     ('cabinet-001', '08:30')]
     """
     if start.tzinfo is None or (end is not None and end.tzinfo is None):
         raise ValueError("start and end must be timezone-aware")
@@ -85,6 +101,8 @@ def iter_readings(
     all_events = list(events)
     by_device = {d.id: [e for e in all_events if affects(e, d)] for d in town}
     states = {d.id: _State() for d in town}
+    if schedule is None and town.of(Domain.LIGHTING):
+        schedule = ScheduleSettings().town()
     while end is None or ts < end:
         outdoor = outdoor_temp_c(ts - step / 2, seed=town.seed)
         for device in town:
@@ -98,6 +116,7 @@ def iter_readings(
                 outdoor_c=outdoor,
                 active=active,
                 glitch_rate=glitch_rate,
+                schedule=schedule,
             )
             if metrics is not None:
                 yield Reading(device, ts, metrics)
@@ -114,6 +133,7 @@ def _simulate(
     outdoor_c: float,
     active: list[LabelledEvent],
     glitch_rate: float,
+    schedule: Schedule | None,
 ) -> Metrics | None:
     kinds = {e.kind for e in active}
     key = (seed, device.id)
@@ -151,6 +171,9 @@ def _simulate(
                 spec, key=key, ts=ts, outdoor_c=outdoor_c, fill=state.fill, fire_since=fire
             ),
         }
+    if isinstance(spec, LightSpec):
+        assert schedule is not None
+        return lighting.metrics(spec, schedule, key=key, ts=ts, step=step, kinds=kinds)
     assert isinstance(spec, CounterSpec)
     incident = "road_incident" in kinds
     market = "market_day" in kinds

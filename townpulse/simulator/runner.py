@@ -80,6 +80,7 @@ class RunnerConfig:
     energy: int = 40
     waste: int = 150
     traffic: int = 25
+    lighting: int = 0
     seed: int = 42
     speed: float = 1.0
     backfill: timedelta = timedelta(0)
@@ -390,6 +391,7 @@ def town_of(config: RunnerConfig) -> Town:
         energy=config.energy,
         waste=config.waste,
         traffic=config.traffic,
+        lighting=config.lighting,
         seed=config.seed,
         lorawan_bins=config.lorawan_bins,
         lorawan_meters=config.lorawan_meters,

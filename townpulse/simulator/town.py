@@ -27,6 +27,7 @@ class Domain(StrEnum):
     ENERGY = "energy"
     WASTE = "waste"
     TRAFFIC = "traffic"
+    LIGHTING = "lighting"
 
 
 class BuildingKind(StrEnum):
@@ -125,7 +126,29 @@ class CounterSpec:
     free_speed_kmh: float
 
 
-Spec = MeterSpec | BinSpec | CounterSpec
+@dataclass(frozen=True, slots=True)
+class LightSpec:
+    """Public lighting cabinet with its circuit controller (townpulse/simulator/lighting.py).
+
+    Parameters
+    ----------
+    zone
+        District it lights.
+    lamps
+        Street lamps it feeds.
+    lamp_w
+        Power of one lamp at full output (LED lanterns; older sodium ones draw more).
+    circuits
+        Output circuits of the controller, switched together.
+    """
+
+    zone: Zone
+    lamps: int
+    lamp_w: float
+    circuits: int
+
+
+Spec = MeterSpec | BinSpec | CounterSpec | LightSpec
 
 
 class LoRaModel(StrEnum):
@@ -249,6 +272,13 @@ def spec_metadata(spec: Spec) -> dict[str, Any]:
             "collection_days": [_WEEKDAY_NAMES[d] for d in spec.collection_weekdays],
             "collection_hour": spec.collection_hour,
         }
+    if isinstance(spec, LightSpec):
+        return {
+            "zone": spec.zone.value,
+            "lamps": spec.lamps,
+            "lamp_w": spec.lamp_w,
+            "circuits": spec.circuits,
+        }
     return {
         "road": spec.road,
         "zone": spec.zone.value,
@@ -316,6 +346,7 @@ def build_town(
     energy: int = 40,
     waste: int = 150,
     traffic: int = 25,
+    lighting: int = 0,
     seed: int = 42,
     centre: tuple[float, float] = DEFAULT_CENTRE,
     lorawan_bins: float = 0.0,
@@ -326,8 +357,8 @@ def build_town(
 
     Parameters
     ----------
-    energy, waste, traffic
-        Number of building meters, waste bins and traffic counters.
+    energy, waste, traffic, lighting
+        Number of building meters, waste bins, traffic counters and public lighting cabinets.
     seed
         The same seed and sizes always give the same town.
     centre
@@ -342,20 +373,23 @@ def build_town(
     Returns
     -------
     Town
-        Devices ordered meters, then bins, then counters, each numbered from 1.
+        Devices ordered meters, then bins, then counters, then lighting cabinets, each
+        numbered from 1.
 
     Examples
     --------
-    >>> town = build_town(energy=2, waste=3, traffic=1, seed=7)
+    >>> town = build_town(energy=2, waste=3, traffic=1, lighting=0, seed=7)
     >>> [d.id for d in town]
     ['meter-001', 'meter-002', 'bin-001', 'bin-002', 'bin-003', 'counter-001']
-    >>> town == build_town(energy=2, waste=3, traffic=1, seed=7)
+    >>> town == build_town(energy=2, waste=3, traffic=1, lighting=0, seed=7)
     True
-    >>> radio = build_town(energy=10, waste=6, traffic=0, lorawan_bins=1 / 3, lorawan_meters=0.1)
+    >>> radio = build_town(
+    ...     energy=10, waste=6, traffic=0, lighting=0, lorawan_bins=1 / 3, lorawan_meters=0.1
+    ... )
     >>> [(d.id, d.lorawan.model.name) for d in radio.lorawan]
     [('meter-010', 'EM300_DI'), ('bin-003', 'EM310_UDL'), ('bin-006', 'EM310_UDL')]
     """
-    if min(energy, waste, traffic) < 0:
+    if min(energy, waste, traffic, lighting) < 0:
         raise ValueError("device counts must be >= 0")
     if not (0.0 <= lorawan_bins <= 1.0 and 0.0 <= lorawan_meters <= 1.0):
         raise ValueError("LoRaWAN shares must be between 0 and 1")
@@ -367,6 +401,8 @@ def build_town(
         *_meters(energy, rng, place, id_prefix),
         *_bins(waste, rng, place, id_prefix),
         *_counters(traffic, rng, place, id_prefix),
+        # From a generator of their own: the other devices of a seed stay where they were.
+        *_cabinets(lighting, _Placer(random.Random(f"lighting:{seed}"), centre), id_prefix),
     ]
     # Chosen after the layout, without the layout's generator: the same seed lays out the same
     # town whatever the shares.
@@ -679,6 +715,42 @@ def _counters(count: int, rng: random.Random, place: _Placer, id_prefix: str) ->
             _device_id("counter", i, count, id_prefix),
             Domain.TRAFFIC,
             f"Compteur {road} ({direction})",
+            lat,
+            lon,
+            spec,
+        )
+
+
+# Lighting cabinets per district: the centre's streets and squares, the quarters, the lakeside.
+_LIGHT_ZONE_WEIGHTS = {
+    Zone.RESIDENTIAL: 0.55,
+    Zone.CENTRE: 0.25,
+    Zone.TOURIST: 0.1,
+    Zone.MARKET: 0.1,
+}
+# (lamps, lamp_w): cabinets feed 8 to 30 lanterns; most are LED (60 W here, the lighting
+# service's default lamp), the lakeside's older ones sodium with their ballasts (100 W).
+_LAMPS = (8, 30)
+_LAMP_W = {Zone.TOURIST: 100.0}
+_LED_W = 60.0
+
+
+def _cabinets(count: int, place: _Placer, id_prefix: str) -> Iterator[Device]:
+    rng = place._rng
+    zones = list(_LIGHT_ZONE_WEIGHTS)
+    for i in range(1, count + 1):
+        zone = rng.choices(zones, [_LIGHT_ZONE_WEIGHTS[z] for z in zones])[0]
+        lat, lon = place(zone)
+        spec = LightSpec(
+            zone=zone,
+            lamps=rng.randint(*_LAMPS),
+            lamp_w=_LAMP_W.get(zone, _LED_W),
+            circuits=rng.choice((1, 2)),
+        )
+        yield Device(
+            _device_id("cabinet", i, count, id_prefix),
+            Domain.LIGHTING,
+            f"Armoire d'éclairage {_ZONE_LABEL[zone]} n°{i}",
             lat,
             lon,
             spec,

@@ -58,6 +58,18 @@ SELECT t.device_id, coalesce(d.name, t.device_id) AS name,
 FROM traffic_episodes t LEFT JOIN devices d ON d.id = t.device_id
 WHERE t.started_at >= %(start)s AND t.started_at < %(end)s
 GROUP BY t.device_id, d.name ORDER BY t.device_id""",
+    # The lighting service's savings (services/lighting/adapters/db.py `savings`): each night
+    # reading carries what lighting all night at the circuit's learnt full power would have used
+    # (baseline_kwh, written by the service); saved = that minus the energy those readings used.
+    "lighting_circuits": """
+SELECT r.device_id, coalesce(d.name, r.device_id) AS name,
+       coalesce(sum(r.energy_kwh), 0) AS used_kwh,
+       coalesce(sum(r.baseline_kwh), 0) AS all_night_kwh,
+       coalesce(sum(coalesce(r.energy_kwh, 0)) FILTER (WHERE r.baseline_kwh IS NOT NULL), 0)
+           AS night_used_kwh
+FROM lighting_readings r LEFT JOIN devices d ON d.id = r.device_id
+WHERE r.ts >= %(start)s AND r.ts < %(end)s
+GROUP BY r.device_id, d.name ORDER BY r.device_id""",
     "quality_devices": """
 SELECT d.domain, count(*) AS devices,
        count(*) FILTER (WHERE NOT EXISTS (
@@ -150,6 +162,37 @@ async def energy(conn: Conn, values: Mapping[str, Any], *, tariff: float) -> dic
             }
             for r in excess[:TOP]
             if float(r["excess_kwh"]) > 0
+        ],
+    }
+
+
+async def lighting(
+    conn: Conn, values: Mapping[str, Any], *, tariff: float, co2e_kg_per_kwh: float
+) -> dict[str, Any]:
+    """kWh the lighting circuits used, and what dimming and switch-off saved against lighting
+    every night from dusk to dawn at full power (the lighting service's savings)."""
+    rows = await _rows(conn, "lighting_circuits", values)
+
+    def total(key: str) -> float:
+        return sum(float(r[key]) for r in rows)
+
+    saved = total("all_night_kwh") - total("night_used_kwh")
+    return {
+        "circuits": len(rows),
+        "used_kwh": _r(total("used_kwh")),
+        "all_night_kwh": _r(total("all_night_kwh")),
+        "night_used_kwh": _r(total("night_used_kwh")),
+        "saved_kwh": _r(saved),
+        "saved_eur": _r(saved * tariff, 2),
+        "saved_co2e_kg": _r(saved * co2e_kg_per_kwh),
+        "cabinets": [
+            {
+                "device_id": r["device_id"],
+                "name": r["name"],
+                "used_kwh": _r(r["used_kwh"]),
+                "saved_kwh": _r(float(r["all_night_kwh"]) - float(r["night_used_kwh"])),
+            }
+            for r in rows
         ],
     }
 

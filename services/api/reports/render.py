@@ -265,6 +265,28 @@ def render(
 
         p.chart(min(0.22, p.y - BOTTOM - 0.06), traffic_chart)
 
+    # Public lighting.
+    li = figures.get("lighting")
+    if li is not None:
+        if not p.room(12):
+            p = Page(pages)
+        p.heading(word("lighting", lang))
+        p.figure_line(word("lighting_used", lang), f"{n(li['used_kwh'])} kWh", "lighting_circuits")
+        p.figure_line(
+            word("lighting_all_night", lang), f"{n(li['all_night_kwh'])} kWh", "lighting_circuits"
+        )
+        p.figure_line(
+            word("lighting_saved", lang), f"{n(li['saved_kwh'])} kWh", "lighting_circuits"
+        )
+        p.figure_line(
+            word("lighting_saved_eur", lang), f"{n(li['saved_eur'], 2)} EUR", "lighting_circuits"
+        )
+        p.figure_line(
+            word("lighting_saved_co2e", lang),
+            f"{n(li['saved_co2e_kg'])} kg CO2e",
+            "lighting_circuits",
+        )
+
     # Data quality and footprint.
     p = Page(pages)
     p.heading(word("quality", lang))

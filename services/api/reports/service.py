@@ -165,6 +165,12 @@ async def compute(
         "energy": energy,
         "waste": waste,
         "traffic": await fig.traffic(conn, values, previous),
+        "lighting": await fig.lighting(
+            conn,
+            values,
+            tariff=factors[TARIFF].value,
+            co2e_kg_per_kwh=factors[GRID_CO2E].value,
+        ),
         "quality": await fig.quality(conn, values),
         "footprint": None if footprint is None else dict(footprint),
         "balance": balance,

@@ -76,6 +76,19 @@ WORDS: dict[str, tuple[str, str]] = {
         "Incidents par compteur : période et période précédente",
         "Incidents per counter: this period and the previous",
     ),
+    "lighting": ("Éclairage public", "Public lighting"),
+    "lighting_used": ("Consommation des armoires", "Used by the cabinets"),
+    "lighting_all_night": (
+        "Éclairage toute la nuit à pleine puissance (référence)",
+        "Lit all night at full power (baseline)",
+    ),
+    "lighting_saved": (
+        "Économisé par l'abaissement et l'extinction",
+        "Saved by dimming and switch-off",
+    ),
+    "lighting_saved_eur": ("Économie", "Saving"),
+    "lighting_saved_co2e": ("CO2e évité par l'éclairage", "CO2e avoided by the lighting"),
+    "cabinet": ("Armoire", "Cabinet"),
     "quality": ("Qualité des données", "Data quality"),
     "devices": ("Capteurs enregistrés", "Registered sensors"),
     "silent": ("Capteurs muets sur toute la période", "Sensors silent over the whole period"),
@@ -159,6 +172,17 @@ METHODS: dict[str, tuple[str, str]] = {
         "pour la période précédente.",
         "Counter episodes that began in the period (traffic_episodes): incidents counted, "
         "congestion in hours until it ended or the period did; the same for the previous period.",
+    ),
+    "lighting_circuits": (
+        "Relevés des armoires d'éclairage dans la période (lighting_readings) : consommation = "
+        "somme de l'énergie de chaque relevé ; économie = énergie qu'aurait consommée "
+        "l'éclairage toute la nuit, du coucher au lever du soleil, à la pleine puissance apprise "
+        "de chaque circuit (baseline_kwh, écrite par le service d'éclairage), moins l'énergie "
+        "consommée par ces mêmes relevés de nuit ; en euros et en CO2e par les facteurs.",
+        "Lighting cabinets' readings in the period (lighting_readings): used = the sum of each "
+        "reading's energy; saved = what lighting all night, sunset to sunrise, at each "
+        "circuit's learnt full power would have used (baseline_kwh, written by the lighting "
+        "service), less what those night readings used; in euros and CO2e by the factors.",
     ),
     "quality_devices": (
         "Capteurs enregistrés à la fin de la période (devices) ; muet = aucun relevé stocké "

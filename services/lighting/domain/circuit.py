@@ -29,7 +29,7 @@ from typing import Any
 
 from river import stats
 
-from services.lighting.domain.night import Town
+from shared.night import Town
 from shared.runtime.cadence import Cadence
 from shared.runtime.checkpoints import Upgradable
 from shared.runtime.episodes import EpisodeTracker, alert, row_of, watch_silence

@@ -20,7 +20,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
 
 from tests.support import wait_for
-from townpulse.simulator import build_town
+from townpulse.simulator.town import build_town
 from townpulse.stack import REPO, Stack
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -17,7 +17,7 @@ from services.lighting.domain.circuit import (
     LightingProcessor,
     LightingRow,
 )
-from services.lighting.domain.night import Town
+from shared.night import Town
 from shared.runtime.processor import replay
 from shared.schemas import AlertEvent, Reading
 

@@ -7,9 +7,9 @@ import pytest
 
 from services.lighting.domain.algorithms import algorithms
 from services.lighting.domain.circuit import KINDS, LightingProcessor
-from services.lighting.domain.night import Town
 from services.lighting.manifest import MANIFEST
 from shared import erasure, retention
+from shared.night import Town
 from shared.topics import READINGS_TOPICS, Domain, all_topics
 from townpulse.stack.config import DOMAIN_SERVICES, SERVICES, StackSettings
 

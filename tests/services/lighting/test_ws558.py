@@ -22,7 +22,7 @@ from services.gateway.ingest.profile import (
     shipped_profiles,
 )
 from services.lighting.domain.circuit import LightingProcessor, LightingRow
-from services.lighting.domain.night import Town
+from shared.night import Town
 from shared.topics import Domain
 
 pytestmark = pytest.mark.unit

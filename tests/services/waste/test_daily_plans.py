@@ -15,7 +15,7 @@ from shared.db import Pool, create_pool
 from tests.data_rows import connect
 from tests.support import until
 from tests.waste_support import settings_now
-from townpulse.simulator import build_town
+from townpulse.simulator.town import build_town
 from townpulse.stack import Stack
 
 pytestmark = pytest.mark.integration

@@ -19,8 +19,9 @@ from tests.townpulse.simulator.helpers import (
     series,
     values,
 )
-from townpulse.simulator import iter_readings, waste
+from townpulse.simulator import waste
 from townpulse.simulator.calendar_fr import DayType, day_type, utc_at_local
+from townpulse.simulator.readings import iter_readings
 from townpulse.simulator.town import BinSpec, Device
 
 pytestmark = pytest.mark.unit

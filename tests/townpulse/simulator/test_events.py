@@ -19,9 +19,9 @@ from tests.townpulse.simulator.helpers import (
     series,
     values,
 )
-from townpulse.simulator import EVENT_KINDS, LabelledEvent, build_town, parse_kinds, schedule_events
 from townpulse.simulator.calendar_fr import to_local, utc_at_local
-from townpulse.simulator.town import Domain
+from townpulse.simulator.events import EVENT_KINDS, LabelledEvent, parse_kinds, schedule_events
+from townpulse.simulator.town import Domain, build_town
 
 pytestmark = pytest.mark.unit
 
@@ -184,7 +184,7 @@ def test_parse_kinds() -> None:
 
 
 def test_schedule_events_is_deterministic_and_fits_the_window() -> None:
-    town = build_town(seed=3)
+    town = build_town(lighting=20, seed=3)
     start = datetime(2026, 3, 2, 0, 7, tzinfo=UTC)
     end = start + timedelta(days=3)
     kinds = [*EVENT_KINDS, "bin_fire", "bin_fire"]
@@ -206,16 +206,20 @@ def test_schedule_events_is_deterministic_and_fits_the_window() -> None:
         device = town.get(e.device_id)
         assert (
             device.domain
-            is {"meter": Domain.ENERGY, "bin": Domain.WASTE, "road": Domain.TRAFFIC}[
-                e.kind.split("_")[0]
-            ]
+            is {
+                "meter": Domain.ENERGY,
+                "bin": Domain.WASTE,
+                "road": Domain.TRAFFIC,
+                "lamp": Domain.LIGHTING,
+                "lighting": Domain.LIGHTING,
+            }[e.kind.split("_")[0]]
         )
         if e.kind == "meter_left_on":
             assert device.metadata["building_type"] != "housing"
 
 
 def test_schedule_events_clips_to_a_short_window() -> None:
-    town = build_town(energy=2, waste=2, traffic=2, seed=1)
+    town = build_town(energy=2, waste=2, traffic=2, lighting=2, seed=1)
     start = datetime(2026, 3, 2, 9, tzinfo=UTC)
     end = start + timedelta(hours=1)
     events = schedule_events(town, kinds=EVENT_KINDS, start=start, end=end, seed=1)

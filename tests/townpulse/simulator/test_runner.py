@@ -13,9 +13,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from townpulse.simulator import EVENT_KINDS, Domain, LabelledEvent, build_town
 from townpulse.simulator import cli as cli_module
 from townpulse.simulator.durations import parse_duration
+from townpulse.simulator.events import EVENT_KINDS, LabelledEvent
 from townpulse.simulator.provision import (
     ApiError,
     CredentialStore,
@@ -35,6 +35,7 @@ from townpulse.simulator.runner import (
     write_events,
     write_progress,
 )
+from townpulse.simulator.town import Domain, build_town
 
 pytestmark = pytest.mark.unit
 
@@ -326,6 +327,23 @@ def test_cli_rejects_bad_options(
     assert message in result.output
 
 
+def test_all_injects_only_what_the_town_has_devices_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key_file = tmp_path / "admin.key"
+    key_file.write_text(API_KEY)
+    seen: list[RunnerConfig] = []
+    monkeypatch.setattr(cli_module, "run", lambda config: seen.append(config) or RunStats())
+    env = {"ADMIN_API_KEY_FILE": str(key_file), "TOWNPULSE_RUN_DIR": str(tmp_path)}
+    for args in (["--lighting", "0", "--inject", "all"], ["--inject", "lamp_failure"]):
+        result = CliRunner().invoke(_app(), ["simulate", *args], env=env)
+        assert result.exit_code == 0, result.output
+    without_lighting, named = seen
+    assert "lamp_failure" not in without_lighting.inject and "bin_fire" in without_lighting.inject
+    # Named one by one, a kind is kept (the run then says the town has no device for it).
+    assert named.inject == ("lamp_failure",)
+
+
 def test_cli_needs_the_admin_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cli_module, "run", lambda config: pytest.fail("must not run"))
     missing = CliRunner().invoke(_app(), ["simulate"], env={"ADMIN_API_KEY_FILE": None})
@@ -361,6 +379,7 @@ def test_the_living_town_preset_parses_and_resumes(
     assert config.resume and config.backfill >= timedelta(days=14)
     assert timedelta(days=10) <= config.inject_after < config.backfill
     assert set(config.inject) == set(EVENT_KINDS)
+    assert config.lighting == 20  # issue #25: the town's twenty lighting cabinets
     assert config.progress_path == tmp_path / "simulator" / "last-published"
     # A third of the bins and some meters through the LoRaWAN server, decoded by the server.
     assert (config.lorawan_bins, config.lorawan_meters) == (1 / 3, 0.1)

@@ -9,8 +9,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from townpulse.simulator import build_town, iter_readings, to_payload
-from townpulse.simulator.town import BinSpec, BuildingKind, Domain, MeterSpec, Town, Zone
+from townpulse.simulator.readings import iter_readings, to_payload
+from townpulse.simulator.town import (
+    BinSpec,
+    BuildingKind,
+    Domain,
+    MeterSpec,
+    Town,
+    Zone,
+    build_town,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -21,7 +29,7 @@ T0 = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday
 
 @pytest.fixture(scope="module")
 def town() -> Town:
-    return build_town()
+    return build_town(lighting=20)
 
 
 def test_default_town_has_requested_sizes_and_unique_ids(town: Town) -> None:
@@ -122,6 +130,15 @@ def test_each_domain_reports_its_metrics(town: Town) -> None:
         Domain.ENERGY: {"energy_kwh"},
         Domain.WASTE: {"fill_pct", "temperature_c"},
         Domain.TRAFFIC: {"vehicles", "speed_kmh"},
+        # Some cabinets switch two circuits (the lighting service's circuit_<n>_on).
+        Domain.LIGHTING: {
+            "power_w",
+            "energy_kwh",
+            "voltage_v",
+            "dimming_pct",
+            "circuit_1_on",
+            "circuit_2_on",
+        },
     }
 
 

@@ -70,6 +70,7 @@ TOWN: dict[str, Any] = {
     "energy": 4,
     "waste": 8,
     "traffic": 2,
+    "lighting": 3,
     "seed": 26,
     "lorawan_bins": 0.0,
     "lorawan_meters": 0.0,
@@ -109,7 +110,8 @@ def history(
         " (SELECT count(*) FROM energy_scores WHERE device_id LIKE %(p)s) AS scores,"
         " (SELECT count(*) FROM waste_levels WHERE device_id LIKE %(p)s) AS levels,"
         " (SELECT count(*) FROM waste_collections WHERE device_id LIKE %(p)s) AS collections,"
-        " (SELECT count(*) FROM traffic_flows WHERE device_id LIKE %(p)s) AS flows"
+        " (SELECT count(*) FROM traffic_flows WHERE device_id LIKE %(p)s) AS flows,"
+        " (SELECT count(*) FROM lighting_readings WHERE device_id LIKE %(p)s) AS lighting"
     )
     seen: list[dict[str, Any]] = []
 
@@ -349,6 +351,51 @@ def test_the_recorded_plans_are_compared_with_the_fixed_schedule(
     assert w["fixed_km"] > 0 and w["plan_days"] >= 1
     text = text_of(api.get(got["pdf_url"]).content)
     assert number(w["fixed_km"], "fr") in text and number(w["saved_km"], "fr") in text
+
+
+def test_the_lighting_section_reconciles_with_its_readings_and_the_lighting_service(
+    api: httpx.Client, stack: Stack, history: tuple[date, date]
+) -> None:
+    start, end = history
+    en, fr = (report(api, start, end, lang) for lang in ("en", "fr"))
+    li = en["figures"]["lighting"]
+    assert fr["figures"]["lighting"] == li
+    lo, hi = bounds(start, end)
+    readings = q(
+        stack,
+        "SELECT device_id, energy_kwh, baseline_kwh FROM lighting_readings"
+        " WHERE ts >= %s AND ts < %s",
+        lo,
+        hi,
+    )
+    assert readings, "the simulated town's cabinets have readings in its history"
+    used: dict[str, float] = defaultdict(float)
+    saved: dict[str, float] = defaultdict(float)
+    for row in readings:
+        used[row["device_id"]] += row["energy_kwh"] or 0.0
+        if row["baseline_kwh"] is not None:
+            saved[row["device_id"]] += row["baseline_kwh"] - (row["energy_kwh"] or 0.0)
+    assert li["circuits"] == len(used) == len(li["cabinets"])
+    assert li["used_kwh"] == pytest.approx(sum(used.values()), abs=TOLERANCE)
+    assert li["saved_kwh"] == pytest.approx(sum(saved.values()), abs=TOLERANCE)
+    for c in li["cabinets"]:
+        assert c["used_kwh"] == pytest.approx(used[c["device_id"]], abs=TOLERANCE)
+        assert c["saved_kwh"] == pytest.approx(saved[c["device_id"]], abs=TOLERANCE)
+    factors = load_factors()
+    tariff, grid = (factors[k].value for k in ("electricity_eur_per_kwh", "grid_kg_co2e_per_kwh"))
+    assert li["saved_eur"] == pytest.approx(sum(saved.values()) * tariff, abs=0.006)
+    assert li["saved_co2e_kg"] == pytest.approx(sum(saved.values()) * grid, abs=TOLERANCE)
+    # The lighting service's own savings over the same period say the same.
+    r = api.get("/v1/lighting/savings", params={"start": lo.isoformat(), "end": hi.isoformat()})
+    assert r.status_code == 200, r.text
+    own = r.json()
+    assert li["saved_kwh"] == pytest.approx(own["saved_kwh"], abs=TOLERANCE)
+    assert li["all_night_kwh"] == pytest.approx(own["all_night_kwh"], abs=TOLERANCE)
+    # Both languages print the section with its figures.
+    for got, lang in ((en, "en"), (fr, "fr")):
+        text = text_of(api.get(got["pdf_url"]).content)
+        assert word("lighting", lang) in text
+        assert number(li["saved_kwh"], lang) in text
 
 
 def test_french_and_english_and_the_archive(api: httpx.Client, history: tuple[date, date]) -> None:

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 
-from services.lighting.domain.night import Town
+from shared.night import Town
 
 pytestmark = pytest.mark.unit
 

@@ -1,7 +1,10 @@
 """When a town's streets should be lit: the sun at its coordinates and the council's schedule.
 
-Pure and deterministic (astral's almanac formulas, no clock, no network): the processor calls
-it for each reading and a replay gets the same answers.
+Pure and deterministic (astral's almanac formulas, no clock, no network): the lighting
+service's processor calls it for each reading and a replay gets the same answers. It is in
+shared/ (not in services/lighting/) because the simulator's lighting cabinets follow the same
+schedule, read from the same settings (`ScheduleSettings`, which the lighting service's
+settings extend): townpulse/ never imports a service.
 """
 
 from __future__ import annotations
@@ -14,6 +17,10 @@ from zoneinfo import ZoneInfo
 
 from astral import Observer
 from astral.sun import sunrise, sunset
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.townzone import DEFAULT_ZONE, TownZone
 
 Mode = Literal["off", "dim", "full"]
 
@@ -179,3 +186,40 @@ def parse_window(text: str | None) -> tuple[time, time] | None:
     if window[0] == window[1]:
         raise ValueError(f"{text!r}: an empty window")
     return window
+
+
+class ScheduleSettings(BaseSettings):
+    """Where the town is and the council's lighting schedule, from the environment: read by the
+    lighting service (its settings extend these) and by the simulator's lighting cabinets."""
+
+    model_config = SettingsConfigDict(env_prefix="TOWNPULSE_", frozen=True, extra="ignore")
+
+    timezone: TownZone = DEFAULT_ZONE
+    # Where the town is (sunrise and sunset): TOWNPULSE_TOWN_LATITUDE / _LONGITUDE, degrees.
+    # Default: Paris; set the town's own.
+    town_latitude: float = Field(default=48.8566, ge=-90, le=90)
+    town_longitude: float = Field(default=2.3522, ge=-180, le=180)
+    # The council's schedule, local hours "HH:MM-HH:MM" (may span midnight), empty for none:
+    # lights switched off, lights dimmed to `lighting_dim_pct` % of full power.
+    lighting_off_hours: str = ""
+    lighting_dim_hours: str = ""
+    lighting_dim_pct: float = Field(default=50.0, ge=0, le=100)
+    # Lights on this long after sunrise (or still off this long after sunset) is a fault.
+    lighting_tolerance_min: int = Field(default=30, ge=0, le=180)
+
+    @field_validator("lighting_off_hours", "lighting_dim_hours")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        parse_window(value)
+        return value
+
+    def town(self) -> Town:
+        return Town(
+            latitude=self.town_latitude,
+            longitude=self.town_longitude,
+            zone=self.timezone,
+            off=parse_window(self.lighting_off_hours),
+            dim=parse_window(self.lighting_dim_hours),
+            dim_pct=self.lighting_dim_pct,
+            tolerance=timedelta(minutes=self.lighting_tolerance_min),
+        )

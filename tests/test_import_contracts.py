@@ -40,6 +40,7 @@ FORBIDDEN = [
     ("manifests-light", "services/energy/manifest.py", "services.energy.app", False),
     # Through the registry's module, which every manifest imports.
     ("manifests-light", "shared/domains.py", "shared.db", True),
+    ("settings-light", "shared/settings.py", "shared.ml.calendar", True),
     ("product-alone", "shared/topics.py", "tests.support", False),
     ("product-alone", "services/api/app.py", "bench.report", True),
     ("product-alone", "townpulse/evaluation.py", "testing.prometheus", False),

@@ -11,6 +11,7 @@ from services.waste.domain.bin import WasteProcessor
 from services.waste.routes import router
 from services.waste.settings import WasteSettings
 from shared.http import secure
+from shared.ml.calendar import TownCalendar
 from shared.runtime.service import create_stream_app
 from shared.topics import Domain
 
@@ -18,7 +19,7 @@ from shared.topics import Domain
 def create_app(settings: WasteSettings) -> FastAPI:
     processor = WasteProcessor(
         full_pct=settings.full_pct,
-        calendar=settings.calendar(),
+        calendar=TownCalendar(settings.timezone, settings.holidays_country),
         fill_model=settings.waste_fill_model,
     )
     app = create_stream_app(

@@ -17,6 +17,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from pydantic import BaseModel
 
 from services.alerts.adapters import sender
+from services.alerts.adapters import webhooks as db
 from services.alerts.adapters.secrets import SecretUnavailable, WebhookSecrets
 from services.alerts.domain.targets import ForbiddenTarget, check_literal
 from services.alerts.domain.webhooks import new_secret
@@ -37,26 +38,10 @@ from shared.inputs import Instant
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 
-COLUMNS = (
-    "id, url, description, domains, kinds, min_severity, event_types, retry_schedule_s, "
-    "enabled, disabled_reason, created_at, updated_at, previous_secret_expires_at"
-)
-# Columns a PATCH may set: the names are these constants, never the client's.
-PATCHABLE = (
-    "url",
-    "description",
-    "domains",
-    "kinds",
-    "min_severity",
-    "event_types",
-    "retry_schedule_s",
-    "enabled",
-)
-
 
 def _values(body: WebhookPatch, *, only_set: bool) -> dict[str, Any]:
     values = body.model_dump(exclude_unset=only_set, mode="json")
-    return {k: v for k, v in values.items() if k in PATCHABLE}
+    return {k: v for k, v in values.items() if k in db.PATCHABLE}
 
 
 def _check_target(request: Request, url: str | None) -> None:
@@ -71,10 +56,7 @@ def _check_target(request: Request, url: str | None) -> None:
 
 async def _one(request: Request, sub_id: str) -> dict[str, Any]:
     async with request.app.state.pool.connection() as conn:
-        cur = await conn.execute(
-            f"SELECT {COLUMNS} FROM webhook_subscriptions WHERE id = %s", (sub_id,)
-        )
-        row: dict[str, Any] | None = await cur.fetchone()
+        row = await db.get_subscription(conn, sub_id)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such webhook")
     return row
@@ -93,18 +75,9 @@ async def create_webhook(body: WebhookIn, request: Request, _: Admin) -> Webhook
     values = _values(body, only_set=False)
     request.state.audit_target = sub_id = f"wh_{uuid.uuid4().hex[:16]}"
     async with request.app.state.pool.connection() as conn:
-        cur = await conn.execute(
-            f"""
-            INSERT INTO webhook_subscriptions
-                (id, secret, url, description, domains, kinds, min_severity, event_types,
-                 retry_schedule_s, enabled)
-            VALUES (%(id)s, %(secret)s, %(url)s, %(description)s, %(domains)s, %(kinds)s,
-                    %(min_severity)s, %(event_types)s, %(retry_schedule_s)s, %(enabled)s)
-            RETURNING {COLUMNS}
-            """,
-            {**values, "id": sub_id, "secret": _secrets(request).seal(secret)},
+        row = await db.create_subscription(
+            conn, {**values, "id": sub_id, "secret": _secrets(request).seal(secret)}
         )
-        row = await cur.fetchone()
     return WebhookCreated(**row, secret=secret)
 
 
@@ -112,8 +85,7 @@ async def create_webhook(body: WebhookIn, request: Request, _: Admin) -> Webhook
 async def list_webhooks(request: Request, _: Admin) -> list[WebhookOut]:
     """Every subscription (never its secret)."""
     async with request.app.state.pool.connection() as conn:
-        cur = await conn.execute(f"SELECT {COLUMNS} FROM webhook_subscriptions ORDER BY created_at")
-        return [WebhookOut(**r) for r in await cur.fetchall()]
+        return [WebhookOut(**r) for r in await db.list_subscriptions(conn)]
 
 
 @router.get("/{sub_id}", response_model=WebhookOut)
@@ -131,16 +103,8 @@ async def update_webhook(sub_id: str, body: WebhookPatch, request: Request, _: A
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="url/event_types: null")
     if "enabled" in values and values["enabled"] is None:
         del values["enabled"]
-    sets = ", ".join(f"{k} = %({k})s" for k in values)
-    if values.get("enabled"):
-        sets += ", disabled_reason = NULL"
     async with request.app.state.pool.connection() as conn:
-        cur = await conn.execute(
-            f"UPDATE webhook_subscriptions SET {sets + ', ' if sets else ''}updated_at = now() "
-            f"WHERE id = %(id)s RETURNING {COLUMNS}",
-            {**values, "id": sub_id},
-        )
-        row = await cur.fetchone()
+        row = await db.update_subscription(conn, sub_id, values)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such webhook")
     request.app.state.dispatcher.wake()
@@ -151,8 +115,8 @@ async def update_webhook(sub_id: str, body: WebhookPatch, request: Request, _: A
 async def delete_webhook(sub_id: str, request: Request, _: Admin) -> Response:
     """Delete a subscription and its pending deliveries."""
     async with request.app.state.pool.connection() as conn:
-        cur = await conn.execute("DELETE FROM webhook_subscriptions WHERE id = %s", (sub_id,))
-    if cur.rowcount != 1:
+        deleted = await db.delete_subscription(conn, sub_id)
+    if not deleted:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such webhook")
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -169,12 +133,10 @@ async def rotate_secret(
     )
     secret = new_secret()
     async with request.app.state.pool.connection() as conn:
-        cur = await conn.execute(
-            "UPDATE webhook_subscriptions SET previous_secret = secret, secret = %s, "
-            "previous_secret_expires_at = %s, updated_at = now() WHERE id = %s",
-            (_secrets(request).seal(secret), expires, sub_id),
+        rotated = await db.rotate_secret(
+            conn, sub_id, sealed=_secrets(request).seal(secret), expires=expires
         )
-    if cur.rowcount != 1:
+    if not rotated:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such webhook")
     return RotateOut(secret=secret, previous_secret_expires_at=expires)
 
@@ -184,10 +146,7 @@ async def send_test(sub_id: str, request: Request, _: Admin) -> TestSendOut:
     """Send a signed `webhook.test` event now, once: not stored, not retried, no alert needed."""
     settings: AlertsSettings = request.app.state.settings
     async with request.app.state.pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT url, secret FROM webhook_subscriptions WHERE id = %s", (sub_id,)
-        )
-        row = await cur.fetchone()
+        row = await db.signing_target(conn, sub_id)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such webhook")
     try:
@@ -254,32 +213,9 @@ async def _deliveries(
     limit: int = 1,
 ) -> list[DeliveryOut]:
     async with request.app.state.pool.connection() as conn:
-        cur = await conn.execute(
-            """
-            SELECT o.id, o.msg_id, o.alert_id, o.event_type, o.status, o.attempts,
-                   CASE WHEN o.status = 'pending' THEN o.next_attempt_at END AS next_attempt_at,
-                   o.last_status_code, o.last_error, o.created_at, o.delivered_at,
-                   COALESCE((SELECT json_agg(json_build_object(
-                        'attempt', a.attempt, 'started_at', a.started_at,
-                        'latency_ms', a.latency_ms, 'status_code', a.status_code,
-                        'error', a.error, 'outcome', a.outcome) ORDER BY a.attempt)
-                     FROM webhook_attempts a WHERE a.outbox_id = o.id), '[]') AS attempt_log
-            FROM webhook_outbox o
-            WHERE o.subscription_id = %(sub)s
-              AND (%(status)s::text IS NULL OR o.status = %(status)s)
-              AND (%(alert)s::text IS NULL OR o.alert_id = %(alert)s)
-              AND (%(id)s::bigint IS NULL OR o.id = %(id)s)
-            ORDER BY o.id DESC LIMIT %(limit)s
-            """,
-            {
-                "sub": sub_id,
-                "status": state,
-                "alert": alert_id,
-                "id": delivery_id,
-                "limit": limit,
-            },
+        rows = await db.deliveries(
+            conn, sub_id, state=state, alert_id=alert_id, delivery_id=delivery_id, limit=limit
         )
-        rows = await cur.fetchall()
     return [
         DeliveryOut(
             **{k: v for k, v in r.items() if k != "attempt_log"},
@@ -293,17 +229,8 @@ async def _deliveries(
 async def redeliver(sub_id: str, delivery_id: int, request: Request, _: Admin) -> DeliveryOut:
     """Send a delivery again now (same webhook-id), with a fresh retry schedule."""
     async with request.app.state.pool.connection() as conn:
-        cur = await conn.execute(
-            """
-            UPDATE webhook_outbox SET status = 'pending', next_attempt_at = now(),
-                round_failures = 0, delivered_at = NULL
-            WHERE id = %s AND subscription_id = %s AND leased_until IS NULL
-            RETURNING id
-            """,
-            (delivery_id, sub_id),
-        )
-        row = await cur.fetchone()
-    if row is None:
+        requeued = await db.redeliver(conn, sub_id, delivery_id)
+    if not requeued:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such delivery (or in flight)")
     request.app.state.dispatcher.wake()
     return (await _deliveries(request, sub_id, delivery_id=delivery_id))[0]
@@ -323,22 +250,8 @@ async def redeliver_failed(
     """Queue every failed delivery again (same webhook-ids), e.g. after a receiver came back;
     re-enables the subscription."""
     async with request.app.state.pool.connection() as conn, conn.transaction():
-        cur = await conn.execute(
-            "UPDATE webhook_subscriptions SET enabled = true, disabled_reason = NULL, "
-            "consecutive_failures = 0, updated_at = now() WHERE id = %s",
-            (sub_id,),
-        )
-        if cur.rowcount != 1:
+        if not await db.reenable(conn, sub_id):
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such webhook")
-        cur = await conn.execute(
-            """
-            UPDATE webhook_outbox SET status = 'pending', next_attempt_at = now(),
-                round_failures = 0, delivered_at = NULL
-            WHERE subscription_id = %s AND status = 'failed'
-              AND (%s::timestamptz IS NULL OR created_at >= %s::timestamptz)
-            """,
-            (sub_id, since, since),
-        )
-        requeued = cur.rowcount
+        requeued = await db.requeue_failed(conn, sub_id, since=since)
     request.app.state.dispatcher.wake()
     return BulkRedeliverOut(requeued=requeued)

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
 from services.api import opendata
-from services.api import repository as repo
+from services.api.adapters import repository as repo
 from services.api.opendata import DATASETS, Floor, Licence
 from services.api.settings import ApiSettings
 from shared.http import Admin, Viewer, time_window

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
-from typing import Any
 
 from prometheus_client import Counter, Gauge
 from psycopg import AsyncConnection
 
 from services.gateway.adapters.devices import Lookup, find_device, listen_and_load
+from services.gateway.uplinks import DeviceInfo
 from shared.db import Pool
 from shared.stream.retry import retry_forever
 from shared.topics import Domain
@@ -37,33 +36,9 @@ LOOKUPS = Counter(
 HELD = Gauge("townpulse_gateway_registry_devices", "Devices held in memory (0 while not following)")
 
 
-@dataclass(frozen=True, slots=True)
-class DeviceInfo:
-    id: str
-    domain: Domain
-    profile: str | None = None
-    dev_eui: str | None = None
-    external_id: str | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, row: Any) -> DeviceInfo:
-        return cls(
-            id=str(row["id"]),
-            domain=Domain(row["domain"]),
-            profile=row["profile"],
-            dev_eui=row["dev_eui"],
-            external_id=row["external_id"],
-            metadata=row["metadata"] if isinstance(row["metadata"], dict) else {},
-        )
-
-    @property
-    def keys(self) -> tuple[str, ...]:
-        """How senders other than TownPulse's own topics name this device."""
-        return tuple(k for k in (self.dev_eui, self.external_id) if k)
-
-
 class DeviceRegistry:
+    """The `Devices` the uplinks are mapped with (services/gateway/uplinks.py)."""
+
     def __init__(self, pool: Pool, *, conninfo: str, unknown_ttl_s: float) -> None:
         self._pool = pool
         self._conninfo = conninfo  # LISTEN holds a connection of its own, outside the pool

@@ -77,8 +77,8 @@ class Dataset:
     council's lighting schedule). `resolution`: a row's period, ISO 8601 (DCAT's temporal
     resolution). `served_at`: where the domain's service serves the rows without a key, a path
     segment under its first route (`/v1/<route>/<served_at>`, answering `{"start", "end",
-    "items"}`); None: the operator API queries the database itself (services/api/repository.py,
-    the query keyed by the dataset's id).
+    "items"}`); None: the operator API queries the database itself
+    (services/api/adapters/repository.py, the query keyed by the dataset's id).
     """
 
     id: str

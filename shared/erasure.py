@@ -162,7 +162,7 @@ async def erase_device(
                 (anonymous, device_id),
             )
     await run("devices", "DELETE FROM devices WHERE id = %s", (device_id,))
-    # What Kafka still holds about it must not be stored again (services/storage/writer.py).
+    # What Kafka still holds about it must not be stored again (storage/adapters/writer.py).
     await conn.execute(
         "INSERT INTO device_erasures (device_id) VALUES (%s)"
         " ON CONFLICT (device_id) DO UPDATE SET erased_at = now()",

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.ml.calendar import TownCalendar, check_holidays
+from shared.townholidays import check_holidays
 from shared.townzone import DEFAULT_ZONE, TownZone
 
 # Values that people copy from examples. Outside dev mode a secret equal to one of these (or
@@ -64,9 +64,6 @@ class ServiceSettings(BaseSettings):
         if self.https_port is not None and (self.tls_certfile is None or self.tls_keyfile is None):
             raise ValueError("https_port needs tls_certfile and tls_keyfile")
         return self
-
-    def calendar(self) -> TownCalendar:
-        return TownCalendar(self.timezone, self.holidays_country)
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> ServiceSettings:

@@ -182,7 +182,7 @@ def ensure_rollup_zone(conn: Connection[Any], zone: str) -> str:
     if backend and backend[0] == "timescaledb":
         _rebuild_timescale_daily(conn, zone)
     # On plain PostgreSQL the rollup is a table the storage service fills with the setting's
-    # days (services/storage/writer.py): an empty one needs nothing but the record.
+    # days (services/storage/adapters/writer.py): an empty one needs nothing but the record.
     conn.execute(
         "INSERT INTO storage_info VALUES ('timezone', %s)"
         " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 
-from shared.ml.calendar import holiday_regions
+from shared.townholidays import holiday_regions
 from townpulse import evaluation, operator_api
 
 # The NAB corpus run's results (`python -m bench.nab.run`): `--threshold nab` reads the threshold

@@ -45,7 +45,7 @@ from shared.ml.alert_scoring import (
     score_alerts,
 )
 from shared.ml.baselines import LastValue, TimeOfWeekMean, previous_day, previous_week
-from shared.ml.calendar import NO_HOLIDAYS, TownCalendar, check_holidays
+from shared.ml.calendar import TownCalendar
 from shared.ml.nab_scoring import (
     CostMatrix,
     FileLabels,
@@ -56,6 +56,7 @@ from shared.ml.nab_scoring import (
     sweep,
 )
 from shared.ml.online import MODEL, HorizonResult, Predictor, Step, evaluate_online, ratio
+from shared.townholidays import NO_HOLIDAYS, check_holidays
 
 if TYPE_CHECKING:
     from services.alerts.domain.replay import Opened

@@ -22,6 +22,7 @@ import httpx
 from prometheus_client import Counter, Gauge, Histogram
 
 from services.alerts.adapters import sender
+from services.alerts.adapters import webhooks as db
 from services.alerts.adapters.secrets import WebhookSecrets
 from services.alerts.domain import webhooks
 from services.alerts.domain.webhooks import Outcome
@@ -46,63 +47,6 @@ DELIVERY_LATENCY = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400),
 )
 BACKLOG = Gauge("townpulse_alerts_outbox_backlog", "Webhook deliveries not yet done")
-
-# The oldest due rows of one subscription, skipping an alert's later events while an earlier
-# one is pending (in order per alert). Asked per subscription so that the partial index on
-# (subscription_id, id) serves it whatever the backlog of the others.
-HEADS = """
-SELECT o.id FROM webhook_outbox o
-WHERE o.subscription_id = %s AND o.status = 'pending' AND o.next_attempt_at <= now()
-  AND (o.leased_until IS NULL OR o.leased_until < now())
-  AND NOT EXISTS (
-      SELECT 1 FROM webhook_outbox p
-      WHERE p.subscription_id = o.subscription_id AND p.alert_id = o.alert_id
-        AND p.status = 'pending' AND p.id < o.id)
-ORDER BY o.id LIMIT %s
-"""
-
-# The lease check again: another instance may have leased a row since it was read.
-LEASE = """
-UPDATE webhook_outbox o
-SET leased_by = %(me)s, leased_until = now() + make_interval(secs => %(lease_s)s)
-FROM webhook_subscriptions s
-WHERE o.id = ANY(%(ids)s) AND s.id = o.subscription_id
-  AND (o.leased_until IS NULL OR o.leased_until < now())
-RETURNING o.id, o.subscription_id, o.msg_id, o.body, o.attempts, o.round_failures, o.created_at,
-          s.url, s.secret, s.previous_secret, s.previous_secret_expires_at, s.retry_schedule_s
-"""
-
-RECORD_ROW = """
-UPDATE webhook_outbox SET
-    status = %(status)s, attempts = attempts + 1, round_failures = %(round_failures)s,
-    next_attempt_at = %(next_attempt_at)s, leased_by = NULL, leased_until = NULL,
-    last_status_code = %(status_code)s, last_error = %(error)s, delivered_at = %(delivered_at)s
-WHERE id = %(id)s
-"""
-
-# The subscription may have been deleted (its deliveries with it) while this attempt was in
-# flight: then there is nothing to record, and the insert must not fail on the foreign key.
-RECORD_ATTEMPT = """
-INSERT INTO webhook_attempts
-    (outbox_id, attempt, started_at, latency_ms, status_code, error, outcome)
-SELECT %(id)s, %(attempt)s, %(started_at)s, %(latency_ms)s, %(status_code)s, %(error)s,
-       %(outcome)s
-WHERE EXISTS (SELECT 1 FROM webhook_outbox WHERE id = %(id)s)
-"""
-
-# A receiver that lets delivery after delivery exhaust its retry schedule (down for days) is
-# disabled, with a reason an operator sees; its failed deliveries can be replayed in bulk.
-COUNT_FAILURES = """
-UPDATE webhook_subscriptions SET
-    consecutive_failures = CASE WHEN %(delivered)s THEN 0
-                                ELSE consecutive_failures + %(failed)s END
-WHERE id = %(sub)s
-RETURNING consecutive_failures
-"""
-DISABLE = """
-UPDATE webhook_subscriptions SET enabled = false, updated_at = now(), disabled_reason = %s
-WHERE id = %s AND enabled
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,11 +91,7 @@ class Dispatcher:
     async def _release_own_leases(self) -> None:
         async with self._pool.connection() as conn:
             # Our own leases come from before a restart: nothing of ours is in flight now.
-            await conn.execute(
-                "UPDATE webhook_outbox SET leased_by = NULL, leased_until = NULL "
-                "WHERE leased_by = %s AND status = 'pending'",
-                (self._s.instance,),
-            )
+            await db.release_leases(conn, self._s.instance)
 
     async def run(self) -> None:
         await retry_forever(self._release_own_leases, what="releasing our leases")
@@ -197,8 +137,7 @@ class Dispatcher:
     async def _claim(self, free: int) -> int:
         per_sub = self._s.webhook_max_in_flight_per_subscription
         async with self._pool.connection() as conn, conn.transaction():
-            cur = await conn.execute("SELECT id FROM webhook_subscriptions WHERE enabled")
-            subs = sorted(r["id"] for r in await cur.fetchall())
+            subs = await db.enabled_subscriptions(conn)
             await self._drop_clients(subs)
             # Start with a different subscription each time: none is always served last.
             self._turn = (self._turn + 1) % max(1, len(subs))
@@ -206,14 +145,10 @@ class Dispatcher:
             for sub in subs[self._turn :] + subs[: self._turn]:
                 room = min(per_sub - self._in_flight.get(sub, 0), free - len(ids))
                 if room > 0:
-                    cur = await conn.execute(HEADS, (sub, room))
-                    ids += [r["id"] for r in await cur.fetchall()]
+                    ids += await db.due_heads(conn, sub, limit=room)
             if not ids:
                 return 0
-            cur = await conn.execute(
-                LEASE, {"ids": ids, "me": self._s.instance, "lease_s": self._lease_s}
-            )
-            rows = await cur.fetchall()
+            rows = await db.lease(conn, ids, instance=self._s.instance, lease_s=self._lease_s)
         for row in rows:
             sub = row["subscription_id"]
             self._in_flight[sub] = self._in_flight.get(sub, 0) + 1
@@ -331,26 +266,20 @@ class Dispatcher:
                 ended[sub] = (delivered, failed + 1)
         worn_out: list[str] = []
         limit = self._s.webhook_disable_after_failures
-        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            await cur.executemany(RECORD_ROW, rows)
-            await cur.executemany(RECORD_ATTEMPT, attempts)
+        async with self._pool.connection() as conn, conn.transaction():
+            await db.record_results(conn, rows, attempts)
             for sub, (delivered, failed) in ended.items():
-                await cur.execute(
-                    COUNT_FAILURES, {"sub": sub, "delivered": delivered, "failed": failed}
-                )
-                got = await cur.fetchone()
-                if got is not None and limit > 0 and got["consecutive_failures"] >= limit:
+                n = await db.count_failures(conn, sub, delivered=delivered, failed=failed)
+                if n is not None and limit > 0 and n >= limit:
                     worn_out.append(sub)
             for sub in sorted(disabled):
-                await cur.execute(DISABLE, ("receiver answered 410 Gone", sub))
+                await db.disable(conn, sub, reason="receiver answered 410 Gone")
             for sub in worn_out:
-                await cur.execute(
-                    DISABLE,
-                    (
-                        f"{limit} deliveries in a row failed after every retry; fix the "
-                        "receiver, enable the webhook and redeliver the failed deliveries",
-                        sub,
-                    ),
+                await db.disable(
+                    conn,
+                    sub,
+                    reason=f"{limit} deliveries in a row failed after every retry; fix the "
+                    "receiver, enable the webhook and redeliver the failed deliveries",
                 )
         for outcome, res, created_at in outcomes:
             DELIVERIES.labels(outcome.value).inc()
@@ -366,11 +295,7 @@ class Dispatcher:
         while True:
             try:
                 async with self._pool.connection() as conn:
-                    cur = await conn.execute(
-                        "SELECT count(*) AS n FROM webhook_outbox WHERE status = 'pending'"
-                    )
-                    row = await cur.fetchone()
-                BACKLOG.set(row["n"] if row else 0)
+                    BACKLOG.set(await db.backlog(conn))
             except Exception:
                 log.exception("counting the outbox backlog failed")
             # A gauge for dashboards: every few seconds is plenty, and the count is not free.

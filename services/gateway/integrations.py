@@ -20,6 +20,7 @@ from psycopg import AsyncConnection
 
 from services.gateway.adapters import db
 from services.gateway.adapters.db import IntegrationRow, Status
+from services.gateway.adapters.devices import listen
 from services.gateway.ingest import chirpstack, mapped, tts
 from services.gateway.mqtt_source import Incoming, MqttSource
 from shared.db import Pool
@@ -161,7 +162,7 @@ class Integrations:
             keepalives_interval=10,
         )
         try:
-            await conn.execute(f"LISTEN {CHANNEL}")
+            await listen(conn, CHANNEL)
             await self.reload()
             async for _ in conn.notifies():
                 await self.reload()

@@ -17,20 +17,18 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
-from typing import Any
 
 from prometheus_client import Counter, Gauge
 from psycopg import AsyncConnection
-from psycopg.rows import dict_row
 
+from services.gateway.adapters.devices import Lookup, find_device, listen_and_load
+from services.gateway.uplinks import DeviceInfo
 from shared.db import Pool
 from shared.stream.retry import retry_forever
 from shared.topics import Domain
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "townpulse_devices"
 APPLICATION_NAME = "townpulse-device-registry"  # how an operator spots it in pg_stat_activity
 LOOKUPS = Counter(
     "townpulse_gateway_registry_lookups_total", "Device look-ups that asked the database"
@@ -38,41 +36,9 @@ LOOKUPS = Counter(
 HELD = Gauge("townpulse_gateway_registry_devices", "Devices held in memory (0 while not following)")
 
 
-COLUMNS = "id, domain, profile, dev_eui, external_id, metadata"
-LOOKUP: dict[str, str] = {
-    "id": f"SELECT {COLUMNS} FROM devices WHERE id = %(k)s AND deleted_at IS NULL",  # noqa: S608
-    "key": f"SELECT {COLUMNS} FROM devices"  # noqa: S608
-    " WHERE (dev_eui = %(k)s OR external_id = %(k)s) AND deleted_at IS NULL",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceInfo:
-    id: str
-    domain: Domain
-    profile: str | None = None
-    dev_eui: str | None = None
-    external_id: str | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, row: Any) -> DeviceInfo:
-        return cls(
-            id=str(row["id"]),
-            domain=Domain(row["domain"]),
-            profile=row["profile"],
-            dev_eui=row["dev_eui"],
-            external_id=row["external_id"],
-            metadata=row["metadata"] if isinstance(row["metadata"], dict) else {},
-        )
-
-    @property
-    def keys(self) -> tuple[str, ...]:
-        """How senders other than TownPulse's own topics name this device."""
-        return tuple(k for k in (self.dev_eui, self.external_id) if k)
-
-
 class DeviceRegistry:
+    """The `Devices` the uplinks are mapped with (services/gateway/uplinks.py)."""
+
     def __init__(self, pool: Pool, *, conninfo: str, unknown_ttl_s: float) -> None:
         self._pool = pool
         self._conninfo = conninfo  # LISTEN holds a connection of its own, outside the pool
@@ -114,15 +80,14 @@ class DeviceRegistry:
                 return info
         return await self._ask("key", key)
 
-    async def _ask(self, kind: str, value: str) -> DeviceInfo | None:
+    async def _ask(self, kind: Lookup, value: str) -> DeviceInfo | None:
         now = time.monotonic()
         cache_key = f"{kind}|{value}"
         if self._unknown.get(cache_key, 0.0) > now:
             return None
         LOOKUPS.inc()
         async with self._pool.connection() as conn:
-            cur = await conn.execute(LOOKUP[kind], {"k": value})
-            row = await cur.fetchone()
+            row = await find_device(conn, kind, value)
         if row is None:
             if len(self._unknown) > 100_000:  # bounded: ids come from the network
                 self._unknown.clear()
@@ -147,11 +112,7 @@ class DeviceRegistry:
         )
         try:
             # LISTEN before loading: a change made while loading is applied afterwards.
-            await conn.execute(f"LISTEN {CHANNEL}")
-            cur = await conn.cursor(row_factory=dict_row).execute(
-                f"SELECT {COLUMNS} FROM devices WHERE deleted_at IS NULL"  # noqa: S608
-            )
-            infos = [DeviceInfo.of(r) for r in await cur.fetchall()]
+            infos = [DeviceInfo.of(r) for r in await listen_and_load(conn)]
             self._known = {i.id: i for i in infos}
             self._by_key = {k: i.id for i in infos for k in i.keys}
             self._unknown.clear()
@@ -166,8 +127,7 @@ class DeviceRegistry:
 
     async def _apply(self, device_id: str) -> None:
         async with self._pool.connection() as conn:
-            cur = await conn.execute(LOOKUP["id"], {"k": device_id})
-            row = await cur.fetchone()
+            row = await find_device(conn, "id", device_id)
         old = self._known.pop(device_id, None)
         for key in old.keys if old is not None else ():
             self._by_key.pop(key, None)

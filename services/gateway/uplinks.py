@@ -15,7 +15,7 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -25,8 +25,8 @@ from services.gateway.ingest.codec import CodecPool
 from services.gateway.ingest.profile import CounterStore, Profile, map_fields
 from services.gateway.ingest.rejection import Reason, Rejection
 from services.gateway.ingest.uplink import Uplink
-from services.gateway.registry import DeviceInfo, DeviceRegistry
 from shared.schemas import Reading, ReadingBatch, UplinkMeta
+from shared.topics import Domain
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,38 @@ class StoredCodec:
     name: str
     version: int
     script: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    id: str
+    domain: Domain
+    profile: str | None = None
+    dev_eui: str | None = None
+    external_id: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, row: Any) -> DeviceInfo:
+        return cls(
+            id=str(row["id"]),
+            domain=Domain(row["domain"]),
+            profile=row["profile"],
+            dev_eui=row["dev_eui"],
+            external_id=row["external_id"],
+            metadata=row["metadata"] if isinstance(row["metadata"], dict) else {},
+        )
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """How senders other than TownPulse's own topics name this device."""
+        return tuple(k for k in (self.dev_eui, self.external_id) if k)
+
+
+class Devices(Protocol):
+    """The registered devices (services/gateway/registry.py holds them in memory)."""
+
+    async def by_key(self, key: str) -> DeviceInfo | None: ...
 
 
 class Catalogue(Protocol):
@@ -211,7 +243,7 @@ class UplinkMapper:
     def __init__(
         self,
         *,
-        registry: DeviceRegistry,
+        registry: Devices,
         catalogue: Catalogue,
         codecs: CodecPool,
         counters: Counters,

@@ -17,8 +17,8 @@ from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 from pydantic import ValidationError
 
+from services.storage.adapters.writer import Writer
 from services.storage.settings import StorageSettings
-from services.storage.writer import Writer
 from shared import retention
 from shared.db import Pool, create_pool, storage_backend
 from shared.deadletters import write_deadletters

@@ -9,13 +9,14 @@ from services.traffic.domain.algorithms import algorithms
 from services.traffic.domain.counter import TrafficProcessor
 from services.traffic.routes import router
 from services.traffic.settings import TrafficSettings
+from shared.ml.calendar import TownCalendar
 from shared.runtime.service import create_stream_app
 from shared.topics import Domain
 
 
 def create_app(settings: TrafficSettings) -> FastAPI:
     processor = TrafficProcessor(
-        calendar=settings.calendar(),
+        calendar=TownCalendar(settings.timezone, settings.holidays_country),
         anomaly_scorer=settings.anomaly_scorer,
         forecaster=settings.traffic_forecaster,
     )

@@ -10,6 +10,7 @@ from services.waste.domain.algorithms import algorithms
 from services.waste.domain.bin import WasteProcessor
 from services.waste.routes import router
 from services.waste.settings import WasteSettings
+from shared.ml.calendar import TownCalendar
 from shared.runtime.service import create_stream_app
 from shared.topics import Domain
 
@@ -17,7 +18,7 @@ from shared.topics import Domain
 def create_app(settings: WasteSettings) -> FastAPI:
     processor = WasteProcessor(
         full_pct=settings.full_pct,
-        calendar=settings.calendar(),
+        calendar=TownCalendar(settings.timezone, settings.holidays_country),
         fill_model=settings.waste_fill_model,
     )
     return create_stream_app(

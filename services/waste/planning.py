@@ -84,7 +84,7 @@ def parse_point(text: str) -> Point:
 
 
 def town_tz(settings: WasteSettings) -> ZoneInfo:
-    return settings.calendar().tz
+    return ZoneInfo(settings.timezone)
 
 
 def ask_for(

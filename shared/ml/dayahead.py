@@ -26,12 +26,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from river.time_series.base import Forecaster
-
 from shared.ml.calendar import TOWN, TownCalendar
 from shared.ml.cells import Ewm, Features
 from shared.ml.forecast import AdjustedProfile, CalendarForecaster, SeasonalProfile
 from shared.ml.forecast import make_forecaster as calendar_forecaster
+from shared.ml.periodic import PeriodicForecaster
 from shared.ml.weekly import ResidualAR, WeeklyProfile
 
 TEMPERATURE = "temperature_c"
@@ -150,7 +149,7 @@ def _hour(ts: datetime) -> int:
     return int(ts.astimezone(UTC).timestamp() // 3600)
 
 
-class DayAheadForecaster(Forecaster):
+class DayAheadForecaster(PeriodicForecaster):
     """A building's consumption at a given time: the energy service's forecaster.
 
     A River forecaster like `shared.ml.forecast.CalendarForecaster`: ``learn_one(y, x)`` with
@@ -214,16 +213,8 @@ class DayAheadForecaster(Forecaster):
         self.last_ts: datetime | None = None
         self.period: timedelta | None = None
 
-    def _ts(self, x: dict[str, Any] | None) -> datetime:
-        if x is not None and "ts" in x:
-            ts: datetime = x["ts"]
-            return ts
-        if self.last_ts is None:
-            return datetime(2000, 1, 3, tzinfo=UTC)  # a Monday: any fixed start will do
-        return self.last_ts + self._step()
-
-    def _step(self) -> timedelta:
-        return self.period or timedelta(minutes=self.slot_minutes)
+    def _default_step(self) -> timedelta:
+        return timedelta(minutes=self.slot_minutes)
 
     def _profiles(self, x: Features) -> float:
         w = self.weekly_weight
@@ -259,9 +250,6 @@ class DayAheadForecaster(Forecaster):
     def learn_one(self, y: float, x: dict[str, Any] | None = None) -> None:
         ts = self._ts(x)
         y = float(y)
-        if self.last_ts is not None and ts > self.last_ts:
-            gap = ts - self.last_ts
-            self.period = gap if self.period is None else min(self.period, gap)
         q: Features = {"ts": ts}
         residual = y - self._profiles(q)
         self.residual.learn_one(q, residual)
@@ -269,14 +257,7 @@ class DayAheadForecaster(Forecaster):
             self.temperature.learn_one({"ts": ts, TEMPERATURE: temp}, residual=residual)
         self.adjusted.learn_one(q, y)
         self.weekly.learn_one(q, y)
-        self.last_ts = ts
-
-    def forecast(self, horizon: int, xs: list[dict[str, Any]] | None = None) -> list[float]:
-        start = self.last_ts or self._ts(None)
-        return [
-            self.predict_one(xs[i] if xs is not None else {"ts": start + (i + 1) * self._step()})
-            for i in range(horizon)
-        ]
+        self._advance(ts)
 
 
 def make_forecaster(

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
-
-from river.time_series.base import Forecaster
 
 from shared.ml.calendar import SATURDAY, SUNDAY, TOWN, WORKDAY, TownCalendar
 from shared.ml.cells import DAY_KINDS, KIND_INDEX, Ewm, EwmGrid, Features, slots_per_day
+from shared.ml.periodic import PeriodicForecaster
 from shared.ml.weekly import ResidualAR, WeeklyProfile, make_weekly_forecaster
 
 # Checkpoints pickled before shared.ml.cells existed name the running mean
@@ -271,7 +270,7 @@ def _experts(
     }
 
 
-class CalendarForecaster(Forecaster):
+class CalendarForecaster(PeriodicForecaster):
     """What a sensor reads at a given local time: the town's calendar-aware expert blend.
 
     A River forecaster: ``learn_one(y, x)`` with ``x["ts"]`` the reading's aware datetime,
@@ -342,37 +341,19 @@ class CalendarForecaster(Forecaster):
     def experts(self) -> dict[str, Any]:
         return self.blend.experts
 
-    def _ts(self, x: dict[str, Any] | None) -> datetime:
-        if x is not None and "ts" in x:
-            ts: datetime = x["ts"]
-            return ts
-        if self.last_ts is None:
-            return datetime(2000, 1, 3, tzinfo=UTC)  # a Monday: any fixed start will do
-        return self.last_ts + self._step()
-
-    def _step(self) -> timedelta:
-        return self.period or timedelta(minutes=self.slot_minutes)
+    def _default_step(self) -> timedelta:
+        return timedelta(minutes=self.slot_minutes)
 
     def learn_one(self, y: float, x: dict[str, Any] | None = None) -> None:
         ts = self._ts(x)
-        if self.last_ts is not None and ts > self.last_ts:
-            gap = ts - self.last_ts
-            self.period = gap if self.period is None else min(self.period, gap)
         self.blend.learn_one({"ts": ts}, float(y))
-        self.last_ts = ts
+        self._advance(ts)
 
     def predict_one(self, x: dict[str, Any]) -> float:
         return self.blend.predict_one({"ts": self._ts(x)})
 
     def spread_one(self, x: dict[str, Any]) -> float | None:
         return self.blend.spread_one({"ts": self._ts(x)})
-
-    def forecast(self, horizon: int, xs: list[dict[str, Any]] | None = None) -> list[float]:
-        start = self.last_ts or self._ts(None)
-        return [
-            self.predict_one(xs[i] if xs is not None else {"ts": start + (i + 1) * self._step()})
-            for i in range(horizon)
-        ]
 
 
 def make_forecaster(

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from river import base, compose, preprocessing
 from river.time_series.base import Forecaster
 
 from shared.ml.calendar import TownCalendar
+from shared.ml.periodic import PeriodicForecaster
 from shared.ml.registry import ModelSpec
 
 # Readings ahead a stepped forecaster is asked for at most: a week of 15-minute readings.
@@ -111,7 +112,7 @@ def with_calendar(regressor: base.Estimator, calendar: TownCalendar) -> compose.
     return features | preprocessing.StandardScaler() | regressor
 
 
-class TimedForecaster(Forecaster):
+class TimedForecaster(PeriodicForecaster):
     """A River forecaster or regressor, asked for the value at a time.
 
     Parameters
@@ -161,23 +162,16 @@ class TimedForecaster(Forecaster):
     def _stepped(self) -> bool:
         return isinstance(self.model, Forecaster)
 
-    def _ts(self, x: Mapping[Hashable, Any] | None) -> datetime:
-        if x is not None and isinstance(ts := x.get("ts"), datetime):
-            return ts
-        if self.last_ts is None:
-            return datetime(2000, 1, 3, tzinfo=UTC)  # a Monday: any fixed start will do
-        return self.last_ts + (self.period or timedelta(minutes=15))
+    def _default_step(self) -> timedelta:
+        return timedelta(minutes=15)
 
     def learn_one(self, y: float, x: dict[Hashable, Any] | None = None) -> None:
         ts = self._ts(x)
-        if self.last_ts is not None and ts > self.last_ts:
-            gap = ts - self.last_ts
-            self.period = gap if self.period is None else min(self.period, gap)
         if self._stepped:
             self.model.learn_one(float(y))
         else:
             self.model.learn_one({**(x or {}), "ts": ts}, float(y))
-        self.last_ts = ts
+        self._advance(ts)
 
     def _steps(self, ts: datetime) -> int:
         if self.last_ts is None or self.period is None:
@@ -203,12 +197,7 @@ class TimedForecaster(Forecaster):
             values = self.model.forecast(horizon=min(horizon, self.max_steps))
             values += [values[-1]] * (horizon - len(values))
             return [_finite(v) for v in values]
-        start = self.last_ts or self._ts(None)
-        step = self.period or timedelta(minutes=15)
-        return [
-            self.predict_one(xs[i] if xs is not None else {"ts": start + (i + 1) * step})
-            for i in range(horizon)
-        ]
+        return super().forecast(horizon, xs)
 
 
 def _finite(value: Any) -> float:

@@ -50,8 +50,11 @@ from pydantic import ValidationError
 
 from shared.db import Pool
 from shared.deadletters import write_deadletters
-from shared.erasure import erasures, exclude_erasures
 from shared.runtime.checkpoints import CheckpointKey, Verdict
+
+# ErasedMeanwhile is the runtime's failure too (a batch raced an erasure): importable here.
+from shared.runtime.erasures import ErasedMeanwhile as ErasedMeanwhile
+from shared.runtime.erasures import ErasureGuard
 from shared.runtime.feedback import Feedback, due, feedback_of
 from shared.runtime.outbox import enqueue
 from shared.runtime.processor import DeviceProcessor, Effects, TakesFeedback, fresh
@@ -120,12 +123,6 @@ class Prepared:
     feedback: dict[str, list[Feedback]] = field(default_factory=dict)
 
 
-class ErasedMeanwhile(Exception):
-    """A device of the batch was erased after prepare() read its erasures: its models learnt
-    what the erasure removed. The batch fails; the stream core replays its partitions from
-    their checkpoints (discard()), and the replay knows of the erasure."""
-
-
 class DeviceRuntime(Generic[S]):
     """Runs a `DeviceProcessor` over readings topics (a stream-core handler)."""
 
@@ -178,7 +175,7 @@ class DeviceRuntime(Generic[S]):
         self._checkpoint: dict[TopicPartition, int] = {}
         # Devices an operator erased (shared/erasure.py): their models are dropped, and records
         # received before the erasure (still in Kafka) are not learnt or scored again.
-        self._erased: dict[str, datetime] = {}
+        self.erasures = ErasureGuard(pool)
 
     # ---- the stream core's handler --------------------------------------------------------
 
@@ -205,8 +202,7 @@ class DeviceRuntime(Generic[S]):
         return out
 
     def _one(self, tp: TopicPartition, m: Record, rb: ReadingBatch, out: Prepared) -> None:
-        erased = self._erased.get(rb.device_id)
-        if erased is not None and rb.received_at <= erased:
+        if self.erasures.forgets(rb.device_id, received_at=rb.received_at):
             return  # erased with everything else about the device
         slot = self.cache[rb.device_id]
         self.cache.move_to_end(rb.device_id)
@@ -250,9 +246,7 @@ class DeviceRuntime(Generic[S]):
         self, conn: AsyncConnection[DictRow], batch: Batch, prepared: Prepared
     ) -> Mapping[TopicPartition, int] | None:
         # Held to the commit: every row below, states included, is written under it.
-        await exclude_erasures(conn)
-        if meanwhile := self._unknown(await erasures(conn, prepared.devices)):
-            raise ErasedMeanwhile(sorted(meanwhile))
+        await self.erasures.hold(conn, prepared.devices)
         await self._sink(conn, prepared.effects.rows)
         await enqueue(conn, prepared.effects.events)
         if prepared.deadletters:
@@ -354,17 +348,11 @@ class DeviceRuntime(Generic[S]):
         return Work(write=write, committed=lambda _: self._committed_states(prepared))
 
     async def _read_erasures(self, device_ids: set[str]) -> None:
-        """Erasures of this batch's devices: one indexed query per batch, so that a reading of a
-        device registered again after an erasure is always learnt by a fresh model."""
-        if not device_ids:
-            return
-        async with self._pool.connection() as conn:
-            erased = await erasures(conn, device_ids)
-        for device_id, at in self._unknown(erased).items():
-            # Its checkpoint is gone from the database; the model in memory goes too.
+        """Erasures of this batch's devices: a newly erased one's model goes from memory (its
+        checkpoint is gone from the database)."""
+        for device_id in await self.erasures.read(device_ids):
             self.cache.pop(device_id, None)
             self._dirty.pop(device_id, None)
-            self._erased[device_id] = at
 
     async def _read_feedback(
         self, parsed: list[tuple[TopicPartition, Record, ReadingBatch]]
@@ -380,10 +368,6 @@ class DeviceRuntime(Generic[S]):
                 received_from=min(received),
                 received_to=max(received),
             )
-
-    def _unknown(self, erased: Mapping[str, datetime]) -> dict[str, datetime]:
-        """The erasures among `erased` this runtime has not acted on yet."""
-        return {d: at for d, at in erased.items() if self._erased.get(d) != at}
 
     # ---- checkpoints --------------------------------------------------------------------------
 
@@ -442,7 +426,9 @@ class DeviceRuntime(Generic[S]):
     async def _save_states(self, conn: AsyncConnection[DictRow], device_ids: list[str]) -> None:
         """Checkpoints outside a batch (revocation, an idle stream): under the erasure lock too."""
         if device_ids:
-            await exclude_erasures(conn)
+            # No device list: a state erased meanwhile is not saved (StateStore.save checks),
+            # and nothing else is written that it could void.
+            await self.erasures.hold(conn, ())
             await self.states.save(conn, self._state_rows(device_ids))
 
     async def _load_missing(self, where: dict[str, TopicPartition]) -> list[AlertEvent]:
@@ -456,15 +442,12 @@ class DeviceRuntime(Generic[S]):
             stored = await self.states.fetch(conn, missing)
         for device_id in missing:
             row = stored.get(device_id)
-            erased = self._erased.get(device_id)
-            if row is not None and erased is not None:
-                since = row["learnt_since"]
-                if since is None or since <= erased:
-                    # Saved before the erasure lock existed, or by hand: never restored.
-                    self.states.discard(
-                        device_id, "discarding checkpoint learnt before the device's erasure"
-                    )
-                    row = None
+            if row is not None and self.erasures.voids(device_id, learnt_since=row["learnt_since"]):
+                # Saved before the erasure lock existed, or by hand: never restored.
+                self.states.discard(
+                    device_id, "discarding checkpoint learnt before the device's erasure"
+                )
+                row = None
             if row is not None and (verdict := self.states.verdict(row)) is not None:
                 # Never loaded: the model starts fresh and an alert says so.
                 if (

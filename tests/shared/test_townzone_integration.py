@@ -27,7 +27,7 @@ from services.api.routes import devices, opendata
 from services.api.settings import ApiSettings
 from services.energy import routes as energy_routes
 from services.energy.settings import EnergySettings
-from services.storage.writer import Writer
+from services.storage.adapters.writer import Writer
 from services.traffic import routes as traffic_routes
 from services.traffic.settings import TrafficSettings
 from shared import retention

@@ -17,6 +17,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from pydantic import BaseModel
 
 from services.alerts.adapters import sender
+from services.alerts.adapters import webhooks as db
 from services.alerts.adapters.secrets import SecretUnavailable
 from services.alerts.deps import AppDispatcher, Secrets, Settings
 from services.alerts.domain.targets import ForbiddenTarget, check_literal
@@ -39,26 +40,10 @@ from shared.inputs import Instant
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 
-COLUMNS = (
-    "id, url, description, domains, kinds, min_severity, event_types, retry_schedule_s, "
-    "enabled, disabled_reason, created_at, updated_at, previous_secret_expires_at"
-)
-# Columns a PATCH may set: the names are these constants, never the client's.
-PATCHABLE = (
-    "url",
-    "description",
-    "domains",
-    "kinds",
-    "min_severity",
-    "event_types",
-    "retry_schedule_s",
-    "enabled",
-)
-
 
 def _values(body: WebhookPatch, *, only_set: bool) -> dict[str, Any]:
     values = body.model_dump(exclude_unset=only_set, mode="json")
-    return {k: v for k, v in values.items() if k in PATCHABLE}
+    return {k: v for k, v in values.items() if k in db.PATCHABLE}
 
 
 def _check_target(settings: AlertsSettings, url: str | None) -> None:
@@ -72,10 +57,7 @@ def _check_target(settings: AlertsSettings, url: str | None) -> None:
 
 async def _one(pool: Pool, sub_id: str) -> dict[str, Any]:
     async with pool.connection() as conn:
-        cur = await conn.execute(
-            f"SELECT {COLUMNS} FROM webhook_subscriptions WHERE id = %s", (sub_id,)
-        )
-        row: dict[str, Any] | None = await cur.fetchone()
+        row = await db.get_subscription(conn, sub_id)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such webhook")
     return row
@@ -96,19 +78,9 @@ async def create_webhook(
     values = _values(body, only_set=False)
     request.state.audit_target = sub_id = f"wh_{uuid.uuid4().hex[:16]}"
     async with pool.connection() as conn:
-        cur = await conn.execute(
-            f"""
-            INSERT INTO webhook_subscriptions
-                (id, secret, url, description, domains, kinds, min_severity, event_types,
-                 retry_schedule_s, enabled)
-            VALUES (%(id)s, %(secret)s, %(url)s, %(description)s, %(domains)s, %(kinds)s,
-                    %(min_severity)s, %(event_types)s, %(retry_schedule_s)s, %(enabled)s)
-            RETURNING {COLUMNS}
-            """,
-            {**values, "id": sub_id, "secret": secrets.seal(secret)},
+        row = await db.create_subscription(
+            conn, {**values, "id": sub_id, "secret": secrets.seal(secret)}
         )
-        row = await cur.fetchone()
-    assert row is not None  # INSERT ... RETURNING: its one row
     return WebhookCreated(**row, secret=secret)
 
 
@@ -116,8 +88,7 @@ async def create_webhook(
 async def list_webhooks(pool: AppPool, _: Admin) -> list[WebhookOut]:
     """Every subscription (never its secret)."""
     async with pool.connection() as conn:
-        cur = await conn.execute(f"SELECT {COLUMNS} FROM webhook_subscriptions ORDER BY created_at")
-        return [WebhookOut(**r) for r in await cur.fetchall()]
+        return [WebhookOut(**r) for r in await db.list_subscriptions(conn)]
 
 
 @router.get("/{sub_id}", response_model=WebhookOut)
@@ -142,16 +113,8 @@ async def update_webhook(
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="url/event_types: null")
     if "enabled" in values and values["enabled"] is None:
         del values["enabled"]
-    sets = ", ".join(f"{k} = %({k})s" for k in values)
-    if values.get("enabled"):
-        sets += ", disabled_reason = NULL"
     async with pool.connection() as conn:
-        cur = await conn.execute(
-            f"UPDATE webhook_subscriptions SET {sets + ', ' if sets else ''}updated_at = now() "
-            f"WHERE id = %(id)s RETURNING {COLUMNS}",
-            {**values, "id": sub_id},
-        )
-        row = await cur.fetchone()
+        row = await db.update_subscription(conn, sub_id, values)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such webhook")
     dispatcher.wake()
@@ -162,8 +125,8 @@ async def update_webhook(
 async def delete_webhook(sub_id: str, pool: AppPool, _: Admin) -> Response:
     """Delete a subscription and its pending deliveries."""
     async with pool.connection() as conn:
-        cur = await conn.execute("DELETE FROM webhook_subscriptions WHERE id = %s", (sub_id,))
-    if cur.rowcount != 1:
+        deleted = await db.delete_subscription(conn, sub_id)
+    if not deleted:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such webhook")
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -184,12 +147,8 @@ async def rotate_secret(
     )
     secret = new_secret()
     async with pool.connection() as conn:
-        cur = await conn.execute(
-            "UPDATE webhook_subscriptions SET previous_secret = secret, secret = %s, "
-            "previous_secret_expires_at = %s, updated_at = now() WHERE id = %s",
-            (secrets.seal(secret), expires, sub_id),
-        )
-    if cur.rowcount != 1:
+        rotated = await db.rotate_secret(conn, sub_id, sealed=secrets.seal(secret), expires=expires)
+    if not rotated:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such webhook")
     return RotateOut(secret=secret, previous_secret_expires_at=expires)
 
@@ -200,10 +159,7 @@ async def send_test(
 ) -> TestSendOut:
     """Send a signed `webhook.test` event now, once: not stored, not retried, no alert needed."""
     async with pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT url, secret FROM webhook_subscriptions WHERE id = %s", (sub_id,)
-        )
-        row = await cur.fetchone()
+        row = await db.signing_target(conn, sub_id)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such webhook")
     try:
@@ -270,32 +226,9 @@ async def _deliveries(
     limit: int = 1,
 ) -> list[DeliveryOut]:
     async with pool.connection() as conn:
-        cur = await conn.execute(
-            """
-            SELECT o.id, o.msg_id, o.alert_id, o.event_type, o.status, o.attempts,
-                   CASE WHEN o.status = 'pending' THEN o.next_attempt_at END AS next_attempt_at,
-                   o.last_status_code, o.last_error, o.created_at, o.delivered_at,
-                   COALESCE((SELECT json_agg(json_build_object(
-                        'attempt', a.attempt, 'started_at', a.started_at,
-                        'latency_ms', a.latency_ms, 'status_code', a.status_code,
-                        'error', a.error, 'outcome', a.outcome) ORDER BY a.attempt)
-                     FROM webhook_attempts a WHERE a.outbox_id = o.id), '[]') AS attempt_log
-            FROM webhook_outbox o
-            WHERE o.subscription_id = %(sub)s
-              AND (%(status)s::text IS NULL OR o.status = %(status)s)
-              AND (%(alert)s::text IS NULL OR o.alert_id = %(alert)s)
-              AND (%(id)s::bigint IS NULL OR o.id = %(id)s)
-            ORDER BY o.id DESC LIMIT %(limit)s
-            """,
-            {
-                "sub": sub_id,
-                "status": state,
-                "alert": alert_id,
-                "id": delivery_id,
-                "limit": limit,
-            },
+        rows = await db.deliveries(
+            conn, sub_id, state=state, alert_id=alert_id, delivery_id=delivery_id, limit=limit
         )
-        rows = await cur.fetchall()
     return [
         DeliveryOut(
             **{k: v for k, v in r.items() if k != "attempt_log"},
@@ -311,17 +244,8 @@ async def redeliver(
 ) -> DeliveryOut:
     """Send a delivery again now (same webhook-id), with a fresh retry schedule."""
     async with pool.connection() as conn:
-        cur = await conn.execute(
-            """
-            UPDATE webhook_outbox SET status = 'pending', next_attempt_at = now(),
-                round_failures = 0, delivered_at = NULL
-            WHERE id = %s AND subscription_id = %s AND leased_until IS NULL
-            RETURNING id
-            """,
-            (delivery_id, sub_id),
-        )
-        row = await cur.fetchone()
-    if row is None:
+        requeued = await db.redeliver(conn, sub_id, delivery_id)
+    if not requeued:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such delivery (or in flight)")
     dispatcher.wake()
     return (await _deliveries(pool, sub_id, delivery_id=delivery_id))[0]
@@ -342,22 +266,8 @@ async def redeliver_failed(
     """Queue every failed delivery again (same webhook-ids), e.g. after a receiver came back;
     re-enables the subscription."""
     async with pool.connection() as conn, conn.transaction():
-        cur = await conn.execute(
-            "UPDATE webhook_subscriptions SET enabled = true, disabled_reason = NULL, "
-            "consecutive_failures = 0, updated_at = now() WHERE id = %s",
-            (sub_id,),
-        )
-        if cur.rowcount != 1:
+        if not await db.reenable(conn, sub_id):
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such webhook")
-        cur = await conn.execute(
-            """
-            UPDATE webhook_outbox SET status = 'pending', next_attempt_at = now(),
-                round_failures = 0, delivered_at = NULL
-            WHERE subscription_id = %s AND status = 'failed'
-              AND (%s::timestamptz IS NULL OR created_at >= %s::timestamptz)
-            """,
-            (sub_id, since, since),
-        )
-        requeued = cur.rowcount
+        requeued = await db.requeue_failed(conn, sub_id, since=since)
     dispatcher.wake()
     return BulkRedeliverOut(requeued=requeued)

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Path, Response, status
 from pydantic import BaseModel, ConfigDict
 
+from services.api.adapters import reports as db
 from services.api.reports import figures, service
 from services.api.reports.period import Period, PeriodError, last_month
 from services.api.settings import ApiSettings
@@ -106,22 +107,14 @@ async def create_report(
 async def list_reports(pool: AppPool, _: Viewer) -> list[ReportOut]:
     """The archive, newest period first (a row per period and language; no PDF bytes)."""
     async with pool.connection() as conn:
-        cur = await conn.execute(
-            f"SELECT {service.COLUMNS} FROM reports"  # noqa: S608 - constant columns
-            " ORDER BY period_start DESC, period_end DESC, lang LIMIT 1000"
-        )
-        return [_out(r) for r in await cur.fetchall()]
+        return [_out(r) for r in await db.list_reports(conn, limit=1000)]
 
 
 @router.get("/{report_id}")
 async def get_report(pool: AppPool, report_id: ReportId, _: Viewer) -> dict[str, Any]:
     """One report's archive row and every figure it printed."""
     async with pool.connection() as conn:
-        cur = await conn.execute(
-            f"SELECT {service.COLUMNS}, figures FROM reports WHERE id = %s",  # noqa: S608
-            (report_id,),
-        )
-        row = await cur.fetchone()
+        row = await db.get_report(conn, report_id, figures=True)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such report")
     figures = row.pop("figures")
@@ -131,8 +124,7 @@ async def get_report(pool: AppPool, report_id: ReportId, _: Viewer) -> dict[str,
 @router.get("/{report_id}/pdf", response_class=Response)
 async def download_report(pool: AppPool, report_id: ReportId, _: Viewer) -> Response:
     async with pool.connection() as conn:
-        cur = await conn.execute("SELECT pdf, sha256 FROM reports WHERE id = %s", (report_id,))
-        row = await cur.fetchone()
+        row = await db.report_pdf(conn, report_id)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such report")
     return Response(

@@ -10,8 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from psycopg.types.json import Jsonb
-
+from services.api.adapters import reports as db
 from services.api.reports import figures as fig
 from services.api.reports import render
 from services.api.reports.period import Period
@@ -22,9 +21,6 @@ from shared.schemas import json_default
 
 EVENT_TYPE = "report.published"
 # A report's id says its period and language: the same request gives the same id.
-COLUMNS = (
-    "id, period_start, period_end, lang, kind, generated_at, factors_version, size_bytes, sha256"
-)
 
 # Which factors the report reads (keys of the factor table, shared/factors).
 TARIFF = "electricity_eur_per_kwh"
@@ -201,20 +197,11 @@ async def has_readings(pool: Any, period: Period) -> bool:
     """Whether any reading was stored in the period (the monthly schedule's condition)."""
     start, end = period.bounds()
     async with pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT EXISTS (SELECT 1 FROM readings WHERE ts >= %s AND ts < %s) AS any",
-            (start, end),
-        )
-        row = await cur.fetchone()
-    return bool(row and row["any"])
+        return await db.has_readings(conn, start=start, end=end)
 
 
 async def existing(conn: fig.Conn, period: Period, lang: str) -> dict[str, Any] | None:
-    cur = await conn.execute(
-        f"SELECT {COLUMNS} FROM reports WHERE id = %s",  # noqa: S608 - constant columns
-        (report_id(period, lang),),
-    )
-    return await cur.fetchone()
+    return await db.get_report(conn, report_id(period, lang))
 
 
 async def generate(
@@ -251,34 +238,23 @@ async def generate(
     document = render.pdf(figures, lang=request.lang, factors=factor_rows(factors, keys))
     rid = report_id(request.period, request.lang)
     sha = hashlib.sha256(document).hexdigest()
-    cur = await conn.execute(
-        f"""
-        INSERT INTO reports (id, period_start, period_end, lang, kind, generated_at,
-                             factors_version, figures, pdf, size_bytes, sha256)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-        ON CONFLICT (id) DO UPDATE SET kind = excluded.kind,
-            generated_at = excluded.generated_at, factors_version = excluded.factors_version,
-            figures = excluded.figures, pdf = excluded.pdf, size_bytes = excluded.size_bytes,
-            sha256 = excluded.sha256
-        WHERE reports.generated_at < %s
-        RETURNING {COLUMNS}
-        """,  # noqa: S608 - constant columns
-        (
-            rid,
-            request.period.start,
-            request.period.end,
-            request.lang,
-            request.kind,
-            now,
-            factors.version,
-            Jsonb(figures),
-            document,
-            len(document),
-            sha,
-            end,
-        ),
+    row = await db.save_report(
+        conn,
+        {
+            "id": rid,
+            "period_start": request.period.start,
+            "period_end": request.period.end,
+            "lang": request.lang,
+            "kind": request.kind,
+            "generated_at": now,
+            "factors_version": factors.version,
+            "figures": figures,
+            "pdf": document,
+            "size_bytes": len(document),
+            "sha256": sha,
+        },
+        replaces_before=end,
     )
-    row = await cur.fetchone()
     if row is None:  # another instance made it final between our check and our write
         again = await existing(conn, request.period, request.lang)
         assert again is not None
@@ -318,20 +294,13 @@ async def announce(
 ) -> int:
     """Queue the event for every enabled webhook that asked for it; the alerts service's
     dispatcher signs and delivers it like an alert's. Returns how many were queued."""
-    cur = await conn.execute(
-        "SELECT id FROM webhook_subscriptions WHERE enabled AND %s = ANY(event_types)",
-        (EVENT_TYPE,),
-    )
-    subs = [r["id"] for r in await cur.fetchall()]
+    subs = await db.subscribers(conn, EVENT_TYPE)
     if not subs:
         return 0
     body = event_body(row, download_base=download_base, now=now)
     msg_id = f"msg_{uuid.uuid4().hex}"
-    async with conn.cursor() as c:
-        await c.executemany(
-            "INSERT INTO webhook_outbox (subscription_id, msg_id, alert_id, event_type, body)"
-            " VALUES (%s, %s, %s, %s, %s)",
-            # alert_id is the outbox's ordering key per subject: here, the report.
-            [(s, msg_id, row["id"], EVENT_TYPE, body) for s in subs],
-        )
+    # The outbox's ordering key per subject (its alert_id): here, the report.
+    await db.enqueue_event(
+        conn, subs, msg_id=msg_id, subject=row["id"], event_type=EVENT_TYPE, body=body
+    )
     return len(subs)

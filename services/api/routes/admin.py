@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
-from services.api import repository as repo
+from services.api.adapters import repository as repo
 from services.api.schemas import ApiKeyCreated, ApiKeyIn, ApiKeyOut, AuditEntry, DeadLetterOut
 from shared import audit
 from shared.auth import new_api_key
@@ -39,13 +39,9 @@ async def create_api_key(
     request.state.audit_target = key.key_id
     request.state.audit_detail = {"name": body.name, "role": body.role.value}
     async with pool.connection() as conn:
-        cur = await conn.execute(
-            "INSERT INTO api_keys (id, name, role, key_hash) VALUES (%s, %s, %s, %s) "
-            "RETURNING id, name, role, created_at, revoked_at",
-            (key.key_id, body.name, body.role.value, key.key_hash),
+        row = await repo.insert_api_key(
+            conn, key_id=key.key_id, name=body.name, role=body.role.value, key_hash=key.key_hash
         )
-        row = await cur.fetchone()
-    assert row is not None  # INSERT ... RETURNING: its one row
     # Committed above: usable at once, even on the next request (shared/keyring.py).
     keyring.remember(key.key_id, key.key_hash, body.role)
     return ApiKeyCreated(**row, key=key.token)
@@ -55,10 +51,7 @@ async def create_api_key(
 async def list_api_keys(pool: AppPool, _: Admin) -> list[ApiKeyOut]:
     """Every key (never the secret part)."""
     async with pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT id, name, role, created_at, revoked_at FROM api_keys ORDER BY created_at"
-        )
-        return [ApiKeyOut(**r) for r in await cur.fetchall()]
+        return [ApiKeyOut(**r) for r in await repo.api_keys(conn)]
 
 
 @router.delete("/api-keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -69,11 +62,8 @@ async def revoke_api_key(
     if key_id == principal.key_id:
         raise HTTPException(status.HTTP_409_CONFLICT, detail="a key cannot revoke itself")
     async with pool.connection() as conn:
-        cur = await conn.execute(
-            "UPDATE api_keys SET revoked_at = now() WHERE id = %s AND revoked_at IS NULL",
-            (key_id,),
-        )
-    if cur.rowcount != 1:
+        revoked = await repo.revoke_api_key(conn, key_id)
+    if not revoked:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such active key")
     # Committed above: this process's copy of the keys drops it now (shared/keyring.py).
     keyring.forget(key_id)

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from psycopg import AsyncConnection
 
-from services.api import repository as repo
+from services.api.adapters import repository as repo
 from services.api.buckets import BadBucket, parse_bucket
 from services.api.bulk import BulkBodyError, mark_duplicates, parse_csv, parse_json
 from services.api.deps import AppDynSec, Settings

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
 from services.api import opendata, proxy
-from services.api import repository as repo
+from services.api.adapters import repository as repo
 from services.api.deps import Settings, Upstream
 from services.api.opendata import DATASETS, SOURCES, Floor, Licence
 from services.api.settings import ApiSettings

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from services.api import register
-from services.api import repository as repo
+from services.api.adapters import repository as repo
 from services.api.deps import Settings
 from services.api.settings import ApiSettings
 from shared.algorithms import Figure

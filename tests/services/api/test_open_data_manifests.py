@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from services.api import opendata
-from services.api import repository as repo
+from services.api.adapters import repository as repo
 from shared import domains
 from shared.domains import Dataset, DomainManifest, ServicePart
 

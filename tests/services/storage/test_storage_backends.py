@@ -12,7 +12,7 @@ import pytest
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
-from services.storage.writer import Writer
+from services.storage.adapters.writer import Writer
 from shared import retention
 from shared.schemas import Reading, ReadingBatch
 from shared.topics import Domain

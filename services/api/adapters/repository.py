@@ -563,3 +563,33 @@ async def register_sensors(
         {"g": grid_deg, "since": since},
     )
     return await cur.fetchall()
+
+
+_API_KEY_COLUMNS = "id, name, role, created_at, revoked_at"
+
+
+async def insert_api_key(
+    conn: AsyncConnection[Any], *, key_id: str, name: str, role: str, key_hash: bytes
+) -> dict[str, Any]:
+    cur = await conn.execute(
+        "INSERT INTO api_keys (id, name, role, key_hash) VALUES (%s, %s, %s, %s) "
+        f"RETURNING {_API_KEY_COLUMNS}",
+        (key_id, name, role, key_hash),
+    )
+    row: dict[str, Any] | None = await cur.fetchone()
+    assert row is not None  # an INSERT ... RETURNING that did not raise returns its row
+    return row
+
+
+async def api_keys(conn: AsyncConnection[Any]) -> list[dict[str, Any]]:
+    """Every key (never its hash)."""
+    cur = await conn.execute(f"SELECT {_API_KEY_COLUMNS} FROM api_keys ORDER BY created_at")
+    return list(await cur.fetchall())
+
+
+async def revoke_api_key(conn: AsyncConnection[Any], key_id: str) -> bool:
+    """False: no such key, or revoked already."""
+    cur = await conn.execute(
+        "UPDATE api_keys SET revoked_at = now() WHERE id = %s AND revoked_at IS NULL", (key_id,)
+    )
+    return cur.rowcount == 1

@@ -65,7 +65,9 @@ class Ingest:
     in_flight: dict[str, asyncio.Future[object]] = dataclasses.field(default_factory=dict)
 
 
-def _ingest(request: Request) -> Ingest:
+async def _ingest(request: Request) -> Ingest:
+    # async: FastAPI runs a plain `def` dependency in its thread pool, a thread hop per request
+    # that took a sixth of the gateway's samples while a backfill's uplinks came in.
     ingest: Ingest = request.app.state.ingest
     return ingest
 

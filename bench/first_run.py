@@ -12,6 +12,10 @@ learnt it (`models_calibrated`). Once every check holds (or at the time limit), 
 each process of the stack used since it started says where the backfill's work went. The stack
 is left running; `townpulse down` stops it.
 
+A run that reached its time limit (a busy machine) can be finished: `--continue-pending` polls
+the checks it left pending on the stack it started, timed from its start, and rewrites the
+result (`"continued": true`).
+
 `--catch-up-steps 1` runs the simulator as before it sent its backlog in blocks (one message per
 reading, one round trip per step): the same town, for a before/after pair.
 """
@@ -19,18 +23,19 @@ reading, one round trip per step): the same town, for a before/after pair.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench.common import run_meta, write_result
+from bench.common import RESULTS, run_meta, write_result
 from townpulse.simulator.cli import LIVING_TOWN_ARGS
 from townpulse.simulator.events import STEP
 from townpulse.simulator.runner import read_progress
@@ -143,43 +148,104 @@ def main() -> None:
         default=None,
         help="the simulator's --catch-up-steps (default: what `townpulse up` runs)",
     )
+    parser.add_argument(
+        "--continue-pending",
+        action="store_true",
+        help="go on polling the checks a run that reached its time limit left pending, on the "
+        "stack it started (still running), timed from that run's start",
+    )
     args = parser.parse_args()
     stack = Stack()
+    if args.continue_pending:
+        _continue(stack, timeout=args.timeout)
+        return
     if (stack.run / "data").exists():
         sys.exit(f"{stack.run} was used before: give a new TOWNPULSE_RUN_DIR")
     env = os.environ.copy()
     if args.catch_up_steps is not None:
         # The simulator's options come from the stack's preset; its environment sets this one.
         env["TOWNPULSE_SIM_CATCH_UP_STEPS"] = str(args.catch_up_steps)
-    t0 = time.monotonic()
+    started = datetime.now(UTC)
     subprocess.run([sys.executable, "-m", "townpulse", "up", "--sim"], check=True, env=env)
-    up_s = time.monotonic() - t0
+    up_s = (datetime.now(UTC) - started).total_seconds()
+    seen = _poll(stack, started=started, names=None, timeout=args.timeout)
+    _write(
+        stack,
+        started=started,
+        simulator=[*LIVING_TOWN_ARGS, *_catch_up_args(args.catch_up_steps)],
+        up_s=up_s,
+        seen=seen,
+    )
+
+
+def _continue(stack: Stack, *, timeout: float) -> None:
+    previous = json.loads((RESULTS / "first_run.json").read_text())
+    if "started" in previous:
+        started = datetime.fromisoformat(previous["started"])
+    else:  # written before results recorded their start: it ended `elapsed_s` after it
+        ended = datetime.fromisoformat(previous["meta"]["date"])
+        started = ended - timedelta(seconds=previous["elapsed_s"])
+    pending = [name for name, s in previous["seconds"].items() if s is None]
+    seen = {**previous["seconds"], **_poll(stack, started=started, names=pending, timeout=timeout)}
+    _write(
+        stack,
+        started=started,
+        simulator=previous["simulator"],
+        up_s=previous["up_s"],
+        seen=seen,
+        continued=True,
+    )
+
+
+def _poll(
+    stack: Stack, *, started: datetime, names: list[str] | None, timeout: float
+) -> dict[str, float | None]:
+    """Seconds from `started` until each check (all, or `names`) first holds, None if not
+    within `timeout` seconds of `started`."""
     env = read_env_file(stack.stack_env_file)
     key = Path(env["ADMIN_API_KEY_FILE"]).read_text().strip()
     seen: dict[str, float | None] = {}
+
+    def elapsed() -> float:
+        return (datetime.now(UTC) - started).total_seconds()
+
     with httpx.Client(
         base_url=env["API_URL"], headers={"Authorization": f"Bearer {key}"}, timeout=30
     ) as api:
-        pending = checks(api, progress=stack.run / "simulator" / "last-published")
-        while pending and time.monotonic() - t0 < args.timeout:
+        every = checks(api, progress=stack.run / "simulator" / "last-published")
+        pending = {n: c for n, c in every.items() if names is None or n in names}
+        while pending and elapsed() < timeout:
             for name, check in list(pending.items()):
                 if check():
-                    seen[name] = round(time.monotonic() - t0, 1)
+                    seen[name] = round(elapsed(), 1)
                     print(f"{seen[name]:7.1f} s  {name}")
                     del pending[name]
             time.sleep(POLL_S)
         seen.update({name: None for name in pending})
-    cpu = cpu_seconds(stack.run / "pids")
+    return seen
+
+
+def _write(
+    stack: Stack,
+    *,
+    started: datetime,
+    simulator: list[str],
+    up_s: float,
+    seen: dict[str, float | None],
+    continued: bool = False,
+) -> None:
     path = write_result(
         "first_run",
         {
             "benchmark": "first_run",
             "meta": run_meta(),
-            "simulator": [*LIVING_TOWN_ARGS, *_catch_up_args(args.catch_up_steps)],
+            "started": started.isoformat(),
+            "continued": continued,
+            "simulator": simulator,
             "up_s": round(up_s, 1),
             "seconds": seen,
-            "cpu_s": cpu,
-            "elapsed_s": round(time.monotonic() - t0, 1),
+            "cpu_s": cpu_seconds(stack.run / "pids"),
+            "elapsed_s": round((datetime.now(UTC) - started).total_seconds(), 1),
         },
     )
     print(f"wrote {path}")

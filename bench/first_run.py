@@ -63,7 +63,11 @@ def checks(api: httpx.Client, *, progress: Path) -> dict[str, Callable[[], bool]
 
     def history_days(days: float) -> Callable[[], bool]:
         def check() -> bool:
-            rows = ok("/v1/energy/meters/meter-001/consumption", bucket="1h")
+            # The page's default is the last 7 days: ask for the whole backfill's span.
+            since = datetime.now(UTC) - timedelta(days=days + 2)
+            rows = ok(
+                "/v1/energy/meters/meter-001/consumption", bucket="1h", start=since.isoformat()
+            )
             if not rows or not rows["items"]:
                 return False
             first, last = rows["items"][0]["bucket"], rows["items"][-1]["bucket"]

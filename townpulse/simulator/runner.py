@@ -562,15 +562,15 @@ def _publish(
             block = []  # not sent: a resumed run publishes it
             break
         block.append(list(group))
-        if len(block) < config.catch_up_steps and (
-            clock.wall_time_for(ts + config.step) <= datetime.now(UTC)
-        ):
+        behind = clock.wall_time_for(ts + config.step) <= datetime.now(UTC)
+        if len(block) < config.catch_up_steps and behind:
             continue  # the next step is due already: it goes with this one
         if not _send_block(block, fleet, server, stats=stats, stop=stop):
             block = []
             break
         block = []
-        if time.monotonic() >= next_progress:
+        # Caught up (the next step is not due yet), the progress is said and saved at once.
+        if time.monotonic() >= next_progress or not behind:
             next_progress = time.monotonic() + PROGRESS_EVERY_S
             _log_progress(stats, _lag(ts))
             if config.resume:

@@ -3,8 +3,9 @@
 Each event is POSTed to the integration's ingest path with its secret. TownPulse answers 202 once
 Kafka has the readings and 200 for an uplink it already took. An uplink is never dropped for a
 passing fault: 503 (Kafka or the gateway unavailable) is retried after its Retry-After, a lost
-connection or another 5xx after a growing back-off, until it is taken or the run stops. A refusal
-(422: the event or its readings are wrong; 404: nobody registered the DevEUI) is final: it is
+connection or another 5xx after a growing back-off, 429 (the source throttled) after its
+Retry-After, until it is taken or the run stops. A refusal (422: the event or its readings are
+wrong; 404: nobody registered the DevEUI) is final: it is
 logged and counted, never retried, as ChirpStack does. A refused secret (401) makes the
 integration again once, then counts as a refusal.
 
@@ -27,8 +28,10 @@ from townpulse.simulator.provision import ApiError, IngestAccess
 log = logging.getLogger(__name__)
 
 # Enough to overlap the gateway's wait for Kafka's acknowledgement (a few ms per uplink) across
-# devices; a network server's HTTP integration uses a similar handful of connections.
-DEFAULT_WORKERS = 8
+# devices while a backlog of blocks of steps goes (runner.py), and under the API's 32 concurrent
+# ingest requests (`max_concurrent_ingest`); a network server's HTTP integration uses a similar
+# handful of connections.
+DEFAULT_WORKERS = 16
 # Above the gateway's own wait for Kafka (10 s by default): its 503 arrives before this.
 TIMEOUT_S = 30.0
 BACKOFF_START_S = 0.5
@@ -138,7 +141,11 @@ class ChirpStackLink:
                 renewed = True
                 if self._renewed(access):
                     continue
-            if status == httpx.codes.SERVICE_UNAVAILABLE or status >= 500:
+            # 429: the source is throttled for a while (someone else's failed secrets from the
+            # same address): a passing fault too, retried after its Retry-After.
+            if status in (httpx.codes.TOO_MANY_REQUESTS, httpx.codes.SERVICE_UNAVAILABLE) or (
+                status >= 500
+            ):
                 pause = _retry_after(response) or delay
                 log.warning(
                     "TownPulse answered %d to the uplink of %s; retrying in %.1f s",

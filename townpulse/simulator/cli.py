@@ -15,6 +15,7 @@ import typer
 from townpulse.simulator.durations import parse_duration
 from townpulse.simulator.events import EVENT_KINDS, EVENT_SPECS, parse_kinds
 from townpulse.simulator.runner import (
+    CATCH_UP_STEPS,
     LORAWAN_BINS,
     LORAWAN_INTEGRATION,
     LORAWAN_METERS,
@@ -23,16 +24,18 @@ from townpulse.simulator.runner import (
 )
 from townpulse.simulator.town import ID_PREFIX_RE, Domain
 
-# What `townpulse up` runs: a town with fifteen days of history, published at SPEED simulated
-# seconds per second (docs/simulator.md says how long that takes), so that its models have seen
+# What `townpulse up` runs: a town with fifteen days of history, so that its models have seen
 # every day type and hour on three days (shared/ml/warmup.py) before the first console is seen;
 # labelled events in the last two days of that history, after the warm-up; no history published
-# twice across restarts. Then it follows the wall clock.
+# twice across restarts. Then it follows the wall clock. The speed (a simulated day per second)
+# is no longer what bounds the backfill: the history goes in blocks of steps, each sent once
+# the previous one is acknowledged, so TownPulse's pace sets the simulator's (README, "first
+# run", and bench/first_run.py say how long it takes).
 LIVING_TOWN_ARGS = (
     "--backfill",
     "15d",
     "--speed",
-    "7200",
+    "86400",
     "--inject",
     "all",
     "--inject-after",
@@ -193,6 +196,24 @@ def simulate(
             help="Put before every device id: a second town beside the first.",
         ),
     ] = "",
+    catch_up_steps: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=96,
+            envvar="TOWNPULSE_SIM_CATCH_UP_STEPS",
+            help="While catching up, send at most this many steps already due together: one "
+            "SenML pack per MQTT device, one push of uplinks (1: a step at a time, one message "
+            "per reading).",
+        ),
+    ] = CATCH_UP_STEPS,
+    ingest_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Base URL the LoRaWAN network server pushes its uplinks to (default: the API's, "
+            "which forwards them to the gateway; a gateway's URL skips that hop).",
+        ),
+    ] = None,
 ) -> None:
     """Simulate the town's sensors and publish their readings over MQTT (and, for its LoRaWAN
     devices, as a ChirpStack network server's HTTP integration)."""
@@ -234,6 +255,8 @@ def runner_config(params: Mapping[str, Any], *, api_key: str) -> RunnerConfig:
         lorawan_raw=params["lorawan_raw"],
         lorawan_integration=params["lorawan_integration"],
         id_prefix=params["id_prefix"],
+        catch_up_steps=params["catch_up_steps"],
+        ingest_url=params["ingest_url"],
     )
 
 

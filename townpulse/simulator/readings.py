@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
@@ -205,3 +205,35 @@ def to_payload(ts: datetime, metrics: Metrics) -> bytes:
     b'{"ts":"2026-03-02T08:15:00Z","fill_pct":63.5}'
     """
     return json.dumps({"ts": rfc3339(ts), **metrics}, separators=(",", ":")).encode()
+
+
+def to_pack(readings: Sequence[Reading]) -> bytes:
+    """Encode one device's readings as a SenML pack (RFC 8428): base time the first reading's,
+    each record's time relative to it, the metric as its name.
+
+    >>> from datetime import UTC
+    >>> from townpulse.simulator.town import build_town
+    >>> bin_ = build_town(energy=0, waste=1, traffic=0, seed=1).devices[0]
+    >>> t0 = datetime(2026, 3, 2, 8, 15, tzinfo=UTC)
+    >>> to_pack([Reading(bin_, t0, {"fill_pct": 63.5}),
+    ...          Reading(bin_, t0 + timedelta(minutes=15), {"fill_pct": 64.0})])
+    b'[{"bt":1772439300,"n":"fill_pct","v":63.5},{"t":900,"n":"fill_pct","v":64.0}]'
+    """
+    base = int(readings[0].ts.timestamp())
+    records: list[dict[str, object]] = []
+    for reading in readings:
+        offset = int(reading.ts.timestamp()) - base
+        for metric, value in reading.metrics.items():
+            record: dict[str, object] = {"bt": base} if not records else {}
+            if offset:
+                record["t"] = offset
+            records.append({**record, "n": metric, "v": value})
+    return json.dumps(records, separators=(",", ":")).encode()
+
+
+def to_message(readings: Sequence[Reading]) -> bytes:
+    """One MQTT message for one device's readings: a flat JSON object for one, a SenML pack
+    for several (the gateway takes both on the same topic)."""
+    if len(readings) == 1:
+        return to_payload(readings[0].ts, readings[0].metrics)
+    return to_pack(readings)

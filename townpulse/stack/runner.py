@@ -275,10 +275,15 @@ class Stack:
         """The living town's simulator (local stack, and systemd with `--sim`)."""
         from townpulse.simulator.cli import LIVING_TOWN_ARGS
 
+        env = read_env_file(self.stack_env_file)
+        # Its network server pushes to the gateway on this host directly: forwarded by the API,
+        # each of the backfill's 78,000 uplinks went through two web services, and the API's
+        # forwarding bounded the backfill (bench/first_run.py, README "first run").
+        ingest = ["--ingest-url", env["GATEWAY_URL"]] if "GATEWAY_URL" in env else []
         return Launch(
-            argv=[sys.executable, "-m", "townpulse", "simulate", *LIVING_TOWN_ARGS],
+            argv=[sys.executable, "-m", "townpulse", "simulate", *LIVING_TOWN_ARGS, *ingest],
             marker="townpulse simulate",
-            env=read_env_file(self.stack_env_file),
+            env=env,
         )
 
     def start_simulator(self) -> None:

@@ -48,6 +48,8 @@ class FakeIngest:
             return httpx.Response(202, json={"status": "accepted"})
         if answer == 503:
             return httpx.Response(503, headers={"Retry-After": "5"}, json={"detail": "Kafka"})
+        if answer == 429:
+            return httpx.Response(429, headers={"Retry-After": "7"}, json={"detail": "throttled"})
         return httpx.Response(answer, json={"detail": f"unknown_device: {device}"})
 
 
@@ -96,6 +98,21 @@ def test_kafka_down_is_retried_after_retry_after_and_nothing_is_lost() -> None:
     # Retry-After honoured for the 503s; the lost connection and the 502 back off and grow.
     assert sorted(waits) == [0.5, 1.0, 5.0, 5.0]
     assert (link.stats.accepted, link.stats.refused, link.stats.retries) == (3, 0, 4)
+
+
+def test_a_throttled_source_is_retried_after_retry_after_not_refused() -> None:
+    # Someone else's failed secrets from the same address throttle it for a while: the uplinks
+    # wait and go, none is counted as refused.
+    ingest = FakeIngest({"bin-1": [429, 429]})
+    waits: list[float] = []
+    link = _link(ingest, waits=waits)
+    try:
+        link.push(_events("bin-1", 1, 2))
+    finally:
+        link.close()
+    assert ingest.taken["bin-1"] == [1, 2]
+    assert waits == [7.0, 7.0]
+    assert (link.stats.accepted, link.stats.refused, link.stats.retries) == (2, 0, 2)
 
 
 def test_backoff_is_bounded() -> None:

@@ -5,17 +5,23 @@ from __future__ import annotations
 import json
 import logging
 import stat
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, cast
 
 import httpx
 import pytest
 import typer
 from typer.testing import CliRunner
 
+from services.gateway.ingest.native import DeviceTopic, parse_payload
+from services.gateway.ingest.rejection import Limits
+from shared.topics import Domain as Topic
 from townpulse.simulator import cli as cli_module
+from townpulse.simulator import runner as runner_module
 from townpulse.simulator.durations import parse_duration
-from townpulse.simulator.events import EVENT_KINDS, LabelledEvent
+from townpulse.simulator.events import EVENT_KINDS, STEP, LabelledEvent, floor_to_step
 from townpulse.simulator.provision import (
     ApiError,
     CredentialStore,
@@ -23,6 +29,7 @@ from townpulse.simulator.provision import (
     MqttCredentials,
     provision,
 )
+from townpulse.simulator.readings import iter_readings
 from townpulse.simulator.runner import (
     RunnerConfig,
     RunStats,
@@ -447,3 +454,88 @@ def test_the_depot_is_in_town_but_apart_from_the_bins() -> None:
     assert min(b[1] for b in bins) - 0.01 < lon < max(b[1] for b in bins)
     # ...and the same for every seed: the depot is a place, not a random draw.
     assert build_town(seed=1).depot == town.depot
+
+
+class _Link:
+    def __init__(self, device_id: str, sent: dict[str, list[bytes]]) -> None:
+        self.device_id, self.sent = device_id, sent
+
+    def publish(self, payload: bytes) -> bool:
+        self.sent.setdefault(self.device_id, []).append(payload)
+        return True
+
+
+class _FakeFleet:
+    """The MQTT links as `_publish` uses them, keeping what each device sent."""
+
+    def __init__(self, device_ids: list[str]) -> None:
+        self.sent: dict[str, list[bytes]] = {}
+        self.links = {d: _Link(d, self.sent) for d in device_ids}
+        self.waits = 0
+
+    def heal(self) -> None:
+        pass
+
+    def wait_acked(self, timeout_s: float) -> int:
+        self.waits += 1
+        return 0
+
+
+def _published(catch_up_steps: int, tmp_path: Path) -> tuple[_FakeFleet, RunStats, list[Any]]:
+    town = build_town(energy=2, waste=2, traffic=1, seed=5, lorawan_bins=0, lorawan_meters=0)
+    now = datetime.now(UTC)
+    start = floor_to_step(now - timedelta(hours=6), STEP)
+    config = RunnerConfig(
+        api_url="http://api.test",
+        api_key="k",
+        run_dir=tmp_path,
+        speed=1e9,  # every step of the backlog is due at once
+        catch_up_steps=catch_up_steps,
+    )
+    fleet = _FakeFleet([d.id for d in town])
+    stats = runner_module._publish(
+        town,
+        cast(Any, fleet),
+        runner_module._NetworkServer({}, None, with_object=True),
+        config=config,
+        start=start,
+        end=start + timedelta(hours=6),
+        events=[],
+        stop=threading.Event(),
+    )
+    expected = list(iter_readings(town, start=start, end=start + timedelta(hours=6)))
+    return fleet, stats, expected
+
+
+@pytest.mark.parametrize("catch_up_steps", [1, 5, 16])
+def test_a_backlog_goes_in_packs_the_gateway_reads_as_the_same_readings(
+    catch_up_steps: int, tmp_path: Path
+) -> None:
+    fleet, stats, expected = _published(catch_up_steps, tmp_path)
+    steps = 6 * 4
+    blocks = -(-steps // catch_up_steps)
+    # One message per device per block, one wait for the broker's acknowledgements per block.
+    assert all(len(sent) == blocks for sent in fleet.sent.values())
+    assert fleet.waits == blocks + 1  # and a last one before the run ends
+    assert (stats.steps, stats.published, stats.dropped) == (steps, len(expected), 0)
+    assert stats.messages == blocks * len(fleet.links)
+    # Decoded by the gateway's own parser: every reading once, in order, with its values.
+    received = datetime.now(UTC)
+    got = {
+        device_id: [
+            (r.ts, r.metric, r.value)
+            for payload in payloads
+            for r in parse_payload(
+                DeviceTopic(Topic.WASTE, device_id), payload, received_at=received, limits=Limits()
+            ).readings
+        ]
+        for device_id, payloads in fleet.sent.items()
+    }
+    want: dict[str, list[tuple[datetime, str, float]]] = {}
+    for reading in expected:
+        want.setdefault(reading.device.id, []).extend(
+            (reading.ts, metric, value) for metric, value in reading.metrics.items()
+        )
+    assert got == want
+    if catch_up_steps == 1:
+        assert all(p.startswith(b"{") for sent in fleet.sent.values() for p in sent)

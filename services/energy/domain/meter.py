@@ -358,6 +358,16 @@ class EnergyProcessor:
         last = state.cadence.last_ts
         return None if last is None else state.warm.learning_until(last)
 
+    @staticmethod
+    def warming(state: MeterState) -> dict[str, datetime]:
+        """What of the meter's model still warms up, and roughly until when: its band (the
+        day types and hours not yet seen on enough days), the level watch's schedule (out of
+        hours) and its level changes (shifts and drifts; shared/ml/levels.py). Empty once all
+        alert."""
+        parts = state.levels.warming()
+        band = EnergyProcessor.learning_until(state)
+        return parts if band is None else {"band": band, **parts}
+
     def apply_feedback(
         self, state: MeterState, feedback: Feedback, *, received_at: datetime
     ) -> None:

@@ -100,6 +100,7 @@ class ResidualDetector(base.AnomalyDetector):
         The reporting interval the counts above are written for: each window is then the
         duration of its readings at this pace, scaled to the interval of the readings the
         detector sees (learnt from ``x["ts"]``). None: counts of readings, whatever their pace.
+        The domains' detectors (`make_detector`) count at 15 minutes.
     scorer
         Any River anomaly detector to score with instead of the anomaly likelihood (e.g.
         ``river.anomaly.HalfSpaceTrees``). It sees ``{"surprise": ...}``, the residual in
@@ -133,7 +134,7 @@ class ResidualDetector(base.AnomalyDetector):
         probation: int = 150,
         on: str = "value",
         scorer: base.AnomalyDetector | None = None,
-        pace: timedelta | None = DEFAULT_INTERVAL,
+        pace: timedelta | None = None,
     ) -> None:
         self.forecaster: PointForecaster = (
             forecaster if forecaster is not None else CalendarForecaster()

@@ -43,7 +43,7 @@ def flagged_times(det: ResidualDetector, interval: timedelta) -> list[timedelta]
 @pytest.mark.parametrize("minutes", [1, 15, 60])
 def test_a_spike_weighs_on_the_next_hour_whatever_the_reporting_interval(minutes: int) -> None:
     interval = timedelta(minutes=minutes)
-    det = ResidualDetector(forecaster=make_forecaster("generic"))
+    det = ResidualDetector(forecaster=make_forecaster("generic"), pace=15 * timedelta(minutes=1))
     # Exactly the readings of the hour from the spike on: 60, 4 and 1 of them.
     hour_from_spike = [k * interval for k in range(HOUR // interval)]
     assert flagged_times(det, interval) == hour_from_spike

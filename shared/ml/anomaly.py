@@ -154,21 +154,19 @@ class ResidualDetector(base.AnomalyDetector):
         self.cadence = Cadence()
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        # A checkpoint written before windows were durations counted them at the domains'
-        # pace (15 minutes); its interval is learnt again within two readings.
-        state.setdefault("pace", DEFAULT_INTERVAL)
+        # A checkpoint written before windows were durations counted readings: it goes on so.
+        state.setdefault("pace", None)
         state.setdefault("cadence", Cadence())
         self.__dict__.update(state)
 
     def __repr__(self) -> str:
-        # The model's name in checkpoints (shared.ml.registry.describe): the default pace is
-        # what detectors counted at before it was a parameter, so their checkpoints still load.
+        # The model's name in checkpoints (shared.ml.registry.describe): without a pace, or at
+        # the domains' 15 minutes (the same windows on their 15-minute devices), it is the
+        # name detectors had before the pace existed, so that their checkpoints still load.
         text = super().__repr__()
-        return (
-            text.replace(f"\n  pace={DEFAULT_INTERVAL}", "")
-            if self.pace == DEFAULT_INTERVAL
-            else text
-        )
+        if self.pace is None or self.pace == DEFAULT_INTERVAL:
+            return text.replace(f"\n  pace={self.pace}", "")
+        return text
 
     # ---- windows, scaled to the reporting interval -----------------------------------------------
 
@@ -291,9 +289,14 @@ def make_detector(
         forecaster = make_forecaster(
             domain, slot_minutes=slot_minutes, calendar=calendar, correct=False
         )
-    if domain in ("energy", "traffic", "weekly"):
+    if domain in ("traffic", "weekly"):
         # Windows written at 15-minute readings: durations on a device of any pace.
         return ResidualDetector(forecaster=forecaster, scorer=scorer, pace=DEFAULT_INTERVAL)
+    if domain == "energy":
+        # Still counts of readings: the energy service's rules were tuned on hourly buildings
+        # with a four-reading (four-hour) window; an hour there flags a +40 % step as many
+        # high-consumption episodes instead of one level shift (issue #24: to retune first).
+        return ResidualDetector(forecaster=forecaster, scorer=scorer)
     return ResidualDetector(
         forecaster=forecaster,
         short_window=1,

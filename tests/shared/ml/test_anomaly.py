@@ -8,6 +8,7 @@ interval; the spike is not learnt, as a domain service does not learn a flagged 
 
 from __future__ import annotations
 
+import copy
 import pickle
 import random
 from datetime import UTC, datetime, timedelta
@@ -59,18 +60,20 @@ def test_without_a_pace_windows_stay_counts_of_readings() -> None:
         assert flagged_times(det, interval) == [timedelta(0), interval]
 
 
-def test_a_detector_checkpointed_before_durations_counts_at_fifteen_minutes() -> None:
-    fresh = make_detector("energy")
-    old = make_detector("energy")
+@pytest.mark.parametrize("domain", ["energy", "traffic"])
+def test_a_detector_checkpointed_before_durations_loads_and_goes_on_as_it_did(domain: str) -> None:
+    fresh = make_detector(domain)
+    old = make_detector(domain)
     for name in ("pace", "cadence"):  # what a checkpoint written before held not
         del old.__dict__[name]
     restored = pickle.loads(pickle.dumps(old))
-    # The same model by name (its checkpoints are kept), and the same scores on an hourly
-    # series: its interval learnt again, its windows an hour like a new detector's.
-    assert repr(restored) == repr(fresh)
+    # The same model by name (its checkpoints are kept); it counts readings as it did.
+    assert repr(restored) == repr(fresh) and restored.pace is None
     rng = random.Random(5)
+    counting = copy.deepcopy(fresh)
+    counting.pace = None  # counts readings, as every detector did before
     for k in range(300):
         x = {"ts": T0 + k * HOUR, "value": 10 + rng.gauss(0, 1) + 30 * (k == 250)}
-        assert restored.score_one(x) == fresh.score_one(x)
+        assert restored.score_one(x) == counting.score_one(x)
         restored.learn_one(x)
-        fresh.learn_one(x)
+        counting.learn_one(x)

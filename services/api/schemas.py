@@ -146,14 +146,22 @@ class Device(BaseModel):
 
 
 class DeviceModel(BaseModel):
-    """Where a device's model stands: "learning" while it warms up (it raises no alert in the
-    day types and hours it has not seen on enough days), "calibrated" after; "new" before its
-    first checkpoint."""
+    """Where a device's model stands: "learning" while any part of it warms up (it raises no
+    alert of that part: in the day types and hours it has not seen on enough days, or of a
+    level change before the level watch has learnt its spread), "calibrated" after; "new"
+    before its first checkpoint."""
 
     device_id: str
     state: Literal["new", "learning", "calibrated"]
     learning_until: datetime | None = Field(
-        default=None, description="Roughly when the warm-up ends, if it goes on reporting."
+        default=None,
+        description="Roughly when the band's warm-up (every day type and hour) ends, if the "
+        "device goes on reporting.",
+    )
+    warming: dict[str, datetime] = Field(
+        default_factory=dict,
+        description='What still warms up and roughly until when: "band" (day types and hours), '
+        '"schedule" (out-of-hours alerts), "level_watch" (level shifts and drifts).',
     )
 
 

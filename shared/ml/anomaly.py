@@ -9,6 +9,13 @@ How a reading is scored:
    score is its upper-tail probability on a log scale, in [0, 1] (0.3 is a tail of 1e-3, 1.0 a
    tail of 1e-10). A single spike scores less than a sustained shift, which is what operators
    want to hear about.
+
+The windows (the current surprise's, the memories of the typical residual and of the long-run
+distribution, the probation) are durations where the detector is given a `pace`: its counts
+are readings at that pace (4 readings of 15 minutes: an hour), scaled to the reporting interval
+the detector learns from the readings' times (`shared.runtime.cadence`), so that an hourly and
+a minute meter are judged over the same hour. Without a pace (a series with no clock to trust,
+NAB's) they stay counts of readings.
 """
 
 from __future__ import annotations
@@ -17,10 +24,12 @@ import math
 from collections import deque
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from river import base
 
+from shared.cadence import DEFAULT_INTERVAL, Cadence, readings_for
 from shared.ml.calendar import TOWN, TownCalendar
 from shared.ml.cells import Ewm, Features
 from shared.ml.forecast import CalendarForecaster, make_forecaster
@@ -87,6 +96,11 @@ class ResidualDetector(base.AnomalyDetector):
         Readings scored 0 while the models learn (NAB's probationary period is 15% of a file).
     on
         The feature holding the reading (``x["ts"]``, when present, is its time).
+    pace
+        The reporting interval the counts above are written for: each window is then the
+        duration of its readings at this pace, scaled to the interval of the readings the
+        detector sees (learnt from ``x["ts"]``). None: counts of readings, whatever their pace.
+        The domains' detectors (`make_detector`) count at 15 minutes.
     scorer
         Any River anomaly detector to score with instead of the anomaly likelihood (e.g.
         ``river.anomaly.HalfSpaceTrees``). It sees ``{"surprise": ...}``, the residual in
@@ -120,6 +134,7 @@ class ResidualDetector(base.AnomalyDetector):
         probation: int = 150,
         on: str = "value",
         scorer: base.AnomalyDetector | None = None,
+        pace: timedelta | None = None,
     ) -> None:
         self.forecaster: PointForecaster = (
             forecaster if forecaster is not None else CalendarForecaster()
@@ -134,6 +149,39 @@ class ResidualDetector(base.AnomalyDetector):
         self.recent: deque[float] = deque()
         self.long_run = Ewm(alpha=long_alpha)
         self.seen = 0
+        self.pace = pace
+        # The reporting interval of the readings seen, learnt from their times.
+        self.cadence = Cadence()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A checkpoint written before windows were durations counted readings: it goes on so.
+        state.setdefault("pace", None)
+        state.setdefault("cadence", Cadence())
+        self.__dict__.update(state)
+
+    def __repr__(self) -> str:
+        # The model's name in checkpoints (shared.ml.registry.describe): without a pace, or at
+        # the domains' 15 minutes (the same windows on their 15-minute devices), it is the
+        # name detectors had before the pace existed, so that their checkpoints still load.
+        text = super().__repr__()
+        if self.pace is None or self.pace == DEFAULT_INTERVAL:
+            return text.replace(f"\n  pace={self.pace}", "")
+        return text
+
+    # ---- windows, scaled to the reporting interval -----------------------------------------------
+
+    def _readings(self, count: int) -> int:
+        """The readings of the seen interval covering `count` readings at the pace."""
+        if self.pace is None or self.cadence.interval == self.pace:
+            return count
+        return readings_for(count * self.pace, self.cadence.interval)
+
+    def _alpha(self, alpha: float) -> float:
+        """A per-reading weight at the pace, as a weight per reading of the seen interval (the
+        same memory in time)."""
+        if self.pace is None or self.cadence.interval == self.pace:
+            return alpha
+        return min(1.0, 1.0 - float((1.0 - alpha) ** (self.cadence.interval / self.pace)))
 
     @classmethod
     def _unit_test_params(cls) -> Any:
@@ -152,9 +200,9 @@ class ResidualDetector(base.AnomalyDetector):
         expected = self.forecaster.predict_one(fx)
         scale = self._scale(expected, fx)
         surprise = 0.0 if math.isnan(y) else min(abs(y - expected) / scale, MAX_SURPRISE)
-        window = [*list(self.recent)[-(self.short_window - 1) :], surprise]
+        window = [*self._past(), surprise]
         short = sum(window) / len(window)
-        if self.seen < self.probation or self.long_run.n < 2:
+        if self.seen < self._readings(self.probation) or self.long_run.n < 2:
             score = 0.0
         elif self.scorer is not None:
             score = min(1.0, max(0.0, float(self.scorer.score_one(_scorer_x(surprise)))))
@@ -167,6 +215,15 @@ class ResidualDetector(base.AnomalyDetector):
     def score_one(self, x: Mapping[Any, Any]) -> float:
         return self.explain_one(x).score
 
+    def _past(self) -> list[float]:
+        """The remembered surprises in the current window, besides the reading's own."""
+        if self.pace is None:
+            # Counts of readings: as NAB's generic parameters were chosen (a window of one
+            # reading averages it with the previous one).
+            return list(self.recent)[-(self.short_window - 1) :]
+        keep = self._readings(self.short_window) - 1
+        return list(self.recent)[len(self.recent) - keep :] if keep > 0 else []
+
     def learn_one(self, x: Mapping[Any, Any], *, update_model: bool = True) -> None:
         """Remember the reading's surprise; learn the value too unless `update_model` is False.
 
@@ -174,19 +231,23 @@ class ResidualDetector(base.AnomalyDetector):
         for a weekend does not become the new normal before anyone looked at it.
         """
         fx, value = self._xy(x)
+        if isinstance(ts := fx.get("ts"), datetime):
+            self.cadence.observe(ts)
         if math.isnan(value):  # a missing reading teaches nothing
             return
         expected = self.forecaster.predict_one(fx)
         surprise = min(abs(value - expected) / self._scale(expected, fx), MAX_SURPRISE)
         if self.abs_residual.n >= WARM_UP:
             self.recent.append(surprise)
-            while len(self.recent) > self.short_window:
+            while len(self.recent) > self._readings(self.short_window):
                 self.recent.popleft()
             if update_model:
+                self.long_run.alpha = self._alpha(self.long_alpha)
                 self.long_run.update(sum(self.recent) / len(self.recent))
         if update_model:
             if self.scorer is not None:
                 self.scorer.learn_one(_scorer_x(surprise))
+            self.abs_residual.alpha = self._alpha(self.residual_alpha)
             self.abs_residual.update(abs(value - expected))
             self.forecaster.learn_one(value, fx)
         self.seen += 1
@@ -228,7 +289,13 @@ def make_detector(
         forecaster = make_forecaster(
             domain, slot_minutes=slot_minutes, calendar=calendar, correct=False
         )
-    if domain in ("energy", "traffic", "weekly"):
+    if domain in ("traffic", "weekly"):
+        # Windows written at 15-minute readings: durations on a device of any pace.
+        return ResidualDetector(forecaster=forecaster, scorer=scorer, pace=DEFAULT_INTERVAL)
+    if domain == "energy":
+        # Still counts of readings: the energy service's rules were tuned on hourly buildings
+        # with a four-reading (four-hour) window; an hour there flags a +40 % step as many
+        # high-consumption episodes instead of one level shift (issue #24: to retune first).
         return ResidualDetector(forecaster=forecaster, scorer=scorer)
     return ResidualDetector(
         forecaster=forecaster,
@@ -236,4 +303,5 @@ def make_detector(
         long_alpha=0.0005,
         residual_alpha=0.0005,
         scorer=scorer,
+        pace=None,
     )

@@ -224,6 +224,15 @@ class LevelWatch(base.AnomalyDetector):
             return timedelta(0)
         return self.last_ts - self.first_ts
 
+    def warming(self) -> dict[str, datetime]:
+        """What of the watch still warms up, and until when if the meter goes on reporting:
+        its schedule (out of hours) until `LONG` after its first reading, level changes until
+        `SPREAD_LEARNT`; empty once both are learnt, or before any reading."""
+        if self.first_ts is None:
+            return {}
+        parts = {"schedule": self.first_ts + LONG, "level_watch": self.first_ts + SPREAD_LEARNT}
+        return {part: until for part, until in parts.items() if self._age() < until - self.first_ts}
+
     def _spread(self, mean_square: float) -> float:
         """An exponentially weighted mean square, corrected for its start from zero."""
         weight = 1.0 - math.exp(-self.noise_time / NOISE.total_seconds())

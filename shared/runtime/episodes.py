@@ -11,6 +11,7 @@ ids and consumers deduplicate.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -24,7 +25,7 @@ Phase = Literal["start", "end"]
 
 
 @dataclass
-class Episode:
+class Episode(Upgradable):
     kind: str
     started_at: datetime
     severity: Severity
@@ -33,6 +34,9 @@ class Episode:
     ended_at: datetime | None = None
     # The explanation of the reading that opened it (what an operator reads first).
     explanation: dict[str, Any] = field(default_factory=dict)
+    # Sums over its flagged readings of what the domain counts (a meter's kWh observed and
+    # expected: what the episode cost).
+    totals: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,9 +55,13 @@ class EpisodeRow:
 
 @dataclass
 class EpisodeTracker(Upgradable):
-    """Opens an episode once flagged readings in a row have lasted `open_after`, closes it once
-    unflagged ones have lasted `close_after`: durations, counted in readings of the device's
-    reporting interval (`shared.runtime.cadence`), given with each reading.
+    """Opens an episode once flagged readings in a row have lasted `open_after` (and are
+    `open_readings` at least), or at once on a reading that says so (`at_once`: far out),
+    closes it once unflagged ones have lasted `close_after`: durations, counted in readings of
+    the device's reporting interval (`shared.runtime.cadence`), given with each reading.
+
+    One tracker may follow several kinds of anomaly (a meter's: high, low, stuck...): each
+    reading says its own `kind`, and an episode is of the kind its first reading showed.
 
     Examples
     --------
@@ -71,6 +79,18 @@ class EpisodeTracker(Upgradable):
     >>> h = timedelta(hours=1)
     >>> [tr.update(t0 + i * h, flagged=f, interval=h) for i, f in enumerate([True, False])]
     ['start', 'end']
+
+    Asked for two readings at least, an hourly device needs two, unless one is far out:
+
+    >>> tr = EpisodeTracker("energy", open_after=2 * q, close_after=2 * q, open_readings=2)
+    >>> [tr.update(t0 + i * h, flagged=True, interval=h, kind=k, add={"kwh": 1.5})
+    ...  for i, k in enumerate(["energy.low", "energy.high"])]
+    [None, 'start']
+    >>> tr.last is not None and (tr.last.kind, tr.last.readings, tr.last.totals)
+    ('energy.low', 2, {'kwh': 3.0})
+    >>> tr = EpisodeTracker("energy", open_readings=2)
+    >>> tr.update(t0, flagged=True, interval=h, at_once=True)
+    'start'
     """
 
     kind: str
@@ -80,6 +100,12 @@ class EpisodeTracker(Upgradable):
     streak_since: datetime | None = None
     streak_peak: float = 0.0
     normal_streak: int = 0
+    # Flagged readings an episode needs at least, whatever the durations say (one flagged
+    # reading of an hourly meter is its noise, not yet a fault).
+    open_readings: int = 1
+    # The kind of the streak's first reading, and its sums (`Episode.totals`), until it opens.
+    streak_kind: str | None = None
+    streak_totals: dict[str, float] = field(default_factory=dict)
     episode: Episode | None = None
     # The episode the latest update opened, changed or closed.
     last: Episode | None = None
@@ -93,30 +119,40 @@ class EpisodeTracker(Upgradable):
         severity: Severity = Severity.WARNING,
         peak: float = 0.0,
         explanation: dict[str, Any] | None = None,
+        kind: str | None = None,
+        at_once: bool = False,
+        add: Mapping[str, float] | None = None,
     ) -> Phase | None:
-        """Feed one reading's verdict (`interval`: the device's reporting interval); "start"
-        or "end" when an episode opens or closes."""
+        """Feed one reading's verdict (`interval`: the device's reporting interval; `kind`:
+        the reading's kind of anomaly, the tracker's own by default; `at_once`: a flagged
+        reading that opens an episode by itself; `add`: its share of the episode's `totals`);
+        "start" or "end" when an episode opens or closes."""
         ep = self.episode
         if ep is None:
             if not flagged:
-                self.streak, self.streak_since, self.streak_peak = 0, None, 0.0
+                self._reset_streak()
                 return None
             if self.streak == 0:
                 self.streak_since = ts
+                self.streak_kind = kind
             self.streak += 1
             self.streak_peak = max(self.streak_peak, peak)
-            if self.streak < readings_for(self.open_after, interval):
+            _add(self.streak_totals, add)
+            needed = max(self.open_readings, readings_for(self.open_after, interval))
+            if self.streak < needed and not at_once:
                 return None
             assert self.streak_since is not None
             ep = self.episode = self.last = Episode(
-                self.kind,
+                self.streak_kind or self.kind,
                 self.streak_since,
                 severity,
                 self.streak_peak,
                 self.streak,
                 explanation=dict(explanation or {}),
+                totals=self.streak_totals,
             )
-            self.streak, self.streak_since, self.streak_peak = 0, None, 0.0
+            self.streak_totals = {}
+            self._reset_streak()
             self.normal_streak = 0
             return "start"
         self.last = ep
@@ -124,6 +160,7 @@ class EpisodeTracker(Upgradable):
             self.normal_streak = 0
             ep.readings += 1
             ep.peak = max(ep.peak, peak)
+            _add(ep.totals, add)
             if severity.rank > ep.severity.rank:
                 ep.severity = severity
             return None
@@ -134,6 +171,16 @@ class EpisodeTracker(Upgradable):
         self.episode = None
         return "end"
 
+    def opening_kind(self, kind: str) -> str:
+        """The kind an episode opened by a reading of `kind` would have: its streak's first
+        reading's (a reading's severity at the opening is judged for that kind)."""
+        return self.streak_kind or kind if self.episode is None else kind
+
+    def _reset_streak(self) -> None:
+        self.streak, self.streak_since, self.streak_peak = 0, None, 0.0
+        self.streak_kind = None
+        self.streak_totals.clear()
+
     def _upgrade(self, old: dict[str, Any]) -> None:
         # Checkpoints written before durations held counts of 15-minute readings; the
         # processors set their current durations again after loading (`retime`).
@@ -141,13 +188,21 @@ class EpisodeTracker(Upgradable):
             if isinstance(old.get(name), int):
                 setattr(self, name, old[name] * DEFAULT_INTERVAL)
 
-    def retime(self, *, open_after: timedelta, close_after: timedelta) -> None:
+    def retime(
+        self, *, open_after: timedelta, close_after: timedelta, open_readings: int = 1
+    ) -> None:
         """Adopt the processor's durations (a restored tracker keeps those it was saved with)."""
         self.open_after, self.close_after = open_after, close_after
+        self.open_readings = open_readings
 
     @property
     def active(self) -> bool:
         return self.episode is not None
+
+
+def _add(totals: dict[str, float], add: Mapping[str, float] | None) -> None:
+    for name, value in (add or {}).items():
+        totals[name] = totals.get(name, 0.0) + value
 
 
 def row_of(device_id: str, ep: Episode) -> EpisodeRow:

@@ -15,6 +15,7 @@ from typing import Any, Generic, TypeVar
 from prometheus_client import Counter
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow
+from psycopg.types.json import Jsonb
 
 from shared.runtime.checkpoints import CheckpointKey, Verdict
 from shared.runtime.processor import Adopts, DeviceProcessor
@@ -80,6 +81,7 @@ class StateStore(Generic[S]):
             "applied": applied,
             "since": since,
             "learning_until": self._learning_until(state),
+            "warming": self._warming(state),
         }
 
     def _learning_until(self, state: S) -> datetime | None:
@@ -92,6 +94,14 @@ class StateStore(Generic[S]):
         until: datetime | None = learning_until(state)
         return until
 
+    def _warming(self, state: S) -> Jsonb | None:
+        """What of the model still warms up, and until when, where the processor says
+        (`warming(state)`: e.g. an energy meter's band, schedule and level watch); shown by the
+        console with `learning_until`, never used to decide anything here."""
+        warming = getattr(self._processor, "warming", None)
+        parts: dict[str, datetime] = {} if warming is None else warming(state)
+        return Jsonb({part: until.isoformat() for part, until in parts.items()}) if parts else None
+
     async def save(self, conn: AsyncConnection[DictRow], rows: list[dict[str, Any]]) -> None:
         """Save checkpoints; the caller holds the erasure lock (shared.erasure)."""
         if not rows:
@@ -103,10 +113,11 @@ class StateStore(Generic[S]):
             await cur.executemany(
                 """
                 INSERT INTO runtime_state (group_id, device_id, model_version, state, state_mac,
-                                           clock, applied_offset, learnt_since, learning_until)
+                                           clock, applied_offset, learnt_since, learning_until,
+                                           warming)
                 SELECT %(group_id)s, %(device_id)s, %(model_version)s, %(state)s, %(mac)s,
                        %(clock)s::timestamptz, %(applied)s::bigint, %(since)s::timestamptz,
-                       %(learning_until)s::timestamptz
+                       %(learning_until)s::timestamptz, %(warming)s::jsonb
                 WHERE NOT EXISTS (
                     SELECT 1 FROM device_erasures e WHERE e.device_id = %(device_id)s
                     AND (%(since)s::timestamptz IS NULL OR e.erased_at >= %(since)s::timestamptz)
@@ -116,7 +127,8 @@ class StateStore(Generic[S]):
                     state_mac = EXCLUDED.state_mac,
                     clock = EXCLUDED.clock, applied_offset = EXCLUDED.applied_offset,
                     learnt_since = EXCLUDED.learnt_since,
-                    learning_until = EXCLUDED.learning_until, updated_at = now()
+                    learning_until = EXCLUDED.learning_until, warming = EXCLUDED.warming,
+                    updated_at = now()
                 """,
                 rows,
             )

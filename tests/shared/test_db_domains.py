@@ -208,8 +208,10 @@ def test_a_database_at_the_old_0016_upgrades_and_0017_goes_back_down(
     migrate(scratch)
 
     after = _state(scratch)
-    # 0016 is the lighting branch's head now, 0017 the platform's: both applied, nothing twice.
-    assert after["revisions"] == _heads(scratch) == {"0016", "0017"}
+    # 0016 is the lighting branch's head now, the platform's is 0017 or a later one: both
+    # applied, nothing twice.
+    assert after["revisions"] == _heads(scratch)
+    assert "0016" in after["revisions"] and len(after["revisions"]) == 2
     assert after["domains"] == sorted(domains.names())
     assert after["constraints"] == _foreign_keys()
     assert _rows(scratch) == rows

@@ -202,17 +202,26 @@ async def uplinks(
 
 
 async def model_state(conn: AsyncConnection[Any], *, device_id: str) -> dict[str, Any]:
-    """Whether the device's model is saved, and until when it is learning (NULL: calibrated).
+    """Whether the device's model is saved, until when it is learning (NULL: calibrated), and
+    what of it still warms up until when (`warming`: part -> time, empty when nothing does).
     Only the columns the API may read of `runtime_state`, never the state itself."""
     cur = await conn.execute(
         """
-        SELECT count(*) AS saved, max(learning_until) AS learning_until
+        SELECT count(*) AS saved, max(learning_until) AS learning_until,
+               coalesce(jsonb_agg(warming) FILTER (WHERE warming IS NOT NULL), '[]') AS warming
         FROM runtime_state WHERE device_id = %s
         """,
         (device_id,),
     )
     row = await cur.fetchone()
-    return dict(row) if row else {"saved": 0, "learning_until": None}
+    if not row:
+        return {"saved": 0, "learning_until": None, "warming": {}}
+    # One checkpoint per device and service: parts of several (never seen) wait for the latest.
+    warming: dict[str, str] = {}
+    for parts in row["warming"]:
+        for part, until in parts.items():
+            warming[part] = max(warming.get(part, until), until)
+    return {**dict(row), "warming": warming}
 
 
 async def revoke_ingest_tokens(conn: AsyncConnection[Any], device_id: str) -> int:

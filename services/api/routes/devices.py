@@ -465,12 +465,12 @@ async def device_model(device_id: str, pool: AppPool, _: Viewer) -> DeviceModel:
         if await repo.get_device(conn, device_id) is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such device")
         row = await repo.model_state(conn, device_id=device_id)
-    until = row["learning_until"]
+    until, warming = row["learning_until"], row["warming"]
     if not row["saved"]:
         return DeviceModel(device_id=device_id, state="new")
-    if until is None:
+    if until is None and not warming:
         return DeviceModel(device_id=device_id, state="calibrated")
-    return DeviceModel(device_id=device_id, state="learning", learning_until=until)
+    return DeviceModel(device_id=device_id, state="learning", learning_until=until, warming=warming)
 
 
 @router.get("/{device_id}/uplinks", response_model=list[Uplink])

@@ -51,7 +51,8 @@ from shared.ml.timed import PointForecaster, build_forecaster
 from shared.ml.warmup import WarmUp, implausibly_steady
 from shared.runtime.cadence import Cadence, upgrade_timing
 from shared.runtime.checkpoints import Upgradable
-from shared.runtime.episodes import watch_silence
+from shared.runtime.episodes import Episode as SharedEpisode
+from shared.runtime.episodes import EpisodeTracker, watch_silence
 from shared.runtime.feedback import Feedback
 from shared.runtime.processor import Effects
 from shared.schemas import AlertEvent, Reading, Severity
@@ -130,6 +131,9 @@ class ForecastRow:
 
 @dataclass
 class Episode:
+    """An episode as checkpoints written before meters used the shared tracker held it: their
+    pickles name this class, and `MeterState._upgrade` moves it into the tracker."""
+
     kind: str
     started_at: datetime
     severity: Severity
@@ -140,6 +144,12 @@ class Episode:
     normal_streak: int = 0
 
 
+def _tracker() -> EpisodeTracker:
+    return EpisodeTracker(
+        "energy", open_after=OPEN_AFTER, close_after=CLOSE_AFTER, open_readings=OPEN_READINGS
+    )
+
+
 @dataclass
 class MeterState(Upgradable):
     detector: ResidualDetector = field(default_factory=lambda: make_detector("energy"))
@@ -148,8 +158,8 @@ class MeterState(Upgradable):
     forecaster: PointForecaster = field(default_factory=lambda: make_forecaster("energy"))
     last_value: float | None = None
     repeats: int = 0
-    flagged: list[tuple[datetime, str, float, float, float]] = field(default_factory=list)
-    episode: Episode | None = None
+    # The meter's anomaly episodes, whatever their kind (shared/runtime/episodes.py).
+    tracker: EpisodeTracker = field(default_factory=_tracker)
     forecast_hour: datetime | None = None
     # Technicians' verdicts on this meter's alerts and what they changed (domain/feedback.py).
     feedback: FeedbackMemory = field(default_factory=FeedbackMemory)
@@ -162,8 +172,50 @@ class MeterState(Upgradable):
     # state saved before it existed starts it cold: it flags nothing until it has learnt.
     levels: LevelWatch = field(default_factory=LevelWatch)
 
+    @property
+    def episode(self) -> SharedEpisode | None:
+        """The meter's open episode, if any."""
+        return self.tracker.episode
+
     def _upgrade(self, old: dict[str, object]) -> None:
         upgrade_timing(self, old)
+        # Before the shared tracker: the open episode, or the flagged readings not yet one
+        # (time, kind, kWh observed, kWh expected, score), move into it.
+        legacy, flagged = self.__dict__.pop("episode", None), self.__dict__.pop("flagged", None)
+        if "tracker" not in old:
+            self.tracker = _tracker()
+            if isinstance(legacy, Episode):
+                self.tracker.episode = SharedEpisode(
+                    legacy.kind,
+                    legacy.started_at,
+                    legacy.severity,
+                    legacy.peak_score,
+                    legacy.readings,
+                    totals={
+                        "observed_kwh": legacy.observed_kwh,
+                        "expected_kwh": legacy.expected_kwh,
+                    },
+                )
+                self.tracker.normal_streak = legacy.normal_streak
+            elif isinstance(flagged, list) and flagged:
+                tr = self.tracker
+                tr.streak, tr.streak_since, tr.streak_kind = (
+                    len(flagged),
+                    flagged[0][0],
+                    flagged[0][1],
+                )
+                for _, _, observed, expected, score in flagged:
+                    tr.streak_peak = max(tr.streak_peak, score)
+                    for name, v in _kwh(observed, expected).items():
+                        tr.streak_totals[name] = tr.streak_totals.get(name, 0.0) + v
+        self.tracker.retime(
+            open_after=OPEN_AFTER, close_after=CLOSE_AFTER, open_readings=OPEN_READINGS
+        )
+
+
+def _kwh(observed: float, expected: float) -> dict[str, float]:
+    """A reading's share of its episode's totals."""
+    return {"observed_kwh": observed, "expected_kwh": expected}
 
 
 def _version_parts(version: str) -> tuple[str, str, str] | None:
@@ -306,6 +358,16 @@ class EnergyProcessor:
         last = state.cadence.last_ts
         return None if last is None else state.warm.learning_until(last)
 
+    @staticmethod
+    def warming(state: MeterState) -> dict[str, datetime]:
+        """What of the meter's model still warms up, and roughly until when: its band (the
+        day types and hours not yet seen on enough days), the level watch's schedule (out of
+        hours) and its level changes (shifts and drifts; shared/ml/levels.py). Empty once all
+        alert."""
+        parts = state.levels.warming()
+        band = EnergyProcessor.learning_until(state)
+        return parts if band is None else {"band": band, **parts}
+
     def apply_feedback(
         self, state: MeterState, feedback: Feedback, *, received_at: datetime
     ) -> None:
@@ -403,44 +465,28 @@ class EnergyProcessor:
         kind: str | None,
         out: Effects,
     ) -> None:
-        ep = s.episode
-        if ep is None:
-            if kind is None:
-                s.flagged.clear()
-                return
-            s.flagged.append((ts, kind, value, exp.expected, exp.score))
-            needed = max(OPEN_READINGS, s.cadence.readings(OPEN_AFTER))
-            far = severity_of(kind, exp, value) is Severity.CRITICAL
-            if len(s.flagged) < needed and not far:
-                return
-            first_ts, first_kind = s.flagged[0][0], s.flagged[0][1]
-            ep = s.episode = Episode(
-                kind=first_kind, started_at=first_ts, severity=severity_of(first_kind, exp, value)
-            )
-            for _, _, v, e, sc in s.flagged:
-                ep.observed_kwh += v
-                ep.expected_kwh += e
-                ep.peak_score = max(ep.peak_score, sc)
-                ep.readings += 1
-            s.flagged.clear()
+        tr = s.tracker
+        # At the opening, the severity is judged for the episode's kind (its first reading's).
+        severity = severity_of(tr.opening_kind(kind), exp, value) if kind else Severity.WARNING
+        phase = tr.update(
+            ts,
+            flagged=kind is not None,
+            interval=s.cadence.interval,
+            severity=severity,
+            peak=exp.score,
+            kind=kind,
+            at_once=kind is not None and severity_of(kind, exp, value) is Severity.CRITICAL,
+            add=_kwh(value, exp.expected),
+        )
+        ep = tr.last
+        if phase == "start" and ep is not None:
             out.events.append(self._event(device_id, ep, ts, "start", value, exp))
             out.rows.append(self._episode_row(device_id, ep, None))
-            return
-        if kind is not None:
-            ep.normal_streak = 0
-            ep.observed_kwh += value
-            ep.expected_kwh += exp.expected
-            ep.peak_score = max(ep.peak_score, exp.score)
-            ep.readings += 1
-            if severity_of(kind, exp, value).rank > ep.severity.rank:
-                ep.severity = severity_of(kind, exp, value)
-            out.rows.append(self._episode_row(device_id, ep, None))
-            return
-        ep.normal_streak += 1
-        if ep.normal_streak >= s.cadence.readings(CLOSE_AFTER):
+        elif phase == "end" and ep is not None:
             out.events.append(self._event(device_id, ep, ts, "end", value, exp))
             out.rows.append(self._episode_row(device_id, ep, ts))
-            s.episode = None
+        elif kind is not None and tr.episode is not None:
+            out.rows.append(self._episode_row(device_id, tr.episode, None))
 
     @staticmethod
     def _silence(s: MeterState, device_id: str, ts: datetime, out: Effects) -> None:
@@ -464,24 +510,30 @@ class EnergyProcessor:
             )
 
     @staticmethod
-    def _episode_row(device_id: str, ep: Episode, ended: datetime | None) -> EpisodeRow:
+    def _episode_row(device_id: str, ep: SharedEpisode, ended: datetime | None) -> EpisodeRow:
         return EpisodeRow(
             device_id,
             ep.kind,
             ep.started_at,
             ended,
             ep.severity.value,
-            ep.peak_score,
-            ep.observed_kwh,
-            ep.expected_kwh,
+            ep.peak,
+            ep.totals.get("observed_kwh", 0.0),
+            ep.totals.get("expected_kwh", 0.0),
             ep.readings,
         )
 
     @staticmethod
     def _event(
-        device_id: str, ep: Episode, ts: datetime, phase: str, value: float, exp: Explanation
+        device_id: str,
+        ep: SharedEpisode,
+        ts: datetime,
+        phase: str,
+        value: float,
+        exp: Explanation,
     ) -> AlertEvent:
-        wasted = max(0.0, ep.observed_kwh - ep.expected_kwh)
+        observed, expected = ep.totals.get("observed_kwh", 0.0), ep.totals.get("expected_kwh", 0.0)
+        wasted = max(0.0, observed - expected)
         what = ep.kind.removeprefix("energy.").replace("_", " ")
         message = (
             f"{what}: {value:.2f} kWh observed, {exp.expected:.2f} expected "
@@ -506,8 +558,8 @@ class EnergyProcessor:
                 "lower": round(exp.lower, 4),
                 "upper": round(exp.upper, 4),
                 "score": round(exp.score, 6),
-                "observed_kwh": round(ep.observed_kwh, 3),
-                "expected_kwh": round(ep.expected_kwh, 3),
+                "observed_kwh": round(observed, 3),
+                "expected_kwh": round(expected, 3),
                 "message": message,
             },
         )

@@ -86,3 +86,41 @@ def test_a_checkpoint_from_before_the_watch_loads_and_starts_it_cold() -> None:
         interval=HOUR, days=timedelta(days=1), processor=proc, state=restored, value=office
     )
     assert after.levels.calendar == calendar and after.levels.shape
+
+
+def test_a_level_watch_still_learning_says_so_and_raises_no_level_alert() -> None:
+    """Four weeks in, the band is warm (every day type and hour seen on enough days) but the
+    level watch waits for 56 days of history: the state says until when, and the step the
+    warm meter above alerts as a level change raises none."""
+    weeks = timedelta(days=28)
+    _, _, state = run(interval=HOUR, days=weeks, value=office)
+    proc = EnergyProcessor()
+    # The first reading was at T0: 56 days of history from then.
+    assert proc.learning_until(state) is None
+    assert proc.warming(state) == {"level_watch": T0 + timedelta(days=56)}
+    at = T0 + weeks + timedelta(days=1, hours=9)
+
+    def step(ts: datetime, v: float) -> float:
+        return v * 1.4 if ts >= at else v
+
+    _, events, state = run(
+        interval=HOUR,
+        days=timedelta(days=14),
+        fault=step,
+        state=state,
+        start=T0 + weeks,
+        value=office,
+    )
+    kinds = {e.kind for e in events}
+    assert not kinds & {"energy.level_shift", "energy.consumption_drift"}
+    assert set(proc.warming(state)) == {"level_watch"}
+
+
+def test_a_new_meter_says_what_warms_and_until_when() -> None:
+    _, _, state = run(interval=HOUR, days=timedelta(days=2), value=office)
+    warming = EnergyProcessor().warming(state)
+    assert set(warming) == {"band", "schedule", "level_watch"}
+    # Out of hours after three weeks of history, level changes after eight.
+    assert warming["schedule"] == T0 + timedelta(days=21)
+    assert warming["level_watch"] == T0 + timedelta(days=56)
+    assert warming["band"] == EnergyProcessor.learning_until(state)

@@ -42,10 +42,22 @@ TP.page(async () => {
     ]));
   }
 
-  // A model still warming up raises no alert where it has not seen enough: say so.
+  // A model still warming up raises no alert where it has not seen enough: say so, and of
+  // which part (an energy meter's level watch waits weeks after its band is warm).
+  const WARMING = {
+    band: (w) => t("day types and hours until about {when}", { when: w }),
+    schedule: (w) => t("out-of-hours alerts from about {when}", { when: w }),
+    level_watch: (w) => t("level shifts and drifts from about {when}", { when: w }),
+  };
+
   function modelState(model) {
     if (!model) return null;
     if (model.state === "calibrated") return t("calibrated");
+    const parts = Object.entries(model.warming || {})
+      .filter(([part]) => WARMING[part])
+      .sort(([, a], [, b]) => a.localeCompare(b))
+      .map(([part, until]) => WARMING[part](when(until)));
+    if (parts.length) return `${t("learning")}: ${parts.join("; ")}`;
     if (model.learning_until) return t("learning (until about {when})", { when: when(model.learning_until) });
     return t("learning");
   }

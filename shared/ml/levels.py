@@ -27,8 +27,8 @@ What it flags (`LevelVerdict.kind`):
   counting beyond `CUSUM_SLACK` spreads) and the last whole day stood more than `MIN_CHANGE`
   (log ratio) from the long level: a step change found by change point (detected at the end of the
   local day), rather than by waiting for the profile to drift;
-- ``drift``: the same, when the days' departures grew along the run (its later half more than
-  twice its earlier half): a slow rise or fall over days.
+- ``drift``: the same, when the days' departures grew along the change (four days at least
+  beyond the slack, the later half more than twice the earlier half): a slow rise or fall.
 
 While the cumulative sum stands above half its limit the long level learns nothing (a drift
 must not become the normal it is compared with); a run that never reaches `MIN_CHANGE` in
@@ -75,6 +75,9 @@ MAX_GAP = timedelta(hours=6)
 # flagged past `CUSUM_LIMIT` spreads, once the last whole day is `MIN_CHANGE` (log ratio: 0.28
 # is about +32 %/-24 %) from the long level. A run that has not got there in `RUN_DAYS` is accepted.
 CUSUM_SLACK = 0.5
+# The days' spread is taken as this at least (log ratio): a meter steadier than that from day to
+# day would sum departures no one would call a change.
+MIN_DAY_SPREAD = 0.02
 CUSUM_LIMIT = 6.0
 MIN_CHANGE = 0.28
 RUN_DAYS = 21
@@ -300,14 +303,21 @@ class LevelWatch(base.AnomalyDetector):
             f = self._factor(direction, ts)
             if cusum > CUSUM_LIMIT * f:
                 if sign * day > MIN_CHANGE * f:
-                    return ("drift" if self._growing() else "shift"), MIN_CHANGE * f
+                    return ("drift" if self._growing(sign) else "shift"), MIN_CHANGE * f
                 return None, MIN_CHANGE * f
         return None, math.inf
 
-    def _growing(self) -> bool:
-        """The run's later days departed more than twice as far as its earlier ones."""
-        n = len(self.run)
-        return n >= 4 and abs(sum(self.run[n // 2 :])) > 2 * abs(sum(self.run[: n // 2]))
+    def _growing(self, sign: float) -> bool:
+        """A drift rather than a step: the days departing beyond the slack in the change's
+        direction (the last ones of the run) are four at least, and their later half departed
+        more than twice as far as their earlier half."""
+        days: list[float] = []
+        for z in reversed(self.run):
+            if sign * z <= CUSUM_SLACK:
+                break
+            days.insert(0, sign * z)
+        n = len(days)
+        return n >= 4 and sum(days[n // 2 :]) > 2 * sum(days[: n // 2])
 
     def _unoccupied(self, cell: Cell) -> bool:
         warm = [s.mean for s in self.shape.values() if s.days >= WARM_DAYS]
@@ -397,7 +407,7 @@ class LevelWatch(base.AnomalyDetector):
             return  # a day without consumption (an outage, a gap) says nothing of the level
         r = self.last_day = math.log(self.day_value / self.day_expected)
         if self._spread_learnt() and self.day_noise > 0:
-            z = r / math.sqrt(self.day_noise / self.day_weight)
+            z = r / max(MIN_DAY_SPREAD, math.sqrt(self.day_noise / self.day_weight))
             self.up = max(0.0, self.up + z - CUSUM_SLACK)
             self.down = max(0.0, self.down - z - CUSUM_SLACK)
             if max(self.up, self.down) > 0:
@@ -434,7 +444,10 @@ class LevelWatch(base.AnomalyDetector):
             own.mean += a * (y - own.mean)
 
     def _reset(self) -> None:
-        self.long.set_ratio(self.short.ratio)
+        # The new level is the last whole day's, where one was judged since the last reset (the
+        # short level still holds hours from before a step): else the short level.
+        level = self.long.ratio * math.exp(self.last_day) if self.last_day else self.short.ratio
+        self.long.set_ratio(level)
         self.up = self.down = 0.0
         self.run, self.run_days, self.last_day = [], 0, 0.0
 

@@ -24,9 +24,9 @@ What it flags (`LevelVerdict.kind`):
   long level) by more than `K_OFF_HOURS` of its own spread and `MIN_OFF_HOURS` of it: lights,
   heating or ventilation left on at night, over a weekend or a holiday;
 - ``shift``: the days' cumulative sum, up or down, has passed `CUSUM_LIMIT` spreads (each day
-  counting beyond `CUSUM_SLACK` spreads) and the last whole day stood more than `MIN_CHANGE`
-  (log ratio) from the long level: a step change found by change point (detected at the end of the
-  local day), rather than by waiting for the profile to drift;
+  counting beyond `CUSUM_SLACK` spreads) and the last whole days stood more than `MIN_CHANGE`
+  (log ratio, their mean) from the long level: a step change found by change point (at the
+  end of a local day), rather than by waiting for the profile to drift;
 - ``drift``: the same, when the days' departures grew along the change (four days at least
   beyond the slack, the later half more than twice the earlier half): a slow rise or fall.
 
@@ -72,15 +72,18 @@ WARM_DAYS = 3
 # Gaps longer than this (an outage of the meter, a gap in the data) count as this long.
 MAX_GAP = timedelta(hours=6)
 # The level change test: each day adds its departure beyond `CUSUM_SLACK` spreads; a change is
-# flagged past `CUSUM_LIMIT` spreads, once the last whole day is `MIN_CHANGE` (log ratio: 0.28
-# is about +32 %/-24 %) from the long level. A run that has not got there in `RUN_DAYS` is accepted.
+# flagged past `CUSUM_LIMIT` spreads, once the last `MEAN_DAYS` whole days are `MIN_CHANGE` (log
+# ratio: 0.28 is about +32 %/-24 %) from the long level on average. A run that has not got
+# there in `RUN_DAYS` is accepted.
 CUSUM_SLACK = 0.5
 # The days' spread is taken as this at least (log ratio): a meter steadier than that from day to
 # day would sum departures no one would call a change.
 MIN_DAY_SPREAD = 0.02
-CUSUM_LIMIT = 6.0
+CUSUM_LIMIT = 8.0
 MIN_CHANGE = 0.28
 RUN_DAYS = 21
+# The size of a change: the mean of the last whole days (one day alone is too noisy a measure).
+MEAN_DAYS = 3
 # A technician's false alarm multiplies the limits of its context by `WIDEN` (at most
 # `MAX_WIDEN` in all), for `WIDEN_DAYS` after the episode; at most `MAX_VERDICTS` remembered.
 WIDEN = 1.5
@@ -186,14 +189,14 @@ class LevelWatch(base.AnomalyDetector):
     True
     >>> w.explain_one({"ts": night, "value": 14.0}).kind  # 40 % above the base, at 2:00
     'off_hours'
-    >>> for h in range(22, 48):  # the whole building steps up by half, to the next midnight
+    >>> for h in range(22, 96):  # the whole building steps up by half, for three whole days
     ...     ts = night + timedelta(hours=h)
     ...     w.learn_one({"ts": ts, "value": 1.5 * office(ts)})
-    >>> v = w.explain_one({"ts": night + timedelta(hours=56), "value": 37.5})  # 10:00
+    >>> v = w.explain_one({"ts": night + timedelta(hours=104), "value": 37.5})  # 10:00
     >>> v.kind, round(v.change, 1)
-    ('shift', 0.5)
+    ('shift', 0.4)
     >>> w.accept()
-    >>> w.explain_one({"ts": night + timedelta(hours=56), "value": 37.5}).kind is None
+    >>> w.explain_one({"ts": night + timedelta(hours=104), "value": 37.5}).kind is None
     True
     """
 
@@ -209,6 +212,7 @@ class LevelWatch(base.AnomalyDetector):
     run: list[float]
     run_days: int
     last_day: float
+    recent: list[float]
     changes: list[tuple[datetime, str]]
     widened: dict[str, tuple[frozenset[str], datetime]]
 
@@ -242,7 +246,8 @@ class LevelWatch(base.AnomalyDetector):
             "down": 0.0,
             "run": [],  # the current run's days, in spreads (at most `RUN_DAYS`)
             "run_days": 0,
-            "last_day": 0.0,  # the last whole day's log ratio to the long level
+            "last_day": 0.0,  # the last whole days' mean log ratio to the long level
+            "recent": [],  # the last `MEAN_DAYS` whole days' log ratios
             "changes": [],  # (time, "up"/"down") of the last level changes alerted
             "widened": {},  # alert id -> (contexts, until): technicians' false alarms
         }
@@ -405,7 +410,9 @@ class LevelWatch(base.AnomalyDetector):
         the days' usual spread, which it then learns (unless a change is suspected)."""
         if self.day_value <= 0 or self.day_expected <= 0:
             return  # a day without consumption (an outage, a gap) says nothing of the level
-        r = self.last_day = math.log(self.day_value / self.day_expected)
+        r = math.log(self.day_value / self.day_expected)
+        self.recent = [*self.recent, r][-MEAN_DAYS:]
+        self.last_day = sum(self.recent) / len(self.recent)
         if self._spread_learnt() and self.day_noise > 0:
             z = r / max(MIN_DAY_SPREAD, math.sqrt(self.day_noise / self.day_weight))
             self.up = max(0.0, self.up + z - CUSUM_SLACK)
@@ -444,12 +451,10 @@ class LevelWatch(base.AnomalyDetector):
             own.mean += a * (y - own.mean)
 
     def _reset(self) -> None:
-        # The new level is the last whole day's, where one was judged since the last reset (the
-        # short level still holds hours from before a step): else the short level.
-        level = self.long.ratio * math.exp(self.last_day) if self.last_day else self.short.ratio
+        level = self.short.ratio
         self.long.set_ratio(level)
         self.up = self.down = 0.0
-        self.run, self.run_days, self.last_day = [], 0, 0.0
+        self.run, self.run_days, self.last_day, self.recent = [], 0, 0.0, []
 
     def accept(self) -> None:
         """The shift or drift has been alerted: its level is the meter's level from now on."""

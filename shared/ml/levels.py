@@ -8,9 +8,12 @@ hourly meter learn at the same pace):
 
 - the meter's **shape**: its usual consumption per day type (working day, Saturday, Sunday or
   public holiday) and hour of the local day, relative to its level, and the spread around it;
-- its **level** at three paces: a short one (the last day or so, `SHORT`), a middle one
-  (`MIDDLE`) and a long one (`LONG`), each the ratio of the readings to the shape they should
-  have followed (sums over exponentially fading windows, so night hours weigh what they read);
+- its **level** at two paces: a short one (the last day or so, `SHORT`) and a long one (`LONG`),
+  each the ratio of the readings to the shape they should have followed (sums over
+  exponentially fading windows, so night hours weigh what they read);
+- its **days**: each local day's log ratio of its readings to what the shape and the long level
+  expected, and the usual spread of that ratio (learnt over `NOISE`), which a two-sided CUSUM
+  (Page's cumulative sum) accumulates in units of that spread;
 - its **schedule**: an hour is *unoccupied* when its shape lies in the lower part of the range
   between the building's base load (its lowest hour) and its peak (`UNOCCUPIED`); a building
   whose peak is under `SCHEDULED` times its base has no schedule to learn (a data centre).
@@ -20,11 +23,19 @@ What it flags (`LevelVerdict.kind`):
 - ``off_hours``: in an unoccupied hour, a reading above the learnt base for that hour (times the
   long level) by more than `K_OFF_HOURS` of its own spread and `MIN_OFF_HOURS` of it: lights,
   heating or ventilation left on at night, over a weekend or a holiday;
-- ``shift``: the short level departs from the long one by more than `MIN_SHIFT` (log ratio) and
-  `K_LEVEL` times that ratio's usual spread: a step change, up or down, found by change-point
-  rather than by waiting for the profile to drift;
-- ``drift``: the middle level (the last few days) departs from the long one by more than
-  `MIN_DRIFT` and `K_LEVEL` times that ratio's usual spread: a slow rise or fall over days.
+- ``shift``: the days' cumulative sum, up or down, has passed `CUSUM_LIMIT` spreads (each day
+  counting beyond `CUSUM_SLACK` spreads) and the last whole days stood more than `MIN_CHANGE`
+  (log ratio, their mean) from the long level: a step change found by change point (at the
+  end of a local day), rather than by waiting for the profile to drift;
+- ``drift``: the same, when the days' departures grew along the change (four days at least
+  beyond the slack, the later half more than twice the earlier half): a slow rise or fall.
+
+While the cumulative sum stands above half its limit the long level learns nothing (a drift
+must not become the normal it is compared with); a run that never reaches `MIN_CHANGE` in
+`RUN_DAYS` is a small change for good, taken as the level silently. A technician's false alarm
+widens the limits (`widen`): a level change's in that direction, the out-of-hours allowance in
+the hours of the alert (its day type and hour), by `WIDEN` per verdict (at most `MAX_WIDEN`),
+for `WIDEN_DAYS` of readings after the episode.
 
 Once a shift or a drift has been alerted, `accept` makes the short level the long one: the model
 relearns the new level rather than alerting forever. Nothing is flagged out of hours before the
@@ -44,14 +55,13 @@ from river import base
 
 from shared.ml.calendar import TownCalendar
 
-# Paces of the three levels (the time constant of each fading window).
+# Paces of the two levels (the time constant of each fading window).
 SHORT = timedelta(days=1)
-MIDDLE = timedelta(days=4)
 LONG = timedelta(days=21)
-# How fast the usual spread of the short/long log ratio is learnt, and the shape of each hour:
-# an hour's reading weighs `SHAPE_ALPHA` in its cell (about ten occurrences of it remembered).
-NOISE = timedelta(days=90)
-# The spread of the levels' ratios is learnt from this long after the first reading (the levels
+# How fast the usual spread of the days' ratios is learnt, and the shape of each hour: an hour's
+# reading weighs `SHAPE_ALPHA` in its cell (about ten occurrences of it remembered).
+NOISE = timedelta(days=60)
+# The spread of the days' ratios is learnt from this long after the first reading (the levels
 # have settled by then). The schedule is trusted after `LONG`; a level change is flagged only
 # once that spread has been learnt over `SPREAD_LEARNT` (weeks of weather and use: in a
 # simulated town, four weeks of March learnt the heating's fall in April as a level shift).
@@ -61,12 +71,25 @@ SHAPE_ALPHA = 0.1
 WARM_DAYS = 3
 # Gaps longer than this (an outage of the meter, a gap in the data) count as this long.
 MAX_GAP = timedelta(hours=6)
-# A shift: the short level this far from the long one (log ratio: 0.18 is about +20 %/-16 %),
-# and `K_LEVEL` times the usual spread of that ratio. A drift: the middle level this far from
-# the long one, and `K_LEVEL` times the usual spread of that ratio (smaller: it averages days).
-MIN_SHIFT = 0.18
-MIN_DRIFT = 0.1
-K_LEVEL = 3.0
+# The level change test: each day adds its departure beyond `CUSUM_SLACK` spreads; a change is
+# flagged past `CUSUM_LIMIT` spreads, once the last `MEAN_DAYS` whole days are `MIN_CHANGE` (log
+# ratio: 0.28 is about +32 %/-24 %) from the long level on average. A run that has not got
+# there in `RUN_DAYS` is accepted.
+CUSUM_SLACK = 0.5
+# The days' spread is taken as this at least (log ratio): a meter steadier than that from day to
+# day would sum departures no one would call a change.
+MIN_DAY_SPREAD = 0.02
+CUSUM_LIMIT = 8.0
+MIN_CHANGE = 0.28
+RUN_DAYS = 21
+# The size of a change: the mean of the last whole days (one day alone is too noisy a measure).
+MEAN_DAYS = 3
+# A technician's false alarm multiplies the limits of its context by `WIDEN` (at most
+# `MAX_WIDEN` in all), for `WIDEN_DAYS` after the episode; at most `MAX_VERDICTS` remembered.
+WIDEN = 1.5
+MAX_WIDEN = 4.0
+WIDEN_DAYS = 28
+MAX_VERDICTS = 8
 # Out of hours: above the base by this many of the hour's spreads (standard deviations) and this
 # share of the base, at least.
 K_OFF_HOURS = 6.0
@@ -86,8 +109,8 @@ class LevelVerdict:
     kind: str | None  # "off_hours", "shift", "drift" or None
     expected: float  # the shape of the reading's hour times the long level
     limit: float  # above this an unoccupied hour's reading is flagged (inf when occupied)
-    shift: float  # log ratio of the short level to the long one
-    threshold: float  # |shift| beyond this is a shift or a drift (inf while warming up)
+    shift: float  # log ratio of the last whole day to the long level
+    threshold: float  # |shift| beyond this is a shift or a drift (inf: no change suspected)
     unoccupied: bool
     schedule_known: bool  # whether `unoccupied` comes from a learnt schedule
 
@@ -166,16 +189,32 @@ class LevelWatch(base.AnomalyDetector):
     True
     >>> w.explain_one({"ts": night, "value": 14.0}).kind  # 40 % above the base, at 2:00
     'off_hours'
-    >>> for h in range(12):  # the whole building steps up by half
+    >>> for h in range(22, 96):  # the whole building steps up by half, for three whole days
     ...     ts = night + timedelta(hours=h)
     ...     w.learn_one({"ts": ts, "value": 1.5 * office(ts)})
-    >>> v = w.explain_one({"ts": night + timedelta(hours=12), "value": 37.5})
-    >>> v.kind, round(v.change, 2)
-    ('shift', 0.22)
+    >>> v = w.explain_one({"ts": night + timedelta(hours=104), "value": 37.5})  # 10:00
+    >>> v.kind, round(v.change, 1)
+    ('shift', 0.4)
     >>> w.accept()
-    >>> w.explain_one({"ts": night + timedelta(hours=12), "value": 37.5}).kind is None
+    >>> w.explain_one({"ts": night + timedelta(hours=104), "value": 37.5}).kind is None
     True
     """
+
+    # Added since the first pickled watches: `_fill` sets them (`__init__` and on load).
+    day: int | None
+    day_value: float
+    day_expected: float
+    day_noise: float
+    day_weight: float
+    noise_days: int
+    up: float
+    down: float
+    run: list[float]
+    run_days: int
+    last_day: float
+    recent: list[float]
+    changes: list[tuple[datetime, str]]
+    widened: dict[str, tuple[frozenset[str], datetime]]
 
     def __init__(
         self, timezone: str = "Europe/Paris", country: str = "FR", on: str = "value"
@@ -185,13 +224,40 @@ class LevelWatch(base.AnomalyDetector):
         self.on = on
         self.calendar = TownCalendar(timezone, country)
         self.shape: dict[Cell, _Shape] = {}
-        self.short, self.middle, self.long = _Level(SHORT), _Level(MIDDLE), _Level(LONG)
-        # Exponentially weighted means of the squared short/long and middle/long log ratios.
-        self.noise = 0.0
-        self.noise_middle = 0.0
-        self.noise_time = 0.0  # seconds of readings they have learnt (their bias correction)
+        self.short, self.long = _Level(SHORT), _Level(LONG)
         self.first_ts: datetime | None = None
         self.last_ts: datetime | None = None
+        self._fill()
+
+    def _fill(self) -> None:
+        """The attributes added since the first pickled watches (checkpoints), at their start:
+        a watch restored from before them flags no level change until it has learnt the days'
+        spread, and keeps its shape, levels and schedule."""
+        defaults: dict[str, Any] = {
+            "day": None,  # the local day being summed (its ordinal)
+            "day_value": 0.0,
+            "day_expected": 0.0,
+            # Exponentially weighted mean square of the days' log ratios, its weight, and how
+            # many days it has learnt.
+            "day_noise": 0.0,
+            "day_weight": 0.0,
+            "noise_days": 0,
+            "up": 0.0,  # the two-sided CUSUM, in spreads
+            "down": 0.0,
+            "run": [],  # the current run's days, in spreads (at most `RUN_DAYS`)
+            "run_days": 0,
+            "last_day": 0.0,  # the last whole days' mean log ratio to the long level
+            "recent": [],  # the last `MEAN_DAYS` whole days' log ratios
+            "changes": [],  # (time, "up"/"down") of the last level changes alerted
+            "widened": {},  # alert id -> (contexts, until): technicians' false alarms
+        }
+        for name, value in defaults.items():
+            if name not in self.__dict__:
+                setattr(self, name, value)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._fill()
 
     @classmethod
     def _unit_test_params(cls) -> Any:
@@ -216,9 +282,6 @@ class LevelWatch(base.AnomalyDetector):
     def _shift(self) -> float:
         return math.log(self.short.ratio / self.long.ratio)
 
-    def _drift(self) -> float:
-        return math.log(self.middle.ratio / self.long.ratio)
-
     def _age(self) -> timedelta:
         if self.first_ts is None or self.last_ts is None:
             return timedelta(0)
@@ -233,20 +296,42 @@ class LevelWatch(base.AnomalyDetector):
         parts = {"schedule": self.first_ts + LONG, "level_watch": self.first_ts + SPREAD_LEARNT}
         return {part: until for part, until in parts.items() if self._age() < until - self.first_ts}
 
-    def _spread(self, mean_square: float) -> float:
-        """An exponentially weighted mean square, corrected for its start from zero."""
-        weight = 1.0 - math.exp(-self.noise_time / NOISE.total_seconds())
-        return math.sqrt(mean_square / weight) if weight > 0 else 0.0
+    def _spread_learnt(self) -> bool:
+        return self.noise_days >= (SPREAD_LEARNT - SETTLED) / timedelta(days=1)
 
-    def _threshold(self) -> float:
-        if self._age() < SPREAD_LEARNT:
-            return math.inf
-        return max(MIN_SHIFT, K_LEVEL * self._spread(self.noise))
+    def _suspicious(self) -> bool:
+        """The days' sum is half-way to a change: the long level must not follow it."""
+        return max(self.up, self.down) > CUSUM_LIMIT / 2
 
-    def _drift_threshold(self) -> float:
-        if self._age() < SPREAD_LEARNT:
-            return math.inf
-        return max(MIN_DRIFT, K_LEVEL * self._spread(self.noise_middle))
+    def _factor(self, context: str, ts: datetime) -> float:
+        """How much technicians' false alarms widened this context's limits (1: not at all)."""
+        n = sum(1 for c, until in self.widened.values() if context in c and ts <= until)
+        return min(MAX_WIDEN, WIDEN**n) if n else 1.0
+
+    def _change(self, day: float, ts: datetime) -> tuple[str | None, float]:
+        """A level change (its kind) and how far the last day (`day`, log ratio) must stand
+        from the long level for one (inf: the cumulative sum does not say there is one yet)."""
+        if not self._spread_learnt():
+            return None, math.inf
+        for direction, cusum, sign in (("up", self.up, 1.0), ("down", self.down, -1.0)):
+            f = self._factor(direction, ts)
+            if cusum > CUSUM_LIMIT * f:
+                if sign * day > MIN_CHANGE * f:
+                    return ("drift" if self._growing(sign) else "shift"), MIN_CHANGE * f
+                return None, MIN_CHANGE * f
+        return None, math.inf
+
+    def _growing(self, sign: float) -> bool:
+        """A drift rather than a step: the days departing beyond the slack in the change's
+        direction (the last ones of the run) are four at least, and their later half departed
+        more than twice as far as their earlier half."""
+        days: list[float] = []
+        for z in reversed(self.run):
+            if sign * z <= CUSUM_SLACK:
+                break
+            days.insert(0, sign * z)
+        n = len(days)
+        return n >= 4 and sum(days[n // 2 :]) > 2 * sum(days[: n // 2])
 
     def _unoccupied(self, cell: Cell) -> bool:
         warm = [s.mean for s in self.shape.values() if s.days >= WARM_DAYS]
@@ -269,20 +354,16 @@ class LevelWatch(base.AnomalyDetector):
         own = self.shape.get(cell)
         level = self.long.ratio
         expected = math.nan if own is None else own.mean * level
-        shift, threshold = self._shift(), self._threshold()
+        shift = self.last_day
+        change, threshold = self._change(shift, ts)
         known = self._age() >= LONG
         unoccupied = known and self._unoccupied(cell)
         limit = math.inf
         if unoccupied and own is not None:
             spread = 1.25 * own.dev  # a mean absolute deviation, as a standard deviation
-            limit = level * (own.mean + max(K_OFF_HOURS * spread, MIN_OFF_HOURS * own.mean))
-        kind = None
-        if value > limit:
-            kind = "off_hours"
-        elif abs(self._drift()) > self._drift_threshold():
-            kind = "drift"
-        elif abs(shift) > threshold:
-            kind = "shift"
+            allowance = max(K_OFF_HOURS * spread, MIN_OFF_HOURS * own.mean)
+            limit = level * (own.mean + self._factor(_context(cell), ts) * allowance)
+        kind = "off_hours" if value > limit else change
         return LevelVerdict(kind, expected, limit, shift, threshold, unoccupied, known)
 
     def score_one(self, x: Mapping[Any, Any]) -> float:
@@ -301,34 +382,62 @@ class LevelWatch(base.AnomalyDetector):
     def learn_one(
         self, x: Mapping[Any, Any], *, update_model: bool = True, measure: bool = True
     ) -> None:
-        """Learn a reading: the short and middle levels and the spread of its hour, and (unless
-        `update_model` is False: a reading flagged as anomalous, which must not become normal)
-        the shape, the long level and the usual spread of the levels' ratios. A reading not to
-        `measure` (a period a technician said was expected) is not learnt at all."""
+        """Learn a reading: the short level, the day's sums and the spread of its hour, and
+        (unless `update_model` is False: a reading flagged as anomalous, which must not become
+        normal) the shape and the long level. A reading not to `measure` (a period a technician
+        said was expected) is not learnt at all."""
         ts, value = self._x(x)
         if ts is None or math.isnan(value) or not measure:
             return
         gap = self._gap(ts)
         if self.first_ts is None:
             self.first_ts = ts
+        day = ts.astimezone(self.calendar.tz).toordinal()
+        if self.day is not None and day > self.day:
+            self._close_day()
+        if self.day is None or day > self.day:
+            self.day, self.day_value, self.day_expected = day, 0.0, 0.0
         cell = self._cell(ts)
         own = self.shape.get(cell)
         if own is not None:
-            # The short and middle levels measure what the meter reads now, faults included;
-            # the long one is the normal it is compared with.
+            # The short level and the day measure what the meter reads now, faults included;
+            # the long one is the normal they are compared with.
             self.short.add(value, own.mean, gap)
-            self.middle.add(value, own.mean, gap)
-        if update_model and own is not None:
-            self.long.add(value, own.mean, gap)
-            if self._age() >= SETTLED:
-                a = _alpha(gap, NOISE)
-                self.noise += a * (self._shift() ** 2 - self.noise)
-                self.noise_middle += a * (self._drift() ** 2 - self.noise_middle)
-                self.noise_time += gap
+            self.day_value += value
+            self.day_expected += own.mean * self.long.ratio
+            if update_model and not self._suspicious():
+                self.long.add(value, own.mean, gap)
         # The spread learns every reading, flagged or not: a building used now and then at night
         # is judged by how it really varies there, not by its quiet nights alone.
         self._learn_shape(cell, ts, value / self.short.ratio, gap, mean_too=update_model)
         self.last_ts = ts if self.last_ts is None else max(self.last_ts, ts)
+        if self.widened:
+            self.widened = {k: w for k, w in self.widened.items() if ts <= w[1]}
+
+    def _close_day(self) -> None:
+        """The day is over: its departure from the long level goes into the CUSUM, in units of
+        the days' usual spread, which it then learns (unless a change is suspected)."""
+        if self.day_value <= 0 or self.day_expected <= 0:
+            return  # a day without consumption (an outage, a gap) says nothing of the level
+        r = math.log(self.day_value / self.day_expected)
+        self.recent = [*self.recent, r][-MEAN_DAYS:]
+        self.last_day = sum(self.recent) / len(self.recent)
+        if self._spread_learnt() and self.day_noise > 0:
+            z = r / max(MIN_DAY_SPREAD, math.sqrt(self.day_noise / self.day_weight))
+            self.up = max(0.0, self.up + z - CUSUM_SLACK)
+            self.down = max(0.0, self.down - z - CUSUM_SLACK)
+            if max(self.up, self.down) > 0:
+                self.run = [*self.run, z][-RUN_DAYS:]
+                self.run_days += 1
+            else:
+                self.run, self.run_days = [], 0
+            if self.run_days >= RUN_DAYS:
+                self._reset()  # a small change for good: the new level, silently
+        if self._age() >= SETTLED and not self._suspicious():
+            a = 1.0 - math.exp(-timedelta(days=1) / NOISE)
+            self.day_noise += a * (r * r - self.day_noise)
+            self.day_weight += a * (1.0 - self.day_weight)
+            self.noise_days += 1
 
     def _learn_shape(
         self, cell: Cell, ts: datetime, y: float, gap: float, *, mean_too: bool
@@ -350,7 +459,53 @@ class LevelWatch(base.AnomalyDetector):
         if mean_too:
             own.mean += a * (y - own.mean)
 
+    def _reset(self) -> None:
+        level = self.short.ratio
+        self.long.set_ratio(level)
+        self.up = self.down = 0.0
+        self.run, self.run_days, self.last_day, self.recent = [], 0, 0.0, []
+
     def accept(self) -> None:
         """The shift or drift has been alerted: its level is the meter's level from now on."""
-        self.long.set_ratio(self.short.ratio)
-        self.middle.set_ratio(self.short.ratio)
+        if self.last_ts is not None and max(self.up, self.down) > CUSUM_LIMIT:
+            direction = "up" if self.up >= self.down else "down"
+            self.changes = [*self.changes, (self.last_ts, direction)][-MAX_VERDICTS:]
+        self._reset()
+
+    # ---- feedback -----------------------------------------------------------------------------
+
+    def widen(self, alert_id: str, *, kind: str, start: datetime, end: datetime | None) -> None:
+        """A technician's false alarm on an alert of this watch's `kind` (``off_hours``,
+        ``shift`` or ``drift``) over [start, end] (end None: going on): its context's limits
+        are widened by `WIDEN` until `WIDEN_DAYS` after the episode. For out-of-hours use the
+        context is the day type and hour of each of the episode's hours (its first
+        `MAX_WIDEN_SPAN`); for a level change, its direction (both if it is not remembered)."""
+        last = end or self.last_ts or start
+        if kind == "off_hours":
+            contexts = {
+                _context(self._cell(start + k * _HOUR))
+                for k in range(int(min(last - start, MAX_WIDEN_SPAN) / _HOUR) + 1)
+            }
+        elif kind in ("shift", "drift"):
+            early = start - timedelta(days=1)
+            contexts = {d for t, d in self.changes if early <= t and (end is None or t <= end)}
+            contexts = contexts or {"up", "down"}
+        else:
+            return
+        self.widened[alert_id] = (frozenset(contexts), last + timedelta(days=WIDEN_DAYS))
+        while len(self.widened) > MAX_VERDICTS:
+            del self.widened[min(self.widened, key=lambda a: self.widened[a][1])]
+
+    def unwiden(self, alert_id: str) -> None:
+        """A later verdict on the same alert replaces what a false alarm widened."""
+        self.widened.pop(alert_id, None)
+
+
+_HOUR = timedelta(hours=1)
+# The hours of an out-of-hours episode whose context a false alarm widens: a long weekend.
+MAX_WIDEN_SPAN = timedelta(days=4)
+
+
+def _context(cell: Cell) -> str:
+    """An out-of-hours limit's context, as `widen` keys it: ``"sunday/3"``."""
+    return f"{cell[0]}/{cell[1]}"

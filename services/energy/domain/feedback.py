@@ -76,15 +76,16 @@ class FeedbackMemory:
 
     # ---- verdicts ---------------------------------------------------------------------------
 
-    def apply(self, f: Feedback, *, received_at: datetime) -> None:
-        """Apply a verdict unless it (or a later one on its alert) already was."""
+    def apply(self, f: Feedback, *, received_at: datetime) -> bool:
+        """Apply a verdict unless it (or a later one on its alert) already was: whether it
+        was applied now."""
         # Verdicts too old to be offered again need no record.
         for alert_id, (_, given) in list(self.applied.items()):
             if received_at - given >= OFFER_HORIZON:
                 del self.applied[alert_id]
         seen = self.applied.get(f.alert_id)
         if seen is not None and seen[0] >= f.id:
-            return
+            return False
         self.applied[f.alert_id] = (f.id, f.given_at)
         # A change of mind replaces what the previous verdict on this alert did.
         self.tolerances.pop(f.alert_id, None)
@@ -93,6 +94,7 @@ class FeedbackMemory:
             self._false_alarm(f)
         elif f.verdict == "expected":
             self.expected[f.alert_id] = Period(f.episode_start, f.episode_end)
+        return True
 
     def _false_alarm(self, f: Feedback) -> None:
         direction = _direction(f.kind)

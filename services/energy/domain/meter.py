@@ -83,6 +83,8 @@ LEVEL_KINDS = {
 # Kinds of the level itself, not of a reading: never critical on one reading, and once alerted
 # the watch takes the new level as the meter's.
 LEVEL_CHANGES = frozenset({"energy.level_shift", "energy.consumption_drift"})
+# The level watch's own name for each of its alert kinds (its false alarms widen its limits).
+WATCH_KINDS = {kind: verdict for verdict, kind in LEVEL_KINDS.items()}
 SILENT = "energy.meter_silent"
 # The forecasters' calendar profiles change every 15 minutes (their slots): asked four times an
 # hour, each answer standing for a quarter of an hour's readings.
@@ -372,7 +374,19 @@ class EnergyProcessor:
         self, state: MeterState, feedback: Feedback, *, received_at: datetime
     ) -> None:
         """A technician's verdict on one of this meter's alerts (docs/energy.md, "Feedback")."""
-        state.feedback.apply(feedback, received_at=received_at)
+        if not state.feedback.apply(feedback, received_at=received_at):
+            return
+        # A false alarm on one of the level watch's kinds widens its limits in that alert's
+        # context; a later verdict on the same alert replaces it (the latest counts).
+        state.levels.unwiden(feedback.alert_id)
+        watch_kind = WATCH_KINDS.get(feedback.kind)
+        if feedback.verdict == "false_alarm" and watch_kind is not None:
+            state.levels.widen(
+                feedback.alert_id,
+                kind=watch_kind,
+                start=feedback.episode_start,
+                end=feedback.episode_end,
+            )
 
     def process(self, state: MeterState, *, device_id: str, readings: list[Reading]) -> Effects:
         effects = Effects()

@@ -12,15 +12,17 @@ from typing import Any
 import httpx
 import pytest
 
+from services.lighting.routes import SCHEDULE_PATH
 from shared.auth import Role
 from shared.http import PUBLIC_PATHS
 
 pytestmark = pytest.mark.integration
 
 WRITES = {"post", "put", "patch", "delete"}
-# Open data, the register of algorithms, and the HTTP push whose senders bring their own
-# secrets (tests/services/gateway/).
-PUBLIC = (*PUBLIC_PATHS, "/open-data", "/register", "/v1/ingest")
+# Open data, the register of algorithms, the HTTP push whose senders bring their own secrets
+# (tests/services/gateway/), and the lighting schedule the town publishes (served without a key
+# by the lighting service, which only the operator API reaches; through the API it needs one).
+PUBLIC = (*PUBLIC_PATHS, "/open-data", "/register", "/v1/ingest", SCHEDULE_PATH)
 
 
 def _public(path: str) -> bool:

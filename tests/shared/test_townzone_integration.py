@@ -185,12 +185,15 @@ async def serve(url: str, router: APIRouter, settings: Any) -> AsyncIterator[htt
     pool = create_pool(SecretStr(url))
     await pool.open()
     app.state.pool, app.state.settings = pool, settings
+    # The operator API's client of its upstream services (its open-data routes take it).
+    app.state.http = upstream = httpx.AsyncClient()
     try:
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://town"
         ) as client:
             yield client
     finally:
+        await upstream.aclose()
         await pool.close()
 
 

@@ -241,7 +241,9 @@ def read_progress(path: Path) -> datetime | None:
 
 def write_progress(path: Path, ts: datetime) -> None:
     """Record `ts` as published (write then rename: a crash leaves the old value or the new)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # The simulator's folder holds its devices' credentials too: the stack's own, like its run
+    # directory (tests/townpulse/test_run_dir.py), whichever file is written first.
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(ts.isoformat(), encoding="utf-8")
     tmp.replace(path)
@@ -249,7 +251,7 @@ def write_progress(path: Path, ts: datetime) -> None:
 
 def write_events(path: Path, events: list[LabelledEvent]) -> None:
     """Append events as JSON lines (one run's labels after the previous runs')."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8") as fh:
         for event in events:
             fh.write(json.dumps(event.to_json(), separators=(",", ":")) + "\n")

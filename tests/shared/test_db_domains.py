@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tarfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +25,8 @@ from psycopg import sql
 from shared import domains
 from shared.db import alembic_config, migrate
 from tests.domain_support import extra_domain, register
-from townpulse.stack import REPO, Stack
+from tests.migration_support import empty_database, tree_before
+from townpulse.stack import Stack
 
 pytestmark = pytest.mark.integration
 
@@ -55,20 +55,10 @@ with psycopg.connect(url) as conn:
 """
 
 
-def _scratch(stack: Stack, prefix: str) -> Iterator[str]:
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    ident = sql.Identifier(name)
-    with psycopg.connect(stack.superuser_url(), autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {} OWNER townpulse").format(ident))
-        try:
-            yield stack.database_url().rsplit("/", 1)[0] + "/" + name
-        finally:
-            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(ident))
-
-
 @pytest.fixture
 def scratch(stack: Stack) -> Iterator[str]:
-    yield from _scratch(stack, "tp_domains")
+    with empty_database(stack, "tp_domains") as url:
+        yield url
 
 
 def _heads(url: str) -> set[str]:
@@ -137,30 +127,6 @@ def test_a_new_domain_is_a_row_added_by_the_migrate_step(
         conn.execute("INSERT INTO devices (id, domain) VALUES ('lamp-1', 'lamps')")
 
 
-def _release_before_the_move(tmp: Path) -> Path:
-    """This tree's code at the commit before 0016 left shared/migrations."""
-    moved = subprocess.run(
-        ["git", "log", "--diff-filter=D", "--format=%H", "--", OLD_0016],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    if not moved:
-        pytest.skip("not a git checkout with the migration's history (a source tarball)")
-    tree = tmp / "previous"
-    tree.mkdir()
-    tarball = tmp / "previous.tar"
-    subprocess.run(
-        ["git", "archive", "--format=tar", "-o", str(tarball), f"{moved[-1]}^"],
-        cwd=REPO,
-        check=True,
-    )
-    with tarfile.open(tarball) as tar:
-        tar.extractall(tree, filter="data")
-    return tree
-
-
 def _rows(url: str) -> dict[str, list[tuple[str, str]]]:
     with psycopg.connect(url) as conn:
         return {
@@ -180,7 +146,8 @@ def _rows(url: str) -> dict[str, list[tuple[str, str]]]:
 def test_a_database_at_the_old_0016_upgrades_and_0017_goes_back_down(
     scratch: str, tmp_path: Path
 ) -> None:
-    previous = _release_before_the_move(tmp_path)
+    # The code at the commit before 0016 left shared/migrations.
+    previous = tree_before(tmp_path, path=OLD_0016, change="D")
     assert (previous / OLD_0016).exists()
     loaded = subprocess.run(
         [sys.executable, "-c", LOAD, scratch],

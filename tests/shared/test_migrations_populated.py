@@ -9,7 +9,6 @@ everything to the base, and the chain is applied again.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +20,7 @@ from alembic.script import ScriptDirectory
 from psycopg import sql
 
 from shared.db import alembic_config
+from tests.migration_support import empty_database
 from townpulse.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -168,14 +168,8 @@ def _tables(url: str) -> set[str]:
 
 @pytest.fixture
 def scratch(stack: Stack) -> Iterator[str]:
-    name = f"tp_mig_{uuid.uuid4().hex[:10]}"
-    ident = sql.Identifier(name)
-    with psycopg.connect(stack.superuser_url(), autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {} OWNER townpulse").format(ident))
-        try:
-            yield stack.database_url().rsplit("/", 1)[0] + "/" + name
-        finally:
-            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(ident))
+    with empty_database(stack, "tp_mig") as url:
+        yield url
 
 
 def _populated_head(url: str) -> Config:

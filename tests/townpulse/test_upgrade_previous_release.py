@@ -12,8 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import tarfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,8 +20,9 @@ import pytest
 from psycopg import sql
 
 from shared.db import alembic_config, migrate
+from tests.migration_support import empty_database, tree_before
 from townpulse.bootstrap import ensure_admin_key
-from townpulse.stack import REPO, Stack
+from townpulse.stack import Stack
 
 
 def _heads(url: str) -> set[str]:
@@ -84,43 +83,14 @@ print(json.dumps(asyncio.run(load())))
 """
 
 
-def _previous_release(tmp: Path) -> Path:
-    added = subprocess.run(
-        ["git", "log", "--diff-filter=A", "--format=%H", "--", NEWEST_MIGRATION],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    if not added:
-        pytest.skip("not a git checkout with the migration's history (a source tarball)")
-    tree = tmp / "previous"
-    tree.mkdir()
-    tarball = tmp / "previous.tar"
-    subprocess.run(
-        ["git", "archive", "--format=tar", "-o", str(tarball), f"{added[-1]}^"],
-        cwd=REPO,
-        check=True,
-    )
-    with tarfile.open(tarball) as tar:
-        tar.extractall(tree, filter="data")
-    return tree
-
-
 @pytest.fixture
 def scratch(stack: Stack) -> Iterator[str]:
-    name = f"tp_upgrade_{uuid.uuid4().hex[:10]}"
-    ident = sql.Identifier(name)
-    with psycopg.connect(stack.superuser_url(), autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {} OWNER townpulse").format(ident))
-        try:
-            yield stack.database_url().rsplit("/", 1)[0] + "/" + name
-        finally:
-            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(ident))
+    with empty_database(stack, "tp_upgrade") as url:
+        yield url
 
 
 def test_previous_release_with_data_upgrades(scratch: str, tmp_path: Path) -> None:
-    previous = _previous_release(tmp_path)
+    previous = tree_before(tmp_path, path=NEWEST_MIGRATION, change="A")
     assert not (previous / NEWEST_MIGRATION).exists()
     key_file = tmp_path / "admin-api-key"
     env = {**os.environ, "PYTHONPATH": str(previous)}
